@@ -1,0 +1,1 @@
+"""Benchmarks behind ``resnet3d bench``; see ``resnet3d.bench.common`` for the output format."""

@@ -1,0 +1,50 @@
+"""The JSON-lines output every benchmark prints.
+
+One line per measurement: ``{"what": ..., "baseline": bool, <figures>, "machine": {...}}``.
+Figures are plain numbers with their unit in the key (``clips_per_s``, ``frames_per_s_per_core``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any, Callable, Dict
+
+
+def machine_info() -> Dict[str, Any]:
+    info: Dict[str, Any] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "platform": platform.platform(),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return info
+
+
+def emit(record: Dict[str, Any], stream=None) -> None:
+    """Print one measurement as a JSON line, flushed so partial runs still report."""
+    stream = sys.stdout if stream is None else stream
+    line = dict(record)
+    line.setdefault("machine", machine_info())
+    stream.write(json.dumps(line) + "\n")
+    stream.flush()
+
+
+def time_call(fn: Callable[[], Any], repeat: int = 1) -> float:
+    """Seconds per call of ``fn`` (wall clock, best of ``repeat``)."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best

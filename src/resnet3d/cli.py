@@ -1,0 +1,98 @@
+"""The ``resnet3d`` command: a thin dispatcher to one module per subcommand.
+
+Each subcommand lives in ``resnet3d.commands.<name>`` and offers two functions:
+``add_arguments(parser)`` and ``run(args) -> int | None``. Only the chosen subcommand's module is
+imported, so a missing optional dependency of one command never breaks another, and ``--help``
+stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import importlib.util
+import sys
+from typing import Optional, Sequence
+
+from resnet3d import __version__
+from resnet3d.errors import UserError
+
+# name -> one-line summary (the module is resnet3d.commands.<name>)
+COMMANDS = {
+    "demo": "generate a small action data set and run the whole pipeline on it",
+    "main": "train, validate and test with the original programs' command lines",
+    "train": "train and validate a model (modern flags, optional config file)",
+    "test": "recognise the action of every video in a data set subset",
+    "evaluate": "score a results JSON against the ground truth",
+    "classify": "classify or extract features from your own video files",
+    "prepare": "turn raw videos and official annotation files into training data",
+    "models": "list the model zoo, or inspect a checkpoint",
+    "bench": "measure speed against the originals' scheme (JSON lines)",
+}
+
+
+def _module_name(command: str) -> str:
+    return f"resnet3d.commands.{command}"
+
+
+def _print_overview(stream=None) -> None:
+    stream = sys.stdout if stream is None else stream
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        f"usage: resnet3d <command> [options]   (resnet3d {__version__})",
+        "",
+        "commands:",
+        *(f"  {name.ljust(width)}  {summary}" for name, summary in COMMANDS.items()),
+        "",
+        "Run 'resnet3d <command> --help' for a command's options.",
+    ]
+    print("\n".join(lines), file=stream)
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    """The parser of one subcommand (also used by tests and by the docs)."""
+    module = importlib.import_module(_module_name(command))
+    parser = argparse.ArgumentParser(
+        prog=f"resnet3d {command}",
+        description=COMMANDS[command],
+        allow_abbrev=False,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    module.add_arguments(parser)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        _print_overview()
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"resnet3d {__version__}")
+        return 0
+    command = argv[0]
+    if command not in COMMANDS:
+        close = difflib.get_close_matches(command, COMMANDS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        print(f"resnet3d: unknown command '{command}'.{hint}", file=sys.stderr)
+        _print_overview(sys.stderr)
+        return 2
+    if importlib.util.find_spec(_module_name(command)) is None:
+        print(f"resnet3d: the '{command}' command is not part of this build yet.", file=sys.stderr)
+        return 2
+    parser = build_parser(command)
+    args = parser.parse_args(argv[1:])
+    module = importlib.import_module(_module_name(command))
+    try:
+        status = module.run(args)
+    except UserError as error:
+        print(f"resnet3d {command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"resnet3d {command}: interrupted", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Atomic writes: a temporary file beside the target, then a rename.
+
+An interrupted run never leaves a half-written file under the final name, and a reader never sees
+one. Every file resnet3d writes for the user goes through here.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, IO, Iterator, Union
+
+PathLike = Union[str, os.PathLike]
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+    """Open a temporary file next to ``path``; on a clean exit it replaces ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def atomic_write_json(path: PathLike, obj: Any, indent: int | None = None) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        json.dump(obj, handle, indent=indent)
+
+
+def atomic_save(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Atomically write binary content produced by ``write(handle)`` (e.g. ``torch.save``)."""
+    with atomic_open(path, "wb") as handle:
+        write(handle)
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> None:
+    import torch
+
+    atomic_save(path, lambda handle: torch.save(obj, handle))

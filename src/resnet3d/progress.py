@@ -1,0 +1,88 @@
+"""A dependency-free progress line with rate and ETA.
+
+On a terminal it redraws one line; in a log file it prints a line every ``log_every`` seconds,
+so long runs under nohup stay readable.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Optional
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+class Progress:
+    def __init__(
+        self,
+        total: Optional[int],
+        desc: str = "",
+        unit: str = "it",
+        stream: IO[str] = sys.stderr,
+        enabled: bool = True,
+        log_every: float = 10.0,
+    ) -> None:
+        self.total = total
+        self.desc = desc
+        self.unit = unit
+        self.stream = stream
+        self.enabled = enabled
+        self.interactive = bool(getattr(stream, "isatty", lambda: False)())
+        self.log_every = log_every if not self.interactive else 0.1
+        self.count = 0
+        self.start = time.monotonic()
+        self._last_draw = 0.0
+        self._postfix = ""
+
+    def update(self, n: int = 1, **postfix: object) -> None:
+        self.count += n
+        if postfix:
+            self._postfix = "  ".join(f"{k}={v}" for k, v in postfix.items())
+        now = time.monotonic()
+        if now - self._last_draw >= self.log_every or (self.total and self.count >= self.total):
+            self._draw(now)
+
+    def line(self, now: Optional[float] = None) -> str:
+        now = time.monotonic() if now is None else now
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.count / elapsed
+        parts = [self.desc] if self.desc else []
+        if self.total:
+            percent = 100.0 * self.count / self.total
+            eta = (self.total - self.count) / rate if rate > 0 else float("inf")
+            eta_text = format_duration(eta) if eta != float("inf") else "?"
+            parts.append(f"{self.count}/{self.total} ({percent:3.0f}%)")
+            parts.append(f"{rate:.2f} {self.unit}/s  elapsed {format_duration(elapsed)}  ETA {eta_text}")
+        else:
+            parts.append(f"{self.count} {self.unit}  {rate:.2f} {self.unit}/s  elapsed {format_duration(elapsed)}")
+        if self._postfix:
+            parts.append(self._postfix)
+        return "  ".join(parts)
+
+    def _draw(self, now: float) -> None:
+        self._last_draw = now
+        if not self.enabled:
+            return
+        if self.interactive:
+            self.stream.write("\r\033[K" + self.line(now))
+        else:
+            self.stream.write(self.line(now) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._draw(time.monotonic())
+            if self.interactive:
+                self.stream.write("\n")
+                self.stream.flush()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,44 @@
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from resnet3d import cli
+from resnet3d.cliargs import add_flag, add_switch
+
+
+def test_overview_lists_every_command(capsys):
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    for name in cli.COMMANDS:
+        assert name in out
+
+
+def test_unknown_command_suggests_the_closest(capsys):
+    assert cli.main(["trian"]) == 2
+    assert "Did you mean 'train'" in capsys.readouterr().err
+
+
+def test_kebab_flags_accept_underscores():
+    parser = argparse.ArgumentParser()
+    add_flag(parser, "--short-side", type=int, default=240)
+    assert parser.parse_args(["--short-side", "128"]).short_side == 128
+    assert parser.parse_args(["--short_side", "64"]).short_side == 64
+    assert parser.parse_args([]).short_side == 240
+
+
+def test_switch_pairs():
+    parser = argparse.ArgumentParser()
+    add_switch(parser, "--hflip", default=True)
+    assert parser.parse_args([]).hflip is True
+    assert parser.parse_args(["--no-hflip"]).hflip is False
+    assert parser.parse_args(["--no_hflip"]).hflip is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--hflip", "--no-hflip"])
+
+
+def test_python_dash_m_runs_the_cli():
+    done = subprocess.run([sys.executable, "-m", "resnet3d", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0
+    assert done.stdout.startswith("resnet3d ")
