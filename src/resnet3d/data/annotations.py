@@ -1,0 +1,170 @@
+"""Annotation files -> a list of videos (or ActivityNet segments) with their labels.
+
+Every data set uses the shared ActivityNet-like JSON (REFERENCE.md §2):
+``{"labels": [...], "database": {key: {"subset": ..., "annotations": {"label": ...}}}}``.
+Flavours read here:
+
+- Kinetics / MiT / UCF-101 / HMDB-51 / folder sets, seed flavour: no frame range in the JSON; the
+  frame count comes from each folder's ``n_frames`` file (or the frames present).
+- the successor's flavour: ``annotations.segment = [1, n_frames + 1]`` (end-exclusive); for HDF5
+  it writes ``[0, n_frames]``, 0-based, which we shift to 1-based.
+- ActivityNet v1.3: classes are the taxonomy's leaves; ``annotations`` is a list of
+  ``{segment: [start_s, end_s], label}``, one sample each; seconds become frames with the video's
+  fps (the JSON's ``fps`` (successor) or the folder's ``fps`` file (seed)).
+
+Errors name the file and the key. Nothing here touches the video files.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from resnet3d.errors import UserError
+
+# how each data set's videos are laid out under --video_path (without extension)
+KINETICS_LIKE = ("kinetics", "mit", "ucf101", "hmdb51")
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One sample of the annotation file.
+
+    ``frames`` is the 1-based, end-exclusive frame range when the JSON gives it; ``seconds`` an
+    ActivityNet segment still in seconds (converted once the fps is known); both None means the
+    whole video.
+    """
+
+    key: str
+    label: Optional[str]
+    rel_path: str
+    frames: Optional[Tuple[int, int]] = None
+    seconds: Optional[Tuple[float, float]] = None
+    fps: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Annotation:
+    path: str
+    class_names: List[str]
+    entries: List[VideoEntry]
+    n_empty: int = 0  # entries dropped because their frame range holds no frame
+
+
+def seconds_to_frames(start_s: float, end_s: float, fps: float) -> Tuple[int, int]:
+    """An ActivityNet segment in seconds -> 1-based, end-exclusive frames.
+
+    ``begin = max(1, ceil(start * fps))`` and ``end = ceil(end * fps)`` as the originals convert,
+    with ``end`` exclusive: the seed counts ``end - begin`` frames, the successor ``range(begin, end)``.
+    """
+    begin = max(1, math.ceil(start_s * fps))
+    end = math.ceil(end_s * fps)
+    return begin, max(begin, end)
+
+
+def activitynet_classes(taxonomy: List[Dict[str, Any]], path: str) -> List[str]:
+    """The taxonomy's leaves, in file order: nodes that are nobody's parent."""
+    try:
+        parents = {node.get("parentId") for node in taxonomy}
+        return [node["nodeName"] for node in taxonomy if node["nodeId"] not in parents]
+    except (KeyError, TypeError) as error:
+        raise UserError(f"annotation {path}: taxonomy entries need nodeId, nodeName and parentId ({error})") from None
+
+
+def _read_json(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"annotation file {path} does not exist: check --annotation_path") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"annotation {path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
+        raise UserError(f"annotation {path} has no 'database' object: is it the shared annotation JSON?")
+    return data
+
+
+def _video_rel_path(dataset: str, key: str, label: Optional[str], folder_layout: str) -> str:
+    if dataset == "activitynet":
+        return f"v_{key}"
+    shown_label = label if label is not None else "test"
+    if dataset == "folder":
+        return folder_layout.format(label=shown_label, key=key)
+    return f"{shown_label}/{key}"
+
+
+def _frames_from_segment(segment: Any, path: str, key: str) -> Optional[Tuple[int, int]]:
+    try:
+        begin, end = int(segment[0]), int(segment[1])
+    except (TypeError, ValueError, IndexError):
+        raise UserError(f"annotation {path}: database entry '{key}' has a bad segment {segment!r}; expected [first, last + 1]") from None
+    if begin == 0:  # the successor's HDF5 flavour counts from 0
+        begin, end = 1, end + 1
+    return begin, end
+
+
+def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "{label}/{key}") -> Annotation:
+    """The entries of one subset ('training', 'validation' or 'testing') of an annotation file."""
+    path = str(path)
+    data = _read_json(path)
+    if dataset == "activitynet" and "taxonomy" in data:
+        class_names = activitynet_classes(data["taxonomy"], path)
+    elif isinstance(data.get("labels"), list):
+        class_names = [str(name) for name in data["labels"]]
+    else:
+        raise UserError(f"annotation {path} has no 'labels' list{' or taxonomy' if dataset == 'activitynet' else ''}")
+    known = set(class_names)
+    entries: List[VideoEntry] = []
+    n_empty = 0
+    for key, value in data["database"].items():
+        if not isinstance(value, dict) or "subset" not in value:
+            raise UserError(f"annotation {path}: database entry '{key}' has no 'subset'")
+        if value["subset"] != subset:
+            continue
+        annotations = value.get("annotations", {})
+        if dataset == "activitynet":
+            new, empty = _activitynet_entries(path, key, value, annotations, known, subset)
+            entries.extend(new)
+            n_empty += empty
+            continue
+        if not isinstance(annotations, dict):
+            raise UserError(f"annotation {path}: database entry '{key}' has annotations of type {type(annotations).__name__}; expected an object")
+        label = annotations.get("label")
+        if label is None and subset != "testing":
+            raise UserError(f"annotation {path}: database entry '{key}' ({subset}) has no annotations.label")
+        if label is not None and label not in known:
+            raise UserError(f"annotation {path}: database entry '{key}' has label '{label}', which is not in 'labels'")
+        frames = None
+        if "segment" in annotations:
+            frames = _frames_from_segment(annotations["segment"], path, key)
+            if frames[1] <= frames[0]:
+                n_empty += 1
+                continue
+        entries.append(VideoEntry(key=key, label=label, rel_path=_video_rel_path(dataset, key, label, folder_layout), frames=frames))
+    return Annotation(path=path, class_names=class_names, entries=entries, n_empty=n_empty)
+
+
+def _activitynet_entries(path, key, value, annotations, known, subset) -> Tuple[List[VideoEntry], int]:
+    rel = _video_rel_path("activitynet", key, None, "")
+    fps = value.get("fps")
+    fps = float(fps) if fps is not None else None
+    if subset == "testing" or not annotations:
+        return [VideoEntry(key=key, label=None, rel_path=rel, fps=fps)], 0
+    if not isinstance(annotations, list):
+        raise UserError(f"annotation {path}: database entry '{key}' should hold a list of segments in 'annotations'")
+    entries, empty = [], 0
+    for number, segment in enumerate(annotations):
+        label = segment.get("label") if isinstance(segment, dict) else None
+        if label not in known:
+            raise UserError(f"annotation {path}: database entry '{key}' segment {number} has label {label!r}, which is not a taxonomy leaf")
+        try:
+            start, end = float(segment["segment"][0]), float(segment["segment"][1])
+        except (KeyError, TypeError, ValueError, IndexError):
+            raise UserError(f"annotation {path}: database entry '{key}' segment {number} needs 'segment': [start_s, end_s]") from None
+        if end <= start:
+            empty += 1
+            continue
+        entries.append(VideoEntry(key=key, label=label, rel_path=rel, seconds=(start, end), fps=fps))
+    return entries, empty

@@ -1,0 +1,325 @@
+"""The dataset: annotation entries resolved to files on disk, and one clip per item.
+
+An item is a dict (docs/architecture.md, "Batches")::
+
+    {"clip": uint8 (T, H, W, C), "target": int (-1 when unlabelled), "video": int (index into
+     dataset.videos), "segment": int64 (2,) first frame and last + 1, "bad_frames": int (stand-in
+     frames in this clip), "bad_video": int (1 when the clip stands in for an unreadable video)}
+
+Items are deterministic: the random draws of item ``i`` in epoch ``e`` come from
+``(seed, e, i)``, whatever worker runs it, so a resumed run sees the same clips. The loader's
+sampler passes ``(index, epoch)`` pairs; a bare ``index`` means epoch 0.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from resnet3d.data import spatial, temporal
+from resnet3d.data.annotations import Annotation, VideoEntry, load_annotation, seconds_to_frames
+from resnet3d.data.clip import UnreadableVideo, read_clip, report_once
+from resnet3d.data.config import DataConfig, canonical_subset
+from resnet3d.data.sources import VIDEO_EXTENSIONS, make_source
+from resnet3d.errors import UserError
+
+log = logging.getLogger("resnet3d.data")
+
+SAMPLINGS = ("random", "center", "even", "sliding")
+MAX_SUBSTITUTES = 20  # unreadable videos in a row before we call it a configuration error
+
+
+@dataclass(frozen=True)
+class Video:
+    """One sample of the data set as found on disk (an ActivityNet segment counts as one)."""
+
+    key: str  # the annotation's video id
+    label: Optional[str]
+    target: int  # class index, -1 when unlabelled
+    path: str  # JPEG folder, HDF5 file or video file
+    frames: Optional[Tuple[int, int]]  # 1-based end-exclusive range, None: resolved on first use
+    seconds: Optional[Tuple[float, float]] = None
+    fps: Optional[float] = None
+
+
+def _resolve_paths(entries: Sequence[VideoEntry], cfg: DataConfig) -> Tuple[List[Tuple[VideoEntry, str]], List[str]]:
+    """Pair each entry with its file or folder; list the missing ones. One directory listing per
+    parent folder, not one stat per video."""
+    listings: Dict[str, Optional[Dict[str, str]]] = {}
+
+    def listing(folder: str) -> Optional[Dict[str, str]]:
+        if folder not in listings:
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                listings[folder] = None
+            else:
+                table: Dict[str, str] = {}
+                for name in names:
+                    table.setdefault(name, name)
+                    if cfg.file_type == "video":
+                        stem, ext = os.path.splitext(name)
+                        if ext.lower() in VIDEO_EXTENSIONS:
+                            table.setdefault("\0" + stem, name)
+                listings[folder] = table
+        return listings[folder]
+
+    found, missing = [], []
+    for entry in entries:
+        target = os.path.join(cfg.video_path, entry.rel_path)
+        folder, base = os.path.split(target)
+        names = listing(folder)
+        if cfg.file_type == "jpg":
+            name = names.get(base) if names else None
+        elif cfg.file_type == "hdf5":
+            name = names.get(base + ".hdf5") if names else None
+        else:
+            name = (names.get("\0" + base) or (base if base in names and os.path.splitext(base)[1].lower() in VIDEO_EXTENSIONS else None)) if names else None
+        if name is None:
+            missing.append(entry.rel_path)
+        else:
+            found.append((entry, os.path.join(folder, name)))
+    return found, missing
+
+
+def resolve_videos(cfg: DataConfig, subset: str) -> Tuple[List[Video], List[str], Annotation]:
+    """The subset's videos that exist under ``cfg.video_path``, with a one-line summary of those
+    that do not."""
+    subset = canonical_subset(subset)
+    if not cfg.annotation_path:
+        raise UserError("no annotation file given: pass --annotation_path")
+    if not cfg.video_path or not os.path.isdir(cfg.video_path):
+        raise UserError(f"video path '{cfg.video_path}' is not a folder: check --video_path (and --root_path)")
+    ann = load_annotation(cfg.annotation_path, cfg.dataset, subset, cfg.folder_layout)
+    index = {name: i for i, name in enumerate(ann.class_names)}
+    found, missing = _resolve_paths(ann.entries, cfg)
+    what = {"jpg": "frame folder", "hdf5": ".hdf5 file", "video": "video file"}[cfg.file_type]
+    if missing:
+        log.warning(
+            "%s: %d of %d %s entries have no %s under %s (first: %s); skipped",
+            ann.path, len(missing), len(ann.entries), subset, what, cfg.video_path, missing[0],
+        )
+    if ann.n_empty:
+        log.warning("%s: %d %s entries have an empty frame range; skipped", ann.path, ann.n_empty, subset)
+    videos = [
+        Video(
+            key=e.key,
+            label=e.label,
+            target=index[e.label] if e.label is not None else -1,
+            path=path,
+            frames=e.frames,
+            seconds=e.seconds,
+            fps=e.fps,
+        )
+        for e, path in found
+    ]
+    if not videos and ann.entries:
+        raise UserError(
+            f"none of the {len(ann.entries)} {subset} videos of {ann.path} were found under {cfg.video_path}: "
+            f"the first was expected at {os.path.join(cfg.video_path, ann.entries[0].rel_path)}"
+            f"{'' if cfg.file_type == 'jpg' else '.hdf5' if cfg.file_type == 'hdf5' else '.<ext>'}; "
+            "check --video_path, --dataset and --file_type"
+        )
+    return videos, missing, ann
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """Clips of one subset. ``sampling`` says which clips an item is:
+
+    - ``random``: one random window per video per epoch (training);
+    - ``center``: the middle window (``--train_t_crop center``);
+    - ``even``: ``n_clips`` evenly spaced windows per video, one item each (validation);
+    - ``sliding``: windows every ``stride`` frames (per-video recognition); ``full_only`` keeps
+      only windows that fit (the seed's ``--test_video``).
+
+    ``train`` selects the training crop (``cfg.train_crop``) instead of the centre crop.
+    """
+
+    def __init__(
+        self,
+        videos: List[Video],
+        class_names: List[str],
+        cfg: DataConfig,
+        *,
+        train: bool,
+        sampling: str,
+        n_clips: int = 1,
+        stride: int = 16,
+        full_only: bool = False,
+        seed: int = 0,
+        subset: str = "",
+    ) -> None:
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}")
+        self.videos = videos
+        self.class_names = list(class_names)
+        self.cfg = cfg
+        self.train = train
+        self.sampling = sampling
+        self.n_clips = n_clips
+        self.stride = stride
+        self.full_only = full_only
+        self.seed = seed
+        self.subset = subset
+        self._ranges: Dict[int, Tuple[int, int]] = {}
+        self._unreadable: set = set()
+        if sampling == "sliding":
+            self.items = self._sliding_items()
+        else:
+            per_video = n_clips if sampling == "even" else 1
+            self.items = [(v, c) for v in range(len(videos)) for c in range(per_video)]
+
+    # -- public helpers -------------------------------------------------------------------------
+    @property
+    def n_videos(self) -> int:
+        return len(self.videos)
+
+    @property
+    def video_ids(self) -> List[str]:
+        return [v.key for v in self.videos]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def frame_range(self, video_index: int) -> Tuple[int, int]:
+        """The video's (or segment's) frames, ``[begin, end)``, reading the source if needed."""
+        if video_index not in self._ranges:
+            self._ranges[video_index] = self._resolve_range(self.videos[video_index])
+        return self._ranges[video_index]
+
+    # -- internals ------------------------------------------------------------------------------
+    def _source(self, video: Video):
+        return make_source(video.path, self.cfg.file_type, self.cfg.input_type, self.cfg.decoder)
+
+    def _resolve_range(self, video: Video) -> Tuple[int, int]:
+        if video.frames is not None and video.seconds is None:
+            return video.frames
+        source = self._source(video)
+        if video.seconds is not None:
+            fps = video.fps or source.fps()
+            if not fps:
+                raise UnreadableVideo(f"{video.path}: no fps (no 'fps' in the annotation entry and no fps file); cannot place segment {video.seconds}")
+            begin, end = seconds_to_frames(video.seconds[0], video.seconds[1], fps)
+            n = source.n_frames()
+            return (begin, min(end, n + 1)) if n > 0 else (begin, end)
+        return 1, source.n_frames() + 1
+
+    def _sliding_items(self) -> List[Tuple[int, int]]:
+        items = []
+        for v in range(len(self.videos)):
+            try:
+                begin, end = self.frame_range(v)
+            except UnreadableVideo as error:
+                log.warning("%s; skipped", error)
+                continue
+            n = len(temporal.frame_range(begin, end, self.cfg.sample_t_stride))
+            if n <= 0:
+                log.warning("%s: no frames; skipped", self.videos[v].path)
+                continue
+            starts = temporal.sliding_starts(n, self.cfg.sample_duration, self.stride, self.full_only)
+            items += [(v, s) for s in starts]
+        return items
+
+    def _indices(self, video_index: int, clip: int, rng: random.Random) -> List[int]:
+        begin, end = self.frame_range(video_index)
+        frames = temporal.frame_range(begin, end, self.cfg.sample_t_stride)
+        if not frames:
+            raise UnreadableVideo(f"{self.videos[video_index].path}: no frames in range [{begin}, {end})")
+        size = self.cfg.sample_duration
+        if self.sampling == "random":
+            return temporal.random_crop(frames, size, rng)
+        if self.sampling == "center":
+            return temporal.center_crop(frames, size)
+        if self.sampling == "even":
+            return temporal.even_crop(frames, size, self.n_clips, clip)
+        return temporal.window(frames, clip, size)
+
+    def _box_picker(self, rng: random.Random):
+        cfg = self.cfg
+        if not self.train or cfg.train_crop == "center":
+            return spatial.center_box
+        if cfg.train_crop == "random":
+            scale = (cfg.train_crop_min_scale, 1.0)
+            ratio = (cfg.train_crop_min_ratio, 1.0 / cfg.train_crop_min_ratio)
+            return lambda w, h: spatial.random_resized_box(w, h, scale, ratio, rng)
+        if cfg.train_crop == "corner":
+            return lambda w, h: spatial.random_corner_box(w, h, cfg.scales, rng)
+        return lambda w, h: spatial.random_position_box(w, h, cfg.scales, rng)
+
+    def _load(self, item: int, epoch: int) -> dict:
+        video_index, clip = self.items[item]
+        if video_index in self._unreadable:
+            raise UnreadableVideo(f"{self.videos[video_index].path}: unreadable (reported before)")
+        rng = random.Random(f"{self.seed}/{epoch}/{item}")
+        indices = self._indices(video_index, clip, rng)
+        size = (self.cfg.sample_size, self.cfg.sample_size)
+        frames, n_bad = read_clip(self._source(self.videos[video_index]), indices, self._box_picker(rng), size, self.frame_range(video_index))
+        return {
+            "clip": frames,
+            "target": self.videos[video_index].target,
+            "video": video_index,
+            "segment": torch.tensor([min(indices), max(indices) + 1], dtype=torch.int64),
+            "bad_frames": n_bad,
+            "bad_video": 0,
+        }
+
+    def __getitem__(self, index: Union[int, Tuple[int, int]]) -> dict:
+        item, epoch = (index if isinstance(index, tuple) else (index, 0))
+        item = int(item)
+        for attempt in range(MAX_SUBSTITUTES + 1):
+            candidate = (item + attempt * 7919) % len(self.items)  # a prime stride spreads substitutes
+            try:
+                sample = self._load(candidate, epoch)
+            except UnreadableVideo as error:
+                video_index = self.items[candidate][0]
+                self._unreadable.add(video_index)
+                report_once(self.videos[video_index].path, f"{error}; this video is replaced by another and counted")
+                continue
+            if attempt:
+                sample["bad_video"] = 1
+            return sample
+        raise UserError(
+            f"{MAX_SUBSTITUTES + 1} videos in a row had no readable frame (the last: "
+            f"{self.videos[self.items[candidate][0]].path}); check --video_path, --file_type and the files"
+        )
+
+
+def build_dataset(
+    cfg: DataConfig,
+    subset: str,
+    *,
+    train: Optional[bool] = None,
+    sampling: Optional[str] = None,
+    n_clips: Optional[int] = None,
+    stride: Optional[int] = None,
+    full_only: bool = False,
+    seed: int = 0,
+) -> VideoDataset:
+    """The dataset of one subset ('training', 'validation', 'testing'; 'train'/'val'/'test' too).
+
+    Defaults: the training subset samples one random window per video with the training crop;
+    other subsets give ``cfg.n_val_samples`` evenly spaced centre-cropped clips per video. Pass
+    ``sampling='sliding'`` (with ``stride``) for per-video recognition.
+    """
+    subset = canonical_subset(subset)
+    if train is None:
+        train = subset == "training"
+    if sampling is None:
+        sampling = (cfg.train_t_crop if train else "even")
+    videos, _, ann = resolve_videos(cfg, subset)
+    return VideoDataset(
+        videos,
+        ann.class_names,
+        cfg,
+        train=train,
+        sampling=sampling,
+        n_clips=n_clips if n_clips is not None else cfg.n_val_samples,
+        stride=stride if stride is not None else cfg.sample_duration,
+        full_only=full_only,
+        seed=seed,
+        subset=subset,
+    )

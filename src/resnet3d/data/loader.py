@@ -1,0 +1,122 @@
+"""Batches of uint8 clips: the sampler, the DataLoader settings, and epoch bookkeeping.
+
+- ``ClipSampler`` shuffles by ``(seed, epoch)``, shards across distributed ranks, and yields
+  ``(index, epoch)`` so that every item's random draws depend only on the seed, the epoch and the
+  item (not on worker count or rank): continuing a run replays the same clips.
+- Training pads the order so that every rank gets the same number of batches (DDP needs it);
+  evaluation shards without padding, so no clip is counted twice.
+- Workers are persistent and hand uint8 tensors to pinned memory; the float conversion and
+  normalisation happen on the device (``DeviceTransform``).
+"""
+from __future__ import annotations
+
+from typing import Iterator, Optional, Tuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+class ClipSampler(Sampler):
+    """Indices of one rank's share of the data set, as ``(index, epoch)`` pairs."""
+
+    def __init__(
+        self,
+        n_items: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = False,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world size {world_size}")
+        self.n_items = n_items
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.pad = pad
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _order(self) -> list:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n_items, generator=generator).tolist()
+        else:
+            order = list(range(self.n_items))
+        if self.pad and self.world_size > 1 and order:
+            shortfall = -len(order) % self.world_size
+            order += order[:shortfall]
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[Tuple[int, int]]:
+        return iter([(index, self.epoch) for index in self._order()])
+
+    def __len__(self) -> int:
+        if self.pad and self.world_size > 1:
+            return -(-self.n_items // self.world_size)
+        return len(range(self.rank, self.n_items, self.world_size))
+
+
+def _worker_init(worker_id: int) -> None:
+    # each worker decodes one clip at a time; intra-op threads would only oversubscribe the cores
+    torch.set_num_threads(1)
+
+
+def build_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    train: bool,
+    num_workers: int,
+    distributed: bool = False,
+    seed: int = 0,
+    rank: Optional[int] = None,
+    world_size: Optional[int] = None,
+    drop_last: bool = False,
+    pin_memory: Optional[bool] = None,
+    prefetch_factor: int = 4,
+    persistent_workers: bool = True,
+) -> DataLoader:
+    """A DataLoader over ``dataset`` with a ``ClipSampler`` (``loader.sampler``).
+
+    ``batch_size`` is per process. With ``distributed``, rank and world size default to
+    ``torch.distributed``'s. Call ``set_epoch(loader, epoch)`` before each epoch.
+    """
+    if distributed:
+        import torch.distributed as dist
+
+        rank = dist.get_rank() if rank is None else rank
+        world_size = dist.get_world_size() if world_size is None else world_size
+    rank, world_size = rank or 0, world_size or 1
+    sampler = ClipSampler(len(dataset), shuffle=train, seed=seed, rank=rank, world_size=world_size, pad=train)
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
+    workers = max(0, int(num_workers))
+    extra = {}
+    if workers > 0:
+        extra = {
+            "persistent_workers": persistent_workers,
+            "prefetch_factor": prefetch_factor,
+            "worker_init_fn": _worker_init,
+        }
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        **extra,
+    )
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Tell the loader's sampler which epoch comes next (shuffle order and random draws)."""
+    sampler = loader.sampler
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)

@@ -1,0 +1,332 @@
+"""Where a video's frames come from: JPEG folders, HDF5 files, video files, and optical flow.
+
+Every source answers three questions for the clip reader (``resnet3d.data.clip``):
+
+- ``n_frames()``: how many frames it holds (1-based indices 1..n);
+- ``fps()``: frames per second, where the source knows it (ActivityNet segments need it);
+- ``load(indices, pick_box, out_hw)``: the crop region of each requested frame, decoded no larger
+  than needed, plus the reason for each frame it could not read. ``pick_box(width, height)``
+  is called once, with the first readable frame's size, so one box serves the whole clip.
+
+Sources are cheap to construct (nothing is opened until asked) and hold no open handles between
+calls, so a dataset can create one per item inside a DataLoader worker.
+"""
+from __future__ import annotations
+
+import os
+import re
+from fractions import Fraction
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from resnet3d.data.decode import DecodeError, decode_region, jpeg_size
+from resnet3d.data.spatial import Box
+
+PickBox = Callable[[int, int], Box]
+Regions = Dict[int, np.ndarray]
+Failures = Dict[int, str]
+
+IMAGE_NAME = "image_{:05d}.jpg"
+_IMAGE_RE = re.compile(r"^image_(\d+)\.jpg$")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
+
+
+def read_value_file(path: str) -> Optional[float]:
+    """The number in a seed-style ``n_frames`` or ``fps`` file, or None if absent or unreadable."""
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return float(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class EncodedSource:
+    """A source whose frames are stored as JPEG bytes (one JPEG per frame and channel group)."""
+
+    gray = False  # flow frames are grey JPEGs, one per direction
+
+    def __init__(self, path: str, decoder: str = "auto") -> None:
+        self.path = path
+        self.decoder = decoder
+
+    # -- to implement -------------------------------------------------------------------------
+    def frame_bytes(self, indices: Sequence[int]) -> Dict[int, object]:
+        """index -> list of JPEG bytes (one per channel group), or an error message string."""
+        raise NotImplementedError
+
+    def n_frames(self) -> int:
+        raise NotImplementedError
+
+    def fps(self) -> Optional[float]:
+        return None
+
+    def describe(self, index: int) -> str:
+        return f"{self.path} frame {index}"
+
+    # -- shared ---------------------------------------------------------------------------------
+    def load(self, indices: Sequence[int], pick_box: PickBox, out_hw: Tuple[int, int]) -> Tuple[Regions, Failures, Optional[Box]]:
+        encoded = self.frame_bytes(indices)
+        regions: Regions = {}
+        failures: Failures = {}
+        box: Optional[Box] = None
+        for index in indices:
+            parts = encoded.get(index)
+            if isinstance(parts, str) or parts is None:
+                failures[index] = parts or "missing"
+                continue
+            try:
+                if box is None:
+                    box = pick_box(*jpeg_size(parts[0]))
+                planes = [decode_region(data, box, out_hw, self.gray, self.decoder) for data in parts]
+            except DecodeError as error:
+                failures[index] = f"corrupt JPEG ({error})"
+                continue
+            if len(planes) > 1 and len({p.shape for p in planes}) > 1:
+                failures[index] = "flow planes differ in size"
+                continue
+            regions[index] = planes[0] if len(planes) == 1 else np.concatenate(planes, axis=2)
+        return regions, failures, box
+
+
+class JpegFolderSource(EncodedSource):
+    """``<dir>/image_00001.jpg`` ...; the seed's ``n_frames`` and ``fps`` files when present."""
+
+    def frame_bytes(self, indices: Sequence[int]) -> Dict[int, object]:
+        out: Dict[int, object] = {}
+        for index in indices:
+            try:
+                with open(os.path.join(self.path, IMAGE_NAME.format(index)), "rb") as handle:
+                    out[index] = [handle.read()]
+            except FileNotFoundError:
+                out[index] = "missing"
+            except OSError as error:
+                out[index] = f"unreadable ({error.strerror})"
+        return out
+
+    def n_frames(self) -> int:
+        """The ``n_frames`` file (seed) if present, else the highest ``image_NNNNN.jpg`` index."""
+        value = read_value_file(os.path.join(self.path, "n_frames"))
+        if value is not None and value > 0:
+            return int(value)
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return 0
+        numbers = [int(m.group(1)) for m in map(_IMAGE_RE.match, names) if m]
+        return max(numbers, default=0)
+
+    def fps(self) -> Optional[float]:
+        return read_value_file(os.path.join(self.path, "fps"))
+
+    def describe(self, index: int) -> str:
+        return os.path.join(self.path, IMAGE_NAME.format(index))
+
+
+class FlowJpegFolderSource(JpegFolderSource):
+    """Optical flow as grey JPEG pairs: ``<dir>/u/image_%05d.jpg`` + ``<dir>/v/image_%05d.jpg``,
+    or ``<dir>/flow_x_%05d.jpg`` + ``<dir>/flow_y_%05d.jpg`` (the layout of common flow extractors)."""
+
+    gray = True
+
+    def _names(self) -> Tuple[str, str]:
+        if os.path.isdir(os.path.join(self.path, "u")):
+            return os.path.join("u", IMAGE_NAME), os.path.join("v", IMAGE_NAME)
+        return "flow_x_{:05d}.jpg", "flow_y_{:05d}.jpg"
+
+    def frame_bytes(self, indices: Sequence[int]) -> Dict[int, object]:
+        names = self._names()
+        out: Dict[int, object] = {}
+        for index in indices:
+            parts: List[bytes] = []
+            for name in names:
+                try:
+                    with open(os.path.join(self.path, name.format(index)), "rb") as handle:
+                        parts.append(handle.read())
+                except OSError:
+                    break
+            out[index] = parts if len(parts) == 2 else "missing"
+        return out
+
+    def n_frames(self) -> int:
+        value = read_value_file(os.path.join(self.path, "n_frames"))
+        if value is not None and value > 0:
+            return int(value)
+        x_name = self._names()[0]
+        folder = os.path.join(self.path, os.path.dirname(x_name))
+        pattern = re.compile("^" + re.escape(os.path.basename(x_name)).replace(r"\{:05d\}", r"(\d+)") + "$")
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return 0
+        return max((int(m.group(1)) for m in map(pattern.match, names) if m), default=0)
+
+    def describe(self, index: int) -> str:
+        return os.path.join(self.path, self._names()[0].format(index))
+
+
+class Hdf5Source(EncodedSource):
+    """The successor's HDF5 video: dataset ``video``, one JPEG-encoded frame per element (frame 1
+    is element 0). Flow files hold ``video_u`` and ``video_v`` instead."""
+
+    def __init__(self, path: str, decoder: str = "auto", flow: bool = False) -> None:
+        super().__init__(path, decoder)
+        self.gray = flow
+        self.keys = ("video_u", "video_v") if flow else ("video",)
+
+    def _open(self):
+        try:
+            import h5py
+        except ImportError:
+            from resnet3d.errors import UserError
+
+            raise UserError("--file_type hdf5 needs h5py: pip install h5py") from None
+        return h5py.File(self.path, "r")
+
+    def frame_bytes(self, indices: Sequence[int]) -> Dict[int, object]:
+        out: Dict[int, object] = {}
+        try:
+            handle = self._open()
+        except OSError as error:
+            return {index: f"HDF5 file unreadable ({error})" for index in indices}
+        with handle:
+            try:
+                datasets = [handle[key] for key in self.keys]
+            except KeyError:
+                return {index: f"HDF5 file has no dataset {'/'.join(self.keys)}" for index in indices}
+            length = min(len(d) for d in datasets)
+            for index in indices:
+                if not 1 <= index <= length:
+                    out[index] = "missing"
+                    continue
+                try:
+                    out[index] = [np.asarray(d[index - 1], dtype=np.uint8).tobytes() for d in datasets]
+                except (OSError, ValueError) as error:
+                    out[index] = f"unreadable ({error})"
+        return out
+
+    def n_frames(self) -> int:
+        try:
+            with self._open() as handle:
+                return min(len(handle[key]) for key in self.keys)
+        except (OSError, KeyError):
+            return 0
+
+
+class VideoFileSource:
+    """A video file decoded in-process with PyAV (FFmpeg), seeking to the keyframe before the
+    window and decoding only up to its last frame. Frame ``i`` is the one shown at time
+    ``(i - 1) / fps`` from the stream's start."""
+
+    gray = False
+
+    def __init__(self, path: str, decoder: str = "auto") -> None:
+        self.path = path
+        self._meta: Optional[Tuple[int, float]] = None
+
+    def _open(self):
+        import av
+
+        return av.open(self.path)
+
+    def _probe(self) -> Tuple[int, float]:
+        if self._meta is None:
+            with self._open() as container:
+                stream = container.streams.video[0]
+                rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+                count = int(stream.frames or 0)
+                if count <= 0 and stream.duration is not None and stream.time_base is not None:
+                    count = int(float(stream.duration * stream.time_base) * rate)
+                if count <= 0 and container.duration:
+                    count = int(container.duration / 1_000_000 * rate)
+                self._meta = (count, rate)
+        return self._meta
+
+    def n_frames(self) -> int:
+        try:
+            return self._probe()[0]
+        except Exception:  # an unreadable file has no frames; the dataset counts it
+            return 0
+
+    def fps(self) -> Optional[float]:
+        try:
+            return self._probe()[1]
+        except Exception:
+            return None
+
+    def describe(self, index: int) -> str:
+        return f"{self.path} frame {index}"
+
+    def load(self, indices: Sequence[int], pick_box: PickBox, out_hw: Tuple[int, int]) -> Tuple[Regions, Failures, Optional[Box]]:
+        wanted = sorted(set(indices))
+        regions: Regions = {}
+        box: Optional[Box] = None
+        try:
+            container = self._open()
+        except Exception as error:
+            return {}, {i: f"video unreadable ({type(error).__name__}: {error})" for i in wanted}, None
+        with container:
+            try:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                rate = Fraction(stream.average_rate or stream.guessed_rate or 25)
+                time_base = stream.time_base
+                start = stream.start_time or 0
+                first, last = wanted[0], wanted[-1]
+                seeked = False
+                if first > 1 and time_base:
+                    target = start + int((first - 1) / rate / time_base)
+                    container.seek(target, stream=stream, backward=True, any_frame=False)
+                    seeked = True
+                counter = 0
+                want = set(wanted)
+                for frame in container.decode(stream):
+                    counter += 1
+                    if frame.pts is not None and time_base:
+                        index = int(round((frame.pts - start) * time_base * rate)) + 1
+                    elif not seeked:
+                        index = counter
+                    else:  # no timestamps after a seek: start over without seeking
+                        return self._load_from_start(wanted, pick_box, out_hw)
+                    if index > last:
+                        break
+                    if index in want and index not in regions:
+                        image = frame.to_ndarray(format="rgb24")
+                        if box is None:
+                            box = pick_box(image.shape[1], image.shape[0])
+                        b = box.for_size(image.shape[1], image.shape[0])
+                        regions[index] = image[b.y0 : b.y1, b.x0 : b.x1]
+            except Exception as error:  # a damaged stream: keep what decoded, count the rest
+                reason = f"decoding failed ({type(error).__name__}: {error})"
+                return regions, {i: reason for i in wanted if i not in regions}, box
+        return regions, {i: "past the end of the video" for i in wanted if i not in regions}, box
+
+    def _load_from_start(self, wanted, pick_box, out_hw):
+        regions: Regions = {}
+        box = None
+        with self._open() as container:
+            for counter, frame in enumerate(container.decode(video=0), start=1):
+                if counter > wanted[-1]:
+                    break
+                if counter in wanted:
+                    image = frame.to_ndarray(format="rgb24")
+                    box = box or pick_box(image.shape[1], image.shape[0])
+                    b = box.for_size(image.shape[1], image.shape[0])
+                    regions[counter] = image[b.y0 : b.y1, b.x0 : b.x1]
+        return regions, {i: "past the end of the video" for i in wanted if i not in regions}, box
+
+
+def make_source(path: str, file_type: str, input_type: str = "rgb", decoder: str = "auto"):
+    """The source for one video of ``file_type`` ('jpg', 'hdf5', 'video')."""
+    flow = input_type == "flow"
+    if file_type == "jpg":
+        return FlowJpegFolderSource(path, decoder) if flow else JpegFolderSource(path, decoder)
+    if file_type == "hdf5":
+        return Hdf5Source(path, decoder, flow=flow)
+    if file_type == "video":
+        if flow:
+            from resnet3d.errors import UserError
+
+            raise UserError("--input_type flow needs flow frames (--file_type jpg or hdf5), not video files")
+        return VideoFileSource(path, decoder)
+    raise ValueError(f"unknown file_type {file_type!r}")
