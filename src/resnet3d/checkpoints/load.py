@@ -1,0 +1,360 @@
+"""The one checkpoint loader: every flavour users hold -> our names, our config, a working model.
+
+Flavours (``LoadedCheckpoint.source_format``):
+
+- ``resnet3d``: ours, ``{"format": "resnet3d", "model_config", "state_dict", ...}``;
+- ``successor``: ``{"epoch", "arch", "state_dict", "optimizer", "scheduler"}`` (2018-era ones
+  with ``module.`` keys and old DenseNet names included);
+- ``state_dict``: a bare state_dict (any of the above names);
+- ``torchvision``: a torchvision R3D state_dict (``stem.0``, ``layer1.0.conv1.0`` ...);
+- ``torch7``: the seed's Lua Torch ``.t7`` models (ResNet, C3D), read by our own parser.
+
+PyTorch files are read with ``torch.load(path, map_location="cpu", weights_only=True)`` only. A
+file that needs arbitrary unpickling is refused: unpickling can run any code the file names.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from resnet3d.checkpoints.infer import infer_model_config
+from resnet3d.checkpoints.mismatch import compare_state_dicts, mismatch_message
+from resnet3d.checkpoints.renames import canonical_state_dict
+from resnet3d.errors import UserError
+from resnet3d.normalization import SEED, InputNorm
+
+PathLike = Union[str, os.PathLike]
+OUR_FORMAT = "resnet3d"
+# Entries of our own checkpoints that LoadedCheckpoint exposes as attributes.
+_OURS_TOP_LEVEL = {"format", "format_version", "epoch", "arch", "model_config", "state_dict", "optimizer",
+                   "scheduler", "class_names", "input_norm"}
+_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What a checkpoint holds, in our terms.
+
+    ``input_norm`` is None when the file does not say how its inputs were normalised (the
+    successor's files): the caller's flags decide (the successor's default is Kinetics mean/std).
+    ``extra`` keeps every other top-level entry (scaler, config, rng_state, best_metric ...).
+    """
+
+    path: Optional[Path]
+    source_format: str
+    state_dict: Dict[str, torch.Tensor]
+    model_config: Dict[str, Any]
+    epoch: Optional[int] = None
+    arch: Optional[str] = None
+    class_names: Optional[List[str]] = None
+    input_norm: Optional[InputNorm] = None
+    optimizer: Optional[dict] = None
+    scheduler: Optional[dict] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def n_classes(self) -> Optional[int]:
+        return self.model_config.get("n_classes")
+
+    def describe_source(self) -> str:
+        return str(self.path) if self.path is not None else "the checkpoint"
+
+
+# -- reading files --------------------------------------------------------------------------
+
+
+def _unsafe_reason(error: Exception) -> str:
+    text = str(error)
+    match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if match:
+        return f"it stores a Python object of type {match.group(1)}"
+    match = re.search(r"Unsupported operand (\d+)", text)
+    if match:
+        return f"it uses pickle instruction {match.group(1)}, which builds arbitrary objects"
+    return "it holds something other than tensors, numbers, strings, lists and dicts"
+
+
+def torch_load_safely(path: Path) -> Any:
+    """``torch.load(..., weights_only=True)``; refuse, with the reason, what needs more."""
+    try:
+        with warnings.catch_warnings():
+            # Plain pickles (not torch.save zips) make torch warn about their protocol; the
+            # refusal below says everything the user needs.
+            warnings.filterwarnings("ignore", message=".*pickle protocol.*")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UserError(
+            f"{path}: refused to load: {_unsafe_reason(error)}, and unpickling it could run code. "
+            "resnet3d loads only tensors and plain data (torch.load weights_only=True) and never "
+            "unpickles arbitrary code. If you trust the file, convert it yourself: "
+            f"python -c \"import torch; c = torch.load('{path}', weights_only=False); "
+            "torch.save(c.get('state_dict', c) if isinstance(c, dict) else c.state_dict(), 'weights.pth')\""
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise UserError(f"{path}: no such file") from None
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({error})") from None
+
+
+def _is_torch7(head: bytes, path: Path) -> bool:
+    if head.startswith(b"PK") or head[:1] == b"\x80":  # torch.save zip / pickle
+        return False
+    if len(head) >= 4 and int.from_bytes(head[:4], "little") in range(0, 9):
+        return True
+    return path.suffix.lower() == ".t7"
+
+
+def _is_tensor_dict(value: Any) -> bool:
+    return isinstance(value, Mapping) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _as_int(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# -- the loader -----------------------------------------------------------------------------
+
+
+def load_checkpoint(path: PathLike, bgr_premodel: bool = False) -> LoadedCheckpoint:
+    """Read any supported checkpoint; state_dict in our names, model_config ready to build.
+
+    ``bgr_premodel`` swaps the first conv's input channels 1 and 3, as the seed's flag does,
+    for weights trained on BGR frames.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if _is_torch7(head, path):
+        loaded = _load_torch7(path)
+    else:
+        loaded = _from_torch_object(torch_load_safely(path), path)
+    if bgr_premodel:
+        _swap_bgr(loaded)
+    return loaded
+
+
+def _load_torch7(path: Path) -> LoadedCheckpoint:
+    from resnet3d.checkpoints.seed_t7 import convert_seed_model, epoch_from_filename, map_layers_in_order
+    from resnet3d.checkpoints.torch7 import read_t7
+
+    root = read_t7(path)
+    try:
+        seed = convert_seed_model(root, path)
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+    notes = list(seed.notes)
+    state_dict = seed.state_dict
+    config = dict(seed.model_config)
+    if state_dict is None:  # C3D: match the layers in order onto our model
+        from resnet3d.models import create_model
+
+        with torch.device("meta"):
+            model = create_model(**config)
+        try:
+            state_dict, mapping_notes = map_layers_in_order(seed, model)
+        except UserError as error:
+            raise UserError(f"{path}: {error}") from None
+        notes += mapping_notes
+    notes.append("input normalisation: the seed's, 0-255 minus the ActivityNet mean")
+    return LoadedCheckpoint(
+        path=path,
+        source_format="torch7",
+        state_dict=state_dict,
+        model_config=config,
+        epoch=epoch_from_filename(path),
+        arch=config["model"] + (f"-{config['model_depth']}" if config.get("model_depth") else ""),
+        input_norm=SEED,
+        notes=notes,
+    )
+
+
+def _from_torch_object(obj: Any, path: Optional[Path]) -> LoadedCheckpoint:
+    where = str(path) if path is not None else "checkpoint"
+    if not isinstance(obj, Mapping):
+        raise UserError(f"{where}: holds a {type(obj).__name__}, not a checkpoint dict or a state_dict")
+
+    if obj.get("format") == OUR_FORMAT:
+        return _from_ours(obj, path)
+    if _is_tensor_dict(obj):
+        return _from_state_dict(dict(obj), path, "state_dict", {})
+    for key in _STATE_DICT_KEYS:
+        if _is_tensor_dict(obj.get(key)):
+            return _from_state_dict(dict(obj[key]), path, "successor", obj, state_key=key)
+    keys = ", ".join(map(str, list(obj)[:8]))
+    raise UserError(
+        f"{where}: found no weights: expected a 'state_dict' entry of tensors or a bare state_dict, "
+        f"got the keys {keys}"
+    )
+
+
+def _from_ours(obj: Mapping[str, Any], path: Optional[Path]) -> LoadedCheckpoint:
+    where = str(path) if path is not None else "checkpoint"
+    version = obj.get("format_version", 1)
+    if _as_int(version) is None or _as_int(version) > 1:
+        raise UserError(f"{where}: resnet3d checkpoint format version {version} is newer than this resnet3d reads (1)")
+    if not _is_tensor_dict(obj.get("state_dict")) or not isinstance(obj.get("model_config"), Mapping):
+        raise UserError(f"{where}: a resnet3d checkpoint without 'state_dict' or 'model_config'")
+    state_dict, notes = canonical_state_dict(obj["state_dict"])
+    norm = obj.get("input_norm")
+    try:
+        input_norm = InputNorm.from_dict(norm) if norm is not None else None
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{where}: bad 'input_norm' entry ({error!r})") from None
+    class_names = obj.get("class_names")
+    return LoadedCheckpoint(
+        path=path,
+        source_format=OUR_FORMAT,
+        state_dict=state_dict,
+        model_config=dict(obj["model_config"]),
+        epoch=_as_int(obj.get("epoch")),
+        arch=obj.get("arch"),
+        class_names=list(class_names) if class_names is not None else None,
+        input_norm=input_norm,
+        optimizer=obj.get("optimizer"),
+        scheduler=obj.get("scheduler"),
+        extra={k: v for k, v in obj.items() if k not in _OURS_TOP_LEVEL},
+        notes=notes,
+    )
+
+
+def _from_state_dict(
+    raw: Dict[str, torch.Tensor], path: Optional[Path], source: str, container: Mapping[str, Any], state_key: str = ""
+) -> LoadedCheckpoint:
+    from resnet3d.checkpoints.torchvision_map import (
+        TORCHVISION_KINETICS,
+        is_torchvision_video_resnet,
+        map_torchvision_state_dict,
+        notes_for_torchvision,
+    )
+
+    where = str(path) if path is not None else "checkpoint"
+    state_dict, notes = canonical_state_dict(raw)
+    arch = container.get("arch")
+    arch = str(arch) if arch is not None else None
+    input_norm = None
+    try:
+        if is_torchvision_video_resnet(state_dict):
+            state_dict, config = map_torchvision_state_dict(state_dict)
+            state_dict, _ = canonical_state_dict(state_dict)
+            source, input_norm = "torchvision", TORCHVISION_KINETICS
+            notes += notes_for_torchvision()
+        else:
+            config, infer_notes = infer_model_config(state_dict, arch)
+            notes += infer_notes
+            if config.get("stem_width") is not None and config["model"] == "wideresnet":
+                notes.append("the 2018 Wide ResNet layout (64-channel stem): built with stem_width=64")
+    except UserError as error:
+        raise UserError(f"{where}: {error}") from None
+    if source != "torchvision" and input_norm is None:
+        notes.append("input normalisation not recorded: use the flags it was trained with "
+                     "(the successor's default is --mean_dataset kinetics)")
+    extra = {k: v for k, v in container.items() if k not in (state_key, "epoch", "arch", "optimizer", "scheduler")}
+    return LoadedCheckpoint(
+        path=path,
+        source_format=source,
+        state_dict=state_dict,
+        model_config=config,
+        epoch=_as_int(container.get("epoch")),
+        arch=arch,
+        input_norm=input_norm,
+        optimizer=container.get("optimizer") if isinstance(container.get("optimizer"), Mapping) else None,
+        scheduler=container.get("scheduler") if isinstance(container.get("scheduler"), Mapping) else None,
+        extra=extra,
+        notes=notes,
+    )
+
+
+def checkpoint_from_state_dict(state_dict: Mapping[str, torch.Tensor], arch: Optional[str] = None) -> LoadedCheckpoint:
+    """The loader's view of an in-memory state_dict (any supported names)."""
+    return _from_state_dict(dict(state_dict), None, "state_dict", {"arch": arch} if arch else {})
+
+
+def _swap_bgr(loaded: LoadedCheckpoint) -> None:
+    """The seed's --bgr_premodel: swap input channels 1 and 3 of the first convolution."""
+    for name, tensor in loaded.state_dict.items():
+        if name.endswith(".weight") and tensor.dim() == 5:
+            if tensor.shape[1] != 3:
+                raise UserError(f"--bgr_premodel: the first convolution '{name}' has {tensor.shape[1]} input channels, not 3")
+            loaded.state_dict[name] = tensor[:, [2, 1, 0]].contiguous()
+            loaded.notes.append(f"--bgr_premodel: swapped input channels 1 and 3 of {name}")
+            return
+    raise UserError("--bgr_premodel: the checkpoint has no 3D convolution")
+
+
+# -- building and loading into models -------------------------------------------------------
+
+
+def load_weights(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    strict: bool = True,
+    source: str = "the checkpoint",
+) -> Tuple[List[str], List[str]]:
+    """Load ``state_dict`` (any supported names) into ``model``; explain any mismatch.
+
+    With ``strict=False`` names missing on either side are skipped (and returned as
+    ``(missing, unexpected)``), but a shape mismatch is still an error. Errors are UserErrors
+    with a table of the differing names and shapes and the flag that would fix them.
+    """
+    canonical, _ = canonical_state_dict(state_dict)
+    expected = model.state_dict()
+    diff = compare_state_dicts(canonical, expected)
+    if diff.mismatched or (strict and diff):
+        try:
+            checkpoint_config: Optional[Dict[str, Any]] = infer_model_config(canonical)[0]
+        except UserError:
+            checkpoint_config = None
+        try:
+            model_config: Optional[Dict[str, Any]] = getattr(model, "model_config")
+        except AttributeError:
+            model_config = None
+        raise UserError(mismatch_message(diff, source, checkpoint_config, model_config))
+    result = model.load_state_dict(canonical, strict=strict)
+    return list(result.missing_keys), list(result.unexpected_keys)
+
+
+def build_model_from_checkpoint(
+    source: Union[PathLike, LoadedCheckpoint],
+    *,
+    strict: bool = True,
+    bgr_premodel: bool = False,
+    new_n_classes: Optional[int] = None,
+    **overrides: Any,
+) -> Tuple[nn.Module, LoadedCheckpoint]:
+    """Build the checkpoint's model, load its weights strictly, and return both.
+
+    ``overrides`` change ``create_model`` arguments (e.g. ``no_max_pool=True``,
+    ``conv1_t_stride=2``, which the weights cannot show); an override the weights contradict
+    raises the mismatch table. ``new_n_classes`` then replaces the classifier, for fine-tuning
+    (the successor's ``--n_pretrain_classes`` then ``--n_classes``).
+    """
+    from resnet3d.models import create_model
+
+    loaded = source if isinstance(source, LoadedCheckpoint) else load_checkpoint(source, bgr_premodel=bgr_premodel)
+    if isinstance(source, LoadedCheckpoint) and bgr_premodel:
+        loaded = replace(source, state_dict=dict(source.state_dict), notes=list(source.notes))
+        _swap_bgr(loaded)
+    config = {**loaded.model_config, **overrides}
+    model = create_model(**config)
+    load_weights(model, loaded.state_dict, strict=strict, source=loaded.describe_source())
+    if new_n_classes is not None and new_n_classes != model.model_config.get("n_classes"):
+        model.reset_classifier(new_n_classes)
+    return model, replace(loaded, model_config=model.model_config)
