@@ -1,0 +1,56 @@
+"""HMDB-51's official split files -> ``hmdb51_1.json`` ... ``hmdb51_3.json``.
+
+One file per class and split, ``<class>_test_split<N>.txt``, with lines ``<video>.avi <k>``:
+k = 1 training, 2 testing (our ``validation``, as the successor names it), 0 not used. The
+labels are the class names, sorted. Each video gets the successor's segment from its frame
+folder ``FRAME_DIR/<label>/<name>``.
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List
+
+from resnet3d.errors import UserError
+from resnet3d.prepare.annotation_json import Database, add_segments, summary_line, video_key, write_annotation
+from resnet3d.prepare.tables import text_lines, where
+
+SPLIT_FILE = re.compile(r"^(?P<label>.+)_test_split(?P<split>\d+)\.txt$")
+SUBSET_OF = {"1": "training", "2": "validation", "0": None}
+
+
+def split_files(annotation_dir: Path) -> Dict[int, List[Path]]:
+    if not annotation_dir.is_dir():
+        raise UserError(f"annotation directory {annotation_dir} does not exist")
+    files: Dict[int, List[Path]] = defaultdict(list)
+    for path in sorted(annotation_dir.iterdir()):
+        match = SPLIT_FILE.match(path.name)
+        if match and path.is_file():
+            files[int(match.group("split"))].append(path)
+    if not files:
+        raise UserError(f"no <class>_test_split<N>.txt files in {annotation_dir} (the HMDB-51 'testTrainMulti' splits)")
+    return dict(files)
+
+
+def hmdb51_json(annotation_dir: Path, frame_dir: Path, out_dir: Path) -> str:
+    files = split_files(annotation_dir)
+    labels = sorted({SPLIT_FILE.match(p.name).group("label") for paths in files.values() for p in paths})  # type: ignore[union-attr]
+    lines = []
+    for split in sorted(files):
+        database = Database()
+        for path in files[split]:
+            label = SPLIT_FILE.match(path.name).group("label")  # type: ignore[union-attr]
+            for number, text in text_lines(path):
+                at = where(path, number)
+                parts = text.split()
+                if len(parts) != 2 or parts[1] not in SUBSET_OF:
+                    raise UserError(f"{at}: expected '<video>.avi <0, 1 or 2>', got '{text.strip()}'")
+                subset = SUBSET_OF[parts[1]]
+                if subset is not None:
+                    database.add(video_key(parts[0]), subset, label, at)
+        segments = add_segments(database.entries, frame_dir)
+        out = out_dir / f"hmdb51_{split}.json"
+        write_annotation(out, labels, database.entries)
+        lines.append(summary_line(out, labels, database, segments))
+    return "\n".join(lines)
