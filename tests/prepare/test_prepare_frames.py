@@ -1,0 +1,303 @@
+"""``resnet3d prepare frames`` on real files: odd sizes, portrait, rotation, 10-bit, grey, MJPEG
+AVI, and the broken ones (zero bytes, truncated, audio only); resuming and replacing folders."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import simplejpeg
+
+from prepare_videos import decoded_frame_count, write_audio_only, write_truncated, write_video
+from resnet3d import cli
+from resnet3d.prepare.decode import ResizeRule
+from resnet3d.prepare.extract import ExtractOptions, extract_video
+from resnet3d.prepare.frame_folders import image_name
+from resnet3d.prepare.frames import CRASH_REASON, FAILURES_FILE, prepare_frames, run_jobs
+from resnet3d.prepare.videos import VideoJob
+
+SMALL = ExtractOptions(rule=ResizeRule(short_side=32), quality=90)
+
+
+def jpeg_size(path: Path):
+    height, width, _, _ = simplejpeg.decode_jpeg_header(path.read_bytes())
+    return width, height
+
+
+def red_block_centre(path: Path):
+    """(row, column) of the red block, as fractions of the height and width."""
+    rgb = simplejpeg.decode_jpeg(path.read_bytes())
+    red = np.argwhere((rgb[..., 0] > 180) & (rgb[..., 2] < 90))
+    row, col = red.mean(axis=0)
+    return row / rgb.shape[0], col / rgb.shape[1]
+
+
+@pytest.fixture(scope="module")
+def video_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("videos")
+    write_video(root / "walk" / "odd.mp4", n_frames=10, size=(33, 47), pix_fmt="yuv444p")  # 4:2:0 needs even sizes
+    write_video(root / "walk" / "portrait.avi", n_frames=8, size=(35, 49), codec="mjpeg")
+    write_video(root / "run" / "rotated.mp4", n_frames=6, size=(64, 48), rotation=90)
+    write_video(root / "run" / "tenbit.mkv", n_frames=5, size=(64, 48), pix_fmt="yuv420p10le")
+    write_video(root / "run" / "grey.mp4", n_frames=4, size=(40, 40), pix_fmt="gray")
+    (root / "run" / "empty.mp4").write_bytes(b"")
+    write_truncated(root / "run" / "cut.avi")
+    write_audio_only(root / "run" / "sound.mp4")
+    (root / "run" / "notes.txt").write_text("not a video")
+    return root
+
+
+GOOD = {
+    "walk/odd": ("walk/odd.mp4", (32, 46)),
+    "walk/portrait": ("walk/portrait.avi", (32, 45)),
+    "run/rotated": ("run/rotated.mp4", (32, 43)),  # 64x48 turned upright: 48x64
+    "run/tenbit": ("run/tenbit.mkv", (43, 32)),
+    "run/grey": ("run/grey.mp4", (32, 32)),
+}
+
+
+@pytest.fixture(scope="module")
+def extracted(video_dir, tmp_path_factory):
+    frame_dir = tmp_path_factory.mktemp("frames")
+    summary = prepare_frames(video_dir, frame_dir, SMALL, workers=2, progress=False)
+    return frame_dir, summary
+
+
+def test_every_good_video_is_complete(video_dir, extracted):
+    frame_dir, summary = extracted
+    assert (summary.done, summary.skipped, summary.failed) == (5, 0, 3)
+    assert summary.layout == "kinetics"
+    for folder, (video, size) in GOOD.items():
+        out = frame_dir / folder
+        expected = decoded_frame_count(video_dir / video)
+        names = sorted(os.listdir(out))
+        assert names == sorted([image_name(i) for i in range(1, expected + 1)] + ["fps", "n_frames"]), folder
+        assert (out / "n_frames").read_text() == str(expected)
+        assert jpeg_size(out / "image_00001.jpg") == size, folder
+    assert (frame_dir / "walk/odd/fps").read_text() == "25.0\n"
+
+
+def test_failures_are_listed_with_reasons(video_dir, extracted):
+    frame_dir, _ = extracted
+    lines = (frame_dir / FAILURES_FILE).read_text().splitlines()
+    assert lines[0] == "video\treason"
+    reasons = dict(line.split("\t") for line in lines[1:])
+    assert set(reasons) == {str(video_dir / "run" / n) for n in ("empty.mp4", "cut.avi", "sound.mp4")}
+    assert reasons[str(video_dir / "run/empty.mp4")] == "empty file (0 bytes)"
+    assert reasons[str(video_dir / "run/cut.avi")].startswith("truncated: decoded ")
+    assert reasons[str(video_dir / "run/sound.mp4")] == "no video stream (streams: audio)"
+    for name in ("empty", "cut", "sound"):  # nothing half-made is left, not even hidden
+        assert not any(name in p for p in os.listdir(frame_dir / "run"))
+
+
+def test_rotation_metadata_is_applied(extracted):
+    frame_dir, _ = extracted
+    # Upright (coded) the red block is top-left; turned 90 degrees counter-clockwise it is bottom-left.
+    row, col = red_block_centre(frame_dir / "walk/portrait/image_00001.jpg")
+    assert row < 0.3 and col < 0.3
+    row, col = red_block_centre(frame_dir / "run/rotated/image_00001.jpg")
+    assert row > 0.7 and col < 0.3
+
+
+def test_grey_and_ten_bit_become_colour_jpegs(extracted):
+    frame_dir, _ = extracted
+    for folder in ("run/grey", "run/tenbit"):
+        rgb = simplejpeg.decode_jpeg((frame_dir / folder / "image_00001.jpg").read_bytes())
+        assert rgb.shape[2] == 3
+    grey = simplejpeg.decode_jpeg((frame_dir / "run/grey/image_00002.jpg").read_bytes()).astype(int)
+    assert np.abs(grey[..., 0] - grey[..., 2]).max() <= 3  # a grey source stays grey
+    tenbit = simplejpeg.decode_jpeg((frame_dir / "run/tenbit/image_00001.jpg").read_bytes())
+    assert tenbit[0, 0, 0] > 180 and tenbit[0, 0, 2] < 90  # red stays red through 10 bits
+
+
+def test_cli_exit_status_and_summary(video_dir, tmp_path, capsys):
+    status = cli.main(["prepare", "frames", str(video_dir), str(tmp_path / "f"), "--short-side", "32",
+                       "--workers", "1", "--no-progress"])
+    assert status == 1  # three videos failed
+    out = capsys.readouterr().out
+    assert "5 done, 0 skipped, 3 failed" in out and FAILURES_FILE in out
+    only_good = tmp_path / "good"
+    write_video(only_good / "a.mp4", n_frames=3)
+    assert cli.main(["prepare", "frames", str(only_good), str(tmp_path / "g"), "--no-progress"]) == 0
+    assert jpeg_size(tmp_path / "g/a/image_00001.jpg") == (320, 240)  # default short side 240
+    assert not (tmp_path / "g" / FAILURES_FILE).exists()
+
+
+def visible(folder: Path):
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _mtimes(folder: Path):
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def one_video(tmp_path):
+    videos = tmp_path / "videos"
+    write_video(videos / "clip.mp4", n_frames=9, size=(48, 32))
+    return videos, tmp_path / "frames"
+
+
+def run(videos, frames, **changes):
+    options = ExtractOptions(**{**SMALL.__dict__, **changes})
+    return prepare_frames(videos, frames, options, workers=1, progress=False)
+
+
+def test_finished_videos_are_skipped_untouched(one_video):
+    videos, frames = one_video
+    assert run(videos, frames).done == 1
+    before = _mtimes(frames / "clip")
+    summary = run(videos, frames)
+    assert (summary.done, summary.skipped) == (0, 1)
+    assert _mtimes(frames / "clip") == before
+
+
+def test_partial_folders_of_other_tools_are_redone(one_video):
+    videos, frames = one_video
+    run(videos, frames)
+    reference = sorted(os.listdir(frames / "clip"))
+    for name in reference:  # an interrupted ffmpeg: 4 frames, no n_frames
+        if name not in [image_name(i) for i in range(1, 5)]:
+            (frames / "clip" / name).unlink()
+    assert run(videos, frames).done == 1
+    assert sorted(os.listdir(frames / "clip")) == reference
+    (frames / "clip" / image_name(5)).unlink()  # a hole below n_frames
+    assert run(videos, frames).done == 1
+    assert sorted(os.listdir(frames / "clip")) == reference
+
+
+def test_complete_folders_of_other_tools_are_adopted(one_video):
+    videos, frames = one_video
+    run(videos, frames)
+    (frames / "clip" / "n_frames").unlink()
+    (frames / "clip" / "fps").unlink()
+    before = _mtimes(frames / "clip")
+    summary = run(videos, frames)
+    assert (summary.skipped, summary.adopted) == (1, 1)
+    assert (frames / "clip" / "n_frames").read_text() == "9"
+    assert (frames / "clip" / "fps").read_text() == "25.0\n"
+    assert all(_mtimes(frames / "clip")[p] == t for p, t in before.items())  # frames untouched
+
+
+def test_folders_holding_user_files_are_never_replaced_without_overwrite(one_video):
+    videos, frames = one_video
+    (frames / "clip").mkdir(parents=True)
+    (frames / "clip" / image_name(1)).write_bytes(b"mine")
+    (frames / "clip" / "notes.txt").write_text("my notes")
+    summary = run(videos, frames)
+    assert summary.failed == 1
+    assert "notes.txt" in summary.failures[0][1] and "--overwrite" in summary.failures[0][1]
+    assert (frames / "clip" / "notes.txt").read_text() == "my notes"
+    assert run(videos, frames, overwrite=True).done == 1
+    assert not (frames / "clip" / "notes.txt").exists()
+    assert (frames / "clip" / "n_frames").read_text() == "9"
+    assert not (frames / FAILURES_FILE).exists()  # the stale list goes once nothing fails
+
+
+def test_leftovers_of_a_killed_run_are_cleared(one_video):
+    videos, frames = one_video
+    leftover = frames / ".clip.resnet3d-partial"
+    leftover.mkdir(parents=True)
+    (leftover / image_name(1)).write_bytes(b"half")
+    assert run(videos, frames).done == 1
+    assert sorted(p.name for p in frames.iterdir()) == [".resnet3d-prepare.lock", "clip"]
+
+
+def test_fps_resampling_and_quality(one_video):
+    videos, frames = one_video
+    summary = run(videos, frames, fps=12.5)  # 9 frames at 25 fps = 0.36 s -> 4.5 -> 5 frames
+    assert summary.frames == 5
+    assert (frames / "clip" / "fps").read_text() == "12.5\n"
+    low = run(videos, frames.with_name("low"), quality=20)
+    assert low.done == 1
+    assert (frames.with_name("low") / "clip" / image_name(1)).stat().st_size < (frames / "clip" / image_name(1)).stat().st_size
+
+
+def test_activitynet_and_flat_layouts(tmp_path):
+    videos = tmp_path / "videos"
+    write_video(videos / "v_abcdefghijk.mp4", n_frames=3)
+    write_video(videos / "lmnopqrstuv.mp4", n_frames=3)
+    summary = prepare_frames(videos, tmp_path / "an", SMALL, layout="activitynet", workers=1, progress=False)
+    assert summary.done == 2
+    assert visible(tmp_path / "an") == ["v_abcdefghijk", "v_lmnopqrstuv"]
+    summary = prepare_frames(videos, tmp_path / "flat", SMALL, workers=1, progress=False)
+    assert summary.layout == "flat"
+    assert visible(tmp_path / "flat") == ["lmnopqrstuv", "v_abcdefghijk"]
+
+
+def test_height_rule_and_same_name_videos(tmp_path):
+    videos = tmp_path / "videos"
+    write_video(videos / "a.mp4", n_frames=2, size=(64, 48))
+    write_video(videos / "a.mkv", n_frames=2, size=(64, 48))
+    options = ExtractOptions(rule=ResizeRule(short_side=None, height=36))
+    summary = prepare_frames(videos, tmp_path / "f", options, workers=1, progress=False)
+    assert (summary.done, summary.failed) == (1, 1)
+    assert "same output folder" in summary.failures[0][1]
+    assert jpeg_size(tmp_path / "f/a/image_00001.jpg") == (48, 36)
+
+
+def test_hdf5_output(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    videos = tmp_path / "videos"
+    write_video(videos / "jump" / "x.mp4", n_frames=7, size=(48, 32))
+    options = ExtractOptions(rule=ResizeRule(short_side=32), hdf5=True)
+    assert prepare_frames(videos, tmp_path / "h5", options, workers=1, progress=False).done == 1
+    path = tmp_path / "h5" / "jump" / "x.hdf5"
+    with h5py.File(path, "r") as handle:
+        video = handle["video"]
+        assert len(video) == 7 == decoded_frame_count(videos / "jump" / "x.mp4")
+        assert video.attrs["fps"] == 25.0
+        for element in video:
+            assert simplejpeg.decode_jpeg(element.tobytes()).shape == (32, 48, 3)
+    assert sorted(p.name for p in (tmp_path / "h5" / "jump").iterdir()) == ["x.hdf5"]
+    assert prepare_frames(videos, tmp_path / "h5", options, workers=1, progress=False).skipped == 1
+
+
+def test_hdf5_without_h5py_is_a_clear_error(monkeypatch):
+    import sys
+
+    from resnet3d.errors import UserError
+    from resnet3d.prepare.hdf5 import require_h5py
+
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(UserError, match="pip install h5py"):
+        require_h5py()
+
+
+def crash_on_boom(video: Path, output: Path, options: ExtractOptions):
+    """Stands in for a decoder that crashes the process on one file."""
+    if video.stem == "boom":
+        os._exit(3)
+    return extract_video(video, output, options)
+
+
+@pytest.mark.slow
+def test_a_crashing_worker_costs_only_its_video(tmp_path):
+    videos = tmp_path / "videos"
+    jobs = []
+    for name in ("a", "boom", "b", "c"):
+        write_video(videos / f"{name}.mp4", n_frames=3)
+        jobs.append(VideoJob(videos / f"{name}.mp4", Path(name)))
+    outcomes = {job.video.stem: outcome for job, outcome in run_jobs(jobs, tmp_path / "f", SMALL, 2, crash_on_boom)}
+    assert sorted(outcomes) == ["a", "b", "boom", "c"]
+    assert outcomes["boom"].status == "failed" and outcomes["boom"].reason == CRASH_REASON
+    assert all(outcomes[n].status in ("done", "skipped") for n in "abc")
+    assert all((tmp_path / "f" / n / "n_frames").read_text() == "3" for n in "abc")
+
+
+def test_second_run_on_same_dir_is_refused(tmp_path):
+    import fcntl
+
+    from resnet3d.errors import UserError
+
+    videos = tmp_path / "videos"
+    write_video(videos / "a.mp4", n_frames=2)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    with open(frames / ".resnet3d-prepare.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match="another 'resnet3d prepare frames'"):
+            prepare_frames(videos, frames, SMALL, workers=1, progress=False)
+    shutil.rmtree(frames)

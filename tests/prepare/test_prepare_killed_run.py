@@ -1,0 +1,57 @@
+"""A real ``resnet3d prepare frames`` process killed with SIGKILL midway, then restarted."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from prepare_videos import decoded_frame_count, write_video
+from resnet3d.prepare.decode import ResizeRule
+from resnet3d.prepare.extract import ExtractOptions
+from resnet3d.prepare.frame_folders import image_name
+from resnet3d.prepare.frames import prepare_frames
+
+N_VIDEOS = 8
+
+
+def finished_folders(frame_dir: Path):
+    return [p for p in frame_dir.glob("*/*") if (p / "n_frames").exists()]
+
+
+@pytest.mark.slow
+def test_killed_run_restarts_to_a_complete_result(tmp_path):
+    videos = tmp_path / "videos"
+    for index in range(N_VIDEOS):
+        write_video(videos / ("even" if index % 2 else "odd") / f"v{index}.mp4", n_frames=40, size=(320, 240))
+    frames = tmp_path / "frames"
+    command = [sys.executable, "-m", "resnet3d", "prepare", "frames", str(videos), str(frames),
+               "--short-side", "0", "--workers", "1", "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not finished_folders(frames) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+
+    # Whatever the kill interrupted, every visible folder is a finished one.
+    visible = [p for p in frames.glob("*/*") if not p.name.startswith(".")]
+    assert 1 <= len(visible) < N_VIDEOS
+    for folder in visible:
+        n_frames = int((folder / "n_frames").read_text())
+        assert sorted(os.listdir(folder)) == sorted([image_name(i) for i in range(1, n_frames + 1)] + ["fps", "n_frames"])
+
+    summary = prepare_frames(videos, frames, ExtractOptions(rule=ResizeRule(short_side=None)), workers=1, progress=False)
+    assert summary.failed == 0
+    assert summary.skipped == len(visible) and summary.done == N_VIDEOS - len(visible)
+    for video in sorted(videos.rglob("*.mp4")):
+        folder = frames / video.parent.name / video.stem
+        expected = decoded_frame_count(video)
+        assert (folder / "n_frames").read_text() == str(expected)
+        assert sorted(os.listdir(folder)) == sorted([image_name(i) for i in range(1, expected + 1)] + ["fps", "n_frames"])
+    assert not [p for p in frames.rglob(".*") if p.name != ".resnet3d-prepare.lock"]  # no leftovers
