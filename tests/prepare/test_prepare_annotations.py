@@ -1,0 +1,183 @@
+"""Annotation builders on files in the official formats: exact JSON, and errors that name the
+file and the line."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from resnet3d import cli
+from resnet3d.errors import UserError
+from resnet3d.prepare.frame_folders import image_name
+from resnet3d.prepare.hmdb51 import hmdb51_json
+from resnet3d.prepare.kinetics import seed_kinetics_json, successor_kinetics_json
+from resnet3d.prepare.ucf101 import ucf101_json
+
+
+def frames(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(1, n + 1):
+        (folder / image_name(index)).write_bytes(b"\xff\xd8 not decoded here")
+    return folder
+
+
+def write(path: Path, text: str, crlf: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((text.replace("\n", "\r\n") if crlf else text).encode())
+    return path
+
+
+TRAIN_CSV = """label,youtube_id,time_start,time_end,split
+abseiling,---QUuC4vJs,3,13,train
+air drumming,--nQbRBEz2s,104,114,train
+abseiling,-3B32lodo2M,59,69,train
+"""
+VAL_CSV = """label,youtube_id,time_start,time_end,split
+air drumming,-5mBkUjEbNE,10,20,val
+"""
+TEST_CSV = """youtube_id,time_start,time_end,split
+-6G3m3D1W5w,0,10,test
+"""
+
+
+@pytest.fixture
+def kinetics_csvs(tmp_path):
+    d = tmp_path / "csv"
+    return (
+        write(d / "kinetics-400_train.csv", TRAIN_CSV, crlf=True),
+        write(d / "kinetics-400_val.csv", VAL_CSV),
+        write(d / "kinetics-400_test.csv", TEST_CSV),
+    )
+
+
+def test_kinetics_seed_form_exact_json(kinetics_csvs, tmp_path):
+    out = tmp_path / "kinetics.json"
+    seed_kinetics_json(*kinetics_csvs, out)
+    expected = (
+        '{"labels": ["abseiling", "air drumming"], "database": {'
+        '"---QUuC4vJs_000003_000013": {"subset": "training", "annotations": {"label": "abseiling"}}, '
+        '"--nQbRBEz2s_000104_000114": {"subset": "training", "annotations": {"label": "air drumming"}}, '
+        '"-3B32lodo2M_000059_000069": {"subset": "training", "annotations": {"label": "abseiling"}}, '
+        '"-5mBkUjEbNE_000010_000020": {"subset": "validation", "annotations": {"label": "air drumming"}}, '
+        '"-6G3m3D1W5w_000000_000010": {"subset": "testing", "annotations": {}}}}'
+    )
+    assert out.read_text() == expected
+
+
+def test_kinetics_successor_form_adds_segments(kinetics_csvs, tmp_path, capsys):
+    frame_dir = tmp_path / "jpg"
+    frames(frame_dir / "abseiling" / "---QUuC4vJs_000003_000013", 5)
+    frames(frame_dir / "abseiling" / "-3B32lodo2M_000059_000069", 2)
+    frames(frame_dir / "air drumming" / "-5mBkUjEbNE_000010_000020", 3)
+    frames(frame_dir / "test" / "-6G3m3D1W5w_000000_000010", 4)
+    out = tmp_path / "k400.json"
+    status = cli.main(["prepare", "kinetics-json", str(tmp_path / "csv"), "400", str(frame_dir), "jpg", str(out)])
+    assert status == 0
+    database = json.loads(out.read_text())["database"]
+    assert database["---QUuC4vJs_000003_000013"]["annotations"] == {"label": "abseiling", "segment": [1, 6]}
+    assert database["--nQbRBEz2s_000104_000114"]["annotations"] == {"label": "air drumming"}  # no folder
+    assert database["-6G3m3D1W5w_000000_000010"]["annotations"] == {"segment": [1, 5]}
+    report = capsys.readouterr().out
+    assert "training 3 (2 with frames, 1 missing on disk)" in report
+    assert "validation 1 (1 with frames, 0 missing on disk)" in report
+
+
+def test_kinetics_successor_form_hdf5(kinetics_csvs, tmp_path):
+    pytest.importorskip("h5py")
+    from resnet3d.prepare.hdf5 import write_video
+
+    frame_dir = tmp_path / "h5"
+    (frame_dir / "abseiling").mkdir(parents=True)
+    write_video(frame_dir / "abseiling" / "---QUuC4vJs_000003_000013.hdf5", [b"a", b"b", b"c", b"d"])
+    out = tmp_path / "k.json"
+    successor_kinetics_json(tmp_path / "csv", 400, frame_dir, "hdf5", out)
+    database = json.loads(out.read_text())["database"]
+    assert database["---QUuC4vJs_000003_000013"]["annotations"]["segment"] == [0, 4]  # the successor's HDF5 form
+
+
+def test_kinetics_errors_name_file_and_line(tmp_path, kinetics_csvs):
+    train, val, test = kinetics_csvs
+    out = tmp_path / "k.json"
+    bad = write(tmp_path / "bad.csv", "label,youtube_id,time_start,split\nabseiling,x,1,train\n")
+    with pytest.raises(UserError, match=r"bad.csv: line 1: missing column\(s\) 'time_end'"):
+        seed_kinetics_json(bad, val, test, out)
+    unknown = write(tmp_path / "val.csv", VAL_CSV + "yodelling,abcdefghijk,0,10,val\n")
+    with pytest.raises(UserError, match=r"val.csv: line 3: validation label 'yodelling' does not appear"):
+        seed_kinetics_json(train, unknown, test, out)
+    twice = write(tmp_path / "dup.csv", VAL_CSV.replace("air drumming,-5mBkUjEbNE", "abseiling,---QUuC4vJs").replace(",10,20,", ",3,13,"))
+    with pytest.raises(UserError, match=r"dup.csv: line 2: duplicate video key '---QUuC4vJs_000003_000013'.*kinetics-400_train.csv: line 2"):
+        seed_kinetics_json(train, twice, test, out)
+    assert not out.exists()
+    same = write(tmp_path / "same.csv", TRAIN_CSV + "abseiling,---QUuC4vJs,3,13,train\n")
+    assert "1 repeated identical lines ignored" in seed_kinetics_json(same, val, test, out)
+
+
+def test_kinetics_json_argument_count(capsys):
+    assert cli.main(["prepare", "kinetics-json", "a", "b", "c"]) == 2
+    assert "takes 4 arguments" in capsys.readouterr().err
+
+
+UCF_CLASSES = "1 ApplyEyeMakeup\n2 Archery\n"
+UCF_TRAIN = "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\nArchery/v_Archery_g08_c01.avi 2\n"
+UCF_TEST = "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\n"
+
+
+def test_ucf101_crlf_lists_exact_json(tmp_path):
+    notes = tmp_path / "ucfTrainTestlist"
+    write(notes / "classInd.txt", UCF_CLASSES, crlf=True)
+    for split in (1, 2, 3):
+        write(notes / f"trainlist0{split}.txt", UCF_TRAIN, crlf=True)
+        write(notes / f"testlist0{split}.txt", UCF_TEST, crlf=True)
+    frame_dir = tmp_path / "jpg"
+    frames(frame_dir / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01", 3)
+    frames(frame_dir / "Archery" / "v_Archery_g08_c01", 1)
+    ucf101_json(notes, frame_dir, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ucf101_01.json", "ucf101_02.json", "ucf101_03.json"]
+    expected = (
+        '{"labels": ["ApplyEyeMakeup", "Archery"], "database": {'
+        '"v_ApplyEyeMakeup_g08_c01": {"subset": "training", "annotations": {"label": "ApplyEyeMakeup", "segment": [1, 4]}}, '
+        '"v_Archery_g08_c01": {"subset": "training", "annotations": {"label": "Archery", "segment": [1, 2]}}, '
+        '"v_ApplyEyeMakeup_g01_c01": {"subset": "validation", "annotations": {"label": "ApplyEyeMakeup"}}}}'
+    )
+    assert (tmp_path / "out" / "ucf101_02.json").read_text() == expected
+
+
+def test_ucf101_errors(tmp_path):
+    notes = tmp_path / "notes"
+    write(notes / "classInd.txt", UCF_CLASSES, crlf=True)
+    write(notes / "trainlist01.txt", UCF_TRAIN + "Yodelling/v_Yodelling_g01_c01.avi 3\n", crlf=True)
+    write(notes / "testlist01.txt", UCF_TEST)
+    with pytest.raises(UserError, match=r"trainlist01.txt: line 3: class 'Yodelling' is not in classInd.txt"):
+        ucf101_json(notes, tmp_path, tmp_path / "out")
+    write(notes / "trainlist01.txt", "Archery/v_Archery_g08_c01.avi 1\n")
+    with pytest.raises(UserError, match=r"trainlist01.txt: line 1: class index '1' does not match 'Archery'"):
+        ucf101_json(notes, tmp_path, tmp_path / "out")
+    write(notes / "trainlist01.txt", UCF_TRAIN)
+    write(notes / "testlist01.txt", "Archery/v_Archery_g08_c01.avi\n")
+    with pytest.raises(UserError, match=r"testlist01.txt: line 1: duplicate video key 'v_Archery_g08_c01'"):
+        ucf101_json(notes, tmp_path, tmp_path / "out")
+
+
+def test_hmdb51_split_files_exact_json(tmp_path):
+    splits = tmp_path / "testTrainMulti_7030_splits"
+    write(splits / "brush_hair_test_split1.txt",
+          "April_09_brush_my_hair_babe_ls_0.avi 1 \nAussie_Brush_hair_brush_h_nm_np1_ba_goo_0.avi 2 \nunused_0.avi 0 \n", crlf=True)
+    write(splits / "cartwheel_test_split1.txt", "Cartwheel_girl_cartwheel_f_cm_np1_le_med_0.avi 1 \n")
+    write(splits / "brush_hair_test_split2.txt", "April_09_brush_my_hair_babe_ls_0.avi 2 \n")
+    write(splits / "cartwheel_test_split2.txt", "Cartwheel_girl_cartwheel_f_cm_np1_le_med_0.avi 1 \n")
+    (splits / "README").write_text("not a split file")
+    frame_dir = tmp_path / "jpg"
+    frames(frame_dir / "brush_hair" / "April_09_brush_my_hair_babe_ls_0", 2)
+    hmdb51_json(splits, frame_dir, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["hmdb51_1.json", "hmdb51_2.json"]
+    expected = (
+        '{"labels": ["brush_hair", "cartwheel"], "database": {'
+        '"April_09_brush_my_hair_babe_ls_0": {"subset": "training", "annotations": {"label": "brush_hair", "segment": [1, 3]}}, '
+        '"Aussie_Brush_hair_brush_h_nm_np1_ba_goo_0": {"subset": "validation", "annotations": {"label": "brush_hair"}}, '
+        '"Cartwheel_girl_cartwheel_f_cm_np1_le_med_0": {"subset": "training", "annotations": {"label": "cartwheel"}}}}'
+    )
+    assert (tmp_path / "out" / "hmdb51_1.json").read_text() == expected
+    write(splits / "cartwheel_test_split2.txt", "Cartwheel_girl_cartwheel_f_cm_np1_le_med_0.avi 3 \n")
+    with pytest.raises(UserError, match=r"cartwheel_test_split2.txt: line 1: expected '<video>.avi <0, 1 or 2>'"):
+        hmdb51_json(splits, frame_dir, tmp_path / "out")

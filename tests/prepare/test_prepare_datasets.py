@@ -1,0 +1,193 @@
+"""ActivityNet fps, a user's own folder data set, the seed's n_frames/fps utilities and stats."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from prepare_videos import write_video
+from resnet3d import cli
+from resnet3d.errors import UserError
+from resnet3d.prepare.activitynet import add_fps
+from resnet3d.prepare.folder_dataset import folder_json
+from resnet3d.prepare.frame_folders import image_name
+from resnet3d.prepare.legacy_files import write_fps_files, write_n_frames_files
+from resnet3d.prepare.stats import dataset_stats
+
+
+def frames(folder: Path, n: int, colour=(0, 0, 0), indices=None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in indices or range(1, n + 1):
+        Image.new("RGB", (8, 6), colour).save(folder / image_name(index), quality=100)
+    return folder
+
+
+def official_json() -> dict:
+    def video(duration):
+        return {"subset": "training", "duration": duration, "resolution": "64x48", "url": "https://youtu.be/x",
+                "annotations": [{"segment": [0.1, 0.3], "label": "Drinking coffee"}]}
+
+    return {
+        "version": "VERSION 1.3",
+        "taxonomy": [{"nodeId": 1, "nodeName": "Root", "parentId": None, "parentName": None},
+                     {"nodeId": 2, "nodeName": "Drinking coffee", "parentId": 1, "parentName": "Root"}],
+        "database": {"abcdefghijk": video(0.48), "lmnopqrstuv": video(0.4), "zzzzzzzzzzz": video(1.0)},
+    }
+
+
+@pytest.fixture
+def activitynet(tmp_path):
+    videos = tmp_path / "videos"
+    write_video(videos / "v_abcdefghijk.mp4", n_frames=12, rate=25)  # the crawler's name
+    write_video(videos / "lmnopqrstuv.mp4", n_frames=6, rate=15)  # a bare YouTube id
+    write_video(videos / "v_notinjson00.mp4", n_frames=2)
+    path = tmp_path / "activity_net.v1-3.min.json"
+    path.write_text(json.dumps(official_json()))
+    return videos, path
+
+
+def test_activitynet_fps_from_videos_in_place(activitynet, tmp_path):
+    videos, path = activitynet
+    original = path.read_bytes()
+    report = add_fps(videos, path)
+    expected = official_json()
+    expected["database"]["abcdefghijk"]["fps"] = 25.0
+    expected["database"]["lmnopqrstuv"]["fps"] = 15.0
+    assert path.read_text() == json.dumps(expected)
+    assert (tmp_path / "activity_net.v1-3.min.json.bak").read_bytes() == original
+    assert report.updated == 2 and report.not_in_json == ["v_notinjson00.mp4"]
+
+
+def test_activitynet_seed_fps_files(activitynet, tmp_path):
+    videos, path = activitynet
+    frame_dir = tmp_path / "jpg"
+    frames(frame_dir / "v_abcdefghijk", 12)
+    out = tmp_path / "out.json"
+    with pytest.raises(UserError, match="--fps-files needs --frame-dir"):
+        add_fps(videos, path, out, fps_files=True)
+    report = add_fps(videos, path, out, fps_files=True, frame_dir=frame_dir)
+    assert (frame_dir / "v_abcdefghijk" / "fps").read_text() == "25.0\n"  # 12 frames / 0.48 s
+    assert report.fps_files == 1 and report.no_frame_folder == 1
+    assert not (tmp_path / "activity_net.v1-3.min.json.bak").exists()  # OUT_JSON given: input untouched
+
+
+def test_activitynet_fps_from_frame_folders(activitynet, tmp_path):
+    _, path = activitynet
+    frame_dir = tmp_path / "jpg"
+    frames(frame_dir / "v_abcdefghijk", 3)
+    (frame_dir / "v_abcdefghijk" / "fps").write_text("29.97\n")
+    frames(frame_dir / "v_lmnopqrstuv", 6)  # no fps file: 6 frames / the JSON's 0.4 s
+    out = tmp_path / "out.json"
+    assert cli.main(["prepare", "activitynet-json", str(frame_dir), str(path), str(out), "--fps-files"]) == 0
+    database = json.loads(out.read_text())["database"]
+    assert database["abcdefghijk"]["fps"] == 29.97 and database["lmnopqrstuv"]["fps"] == 15.0
+    assert "fps" not in database["zzzzzzzzzzz"]
+    assert (frame_dir / "v_lmnopqrstuv" / "fps").read_text() == "15.0\n"
+
+
+def test_activitynet_bad_json(tmp_path):
+    bad = tmp_path / "a.json"
+    bad.write_text('{"database": [1,\n 2')
+    with pytest.raises(UserError, match=r"a.json: line 2: not valid JSON"):
+        add_fps(tmp_path, bad)
+
+
+@pytest.fixture
+def own_dataset(tmp_path):
+    root = tmp_path / "mydata"
+    for name in ("x", "y", "w"):
+        write_video(root / "cats" / f"{name}.mp4", n_frames=2)
+    frames(root / "cats" / "z", 2)
+    for name in ("p", "q"):
+        write_video(root / "dogs" / f"{name}.mp4", n_frames=2)
+    (root / "dogs" / "readme.txt").write_text("ignored")
+    return root
+
+
+def test_folder_json_random_split_is_stratified_and_repeatable(own_dataset, tmp_path):
+    out = tmp_path / "mine.json"
+    folder_json(own_dataset, out, val_ratio=0.5, seed=3)
+    data = json.loads(out.read_text())
+    assert data["labels"] == ["cats", "dogs"]
+    database = data["database"]
+    assert sorted(database) == ["p", "q", "w", "x", "y", "z"]
+    for label, size in (("cats", 4), ("dogs", 2)):
+        subsets = [e["subset"] for e in database.values() if e["annotations"]["label"] == label]
+        assert subsets.count("validation") == size // 2
+    assert database["z"]["annotations"]["segment"] == [1, 3]
+    first = out.read_text()
+    folder_json(own_dataset, out, val_ratio=0.5, seed=3)
+    assert out.read_text() == first
+
+
+def test_folder_json_lists(own_dataset, tmp_path):
+    train = tmp_path / "train.txt"
+    train.write_text("cats/x.mp4 1\r\ncats/y.mp4 1\r\ndogs/p.mp4 2\r\n")
+    val = tmp_path / "val.txt"
+    val.write_text("cats/z\ndogs/q.mp4\n")
+    out = tmp_path / "mine.json"
+    report = folder_json(own_dataset, out, train_list=train, val_list=val)
+    subsets = {k: e["subset"] for k, e in json.loads(out.read_text())["database"].items()}
+    assert subsets == {"x": "training", "y": "training", "p": "training", "z": "validation", "q": "validation"}
+    assert "1 items in neither list left out" in report
+    folder_json(own_dataset, out, val_list=val)  # one list: the rest trains
+    subsets = {k: e["subset"] for k, e in json.loads(out.read_text())["database"].items()}
+    assert sorted(k for k, s in subsets.items() if s == "training") == ["p", "w", "x", "y"]
+    val.write_text("cats/z\ncats/nothing.mp4\n")
+    with pytest.raises(UserError, match=r"val.txt: line 2: 'cats/nothing.mp4' is not a video"):
+        folder_json(own_dataset, out, val_list=val)
+
+
+def test_folder_json_duplicate_keys(own_dataset, tmp_path):
+    write_video(own_dataset / "dogs" / "x.mkv", n_frames=2)
+    with pytest.raises(UserError, match="share the key 'x'"):
+        folder_json(own_dataset, tmp_path / "o.json")
+
+
+def test_n_frames_files(tmp_path, capsys):
+    root = tmp_path / "jpg"
+    frames(root / "a" / "v1", 3)
+    frames(root / "a" / "v2", 0, indices=[1, 2, 4])  # a hole at 3
+    (root / "a" / "v3").mkdir()  # extraction produced nothing
+    (root / "b").mkdir()  # an empty class folder is not a video
+    assert cli.main(["prepare", "n-frames", str(root)]) == 0
+    assert [(root / "a" / v / "n_frames").read_text() for v in ("v1", "v2", "v3")] == ["3", "4", "0"]
+    assert not (root / "a" / "n_frames").exists() and not (root / "b" / "n_frames").exists()
+    out = capsys.readouterr().out
+    assert "3 written" in out and "1 folders miss frames" in out and "1 empty" in out
+    assert write_n_frames_files(root).unchanged == 3
+
+
+def test_fps_files(tmp_path):
+    videos = tmp_path / "videos"
+    write_video(videos / "clip.mp4", n_frames=10, rate=25)
+    write_video(videos / "gone.mp4", n_frames=2)
+    frame_dir = tmp_path / "jpg"
+    frames(frame_dir / "clip", 10)
+    report = write_fps_files(videos, frame_dir)
+    assert (frame_dir / "clip" / "fps").read_text() == "25.0\n"
+    assert report.written == 1 and report.missing == [str(frame_dir / "gone")]
+
+
+def test_stats_of_known_colours(tmp_path, capsys):
+    root = tmp_path / "jpg"
+    frames(root / "c" / "red", 4, colour=(255, 0, 0))
+    frames(root / "c" / "black", 4, colour=(0, 0, 0))
+    result = dataset_stats(root, samples=400, seed=1)
+    red_share = result.mean[0]  # the mean of R is the share of red frames sampled
+    assert 0.35 < red_share < 0.65
+    assert result.mean[1] < 0.02 and result.mean[2] < 0.02
+    assert result.std[0] == pytest.approx(np.sqrt(red_share * (1 - red_share)), abs=0.02)
+    assert result.frames == 400 and result.videos == 2
+    annotation = tmp_path / "a.json"
+    annotation.write_text(json.dumps({"labels": ["c"], "database": {
+        "red": {"subset": "training", "annotations": {"label": "c"}},
+        "black": {"subset": "validation", "annotations": {"label": "c"}}}}))
+    only_red = dataset_stats(root, samples=20, annotation=annotation, subset="training")
+    assert only_red.mean[0] > 0.98 and only_red.videos == 1
+    assert cli.main(["prepare", "stats", str(root), "--samples", "50"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert set(json.loads(lines[0])) >= {"mean", "std", "frames"} and lines[1].startswith("flags: --mean ")
