@@ -79,12 +79,17 @@ def _smooth_field(rng: np.random.Generator, height: int, width: int, cells: int 
     return top * (1 - fy) + bottom * fy
 
 
-def render_video(motion: int, n_frames: int, size: Tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """uint8 (T, H, W, 3) frames of one video of class ``motion`` (an index into MOTIONS)."""
+def render_video(
+    motion: int, n_frames: int, size: Tuple[int, int], rng: np.random.Generator, noise: float = 2.0
+) -> np.ndarray:
+    """uint8 (T, H, W, 3) frames of one video of class ``motion`` (an index into MOTIONS).
+
+    ``noise`` is the standard deviation of the per-frame sensor noise (the static background
+    texture is 3x that); it sets how hard the JPEGs are to compress and decode."""
     height, width = size
     _, dx, dy, spin = MOTIONS[motion]
     background = _smooth_field(rng, height, width)
-    background += rng.normal(0, 6, size=background.shape)  # static texture
+    background += rng.normal(0, 3 * noise, size=background.shape)  # static texture
     radius = rng.uniform(0.16, 0.24) * min(height, width)
     colour_a = rng.uniform(0, 255, 3)
     colour_b = 255 - colour_a * rng.uniform(0.3, 0.9)
@@ -110,7 +115,8 @@ def render_video(motion: int, n_frames: int, size: Tuple[int, int], rng: np.rand
         disc = np.where(stripes, colour_a, colour_b)
         inside = np.clip(radius + 0.5 - dist, 0, 1)[..., None]  # 1-pixel antialiased edge
         frame = background * (1 - inside) + disc * inside
-        frame += rng.normal(0, 2, size=frame.shape)  # sensor noise, differs per frame
+        if noise > 0:
+            frame += rng.normal(0, noise, size=frame.shape)  # sensor noise, differs per frame
         frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
     return frames
 
@@ -178,11 +184,13 @@ def make_action_dataset(
     val_share: float = 0.25,
     fps: int = 25,
     quality: int = 90,
+    noise: float = 2.0,
 ) -> SyntheticInfo:
     """Generate a data set under ``root``: ``jpg/`` frame folders and/or ``videos/`` MP4 files, and
     ``annotation.json`` (plus ``classInd.txt``/``trainlist01.txt``/``testlist01.txt`` for ucf101).
 
     ``size`` is (height, width). The last ``val_share`` of each class's videos are validation.
+    ``quality`` is the JPEG quality; ``noise`` the per-frame sensor noise (see ``render_video``).
     """
     if not 1 <= n_classes <= len(MOTIONS):
         raise UserError(f"n_classes must be 1..{len(MOTIONS)} (motions: {', '.join(m[0] for m in MOTIONS)})")
@@ -207,7 +215,7 @@ def make_action_dataset(
             key = _video_key(rng, layout, label, number)
             while key in database:
                 key = _video_key(rng, layout, label, number)
-            frames = render_video(motion, n_frames, size, rng)
+            frames = render_video(motion, n_frames, size, rng, noise)
             rel = f"{label}/{key}"
             if jpg_root is not None:
                 _write_jpegs(jpg_root / rel, frames, quality)

@@ -135,7 +135,7 @@ _RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.595716, -0.274453, -0.321263), (0.21145
 def _rotate_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     to_yiq = torch.tensor(_RGB_TO_YIQ, device=x.device, dtype=x.dtype)
     to_rgb = torch.linalg.inv(to_yiq)
-    angle = turns * (2 * math.pi)
+    angle = -turns * (2 * math.pi)  # YIQ chroma turns the other way round from HSV hue
     cos, sin = torch.cos(angle), torch.sin(angle)
     rot = torch.zeros(x.shape[0], 3, 3, device=x.device, dtype=x.dtype)
     rot[:, 0, 0] = 1

@@ -1,0 +1,164 @@
+"""``resnet3d bench loader``: training-loader clips/s, ours against the originals' scheme.
+
+Ours: ``resnet3d.data`` as training uses it (one crop box per clip, JPEG decoded at the smallest
+DCT scale covering the crop, one resize for the whole clip, uint8 out; normalisation is left to
+the device). ``--baseline`` also runs, in the same process and on the same clips, what the
+successor's training loader does per frame: PIL open + convert('RGB'), crop + resize in PIL, flip,
+ToTensor (float), Normalize, then stack. Both go through a DataLoader with ``--n_threads``
+workers; per-core figures divide by the number of decoding processes (workers, or 1 for 0).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+from typing import List
+
+import numpy as np
+import torch
+
+from resnet3d.bench.common import emit
+from resnet3d.cliargs import add_flag
+from resnet3d.data import DataConfig, build_dataset, build_loader, set_epoch
+from resnet3d.data import spatial, temporal
+from resnet3d.data.config import DATASETS, DECODERS, TRAIN_CROPS
+from resnet3d.normalization import KINETICS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--video_path", required=True, help="frame folders (or videos with --file_type video)")
+    parser.add_argument("--annotation_path", required=True, help="annotation JSON")
+    parser.add_argument("--dataset", default="kinetics", choices=DATASETS)
+    parser.add_argument("--file_type", default="jpg", choices=("jpg", "hdf5", "video"))
+    parser.add_argument("--sample_size", type=int, default=112)
+    parser.add_argument("--sample_duration", type=int, default=16)
+    parser.add_argument("--train_crop", default="random", choices=TRAIN_CROPS)
+    parser.add_argument("--n_threads", type=int, default=0, help="DataLoader workers (0: the main process)")
+    parser.add_argument("--batch_size", type=int, default=8)
+    add_flag(parser, "--n-batches", type=int, default=10, help="batches timed (after one warm-up batch)")
+    add_flag(parser, "--decoder", default="auto", choices=DECODERS, help="JPEG decoder of our loader")
+    parser.add_argument("--baseline", action="store_true", help="also measure the originals' per-frame PIL + float scheme")
+    add_flag(parser, "--repeat", type=int, default=1, help="measure each side this many times; report the best")
+
+
+class SuccessorBaseline(torch.utils.data.Dataset):
+    """The successor's training item, re-enacted: per-frame PIL and float tensors."""
+
+    def __init__(self, ours, sample_size: int) -> None:
+        self.ours = ours
+        self.size = sample_size
+        self.mean = KINETICS.mean
+        self.std = KINETICS.std
+
+    def __len__(self) -> int:
+        return len(self.ours)
+
+    def _load_frames(self, folder: str, indices: List[int]):
+        from PIL import Image
+
+        frames = []
+        for i in indices:
+            path = os.path.join(folder, f"image_{i:05d}.jpg")
+            if os.path.exists(path):
+                with open(path, "rb") as handle:
+                    with Image.open(handle) as image:
+                        frames.append(image.convert("RGB"))
+        return frames
+
+    def __getitem__(self, index):
+        from PIL import Image
+
+        item, epoch = index if isinstance(index, tuple) else (index, 0)
+        video_index, _ = self.ours.items[item]
+        rng = random.Random(f"baseline/{epoch}/{item}")
+        begin, end = self.ours.frame_range(video_index)
+        indices = temporal.random_crop(temporal.frame_range(begin, end), self.ours.cfg.sample_duration, rng)
+        frames = self._load_frames(self.ours.videos[video_index].path, indices)
+        width, height = frames[0].size
+        cfg = self.ours.cfg
+        box = spatial.random_resized_box(width, height, (cfg.train_crop_min_scale, 1.0), (cfg.train_crop_min_ratio, 1 / cfg.train_crop_min_ratio), rng)
+        flip = rng.random() < 0.5
+        clip = []
+        for image in frames:  # the successor's spatial transform, frame by frame
+            image = image.crop((box.x0, box.y0, box.x1, box.y1)).resize((self.size, self.size), Image.BILINEAR)
+            if flip:
+                image = image.transpose(Image.FLIP_LEFT_RIGHT)
+            tensor = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+            tensor = tensor.view(image.size[1], image.size[0], 3).permute(2, 0, 1).contiguous().float().div(255)
+            for channel, m, s in zip(tensor, self.mean, self.std):
+                channel.sub_(m).div_(s)
+            clip.append(tensor)
+        return torch.stack(clip, 0).permute(1, 0, 2, 3), self.ours.videos[video_index].target
+
+
+def _measure(dataset, args, baseline: bool) -> dict:
+    loader = build_loader(dataset, args.batch_size, train=True, num_workers=args.n_threads, seed=0)
+    best = None
+    for attempt in range(max(1, args.repeat)):
+        set_epoch(loader, attempt)
+        iterator = iter(loader)
+        next(iterator)  # warm-up: worker start, first file opens
+        n_clips = 0
+        start = time.perf_counter()
+        for _ in range(args.n_batches):
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                set_epoch(loader, attempt + 1000)
+                iterator = iter(loader)
+                batch = next(iterator)
+            clips = batch[0] if baseline else batch["clip"]
+            n_clips += clips.shape[0]
+        seconds = time.perf_counter() - start
+        del iterator
+        if best is None or seconds / n_clips < best[0] / best[1]:
+            best = (seconds, n_clips)
+    seconds, n_clips = best
+    cores = max(1, args.n_threads)
+    rate = n_clips / seconds
+    return {
+        "what": "loader",
+        "baseline": baseline,
+        "clips_per_s": round(rate, 2),
+        "clips_per_s_per_core": round(rate / cores, 2),
+        "frames_per_s_per_core": round(rate * args.sample_duration / cores, 1),
+        "n_clips": n_clips,
+        "seconds": round(seconds, 3),
+        "n_threads": args.n_threads,
+        "batch_size": args.batch_size,
+        "sample_size": args.sample_size,
+        "sample_duration": args.sample_duration,
+        "file_type": args.file_type,
+        "train_crop": args.train_crop,
+        "scheme": "PIL per frame, crop+resize, ToTensor float, Normalize, stack" if baseline else f"resnet3d ({args.decoder} DCT-scaled decode, crop before resize, uint8)",
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(1)  # one core per decoding process, for both sides
+    cfg = DataConfig(
+        dataset=args.dataset,
+        video_path=args.video_path,
+        annotation_path=args.annotation_path,
+        file_type=args.file_type,
+        sample_size=args.sample_size,
+        sample_duration=args.sample_duration,
+        train_crop=args.train_crop,
+        num_workers=args.n_threads,
+        decoder=args.decoder,
+    )
+    dataset = build_dataset(cfg, "training")
+    baseline_line = None
+    if args.baseline:
+        if args.file_type != "jpg":
+            from resnet3d.errors import UserError
+
+            raise UserError("--baseline re-enacts the originals' JPEG-folder loader: use --file_type jpg")
+        baseline_line = _measure(SuccessorBaseline(dataset, args.sample_size), args, baseline=True)
+        emit(baseline_line)
+    ours = _measure(dataset, args, baseline=False)
+    if baseline_line:
+        ours["speedup_per_core"] = round(ours["clips_per_s_per_core"] / baseline_line["clips_per_s_per_core"], 2)
+    emit(ours)
+    return 0

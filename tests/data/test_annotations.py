@@ -1,0 +1,166 @@
+"""Annotation parsing for every flavour, on hand-made files; video path rules; error messages."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from resnet3d.data import DataConfig, build_dataset
+from resnet3d.data.annotations import activitynet_classes, load_annotation, seconds_to_frames
+from resnet3d.errors import UserError
+
+from data_helpers import ramp_frames, write_frames, write_json
+
+KINETICS_SEED = {
+    "labels": ["abseiling", "air drumming"],
+    "database": {
+        "aaaaaaaaaaa_000001_000011": {"subset": "training", "annotations": {"label": "abseiling"}},
+        "bbbbbbbbbbb_000002_000012": {"subset": "validation", "annotations": {"label": "air drumming"}},
+        "ccccccccccc_000003_000013": {"subset": "testing", "annotations": {}},
+    },
+}
+
+TAXONOMY = [
+    {"nodeId": 0, "nodeName": "Root", "parentId": None, "parentName": None},
+    {"nodeId": 1, "nodeName": "Sports", "parentId": 0, "parentName": "Root"},
+    {"nodeId": 2, "nodeName": "Long jump", "parentId": 1, "parentName": "Sports"},
+    {"nodeId": 3, "nodeName": "Cooking", "parentId": 0, "parentName": "Root"},
+    {"nodeId": 4, "nodeName": "Making tea", "parentId": 3, "parentName": "Cooking"},
+    {"nodeId": 5, "nodeName": "Shot put", "parentId": 1, "parentName": "Sports"},
+]
+
+
+def test_kinetics_seed_flavour_paths_and_subsets(tmp_path):
+    path = write_json(tmp_path / "kinetics.json", KINETICS_SEED)
+    train = load_annotation(path, "kinetics", "training")
+    assert train.class_names == ["abseiling", "air drumming"]
+    assert [(e.key, e.label, e.rel_path, e.frames) for e in train.entries] == [
+        ("aaaaaaaaaaa_000001_000011", "abseiling", "abseiling/aaaaaaaaaaa_000001_000011", None)
+    ]
+    test = load_annotation(path, "kinetics", "testing")
+    assert test.entries[0].rel_path == "test/ccccccccccc_000003_000013"
+    assert test.entries[0].label is None
+
+
+def test_kinetics_successor_segments_and_hdf5_shift(tmp_path):
+    data = {
+        "labels": ["a"],
+        "database": {
+            "jpg": {"subset": "training", "annotations": {"label": "a", "segment": [1, 41]}},
+            "hdf5": {"subset": "training", "annotations": {"label": "a", "segment": [0, 40]}},
+            "empty": {"subset": "training", "annotations": {"label": "a", "segment": [1, 1]}},
+        },
+    }
+    ann = load_annotation(write_json(tmp_path / "k.json", data), "kinetics", "training")
+    assert {e.key: e.frames for e in ann.entries} == {"jpg": (1, 41), "hdf5": (1, 41)}
+    assert ann.n_empty == 1
+
+
+def test_errors_name_file_and_key(tmp_path):
+    no_subset = write_json(tmp_path / "kinetics.json", {"labels": ["a"], "database": {"abc_000001_000011": {"annotations": {"label": "a"}}}})
+    with pytest.raises(UserError, match=r"kinetics\.json: database entry 'abc_000001_000011' has no 'subset'"):
+        load_annotation(no_subset, "kinetics", "training")
+    bad_label = write_json(tmp_path / "b.json", {"labels": ["a"], "database": {"k": {"subset": "training", "annotations": {"label": "zz"}}}})
+    with pytest.raises(UserError, match=r"b\.json: database entry 'k' has label 'zz'"):
+        load_annotation(bad_label, "kinetics", "training")
+    with pytest.raises(UserError, match="does not exist"):
+        load_annotation(str(tmp_path / "missing.json"), "kinetics", "training")
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        load_annotation(str(tmp_path / "broken.json"), "kinetics", "training")
+
+
+def test_activitynet_leaves_segments_and_fps(tmp_path):
+    assert activitynet_classes(TAXONOMY, "x") == ["Long jump", "Making tea", "Shot put"]
+    data = {
+        "taxonomy": TAXONOMY,
+        "database": {
+            "vid1": {"subset": "training", "duration": 10.0, "fps": 30.0, "annotations": [
+                {"segment": [0.0, 2.0], "label": "Long jump"},
+                {"segment": [5.01, 7.5], "label": "Shot put"},
+            ]},
+            "vid2": {"subset": "testing", "duration": 5.0, "annotations": []},
+        },
+    }
+    path = write_json(tmp_path / "activity_net.v1-3.min.json", data)
+    ann = load_annotation(path, "activitynet", "training")
+    assert [(e.rel_path, e.label, e.seconds, e.fps) for e in ann.entries] == [
+        ("v_vid1", "Long jump", (0.0, 2.0), 30.0),
+        ("v_vid1", "Shot put", (5.01, 7.5), 30.0),
+    ]
+    test = load_annotation(path, "activitynet", "testing")
+    assert test.entries[0].rel_path == "v_vid2" and test.entries[0].seconds is None
+
+
+def test_seconds_to_frames_rule():
+    assert seconds_to_frames(0.0, 2.0, 30.0) == (1, 60)  # begin at least 1
+    assert seconds_to_frames(5.01, 7.5, 30.0) == (151, 225)  # ceil(150.3), ceil(225)
+    assert seconds_to_frames(1.0, 1.0, 30.0) == (30, 30)  # empty
+
+
+def test_activitynet_fps_file_and_clamping(tmp_path):
+    """The seed reads fps from the folder's 'fps' file; segments are clipped to the frames present."""
+    data = {"taxonomy": TAXONOMY, "database": {"vid1": {"subset": "training", "annotations": [{"segment": [0.5, 9.0], "label": "Making tea"}]}}}
+    path = write_json(tmp_path / "anet.json", data)
+    folder = tmp_path / "jpg" / "v_vid1"
+    write_frames(folder, ramp_frames(20))
+    (folder / "fps").write_text("4.00\n")
+    cfg = DataConfig(dataset="activitynet", video_path=str(tmp_path / "jpg"), annotation_path=path, sample_size=16, sample_duration=4)
+    dataset = build_dataset(cfg, "training")
+    assert dataset.class_names == ["Long jump", "Making tea", "Shot put"]
+    assert dataset.videos[0].target == 1
+    assert dataset.frame_range(0) == (2, 21)  # ceil(0.5*4)=2 .. ceil(9*4)=36 clipped to 20 frames
+    item = dataset[0]
+    first, end = item["segment"].tolist()
+    assert 2 <= first and end <= 21
+
+
+@pytest.mark.parametrize("dataset_name", ["ucf101", "hmdb51", "mit"])
+def test_label_key_layouts(tmp_path, dataset_name):
+    data = {"labels": ["ApplyEyeMakeup", "Archery"], "database": {
+        "v_ApplyEyeMakeup_g08_c01": {"subset": "training", "annotations": {"label": "ApplyEyeMakeup"}},
+        "v_Archery_g01_c01": {"subset": "validation", "annotations": {"label": "Archery"}},
+    }}
+    path = write_json(tmp_path / "ucf101_01.json", data)
+    for key, label in (("v_ApplyEyeMakeup_g08_c01", "ApplyEyeMakeup"), ("v_Archery_g01_c01", "Archery")):
+        write_frames(tmp_path / "jpg" / label / key, ramp_frames(6))
+    cfg = DataConfig(dataset=dataset_name, video_path=str(tmp_path / "jpg"), annotation_path=path, sample_size=16, sample_duration=4)
+    train, val = build_dataset(cfg, "training"), build_dataset(cfg, "val")
+    assert [v.key for v in train.videos] == ["v_ApplyEyeMakeup_g08_c01"]
+    assert [v.target for v in val.videos] == [1]
+    assert train[0]["clip"].shape == (4, 16, 16, 3)
+
+
+def test_folder_layout_and_missing_videos_are_summarised(tmp_path, caplog):
+    data = {"labels": ["x", "y"], "database": {
+        f"clip{i}": {"subset": "training", "annotations": {"label": "xy"[i % 2]}} for i in range(5)
+    }}
+    path = write_json(tmp_path / "mine.json", data)
+    for i in (0, 1, 3):
+        write_frames(tmp_path / "frames" / f"clip{i}", ramp_frames(5))
+    cfg = DataConfig(dataset="folder", folder_layout="{key}", video_path=str(tmp_path / "frames"), annotation_path=path, sample_size=8, sample_duration=2)
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        dataset = build_dataset(cfg, "training")
+    assert [v.key for v in dataset.videos] == ["clip0", "clip1", "clip3"]
+    summary = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(summary) == 1 and "2 of 5 training entries" in summary[0] and "clip2" in summary[0]
+
+
+def test_nothing_found_is_a_user_error(tmp_path):
+    path = write_json(tmp_path / "k.json", KINETICS_SEED)
+    (tmp_path / "empty").mkdir()
+    cfg = DataConfig(video_path=str(tmp_path / "empty"), annotation_path=path)
+    with pytest.raises(UserError, match=r"abseiling/aaaaaaaaaaa_000001_000011.*--video_path"):
+        build_dataset(cfg, "training")
+
+
+def test_seed_flavour_counts_frames_from_n_frames_file(tmp_path):
+    path = write_json(tmp_path / "k.json", KINETICS_SEED)
+    folder = tmp_path / "jpg" / "abseiling" / "aaaaaaaaaaa_000001_000011"
+    write_frames(folder, ramp_frames(9), n_frames_file=False)
+    (folder / "n_frames").write_text("7")  # the seed trusts the file: frames 8, 9 are not used
+    cfg = DataConfig(video_path=str(tmp_path / "jpg"), annotation_path=path, sample_size=8, sample_duration=4)
+    dataset = build_dataset(cfg, "training")
+    assert dataset.frame_range(0) == (1, 8)
+    (folder / "n_frames").unlink()
+    assert build_dataset(cfg, "training").frame_range(0) == (1, 10)  # no file: the frames present

@@ -1,0 +1,61 @@
+"""The loader on real files: workers, determinism, distributed shards, pinned uint8 batches."""
+from __future__ import annotations
+
+import torch
+
+from resnet3d.data import ClipSampler, DataConfig, build_dataset, build_loader, set_epoch
+
+
+def _cfg(motion_set, **changes):
+    return DataConfig(video_path=motion_set.jpg_path, annotation_path=motion_set.annotation_path, sample_size=16, sample_duration=4, **changes)
+
+
+def test_two_workers_give_the_same_batches_as_none(motion_set):
+    dataset = build_dataset(_cfg(motion_set), "training", seed=5)
+    batches = {}
+    for workers in (0, 2):
+        loader = build_loader(dataset, 4, train=True, num_workers=workers, seed=5)
+        set_epoch(loader, 3)
+        batches[workers] = list(loader)
+    assert len(batches[0]) == len(batches[2]) == 2  # 8 training videos
+    for a, b in zip(batches[0], batches[2]):
+        assert torch.equal(a["clip"], b["clip"]) and torch.equal(a["target"], b["target"])
+        assert a["clip"].dtype == torch.uint8 and a["clip"].shape == (4, 4, 16, 16, 3)
+
+
+def test_epochs_differ_and_repeat(motion_set):
+    dataset = build_dataset(_cfg(motion_set), "training", seed=1)
+    loader = build_loader(dataset, 9, train=True, num_workers=0, seed=1)
+    clips = []
+    for epoch in (0, 1, 0):
+        set_epoch(loader, epoch)
+        clips.append(torch.cat([b["clip"] for b in loader]))
+    assert torch.equal(clips[0], clips[2]) and not torch.equal(clips[0], clips[1])
+
+
+def test_validation_items_cover_every_video_n_times(motion_set):
+    dataset = build_dataset(_cfg(motion_set, n_val_samples=3), "validation")
+    loader = build_loader(dataset, 5, train=False, num_workers=0)
+    videos = torch.cat([b["video"] for b in loader]).tolist()
+    assert sorted(videos) == sorted(list(range(dataset.n_videos)) * 3)
+    targets = {v: dataset.videos[v].target for v in range(dataset.n_videos)}
+    assert set(targets.values()) == {0, 1, 2, 3}
+
+
+def test_sampler_shards_without_overlap_for_evaluation_and_pads_for_training():
+    shards = [list(ClipSampler(10, shuffle=False, rank=r, world_size=3)) for r in range(3)]
+    assert sorted(i for shard in shards for i, _ in shard) == list(range(10))
+    train = [ClipSampler(10, shuffle=True, seed=2, rank=r, world_size=3, pad=True) for r in range(3)]
+    for s in train:
+        s.set_epoch(4)
+    lists = [list(s) for s in train]
+    assert {len(x) for x in lists} == {4} and all(len(s) == 4 for s in train)
+    assert set(i for x in lists for i, _ in x) == set(range(10))
+    assert all(epoch == 4 for x in lists for _, epoch in x)
+
+
+def test_sliding_windows_for_per_video_recognition(motion_set):
+    dataset = build_dataset(_cfg(motion_set), "validation", sampling="sliding", stride=4, train=False)
+    assert len(dataset) == dataset.n_videos * 3  # 12 frames, windows at 1, 5, 9
+    segments = [dataset[i]["segment"].tolist() for i in range(3)]
+    assert segments == [[1, 5], [5, 9], [9, 13]]

@@ -1,0 +1,107 @@
+"""Bad data never stops a run: stand-in frames, substituted videos, counts and one log line per file."""
+from __future__ import annotations
+
+import logging
+import shutil
+
+import pytest
+import torch
+
+from resnet3d.data import DataConfig, batch_counters, build_dataset, build_loader, set_epoch
+
+from data_helpers import ramp_frames, write_frames, write_json
+
+
+def _dataset(tmp_path, n_videos=3, n_frames=8, **changes):
+    labels = ["a"]
+    database = {f"k{i}": {"subset": "training", "annotations": {"label": "a"}} for i in range(n_videos)}
+    path = write_json(tmp_path / "k.json", {"labels": labels, "database": database})
+    for i in range(n_videos):
+        write_frames(tmp_path / "jpg" / "a" / f"k{i}", ramp_frames(n_frames, 16, 16))
+    cfg = DataConfig(video_path=str(tmp_path / "jpg"), annotation_path=path, sample_size=8, sample_duration=n_frames, **changes)
+    return cfg
+
+
+def test_corrupt_and_missing_frames_are_replaced_counted_and_logged_once(tmp_path, caplog):
+    cfg = _dataset(tmp_path)
+    folder = tmp_path / "jpg" / "a" / "k0"
+    (folder / "image_00003.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    (folder / "image_00006.jpg").unlink()
+    dataset = build_dataset(cfg, "training", sampling="center", train=False)
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        item = dataset[0]
+        dataset[0]  # the same file again: no second log line
+    assert item["clip"].shape == (8, 8, 8, 3)
+    assert item["bad_frames"] == 2 and item["bad_video"] == 0
+    levels = [round(float(f.float().mean()) / 10) for f in item["clip"]]
+    assert levels[2] in (2, 4) and levels[5] in (5, 7)  # a neighbouring frame stands in
+    assert levels[:2] == [1, 2] and levels[6:] == [7, 8]
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and str(folder) in messages[0] and "stands in" in messages[0]
+
+
+def test_truncated_jpeg_counts_as_bad(tmp_path):
+    cfg = _dataset(tmp_path)
+    frame = tmp_path / "jpg" / "a" / "k1" / "image_00004.jpg"
+    frame.write_bytes(frame.read_bytes()[: len(frame.read_bytes()) // 2])
+    dataset = build_dataset(cfg, "training", sampling="center", train=False)
+    assert dataset[1]["bad_frames"] == 1
+
+
+def test_window_past_the_end_borrows_frames_from_the_video(tmp_path):
+    cfg = _dataset(tmp_path, n_frames=6)
+    (tmp_path / "jpg" / "a" / "k0" / "n_frames").write_text("20")  # claims more frames than exist
+    dataset = build_dataset(cfg.with_changes(sample_duration=4), "training", sampling="even", n_clips=2, train=False)
+    last = dataset[1]  # frames 17..20: none exist
+    assert last["bad_frames"] == 4 and last["bad_video"] == 0
+    assert last["clip"].float().mean() > 0
+
+
+def test_unreadable_video_is_replaced_and_counted(tmp_path, caplog):
+    cfg = _dataset(tmp_path)
+    for jpg in (tmp_path / "jpg" / "a" / "k1").glob("*.jpg"):
+        jpg.write_bytes(b"garbage")
+    dataset = build_dataset(cfg, "training", sampling="center", train=False)
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        item = dataset[1]
+    assert item["bad_video"] == 1 and item["video"] != 1
+    assert any("k1" in r.getMessage() and "no readable frame" in r.getMessage() for r in caplog.records)
+
+
+def test_empty_folder_is_replaced(tmp_path):
+    cfg = _dataset(tmp_path)
+    shutil.rmtree(tmp_path / "jpg" / "a" / "k2")
+    (tmp_path / "jpg" / "a" / "k2").mkdir()
+    dataset = build_dataset(cfg, "training")
+    assert dataset[2]["bad_video"] == 1
+
+
+def test_workers_survive_bad_data_and_counters_add_up(tmp_path):
+    cfg = _dataset(tmp_path, n_videos=6)
+    (tmp_path / "jpg" / "a" / "k0" / "image_00002.jpg").write_bytes(b"nope")
+    (tmp_path / "jpg" / "a" / "k3" / "image_00005.jpg").unlink()
+    for jpg in (tmp_path / "jpg" / "a" / "k4").glob("*.jpg"):
+        jpg.write_bytes(b"garbage")
+    dataset = build_dataset(cfg, "training", sampling="center")
+    loader = build_loader(dataset, 3, train=True, num_workers=2, seed=1)
+    totals = {"bad_frames": 0, "bad_video": 0}
+    for epoch in range(2):
+        set_epoch(loader, epoch)
+        for batch in loader:
+            assert batch["clip"].dtype == torch.uint8 and batch["clip"].shape[1:] == (8, 8, 8, 3)
+            for key, value in batch_counters(batch).items():
+                totals[key] += value
+    # per epoch: k0 and k3 one stand-in frame each; k4 replaced by the next candidate,
+    # (4 + 7919) % 6 = k3, whose clip again has its one stand-in frame
+    assert totals["bad_video"] == 2
+    assert totals["bad_frames"] == 2 * 3
+
+
+def test_a_whole_unreadable_data_set_is_a_clear_error(tmp_path):
+    cfg = _dataset(tmp_path, n_videos=2)
+    for jpg in (tmp_path / "jpg").rglob("*.jpg"):
+        jpg.write_bytes(b"garbage")
+    from resnet3d.errors import UserError
+
+    with pytest.raises(UserError, match="no readable frame"):
+        build_dataset(cfg, "training")[0]
