@@ -59,3 +59,9 @@ def test_sliding_windows_for_per_video_recognition(motion_set):
     assert len(dataset) == dataset.n_videos * 3  # 12 frames, windows at 1, 5, 9
     segments = [dataset[i]["segment"].tolist() for i in range(3)]
     assert segments == [[1, 5], [5, 9], [9, 13]]
+
+
+def test_nocrop_keeps_the_whole_frame_at_the_short_side(motion_set):
+    dataset = build_dataset(_cfg(motion_set), "validation", sampling="sliding", stride=12, train=False, eval_crop="nocrop")
+    item = dataset[0]
+    assert item["clip"].shape == (4, 16, 19, 3)  # 40x48 frames: short side 16, long int(16 * 48 / 40)

@@ -4,7 +4,7 @@ Public API (names are stable; the engine and commands use only these):
 
 - ``DataConfig``: every data option (``resnet3d.data.config``).
 - ``build_dataset(cfg, subset, *, train=None, sampling=None, n_clips=None, stride=None,
-  full_only=False, seed=0) -> VideoDataset``: the clips of 'training' / 'validation' / 'testing'.
+  full_only=False, seed=0, eval_crop="center") -> VideoDataset``: the clips of 'training' / 'validation' / 'testing'.
   Items are dicts ``{"clip": uint8 (T, H, W, C), "target", "video", "segment", "bad_frames",
   "bad_video"}``; ``dataset.class_names``, ``dataset.videos`` (with ``.key``, ``.target``,
   ``.path``) and ``dataset.n_videos`` describe it.

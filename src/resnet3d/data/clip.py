@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 import torch
 
-from resnet3d.data.spatial import Box, resize_clip
+from resnet3d.data.spatial import Box, OutSize, output_size, resize_clip
 
 log = logging.getLogger("resnet3d.data")
 
@@ -58,7 +58,7 @@ def read_clip(
     source,
     indices: Sequence[int],
     pick_box: Callable[[int, int], Box],
-    out_hw: Tuple[int, int],
+    out_hw: OutSize,
     video_range: Tuple[int, int],
 ) -> Tuple[torch.Tensor, int]:
     """uint8 (T, H, W, C) for the frame ``indices`` (1-based, repeats allowed), and how many of
@@ -83,7 +83,7 @@ def read_clip(
     good = sorted(regions)
     chosen = [i if i in regions else _nearest(i, good) for i in indices]
     n_bad = sum(1 for i in indices if i not in regions)
-    return _assemble(regions, chosen, out_hw), n_bad
+    return _assemble(regions, chosen, output_size(out_hw, box)), n_bad
 
 
 def _assemble(regions: Dict[int, np.ndarray], chosen: Sequence[int], out_hw: Tuple[int, int]) -> torch.Tensor:

@@ -30,6 +30,7 @@ from resnet3d.errors import UserError
 log = logging.getLogger("resnet3d.data")
 
 SAMPLINGS = ("random", "center", "even", "sliding")
+EVAL_CROPS = ("center", "nocrop")
 MAX_SUBSTITUTES = 20  # unreadable videos in a row before we call it a configuration error
 
 
@@ -136,7 +137,9 @@ class VideoDataset(torch.utils.data.Dataset):
     - ``sliding``: windows every ``stride`` frames (per-video recognition); ``full_only`` keeps
       only windows that fit (the seed's ``--test_video``).
 
-    ``train`` selects the training crop (``cfg.train_crop``) instead of the centre crop.
+    ``train`` selects the training crop (``cfg.train_crop``); otherwise ``eval_crop`` is
+    ``center`` (short-side resize + centre crop) or ``nocrop`` (the whole frame, short side
+    resized to ``sample_size``: the successor's ``--inference_crop nocrop``).
     """
 
     def __init__(
@@ -152,9 +155,13 @@ class VideoDataset(torch.utils.data.Dataset):
         full_only: bool = False,
         seed: int = 0,
         subset: str = "",
+        eval_crop: str = "center",
     ) -> None:
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}")
+        if eval_crop not in EVAL_CROPS:
+            raise ValueError(f"eval_crop must be one of {EVAL_CROPS}")
+        self.eval_crop = eval_crop
         self.videos = videos
         self.class_names = list(class_names)
         self.cfg = cfg
@@ -238,8 +245,16 @@ class VideoDataset(torch.utils.data.Dataset):
             return temporal.even_crop(frames, size, self.n_clips, clip)
         return temporal.window(frames, clip, size)
 
+    def _out_size(self):
+        size = self.cfg.sample_size
+        if not self.train and self.eval_crop == "nocrop":
+            return lambda box: spatial.short_side_size(box, size)
+        return (size, size)
+
     def _box_picker(self, rng: random.Random):
         cfg = self.cfg
+        if not self.train and self.eval_crop == "nocrop":
+            return spatial.full_box
         if not self.train or cfg.train_crop == "center":
             return spatial.center_box
         if cfg.train_crop == "random":
@@ -256,8 +271,8 @@ class VideoDataset(torch.utils.data.Dataset):
             raise UnreadableVideo(f"{self.videos[video_index].path}: unreadable (reported before)")
         rng = random.Random(f"{self.seed}/{epoch}/{item}")
         indices = self._indices(video_index, clip, rng)
-        size = (self.cfg.sample_size, self.cfg.sample_size)
-        frames, n_bad = read_clip(self._source(self.videos[video_index]), indices, self._box_picker(rng), size, self.frame_range(video_index))
+        source = self._source(self.videos[video_index])
+        frames, n_bad = read_clip(source, indices, self._box_picker(rng), self._out_size(), self.frame_range(video_index))
         return {
             "clip": frames,
             "target": self.videos[video_index].target,
@@ -298,12 +313,14 @@ def build_dataset(
     stride: Optional[int] = None,
     full_only: bool = False,
     seed: int = 0,
+    eval_crop: str = "center",
 ) -> VideoDataset:
     """The dataset of one subset ('training', 'validation', 'testing'; 'train'/'val'/'test' too).
 
     Defaults: the training subset samples one random window per video with the training crop;
     other subsets give ``cfg.n_val_samples`` evenly spaced centre-cropped clips per video. Pass
-    ``sampling='sliding'`` (with ``stride``) for per-video recognition.
+    ``sampling='sliding'`` (with ``stride``; ``full_only`` for the seed's rule) for per-video
+    recognition, and ``eval_crop='nocrop'`` for whole frames.
     """
     subset = canonical_subset(subset)
     if train is None:
@@ -322,4 +339,5 @@ def build_dataset(
         full_only=full_only,
         seed=seed,
         subset=subset,
+        eval_crop=eval_crop,
     )

@@ -1,11 +1,11 @@
 """JPEG bytes -> the crop region, decoded at the smallest DCT scale that still covers it.
 
-libjpeg-turbo can decode at 1/8, 2/8, ... 8/8 of full size by dropping DCT coefficients, which
-saves most of the inverse DCT and colour conversion. Knowing the crop box and the output size in
-advance, we ask for the smallest scale at which the crop is still at least the output size, then
-cut the crop out of that smaller image. simplejpeg (``min_height``/``min_width``) and PIL
-(``Image.draft``) both expose it; simplejpeg measured faster (docs/data.md), PIL is the fallback
-for JPEG flavours simplejpeg refuses.
+libjpeg-turbo can decode at a reduced size by dropping DCT coefficients. Knowing the crop box and
+the output size in advance, we ask for the smallest 1/1, 1/2, 1/4 or 1/8 scale at which the crop
+is still at least the output size, then cut the crop out of that smaller image (crop before
+resize). simplejpeg (``min_height``/``min_width``) and PIL (``Image.draft``) both expose it;
+simplejpeg measured faster (docs/data.md), PIL is the fallback for JPEG flavours simplejpeg
+refuses.
 """
 from __future__ import annotations
 
@@ -47,12 +47,21 @@ def jpeg_size(data: bytes) -> Tuple[int, int]:
 
 
 def _min_decode_size(box: Box, out_hw: Tuple[int, int]) -> Tuple[int, int]:
-    """Smallest full-image (height, width) at which ``box`` still spans ``out_hw`` pixels."""
+    """The (height, width) to decode the whole frame at: the smallest 1/1, 1/2, 1/4 or 1/8 scale
+    at which ``box`` still spans ``out_hw`` pixels.
+
+    libjpeg-turbo also offers 3/8, 5/8, 3/4, 7/8..., but those take its plain-C inverse DCT and
+    measured 2-3x *slower* than a full-size decode; the power-of-two scales use SIMD and a
+    cheaper reduced IDCT (docs/data.md).
+    """
     out_h, out_w = out_hw
-    return (
-        math.ceil(box.height * out_h / max(1, box.h)),
-        math.ceil(box.width * out_w / max(1, box.w)),
-    )
+    need_h = box.height * out_h / max(1, box.h)
+    need_w = box.width * out_w / max(1, box.w)
+    for divisor in (8, 4, 2):
+        height, width = math.ceil(box.height / divisor), math.ceil(box.width / divisor)
+        if height >= need_h and width >= need_w:
+            return height, width
+    return box.height, box.width
 
 
 def _cut(image: np.ndarray, box: Box) -> np.ndarray:

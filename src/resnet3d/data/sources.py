@@ -6,7 +6,8 @@ Every source answers three questions for the clip reader (``resnet3d.data.clip``
 - ``fps()``: frames per second, where the source knows it (ActivityNet segments need it);
 - ``load(indices, pick_box, out_hw)``: the crop region of each requested frame, decoded no larger
   than needed, plus the reason for each frame it could not read. ``pick_box(width, height)``
-  is called once, with the first readable frame's size, so one box serves the whole clip.
+  is called once, with the first readable frame's size, so one box serves the whole clip;
+  ``out_hw`` is the output (height, width) or a rule giving it from the box.
 
 Sources are cheap to construct (nothing is opened until asked) and hold no open handles between
 calls, so a dataset can create one per item inside a DataLoader worker.
@@ -21,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from resnet3d.data.decode import DecodeError, decode_region, jpeg_size
-from resnet3d.data.spatial import Box
+from resnet3d.data.spatial import Box, OutSize, output_size
 
 PickBox = Callable[[int, int], Box]
 Regions = Dict[int, np.ndarray]
@@ -65,7 +66,7 @@ class EncodedSource:
         return f"{self.path} frame {index}"
 
     # -- shared ---------------------------------------------------------------------------------
-    def load(self, indices: Sequence[int], pick_box: PickBox, out_hw: Tuple[int, int]) -> Tuple[Regions, Failures, Optional[Box]]:
+    def load(self, indices: Sequence[int], pick_box: PickBox, out_hw: OutSize) -> Tuple[Regions, Failures, Optional[Box]]:
         encoded = self.frame_bytes(indices)
         regions: Regions = {}
         failures: Failures = {}
@@ -78,7 +79,8 @@ class EncodedSource:
             try:
                 if box is None:
                     box = pick_box(*jpeg_size(parts[0]))
-                planes = [decode_region(data, box, out_hw, self.gray, self.decoder) for data in parts]
+                size = output_size(out_hw, box)
+                planes = [decode_region(data, box, size, self.gray, self.decoder) for data in parts]
             except DecodeError as error:
                 failures[index] = f"corrupt JPEG ({error})"
                 continue
@@ -257,7 +259,7 @@ class VideoFileSource:
     def describe(self, index: int) -> str:
         return f"{self.path} frame {index}"
 
-    def load(self, indices: Sequence[int], pick_box: PickBox, out_hw: Tuple[int, int]) -> Tuple[Regions, Failures, Optional[Box]]:
+    def load(self, indices: Sequence[int], pick_box: PickBox, out_hw: OutSize) -> Tuple[Regions, Failures, Optional[Box]]:
         wanted = sorted(set(indices))
         regions: Regions = {}
         box: Optional[Box] = None

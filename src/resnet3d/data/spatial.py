@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import Callable, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -50,6 +50,27 @@ def _box(x0: int, y0: int, side_w: int, side_h: int, width: int, height: int) ->
     x0 = min(max(0, x0), max(0, width - side_w))
     y0 = min(max(0, y0), max(0, height - side_h))
     return Box(x0, y0, min(width, x0 + side_w), min(height, y0 + side_h), width, height)
+
+
+def full_box(width: int, height: int) -> Box:
+    """The whole frame (the successor's ``--inference_crop nocrop``)."""
+    return Box(0, 0, width, height, width, height)
+
+
+def short_side_size(box: Box, short_side: int) -> Tuple[int, int]:
+    """(height, width) of ``box`` resized so that its short side is ``short_side``, as the
+    successor's ``Resize(sample_size)`` computes it (the long side truncated)."""
+    if box.w <= box.h:
+        return int(short_side * box.h / box.w), short_side
+    return short_side, int(short_side * box.w / box.h)
+
+
+OutSize = Union[Tuple[int, int], Callable[[Box], Tuple[int, int]]]
+
+
+def output_size(out: OutSize, box: Box) -> Tuple[int, int]:
+    """A fixed (height, width), or the size a rule gives for this clip's box."""
+    return out(box) if callable(out) else out
 
 
 def center_box(width: int, height: int) -> Box:
