@@ -1,0 +1,39 @@
+"""``resnet3d bench prepare`` prints JSON lines; without ffmpeg the baseline says why it is missing."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from prepare_videos import write_video
+
+
+def bench(*args):
+    done = subprocess.run([sys.executable, "-m", "resnet3d", "bench", "prepare", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+@pytest.mark.slow
+def test_bench_without_ffmpeg_reports_the_baseline_unavailable(tmp_path):
+    write_video(tmp_path / "v" / "a.mp4", n_frames=5, size=(64, 48))
+    baseline, ours = bench(tmp_path / "v", "--ffmpeg", "no-such-ffmpeg-binary")
+    assert baseline["baseline"] is True and baseline["available"] is False
+    assert "no 'no-such-ffmpeg-binary' binary on PATH" in baseline["reason"]
+    assert ours["baseline"] is False and ours["frames"] == 5 and ours["frames_per_s_per_core"] > 0
+    assert "speedup_per_core" not in ours
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs Debian's ffmpeg for the baseline")
+def test_bench_against_ffmpeg(tmp_path):
+    write_video(tmp_path / "v" / "a.mp4", n_frames=6, size=(96, 64))
+    baseline, ours = bench(tmp_path / "v")
+    assert baseline["available"] is True and baseline["frames"] == 6
+    assert ours["frames"] == 6 and ours["same_frame_size"] is True
+    assert ours["speedup_per_core"] > 0 and 1 <= ours["quality"] <= 100
+    assert ours["baseline_mean_jpeg_bytes"] == baseline["mean_jpeg_bytes"]
