@@ -1,0 +1,274 @@
+"""The frozen configuration of a run: what to read, which model, how to optimise, where to write.
+
+The CLI builds one ``Config`` and never changes it; derived values make new objects through
+``dataclasses.replace``. Both spellings of the command line produce it: ``resnet3d.compat``
+translates the originals' flags (``resnet3d main``) and ``resnet3d.commands.train`` the modern
+flags and config files. The resolved config is written to ``<result_path>/opts.json`` and into
+every checkpoint, and ``Config.from_dict`` reads either back.
+
+Sections:
+- ``data``      ``resnet3d.data.config.DataConfig`` (owned by the data package: paths, data set,
+                 sampling, augmentation, input normalisation, loader workers).
+- ``model``     ``ModelConfig``: the ``create_model`` arguments.
+- ``finetune``  ``FinetuneConfig``: pretrained weights and which parameters train.
+- ``optim``     ``OptimConfig``: SGD and the learning-rate schedule.
+- ``run``       ``RunConfig``: epochs, batch, checkpoints, resume, precision, logging.
+- ``hardware``  ``HardwareConfig``: device, processes, distributed settings.
+- ``inference`` ``InferenceConfig`` or None: per-video recognition after training (issue 5,
+                 ``resnet3d.engine.predict.run_recognition``), the seed's ``--test_video`` or
+                 the successor's ``--inference``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from resnet3d.data.config import DataConfig
+from resnet3d.errors import UserError
+
+
+@dataclass(frozen=True)
+class Regime:
+    """One row of the seed's ``lr.lua``: epochs first..last (inclusive) train at lr and wd."""
+
+    first_epoch: int
+    last_epoch: int
+    lr: float
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model: str = "resnet"
+    model_depth: int = 18
+    n_classes: int = 400
+    n_input_channels: int = 3
+    conv1_t_size: int = 7
+    conv1_t_stride: int = 1
+    no_max_pool: bool = False
+    shortcut_type: str = "B"
+    widen_factor: float = 1.0
+    k: int = 2
+    cardinality: int = 32
+    # C3D (the seed's second family)
+    batch_norm: bool = False
+    global_pooling: bool = False
+    dropout_ratio: float = 0.5
+
+    @property
+    def arch(self) -> str:
+        """The successor's arch string, e.g. 'resnet-18'."""
+        return f"{self.model}-{self.model_depth}"
+
+    def create_kwargs(self, sample_size: int, sample_duration: int) -> Dict[str, Any]:
+        """Keyword arguments for ``resnet3d.create_model(model, model_depth, **kwargs)``: the
+        settings this family takes (the registry says which), as the successor's generate_model
+        passes only the relevant ones."""
+        from resnet3d.models import model_options
+
+        values = dataclasses.asdict(self)
+        values.update(sample_size=sample_size, sample_duration=sample_duration)
+        return {name: values[name] for name in model_options(self.model) if name in values}
+
+    @classmethod
+    def from_model_config(cls, model_config: Mapping[str, Any]) -> "ModelConfig":
+        """The settings of a built model (``model.model_config``), for the record in opts.json."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in model_config.items() if k in known and v is not None})
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    pretrained: Optional[str] = None  # --pretrain_path / --premodel_path
+    n_pretrain_classes: int = 0  # 0: read the class count from the checkpoint
+    ft_begin_module: str = ""  # successor: train this top-level module and everything after it
+    freeze_params: int = 0  # seed: train only the last N parameterised layers (0: all)
+    freeze_bn: bool = False  # BatchNorm uses and keeps its running statistics
+    bgr_premodel: bool = False  # seed: swap the first conv's input channels 1 and 3
+    # Feed the model as the loaded checkpoint says (e.g. a seed .t7 wants 0-255 minus the mean)
+    # unless normalisation flags were given.
+    input_norm_from_checkpoint: bool = True
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    dampening: float = 0.0
+    weight_decay: float = 1e-3
+    nesterov: bool = False
+    lr_scheduler: str = "multistep"  # multistep | plateau | cosine | regimes | constant
+    multistep_milestones: Tuple[int, ...] = (50, 100, 150)
+    multistep_gamma: float = 0.1
+    overwrite_milestones: bool = False
+    plateau_patience: int = 10
+    plateau_factor: float = 0.1
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    regimes: Tuple[Regime, ...] = ()
+    regimes_path: Optional[str] = None  # where the regimes came from (lr.lua), for the record
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    result_path: str = "results"
+    n_epochs: int = 200
+    begin_epoch: int = 1  # > 1: continue from <result_path>/model_<begin_epoch - 1>.pth (seed)
+    batch_size: int = 128  # global: shared among all processes
+    train: bool = True
+    val: bool = True
+    val_every: int = 1
+    checkpoint_every: int = 10
+    resume: Optional[str] = None  # a checkpoint path, or "auto": the latest in result_path
+    manual_seed: int = 1
+    deterministic: bool = False
+    overwrite: bool = False  # allow a fresh run to replace an earlier run's logs and checkpoints
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+    channels_last: bool = True  # channels_last_3d memory format on CUDA
+    compile: bool = False
+    tensorboard: bool = False
+    batch_log: bool = True  # train_batch.log
+    curves: bool = True  # curves.png
+    max_steps_per_epoch: int = 0  # 0: the whole epoch (for smoke runs and benchmarks)
+    stop_on_nonfinite: bool = True
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    device: str = "auto"  # auto | cuda | cpu
+    n_gpus: Optional[int] = None  # None: every visible GPU
+    gpu_id: int = 0  # first GPU to use (0-based; the seed's --gpu_id is 1-based)
+    nproc_per_node: Optional[int] = None  # processes on this machine; None: n_gpus on CUDA, 1 on CPU
+    batchnorm_sync: bool = False
+    dist_backend: str = "auto"  # auto: nccl on CUDA, gloo on CPU
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Per-video recognition (issue 5). ``flavour`` says whose output format and defaults apply:
+
+    - ``seed`` (``--test_video --test_subset val``): windows every ``stride`` (= sample_duration)
+      frames, centre crop, top ``top_k`` = 10 labels to ``<result_path>/<subset>_video.json``.
+    - ``successor`` (``--inference --inference_subset val``): windows every ``stride`` (16),
+      ``crop`` center|nocrop, softmax average unless ``average`` is False, top ``top_k`` (5) to
+      ``<result_path>/<subset>.json``.
+    """
+
+    flavour: str = "successor"
+    subset: str = "val"
+    stride: int = 16
+    crop: str = "center"
+    average: bool = True
+    top_k: int = 5
+    batch_size: int = 0  # 0: the training batch size
+
+    @property
+    def output_name(self) -> str:
+        return f"{self.subset}_video.json" if self.flavour == "seed" else f"{self.subset}.json"
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    inference: Optional[InferenceConfig] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> "Config":
+        return from_plain(cls, data, source)
+
+
+SECTIONS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses, tuples and paths -> JSON-ready dicts, lists, strings and numbers."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        if hasattr(obj, "to_dict") and type(obj).__module__ != __name__:
+            return to_plain(obj.to_dict())  # a section owned by another package (DataConfig)
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    return obj
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if value is None:
+        return None
+    if origin is typing.Union:  # Optional[X]
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, where) if len(inner) == 1 else value
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, Mapping):
+            raise UserError(f"{where}: expected a table of settings, found {value!r}")
+        return from_plain(hint, value, where)
+    if origin in (tuple, Tuple):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            value = [value]
+        item = args[0] if args else Any
+        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if hint in (int, float, bool, str) and not isinstance(value, hint):
+        raise UserError(f"{where}: expected {hint.__name__}, found {value!r}")
+    return value
+
+
+def from_plain(cls: Any, data: Mapping[str, Any], source: str = "config") -> Any:
+    """Build dataclass ``cls`` from a dict (opts.json, a config file, a checkpoint).
+
+    Unknown keys are an error that names the key and the known ones, so a typo in a config file
+    never silently does nothing.
+    """
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise UserError(
+            f"{source}: unknown setting(s) {', '.join(unknown)} in [{cls.__name__}]; known: {', '.join(sorted(known))}"
+        )
+    if hasattr(cls, "from_dict") and cls is not Config and getattr(cls, "__module__", "") != __name__:
+        return cls.from_dict(dict(data))  # a section owned by another package keeps its own rules
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _convert(hints[name], value, f"{source}: {name}") for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def merge(base: Config, overrides: Mapping[str, Mapping[str, Any]], source: str) -> Config:
+    """A new Config with ``{section: {key: value}}`` applied on top of ``base``."""
+    changed: Dict[str, Any] = {}
+    for section, values in overrides.items():
+        if section not in SECTIONS:
+            raise UserError(f"{source}: unknown section [{section}]; known: {', '.join(SECTIONS)}")
+        if not values:
+            continue
+        current = getattr(base, section)
+        if current is None:
+            hint = typing.get_type_hints(Config)[section]
+            current_dict: Dict[str, Any] = {}
+            section_cls = [a for a in typing.get_args(hint) if a is not type(None)][0]
+        else:
+            current_dict = to_plain(current)
+            section_cls = type(current)
+        current_dict.update(values)
+        changed[section] = from_plain(section_cls, current_dict, source)
+    return dataclasses.replace(base, **changed)

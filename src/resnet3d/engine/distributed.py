@@ -1,0 +1,144 @@
+"""Processes and ranks: one process per GPU (or per CPU worker), DDP between them.
+
+Three ways in, one code path after:
+- ``torchrun`` (one or several machines) sets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_* and starts us;
+- ``--n_gpus K`` / ``--nproc-per-node K`` on one machine: ``launch_local`` starts K workers
+  itself through torch's elastic launcher (what torchrun uses inside);
+- one process: no process group at all.
+
+Every metric that crosses ranks goes through ``all_sum`` (one reduction helper for training and
+validation). Only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Sequence
+
+import torch
+import torch.distributed as dist
+
+from resnet3d.errors import UserError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    """True inside a worker started by torchrun or by ``launch_local``."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
+
+
+def env_info() -> DistInfo:
+    if not launched_by_torchrun():
+        return DistInfo()
+    return DistInfo(
+        rank=int(os.environ["RANK"]),
+        world_size=int(os.environ["WORLD_SIZE"]),
+        local_rank=int(os.environ["LOCAL_RANK"]),
+        local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+    )
+
+
+def init_process_group(info: DistInfo, device: torch.device, backend: str = "auto") -> None:
+    """Join the group torchrun described in the environment (no-op for one process)."""
+    if not info.distributed or dist.is_initialized():
+        return
+    if backend == "auto":
+        backend = "nccl" if device.type == "cuda" else "gloo"
+    kwargs: Dict[str, Any] = {"backend": backend, "rank": info.rank, "world_size": info.world_size}
+    if device.type == "cuda":
+        kwargs["device_id"] = device
+    try:
+        dist.init_process_group(**kwargs)
+    except TypeError:  # torch < 2.3 has no device_id
+        kwargs.pop("device_id", None)
+        dist.init_process_group(**kwargs)
+
+
+def destroy_process_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_sum(values: Sequence[float] | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Sum numbers (or a tensor) over all ranks; float64 so counts and sums stay exact.
+
+    The one reduction of the engine: callers send sums and counts, never means, so ranks with
+    different amounts of data still give the exact global mean.
+    """
+    tensor = values if isinstance(values, torch.Tensor) else torch.tensor(list(values), dtype=torch.float64)
+    tensor = tensor.to(device=device, dtype=torch.float64)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+            tensor = tensor.cuda()
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.cpu()
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True when ``flag`` is true on any rank (a stop request, a non-finite loss)."""
+    return bool(all_sum([1.0 if flag else 0.0], device)[0] > 0)
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict[int, Any]:
+    """Start ``nproc`` workers on this machine with torch's elastic launcher; wait for them.
+
+    ``entrypoint`` must be a module-level function (it is pickled into each worker). The
+    workers find their rank in the environment, exactly as under torchrun. A failing worker
+    makes the whole launch raise, naming the rank and its error.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"resnet3d-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint=f"127.0.0.1:{free_port()}",
+        max_restarts=0,
+        monitor_interval=0.5,
+    )
+    try:
+        return elastic_launch(config, entrypoint)(*args)
+    except ChildFailedError as error:
+        failures = "; ".join(f"rank {rank}: {failure.message or 'exit code ' + str(failure.exitcode)}"
+                             for rank, failure in sorted(error.failures.items()))
+        raise UserError(f"a training process failed ({failures})") from None

@@ -1,0 +1,235 @@
+"""One training epoch and one validation pass. They return numbers; the trainer logs and saves.
+
+The step never waits on the host: a batch's loss and accuracy are read one step late (after
+the next step is queued), which is also when processes agree, through the one reduction
+``all_sum``, on the global numbers, on a non-finite loss and on a stop request (SIGTERM).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional
+
+import torch
+from torch import nn
+
+from resnet3d.data import batch_counters
+from resnet3d.engine.distributed import DistInfo, all_sum
+from resnet3d.engine.optim import set_lr, set_train_mode
+from resnet3d.engine.schedules import Schedule
+from resnet3d.metrics import VideoScores
+from resnet3d.progress import Progress
+
+
+@dataclass
+class StepParts:
+    """Everything a training or validation step touches."""
+
+    model: nn.Module  # what training steps call: possibly DDP-wrapped or compiled
+    eval_model: nn.Module  # the same weights without DDP (evaluation needs no gradient sync)
+    optimizer: Optional[torch.optim.Optimizer]
+    scaler: Optional["torch.amp.GradScaler"]
+    device: torch.device
+    amp_dtype: Optional[torch.dtype]  # None: full precision
+    train_transform: Callable[..., torch.Tensor]
+    eval_transform: Callable[..., torch.Tensor]
+    dist: DistInfo = field(default_factory=DistInfo)
+    freeze_bn: bool = False
+    seed: int = 0
+    channels_last: bool = False
+    criterion: nn.Module = field(default_factory=lambda: nn.CrossEntropyLoss(reduction="sum", ignore_index=-1))
+
+
+@dataclass
+class EpochResult:
+    loss: float = math.nan
+    acc: float = math.nan
+    count: int = 0
+    steps: int = 0  # steps done in this epoch, including those before a resume
+    stopped: bool = False  # a stop was requested (signal); the epoch is incomplete
+    nonfinite: Optional[str] = None  # a description of the first non-finite loss
+    sums: Dict[str, float] = field(default_factory=dict)  # for an interrupted epoch's checkpoint
+    bad_frames: int = 0
+    bad_videos: int = 0
+    clips_per_s: float = 0.0
+    data_wait_share: float = 0.0
+
+
+def _finish(progress: Progress) -> None:
+    # In a log file the last update already printed the final line; a terminal needs its newline.
+    if progress.interactive:
+        progress.close()
+
+
+def _autocast(parts: StepParts):
+    return torch.autocast(parts.device.type, dtype=parts.amp_dtype or torch.float32,
+                          enabled=parts.amp_dtype is not None)
+
+
+def _to_device(batch: dict, parts: StepParts):
+    clips = batch["clip"].to(parts.device, non_blocking=True)
+    targets = torch.as_tensor(batch["target"]).to(parts.device, non_blocking=True)
+    return clips, targets
+
+
+def _flip_generator(parts: StepParts, epoch: int, step: int) -> torch.Generator:
+    """The device-side random draws (flip, jitter) of one step, from (seed, epoch, step, rank):
+    a continued run draws the same ones without replaying the global RNG."""
+    generator = torch.Generator(device=parts.device)
+    generator.manual_seed(((parts.seed * 1_000_003 + epoch) * 1_000_033 + step) * 4099 + parts.dist.rank)
+    return generator
+
+
+def train_one_epoch(
+    parts: StepParts,
+    batches: Iterable[dict],
+    epoch: int,
+    schedule: Schedule,
+    total_steps: int,
+    *,
+    start_step: int = 0,
+    start_sums: Optional[Dict[str, float]] = None,
+    stop_requested: Callable[[], bool] = lambda: False,
+    on_batch: Optional[Callable[[dict], None]] = None,
+    show_progress: bool = True,
+) -> EpochResult:
+    """Train over ``batches`` (this process's share of the epoch, from ``start_step`` on).
+
+    ``on_batch`` receives, per step, the global numbers for train_batch.log:
+    ``{batch, loss, acc, lr}``. The epoch's loss is the mean over clips of all processes.
+    """
+    set_train_mode(parts.model, True, parts.freeze_bn)
+    sums = dict(start_sums or {"loss": 0.0, "correct": 0.0, "count": 0.0, "bad_frames": 0.0, "bad_videos": 0.0})
+    result = EpochResult(steps=start_step)
+    progress = Progress(total_steps, desc=f"epoch {epoch} train", unit="batch",
+                        enabled=show_progress and parts.dist.is_main)
+    progress.count = start_step
+    pending: Optional[tuple] = None
+    wait = 0.0
+    clips_seen = 0
+    started = time.perf_counter()
+
+    def settle(entry: tuple) -> bool:
+        """Reduce one finished step's numbers over processes; True when the run must stop."""
+        step, lr, loss_sum, correct, count, counters = entry
+        local_loss = float(loss_sum)  # the one host sync, a step late
+        finite = math.isfinite(local_loss)
+        totals = all_sum([local_loss if finite else 0.0, float(correct), count, counters["bad_frames"],
+                          counters["bad_videos"], 0.0 if finite else 1.0, 1.0 if stop_requested() else 0.0],
+                         parts.device).tolist()
+        g_loss, g_correct, g_count, g_bad_frames, g_bad_videos, nonfinite, stop = totals
+        if nonfinite:
+            result.nonfinite = f"epoch {epoch}, batch {step}: the loss is {'nan' if not finite else 'not finite on another process'}"
+            return True
+        sums["loss"] += g_loss
+        sums["correct"] += g_correct
+        sums["count"] += g_count
+        sums["bad_frames"] += g_bad_frames
+        sums["bad_videos"] += g_bad_videos
+        result.steps = step
+        if on_batch is not None:
+            on_batch({"batch": step, "loss": g_loss / max(g_count, 1.0), "acc": g_correct / max(g_count, 1.0), "lr": lr})
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        progress.update(1, loss=f"{sums['loss'] / max(sums['count'], 1):.4f}",
+                        acc=f"{sums['correct'] / max(sums['count'], 1):.3f}",
+                        clips_s=f"{clips_seen * parts.dist.world_size / elapsed:.1f}",
+                        data_wait=f"{100.0 * wait / elapsed:.0f}%")
+        if stop:
+            result.stopped = True
+            return True
+        return False
+
+    step = start_step
+    iterator = iter(batches)
+    while True:
+        before = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            break
+        wait += time.perf_counter() - before
+        step += 1
+        clips, targets = _to_device(batch, parts)
+        counters = batch_counters(batch)
+        counters = {"bad_frames": counters.get("bad_frames", 0), "bad_videos": counters.get("bad_video", 0)}
+        lr, weight_decay = schedule.values(epoch, (step - 1) / max(total_steps, 1))
+        set_lr(parts.optimizer, lr, weight_decay)
+        x = parts.train_transform(clips, generator=_flip_generator(parts, epoch, step))  # (N, C, T, H, W)
+        with _autocast(parts):
+            logits = parts.model(x)
+        loss_sum = parts.criterion(logits.float(), targets)
+        loss = loss_sum / len(targets)
+        parts.optimizer.zero_grad(set_to_none=True)
+        if parts.scaler is not None:
+            parts.scaler.scale(loss).backward()
+            parts.scaler.step(parts.optimizer)
+            parts.scaler.update()
+        else:
+            loss.backward()
+            parts.optimizer.step()
+        clips_seen += len(targets)
+        correct = (logits.detach().argmax(dim=1) == targets).sum()
+        entry = (step, lr, loss_sum.detach(), correct, float(len(targets)), counters)
+        if pending is not None and settle(pending):
+            pending = None
+            if result.nonfinite is None:
+                settle(entry)  # a stop request: the step just taken counts, then we stop
+            break
+        pending = entry
+    if pending is not None:
+        settle(pending)
+    _finish(progress)
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    result.sums = sums
+    result.count = int(sums["count"])
+    result.loss = sums["loss"] / max(sums["count"], 1.0)
+    result.acc = sums["correct"] / max(sums["count"], 1.0)
+    result.bad_frames = int(sums["bad_frames"])
+    result.bad_videos = int(sums["bad_videos"])
+    result.clips_per_s = clips_seen * parts.dist.world_size / elapsed
+    result.data_wait_share = wait / elapsed
+    return result
+
+
+@torch.no_grad()
+def validate(parts: StepParts, batches: Iterable[dict], video_targets: torch.Tensor, n_classes: int,
+             total_steps: Optional[int] = None, epoch: int = 0, show_progress: bool = True) -> Dict[str, float]:
+    """Loss and clip accuracy over the validation clips, and video accuracy from each video's
+    averaged clip scores; reduced over processes (each holds a disjoint share of the clips)."""
+    model = parts.eval_model
+    model.eval()
+    scores = VideoScores(video_targets, n_classes)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=parts.device)
+    correct = torch.zeros((), dtype=torch.float64, device=parts.device)
+    count = 0.0
+    bad = [0.0, 0.0]
+    progress = Progress(total_steps, desc=f"epoch {epoch} val", unit="batch", enabled=show_progress and parts.dist.is_main)
+    for batch in batches:
+        clips, targets = _to_device(batch, parts)
+        x = parts.eval_transform(clips)
+        with _autocast(parts):
+            logits = model(x)
+        logits = logits.float()
+        labelled = targets >= 0
+        loss_sum += parts.criterion(logits, targets).double()
+        correct += ((logits.argmax(dim=1) == targets) & labelled).sum().double()
+        count += float(labelled.sum().item())
+        scores.add(torch.as_tensor(batch["video"]), logits)
+        counters = batch_counters(batch)
+        bad[0] += counters.get("bad_frames", 0)
+        bad[1] += counters.get("bad_video", 0)
+        progress.update(1)
+    _finish(progress)
+    totals = all_sum([float(loss_sum), float(correct), count, bad[0], bad[1]], parts.device).tolist()
+    scores.sums = all_sum(scores.sums, parts.device)
+    scores.counts = all_sum(scores.counts, parts.device)
+    g_loss, g_correct, g_count, bad_frames, bad_videos = totals
+    return {
+        "loss": g_loss / max(g_count, 1.0),
+        "acc": g_correct / max(g_count, 1.0),
+        "video_acc": scores.accuracy(),
+        "count": g_count,
+        "bad_frames": bad_frames,
+        "bad_videos": bad_videos,
+    }

@@ -1,0 +1,98 @@
+"""Which parameters train, and the optimiser that trains them.
+
+Fine-tuning follows both originals:
+- ``ft_begin_module`` (successor): parameters from the first one whose top-level module has that
+  name (``conv1``, ``layer3``, ``fc``; DenseNet's ``features.`` prefix is skipped, as the
+  successor's ``get_module_name`` does) to the last one train; earlier ones are frozen.
+- ``freeze_params N`` (seed): only the last N layers that hold parameters train (a conv, a BN
+  and a linear layer count one each, as the seed's ``unfreeze_layers`` counts modules with a
+  weight or bias, walking from the output back).
+
+Frozen parameters get ``requires_grad=False``, so no gradient is computed for them (the
+originals computed and dropped it). BatchNorm layers of frozen modules still update their
+running statistics in training mode, as in the originals, unless ``freeze_bn``.
+"""
+from __future__ import annotations
+
+from typing import Iterable, List, Optional, Set
+
+import torch
+from torch import nn
+
+from resnet3d.config import OptimConfig
+from resnet3d.errors import UserError
+
+
+def top_level_name(parameter_name: str) -> str:
+    """The successor's get_module_name: 'layer3.1.conv1.weight' -> 'layer3' (skipping 'module.'
+    and DenseNet's 'features.')."""
+    parts = parameter_name.split(".")
+    i = 1 if parts[0] == "module" and len(parts) > 1 else 0
+    if parts[i] == "features" and len(parts) > i + 1:
+        i += 1
+    return parts[i]
+
+
+def trainable_names(model: nn.Module, ft_begin_module: str = "", freeze_params: int = 0) -> Optional[Set[str]]:
+    """Names of the parameters to train; None means all of them."""
+    names = [name for name, _ in model.named_parameters()]
+    if ft_begin_module:
+        for at, name in enumerate(names):
+            if top_level_name(name) == ft_begin_module:
+                return set(names[at:])
+        modules = list(dict.fromkeys(top_level_name(n) for n in names))
+        raise UserError(f"--ft_begin_module {ft_begin_module!r} names no module of this model; "
+                        f"its modules in order are: {', '.join(modules)}")
+    if freeze_params:
+        layers = [(prefix, module) for prefix, module in model.named_modules()
+                  if any(True for _ in module.parameters(recurse=False))]
+        if freeze_params > len(layers):
+            raise UserError(f"--freeze_params {freeze_params}: the model has only {len(layers)} layers with parameters")
+        chosen: Set[str] = set()
+        for prefix, module in layers[-freeze_params:]:
+            chosen.update(f"{prefix}.{n}" if prefix else n for n, _ in module.named_parameters(recurse=False))
+        return chosen
+    return None
+
+
+def freeze(model: nn.Module, trainable: Optional[Set[str]]) -> List[nn.Parameter]:
+    """Switch off gradients outside ``trainable``; return the parameters that train."""
+    selected = []
+    for name, parameter in model.named_parameters():
+        train = trainable is None or name in trainable
+        parameter.requires_grad_(train)
+        if train:
+            selected.append(parameter)
+    if not selected:
+        raise UserError("no parameter is left to train: check --ft_begin_module / --freeze_params")
+    return selected
+
+
+def set_train_mode(model: nn.Module, training: bool, freeze_bn: bool = False) -> None:
+    """``model.train(training)``, keeping BatchNorm in eval mode when ``freeze_bn``."""
+    model.train(training)
+    if training and freeze_bn:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+def build_optimizer(parameters: Iterable[nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
+    if optim.optimizer != "sgd":
+        raise UserError(f"optimizer {optim.optimizer!r}: only sgd is supported")
+    if optim.nesterov and (optim.momentum <= 0 or optim.dampening != 0):
+        raise UserError("nesterov momentum needs --momentum > 0 and --dampening 0")
+    return torch.optim.SGD(
+        list(parameters),
+        lr=optim.learning_rate,
+        momentum=optim.momentum,
+        dampening=optim.dampening,
+        weight_decay=optim.weight_decay,
+        nesterov=optim.nesterov,
+    )
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        group["weight_decay"] = weight_decay

@@ -1,0 +1,559 @@
+"""Per-video recognition over a data set subset: the seed's ``--test_video``, the successor's
+``--inference`` and ``resnet3d test``, one code path.
+
+``run_recognition(config, model=..., device=...)`` scores every video of ``config.inference.subset``
+and writes one results file (formats: ``resnet3d.engine.results``). How it runs:
+
+- DataLoader workers read *chunks* of views (``resnet3d.engine.windows``): uint8 until the
+  device, every frame decoded once even where windows overlap;
+- the main process fills each model batch with views of several videos (the originals ran one
+  video per batch, so short videos left the GPU mostly idle), normalises on the device, runs the
+  model under bf16 autocast with channels_last_3d on CUDA, and keeps one batch in flight while
+  it books the previous one;
+- each video's score is the mean of the softmax probabilities of its views (the successor's rule;
+  the seed averaged log-probabilities, which we do not reproduce: docs/recognition.md);
+- finished videos go to the results file, rewritten atomically every ``save_every`` videos;
+  ``resume`` skips videos already there; a video that cannot be read gets an entry in
+  ``"errors"`` and the run goes on;
+- with several processes (``--n_gpus``), each takes every n-th video and keeps its share in a
+  hidden file beside the output; rank 0 merges the shares at the end.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from resnet3d.engine import results as resultfiles
+from resnet3d.engine.windows import CROPS, ViewPlan, WindowDataset, group_units
+from resnet3d.errors import UserError
+from resnet3d.progress import Progress
+
+log = logging.getLogger("resnet3d.predict")
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecognitionOptions:
+    """Everything recognition needs besides the data config, the model and the device."""
+
+    flavour: str  # seed | successor: output format, naming and default windows
+    subset: str
+    plan: ViewPlan
+    average: bool = True
+    top_k: int = 5
+    batch_size: int = 32
+    output: Optional[Path] = None  # None: <result_path>/<subset>[_video].json
+    resume: bool = False
+    overwrite: bool = False
+    save_every: int = 100
+    num_workers: int = 4
+    precision: str = "auto"
+    channels_last: bool = True
+
+
+def options_from_config(config: Any, *, n_clips: int = 0, n_crops: int = 1, output: Optional[Path] = None,
+                        resume: Optional[bool] = None, overwrite: Optional[bool] = None,
+                        save_every: int = 100, chunk_rows: int = 64) -> RecognitionOptions:
+    """The recognition settings of a run config (``config.inference`` must be set).
+
+    ``n_clips`` > 0 replaces sliding windows with that many evenly spaced windows; ``n_crops`` 3
+    takes three crops along each frame's long side (multi-view testing). ``resume``/``overwrite``
+    default to the run's ``--resume``/``--overwrite``.
+    """
+    inference = config.inference
+    if inference is None:
+        raise ValueError("config.inference is None: nothing asks for recognition")
+    if n_crops not in (1, 3):
+        raise UserError(f"--crops {n_crops}: use 1 (the centre) or 3 (start, centre and end of the long side)")
+    if n_clips < 0:
+        raise UserError(f"--clips {n_clips}: use 0 (sliding windows) or a positive number of windows per video")
+    if inference.crop not in ("center", "nocrop"):
+        raise UserError(f"--inference_crop {inference.crop}: use center or nocrop")
+    if n_crops == 3 and inference.crop == "nocrop":
+        raise UserError("--crops 3 and --inference_crop nocrop exclude each other: three crops cut squares, "
+                        "nocrop keeps the whole frame")
+    data = config.data
+    if n_clips:
+        scheme = "even"
+    else:
+        scheme = "seed" if inference.flavour == "seed" else "sliding"
+    if inference.stride < 1:
+        raise UserError(f"--inference_stride must be >= 1 (got {inference.stride})")
+    plan = ViewPlan(sample_duration=data.sample_duration, sample_size=data.sample_size, scheme=scheme,
+                    stride=inference.stride, n_clips=max(1, n_clips),
+                    crop="three" if n_crops == 3 else inference.crop, chunk_rows=chunk_rows)
+    batch = inference.batch_size or config.run.batch_size
+    if batch < 1:
+        raise UserError(f"--inference_batch_size must be >= 1 (got {batch})")
+    run = config.run
+    return RecognitionOptions(
+        flavour=inference.flavour, subset=inference.subset, plan=plan, average=inference.average,
+        top_k=inference.top_k, batch_size=batch, output=Path(output) if output else None,
+        resume=bool(run.resume) if resume is None else resume,
+        overwrite=bool(run.overwrite) if overwrite is None else overwrite,
+        save_every=save_every, num_workers=data.num_workers, precision=run.precision,
+        channels_last=run.channels_last,
+    )
+
+
+def output_path(config: Any, options: RecognitionOptions) -> Path:
+    if options.output is not None:
+        return options.output
+    name = f"{options.subset}_video.json" if options.flavour == "seed" else f"{options.subset}.json"
+    return Path(config.run.result_path) / name
+
+
+def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype of ``--precision`` (auto: bf16 on CUDA, fp32 elsewhere)."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise UserError("--precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
+        return torch.float16
+    raise UserError(f"--precision {precision!r}: choose auto, bf16, fp16 or fp32")
+
+
+# -- running the model -------------------------------------------------------------------------
+
+
+class Scorer:
+    """uint8 views on the host -> per-view outputs on the host, one batch kept in flight on CUDA.
+
+    ``submit`` starts a batch and returns the batches that have finished (on CUDA, the previous
+    one: its results are copied to pinned memory behind the next batch's kernels, so the GPU
+    never waits while the host books results or assembles the next batch).
+    """
+
+    def __init__(self, model: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+                 amp_dtype: Optional[torch.dtype] = None, softmax: bool = True,
+                 forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
+        self.model = model
+        self.transform = transform
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.softmax = softmax
+        self.forward = forward or model
+        self.calls = 0
+        self._pending: Deque[Tuple[Any, torch.Tensor, Any]] = collections.deque()
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def submit(self, rows: torch.Tensor, meta: Any) -> List[Tuple[torch.Tensor, Any]]:
+        cuda = self.device.type == "cuda"
+        with torch.inference_mode():
+            x = self.transform(rows.to(self.device, non_blocking=cuda))  # (N, C, T, H, W)
+            with self._autocast():
+                out = self.forward(x)
+            out = out.float()
+            if self.softmax:
+                out = torch.softmax(out, dim=1)
+            self.calls += 1
+            if not cuda:
+                return [(out, meta)]
+            host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+            host.copy_(out, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        self._pending.append((event, host, meta))
+        ready = []
+        while len(self._pending) > 1:
+            ready.append(self._collect())
+        return ready
+
+    def _collect(self) -> Tuple[torch.Tensor, Any]:
+        event, host, meta = self._pending.popleft()
+        event.synchronize()
+        return host, meta
+
+    def drain(self) -> List[Tuple[torch.Tensor, Any]]:
+        return [self._collect() for _ in range(len(self._pending))]
+
+
+def prepare_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    model.to(device)
+    if channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last_3d)
+    return model.eval()
+
+
+# -- batches across videos ---------------------------------------------------------------------
+
+
+@dataclass
+class _Queue:
+    parts: Deque[Dict[str, torch.Tensor]] = field(default_factory=collections.deque)
+    rows: int = 0
+
+
+class RowBatcher:
+    """Fills batches of ``batch_size`` views from chunks of any videos (views of one shape per
+    batch: with ``nocrop``, videos of different aspect ratios go to different batches)."""
+
+    def __init__(self, batch_size: int, pin_memory: bool = False, max_buffered_batches: int = 4) -> None:
+        self.batch_size = batch_size
+        self.pin_memory = pin_memory
+        self.max_buffered = max_buffered_batches * batch_size
+        self.queues: Dict[Tuple[int, ...], _Queue] = {}
+
+    @property
+    def buffered(self) -> int:
+        return sum(q.rows for q in self.queues.values())
+
+    def add(self, unit: int, rows: torch.Tensor, window: torch.Tensor, segment: torch.Tensor) -> None:
+        queue = self.queues.setdefault(tuple(rows.shape[1:]), _Queue())
+        queue.parts.append({"rows": rows, "unit": torch.full((len(rows),), unit, dtype=torch.int64),
+                            "window": window, "segment": segment})
+        queue.rows += len(rows)
+
+    def batches(self, flush: bool = False) -> Iterator[Tuple[torch.Tensor, Dict[str, torch.Tensor]]]:
+        """Full batches; with ``flush`` (or too much buffered) the partial ones too."""
+        for shape in list(self.queues):
+            queue = self.queues[shape]
+            while queue.rows >= self.batch_size or (queue.rows and (flush or self.buffered > self.max_buffered)):
+                yield self._take(shape, queue, min(self.batch_size, queue.rows))
+            if not queue.rows:
+                del self.queues[shape]
+
+    def _take(self, shape: Tuple[int, ...], queue: _Queue, n: int) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        pieces: Dict[str, List[torch.Tensor]] = {"rows": [], "unit": [], "window": [], "segment": []}
+        needed = n
+        while needed:
+            part = queue.parts[0]
+            count = len(part["rows"])
+            if count <= needed:
+                queue.parts.popleft()
+                taken = part
+            else:
+                taken = {k: v[:needed] for k, v in part.items()}
+                queue.parts[0] = {k: v[needed:] for k, v in part.items()}
+                count = needed
+            for key in pieces:
+                pieces[key].append(taken[key])
+            needed -= count
+        queue.rows -= n
+        rows = torch.empty((n, *shape), dtype=torch.uint8, pin_memory=self.pin_memory)
+        torch.cat(pieces["rows"], out=rows)
+        meta = {key: torch.cat(pieces[key]) for key in ("unit", "window", "segment")}
+        return rows, meta
+
+
+# -- booking scores per video ------------------------------------------------------------------
+
+
+@dataclass
+class _UnitState:
+    expected: Optional[int] = None
+    received: int = 0
+    scored: int = 0
+    error: Optional[str] = None
+    total: Optional[torch.Tensor] = None  # sum of view scores (float64)
+    windows: Dict[int, List[Any]] = field(default_factory=dict)  # window -> [segment, sum, count]
+    bad_frames: int = 0
+
+
+class Tally:
+    """Per-video sums of view scores; says when a video is complete."""
+
+    def __init__(self, keep_windows: bool) -> None:
+        self.keep_windows = keep_windows
+        self.units: Dict[int, _UnitState] = {}
+
+    def state(self, unit: int) -> _UnitState:
+        return self.units.setdefault(unit, _UnitState())
+
+    def on_chunk(self, chunk: Dict[str, Any]) -> None:
+        state = self.state(int(chunk["unit"]))
+        state.expected = int(chunk["expected"])
+        state.received += len(chunk["rows"])
+        state.bad_frames += int(chunk.get("bad_frames", 0))
+
+    def on_error(self, unit: int, message: str) -> List[int]:
+        state = self.state(unit)
+        state.error = message
+        return [unit] if state.scored == state.received else []
+
+    def on_scores(self, scores: torch.Tensor, meta: Dict[str, torch.Tensor]) -> List[int]:
+        scores = scores.double().cpu()
+        units = meta["unit"].tolist()
+        finished = []
+        for unit in dict.fromkeys(units):
+            mask = meta["unit"] == unit
+            state = self.state(unit)
+            chosen = scores[mask]
+            total = chosen.sum(dim=0)
+            state.total = total if state.total is None else state.total + total
+            if self.keep_windows:
+                for window, segment, row in zip(meta["window"][mask].tolist(), meta["segment"][mask].tolist(), chosen):
+                    entry = state.windows.setdefault(window, [segment, torch.zeros_like(row), 0])
+                    entry[1] += row
+                    entry[2] += 1
+            state.scored += int(mask.sum())
+            if self.complete(state):
+                finished.append(unit)
+        return finished
+
+    @staticmethod
+    def complete(state: _UnitState) -> bool:
+        if state.error is not None:
+            return state.scored == state.received
+        return state.expected is not None and state.scored == state.expected
+
+    def pop(self, unit: int) -> _UnitState:
+        return self.units.pop(unit)
+
+
+def result_entry(state: _UnitState, class_names: Sequence[str], top_k: int, average: bool) -> Any:
+    """The JSON value of one video: its top-k list, or (no averaging) one list per window."""
+    if average:
+        mean = (state.total / max(state.scored, 1)).tolist()
+        return resultfiles.top_k(mean, class_names, top_k)
+    entries = []
+    for window in sorted(state.windows):
+        segment, total, count = state.windows[window]
+        entries.append({"segment": [int(segment[0]), int(segment[1])],
+                        "result": resultfiles.top_k((total / count).tolist(), class_names, top_k)})
+    return entries
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def _class_names(given: Optional[Sequence[str]], annotation_names: Sequence[str], n_outputs: int) -> List[str]:
+    names = list(given) if given else list(annotation_names)
+    if len(names) < n_outputs:
+        log.warning("the model has %d outputs but only %d class names are known; the others are named by "
+                    "their index", n_outputs, len(names))
+        names += [str(i) for i in range(len(names), n_outputs)]
+    return names[:n_outputs]
+
+
+def _n_outputs(model: nn.Module) -> int:
+    config = getattr(model, "model_config", None) or {}
+    if config.get("n_classes"):
+        return int(config["n_classes"])
+    classifier = getattr(model, getattr(model, "classifier_name", "fc"), None)
+    if isinstance(classifier, nn.Linear):
+        return classifier.out_features
+    raise UserError("cannot tell how many classes the model predicts (no model_config and no linear classifier)")
+
+
+def _check_model_takes(model: nn.Module, plan: ViewPlan) -> None:
+    config = getattr(model, "model_config", None) or {}
+    if plan.crop == "nocrop" and config.get("model") == "c3d" and not config.get("global_pooling"):
+        raise UserError("--inference_crop nocrop needs a fully convolutional model; C3D without --global_pooling "
+                        "takes only square clips of its sample size. Use --inference_crop center")
+
+
+def _start_state(output: Path, options: RecognitionOptions, dist: Any) -> Tuple[Dict[str, Any], str]:
+    """Rank 0 decides what an earlier run left (resume, overwrite, or set aside) and tells the others."""
+    state: Dict[str, Any] = {"results": {}, "errors": {}}
+    notes: List[str] = []
+    if dist.is_main:
+        partials = list(resultfiles.partial_paths(output))
+        if options.resume:
+            for path in ([output] if output.exists() else []) + partials:
+                earlier = resultfiles.read_existing(path)
+                state["results"].update(earlier["results"])
+            if state["results"]:
+                notes.append(f"--resume: {len(state['results'])} videos already have results in {output}")
+        elif output.exists() and not options.overwrite:
+            moved = resultfiles.set_aside(output)
+            notes.append(f"{output} already existed: kept it as {moved.name} (pass --resume to continue it, "
+                         "--overwrite to replace it)")
+        for note in notes:
+            print(f"resnet3d: {note}", file=sys.stderr, flush=True)
+    token = uuid.uuid4().hex
+    if dist.distributed:
+        from resnet3d.engine.distributed import broadcast_object
+
+        shared = broadcast_object({"done": sorted(state["results"]), "token": token})
+        token = shared["token"]
+        if not dist.is_main:
+            state = {"results": {video_id: None for video_id in shared["done"]}, "errors": {}}
+    return state, token
+
+
+def run_recognition(
+    config: Any,
+    *,
+    model: nn.Module,
+    device: torch.device,
+    dist: Any = None,
+    class_names: Optional[Sequence[str]] = None,
+    n_clips: int = 0,
+    n_crops: int = 1,
+    output: Optional[Path] = None,
+    resume: Optional[bool] = None,
+    overwrite: Optional[bool] = None,
+    save_every: int = 100,
+    show_progress: bool = True,
+) -> Dict[str, Any]:
+    """Recognise every video of ``config.inference.subset``; write the results file.
+
+    ``model`` is the bare model (moved to ``device`` and put in eval mode here); ``class_names``
+    name its outputs (default: the annotation's labels). Returns a summary: ``output``,
+    ``videos`` (scored now), ``errors``, ``skipped`` (already done), ``seconds``,
+    ``model_calls``, ``bad_frames``.
+    """
+    from resnet3d.data import DeviceTransform
+    from resnet3d.data.dataset import resolve_videos
+    from resnet3d.engine.distributed import DistInfo
+
+    dist = dist or DistInfo()
+    options = options_from_config(config, n_clips=n_clips, n_crops=n_crops, output=output, resume=resume,
+                                  overwrite=overwrite, save_every=save_every)
+    out_path = output_path(config, options)
+    data = config.data
+    videos, _, annotation = resolve_videos(data, options.subset)
+    names = resultfiles.result_names([v.key for v in videos], options.flavour)
+    units = group_units(videos, names)
+    n_outputs = _n_outputs(model)
+    labels = _class_names(class_names, annotation.class_names, n_outputs)
+    _check_model_takes(model, options.plan)
+
+    state, token = _start_state(out_path, options, dist)
+    done = set(state["results"])
+    pending = [u for u in units if u.video_id not in done]
+    mine = pending[dist.rank :: dist.world_size]
+    target = resultfiles.partial_path(out_path, dist.rank, dist.world_size) if dist.distributed else out_path
+    writer = resultfiles.ResultWriter(target, options.flavour, options.save_every,
+                                      earlier=state if not dist.distributed else None)
+    token_note = {"token": token, "complete": False} if dist.distributed else None
+
+    prepare_model(model, device, options.channels_last)
+    transform = DeviceTransform(data.input_norm, train=False, flow=data.input_type == "flow")
+    scorer = Scorer(model, transform, device, autocast_dtype(options.precision, device))
+    dataset = WindowDataset(videos, mine, data, options.plan)
+    loader = _loader(dataset, options.num_workers, device)
+    batcher = RowBatcher(options.batch_size, pin_memory=device.type == "cuda")
+    tally = Tally(keep_windows=not options.average)
+    progress = Progress(len(mine), desc=f"recognition {options.subset}", unit="videos",
+                        enabled=show_progress and dist.is_main)
+    counts = {"videos": 0, "errors": 0, "bad_frames": 0}
+    started = time.monotonic()
+
+    def finish(unit_numbers: List[int]) -> None:
+        for number in unit_numbers:
+            unit_state = tally.pop(number)
+            video_id = mine[number].video_id
+            counts["bad_frames"] += unit_state.bad_frames
+            if unit_state.error is not None:
+                counts["errors"] += 1
+                log.warning("%s: %s; listed under 'errors' in %s", video_id, unit_state.error, out_path)
+                writer.add_error(video_id, unit_state.error)
+            else:
+                counts["videos"] += 1
+                writer.add(video_id, result_entry(unit_state, labels, options.top_k, options.average))
+            progress.update(1, errors=counts["errors"])
+
+    def book(ready: List[Tuple[torch.Tensor, Dict[str, torch.Tensor]]]) -> None:
+        for scores, meta in ready:
+            finish(tally.on_scores(scores, meta))
+
+    try:
+        for chunk in loader:
+            unit = int(chunk["unit"])
+            if "error" in chunk:
+                finish(tally.on_error(unit, chunk["error"]))
+                continue
+            tally.on_chunk(chunk)
+            batcher.add(unit, chunk["rows"], chunk["window"], chunk["segment"])
+            for rows, meta in batcher.batches():
+                book(scorer.submit(rows, meta))
+        for rows, meta in batcher.batches(flush=True):
+            book(scorer.submit(rows, meta))
+        book(scorer.drain())
+    finally:
+        # whatever happened, what was scored stays on disk for --resume
+        writer.save(extra=token_note)
+        progress.close()
+    if tally.units:  # every view was scored, so every video must be complete
+        raise RuntimeError(f"recognition ended with {len(tally.units)} incomplete videos")
+
+    if dist.distributed:
+        writer.save(extra={"token": token, "complete": True})
+        if dist.is_main:
+            _merge_shares(out_path, options, state, token, dist.world_size)
+    seconds = time.monotonic() - started
+    summary = {"output": str(out_path), "videos": counts["videos"], "errors": counts["errors"],
+               "skipped": len(units) - len(pending), "seconds": seconds, "model_calls": scorer.calls,
+               "bad_frames": counts["bad_frames"], "videos_per_s": counts["videos"] / seconds if seconds > 0 else 0.0}
+    if dist.is_main:
+        rate = f", {summary['videos_per_s']:.2f} videos/s" if counts["videos"] else ""
+        extra = f", {counts['errors']} unreadable (listed under 'errors')" if counts["errors"] else ""
+        skipped = f", {summary['skipped']} already done" if summary["skipped"] else ""
+        print(f"resnet3d: recognised {counts['videos']} videos of {options.subset}{extra}{skipped} in "
+              f"{seconds:.1f} s{rate}; results in {out_path}", flush=True)
+    return summary
+
+
+def _loader(dataset: WindowDataset, num_workers: int, device: torch.device):
+    from resnet3d.engine.windows import one_thread_per_worker
+
+    workers = max(0, min(int(num_workers), len(dataset.units)))
+    extra: Dict[str, Any] = {}
+    if workers:
+        extra = {"prefetch_factor": 2, "worker_init_fn": one_thread_per_worker, "persistent_workers": False}
+    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers,
+                                       pin_memory=device.type == "cuda", **extra)
+
+
+def _merge_shares(output: Path, options: RecognitionOptions, state: Dict[str, Any], token: str,
+                  world_size: int, poll_s: float = 2.0) -> None:
+    """Rank 0: wait for every rank's finished share, then write the one results file."""
+    writer = resultfiles.ResultWriter(output, options.flavour, options.save_every, earlier=state)
+    waiting_since = time.monotonic()
+    last_note = waiting_since
+    remaining = {rank: resultfiles.partial_path(output, rank, world_size) for rank in range(world_size)}
+    while remaining:
+        for rank, path in list(remaining.items()):
+            share = _read_share(path)
+            if share is not None and share.get("token") == token and share.get("complete"):
+                writer.merge(share)
+                del remaining[rank]
+        if remaining:
+            now = time.monotonic()
+            if now - last_note > 60:
+                print(f"resnet3d: waiting for the recognition results of rank(s) {sorted(remaining)} "
+                      f"({now - waiting_since:.0f} s)", file=sys.stderr, flush=True)
+                last_note = now
+            time.sleep(poll_s)
+    writer.save()
+    for path in resultfiles.partial_paths(output):
+        share = _read_share(path)
+        if share is None or share.get("token") == token or options.resume:
+            path.unlink(missing_ok=True)
+
+
+def _read_share(path: Path) -> Optional[Dict[str, Any]]:
+    import json
+
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+__all__ = ["RecognitionOptions", "options_from_config", "run_recognition", "Scorer", "RowBatcher", "Tally",
+           "CROPS", "autocast_dtype", "prepare_model"]

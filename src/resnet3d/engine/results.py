@@ -1,0 +1,159 @@
+"""Per-video result files: the originals' two formats, video naming, incremental saving, resume.
+
+Formats (REFERENCE.md §4):
+
+- ``seed``: ``{"version": "VERSION 1.3", "results": {video_id: [{"label", "score"}, ... 10]},
+  "external_data": {"used": false, "details": "..."}}`` in ``<result_path>/<subset>_video.json``,
+  videos named by youtube id.
+- ``successor``: ``{"results": {video_id: [{"label", "score"}, ... top k]}}`` in
+  ``<result_path>/<subset>.json``, videos named by the annotation key; with
+  ``--inference_no_average`` each video holds ``[{"segment": [b, e], "result": [...]}, ...]``.
+
+Both gain one key only when something went wrong: ``"errors": {video_id: message}`` lists the
+videos that could not be read (the originals' evaluators read only ``results``, so the file
+stays readable by them). The file is rewritten atomically every ``save_every`` finished videos
+and at the end, so an interrupted run leaves valid partial results that ``--resume`` continues.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from resnet3d.errors import UserError
+from resnet3d.fileio import atomic_write_json
+
+FLAVOURS = ("seed", "successor")
+SEED_VERSION = "VERSION 1.3"
+# A Kinetics key: <youtube id>_<time_start:06d>_<time_end:06d>
+_KINETICS_KEY = re.compile(r"^(?P<youtube_id>.+)_(?P<start>\d{6})_(?P<end>\d{6})$")
+
+
+def youtube_id(key: str) -> str:
+    """The youtube id inside a Kinetics key; any other key unchanged."""
+    match = _KINETICS_KEY.match(key)
+    return match.group("youtube_id") if match else key
+
+
+def result_names(keys: Sequence[str], flavour: str) -> Dict[str, str]:
+    """annotation key -> the id its result is filed under.
+
+    The successor files results under the annotation key. The seed's files named videos by the
+    folder path minus 14 characters (``<label>/<youtube id>``), an accident of its path handling
+    (REFERENCE.md §1); we name them by youtube id, which Kinetics evaluation expects. Two clips of
+    one youtube video keep their full keys, so no result overwrites another.
+    """
+    if flavour != "seed":
+        return {key: key for key in keys}
+    counts: Dict[str, int] = {}
+    for key in dict.fromkeys(keys):
+        counts[youtube_id(key)] = counts.get(youtube_id(key), 0) + 1
+    return {key: (youtube_id(key) if counts[youtube_id(key)] == 1 else key) for key in keys}
+
+
+def top_k(scores: Sequence[float], class_names: Sequence[str], k: int) -> List[Dict[str, Any]]:
+    """``[{"label", "score"}]`` of the k best classes, best first (ties: the lower class index)."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[: max(1, k)]
+    return [{"label": class_names[i], "score": float(scores[i])} for i in order]
+
+
+def document(flavour: str, results: Dict[str, Any], errors: Dict[str, str]) -> Dict[str, Any]:
+    """The whole file, in the flavour's layout."""
+    if flavour == "seed":
+        doc: Dict[str, Any] = {"version": SEED_VERSION, "results": results,
+                               "external_data": {"used": False, "details": "..."}}
+    else:
+        doc = {"results": results}
+    if errors:
+        doc["errors"] = errors
+    return doc
+
+
+def read_existing(path: Path) -> Dict[str, Any]:
+    """A result file written earlier (for --resume): its results and errors."""
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as error:
+        raise UserError(f"{path}: cannot read the earlier results to resume ({error.strerror})") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}: not valid JSON ({error}); --resume needs a results file this program wrote. "
+                        "Start over with --overwrite") from None
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise UserError(f"{path}: no 'results' object; --resume needs a results file this program wrote. "
+                        "Start over with --overwrite")
+    errors = data.get("errors") if isinstance(data.get("errors"), dict) else {}
+    return {"results": dict(data["results"]), "errors": {str(k): str(v) for k, v in errors.items()}}
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an earlier results file to the first free ``<stem>.<n><suffix>``; returns the new name."""
+    number = 1
+    while True:
+        candidate = path.with_name(f"{path.stem}.{number}{path.suffix}")
+        if not candidate.exists():
+            path.rename(candidate)
+            return candidate
+        number += 1
+
+
+class ResultWriter:
+    """Collects per-video results and keeps the file on disk current.
+
+    ``done`` holds the ids that already have a result (from an earlier run when resuming);
+    errors of an earlier run are retried, so they are dropped from the carried-over state.
+    """
+
+    def __init__(self, path: Path, flavour: str, save_every: int = 100,
+                 earlier: Optional[Dict[str, Any]] = None) -> None:
+        if flavour not in FLAVOURS:
+            raise ValueError(f"flavour must be one of {FLAVOURS}")
+        self.path = Path(path)
+        self.flavour = flavour
+        self.save_every = max(1, int(save_every))
+        self.results: Dict[str, Any] = dict((earlier or {}).get("results", {}))
+        self.errors: Dict[str, str] = {}
+        self._since_save = 0
+
+    @property
+    def done(self) -> set:
+        return set(self.results)
+
+    def add(self, video_id: str, entry: Any) -> None:
+        self.results[video_id] = entry
+        self.errors.pop(video_id, None)
+        self._tick()
+
+    def add_error(self, video_id: str, message: str) -> None:
+        self.errors[video_id] = message
+        self._tick()
+
+    def merge(self, other: Dict[str, Any]) -> None:
+        """Take over another process's results and errors (distributed recognition)."""
+        self.results.update(other.get("results", {}))
+        for video_id, message in other.get("errors", {}).items():
+            if video_id not in self.results:
+                self.errors[video_id] = message
+
+    def _tick(self) -> None:
+        self._since_save += 1
+        if self._since_save >= self.save_every:
+            self.save()
+
+    def save(self, extra: Optional[Dict[str, Any]] = None) -> None:
+        doc = document(self.flavour, self.results, self.errors)
+        if extra:
+            doc.update(extra)
+        atomic_write_json(self.path, doc)
+        self._since_save = 0
+
+
+def partial_path(output: Path, rank: int, world_size: int) -> Path:
+    """Where process ``rank`` of ``world_size`` keeps its share during distributed recognition."""
+    return output.with_name(f".{output.name}.rank{rank}of{world_size}.json")
+
+
+def partial_paths(output: Path) -> Iterable[Path]:
+    """Every share an earlier distributed run left beside ``output``."""
+    return sorted(output.parent.glob(f".{output.name}.rank*of*.json"))

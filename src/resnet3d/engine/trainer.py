@@ -1,0 +1,649 @@
+"""A training run from a frozen ``Config``: processes, data, model, epochs, logs, checkpoints.
+
+``run(config)`` is what ``resnet3d main`` and ``resnet3d train`` call. It starts one process per
+GPU through torch's elastic launcher when asked (``--n_gpus K``, ``--nproc-per-node K``), or
+runs in this process (one device, or a worker started by torchrun). Every process then runs
+``train_worker``:
+
+1. setup: device, seeds, data sets, the model (fresh, pretrained, or continued from a
+   checkpoint, which then supplies its own architecture and input normalisation), trainable
+   parameters, optimiser and schedule. Processes agree that setup worked before any of them
+   starts training, so a bad flag never leaves the others waiting forever.
+2. epochs: train (``loop.train_one_epoch``), validate (``loop.validate``), log, checkpoint,
+   curves. Only rank 0 writes files.
+3. per-video recognition when asked (issue 5: ``resnet3d.engine.predict.run_recognition``).
+
+Exit codes: 0 done, 2 bad input, 3 non-finite loss, 128+signal when pre-empted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import itertools
+import math
+import os
+import random
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from resnet3d.config import Config, ModelConfig
+from resnet3d.engine import checkpoint as ckpt
+from resnet3d.engine.distributed import (
+    DistInfo,
+    all_sum,
+    any_rank,
+    barrier,
+    destroy_process_group,
+    env_info,
+    init_process_group,
+    launch_local,
+    launched_by_torchrun,
+)
+from resnet3d.engine.logs import TRAIN_BATCH_COLUMNS, TRAIN_COLUMNS, VAL_COLUMNS, NullLog, TensorBoardLog, TSVLog, read_log
+from resnet3d.engine.loop import StepParts, train_one_epoch, validate
+from resnet3d.engine.optim import build_optimizer, freeze, trainable_names
+from resnet3d.engine.schedules import Schedule, build_schedule
+from resnet3d.engine.signals import StopRequest
+from resnet3d.errors import UserError
+from resnet3d.fileio import atomic_write_json
+
+EXIT_NONFINITE = 3
+PREDICT_MODULE = "resnet3d.engine.predict"
+
+
+def say(info: DistInfo, message: str, stream=None) -> None:
+    """One line from rank 0 (every other rank stays quiet)."""
+    if info.is_main:
+        print(message, file=stream or sys.stdout, flush=True)
+
+
+def warn(info: DistInfo, message: str) -> None:
+    say(info, f"resnet3d: warning: {message}", sys.stderr)
+
+
+# -- processes and devices ----------------------------------------------------------------------
+
+
+def processes_per_node(config: Config) -> int:
+    """How many processes ``run`` starts on this machine."""
+    hardware = config.hardware
+    if hardware.nproc_per_node is not None:
+        if hardware.nproc_per_node < 1:
+            raise UserError(f"--nproc-per-node must be >= 1 (got {hardware.nproc_per_node})")
+        return hardware.nproc_per_node
+    if hardware.device == "cpu" or not torch.cuda.is_available():
+        return 1
+    visible = torch.cuda.device_count() - hardware.gpu_id
+    if visible < 1:
+        raise UserError(f"--gpu_id {hardware.gpu_id + 1}: only {torch.cuda.device_count()} GPU(s) are visible")
+    if hardware.n_gpus is None:
+        return visible
+    if hardware.n_gpus > visible:
+        raise UserError(f"--n_gpus {hardware.n_gpus}: only {visible} GPU(s) are visible from --gpu_id {hardware.gpu_id + 1}")
+    return max(hardware.n_gpus, 1)
+
+
+def resolve_device(config: Config, info: DistInfo) -> torch.device:
+    hardware = config.hardware
+    if hardware.device == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        asked = f" (--n_gpus {hardware.n_gpus})" if hardware.n_gpus else ""
+        warn(info, f"CUDA is not available{asked}: running on the CPU (pass --no_cuda or --device cpu to say so)")
+        return torch.device("cpu")
+    index = hardware.gpu_id + info.local_rank
+    if index >= torch.cuda.device_count():
+        raise UserError(f"process {info.local_rank} on this machine needs GPU {index}, but only "
+                        f"{torch.cuda.device_count()} are visible; lower --nproc_per_node / --n_gpus")
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def amp_dtype(config: Config, device: torch.device) -> Optional[torch.dtype]:
+    precision = config.run.precision
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise UserError("--precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
+        return torch.float16
+    raise UserError(f"--precision {precision!r}: choose auto, bf16, fp16 or fp32")
+
+
+def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+# -- model: fresh, pretrained, or continued ----------------------------------------------------
+
+
+@dataclass
+class Start:
+    """Where the run starts and what it carries over from a checkpoint."""
+
+    epoch: int = 1  # first epoch to train
+    step_in_epoch: int = 0  # steps of that epoch already done (an interrupted checkpoint)
+    partial_sums: Optional[Dict[str, float]] = None
+    source: Optional[Path] = None
+    ours: Dict[str, Any] = field(default_factory=dict)  # optimizer/scheduler/... of our checkpoints
+    best_metric: float = -math.inf
+    notes: List[str] = field(default_factory=list)
+
+
+def continue_source(config: Config) -> Optional[Path]:
+    """The checkpoint a run continues from: --resume PATH/auto, --resume_path, --begin_epoch N."""
+    run = config.run
+    result_path = Path(run.result_path)
+    if run.resume == "auto":
+        return ckpt.find_latest(result_path)
+    if run.resume:
+        return Path(run.resume)
+    if run.begin_epoch > 1:
+        return ckpt.continue_path(result_path, run.begin_epoch)
+    return None
+
+
+def build_model(config: Config, n_data_classes: Optional[int], info: DistInfo) -> Tuple[nn.Module, Config, Start]:
+    """The model this run trains or tests, the config updated with what the checkpoint says
+    (architecture, input normalisation), and where to start."""
+    from resnet3d.checkpoints import build_model_from_checkpoint, load_checkpoint
+    from resnet3d.models import create_model
+
+    run, finetune = config.run, config.finetune
+    start = Start(epoch=1)
+    loaded = None
+    source = continue_source(config)
+    if run.resume == "auto" and source is None:
+        start.notes.append(f"--resume auto: no checkpoint in {run.result_path} yet, starting at epoch 1")
+    # Flags the weights cannot show; they apply to checkpoints that do not record a config.
+    invisible = {"conv1_t_stride": config.model.conv1_t_stride, "no_max_pool": config.model.no_max_pool}
+    if source is not None:
+        loaded = load_checkpoint(source)
+        ours = loaded.source_format == ckpt.FORMAT
+        overrides = invisible if _records_no_config(loaded) else {}
+        model, loaded = build_model_from_checkpoint(loaded, **overrides)
+        completed = loaded.epoch
+        if run.begin_epoch > 1 and not run.resume:
+            completed = run.begin_epoch - 1  # the seed's rule: model_<N-1> means N-1 epochs done
+        if completed is None:
+            start.notes.append(f"{source} does not record its epoch: counting it as epoch 0")
+            completed = 0
+        start.epoch = completed + 1
+        start.source = source
+        if ours:
+            extra = loaded.extra
+            start.step_in_epoch = int(extra.get("step_in_epoch", 0) or 0)
+            if start.step_in_epoch:
+                start.partial_sums = {k: float(v) for k, v in (extra.get("partial_sums") or {}).items()}
+            start.best_metric = float(extra.get("best_metric", -math.inf) if extra.get("best_metric") is not None else -math.inf)
+            start.ours = {"optimizer": loaded.optimizer, "scheduler": loaded.scheduler, "scaler": extra.get("scaler"),
+                          "rng_state": extra.get("rng_state"), "rng_states": extra.get("rng_states")}
+        else:
+            start.ours = {"optimizer": loaded.optimizer, "foreign": loaded.source_format}
+        start.notes.append(f"continuing from {source} ({loaded.arch or loaded.model_config.get('model')}, "
+                           f"{completed} epoch(s) done{', step ' + str(start.step_in_epoch) + ' of the next' if start.step_in_epoch else ''})")
+    elif finetune.pretrained:
+        loaded = load_checkpoint(finetune.pretrained, bgr_premodel=finetune.bgr_premodel)
+        overrides: Dict[str, Any] = {}
+        if finetune.n_pretrain_classes:
+            overrides["n_classes"] = finetune.n_pretrain_classes
+        if _records_no_config(loaded):
+            overrides.update(invisible)
+        new_classes = config.model.n_classes if run.train else None
+        model, loaded = build_model_from_checkpoint(loaded, new_n_classes=new_classes, **overrides)
+        head = (f", head replaced: {loaded.n_classes if new_classes is None else new_classes} classes"
+                if new_classes is not None else "")
+        start.notes.append(f"pretrained weights from {finetune.pretrained}{head}")
+    else:
+        model = create_model(config.model.model, config.model.model_depth,
+                             **config.model.create_kwargs(config.data.sample_size, config.data.sample_duration))
+        if not run.train:
+            start.notes.append("no weights given: validating/testing a freshly initialised model "
+                               "(pass --premodel_path / --pretrain_path or --resume_path)")
+
+    model_config = model.model_config
+    n_outputs = int(model_config.get("n_classes", 0))
+    if n_data_classes is not None and n_outputs < n_data_classes:
+        raise UserError(f"the model has {n_outputs} outputs but the data set has {n_data_classes} classes: "
+                        f"pass --n_classes {n_data_classes}" + (" (fine-tuning replaces the head)" if source is None else ""))
+    if n_data_classes is not None and n_outputs > n_data_classes:
+        start.notes.append(f"the model has {n_outputs} outputs for {n_data_classes} classes in the data set "
+                           f"(--n_classes {n_data_classes} would fit them exactly)")
+    data = config.data
+    if loaded is not None and loaded.input_norm is not None and finetune.input_norm_from_checkpoint:
+        if loaded.input_norm != data.input_norm:
+            start.notes.append(f"input normalisation from the checkpoint: mean {list(loaded.input_norm.mean)}, "
+                               f"std {list(loaded.input_norm.std)}, value scale {loaded.input_norm.value_scale}")
+        data = data.with_changes(input_norm=loaded.input_norm)
+    if data.n_channels != int(model_config.get("n_input_channels", 3)):
+        raise UserError(f"the model takes {model_config.get('n_input_channels')} input channels but "
+                        f"--input_type {data.input_type} gives {data.n_channels}")
+    resolved = replace(config, data=data, model=ModelConfig.from_model_config(model_config))
+    return model, resolved, start
+
+
+def _records_no_config(loaded) -> bool:
+    """True for checkpoints (the successor's, bare state_dicts) whose weights cannot show
+    conv1_t_stride and no_max_pool, so the flags decide them."""
+    from resnet3d.models import model_options
+
+    if loaded.source_format in (ckpt.FORMAT, "torch7", "torchvision"):
+        return False
+    return "conv1_t_stride" in model_options(loaded.model_config["model"])
+
+
+def arch_name(model_config: Dict[str, Any]) -> str:
+    depth = model_config.get("model_depth")
+    return f"{model_config['model']}-{depth}" if depth else str(model_config["model"])
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def run(config: Config) -> int:
+    """Train/validate/test as ``config`` says; start local worker processes when asked."""
+    if config.inference is not None:
+        require_recognition()
+    if launched_by_torchrun():
+        return train_worker(config)
+    nproc = processes_per_node(config)
+    if nproc > 1:
+        if config.run.batch_size % nproc:
+            raise UserError(f"--batch_size {config.run.batch_size} is the global batch and must split evenly "
+                            f"among {nproc} processes; use a multiple of {nproc}")
+        results = launch_local(nproc, worker_entry, config.to_dict())
+        return max(int(status or 0) for status in results.values())
+    return train_worker(config)
+
+
+def worker_entry(config_dict: Dict[str, Any]) -> int:
+    """The entry point of each process ``launch_local`` starts (module level: it is pickled)."""
+    try:
+        return train_worker(Config.from_dict(config_dict, "the launcher"))
+    except UserError as error:
+        print(f"resnet3d: error (rank {os.environ.get('RANK', '?')}): {error}", file=sys.stderr, flush=True)
+        return 2
+
+
+def require_recognition() -> None:
+    if importlib.util.find_spec(PREDICT_MODULE) is None:
+        raise UserError("per-video recognition (--test_video / --inference) is not available yet in this build "
+                        "of resnet3d; run without it, or update resnet3d")
+
+
+@dataclass
+class Run:
+    """What the epochs need, built once by ``_setup``."""
+
+    config: Config
+    info: DistInfo
+    device: torch.device
+    model: nn.Module  # the bare model (what checkpoints hold)
+    parts: StepParts
+    schedule: Optional[Schedule]
+    start: Start
+    class_names: List[str]
+    train_loader: Any = None
+    val_loader: Any = None
+    val_targets: Optional[torch.Tensor] = None
+
+
+def train_worker(config: Config) -> int:
+    info = env_info()
+    device = resolve_device(config, info)
+    init_process_group(info, device, config.hardware.dist_backend)
+    stop = StopRequest().install()
+    try:
+        failure: Optional[UserError] = None
+        state: Optional[Run] = None
+        try:
+            state = _setup(config, info, device)
+        except UserError as error:
+            failure = error
+        if info.distributed and any_rank(failure is not None, device):
+            if failure is not None:
+                print(f"resnet3d: error (rank {info.rank}): {failure}", file=sys.stderr, flush=True)
+            return 2
+        if failure is not None:
+            raise failure
+        assert state is not None
+        return _epochs(state, stop)
+    finally:
+        stop.restore()
+        destroy_process_group()
+
+
+def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
+    from resnet3d.data import DeviceTransform, build_dataset, build_loader
+
+    run = config.run
+    seed_everything(run.manual_seed, run.deterministic, device)
+    if run.batch_size % info.world_size:
+        raise UserError(f"--batch_size {run.batch_size} is the global batch and must split evenly among "
+                        f"{info.world_size} processes; use a multiple of {info.world_size}")
+    local_batch = run.batch_size // info.world_size
+    workers = -(-config.data.num_workers // max(info.local_world_size, 1))
+    train_set = build_dataset(config.data, "training", seed=run.manual_seed) if run.train else None
+    val_set = build_dataset(config.data, "validation", seed=run.manual_seed) if run.val else None
+    some_set = train_set or val_set
+    class_names = list(some_set.class_names) if some_set is not None else []
+
+    model, config, start = build_model(config, len(class_names) or None, info)
+    for note in start.notes:
+        say(info, f"resnet3d: {note}")
+    if start.source is None and run.train:
+        _check_fresh_result_path(config, info)
+    if config.inference is not None:
+        require_recognition()
+    data = config.data  # possibly with the checkpoint's normalisation
+    model.to(device)
+    trainable = None
+    if run.train:
+        trainable = freeze(model, trainable_names(model, config.finetune.ft_begin_module, config.finetune.freeze_params))
+        n_train = sum(p.numel() for p in trainable)
+        n_all = sum(p.numel() for p in model.parameters())
+        if n_train < n_all:
+            say(info, f"resnet3d: training {n_train:,} of {n_all:,} parameters")
+    stepped: nn.Module = model
+    if config.hardware.batchnorm_sync and info.distributed:
+        if device.type == "cuda":
+            stepped = nn.SyncBatchNorm.convert_sync_batchnorm(stepped)
+        else:
+            warn(info, "--batchnorm_sync needs CUDA (SyncBatchNorm); each CPU process keeps its own statistics")
+    channels_last = config.run.channels_last and device.type == "cuda"
+    if channels_last:
+        stepped = stepped.to(memory_format=torch.channels_last_3d)
+    eval_model = stepped  # evaluation needs no DDP: each process scores its own clips
+    if info.distributed and run.train:
+        stepped = nn.parallel.DistributedDataParallel(stepped, device_ids=[device] if device.type == "cuda" else None)
+    if config.run.compile:
+        stepped = torch.compile(stepped)
+        eval_model = stepped if not info.distributed else eval_model
+
+    dtype = amp_dtype(config, device)
+    optimizer = build_optimizer(trainable, config.optim) if run.train else None
+    schedule = build_schedule(config.optim, run.n_epochs) if run.train else None
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    if run.train and start.ours:
+        _restore_training_state(start, optimizer, schedule, scaler, info)
+    out_dtype = torch.float32
+    parts = StepParts(
+        model=stepped, eval_model=eval_model, optimizer=optimizer, scaler=scaler, device=device, amp_dtype=dtype,
+        train_transform=DeviceTransform.from_config(data, train=True, out_dtype=out_dtype),
+        eval_transform=DeviceTransform.from_config(data, train=False, out_dtype=out_dtype),
+        dist=info, freeze_bn=config.finetune.freeze_bn, seed=run.manual_seed, channels_last=channels_last,
+    )
+    state = Run(config=config, info=info, device=device, model=model, parts=parts, schedule=schedule, start=start,
+                class_names=class_names)
+    if train_set is not None:
+        state.train_loader = build_loader(train_set, local_batch, train=True, num_workers=workers,
+                                          distributed=info.distributed, seed=run.manual_seed)
+    if val_set is not None:
+        state.val_loader = build_loader(val_set, local_batch, train=False, num_workers=workers,
+                                        distributed=info.distributed, seed=run.manual_seed)
+        state.val_targets = torch.tensor([v.target for v in val_set.videos], dtype=torch.int64)
+    if info.is_main:
+        Path(run.result_path).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(Path(run.result_path) / "opts.json", config.to_dict(), indent=2)
+    return state
+
+
+def _check_fresh_result_path(config: Config, info: DistInfo) -> None:
+    """A fresh run never silently replaces an earlier run's logs and checkpoints."""
+    earlier = ckpt.previous_run_files(Path(config.run.result_path))
+    if not earlier:
+        return
+    names = ", ".join(p.name for p in earlier[:6]) + (" ..." if len(earlier) > 6 else "")
+    if not config.run.overwrite:
+        raise UserError(f"{config.run.result_path} already holds a run ({names}): continue it with --resume auto "
+                        "(or --begin_epoch N), start over with --overwrite, or choose another --result_path")
+    if info.is_main:
+        for path in earlier:
+            path.unlink()
+        say(info, f"resnet3d: --overwrite: removed the earlier run's {names}")
+
+
+def _restore_training_state(start: Start, optimizer, schedule: Schedule, scaler, info: DistInfo) -> None:
+    carried = start.ours
+    if carried.get("optimizer"):
+        try:
+            optimizer.load_state_dict(carried["optimizer"])
+        except (ValueError, KeyError) as error:
+            start.notes.append(f"the optimizer state of {start.source} does not fit ({error}); momentum restarts")
+            warn(info, start.notes[-1])
+    if carried.get("foreign"):
+        warn(info, f"{start.source} is a {carried['foreign']} checkpoint: its learning-rate schedule state is not "
+                   "carried over; the schedule follows the flags from the continued epoch on")
+        return
+    if carried.get("scheduler"):
+        schedule.load_state_dict(carried["scheduler"])
+    if scaler is not None and carried.get("scaler"):
+        scaler.load_state_dict(carried["scaler"])
+
+
+def _restore_rng(start: Start, info: DistInfo) -> None:
+    states = start.ours.get("rng_states")
+    state = states[info.rank] if states and len(states) == info.world_size else start.ours.get("rng_state")
+    if state:
+        ckpt.set_rng_state(state)
+
+
+# -- epochs -------------------------------------------------------------------------------------
+
+
+def _open_logs(state: Run) -> Dict[str, Any]:
+    config, info = state.config, state.info
+    result_path = Path(config.run.result_path)
+    keep = state.start.epoch - 1
+    logs: Dict[str, Any] = {"train": NullLog(), "batch": NullLog(), "val": NullLog(), "tb": NullLog()}
+    if not info.is_main:
+        return logs
+    if config.run.train:
+        logs["train"] = TSVLog(result_path / "train.log", TRAIN_COLUMNS, keep)
+        if config.run.batch_log:
+            logs["batch"] = TSVLog(result_path / "train_batch.log", TRAIN_BATCH_COLUMNS, keep)
+        if config.run.val:
+            logs["val"] = TSVLog(result_path / "val.log", VAL_COLUMNS, keep)
+    if config.run.tensorboard:
+        logs["tb"] = TensorBoardLog(result_path / "tensorboard", purge_step=state.start.epoch)
+    return logs
+
+
+def _payload(state: Run, epoch: int, best: float, step_in_epoch: int = 0,
+             partial: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
+    """Everything a continued run needs; every rank calls this (RNG states are gathered)."""
+    rng = ckpt.rng_state()
+    rng_states = [rng]
+    if state.info.distributed:
+        import torch.distributed as dist
+
+        rng_states = [None] * state.info.world_size
+        dist.all_gather_object(rng_states, rng)
+    model_config = state.model.model_config
+    payload = {
+        "epoch": epoch,
+        "arch": arch_name(model_config),
+        "model_config": model_config,
+        "state_dict": state.model.state_dict(),
+        "optimizer": state.parts.optimizer.state_dict() if state.parts.optimizer is not None else None,
+        "scheduler": state.schedule.state_dict() if state.schedule is not None else None,
+        "scaler": state.parts.scaler.state_dict() if state.parts.scaler is not None else None,
+        "config": state.config.to_dict(),
+        "class_names": list(state.class_names),
+        "input_norm": state.config.data.input_norm.to_dict(),
+        "sample_size": state.config.data.sample_size,
+        "sample_duration": state.config.data.sample_duration,
+        "rng_state": rng,
+        "rng_states": rng_states,
+        "best_metric": None if best == -math.inf else best,
+        "world_size": state.info.world_size,
+    }
+    if step_in_epoch:
+        payload["step_in_epoch"] = step_in_epoch
+        payload["partial_sums"] = dict(partial or {})
+    return payload
+
+
+def _save(state: Run, path: Path, payload: Dict[str, Any]) -> None:
+    if state.info.is_main:
+        ckpt.save_checkpoint(path, payload)
+
+
+def _train_batches(state: Run, epoch: int, skip: int, total: int):
+    """This process's batches of ``epoch``, from batch ``skip`` on, at most ``total`` in all."""
+    from resnet3d.data import set_epoch
+
+    loader = state.train_loader
+    set_epoch(loader, epoch)
+    if skip:
+        # A continued epoch: the same order and the same clips, minus the batches already done.
+        indices = list(iter(loader.sampler))[skip * loader.batch_size:]
+        loader = torch.utils.data.DataLoader(
+            loader.dataset, batch_size=loader.batch_size, sampler=indices, num_workers=loader.num_workers,
+            pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn,
+            **({"prefetch_factor": loader.prefetch_factor} if loader.num_workers else {}))
+    return itertools.islice(loader, max(total - skip, 0))
+
+
+def _steps_per_epoch(state: Run) -> int:
+    steps = len(state.train_loader)
+    cap = state.config.run.max_steps_per_epoch
+    return min(steps, cap) if cap else steps
+
+
+def _epochs(state: Run, stop: StopRequest) -> int:
+    config, info, start = state.config, state.info, state.start
+    run = config.run
+    result_path = Path(run.result_path)
+    if not run.train and not run.val and config.inference is None:
+        say(info, "resnet3d: nothing to do: --no_train and --no_val without --test_video or --inference")
+        return 0
+    if not run.train:
+        if run.val:
+            _validate_only(state)
+        return _recognition(state)
+    logs = _open_logs(state)
+    _restore_rng(start, info)
+    best = start.best_metric
+    total = _steps_per_epoch(state)
+    last_saved: Optional[Path] = start.source
+    if start.epoch > run.n_epochs:
+        say(info, f"resnet3d: {start.epoch - 1} epoch(s) already done of --n_epochs {run.n_epochs}: no training left")
+    try:
+        for epoch in range(start.epoch, run.n_epochs + 1):
+            skip = start.step_in_epoch if epoch == start.epoch else 0
+            sums = start.partial_sums if skip else None
+            lr_at_start = state.schedule.values(epoch, skip / max(total, 1))[0]
+
+            def on_batch(row: Dict[str, float], epoch: int = epoch) -> None:
+                logs["batch"].log(epoch=epoch, batch=row["batch"], iter=(epoch - 1) * total + row["batch"],
+                                  loss=row["loss"], acc=row["acc"], lr=row["lr"])
+
+            result = train_one_epoch(state.parts, _train_batches(state, epoch, skip, total), epoch, state.schedule,
+                                     total, start_step=skip, start_sums=sums, stop_requested=lambda: stop.requested,
+                                     on_batch=on_batch)
+            if result.nonfinite:
+                kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
+                say(info, f"resnet3d: error: non-finite loss at {result.nonfinite}; stopped without saving: {kept}. "
+                          "Lower --learning_rate (or check the data) and continue with --resume auto.", sys.stderr)
+                return EXIT_NONFINITE
+            if result.stopped and result.steps < total:
+                path = result_path / ckpt.INTERRUPTED_NAME
+                _save(state, path, _payload(state, epoch - 1, best, result.steps, result.sums))
+                say(info, f"resnet3d: stopped by {stop.name or 'a signal on another process'} at epoch {epoch}, "
+                          f"step {result.steps} of {total}; saved {path}. Continue with --resume auto.", sys.stderr)
+                return stop.exit_code if stop.requested else 128 + 15
+            logs["train"].log(epoch=epoch, loss=result.loss, acc=result.acc, lr=lr_at_start)
+            logs["tb"].scalars(epoch, **{"train/loss": result.loss, "train/acc": result.acc, "train/lr": lr_at_start})
+            line = (f"epoch {epoch}/{run.n_epochs}  train loss {result.loss:.4f}  acc {result.acc:.4f}  lr {lr_at_start:.3g}"
+                    f"  {result.clips_per_s:.1f} clips/s  data wait {100 * result.data_wait_share:.0f}%")
+            if result.bad_frames or result.bad_videos:
+                line += f"  bad frames {result.bad_frames}, replaced videos {result.bad_videos} (see the log above)"
+            if run.val and (epoch % run.val_every == 0 or epoch == run.n_epochs):
+                metrics = validate(state.parts, _val_batches(state, epoch), state.val_targets, len(state.class_names),
+                                   total_steps=len(state.val_loader), epoch=epoch)
+                logs["val"].log(epoch=epoch, loss=metrics["loss"], acc=metrics["acc"], video_acc=metrics["video_acc"])
+                logs["tb"].scalars(epoch, **{"val/loss": metrics["loss"], "val/acc": metrics["acc"],
+                                             "val/video_acc": metrics["video_acc"]})
+                line += f"  |  val loss {metrics['loss']:.4f}  acc {metrics['acc']:.4f}  video acc {metrics['video_acc']:.4f}"
+                state.schedule.observe(metrics["loss"])
+                if metrics["acc"] > best:
+                    best = metrics["acc"]
+                    _save(state, result_path / ckpt.BEST_NAME, _payload(state, epoch, best))
+            say(info, line)
+            stopping = any_rank(stop.requested, state.device)
+            if epoch % run.checkpoint_every == 0 or epoch == run.n_epochs or stopping:
+                last_saved = ckpt.epoch_path(result_path, epoch)
+                _save(state, last_saved, _payload(state, epoch, best))
+            if info.is_main and run.curves:
+                _plot(state)
+            if stopping:
+                say(info, f"resnet3d: stopped by {stop.name or 'a signal on another process'} after epoch {epoch}; "
+                          f"saved {last_saved}. Continue with --resume auto.", sys.stderr)
+                return stop.exit_code if stop.requested else 128 + 15
+        barrier()
+    finally:
+        for log in logs.values():
+            log.close()
+    return _recognition(state)
+
+
+def _val_batches(state: Run, epoch: int):
+    from resnet3d.data import set_epoch
+
+    set_epoch(state.val_loader, epoch)
+    return state.val_loader
+
+
+def _plot(state: Run) -> None:
+    from resnet3d.report import plot_curves
+
+    result_path = Path(state.config.run.result_path)
+    try:
+        plot_curves(read_log(result_path / "train.log"), read_log(result_path / "val.log"), result_path / "curves.png",
+                    title=f"{arch_name(state.model.model_config)} on {state.config.data.dataset}")
+    except Exception as error:  # a plotting problem must never stop training
+        warn(state.info, f"could not draw curves.png ({type(error).__name__}: {error}); training goes on without it")
+        state.config = replace(state.config, run=replace(state.config.run, curves=False))
+
+
+def _validate_only(state: Run) -> None:
+    """--no_train with validation: one pass, printed and kept in validation.json (the training
+    run's val.log is left alone)."""
+    epoch = state.start.epoch - 1
+    metrics = validate(state.parts, _val_batches(state, max(epoch, 0)), state.val_targets, len(state.class_names),
+                       total_steps=len(state.val_loader), epoch=epoch)
+    say(state.info, f"validation  loss {metrics['loss']:.4f}  acc {metrics['acc']:.4f}  video acc {metrics['video_acc']:.4f}"
+                    f"  ({int(metrics['count'])} clips)")
+    if state.info.is_main:
+        atomic_write_json(Path(state.config.run.result_path) / "validation.json",
+                          {"epoch": epoch, **{k: float(v) for k, v in metrics.items()}}, indent=2)
+
+
+def _recognition(state: Run) -> int:
+    if state.config.inference is None:
+        return 0
+    predict = importlib.import_module(PREDICT_MODULE)
+    predict.run_recognition(state.config, model=state.model, device=state.device, dist=state.info,
+                            class_names=state.class_names)
+    return 0

@@ -1,0 +1,243 @@
+"""Which windows and views a video is recognised from, and the worker-side dataset that reads them.
+
+Per-video recognition looks at every video through many *views*: a temporal window of
+``sample_duration`` frames times a spatial crop. This module decides the views (pure functions)
+and reads them (``WindowDataset``, run inside DataLoader workers):
+
+- temporal schemes: ``seed`` (windows from frames 1, 1+d, ... while the start is <= n - d, the
+  seed's ``--test_video``), ``sliding`` (every ``stride`` frames while the start is inside the
+  video, the last ones loop-padded; the successor's ``--inference``), ``even`` (``n_clips``
+  windows spread evenly from the first to the last frame: multi-view testing). Every video gets
+  at least one window; a video shorter than one window loops its own frames.
+- spatial crops: ``center`` (the centred square of side min(w, h), resized to sample_size: the
+  seed's crop and the successor's Resize + CenterCrop), ``nocrop`` (the whole frame with its short
+  side resized to sample_size, for fully convolutional models), ``three`` (three squares of side
+  min(w, h) at the start, centre and end of the long side: left/centre/right for landscape
+  frames, top/centre/bottom for portrait ones).
+
+A worker yields *chunks*: at most ``chunk_rows`` views of one video as one uint8 tensor, so a
+two-hour video never sits in memory at once, and the main process fills model batches from
+chunks of several videos. A video that cannot be read yields one error record instead.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+
+from resnet3d.data import temporal
+from resnet3d.data.clip import UnreadableVideo, read_clip
+from resnet3d.data.config import DataConfig
+from resnet3d.data.dataset import Video, VideoDataset
+from resnet3d.data.sources import make_source
+from resnet3d.data.spatial import Box, center_box
+
+log = logging.getLogger("resnet3d.predict")
+
+SCHEMES = ("seed", "sliding", "even")
+CROPS = ("center", "nocrop", "three")
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """How every video is looked at: temporal scheme and spatial crop."""
+
+    sample_duration: int
+    sample_size: int
+    scheme: str = "sliding"
+    stride: int = 16
+    n_clips: int = 1  # windows per video for the "even" scheme
+    crop: str = "center"
+    chunk_rows: int = 64  # views per chunk a worker hands over
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}")
+        if self.crop not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}")
+        if min(self.sample_duration, self.sample_size, self.stride, self.n_clips, self.chunk_rows) < 1:
+            raise ValueError("sample_duration, sample_size, stride, n_clips and chunk_rows must be >= 1")
+
+    @property
+    def n_crops(self) -> int:
+        return 3 if self.crop == "three" else 1
+
+
+def window_starts(n_positions: int, plan: ViewPlan) -> List[int]:
+    """0-based start positions of a video's windows (never empty for a video with frames)."""
+    size = plan.sample_duration
+    if plan.scheme == "seed":
+        return temporal.sliding_starts(n_positions, size, size, full_only=True)
+    if plan.scheme == "even":
+        return temporal.even_starts(n_positions, size, plan.n_clips)
+    return temporal.sliding_starts(n_positions, size, plan.stride)
+
+
+def short_side_size(width: int, height: int, side: int) -> Tuple[int, int]:
+    """(height, width) of a frame scaled so that its short side is ``side`` (the successor's
+    ``Resize(sample_size)``)."""
+    if width >= height:
+        return side, max(side, int(round(width * side / height)))
+    return max(side, int(round(height * side / width))), side
+
+
+def three_crop_offsets(length: int, side: int) -> List[int]:
+    """Start offsets of three ``side``-long crops along an axis of ``length``: start, centre, end."""
+    rest = max(0, length - side)
+    return [0, rest // 2, rest]
+
+
+def full_box(width: int, height: int) -> Box:
+    return Box(0, 0, width, height, width, height)
+
+
+def frame_size(source, frames: Sequence[int]) -> Optional[Tuple[int, int]]:
+    """(width, height) of the video's frames, from the first readable one of a few probes.
+
+    The probe decodes at the smallest size the decoder offers (1/8 scale for JPEGs)."""
+    seen: List[Tuple[int, int]] = []
+
+    def record(width: int, height: int) -> Box:
+        seen.append((width, height))
+        return full_box(width, height)
+
+    picks = list(frames[:1]) + list(frames[len(frames) // 2 : len(frames) // 2 + 1]) + list(frames[-1:])
+    for index in dict.fromkeys(picks):
+        source.load([index], record, (1, 1))
+        if seen:
+            return seen[0]
+    return None
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One result entry: a video, or all annotated segments of one ActivityNet video."""
+
+    video_id: str  # the key of the result file
+    videos: Tuple[int, ...]  # indices into the dataset's videos (one per segment)
+
+
+def read_views(
+    source,
+    frames: Sequence[int],
+    starts: Sequence[int],
+    plan: ViewPlan,
+    size: Optional[Tuple[int, int]],
+    video_range: Tuple[int, int],
+) -> Tuple[torch.Tensor, List[Tuple[int, int]], int]:
+    """The views of the windows at ``starts``: uint8 (len(starts) * n_crops, T, H, W, C) with the
+    crops of a window next to each other, each window's segment (first frame, last real frame + 1),
+    and the number of stand-in frames.
+
+    Every frame the windows need is decoded once, however much the windows overlap."""
+    d = plan.sample_duration
+    windows = [temporal.window(frames, start, d) for start in starts]
+    segments = [(frames[start], frames[min(start + d, len(frames)) - 1] + 1) for start in starts]
+    wanted = sorted({index for window in windows for index in window})
+    s = plan.sample_size
+    if plan.crop == "center":
+        decoded, n_bad = read_clip(source, wanted, center_box, (s, s), video_range)  # (U, s, s, C)
+    else:
+        if size is None:
+            raise UnreadableVideo(f"{source.path}: no readable frame")
+        decoded, n_bad = read_clip(source, wanted, full_box, short_side_size(size[0], size[1], s), video_range)
+    position = {index: k for k, index in enumerate(wanted)}
+    order = torch.tensor([position[i] for window in windows for i in window])
+    clips = decoded[order].view(len(windows), d, *decoded.shape[1:])  # (W, T, H', W', C)
+    if plan.crop == "three":
+        height, width = clips.shape[2], clips.shape[3]
+        if width >= height:
+            crops = [clips[:, :, :, x : x + s] for x in three_crop_offsets(width, s)]
+        else:
+            crops = [clips[:, :, y : y + s] for y in three_crop_offsets(height, s)]
+        clips = torch.stack(crops, dim=1).flatten(0, 1)  # (W * 3, T, s, s, C)
+    return clips.contiguous(), segments, n_bad
+
+
+class WindowDataset(torch.utils.data.IterableDataset):
+    """Chunks of views of the ``units``, each worker taking every n-th unit.
+
+    A chunk is ``{"unit": i, "rows": uint8 (R, T, H, W, C), "window": int64 (R,), "segment":
+    int64 (R, 2), "expected": views of the whole unit, "bad_frames": int}``; a unit that cannot be
+    read yields ``{"unit": i, "error": message}`` (possibly after some of its chunks).
+    """
+
+    def __init__(self, videos: List[Video], units: List[Unit], cfg: DataConfig, plan: ViewPlan) -> None:
+        super().__init__()
+        self.videos = videos
+        self.units = units
+        self.cfg = cfg
+        self.plan = plan
+        # frame_range() resolves n_frames files, segments in seconds and video probes.
+        self._ranges = VideoDataset(videos, [], cfg, train=False, sampling="center")
+
+    def __iter__(self) -> Iterator[dict]:
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for number in range(worker, len(self.units), n_workers):
+            yield from self.unit_chunks(number)
+
+    def _plans(self, unit: Unit) -> List[Tuple[int, List[int], List[int]]]:
+        """(video index, frames, window starts) of each segment of the unit."""
+        plans = []
+        for video_index in unit.videos:
+            begin, end = self._ranges.frame_range(video_index)
+            frames = temporal.frame_range(begin, end, self.cfg.sample_t_stride)
+            if not frames:
+                raise UnreadableVideo(f"{self.videos[video_index].path}: no frames (the file or folder is empty, "
+                                      "damaged, or not a video)")
+            plans.append((video_index, frames, window_starts(len(frames), self.plan)))
+        return plans
+
+    def unit_chunks(self, number: int) -> Iterator[dict]:
+        unit = self.units[number]
+        try:
+            plans = self._plans(unit)
+        except UnreadableVideo as error:
+            yield {"unit": number, "error": str(error)}
+            return
+        n_crops = self.plan.n_crops
+        expected = sum(len(starts) for _, _, starts in plans) * n_crops
+        per_chunk = max(1, self.plan.chunk_rows // n_crops)
+        window_number = 0
+        for video_index, frames, starts in plans:
+            video = self.videos[video_index]
+            source = make_source(video.path, self.cfg.file_type, self.cfg.input_type, self.cfg.decoder)
+            video_range = self._ranges.frame_range(video_index)
+            try:
+                size = frame_size(source, frames) if self.plan.crop != "center" else None
+                for first in range(0, len(starts), per_chunk):
+                    chunk_starts = starts[first : first + per_chunk]
+                    rows, segments, n_bad = read_views(source, frames, chunk_starts, self.plan, size, video_range)
+                    windows = torch.arange(window_number, window_number + len(chunk_starts))
+                    window_number += len(chunk_starts)
+                    yield {
+                        "unit": number,
+                        "rows": rows,
+                        "window": windows.repeat_interleave(n_crops),
+                        "segment": torch.tensor(segments, dtype=torch.int64).repeat_interleave(n_crops, dim=0),
+                        "expected": expected,
+                        "bad_frames": n_bad,
+                    }
+            except UnreadableVideo as error:
+                yield {"unit": number, "error": str(error)}
+                return
+            except Exception as error:  # a damaged file must not end a run of 20,000 videos
+                yield {"unit": number, "error": f"{video.path}: {type(error).__name__}: {error}"}
+                return
+
+
+def one_thread_per_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: each worker decodes one chunk at a time; intra-op threads
+    would only oversubscribe the cores the other workers use."""
+    torch.set_num_threads(1)
+
+
+def group_units(videos: Sequence[Video], names: Dict[str, str]) -> List[Unit]:
+    """One unit per result id, in annotation order; segments of one video share their unit."""
+    order: Dict[str, List[int]] = {}
+    for index, video in enumerate(videos):
+        order.setdefault(names[video.key], []).append(index)
+    return [Unit(video_id=video_id, videos=tuple(indices)) for video_id, indices in order.items()]

@@ -1,0 +1,101 @@
+"""PNG reports: the training curves (refreshed every epoch) and confusion matrices.
+
+matplotlib is imported inside each function with the Agg backend, so no display is needed and
+commands that never plot never import it. Files are written atomically: a viewer refreshing
+curves.png during training never sees half a PNG.
+"""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from resnet3d.fileio import atomic_write_bytes
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _column(rows: Sequence[Dict[str, str]], name: str) -> List[float]:
+    values = []
+    for row in rows:
+        text = row.get(name, "")
+        try:
+            values.append(float(text))
+        except (TypeError, ValueError):
+            values.append(math.nan)
+    return values
+
+
+def _save(figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_curves(train_rows: Sequence[Dict[str, str]], val_rows: Sequence[Dict[str, str]], path: Path,
+                title: Optional[str] = None) -> None:
+    """Loss (left) and accuracy (right) per epoch, from the rows of train.log and val.log."""
+    plt = _pyplot()
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    try:
+        if train_rows:
+            epochs = _column(train_rows, "epoch")
+            loss_axis.plot(epochs, _column(train_rows, "loss"), marker=".", label="train")
+            acc_axis.plot(epochs, _column(train_rows, "acc"), marker=".", label="train (clips)")
+        if val_rows:
+            epochs = _column(val_rows, "epoch")
+            loss_axis.plot(epochs, _column(val_rows, "loss"), marker=".", label="validation")
+            acc_axis.plot(epochs, _column(val_rows, "acc"), marker=".", label="validation (clips)")
+            video = _column(val_rows, "video_acc")
+            if any(not math.isnan(v) for v in video):
+                acc_axis.plot(epochs, video, marker=".", label="validation (videos)")
+        loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
+        acc_axis.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0.0, 1.0))
+        for axis in (loss_axis, acc_axis):
+            axis.grid(alpha=0.3)
+            if axis.lines:
+                axis.legend()
+        if title:
+            figure.suptitle(title)
+        figure.tight_layout()
+        _save(figure, Path(path))
+    finally:
+        plt.close(figure)
+
+
+def plot_confusion_matrix(matrix, class_names: Sequence[str], path: Path, title: str = "confusion matrix",
+                          normalize: bool = True) -> None:
+    """Rows are the true classes, columns the predictions; rows normalised to 1 by default.
+
+    Class names are written on the axes up to 60 classes; larger matrices show indices only.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    counts = np.asarray(matrix, dtype=np.float64)
+    shown = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0) if normalize else counts
+    n = counts.shape[0]
+    side = min(max(6.0, 0.25 * n + 2.0), 30.0)
+    figure, axis = plt.subplots(figsize=(side, side))
+    try:
+        image = axis.imshow(shown, cmap="Blues", interpolation="nearest", vmin=0.0,
+                            vmax=1.0 if normalize else None)
+        figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+        if n <= 60:
+            axis.set_xticks(range(n))
+            axis.set_yticks(range(n))
+            axis.set_xticklabels(class_names, rotation=90, fontsize=7)
+            axis.set_yticklabels(class_names, fontsize=7)
+        axis.set(xlabel="predicted", ylabel="true", title=title)
+        figure.tight_layout()
+        _save(figure, Path(path))
+    finally:
+        plt.close(figure)
