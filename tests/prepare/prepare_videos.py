@@ -4,6 +4,7 @@ Imported by the tests as ``from prepare_videos import ...`` (pytest puts this fo
 """
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -30,6 +31,7 @@ def write_video(
     rotation: Optional[int] = None,
     hflip: bool = False,
     options: Optional[dict] = None,
+    sample_aspect_ratio: Optional[Fraction] = None,
 ) -> Path:
     """Encode ``n_frames`` frames of ``size`` (width, height) into ``path``."""
     import av
@@ -42,6 +44,8 @@ def write_video(
         stream.pix_fmt = pix_fmt or ("yuvj420p" if codec == "mjpeg" else "yuv420p")
         if codec == "libx264":
             stream.options = {"preset": "ultrafast"}
+        if sample_aspect_ratio is not None:
+            stream.codec_context.sample_aspect_ratio = sample_aspect_ratio
         if rotation is not None or hflip:
             stream.set_display_rotation(rotation or 0, hflip=hflip)
         for index in range(n_frames):

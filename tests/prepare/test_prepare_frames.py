@@ -238,6 +238,22 @@ def test_height_rule_and_same_name_videos(tmp_path):
     assert jpeg_size(tmp_path / "f/a/image_00001.jpg") == (48, 36)
 
 
+def test_anamorphic_video_gets_its_display_shape(tmp_path):
+    from fractions import Fraction
+
+    video = write_video(tmp_path / "wide.mp4", n_frames=2, size=(64, 48), sample_aspect_ratio=Fraction(2, 1))
+    outcome = extract_video(video, tmp_path / "wide", SMALL)
+    assert outcome.status == "done"
+    assert jpeg_size(tmp_path / "wide" / image_name(1)) == (85, 32)  # shown as 128x48
+
+
+def test_mirrored_rotation(tmp_path):
+    video = write_video(tmp_path / "m.mp4", n_frames=2, size=(64, 48), rotation=90, hflip=True)
+    assert extract_video(video, tmp_path / "m", SMALL).status == "done"
+    row, col = red_block_centre(tmp_path / "m" / image_name(1))
+    assert row > 0.7 and col > 0.7  # turned counter-clockwise, then mirrored: bottom-right, as ffmpeg shows it
+
+
 def test_hdf5_output(tmp_path):
     h5py = pytest.importorskip("h5py")
     videos = tmp_path / "videos"
