@@ -105,3 +105,12 @@ def test_bad_requests_are_user_errors(tmp_path):
         make_action_dataset(str(tmp_path), n_classes=9)
     with pytest.raises(UserError, match="layout"):
         make_action_dataset(str(tmp_path), layout="nope")
+
+
+def test_command_line(tmp_path, capsys):
+    from resnet3d.synthetic import main
+
+    assert main([str(tmp_path / "m"), "--n-classes", "2", "--videos-per-class", "2", "--n-frames", "3", "--size", "16", "24"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["subsets"] == {"training": 2, "validation": 2} and summary["size"] == [16, 24]
+    assert (tmp_path / "m" / "annotation.json").exists()

@@ -13,6 +13,8 @@ libx264, else MPEG-4 Part 2), and the shared annotation JSON (with the successor
 
     >>> info = make_action_dataset("/tmp/motion", n_classes=4, videos_per_class=10)
     >>> info.annotation_path, info.jpg_path, info.dataset
+
+or from a shell: ``python -m resnet3d.synthetic /tmp/motion --fmt both --size 240 320``.
 """
 from __future__ import annotations
 
@@ -203,7 +205,8 @@ def make_action_dataset(
     root_path = Path(root)
     rng = np.random.default_rng(seed)
     names = [class_name(i, layout) for i in range(n_classes)]
-    n_val = int(round(videos_per_class * val_share)) if videos_per_class > 1 else 0
+    # at least one validation video per class whenever a class has two or more
+    n_val = min(videos_per_class - 1, max(1, int(round(videos_per_class * val_share)))) if videos_per_class > 1 and val_share > 0 else 0
     jpg_root = root_path / "jpg" if fmt in ("jpg", "both") else None
     mp4_root = root_path / "videos" if fmt in ("mp4", "both") else None
     database: Dict[str, dict] = {}
@@ -249,3 +252,36 @@ def make_action_dataset(
         subsets=counts,
         videos=videos,
     )
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import argparse
+    import json as _json
+
+    parser = argparse.ArgumentParser(prog="python -m resnet3d.synthetic", description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", help="folder to write (created)")
+    parser.add_argument("--n-classes", type=int, default=4, help=f"1..{len(MOTIONS)}")
+    parser.add_argument("--videos-per-class", type=int, default=8)
+    parser.add_argument("--n-frames", type=int, default=16)
+    parser.add_argument("--size", type=int, nargs=2, default=(64, 64), metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--fmt", choices=FORMATS, default="jpg")
+    parser.add_argument("--layout", choices=LAYOUTS, default="kinetics")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    parser.add_argument("--noise", type=float, default=2.0, help="per-frame sensor noise (std of 0..255 values)")
+    args = parser.parse_args(argv)
+    try:
+        info = make_action_dataset(
+            args.root, n_classes=args.n_classes, videos_per_class=args.videos_per_class, n_frames=args.n_frames,
+            size=tuple(args.size), fmt=args.fmt, layout=args.layout, seed=args.seed, quality=args.quality, noise=args.noise,
+        )
+    except UserError as error:
+        print(f"resnet3d.synthetic: error: {error}")
+        return 2
+    summary = {k: v for k, v in info.__dict__.items() if k != "videos"}
+    print(_json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
