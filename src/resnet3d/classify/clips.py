@@ -1,0 +1,145 @@
+"""Clips of one's own video files: PyAV decoding straight to model-sized uint8 clips.
+
+No frames on disk and no ffmpeg binary (the companion tool extracted every frame to JPEGs with
+ffmpeg first). Each decoded frame is centre-cropped to a square and resized to ``sample_size``
+at once, so memory holds only the frames of the clips being built, whatever the video's length.
+
+Clips start at frames 1, 1 + stride, ... (stride defaults to ``sample_duration``: consecutive
+clips); the last clip that reaches the end of the video is loop-padded with its own frames, as
+the companion tool and the originals pad. A clip's ``segment`` is ``[first, last]``: its first
+and last real frame, 1-based and inclusive (the companion tool's convention).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from resnet3d.data import temporal
+from resnet3d.data.spatial import center_box, resize_clip
+
+RESIZE_GROUP = 32  # frames resized together (one interpolate call)
+
+
+class VideoReadError(Exception):
+    """The file cannot be opened or holds no decodable video frame."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+
+
+def open_video(path: str):
+    import av
+
+    try:
+        container = av.open(path)
+    except Exception as error:  # FFmpeg's errors come in many types
+        raise VideoReadError(f"cannot open it as a video ({type(error).__name__}: {error})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoReadError("it holds no video stream")
+    return container
+
+
+def decode_frames(path: str) -> Iterator[np.ndarray]:
+    """Every frame of the first video stream as uint8 RGB (H, W, 3), in order.
+
+    Raises VideoReadError when nothing decodes; a stream that breaks off midway yields the frames
+    before the damage (a warning names the file)."""
+    import logging
+
+    container = open_video(path)
+    count = 0
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                count += 1
+                yield frame.to_ndarray(format="rgb24")
+        except Exception as error:
+            if count == 0:
+                raise VideoReadError(f"no frame decodes ({type(error).__name__}: {error})") from None
+            logging.getLogger("resnet3d.classify").warning(
+                "%s: decoding stopped after frame %d (%s: %s); the clips cover the frames before it",
+                path, count, type(error).__name__, error)
+    if count == 0:
+        raise VideoReadError("it holds no decodable frame")
+
+
+def clip_starts(n_frames: int, duration: int, stride: int) -> List[int]:
+    """1-based starts: every ``stride`` frames until a clip reaches the last frame."""
+    starts = []
+    start = 1
+    while start <= max(n_frames, 1):
+        starts.append(start)
+        if start + duration - 1 >= n_frames:
+            break
+        start += stride
+    return starts
+
+
+def small_frames(frames: Iterator[np.ndarray], size: int) -> Iterator[torch.Tensor]:
+    """Centre square of each frame resized to ``size``: uint8 (size, size, 3), resized in groups."""
+    group: List[np.ndarray] = []
+
+    def flush() -> Iterator[torch.Tensor]:
+        shapes = {f.shape for f in group}
+        if len(shapes) == 1:
+            yield from resize_clip(torch.from_numpy(np.stack(group)), (size, size))
+        else:  # frames changed size midway
+            for f in group:
+                yield resize_clip(torch.from_numpy(np.ascontiguousarray(f))[None], (size, size))[0]
+        group.clear()
+
+    for frame in frames:
+        box = center_box(frame.shape[1], frame.shape[0])
+        group.append(frame[box.y0 : box.y1, box.x0 : box.x1])
+        if len(group) == RESIZE_GROUP:
+            yield from flush()
+    if group:
+        yield from flush()
+
+
+def video_clips(path: str, size: int, duration: int, stride: Optional[int] = None
+                ) -> Iterator[Tuple[Tuple[int, int], torch.Tensor]]:
+    """``((first, last), uint8 clip (T, size, size, 3))`` for each clip of the video, in order.
+
+    Clips are emitted as soon as their frames are decoded; frames no later clip needs are dropped.
+    """
+    stride = stride or duration
+    kept: dict = {}  # 1-based index -> small frame
+    next_start = 1
+    n = 0
+    for n, frame in enumerate(small_frames(decode_frames(path), size), start=1):
+        kept[n] = frame
+        while next_start + duration - 1 <= n:
+            indices = list(range(next_start, next_start + duration))
+            yield (next_start, indices[-1]), torch.stack([kept[i] for i in indices])
+            next_start += stride
+            for old in [i for i in kept if i < next_start]:
+                del kept[old]
+    # clips that run past the end: loop-padded, until one reaches the last frame
+    emitted_to_end = next_start > 1 and next_start - stride + duration - 1 >= n
+    while not emitted_to_end and next_start <= n:
+        real = list(range(next_start, n + 1))
+        indices = temporal.loop_pad(real, duration)
+        yield (next_start, n), torch.stack([kept[i] for i in indices])
+        emitted_to_end = True
+
+
+def probe(path: str) -> VideoInfo:
+    """Frame rate and size of the first video stream (the frame count is known after decoding)."""
+    container = open_video(path)
+    with container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or 25)
+        return VideoInfo(n_frames=int(stream.frames or 0), fps=rate, width=stream.codec_context.width,
+                         height=stream.codec_context.height)

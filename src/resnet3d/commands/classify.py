@@ -1,0 +1,158 @@
+"""``resnet3d classify``: classify your own video files, or extract their features.
+
+    resnet3d classify clips/ holiday.mp4 --model results/model_best.pth --output labels.json
+    resnet3d classify videos/ --model resnet-34-kinetics.pth --labels class_names_list \\
+        --mode feature --output features.jsonl
+    resnet3d classify match.mp4 --model model_best.pth --overlay annotated/
+
+The companion tool's (video-classification-3d-cnn-pytorch) job and output, without extracting
+frames to disk: see ``resnet3d.classify`` for the record of each video and docs/recognition.md.
+Its command line also works: ``--input LIST --video_root DIR --model CKPT --mode score``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Tuple
+
+from resnet3d.cliargs import add_flag
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from resnet3d.engine.predict_model import add_model_arguments
+
+    parser.add_argument("inputs", nargs="*", metavar="VIDEO_OR_DIR",
+                        help="video files, or folders searched (recursively) for video files")
+    parser.add_argument("--model", required=True, metavar="CKPT",
+                        help="checkpoint (the companion tool's --model): ours, the successor's, the seed's .t7")
+    parser.add_argument("--mode", default="score", choices=("score", "feature"),
+                        help="score: a label and class probabilities per clip; feature: pooled features per clip")
+    parser.add_argument("--output", default="output.json",
+                        help="a JSON list of videos (.json, written at the end) or one video per line (.jsonl, "
+                             "streamed)")
+    add_flag(parser, "--overwrite", action="store_true", help="replace an existing --output file")
+    parser.add_argument("--input", default=None, metavar="LIST",
+                        help="the companion tool's input: a text file naming one video per line")
+    parser.add_argument("--video_root", default="", help="folder the names in --input are relative to")
+    add_flag(parser, "--stride", type=int, default=None,
+             help="frames between clip starts (default: sample_duration, consecutive clips)")
+    parser.add_argument("--batch_size", type=int, default=32, help="clips per model batch")
+    add_flag(parser, "--overlay", default=None, metavar="DIR",
+             help="also write each video to DIR as MP4 with every clip's top label and score drawn on its frames")
+    add_flag(parser, "--device", default="auto", choices=("auto", "cuda", "cpu"))
+    parser.add_argument("--no_cuda", action="store_true", help="the companion tool's spelling of --device cpu")
+    add_flag(parser, "--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
+             help="autocast dtype (auto: bf16 on CUDA, fp32 on the CPU)")
+    parser.add_argument("--n_threads", type=int, default=None, help=argparse.SUPPRESS)  # companion flag, not needed
+    parser.add_argument("--verbose", action="store_true", help="print each video as it is done")
+    add_model_arguments(parser)
+
+
+def find_videos(inputs: List[str], input_list: str, video_root: str) -> List[Tuple[str, str, str]]:
+    """``(path, name in the output, overlay file name)`` for every video to classify, in order."""
+    from resnet3d.data.sources import VIDEO_EXTENSIONS
+    from resnet3d.errors import UserError
+
+    found: List[Tuple[str, str, str]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            if not files:
+                raise UserError(f"{item}: no video files in this folder (looked for {', '.join(VIDEO_EXTENSIONS)})")
+            found += [(str(p), str(p), str(p.relative_to(path))) for p in files]
+        else:
+            found.append((str(path), item, path.name))
+    if input_list:
+        try:
+            lines = Path(input_list).read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise UserError(f"--input {input_list}: cannot read it ({error.strerror})") from None
+        for line in filter(None, (line.strip() for line in lines)):
+            found.append((str(Path(video_root) / line) if video_root else line, line, line))
+    if not found:
+        raise UserError("no videos given: name video files or folders, or pass --input LIST")
+    return found
+
+
+def overlay_names(found: List[Tuple[str, str, str]]) -> List[str]:
+    """Unique ``.mp4`` names under the overlay folder."""
+    used: set = set()
+    names = []
+    for _, _, relative in found:
+        stem = str(Path(relative).with_suffix(""))
+        candidate, number = f"{stem}.mp4", 1
+        while candidate in used:
+            candidate, number = f"{stem}_{number}.mp4", number + 1
+        used.add(candidate)
+        names.append(candidate)
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    from resnet3d.classify import ClassifyOptions, classify_video
+    from resnet3d.classify.overlay import captions, write_overlay
+    from resnet3d.commands.test import resolve_device
+    from resnet3d.data import DeviceTransform
+    from resnet3d.engine.predict import Scorer, autocast_dtype, prepare_model
+    from resnet3d.engine.predict_model import load_inference_model
+    from resnet3d.errors import UserError
+    from resnet3d.fileio import atomic_write_json
+
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise UserError(f"--output {output} already exists: pass --overwrite to replace it, or choose another name")
+    if args.overlay and args.mode != "score":
+        raise UserError("--overlay draws each clip's label, which --mode feature does not produce; use --mode score")
+    if args.stride is not None and args.stride < 1:
+        raise UserError(f"--stride must be >= 1 (got {args.stride})")
+    if args.batch_size < 1:
+        raise UserError(f"--batch_size must be >= 1 (got {args.batch_size})")
+    found = find_videos(args.inputs, args.input, args.video_root)
+    loaded = load_inference_model(args.model, args)
+    for note in loaded.notes:
+        print(f"resnet3d classify: {note}", file=sys.stderr)
+    device = resolve_device("cpu" if args.no_cuda else args.device)
+    model = prepare_model(loaded.model, device, channels_last=True)
+    transform = DeviceTransform(loaded.input_norm, train=False)
+    forward = model.forward_features if args.mode == "feature" else None
+    scorer = Scorer(model, transform, device, autocast_dtype(args.precision, device),
+                    softmax=args.mode == "score", forward=forward)
+    options = ClassifyOptions(mode=args.mode, sample_size=loaded.sample_size, sample_duration=loaded.sample_duration,
+                              stride=args.stride, batch_size=args.batch_size)
+    overlays = overlay_names(found) if args.overlay else []
+    records = []
+    errors = 0
+    stream = None
+    if output.suffix.lower() == ".jsonl":
+        output.parent.mkdir(parents=True, exist_ok=True)
+        stream = open(output, "w", encoding="utf-8")
+    try:
+        for number, (path, name, _) in enumerate(found):
+            record = classify_video(path, name, scorer, loaded.class_names, options)
+            if "error" in record:
+                errors += 1
+                print(f"resnet3d classify: {record['error']}; listed with an error entry", file=sys.stderr)
+            elif args.overlay:
+                destination = Path(args.overlay) / overlays[number]
+                write_overlay(path, destination, captions(record["clips"]))
+            if args.verbose:
+                print(f"{name}: {len(record['clips'])} clips", file=sys.stderr)
+            if stream is not None:
+                stream.write(json.dumps(record) + "\n")
+                stream.flush()
+            else:
+                records.append(record)
+    finally:
+        if stream is not None:
+            stream.close()
+        elif records:
+            atomic_write_json(output, records)
+    done = len(found) - errors
+    print(f"resnet3d classify: {done} of {len(found)} videos classified ({args.mode}); results in {output}"
+          + (f"; overlays in {args.overlay}" if args.overlay and done else ""))
+    if done == 0:
+        raise UserError("no video could be read; see the errors above")
+    return 0

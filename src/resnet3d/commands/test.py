@@ -1,0 +1,113 @@
+"""``resnet3d test``: recognise the action of every video of a data set subset.
+
+    resnet3d test --weights results/model_best.pth --video_path data/jpg \\
+        --annotation_path data/kinetics.json --subset validation
+    resnet3d test --weights r3d50_K_200ep.pth --model_depth 50 --n_classes 700 ... --clips 10 --crops 3
+
+The modern spelling of ``resnet3d main --inference`` / ``--test_video``, over the same code
+(``resnet3d.engine.predict.run_recognition``). Our checkpoints need no model flags; see
+docs/recognition.md for the formats, multi-view testing and --resume.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from resnet3d.cliargs import add_flag, add_switch
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from resnet3d.engine.predict_model import add_model_arguments
+
+    add_flag(parser, "--weights", required=True, metavar="CKPT",
+             help="checkpoint: ours, the successor's (save_N.pth, r3d50_K_200ep.pth), the seed's .t7, ...")
+    data = parser.add_argument_group("data")
+    data.add_argument("--video_path", required=True, help="frame folders, HDF5 files or video files")
+    data.add_argument("--annotation_path", required=True, help="annotation JSON")
+    data.add_argument("--dataset", default="kinetics",
+                      choices=("kinetics", "activitynet", "ucf101", "hmdb51", "mit", "folder"))
+    data.add_argument("--file_type", default="jpg", choices=("jpg", "hdf5", "video"))
+    data.add_argument("--input_type", default="rgb", choices=("rgb", "flow"))
+    data.add_argument("--sample_t_stride", type=int, default=1, help="use every n-th frame")
+    add_flag(data, "--subset", default="validation", help="training/validation/testing (train/val/test accepted)")
+    data.add_argument("--n_threads", type=int, default=4, help="decoding worker processes")
+
+    views = parser.add_argument_group("views")
+    add_flag(views, "--stride", type=int, default=None,
+             help="frames between window starts (default: sample_duration; the successor's --inference_stride)")
+    add_flag(views, "--crop", default="center", choices=("center", "nocrop"),
+             help="center: centred square; nocrop: the whole frame, short side resized (fully convolutional models)")
+    add_flag(views, "--clips", type=int, default=0,
+             help="N evenly spaced windows per video instead of sliding windows (multi-view testing)")
+    add_flag(views, "--crops", type=int, default=1, choices=(1, 3),
+             help="3: left/centre/right (or top/centre/bottom) squares along the long side")
+
+    out = parser.add_argument_group("output")
+    add_flag(out, "--format", default="successor", choices=("successor", "seed"),
+             help="successor: <subset>.json {'results'}; seed: <subset>_video.json with 'version' and "
+                  "'external_data', videos named by youtube id")
+    add_flag(out, "--top-k", type=int, default=None, help="labels per video (default 5; 10 in the seed format)")
+    add_switch(out, "--average", default=True,
+               help="one result per video (--no-average: one per window, the successor's --inference_no_average)")
+    out.add_argument("--result_path", default="results", help="folder of the results file")
+    add_flag(out, "--output", default=None, metavar="FILE", help="results file (default: <result_path>/<subset>.json)")
+    add_flag(out, "--resume", action="store_true", help="keep the results already in the output; score only the rest")
+    add_flag(out, "--overwrite", action="store_true",
+             help="replace an existing results file (default: it is kept as <name>.1.json)")
+    add_flag(out, "--save-every", type=int, default=100, help="rewrite the results file every this many videos")
+
+    run = parser.add_argument_group("hardware")
+    add_flag(run, "--batch-size", type=int, default=32, help="views per model batch (filled across videos)")
+    add_flag(run, "--device", default="auto", choices=("auto", "cuda", "cpu"))
+    run.add_argument("--no_cuda", action="store_true", help="the originals' spelling of --device cpu")
+    add_flag(run, "--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
+             help="autocast dtype (auto: bf16 on CUDA, fp32 on the CPU)")
+    add_switch(run, "--channels-last", default=True, help="channels_last_3d memory format on CUDA")
+    add_flag(run, "--quiet", action="store_true", help="no progress line")
+    add_model_arguments(parser)
+
+
+def resolve_device(name: str):
+    import torch
+
+    from resnet3d.errors import UserError
+
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available here; use --device cpu")
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    from resnet3d.config import Config, HardwareConfig, InferenceConfig, RunConfig
+    from resnet3d.data.config import DataConfig, canonical_subset
+    from resnet3d.engine.predict import run_recognition
+    from resnet3d.engine.predict_model import load_inference_model
+    from resnet3d.errors import UserError
+
+    canonical_subset(args.subset)  # an unknown subset name fails before the model loads
+    loaded = load_inference_model(args.weights, args)
+    for note in loaded.notes:
+        print(f"resnet3d test: {note}", file=sys.stderr)
+    if args.top_k is not None and args.top_k < 1:
+        raise UserError(f"--top-k must be >= 1 (got {args.top_k})")
+    top_k = args.top_k or (10 if args.format == "seed" else 5)
+    stride = args.stride if args.stride is not None else loaded.sample_duration
+    data = DataConfig(dataset=args.dataset, video_path=args.video_path, annotation_path=args.annotation_path,
+                      file_type=args.file_type, input_type=args.input_type, sample_size=loaded.sample_size,
+                      sample_duration=loaded.sample_duration, sample_t_stride=args.sample_t_stride,
+                      input_norm=loaded.input_norm, num_workers=args.n_threads)
+    device = resolve_device("cpu" if args.no_cuda else args.device)
+    config = Config(
+        data=data,
+        run=RunConfig(result_path=args.result_path, batch_size=args.batch_size, precision=args.precision,
+                      channels_last=args.channels_last, train=False, val=False),
+        hardware=HardwareConfig(device=device.type),
+        inference=InferenceConfig(flavour=args.format, subset=args.subset, stride=stride, crop=args.crop,
+                                  average=args.average, top_k=top_k, batch_size=args.batch_size),
+    )
+    run_recognition(config, model=loaded.model, device=device, class_names=loaded.class_names,
+                    n_clips=args.clips, n_crops=args.crops, output=args.output, resume=args.resume,
+                    overwrite=args.overwrite, save_every=args.save_every, show_progress=not args.quiet)
+    return 0

@@ -1,0 +1,151 @@
+"""A model ready for recognition or classification, from any checkpoint, plus what it expects.
+
+Our checkpoints carry everything (architecture, class names, input normalisation, clip size), so
+``resnet3d test --weights model_best.pth`` and ``resnet3d classify --model model_best.pth`` need no
+other flag. The successor's and the seed's files carry weights only: the loader infers the
+architecture from them; flags (or a labels file) supply the rest.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from torch import nn
+
+from resnet3d.cliargs import add_flag
+from resnet3d.errors import UserError
+from resnet3d.normalization import KINETICS, NAMED, InputNorm
+
+DEFAULT_SAMPLE_SIZE = 112
+DEFAULT_SAMPLE_DURATION = 16
+# flags that change create_model arguments (the successor's / companion tool's spellings)
+MODEL_FLAGS = {
+    "model_name": "model",
+    "model_depth": "model_depth",
+    "n_classes": "n_classes",
+    "resnet_shortcut": "shortcut_type",
+    "conv1_t_size": "conv1_t_size",
+    "conv1_t_stride": "conv1_t_stride",
+    "no_max_pool": "no_max_pool",
+    "resnet_widen_factor": "widen_factor",
+    "wide_resnet_k": "k",
+    "resnext_cardinality": "cardinality",
+}
+
+
+@dataclass
+class InferenceModel:
+    model: nn.Module
+    class_names: Optional[List[str]]
+    input_norm: InputNorm
+    sample_size: int
+    sample_duration: int
+    source_format: str
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.model.model_config.get("n_classes", 0))
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Architecture flags for checkpoints that do not record it (all optional)."""
+    group = parser.add_argument_group("model (only for checkpoints that do not record it)")
+    group.add_argument("--model_name", default=None, help="family: resnet, preresnet, wideresnet, resnext, densenet, ...")
+    group.add_argument("--model_depth", type=int, default=None)
+    group.add_argument("--n_classes", type=int, default=None)
+    group.add_argument("--resnet_shortcut", default=None, choices=("A", "B", "C"))
+    group.add_argument("--conv1_t_size", type=int, default=None)
+    group.add_argument("--conv1_t_stride", type=int, default=None)
+    group.add_argument("--no_max_pool", action="store_true", default=None)
+    group.add_argument("--resnet_widen_factor", type=float, default=None)
+    group.add_argument("--wide_resnet_k", type=int, default=None)
+    group.add_argument("--resnext_cardinality", type=int, default=None)
+    group.add_argument("--sample_size", type=int, default=None,
+                       help=f"frame size the model takes (default: the checkpoint's, else {DEFAULT_SAMPLE_SIZE})")
+    group.add_argument("--sample_duration", type=int, default=None,
+                       help=f"frames per clip (default: the checkpoint's, else {DEFAULT_SAMPLE_DURATION})")
+    add_flag(group, "--input-norm", default=None, choices=sorted(NAMED),
+             help="how the model expects its input values (default: the checkpoint's; else kinetics, the "
+                  "successor's mean/std on 0-1 values; seed: 0-255 minus the ActivityNet mean)")
+    add_flag(group, "--labels", default=None, metavar="FILE",
+             help="class names: a text file with one name per line (the companion tool's class_names_list), "
+                  "or an annotation JSON with 'labels'")
+    group.add_argument("--bgr_premodel", action="store_true", help="the seed's flag: weights trained on BGR frames")
+
+
+def model_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    return {target: getattr(args, flag) for flag, target in MODEL_FLAGS.items() if getattr(args, flag, None) is not None}
+
+
+def read_labels(path: str) -> List[str]:
+    """Class names from a text file (one per line) or an annotation JSON (``labels`` / taxonomy)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"--labels {path}: cannot read it ({error.strerror})") from None
+    if file.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise UserError(f"--labels {path}: not valid JSON ({error})") from None
+        if isinstance(data, dict) and isinstance(data.get("labels"), list):
+            return [str(name) for name in data["labels"]]
+        if isinstance(data, dict) and isinstance(data.get("taxonomy"), list):
+            from resnet3d.data.annotations import activitynet_classes
+
+            return activitynet_classes(data["taxonomy"], path)
+        if isinstance(data, list):
+            return [str(name) for name in data]
+        raise UserError(f"--labels {path}: expected a JSON list of names or an annotation with 'labels'")
+    names = [line.strip() for line in text.splitlines()]
+    names = [name for name in names if name]
+    if not names:
+        raise UserError(f"--labels {path}: no class names in it (one per line)")
+    return names
+
+
+def load_inference_model(path: str, args: argparse.Namespace) -> InferenceModel:
+    """Build the checkpoint's model, with flags filling what the file does not say."""
+    from resnet3d.checkpoints import build_model_from_checkpoint, load_checkpoint
+
+    loaded = load_checkpoint(path, bgr_premodel=bool(getattr(args, "bgr_premodel", False)))
+    model, loaded = build_model_from_checkpoint(loaded, **model_overrides(args))
+    notes = list(loaded.notes)
+    extra = loaded.extra or {}
+    names: Optional[List[str]] = None
+    if getattr(args, "labels", None):
+        names = read_labels(args.labels)
+    elif loaded.class_names:
+        names = list(loaded.class_names)
+    n_classes = int(model.model_config.get("n_classes", 0))
+    if names is not None and len(names) != n_classes:
+        raise UserError(f"{path}: the model has {n_classes} outputs but {len(names)} class names were given"
+                        f"{' in ' + args.labels if getattr(args, 'labels', None) else ''}; pass a labels file with "
+                        f"{n_classes} names")
+    if getattr(args, "input_norm", None):
+        norm = NAMED[args.input_norm]
+    elif loaded.input_norm is not None:
+        norm = loaded.input_norm
+    else:
+        norm = KINETICS
+        notes.append(f"{path} does not say how its inputs were normalised: using the successor's default "
+                     "(Kinetics mean/std on 0-1 values); pass --input-norm to change it")
+    size = getattr(args, "sample_size", None) or _as_int(extra.get("sample_size")) or DEFAULT_SAMPLE_SIZE
+    duration = getattr(args, "sample_duration", None) or _as_int(extra.get("sample_duration")) or DEFAULT_SAMPLE_DURATION
+    if loaded.model_config.get("model") == "c3d":
+        size = loaded.model_config.get("sample_size", size) or size
+        duration = loaded.model_config.get("sample_duration", duration) or duration
+    return InferenceModel(model=model, class_names=names, input_norm=norm, sample_size=int(size),
+                          sample_duration=int(duration), source_format=loaded.source_format, notes=notes)
+
+
+def _as_int(value: Any) -> Optional[int]:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
