@@ -273,6 +273,10 @@ def infer_model_config(state_dict: Mapping[str, torch.Tensor], arch: Optional[st
     except UserError as error:
         said = f" (its arch says '{arch}')" if arch else ""
         raise UserError(f"cannot tell which model this checkpoint holds{said}: {error}") from None
+    # The family and depth first, as create_model and model_config list them.
+    config = {"model": config.pop("model"), "model_depth": config.pop("model_depth", None), **config}
+    if config["model_depth"] is None:
+        del config["model_depth"]
     notes: List[str] = []
     if arch_family and arch_family != config["model"]:
         notes.append(f"arch says '{arch}', but the tensors are a {config['model']}: using the tensors")

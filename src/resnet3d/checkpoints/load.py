@@ -72,14 +72,40 @@ class LoadedCheckpoint:
 # -- reading files --------------------------------------------------------------------------
 
 
-def _unsafe_reason(error: Exception) -> str:
+def _pickle_globals(path: Path, limit: int = 3) -> List[str]:
+    """The classes and functions outside torch a plain pickle file names, read from its opcodes.
+
+    ``pickletools.genops`` only decodes the stream; nothing is imported or called.
+    """
+    import pickletools
+
+    names: List[str] = []
+    strings: List[str] = []
+    try:
+        with open(path, "rb") as handle:
+            for opcode, argument, _ in pickletools.genops(handle):
+                if isinstance(argument, str) and "UNICODE" in opcode.name:
+                    strings = (strings + [argument])[-2:]
+                elif opcode.name == "GLOBAL":
+                    names.append(str(argument).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) == 2:
+                    names.append(".".join(strings))
+                names = [name for name in dict.fromkeys(names) if not name.startswith(("torch.", "collections."))]
+                if len(names) >= limit:
+                    break
+    except Exception:  # a damaged stream: report what was found before it
+        pass
+    return names
+
+
+def _unsafe_reason(error: Exception, path: Path) -> str:
     text = str(error)
     match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
     if match:
         return f"it stores a Python object of type {match.group(1)}"
-    match = re.search(r"Unsupported operand (\d+)", text)
-    if match:
-        return f"it uses pickle instruction {match.group(1)}, which builds arbitrary objects"
+    named = _pickle_globals(path)
+    if named:
+        return f"it is a plain pickle that calls {', '.join(named)}"
     return "it holds something other than tensors, numbers, strings, lists and dicts"
 
 
@@ -93,7 +119,7 @@ def torch_load_safely(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise UserError(
-            f"{path}: refused to load: {_unsafe_reason(error)}, and unpickling it could run code. "
+            f"{path}: refused to load: {_unsafe_reason(error, path)}, and unpickling it could run code. "
             "resnet3d loads only tensors and plain data (torch.load weights_only=True) and never "
             "unpickles arbitrary code. If you trust the file, convert it yourself: "
             f"python -c \"import torch; c = torch.load('{path}', weights_only=False); "
@@ -263,9 +289,6 @@ def _from_state_dict(
                 notes.append("the 2018 Wide ResNet layout (64-channel stem): built with stem_width=64")
     except UserError as error:
         raise UserError(f"{where}: {error}") from None
-    if source != "torchvision" and input_norm is None:
-        notes.append("input normalisation not recorded: use the flags it was trained with "
-                     "(the successor's default is --mean_dataset kinetics)")
     extra = {k: v for k, v in container.items() if k not in (state_key, "epoch", "arch", "optimizer", "scheduler")}
     return LoadedCheckpoint(
         path=path,

@@ -90,9 +90,12 @@ def fixing_flags(checkpoint_config: Mapping[str, Any], model_config: Mapping[str
     """
     flags = []
     for key, value in checkpoint_config.items():
-        if key == "n_classes" or model_config.get(key, value) == value:
+        if key == "n_classes":
             continue
-        flags.append(_flag(key, value))
+        # stem_width is left out of model_config when it is the family's usual one (None).
+        asked = model_config.get(key) if key == "stem_width" else model_config.get(key, value)
+        if asked != value:
+            flags.append(_flag(key, value))
     if model_config.get("stem_width") is not None and "stem_width" not in checkpoint_config:
         flags.append("stem_width=None (the checkpoint has the family's usual stem)")
     return flags
