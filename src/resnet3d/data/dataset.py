@@ -292,7 +292,7 @@ class VideoDataset(torch.utils.data.Dataset):
             except UnreadableVideo as error:
                 video_index = self.items[candidate][0]
                 self._unreadable.add(video_index)
-                report_once(self.videos[video_index].path, f"{error}; this video is replaced by another and counted")
+                report_once("unreadable:" + self.videos[video_index].path, f"{error}; this video is replaced by another and counted")
                 continue
             if attempt:
                 sample["bad_video"] = 1
