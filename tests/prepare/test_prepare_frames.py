@@ -317,3 +317,27 @@ def test_second_run_on_same_dir_is_refused(tmp_path):
         with pytest.raises(UserError, match="another 'resnet3d prepare frames'"):
             prepare_frames(videos, frames, SMALL, workers=1, progress=False)
     shutil.rmtree(frames)
+
+
+def test_a_full_disk_stops_the_run_and_odd_errors_fail_one_video(one_video, monkeypatch):
+    import errno
+
+    from resnet3d.errors import UserError
+    from resnet3d.prepare import extract
+
+    videos, frames = one_video
+
+    def no_space(video, folder, options):
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / image_name(1)))
+
+    monkeypatch.setattr(extract, "_write_frames", no_space)
+    with pytest.raises(UserError, match="No space left on device; make room and run again"):
+        run(videos, frames)
+    assert not [p for p in frames.iterdir() if p.name != ".resnet3d-prepare.lock"]
+
+    def bug(video, folder, options):
+        raise ValueError("something odd")
+
+    monkeypatch.setattr(extract, "_write_frames", bug)
+    summary = run(videos, frames)
+    assert summary.failures == [(str(videos / "clip.mp4"), "unexpected error, please report it: ValueError: something odd")]

@@ -13,6 +13,7 @@ The folder is written under a hidden temporary name and renamed into place once 
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -22,6 +23,7 @@ from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from resnet3d.errors import UserError
 from resnet3d.prepare.decode import PlaneConverter, ResizeRule, VideoError, VideoReader, resample
 from resnet3d.prepare.frame_folders import (
     FPS_FILE,
@@ -35,6 +37,7 @@ from resnet3d.prepare.frame_folders import (
 )
 
 DEFAULT_QUALITY = 75
+STOPPING_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,12 @@ def extract_video(video: Path, output: Path, options: ExtractOptions) -> Outcome
         outcome = Outcome("failed", reason=str(error))
     except OSError as error:
         where = f" ({error.filename})" if error.filename else ""
+        if error.errno in STOPPING_ERRNOS:  # every later video would fail the same way
+            raise UserError(f"cannot write frames{where}: {error.strerror}; make room and run again "
+                            "(finished videos are kept)") from None
         outcome = Outcome("failed", reason=f"cannot write frames: {error.strerror or error}{where}")
+    except Exception as error:  # noqa: BLE001 - one odd file must not stop a run of thousands
+        outcome = Outcome("failed", reason=f"unexpected error, please report it: {type(error).__name__}: {error}")
     return Outcome(outcome.status, outcome.frames, outcome.reason, outcome.adopted, time.perf_counter() - start)
 
 

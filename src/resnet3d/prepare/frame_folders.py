@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 from resnet3d.fileio import atomic_write_text
 
@@ -136,8 +136,3 @@ def write_markers(folder: Path, n_frames: int, fps: Optional[float], atomic: boo
         write(folder / FPS_FILE, format_fps(fps))
     write(folder / N_FRAMES_FILE, str(n_frames))
 
-
-def folder_frame_counts(folder: Path) -> Tuple[int, int]:
-    """(number of image files, highest image index)."""
-    indices = image_indices(folder)
-    return len(indices), max(indices, default=0)

@@ -12,7 +12,6 @@ Without a layout, class subfolders mean the class layout and loose files mean fl
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -114,7 +113,3 @@ def find_videos(video_dir: Path, layout: Optional[str] = None) -> VideoList:
         unique.append(job)
     return VideoList(layout=layout, jobs=unique, duplicates=duplicates, ignored=ignored)
 
-
-def video_count_hint(video_dir: Path) -> int:
-    """Videos anywhere under ``video_dir`` (for messages only)."""
-    return sum(1 for _, _, files in os.walk(video_dir) for f in files if is_video_file(Path(f)))
