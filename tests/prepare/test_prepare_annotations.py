@@ -113,6 +113,15 @@ def test_kinetics_errors_name_file_and_line(tmp_path, kinetics_csvs):
     assert "1 repeated identical lines ignored" in seed_kinetics_json(same, val, test, out)
 
 
+@pytest.mark.parametrize("action", [None, "frames", "kinetics-json", "activitynet-json", "ucf101-json",
+                                    "hmdb51-json", "folder-json", "n-frames", "fps", "stats"])
+def test_every_action_has_help(action, capsys):
+    with pytest.raises(SystemExit) as exit_status:
+        cli.main(["prepare"] + ([action] if action else []) + ["--help"])
+    assert exit_status.value.code == 0
+    assert "usage: resnet3d prepare" in capsys.readouterr().out
+
+
 def test_kinetics_json_argument_count(capsys):
     assert cli.main(["prepare", "kinetics-json", "a", "b", "c"]) == 2
     assert "takes 4 arguments" in capsys.readouterr().err

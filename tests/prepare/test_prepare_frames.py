@@ -269,6 +269,10 @@ def test_hdf5_output(tmp_path):
             assert simplejpeg.decode_jpeg(element.tobytes()).shape == (32, 48, 3)
     assert sorted(p.name for p in (tmp_path / "h5" / "jump").iterdir()) == ["x.hdf5"]
     assert prepare_frames(videos, tmp_path / "h5", options, workers=1, progress=False).skipped == 1
+    assert cli.main(["prepare", "frames", str(videos), str(tmp_path / "cli"), "--hdf5", "--size", "32",
+                     "--n_jobs", "-1", "--no-progress"]) == 0
+    with h5py.File(tmp_path / "cli" / "jump" / "x.hdf5", "r") as handle:
+        assert simplejpeg.decode_jpeg(handle["video"][0].tobytes()).shape == (32, 48, 3)
 
 
 def test_hdf5_without_h5py_is_a_clear_error(monkeypatch):

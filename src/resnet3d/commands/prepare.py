@@ -28,7 +28,10 @@ ACTIONS: Dict[str, str] = {
 
 def _sub(subparsers, name: str) -> argparse.ArgumentParser:
     return subparsers.add_parser(
-        name, help=ACTIONS[name], description=ACTIONS[name], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        name,
+        help=ACTIONS[name].replace("%", "%%"),  # help strings are %-formatted
+        description=ACTIONS[name],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
 
 
@@ -44,11 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(p, "--layout", choices=LAYOUTS, default=None,
              help="how VIDEO_DIR is organised; None: class subfolders mean kinetics, loose files flat")
     size = p.add_mutually_exclusive_group()
-    add_flag(size, "--short-side", type=int, default=240,
+    add_flag(size, "--short-side", "--size", type=int, default=240,
              help="resize so the short side has this length (the successor's rule); 0 keeps the size")
     add_flag(size, "--height", type=int, default=None,
              help="resize to this height instead (the seed's rule: 240 Kinetics, 360 ActivityNet)")
-    add_flag(p, "--workers", type=int, default=None, help="videos in parallel; None: one per core")
+    add_flag(p, "--workers", "--n_jobs", type=int, default=None,
+             help="videos in parallel; None or -1: one per core (--size and --n_jobs are the successor's names)")
     add_flag(p, "--fps", type=float, default=None, help="resample to this frame rate; None keeps every decoded frame")
     add_flag(p, "--quality", type=int, default=DEFAULT_QUALITY, help="JPEG quality, 1-100")
     add_flag(p, "--format", choices=("jpg", "hdf5"), default="jpg",

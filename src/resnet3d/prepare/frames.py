@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -206,10 +207,10 @@ def prepare_frames(
     """Extract every video of ``video_dir``; returns the summary (failures included)."""
     stream = sys.stderr if stream is None else stream
     videos = find_videos(video_dir, layout)
-    workers = default_workers() if workers is None else max(1, workers)
+    workers = default_workers() if workers is None or workers <= 0 else workers
     workers = min(workers, max(1, len(videos.jobs)))
     if options.threads <= 0:  # decoder threads: share the cores the workers leave free
-        options = ExtractOptions(**{**options.__dict__, "threads": max(1, default_workers() // workers)})
+        options = dataclasses.replace(options, threads=max(1, default_workers() // workers))
     frame_dir.mkdir(parents=True, exist_ok=True)
     summary = Summary(layout=videos.layout, total=len(videos.jobs) + len(videos.duplicates), ignored=len(videos.ignored))
     for video, reason in videos.duplicates:
