@@ -190,3 +190,31 @@ def test_hmdb51_split_files_exact_json(tmp_path):
     write(splits / "cartwheel_test_split2.txt", "Cartwheel_girl_cartwheel_f_cm_np1_le_med_0.avi 3 \n")
     with pytest.raises(UserError, match=r"cartwheel_test_split2.txt: line 1: expected '<video>.avi <0, 1 or 2>'"):
         hmdb51_json(splits, frame_dir, tmp_path / "out")
+
+
+def test_kinetics_pipeline_from_unsorted_downloads(kinetics_csvs, tmp_path, capsys):
+    """Split folders of <key>.mp4 files (no class folders): the annotation places each video."""
+    from prepare_videos import write_video
+
+    seed_json = tmp_path / "seed.json"
+    seed_kinetics_json(*kinetics_csvs, seed_json)
+    videos = tmp_path / "downloads"
+    write_video(videos / "train" / "---QUuC4vJs_000003_000013.mp4", n_frames=3)
+    write_video(videos / "train" / "--nQbRBEz2s_000104_000114.mp4", n_frames=2)
+    write_video(videos / "val" / "-5mBkUjEbNE_000010_000020.mp4", n_frames=4)
+    write_video(videos / "test" / "-6G3m3D1W5w.mp4", n_frames=2)  # named by the bare YouTube id
+    write_video(videos / "train" / "not_in_the_csv.mp4", n_frames=2)
+    frame_dir = tmp_path / "jpg"
+    assert cli.main(["prepare", "frames", str(videos), str(frame_dir), "--annotation", str(seed_json),
+                     "--short-side", "32", "--workers", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "4 done" in out and "1 videos not in the annotation ignored" in out
+    assert "1 annotated videos not found" in out  # -3B32lodo2M has no video
+    out_json = tmp_path / "k.json"
+    successor_kinetics_json(tmp_path / "csv", 400, frame_dir, "jpg", out_json)
+    database = json.loads(out_json.read_text())["database"]
+    assert database["---QUuC4vJs_000003_000013"]["annotations"]["segment"] == [1, 4]
+    assert database["--nQbRBEz2s_000104_000114"]["annotations"]["segment"] == [1, 3]
+    assert database["-5mBkUjEbNE_000010_000020"]["annotations"]["segment"] == [1, 5]
+    assert database["-6G3m3D1W5w_000000_000010"]["annotations"] == {"segment": [1, 3]}
+    assert "segment" not in database["-3B32lodo2M_000059_000069"]["annotations"]

@@ -44,8 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = _sub(subparsers, "frames")
     p.add_argument("video_dir", type=Path, metavar="VIDEO_DIR")
     p.add_argument("frame_dir", type=Path, metavar="FRAME_DIR")
-    add_flag(p, "--layout", choices=LAYOUTS, default=None,
+    placement = p.add_mutually_exclusive_group()
+    add_flag(placement, "--layout", choices=LAYOUTS, default=None,
              help="how VIDEO_DIR is organised; None: class subfolders mean kinetics, loose files flat")
+    add_flag(placement, "--annotation", type=Path, default=None,
+             help="annotation JSON: find videos anywhere under VIDEO_DIR by name and write each to "
+                  "<label>/<key> (test/<key> unlabelled, v_<id> ActivityNet); unlisted videos are ignored")
     size = p.add_mutually_exclusive_group()
     add_flag(size, "--short-side", "--size", type=int, default=240,
              help="resize so the short side has this length (the successor's rule); 0 keeps the size")
@@ -146,7 +150,8 @@ def _frames(args: argparse.Namespace) -> int:
 
         require_h5py()
     summary = prepare_frames(
-        args.video_dir, args.frame_dir, options, layout=args.layout, workers=args.workers, progress=args.progress
+        args.video_dir, args.frame_dir, options, layout=args.layout, workers=args.workers, progress=args.progress,
+        annotation=args.annotation,
     )
     print(summary.line())
     return 1 if summary.failed else 0

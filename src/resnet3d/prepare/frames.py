@@ -44,6 +44,7 @@ class Summary:
     seconds: float = 0.0
     failures: List[Tuple[str, str]] = field(default_factory=list)  # (video path, reason)
     ignored: int = 0  # videos outside the layout
+    missing: int = 0  # annotation entries without a video
     failures_file: Optional[Path] = None
 
     def add(self, job: VideoJob, outcome: Outcome) -> None:
@@ -64,7 +65,10 @@ class Summary:
             text += f" ({self.adopted} of the skipped were finished by another tool; n_frames/fps added)"
         text += f"; {self.frames} frames written in {self.seconds:.1f} s"
         if self.ignored:
-            text += f"; {self.ignored} videos outside the '{self.layout}' layout ignored"
+            where = "not in the annotation" if self.layout == "annotation" else f"outside the '{self.layout}' layout"
+            text += f"; {self.ignored} videos {where} ignored"
+        if self.missing:
+            text += f"; {self.missing} annotated videos not found under the video directory"
         if self.failures_file is not None:
             text += f"; failures listed in {self.failures_file}"
         return text
@@ -203,16 +207,22 @@ def prepare_frames(
     progress: bool = True,
     stream=None,
     extract: ExtractFn = extract_video,
+    annotation: Optional[Path] = None,
 ) -> Summary:
     """Extract every video of ``video_dir``; returns the summary (failures included)."""
     stream = sys.stderr if stream is None else stream
-    videos = find_videos(video_dir, layout)
+    videos = find_videos(video_dir, layout, annotation)
     workers = default_workers() if workers is None or workers <= 0 else workers
     workers = min(workers, max(1, len(videos.jobs)))
     if options.threads <= 0:  # decoder threads: share the cores the workers leave free
         options = dataclasses.replace(options, threads=max(1, default_workers() // workers))
     frame_dir.mkdir(parents=True, exist_ok=True)
-    summary = Summary(layout=videos.layout, total=len(videos.jobs) + len(videos.duplicates), ignored=len(videos.ignored))
+    summary = Summary(
+        layout=videos.layout,
+        total=len(videos.jobs) + len(videos.duplicates),
+        ignored=len(videos.ignored),
+        missing=len(videos.missing),
+    )
     for video, reason in videos.duplicates:
         summary.failed += 1
         summary.failures.append((str(video), reason))

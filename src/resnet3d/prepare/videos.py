@@ -9,9 +9,16 @@ Layouts (REFERENCE.md §1):
 - ``flat``: ``VIDEO_DIR/<name>.<ext>`` -> ``<name>/``.
 
 Without a layout, class subfolders mean the class layout and loose files mean flat.
+
+With an annotation JSON instead (``--annotation``), videos are found anywhere under VIDEO_DIR by
+name and placed where training looks for them: ``<label>/<key>/`` (``test/<key>/`` for
+unlabelled test videos), or ``v_<id>/`` for ActivityNet entries. This serves downloads that are
+not sorted into class folders, such as Kinetics split folders of ``<key>.mp4`` files.
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -22,6 +29,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".m
 LAYOUTS = ("kinetics", "activitynet", "ucf101", "hmdb51", "flat")
 CLASS_LAYOUTS = ("kinetics", "ucf101", "hmdb51")
 YOUTUBE_ID_LENGTH = 11
+TEST_FOLDER = "test"  # where Kinetics keeps its unlabelled test videos
 
 
 def is_video_file(path: Path) -> bool:
@@ -51,6 +59,7 @@ class VideoList:
     jobs: List[VideoJob]
     duplicates: List[Tuple[Path, str]] = field(default_factory=list)  # (video, reason)
     ignored: List[Path] = field(default_factory=list)  # videos the layout does not cover
+    missing: List[str] = field(default_factory=list)  # annotation keys without a video
 
 
 def _videos_in(folder: Path) -> List[Path]:
@@ -79,10 +88,62 @@ def detect_layout(video_dir: Path) -> str:
     )
 
 
-def find_videos(video_dir: Path, layout: Optional[str] = None) -> VideoList:
-    """Every video the layout covers, sorted, each with its output folder."""
+def annotation_folders(path: Path) -> Dict[str, Path]:
+    """key -> the folder training expects for it (relative to the frame directory)."""
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            database = json.load(handle)["database"]
+        items = list(database.items())
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise UserError(f"{path}: not an annotation JSON with a 'database' object ({error})") from None
+    folders: Dict[str, Path] = {}
+    for key, entry in items:
+        annotations = entry.get("annotations") if isinstance(entry, dict) else None
+        if isinstance(annotations, list):  # ActivityNet: one folder per video, v_<id>
+            folders[key] = Path(activitynet_folder_name(key))
+        else:
+            label = annotations.get("label") if isinstance(annotations, dict) else None
+            folders[key] = Path(label or TEST_FOLDER) / key
+    return folders
+
+
+def _find_by_annotation(video_dir: Path, annotation: Path) -> VideoList:
+    folders = annotation_folders(annotation)
+    # Kinetics keys end in _<start:06d>_<end:06d> (14 characters); a file named by the bare
+    # YouTube id still finds its key when only one key has that id.
+    by_id: Dict[str, List[str]] = {}
+    for key in folders:
+        by_id.setdefault(key[:-14], []).append(key)
+    jobs: List[VideoJob] = []
+    ignored: List[Path] = []
+    for folder, subdirs, files in os.walk(video_dir):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        for name in sorted(files):
+            video = Path(folder) / name
+            if not is_video_file(video):
+                continue
+            key = video.stem
+            if key not in folders:
+                stripped = key[2:] if key.startswith("v_") else key
+                candidates = [stripped] if stripped in folders else by_id.get(key, [])
+                if len(candidates) != 1:
+                    ignored.append(video)
+                    continue
+                key = candidates[0]
+            jobs.append(VideoJob(video, folders[key]))
+    found = {job.output for job in jobs}
+    missing = [key for key, folder in folders.items() if folder not in found]
+    return VideoList(layout="annotation", jobs=jobs, ignored=ignored, missing=missing)
+
+
+def find_videos(video_dir: Path, layout: Optional[str] = None, annotation: Optional[Path] = None) -> VideoList:
+    """Every video the layout (or the annotation) covers, sorted, each with its output folder."""
     if not video_dir.is_dir():
         raise UserError(f"video directory {video_dir} does not exist (or is not a directory)")
+    if annotation is not None:
+        return _deduplicate(_find_by_annotation(video_dir, annotation))
     if layout is None:
         layout = detect_layout(video_dir)
     if layout not in LAYOUTS:
@@ -100,10 +161,15 @@ def find_videos(video_dir: Path, layout: Optional[str] = None) -> VideoList:
             jobs.append(VideoJob(video, Path(name)))
         for sub in _class_dirs(video_dir):
             ignored.extend(_videos_in(sub))
+    return _deduplicate(VideoList(layout=layout, jobs=jobs, ignored=ignored))
+
+
+def _deduplicate(videos: VideoList) -> VideoList:
+    """Two videos with one output folder (``a.mp4`` and ``a.mkv``): the first wins, the other fails."""
     unique: List[VideoJob] = []
     first_of: Dict[Path, Path] = {}
     duplicates: List[Tuple[Path, str]] = []
-    for job in jobs:
+    for job in videos.jobs:
         if job.output in first_of:
             duplicates.append(
                 (job.video, f"same output folder '{job.output}' as {first_of[job.output]}; rename one of them")
@@ -111,5 +177,5 @@ def find_videos(video_dir: Path, layout: Optional[str] = None) -> VideoList:
             continue
         first_of[job.output] = job.video
         unique.append(job)
-    return VideoList(layout=layout, jobs=unique, duplicates=duplicates, ignored=ignored)
+    return VideoList(videos.layout, unique, duplicates, videos.ignored, videos.missing)
 
