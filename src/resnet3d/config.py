@@ -21,6 +21,7 @@ Sections:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -127,7 +128,7 @@ class RunConfig:
     deterministic: bool = False
     overwrite: bool = False  # allow a fresh run to replace an earlier run's logs and checkpoints
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
-    channels_last: bool = True  # channels_last_3d memory format on CUDA
+    channels_last: bool = True  # channels_last_3d memory format on CUDA (slower on the CPU, so not used there)
     compile: bool = False
     tensorboard: bool = False
     batch_log: bool = True  # train_batch.log
@@ -217,6 +218,11 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
+        if isinstance(value, (list, tuple)):  # a row, e.g. a regime [first, last, lr, wd]
+            names = [f.name for f in dataclasses.fields(hint)]
+            if len(value) != len(names):
+                raise UserError(f"{where}: expected {len(names)} values ({', '.join(names)}), found {list(value)!r}")
+            return from_plain(hint, dict(zip(names, value)), where)
         if not isinstance(value, Mapping):
             raise UserError(f"{where}: expected a table of settings, found {value!r}")
         return from_plain(hint, value, where)
@@ -243,9 +249,10 @@ def from_plain(cls: Any, data: Mapping[str, Any], source: str = "config") -> Any
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise UserError(
-            f"{source}: unknown setting(s) {', '.join(unknown)} in [{cls.__name__}]; known: {', '.join(sorted(known))}"
-        )
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)} in [{cls.__name__}]{hint}; "
+                        f"known: {', '.join(sorted(known))}")
     if hasattr(cls, "from_dict") and cls is not Config and getattr(cls, "__module__", "") != __name__:
         return cls.from_dict(dict(data))  # a section owned by another package keeps its own rules
     hints = typing.get_type_hints(cls)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any, Dict, IO, List, Optional, Sequence
+from typing import Any, Callable, Dict, IO, List, Optional, Sequence
 
 from resnet3d.errors import UserError
 from resnet3d.fileio import atomic_write_text
@@ -41,41 +41,47 @@ def read_log(path: Path) -> List[Dict[str, str]]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
+def rows_through(epoch: int, batch: int = 0) -> Callable[[Dict[str, str]], bool]:
+    """The rows a run continued after ``epoch`` (and ``batch`` steps of the next) keeps."""
+
+    def keep(row: Dict[str, str]) -> bool:
+        row_epoch = int(float(row["epoch"]))
+        if row_epoch <= epoch:
+            return True
+        return bool(batch) and row_epoch == epoch + 1 and "batch" in row and int(float(row["batch"])) <= batch
+
+    return keep
+
+
 class TSVLog:
-    def __init__(self, path: Path, columns: Sequence[str], keep_through_epoch: int = 0) -> None:
-        """Open ``path`` for appending rows. ``keep_through_epoch`` > 0 continues an earlier run:
-        its rows up to that epoch are kept, later ones dropped; 0 starts a new file."""
+    def __init__(self, path: Path, columns: Sequence[str], keep: Optional[Callable[[Dict[str, str]], bool]] = None) -> None:
+        """Open ``path`` for appending rows. ``keep`` continues an earlier run: the rows it
+        accepts (see ``rows_through``) stay, the others go; None starts a new file."""
         self.path = Path(path)
         self.columns = tuple(columns)
         kept = ""
-        if keep_through_epoch > 0 and self.path.is_file():
-            kept = self._rows_through(keep_through_epoch)
+        if keep is not None and self.path.is_file():
+            kept = self._kept_rows(keep)
         atomic_write_text(self.path, "\t".join(self.columns) + "\n" + kept)
         self._handle: Optional[IO[str]] = self.path.open("a", encoding="utf-8", newline="")
 
-    def _rows_through(self, epoch: int) -> str:
+    def _kept_rows(self, keep: Callable[[Dict[str, str]], bool]) -> str:
         out = io.StringIO()
         with self.path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle, delimiter="\t")
-            header = next(reader, None)
-            if header is None:
+            reader = csv.DictReader(handle, delimiter="\t")
+            if reader.fieldnames is None:
                 return ""
-            if "epoch" not in header:
+            if "epoch" not in reader.fieldnames:
                 raise UserError(f"{self.path}: no 'epoch' column in the header; move the file away to start a new log")
-            at = header.index("epoch")
             writer = csv.writer(out, delimiter="\t", lineterminator="\n")
             for row in reader:
-                if not row:
-                    continue
                 try:
-                    row_epoch = int(float(row[at]))
-                except (ValueError, IndexError):
-                    continue
-                if row_epoch <= epoch:
+                    wanted = keep(row)
+                except (TypeError, ValueError):
+                    continue  # a damaged line (e.g. cut by a crash) is dropped
+                if wanted:
                     # Old files may lack our extra columns: pad so the columns stay aligned.
-                    padded = [row[header.index(c)] if c in header and header.index(c) < len(row) else ""
-                              for c in self.columns]
-                    writer.writerow(padded)
+                    writer.writerow([row.get(c) or "" for c in self.columns])
         return out.getvalue()
 
     def log(self, **values: Any) -> None:

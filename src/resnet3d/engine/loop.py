@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import torch
 from torch import nn
@@ -56,6 +56,11 @@ class EpochResult:
     data_wait_share: float = 0.0
 
 
+def _layout(parts: StepParts, x: torch.Tensor) -> torch.Tensor:
+    """DeviceTransform gives channels_last_3d; a model kept in the default layout wants that."""
+    return x if parts.channels_last else x.contiguous()
+
+
 def _finish(progress: Progress) -> None:
     # In a log file the last update already printed the final line; a terminal needs its newline.
     if progress.interactive:
@@ -79,6 +84,26 @@ def _flip_generator(parts: StepParts, epoch: int, step: int) -> torch.Generator:
     generator = torch.Generator(device=parts.device)
     generator.manual_seed(((parts.seed * 1_000_003 + epoch) * 1_000_033 + step) * 4099 + parts.dist.rank)
     return generator
+
+
+def train_step(parts: StepParts, clips: torch.Tensor, targets: torch.Tensor,
+               generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a uint8 batch already on the device; returns the summed loss
+    and the number of correct clips as device tensors (no host sync)."""
+    x = _layout(parts, parts.train_transform(clips, generator=generator))  # (N, C, T, H, W)
+    with _autocast(parts):
+        logits = parts.model(x)
+    loss_sum = parts.criterion(logits.float(), targets)
+    loss = loss_sum / len(targets)
+    parts.optimizer.zero_grad(set_to_none=True)
+    if parts.scaler is not None:
+        parts.scaler.scale(loss).backward()
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        loss.backward()
+        parts.optimizer.step()
+    return loss_sum.detach(), (logits.detach().argmax(dim=1) == targets).sum()
 
 
 def train_one_epoch(
@@ -155,21 +180,8 @@ def train_one_epoch(
         counters = {"bad_frames": counters.get("bad_frames", 0), "bad_videos": counters.get("bad_video", 0)}
         lr, weight_decay = schedule.values(epoch, (step - 1) / max(total_steps, 1))
         set_lr(parts.optimizer, lr, weight_decay)
-        x = parts.train_transform(clips, generator=_flip_generator(parts, epoch, step))  # (N, C, T, H, W)
-        with _autocast(parts):
-            logits = parts.model(x)
-        loss_sum = parts.criterion(logits.float(), targets)
-        loss = loss_sum / len(targets)
-        parts.optimizer.zero_grad(set_to_none=True)
-        if parts.scaler is not None:
-            parts.scaler.scale(loss).backward()
-            parts.scaler.step(parts.optimizer)
-            parts.scaler.update()
-        else:
-            loss.backward()
-            parts.optimizer.step()
+        loss_sum, correct = train_step(parts, clips, targets, _flip_generator(parts, epoch, step))
         clips_seen += len(targets)
-        correct = (logits.detach().argmax(dim=1) == targets).sum()
         entry = (step, lr, loss_sum.detach(), correct, float(len(targets)), counters)
         if pending is not None and settle(pending):
             pending = None
@@ -207,7 +219,7 @@ def validate(parts: StepParts, batches: Iterable[dict], video_targets: torch.Ten
     progress = Progress(total_steps, desc=f"epoch {epoch} val", unit="batch", enabled=show_progress and parts.dist.is_main)
     for batch in batches:
         clips, targets = _to_device(batch, parts)
-        x = parts.eval_transform(clips)
+        x = _layout(parts, parts.eval_transform(clips))
         with _autocast(parts):
             logits = model(x)
         logits = logits.float()

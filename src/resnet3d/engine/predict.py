@@ -407,11 +407,13 @@ def run_recognition(
     overwrite: Optional[bool] = None,
     save_every: int = 100,
     show_progress: bool = True,
+    announce: bool = True,
 ) -> Dict[str, Any]:
     """Recognise every video of ``config.inference.subset``; write the results file.
 
     ``model`` is the bare model (moved to ``device`` and put in eval mode here); ``class_names``
-    name its outputs (default: the annotation's labels). Returns a summary: ``output``,
+    name its outputs (default: the annotation's labels). ``announce`` prints a closing line
+    (and ``show_progress`` a progress line on stderr). Returns a summary: ``output``,
     ``videos`` (scored now), ``errors``, ``skipped`` (already done), ``seconds``,
     ``model_calls``, ``bad_frames``.
     """
@@ -447,7 +449,7 @@ def run_recognition(
     loader = _loader(dataset, options.num_workers, device)
     batcher = RowBatcher(options.batch_size, pin_memory=device.type == "cuda")
     tally = Tally(keep_windows=not options.average)
-    progress = Progress(len(mine), desc=f"recognition {options.subset}", unit="videos",
+    progress = Progress(len(mine), desc=f"recognition {options.subset}", unit="videos", stream=sys.stderr,
                         enabled=show_progress and dist.is_main)
     counts = {"videos": 0, "errors": 0, "bad_frames": 0}
     started = time.monotonic()
@@ -498,7 +500,7 @@ def run_recognition(
     summary = {"output": str(out_path), "videos": counts["videos"], "errors": counts["errors"],
                "skipped": len(units) - len(pending), "seconds": seconds, "model_calls": scorer.calls,
                "bad_frames": counts["bad_frames"], "videos_per_s": counts["videos"] / seconds if seconds > 0 else 0.0}
-    if dist.is_main:
+    if dist.is_main and announce:
         rate = f", {summary['videos_per_s']:.2f} videos/s" if counts["videos"] else ""
         extra = f", {counts['errors']} unreadable (listed under 'errors')" if counts["errors"] else ""
         skipped = f", {summary['skipped']} already done" if summary["skipped"] else ""

@@ -46,7 +46,16 @@ from resnet3d.engine.distributed import (
     launch_local,
     launched_by_torchrun,
 )
-from resnet3d.engine.logs import TRAIN_BATCH_COLUMNS, TRAIN_COLUMNS, VAL_COLUMNS, NullLog, TensorBoardLog, TSVLog, read_log
+from resnet3d.engine.logs import (
+    TRAIN_BATCH_COLUMNS,
+    TRAIN_COLUMNS,
+    VAL_COLUMNS,
+    NullLog,
+    TensorBoardLog,
+    TSVLog,
+    read_log,
+    rows_through,
+)
 from resnet3d.engine.loop import StepParts, train_one_epoch, validate
 from resnet3d.engine.optim import build_optimizer, freeze, trainable_names
 from resnet3d.engine.schedules import Schedule, build_schedule
@@ -370,6 +379,8 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
             stepped = nn.SyncBatchNorm.convert_sync_batchnorm(stepped)
         else:
             warn(info, "--batchnorm_sync needs CUDA (SyncBatchNorm); each CPU process keeps its own statistics")
+    # channels_last_3d pays on CUDA (cuDNN, bf16); on the CPU it measured 2x slower (oneDNN,
+    # one thread, ResNet-10), so there the input is made contiguous instead.
     channels_last = config.run.channels_last and device.type == "cuda"
     if channels_last:
         stepped = stepped.to(memory_format=torch.channels_last_3d)
@@ -454,16 +465,19 @@ def _restore_rng(start: Start, info: DistInfo) -> None:
 def _open_logs(state: Run) -> Dict[str, Any]:
     config, info = state.config, state.info
     result_path = Path(config.run.result_path)
-    keep = state.start.epoch - 1
+    done = state.start.epoch - 1
+    continuing = state.start.source is not None
+    epochs_done = rows_through(done) if continuing else None
+    steps_done = rows_through(done, state.start.step_in_epoch) if continuing else None
     logs: Dict[str, Any] = {"train": NullLog(), "batch": NullLog(), "val": NullLog(), "tb": NullLog()}
     if not info.is_main:
         return logs
     if config.run.train:
-        logs["train"] = TSVLog(result_path / "train.log", TRAIN_COLUMNS, keep)
+        logs["train"] = TSVLog(result_path / "train.log", TRAIN_COLUMNS, epochs_done)
         if config.run.batch_log:
-            logs["batch"] = TSVLog(result_path / "train_batch.log", TRAIN_BATCH_COLUMNS, keep)
+            logs["batch"] = TSVLog(result_path / "train_batch.log", TRAIN_BATCH_COLUMNS, steps_done)
         if config.run.val:
-            logs["val"] = TSVLog(result_path / "val.log", VAL_COLUMNS, keep)
+            logs["val"] = TSVLog(result_path / "val.log", VAL_COLUMNS, epochs_done)
     if config.run.tensorboard:
         logs["tb"] = TensorBoardLog(result_path / "tensorboard", purge_step=state.start.epoch)
     return logs
@@ -510,7 +524,11 @@ def _save(state: Run, path: Path, payload: Dict[str, Any]) -> None:
 
 
 def _train_batches(state: Run, epoch: int, skip: int, total: int):
-    """This process's batches of ``epoch``, from batch ``skip`` on, at most ``total`` in all."""
+    """This process's batches of ``epoch``, from batch ``skip`` on, at most ``total`` in all.
+
+    A continued epoch restores the RNG states after its loader has started (which draws from
+    the global generator), so the steps that follow draw exactly what the unbroken run drew.
+    """
     from resnet3d.data import set_epoch
 
     loader = state.train_loader
@@ -522,7 +540,10 @@ def _train_batches(state: Run, epoch: int, skip: int, total: int):
             loader.dataset, batch_size=loader.batch_size, sampler=indices, num_workers=loader.num_workers,
             pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn,
             **({"prefetch_factor": loader.prefetch_factor} if loader.num_workers else {}))
-    return itertools.islice(loader, max(total - skip, 0))
+    iterator = iter(loader)
+    if skip:
+        _restore_rng(state.start, state.info)
+    return itertools.islice(iterator, max(total - skip, 0))
 
 
 def _steps_per_epoch(state: Run) -> int:
@@ -543,7 +564,8 @@ def _epochs(state: Run, stop: StopRequest) -> int:
             _validate_only(state)
         return _recognition(state)
     logs = _open_logs(state)
-    _restore_rng(start, info)
+    if not start.step_in_epoch:
+        _restore_rng(start, info)  # (a continued epoch restores them once its loader started)
     best = start.best_metric
     total = _steps_per_epoch(state)
     last_saved: Optional[Path] = start.source

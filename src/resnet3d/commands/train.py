@@ -1,0 +1,193 @@
+"""``resnet3d train``: training with clean flags and an optional config file.
+
+    resnet3d train --config run.toml --lr 0.05 --epochs 30
+
+The settings come from, in order: the defaults (the successor's), the config file (JSON, or TOML
+on Python 3.11+, with the sections of ``resnet3d.config.Config``: [data], [model], [finetune],
+[optim], [run], [hardware], [inference]), then the flags given here. The result is the same
+frozen ``Config`` that ``resnet3d main`` builds from the originals' flags, run by the same
+``resnet3d.engine.trainer.run``. ``--print-config`` shows it and exits.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+from resnet3d.cliargs import add_flag
+from resnet3d.compat import find_lr_file, parse_lr_lua, switch
+from resnet3d.config import Config, merge
+from resnet3d.data.config import DATASETS, DECODERS, FILE_TYPES, INPUT_TYPES, TRAIN_CROPS, TRAIN_T_CROPS, DataConfig
+from resnet3d.engine.schedules import SCHEDULES
+from resnet3d.errors import UserError
+from resnet3d.normalization import NAMED, successor_norm
+
+# flag -> (section, setting, argparse keywords); a switch is given as {"switch": True}
+FLAGS: Tuple[Tuple[str, str, str, Dict[str, Any]], ...] = (
+    # data
+    ("--dataset", "data", "dataset", {"choices": DATASETS}),
+    ("--video-path", "data", "video_path", {"help": "frame folders, HDF5 files or video files"}),
+    ("--annotation-path", "data", "annotation_path", {}),
+    ("--file-type", "data", "file_type", {"choices": FILE_TYPES}),
+    ("--input-type", "data", "input_type", {"choices": INPUT_TYPES}),
+    ("--sample-size", "data", "sample_size", {"type": int}),
+    ("--sample-duration", "data", "sample_duration", {"type": int}),
+    ("--sample-t-stride", "data", "sample_t_stride", {"type": int}),
+    ("--n-val-samples", "data", "n_val_samples", {"type": int}),
+    ("--train-crop", "data", "train_crop", {"choices": TRAIN_CROPS}),
+    ("--train-crop-min-scale", "data", "train_crop_min_scale", {"type": float}),
+    ("--train-crop-min-ratio", "data", "train_crop_min_ratio", {"type": float}),
+    ("--train-t-crop", "data", "train_t_crop", {"choices": TRAIN_T_CROPS}),
+    ("--hflip", "data", "hflip", {"switch": True, "help": "random horizontal flip (default on)"}),
+    ("--colorjitter", "data", "colorjitter", {"switch": True, "help": "colour jitter (default off)"}),
+    ("--workers", "data", "num_workers", {"type": int, "help": "loader worker processes (per machine)"}),
+    ("--decoder", "data", "decoder", {"choices": DECODERS}),
+    # model
+    ("--model", "model", "model", {}),
+    ("--model-depth", "model", "model_depth", {"type": int}),
+    ("--n-classes", "model", "n_classes", {"type": int}),
+    ("--shortcut-type", "model", "shortcut_type", {"choices": ("A", "B", "C")}),
+    ("--widen-factor", "model", "widen_factor", {"type": float}),
+    ("--conv1-t-size", "model", "conv1_t_size", {"type": int}),
+    ("--conv1-t-stride", "model", "conv1_t_stride", {"type": int}),
+    ("--no-max-pool", "model", "no_max_pool", {"action": "store_true"}),
+    ("--k", "model", "k", {"type": int, "help": "Wide ResNet widening"}),
+    ("--cardinality", "model", "cardinality", {"type": int, "help": "ResNeXt groups"}),
+    # fine-tuning
+    ("--pretrained", "finetune", "pretrained", {"help": "weights to start from (any checkpoint resnet3d reads)"}),
+    ("--n-pretrain-classes", "finetune", "n_pretrain_classes", {"type": int}),
+    ("--ft-begin-module", "finetune", "ft_begin_module", {"help": "train this top-level module and all after it"}),
+    ("--freeze-params", "finetune", "freeze_params", {"type": int, "help": "train only the last N layers with parameters"}),
+    ("--freeze-bn", "finetune", "freeze_bn", {"action": "store_true"}),
+    # optimiser
+    ("--lr", "optim", "learning_rate", {"type": float}),
+    ("--momentum", "optim", "momentum", {"type": float}),
+    ("--dampening", "optim", "dampening", {"type": float}),
+    ("--weight-decay", "optim", "weight_decay", {"type": float}),
+    ("--nesterov", "optim", "nesterov", {"switch": True}),
+    ("--scheduler", "optim", "lr_scheduler", {"choices": SCHEDULES}),
+    ("--milestones", "optim", "multistep_milestones", {"type": int, "nargs": "+"}),
+    ("--gamma", "optim", "multistep_gamma", {"type": float}),
+    ("--plateau-patience", "optim", "plateau_patience", {"type": int}),
+    ("--warmup-epochs", "optim", "warmup_epochs", {"type": float}),
+    ("--min-lr", "optim", "min_lr", {"type": float}),
+    # run
+    ("--result-path", "run", "result_path", {}),
+    ("--epochs", "run", "n_epochs", {"type": int}),
+    ("--batch-size", "run", "batch_size", {"type": int, "help": "global batch, shared among all processes"}),
+    ("--train", "run", "train", {"switch": True, "help": "train (default on)"}),
+    ("--val", "run", "val", {"switch": True, "help": "validate (default on)"}),
+    ("--val-every", "run", "val_every", {"type": int}),
+    ("--checkpoint-every", "run", "checkpoint_every", {"type": int}),
+    ("--resume", "run", "resume", {"metavar": "auto|PATH"}),
+    ("--seed", "run", "manual_seed", {"type": int}),
+    ("--deterministic", "run", "deterministic", {"switch": True}),
+    ("--overwrite", "run", "overwrite", {"action": "store_true"}),
+    ("--precision", "run", "precision", {"choices": ("auto", "bf16", "fp16", "fp32")}),
+    ("--channels-last", "run", "channels_last", {"switch": True}),
+    ("--compile", "run", "compile", {"switch": True}),
+    ("--tensorboard", "run", "tensorboard", {"switch": True}),
+    ("--curves", "run", "curves", {"switch": True, "help": "curves.png (default on)"}),
+    ("--max-steps-per-epoch", "run", "max_steps_per_epoch", {"type": int}),
+    # hardware
+    ("--device", "hardware", "device", {"choices": ("auto", "cuda", "cpu")}),
+    ("--n-gpus", "hardware", "n_gpus", {"type": int}),
+    ("--gpu-id", "hardware", "gpu_id", {"type": int, "help": "first GPU (0-based)"}),
+    ("--nproc-per-node", "hardware", "nproc_per_node", {"type": int}),
+    ("--sync-bn", "hardware", "batchnorm_sync", {"switch": True}),
+    ("--dist-backend", "hardware", "dist_backend", {"choices": ("auto", "nccl", "gloo")}),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "Settings: defaults, then --config FILE, then these flags. See docs/training.md."
+    add_flag(parser, "--config", default=argparse.SUPPRESS, help="JSON or TOML file with [data], [model], [optim], [run] ... sections")
+    add_flag(parser, "--print-config", action="store_true", default=False, help="print the resolved config (JSON) and exit")
+    add_flag(parser, "--norm", default=argparse.SUPPRESS, choices=sorted(NAMED),
+             help="input normalisation: a data set's mean/std (kinetics, activitynet) or the seed's 0-255 minus mean")
+    add_flag(parser, "--value-scale", type=float, default=argparse.SUPPRESS, help="the successor's --value_scale")
+    add_flag(parser, "--lr-file", default=argparse.SUPPRESS, help="the seed's lr.lua regimes (sets --scheduler regimes)")
+    groups: Dict[str, argparse._ArgumentGroup] = {}
+    for flag, section, _, options in FLAGS:
+        group = groups.setdefault(section, parser.add_argument_group(f"[{section}]"))
+        options = dict(options)
+        dest = _dest(flag)
+        if options.pop("switch", False):
+            switch(group, flag, options.get("help", ""))
+        else:
+            add_flag(group, flag, dest=dest, default=argparse.SUPPRESS, **options)
+
+
+def _dest(flag: str) -> str:
+    return flag[2:].replace("-", "_")
+
+
+def read_config_file(path: str) -> Dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"--config {path}: no such file")
+    text = file.read_text(encoding="utf-8")
+    if file.suffix.lower() == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python < 3.11
+            raise UserError(f"{path}: TOML config files need Python 3.11 or newer; write it as JSON instead") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise UserError(f"{path}: not valid TOML ({error})") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path} line {error.lineno}: not valid JSON ({error.msg})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a table of sections ([data], [model], ...) at the top")
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise UserError(f"{path}: '{section}' must be a section (a table of settings), found {values!r}")
+    return data
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Defaults <- config file <- flags, as one frozen Config."""
+    config = Config(data=DataConfig())
+    source = getattr(args, "config", None)
+    if source:
+        config = merge(config, read_config_file(source), source)
+    overrides: Dict[str, Dict[str, Any]] = {}
+    for flag, section, key, _ in FLAGS:
+        dest = _dest(flag)
+        if hasattr(args, dest):
+            overrides.setdefault(section, {})[key] = getattr(args, dest)
+    if hasattr(args, "norm") or hasattr(args, "value_scale"):
+        if getattr(args, "norm", None) == "seed":
+            if hasattr(args, "value_scale"):
+                raise UserError("--norm seed fixes the value scale (0-255); drop --value-scale")
+            norm = NAMED["seed"]
+        else:
+            norm = successor_norm(getattr(args, "norm", "kinetics"), float(getattr(args, "value_scale", 1.0)))
+        overrides.setdefault("data", {})["input_norm"] = norm.to_dict()
+        overrides.setdefault("finetune", {})["input_norm_from_checkpoint"] = False
+    if hasattr(args, "lr_file"):
+        path = find_lr_file(args.lr_file, "", config.run.result_path)
+        optim = overrides.setdefault("optim", {})
+        optim.update(lr_scheduler="regimes", regimes=[list(vars(r).values()) for r in parse_lr_lua(path)],
+                     regimes_path=str(path))
+    config = merge(config, overrides, "the command line")
+    if config.data.n_channels != config.model.n_input_channels:
+        config = merge(config, {"model": {"n_input_channels": config.data.n_channels}}, "the command line")
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if args.print_config:
+        json.dump(config.to_dict(), sys.stdout, indent=2)
+        print()
+        return 0
+    from resnet3d.engine.trainer import run as run_training
+
+    return run_training(config)
