@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from resnet3d.cliargs import add_flag
 from resnet3d.errors import UserError

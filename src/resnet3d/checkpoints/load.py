@@ -199,7 +199,6 @@ def _load_torch7(path: Path) -> LoadedCheckpoint:
         except UserError as error:
             raise UserError(f"{path}: {error}") from None
         notes += mapping_notes
-    notes.append("input normalisation: the seed's, 0-255 minus the ActivityNet mean")
     return LoadedCheckpoint(
         path=path,
         source_format="torch7",

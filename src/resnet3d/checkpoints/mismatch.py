@@ -7,7 +7,7 @@ user gets the differing names and shapes side by side, then what the checkpoint 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, List, Mapping, Optional, Tuple
 
 import torch
 
