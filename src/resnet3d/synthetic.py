@@ -1,10 +1,14 @@
 """Small action data sets whose classes differ only by motion, in the originals' layouts.
 
 Each video shows a striped disc ("wheel") on a random smooth background with its own colours,
-size, start position and speed. The class is the motion: moving right / left / down / up,
-spinning clockwise / anticlockwise, moving down-right / up-left. Any single frame is a disc
-somewhere on a background, so no frame tells the class; reversing time turns every class into
-its partner (right <-> left, cw <-> ccw, ...). A model must use time to tell them apart.
+size, start position and speed. The class is the motion: moving down / up, growing / shrinking,
+moving right / left, spinning clockwise / anticlockwise. Any single frame is a disc somewhere on a
+background, so no frame tells the class; reversing time turns every class into its partner
+(down <-> up, grow <-> shrink, ...). A model must use time to tell them apart.
+
+The first four classes are also unchanged by a horizontal flip, so the originals' default
+``hflip`` augmentation keeps their labels right. Classes 5-8 (right/left, clockwise/anticlockwise)
+swap under a flip: train those with ``--no_hflip``.
 
 Written as the originals' users have their data: real JPEG folders (``image_%05d.jpg``, 1-based,
 plus the seed's ``n_frames`` file), real MP4 files (H.264 through PyAV when its FFmpeg has
@@ -29,16 +33,17 @@ import numpy as np
 from resnet3d.errors import UserError
 from resnet3d.fileio import atomic_write_json, atomic_write_text
 
-# (name, dx, dy, spin): unit motion per class; consecutive pairs are each other's time reversal
-MOTIONS: List[Tuple[str, float, float, float]] = [
-    ("move right", 1.0, 0.0, 0.0),
-    ("move left", -1.0, 0.0, 0.0),
-    ("move down", 0.0, 1.0, 0.0),
-    ("move up", 0.0, -1.0, 0.0),
-    ("spin clockwise", 0.0, 0.0, 1.0),
-    ("spin anticlockwise", 0.0, 0.0, -1.0),
-    ("move down right", 0.7071, 0.7071, 0.0),
-    ("move up left", -0.7071, -0.7071, 0.0),
+# (name, dx, dy, spin, zoom): unit motion per class; consecutive pairs are each other's time
+# reversal. The first four are unchanged by a horizontal flip.
+MOTIONS: List[Tuple[str, float, float, float, float]] = [
+    ("move down", 0.0, 1.0, 0.0, 0.0),
+    ("move up", 0.0, -1.0, 0.0, 0.0),
+    ("grow", 0.0, 0.0, 0.0, 1.0),
+    ("shrink", 0.0, 0.0, 0.0, -1.0),
+    ("move right", 1.0, 0.0, 0.0, 0.0),
+    ("move left", -1.0, 0.0, 0.0, 0.0),
+    ("spin clockwise", 0.0, 0.0, 1.0, 0.0),
+    ("spin anticlockwise", 0.0, 0.0, -1.0, 0.0),
 ]
 REVERSED = {MOTIONS[i][0]: MOTIONS[i ^ 1][0] for i in range(len(MOTIONS))}
 LAYOUTS = ("kinetics", "ucf101", "folder")
@@ -89,17 +94,23 @@ def render_video(
     ``noise`` is the standard deviation of the per-frame sensor noise (the static background
     texture is 3x that); it sets how hard the JPEGs are to compress and decode."""
     height, width = size
-    _, dx, dy, spin = MOTIONS[motion]
+    _, dx, dy, spin, zoom = MOTIONS[motion]
     background = _smooth_field(rng, height, width)
     background += rng.normal(0, 3 * noise, size=background.shape)  # static texture
-    radius = rng.uniform(0.16, 0.24) * min(height, width)
+    short = min(height, width)
+    if zoom:  # the radius sweeps from small to large (grow) or back (shrink)
+        small, large = rng.uniform(0.10, 0.15) * short, rng.uniform(0.25, 0.32) * short
+        radius0, radius1 = (small, large) if zoom > 0 else (large, small)
+    else:
+        radius0 = radius1 = rng.uniform(0.16, 0.24) * short
+    radius = max(radius0, radius1)
     colour_a = rng.uniform(0, 255, 3)
     colour_b = 255 - colour_a * rng.uniform(0.3, 0.9)
     wedges = int(rng.integers(3, 6))
     steps = max(1, n_frames - 1)
     # the room along the direction of motion: the width for horizontal moves, and so on
-    extent = min(width if dx else height, height if dy else width)
-    travel = rng.uniform(0.45, 0.75) * (extent - 2 * radius) if spin == 0 else 0.0
+    extent = width if dx else height
+    travel = rng.uniform(0.45, 0.75) * (extent - 2 * radius) if (dx or dy) else 0.0
     span_x, span_y = dx * travel, dy * travel
     cx0 = rng.uniform(radius + max(0, -span_x), width - radius - max(0, span_x))
     cy0 = rng.uniform(radius + max(0, -span_y), height - radius - max(0, span_y))
@@ -110,12 +121,13 @@ def render_video(
     for t in range(n_frames):
         cx = cx0 + span_x * t / steps
         cy = cy0 + span_y * t / steps
+        r = radius0 + (radius1 - radius0) * t / steps
         ox, oy = xx - cx, yy - cy
         dist = np.sqrt(ox * ox + oy * oy)
         theta = np.arctan2(oy, ox) - (angle0 + omega * t)
         stripes = (np.sin(theta * wedges) > 0)[..., None]
         disc = np.where(stripes, colour_a, colour_b)
-        inside = np.clip(radius + 0.5 - dist, 0, 1)[..., None]  # 1-pixel antialiased edge
+        inside = np.clip(r + 0.5 - dist, 0, 1)[..., None]  # 1-pixel antialiased edge
         frame = background * (1 - inside) + disc * inside
         if noise > 0:
             frame += rng.normal(0, noise, size=frame.shape)  # sensor noise, differs per frame
