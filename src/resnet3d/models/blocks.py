@@ -76,7 +76,7 @@ class ZeroPadShortcut(nn.Module):
 
     No parameters. The padding is made by ``F.pad``, so it has the input's device, dtype (bf16
     under autocast) and gradient; the successor built float32 zeros on the CPU or the default
-    CUDA device and cut the gradient with ``.data``.
+    CUDA device and cut the gradient with ``.data``. Outputs are the same.
     """
 
     def __init__(self, out_planes: int, stride: int) -> None:
@@ -85,7 +85,10 @@ class ZeroPadShortcut(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.avg_pool3d(x, kernel_size=1, stride=self.stride)  # (N, C, T', H', W')
+        # The successor's avg_pool3d(kernel_size=1, stride) is exactly this strided slice, which
+        # also works for bf16 on the CPU (avg_pool3d has no CPU bf16 kernel).
+        s = self.stride
+        out = x[:, :, ::s, ::s, ::s]  # (N, C, T', H', W')
         return F.pad(out, (0, 0, 0, 0, 0, 0, 0, self.out_planes - out.shape[1]))
 
     def extra_repr(self) -> str:
