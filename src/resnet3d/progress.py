@@ -38,6 +38,7 @@ class Progress:
         self.start = time.monotonic()
         self._last_draw = 0.0
         self._postfix = ""
+        self._drawn_count: Optional[int] = None
 
     def update(self, n: int = 1, **postfix: object) -> None:
         self.count += n
@@ -66,6 +67,7 @@ class Progress:
 
     def _draw(self, now: float) -> None:
         self._last_draw = now
+        self._drawn_count = self.count
         if not self.enabled:
             return
         if self.interactive:
@@ -76,7 +78,8 @@ class Progress:
 
     def close(self) -> None:
         if self.enabled:
-            self._draw(time.monotonic())
+            if self._drawn_count != self.count:  # the last update may already have drawn the final line
+                self._draw(time.monotonic())
             if self.interactive:
                 self.stream.write("\n")
                 self.stream.flush()
