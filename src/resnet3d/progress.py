@@ -36,7 +36,7 @@ class Progress:
         self.log_every = log_every if not self.interactive else 0.1
         self.count = 0
         self.start = time.monotonic()
-        self._last_draw = 0.0
+        self._last_draw = self.start
         self._postfix = ""
         self._drawn_count: Optional[int] = None
 
