@@ -9,7 +9,7 @@ and writes one results file (formats: ``resnet3d.engine.results``). How it runs:
 - the main process fills each model batch with views of several videos (the originals ran one
   video per batch, so short videos left the GPU mostly idle), normalises on the device, runs the
   model under bf16 autocast with channels_last_3d on CUDA, and keeps one batch in flight while
-  it books the previous one;
+  it books the previous one (``resnet3d.engine.scoring``);
 - each video's score is the mean of the softmax probabilities of its views (the successor's rule;
   the seed averaged log-probabilities, which we do not reproduce: docs/recognition.md);
 - finished videos go to the results file, rewritten atomically every ``save_every`` videos;
@@ -20,21 +20,21 @@ and writes one results file (formats: ``resnet3d.engine.results``). How it runs:
 """
 from __future__ import annotations
 
-import collections
-import contextlib
+import json
 import logging
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from resnet3d.engine import results as resultfiles
-from resnet3d.engine.windows import CROPS, ViewPlan, WindowDataset, group_units
+from resnet3d.engine.scoring import RowBatcher, Scorer, Tally, prepare_model, result_entry
+from resnet3d.engine.windows import ViewPlan, WindowDataset, group_units
 from resnet3d.errors import UserError
 from resnet3d.progress import Progress
 
@@ -55,7 +55,7 @@ class RecognitionOptions:
     top_k: int = 5
     batch_size: int = 32
     output: Optional[Path] = None  # None: <result_path>/<subset>[_video].json
-    resume: bool = False
+    resume: Optional[bool] = None  # None: continue only results of the same weights and settings
     overwrite: bool = False
     save_every: int = 100
     num_workers: int = 4
@@ -69,8 +69,9 @@ def options_from_config(config: Any, *, n_clips: int = 0, n_crops: int = 1, outp
     """The recognition settings of a run config (``config.inference`` must be set).
 
     ``n_clips`` > 0 replaces sliding windows with that many evenly spaced windows; ``n_crops`` 3
-    takes three crops along each frame's long side (multi-view testing). ``resume``/``overwrite``
-    default to the run's ``--resume``/``--overwrite``.
+    takes three crops along each frame's long side (multi-view testing). ``resume`` None continues
+    an earlier results file only if the same weights and settings produced it; ``overwrite``
+    defaults to the run's ``--overwrite``.
     """
     inference = config.inference
     if inference is None:
@@ -101,7 +102,7 @@ def options_from_config(config: Any, *, n_clips: int = 0, n_crops: int = 1, outp
     return RecognitionOptions(
         flavour=inference.flavour, subset=inference.subset, plan=plan, average=inference.average,
         top_k=inference.top_k, batch_size=batch, output=Path(output) if output else None,
-        resume=bool(run.resume) if resume is None else resume,
+        resume=resume,
         overwrite=bool(run.overwrite) if overwrite is None else overwrite,
         save_every=save_every, num_workers=data.num_workers, precision=run.precision,
         channels_last=run.channels_last,
@@ -128,211 +129,6 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
             raise UserError("--precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
         return torch.float16
     raise UserError(f"--precision {precision!r}: choose auto, bf16, fp16 or fp32")
-
-
-# -- running the model -------------------------------------------------------------------------
-
-
-class Scorer:
-    """uint8 views on the host -> per-view outputs on the host, one batch kept in flight on CUDA.
-
-    ``submit`` starts a batch and returns the batches that have finished (on CUDA, the previous
-    one: its results are copied to pinned memory behind the next batch's kernels, so the GPU
-    never waits while the host books results or assembles the next batch).
-    """
-
-    def __init__(self, model: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
-                 amp_dtype: Optional[torch.dtype] = None, softmax: bool = True,
-                 forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
-        self.model = model
-        self.transform = transform
-        self.device = device
-        self.amp_dtype = amp_dtype
-        self.softmax = softmax
-        self.forward = forward or model
-        self.calls = 0
-        self._pending: Deque[Tuple[Any, torch.Tensor, Any]] = collections.deque()
-
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def submit(self, rows: torch.Tensor, meta: Any) -> List[Tuple[torch.Tensor, Any]]:
-        cuda = self.device.type == "cuda"
-        with torch.inference_mode():
-            x = self.transform(rows.to(self.device, non_blocking=cuda))  # (N, C, T, H, W)
-            with self._autocast():
-                out = self.forward(x)
-            out = out.float()
-            if self.softmax:
-                out = torch.softmax(out, dim=1)
-            self.calls += 1
-            if not cuda:
-                return [(out, meta)]
-            host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
-            host.copy_(out, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
-        self._pending.append((event, host, meta))
-        ready = []
-        while len(self._pending) > 1:
-            ready.append(self._collect())
-        return ready
-
-    def _collect(self) -> Tuple[torch.Tensor, Any]:
-        event, host, meta = self._pending.popleft()
-        event.synchronize()
-        return host, meta
-
-    def drain(self) -> List[Tuple[torch.Tensor, Any]]:
-        return [self._collect() for _ in range(len(self._pending))]
-
-
-def prepare_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
-    model.to(device)
-    if channels_last and device.type == "cuda":
-        model.to(memory_format=torch.channels_last_3d)
-    return model.eval()
-
-
-# -- batches across videos ---------------------------------------------------------------------
-
-
-@dataclass
-class _Queue:
-    parts: Deque[Dict[str, torch.Tensor]] = field(default_factory=collections.deque)
-    rows: int = 0
-
-
-class RowBatcher:
-    """Fills batches of ``batch_size`` views from chunks of any videos (views of one shape per
-    batch: with ``nocrop``, videos of different aspect ratios go to different batches)."""
-
-    def __init__(self, batch_size: int, pin_memory: bool = False, max_buffered_batches: int = 4) -> None:
-        self.batch_size = batch_size
-        self.pin_memory = pin_memory
-        self.max_buffered = max_buffered_batches * batch_size
-        self.queues: Dict[Tuple[int, ...], _Queue] = {}
-
-    @property
-    def buffered(self) -> int:
-        return sum(q.rows for q in self.queues.values())
-
-    def add(self, unit: int, rows: torch.Tensor, window: torch.Tensor, segment: torch.Tensor) -> None:
-        queue = self.queues.setdefault(tuple(rows.shape[1:]), _Queue())
-        queue.parts.append({"rows": rows, "unit": torch.full((len(rows),), unit, dtype=torch.int64),
-                            "window": window, "segment": segment})
-        queue.rows += len(rows)
-
-    def batches(self, flush: bool = False) -> Iterator[Tuple[torch.Tensor, Dict[str, torch.Tensor]]]:
-        """Full batches; with ``flush`` (or too much buffered) the partial ones too."""
-        for shape in list(self.queues):
-            queue = self.queues[shape]
-            while queue.rows >= self.batch_size or (queue.rows and (flush or self.buffered > self.max_buffered)):
-                yield self._take(shape, queue, min(self.batch_size, queue.rows))
-            if not queue.rows:
-                del self.queues[shape]
-
-    def _take(self, shape: Tuple[int, ...], queue: _Queue, n: int) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        pieces: Dict[str, List[torch.Tensor]] = {"rows": [], "unit": [], "window": [], "segment": []}
-        needed = n
-        while needed:
-            part = queue.parts[0]
-            count = len(part["rows"])
-            if count <= needed:
-                queue.parts.popleft()
-                taken = part
-            else:
-                taken = {k: v[:needed] for k, v in part.items()}
-                queue.parts[0] = {k: v[needed:] for k, v in part.items()}
-                count = needed
-            for key in pieces:
-                pieces[key].append(taken[key])
-            needed -= count
-        queue.rows -= n
-        rows = torch.empty((n, *shape), dtype=torch.uint8, pin_memory=self.pin_memory)
-        torch.cat(pieces["rows"], out=rows)
-        meta = {key: torch.cat(pieces[key]) for key in ("unit", "window", "segment")}
-        return rows, meta
-
-
-# -- booking scores per video ------------------------------------------------------------------
-
-
-@dataclass
-class _UnitState:
-    expected: Optional[int] = None
-    received: int = 0
-    scored: int = 0
-    error: Optional[str] = None
-    total: Optional[torch.Tensor] = None  # sum of view scores (float64)
-    windows: Dict[int, List[Any]] = field(default_factory=dict)  # window -> [segment, sum, count]
-    bad_frames: int = 0
-
-
-class Tally:
-    """Per-video sums of view scores; says when a video is complete."""
-
-    def __init__(self, keep_windows: bool) -> None:
-        self.keep_windows = keep_windows
-        self.units: Dict[int, _UnitState] = {}
-
-    def state(self, unit: int) -> _UnitState:
-        return self.units.setdefault(unit, _UnitState())
-
-    def on_chunk(self, chunk: Dict[str, Any]) -> None:
-        state = self.state(int(chunk["unit"]))
-        state.expected = int(chunk["expected"])
-        state.received += len(chunk["rows"])
-        state.bad_frames += int(chunk.get("bad_frames", 0))
-
-    def on_error(self, unit: int, message: str) -> List[int]:
-        state = self.state(unit)
-        state.error = message
-        return [unit] if state.scored == state.received else []
-
-    def on_scores(self, scores: torch.Tensor, meta: Dict[str, torch.Tensor]) -> List[int]:
-        scores = scores.double().cpu()
-        units = meta["unit"].tolist()
-        finished = []
-        for unit in dict.fromkeys(units):
-            mask = meta["unit"] == unit
-            state = self.state(unit)
-            chosen = scores[mask]
-            total = chosen.sum(dim=0)
-            state.total = total if state.total is None else state.total + total
-            if self.keep_windows:
-                for window, segment, row in zip(meta["window"][mask].tolist(), meta["segment"][mask].tolist(), chosen):
-                    entry = state.windows.setdefault(window, [segment, torch.zeros_like(row), 0])
-                    entry[1] += row
-                    entry[2] += 1
-            state.scored += int(mask.sum())
-            if self.complete(state):
-                finished.append(unit)
-        return finished
-
-    @staticmethod
-    def complete(state: _UnitState) -> bool:
-        if state.error is not None:
-            return state.scored == state.received
-        return state.expected is not None and state.scored == state.expected
-
-    def pop(self, unit: int) -> _UnitState:
-        return self.units.pop(unit)
-
-
-def result_entry(state: _UnitState, class_names: Sequence[str], top_k: int, average: bool) -> Any:
-    """The JSON value of one video: its top-k list, or (no averaging) one list per window."""
-    if average:
-        mean = (state.total / max(state.scored, 1)).tolist()
-        return resultfiles.top_k(mean, class_names, top_k)
-    entries = []
-    for window in sorted(state.windows):
-        segment, total, count = state.windows[window]
-        entries.append({"segment": [int(segment[0]), int(segment[1])],
-                        "result": resultfiles.top_k((total / count).tolist(), class_names, top_k)})
-    return entries
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -364,24 +160,60 @@ def _check_model_takes(model: nn.Module, plan: ViewPlan) -> None:
                         "takes only square clips of its sample size. Use --inference_crop center")
 
 
-def _start_state(output: Path, options: RecognitionOptions, dist: Any) -> Tuple[Dict[str, Any], str]:
-    """Rank 0 decides what an earlier run left (resume, overwrite, or set aside) and tells the others."""
+def recognition_settings(model: nn.Module, options: RecognitionOptions, data: Any) -> Dict[str, Any]:
+    """What decides a results file's content: the weights and every setting of the views."""
+    plan = options.plan
+    return {
+        "weights": resultfiles.weights_digest(model),
+        "flavour": options.flavour, "subset": options.subset, "average": options.average, "top_k": options.top_k,
+        "scheme": plan.scheme, "stride": plan.stride, "n_clips": plan.n_clips, "crop": plan.crop,
+        "sample_size": plan.sample_size, "sample_duration": plan.sample_duration,
+        "sample_t_stride": data.sample_t_stride, "input_norm": data.input_norm.to_dict(),
+        "annotation_path": str(data.annotation_path), "video_path": str(data.video_path),
+        "file_type": data.file_type, "input_type": data.input_type,
+    }
+
+
+def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, Any],
+                 dist: Any) -> Tuple[Dict[str, Any], str]:
+    """Rank 0 decides what to do with what an earlier run left, and tells the other ranks.
+
+    - ``resume`` True: keep the earlier results (an error if they came from other weights or
+      settings); None (``resnet3d main``): keep them only if they came from the same weights and
+      settings, else start afresh; False: start afresh.
+    - Starting afresh keeps an earlier file as ``<name>.<n>.json`` unless ``overwrite``.
+    """
     state: Dict[str, Any] = {"results": {}, "errors": {}}
-    notes: List[str] = []
     if dist.is_main:
+        if options.resume and options.overwrite:
+            raise UserError("--resume keeps the earlier results and --overwrite replaces them: give one")
         partials = list(resultfiles.partial_paths(output))
-        if options.resume:
-            for path in ([output] if output.exists() else []) + partials:
-                earlier = resultfiles.read_existing(path)
-                state["results"].update(earlier["results"])
+        earlier = ([output] if output.exists() else []) + partials
+        stored = resultfiles.read_state(output)
+        changed = resultfiles.differences(stored, settings) if stored is not None else None
+        resume = options.resume
+        if resume and earlier and changed:
+            raise UserError(f"--resume: the results in {output} came from other {', '.join(changed)} than this run "
+                            "has; rerun with the same ones, or start over with --overwrite")
+        if resume is None:  # automatic: continue only what this very model and these views produced
+            resume = bool(earlier) and changed == [] and not options.overwrite
+        if resume:
+            for path in earlier:
+                state["results"].update(resultfiles.read_existing(path)["results"])
+            if stored is None and earlier:
+                print(f"resnet3d: --resume: {output} does not record the weights and settings that produced it; "
+                      "its results are kept as they are", file=sys.stderr, flush=True)
             if state["results"]:
-                notes.append(f"--resume: {len(state['results'])} videos already have results in {output}")
+                print(f"resnet3d: resuming: {len(state['results'])} videos already have results in {output}",
+                      file=sys.stderr, flush=True)
         elif output.exists() and not options.overwrite:
             moved = resultfiles.set_aside(output)
-            notes.append(f"{output} already existed: kept it as {moved.name} (pass --resume to continue it, "
-                         "--overwrite to replace it)")
-        for note in notes:
-            print(f"resnet3d: {note}", file=sys.stderr, flush=True)
+            print(f"resnet3d: {output} already existed: kept it as {moved.name} (pass --resume to continue it, "
+                  "--overwrite to replace it)", file=sys.stderr, flush=True)
+        if not resume:
+            for path in partials:  # shares of an earlier distributed run that is not continued
+                path.unlink(missing_ok=True)
+        resultfiles.write_state(output, settings)
     token = uuid.uuid4().hex
     if dist.distributed:
         from resnet3d.engine.distributed import broadcast_object
@@ -433,7 +265,7 @@ def run_recognition(
     labels = _class_names(class_names, annotation.class_names, n_outputs)
     _check_model_takes(model, options.plan)
 
-    state, token = _start_state(out_path, options, dist)
+    state, token = _start_state(out_path, options, recognition_settings(model, options, data), dist)
     done = set(state["results"])
     pending = [u for u in units if u.video_id not in done]
     mine = pending[dist.rank :: dist.world_size]
@@ -541,15 +373,11 @@ def _merge_shares(output: Path, options: RecognitionOptions, state: Dict[str, An
                 last_note = now
             time.sleep(poll_s)
     writer.save()
-    for path in resultfiles.partial_paths(output):
-        share = _read_share(path)
-        if share is None or share.get("token") == token or options.resume:
-            path.unlink(missing_ok=True)
+    for path in resultfiles.partial_paths(output):  # this run's shares, and earlier ones now merged
+        path.unlink(missing_ok=True)
 
 
 def _read_share(path: Path) -> Optional[Dict[str, Any]]:
-    import json
-
     try:
         with open(path, "r", encoding="utf-8") as handle:
             return json.load(handle)
@@ -557,5 +385,5 @@ def _read_share(path: Path) -> Optional[Dict[str, Any]]:
         return None
 
 
-__all__ = ["RecognitionOptions", "options_from_config", "run_recognition", "Scorer", "RowBatcher", "Tally",
-           "CROPS", "autocast_dtype", "prepare_model"]
+__all__ = ["RecognitionOptions", "options_from_config", "run_recognition", "recognition_settings", "autocast_dtype",
+           "output_path", "Scorer", "prepare_model"]

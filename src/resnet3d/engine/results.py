@@ -149,6 +149,45 @@ class ResultWriter:
         self._since_save = 0
 
 
+def state_path(output: Path) -> Path:
+    """The hidden file beside ``output`` that says which weights and settings produced it, so
+    that a run resumes only results that the same model and views would give again."""
+    return output.with_name(f".{output.name}.state.json")
+
+
+def weights_digest(model: Any) -> str:
+    """A digest of every parameter and buffer of ``model`` (names, shapes, bytes)."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def read_state(output: Path) -> Optional[Dict[str, Any]]:
+    try:
+        with open(state_path(output), "r", encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_state(output: Path, settings: Dict[str, Any]) -> None:
+    atomic_write_json(state_path(output), settings, indent=1)
+
+
+def differences(stored: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
+    """The settings that changed between the run that wrote a file and this one."""
+    keys = sorted(set(stored) | set(current))
+    return [key for key in keys if stored.get(key) != current.get(key)]
+
+
 def partial_path(output: Path, rank: int, world_size: int) -> Path:
     """Where process ``rank`` of ``world_size`` keeps its share during distributed recognition."""
     return output.with_name(f".{output.name}.rank{rank}of{world_size}.json")

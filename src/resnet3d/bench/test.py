@@ -1,0 +1,194 @@
+"""``resnet3d bench test``: per-video recognition videos/s, ours against the originals' scheme.
+
+Both sides recognise the same videos with the same model and the same windows (the seed's:
+every ``sample_duration`` frames, centre crop) and the same number of decoding workers:
+
+- baseline: the originals' scheme, one video per batch. A worker returns all windows of one
+  video as float tensors made frame by frame (PIL open + convert, resize of the short side,
+  centre crop, ToTensor, Normalize), and the model runs in fp32 on that video's windows alone;
+- ours: ``resnet3d.engine.predict.run_recognition``: uint8 views decoded once at the smallest
+  DCT scale, batches filled across videos, normalisation on the device, bf16 autocast and
+  channels_last_3d on CUDA, one batch in flight.
+
+Without ``--video_path`` a synthetic Kinetics-like data set is generated (240x320 JPEG frames by
+default). Prints one JSON line per side; ours carries ``speedup`` and ``top1_agreement`` (the
+share of videos whose top-1 label both sides agree on).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from resnet3d.bench.common import emit
+from resnet3d.cliargs import add_flag
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--video_path", default=None, help="frame folders (default: a generated synthetic set)")
+    parser.add_argument("--annotation_path", default=None, help="annotation JSON (with --video_path)")
+    parser.add_argument("--dataset", default="kinetics")
+    add_flag(parser, "--subset", default="validation")
+    add_flag(parser, "--synthetic-dir", default=None,
+             help="where to generate (or reuse) the synthetic data set (default: a temporary folder)")
+    add_flag(parser, "--videos", type=int, default=24, help="synthetic videos")
+    add_flag(parser, "--frames", type=int, default=64, help="frames per synthetic video")
+    add_flag(parser, "--height", type=int, default=240, help="synthetic frame height")
+    add_flag(parser, "--width", type=int, default=320, help="synthetic frame width")
+    parser.add_argument("--model", default="resnet")
+    parser.add_argument("--model_depth", type=int, default=18)
+    parser.add_argument("--n_classes", type=int, default=400)
+    parser.add_argument("--sample_size", type=int, default=112)
+    parser.add_argument("--sample_duration", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=32, help="views per batch (ours)")
+    parser.add_argument("--n_threads", type=int, default=4, help="decoding workers (both sides)")
+    add_flag(parser, "--device", default="auto", choices=("auto", "cuda", "cpu"))
+    add_flag(parser, "--precision", default="auto", choices=("auto", "bf16", "fp32"), help="ours (the baseline is fp32)")
+    add_flag(parser, "--no-baseline", action="store_true", help="measure ours only")
+
+
+class OneVideoBaseline(torch.utils.data.Dataset):
+    """All windows of one video as float (W, C, T, H, W), built frame by frame in PIL and float."""
+
+    def __init__(self, folders: List[str], n_frames: List[int], size: int, duration: int, norm) -> None:
+        self.folders = folders
+        self.n_frames = n_frames
+        self.size = size
+        self.duration = duration
+        self.mean = torch.tensor(norm.mean).view(3, 1, 1)
+        self.std = torch.tensor(norm.std).view(3, 1, 1)
+        self.scale = norm.value_scale
+
+    def __len__(self) -> int:
+        return len(self.folders)
+
+    def _frame(self, folder: str, index: int) -> torch.Tensor:
+        from PIL import Image
+
+        with Image.open(os.path.join(folder, f"image_{index:05d}.jpg")) as image:
+            image = image.convert("RGB")
+            width, height = image.size
+            if width < height:
+                image = image.resize((self.size, int(self.size * height / width)), Image.BILINEAR)
+            else:
+                image = image.resize((int(self.size * width / height), self.size), Image.BILINEAR)
+            width, height = image.size
+            x0, y0 = int(round((width - self.size) / 2)), int(round((height - self.size) / 2))
+            image = image.crop((x0, y0, x0 + self.size, y0 + self.size))
+            tensor = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float().div(255) * self.scale
+        return (tensor - self.mean) / self.std
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        from resnet3d.data import temporal
+
+        n = self.n_frames[index]
+        frames = list(range(1, n + 1))
+        clips = []
+        for start in temporal.sliding_starts(n, self.duration, self.duration, full_only=True):
+            window = temporal.window(frames, start, self.duration)
+            clips.append(torch.stack([self._frame(self.folders[index], i) for i in window], dim=1))  # (C, T, H, W)
+        return torch.stack(clips)
+
+
+def _dataset(args: argparse.Namespace) -> Tuple[str, str, str]:
+    """(video_path, annotation_path, dataset) of the data set to recognise."""
+    if args.video_path:
+        if not args.annotation_path:
+            raise SystemExit("bench test: --video_path needs --annotation_path")
+        return args.video_path, args.annotation_path, args.dataset
+    from resnet3d.synthetic import make_action_dataset
+
+    root = Path(args.synthetic_dir or tempfile.mkdtemp(prefix="resnet3d-bench-test-"))
+    annotation = root / "annotation.json"
+    if not annotation.exists():
+        make_action_dataset(str(root), n_classes=8, videos_per_class=max(2, -(-args.videos // 8) * 2),
+                            n_frames=args.frames, size=(args.height, args.width), fmt="jpg", val_share=0.5)
+    return str(root / "jpg"), str(annotation), "kinetics"
+
+
+def _baseline(model, videos, data, device: torch.device, workers: int) -> Tuple[float, Dict[str, int]]:
+    """Seconds and top-1 class per video of the one-video-per-batch scheme."""
+    from resnet3d.data.dataset import VideoDataset
+
+    ranges = VideoDataset(videos, [], data, train=False, sampling="center")
+    n_frames = [ranges.frame_range(i)[1] - 1 for i in range(len(videos))]
+    dataset = OneVideoBaseline([v.path for v in videos], n_frames, data.sample_size, data.sample_duration,
+                               data.input_norm)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers,
+                                         pin_memory=device.type == "cuda")
+    top1: Dict[str, int] = {}
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for video, clips in zip(videos, loader):
+            scores = torch.softmax(model(clips.to(device)), dim=1).mean(dim=0)
+            top1[video.key] = int(scores.argmax())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, top1
+
+
+def run(args: argparse.Namespace) -> int:
+    from resnet3d.commands.test import resolve_device
+    from resnet3d.config import Config, InferenceConfig, RunConfig
+    from resnet3d.data import DataConfig
+    from resnet3d.data.dataset import resolve_videos
+    from resnet3d.engine.predict import prepare_model, run_recognition
+    from resnet3d.engine.results import result_names
+    from resnet3d.models import create_model
+
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    video_path, annotation_path, dataset = _dataset(args)
+    data = DataConfig(dataset=dataset, video_path=video_path, annotation_path=annotation_path,
+                      sample_size=args.sample_size, sample_duration=args.sample_duration, num_workers=args.n_threads)
+    videos, _, _ = resolve_videos(data, args.subset)
+    torch.manual_seed(0)
+    model = create_model(args.model, args.model_depth, n_classes=args.n_classes,
+                         **({"sample_size": args.sample_size, "sample_duration": args.sample_duration}
+                            if args.model == "c3d" else {}))
+    prepare_model(model, device, channels_last=False)
+    names = [str(i) for i in range(args.n_classes)]
+    base = {"what": "test", "videos": len(videos), "model": f"{args.model}-{args.model_depth}",
+            "clip": f"{args.sample_duration}x{args.sample_size}x{args.sample_size}", "device": str(device),
+            "n_threads": args.n_threads}
+    # warm-up both batch shapes (cuDNN autotuning, first allocations) outside the timings
+    with torch.inference_mode():
+        warm = torch.zeros(args.batch_size, 3, args.sample_duration, args.sample_size, args.sample_size, device=device)
+        model(warm[:2])
+    baseline_top1: Optional[Dict[str, int]] = None
+    baseline_rate = None
+    if not args.no_baseline:
+        seconds, baseline_top1 = _baseline(model, videos, data, device, args.n_threads)
+        baseline_rate = len(videos) / seconds
+        emit({**base, "baseline": True, "scheme": "one video per batch, PIL + float per frame, fp32",
+              "seconds": round(seconds, 3), "videos_per_s": round(baseline_rate, 3)})
+    with tempfile.TemporaryDirectory(prefix="resnet3d-bench-test-out-") as out:
+        # flavour "seed": the seed's windows (full windows every sample_duration frames), as the baseline's
+        config = Config(data=data, run=RunConfig(result_path=out, batch_size=args.batch_size, precision=args.precision),
+                        inference=InferenceConfig(flavour="seed", subset=args.subset, stride=args.sample_duration,
+                                                  crop="center", top_k=1, batch_size=args.batch_size))
+        start = time.perf_counter()
+        summary = run_recognition(config, model=model, device=device, class_names=names, overwrite=True,
+                                  show_progress=False, announce=False)
+        seconds = time.perf_counter() - start
+        with open(summary["output"], "r", encoding="utf-8") as handle:
+            ours = {k: int(v[0]["label"]) for k, v in json.load(handle)["results"].items()}
+    rate = len(videos) / seconds
+    record = {**base, "baseline": False, "scheme": "batches across videos, uint8 to the device, "
+              + ("bf16 autocast + channels_last_3d" if device.type == "cuda" and args.precision != "fp32" else "fp32"),
+              "seconds": round(seconds, 3), "videos_per_s": round(rate, 3), "batch_size": args.batch_size}
+    if baseline_rate:
+        record["speedup"] = round(rate / baseline_rate, 2)
+        result_id = result_names([v.key for v in videos], "seed")
+        agree = [ours.get(result_id[key]) == value for key, value in (baseline_top1 or {}).items()]
+        record["top1_agreement"] = round(sum(agree) / max(1, len(agree)), 3)
+    emit(record)
+    return 0

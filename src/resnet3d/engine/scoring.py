@@ -1,0 +1,225 @@
+"""Scoring views in batches filled across videos, and booking the scores per video.
+
+- ``Scorer``: uint8 views on the host -> model outputs on the host; on CUDA it keeps one batch in
+  flight, so the GPU never waits while the host books results or assembles the next batch.
+- ``RowBatcher``: fills batches of a fixed size from chunks of any videos (the originals ran one
+  video per batch).
+- ``Tally``: per-video sums of view scores (and per-window ones for per-segment output); says
+  when a video is complete, including one that failed midway.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from resnet3d.engine import results as resultfiles
+
+
+# -- running the model -------------------------------------------------------------------------
+
+
+class Scorer:
+    """uint8 views on the host -> per-view outputs on the host, one batch kept in flight on CUDA.
+
+    ``submit`` starts a batch and returns the batches that have finished (on CUDA, the previous
+    one: its results are copied to pinned memory behind the next batch's kernels, so the GPU
+    never waits while the host books results or assembles the next batch).
+    """
+
+    def __init__(self, model: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+                 amp_dtype: Optional[torch.dtype] = None, softmax: bool = True,
+                 forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
+        self.model = model
+        self.transform = transform
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.softmax = softmax
+        self.forward = forward or model
+        self.calls = 0
+        self._pending: Deque[Tuple[Any, torch.Tensor, Any]] = collections.deque()
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def submit(self, rows: torch.Tensor, meta: Any) -> List[Tuple[torch.Tensor, Any]]:
+        cuda = self.device.type == "cuda"
+        with torch.inference_mode():
+            x = self.transform(rows.to(self.device, non_blocking=cuda))  # (N, C, T, H, W)
+            with self._autocast():
+                out = self.forward(x)
+            out = out.float()
+            if self.softmax:
+                out = torch.softmax(out, dim=1)
+            self.calls += 1
+            if not cuda:
+                return [(out, meta)]
+            host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+            host.copy_(out, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        self._pending.append((event, host, meta))
+        ready = []
+        while len(self._pending) > 1:
+            ready.append(self._collect())
+        return ready
+
+    def _collect(self) -> Tuple[torch.Tensor, Any]:
+        event, host, meta = self._pending.popleft()
+        event.synchronize()
+        return host, meta
+
+    def drain(self) -> List[Tuple[torch.Tensor, Any]]:
+        return [self._collect() for _ in range(len(self._pending))]
+
+
+def prepare_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    model.to(device)
+    if channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last_3d)
+    return model.eval()
+
+
+# -- batches across videos ---------------------------------------------------------------------
+
+
+@dataclass
+class _Queue:
+    parts: Deque[Dict[str, torch.Tensor]] = field(default_factory=collections.deque)
+    rows: int = 0
+
+
+class RowBatcher:
+    """Fills batches of ``batch_size`` views from chunks of any videos (views of one shape per
+    batch: with ``nocrop``, videos of different aspect ratios go to different batches)."""
+
+    def __init__(self, batch_size: int, pin_memory: bool = False, max_buffered_batches: int = 4) -> None:
+        self.batch_size = batch_size
+        self.pin_memory = pin_memory
+        self.max_buffered = max_buffered_batches * batch_size
+        self.queues: Dict[Tuple[int, ...], _Queue] = {}
+
+    @property
+    def buffered(self) -> int:
+        return sum(q.rows for q in self.queues.values())
+
+    def add(self, unit: int, rows: torch.Tensor, window: torch.Tensor, segment: torch.Tensor) -> None:
+        queue = self.queues.setdefault(tuple(rows.shape[1:]), _Queue())
+        queue.parts.append({"rows": rows, "unit": torch.full((len(rows),), unit, dtype=torch.int64),
+                            "window": window, "segment": segment})
+        queue.rows += len(rows)
+
+    def batches(self, flush: bool = False) -> Iterator[Tuple[torch.Tensor, Dict[str, torch.Tensor]]]:
+        """Full batches; with ``flush`` (or too much buffered) the partial ones too."""
+        for shape in list(self.queues):
+            queue = self.queues[shape]
+            while queue.rows >= self.batch_size or (queue.rows and (flush or self.buffered > self.max_buffered)):
+                yield self._take(shape, queue, min(self.batch_size, queue.rows))
+            if not queue.rows:
+                del self.queues[shape]
+
+    def _take(self, shape: Tuple[int, ...], queue: _Queue, n: int) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        pieces: Dict[str, List[torch.Tensor]] = {"rows": [], "unit": [], "window": [], "segment": []}
+        needed = n
+        while needed:
+            part = queue.parts[0]
+            count = len(part["rows"])
+            if count <= needed:
+                queue.parts.popleft()
+                taken = part
+            else:
+                taken = {k: v[:needed] for k, v in part.items()}
+                queue.parts[0] = {k: v[needed:] for k, v in part.items()}
+                count = needed
+            for key in pieces:
+                pieces[key].append(taken[key])
+            needed -= count
+        queue.rows -= n
+        rows = torch.empty((n, *shape), dtype=torch.uint8, pin_memory=self.pin_memory)
+        torch.cat(pieces["rows"], out=rows)
+        meta = {key: torch.cat(pieces[key]) for key in ("unit", "window", "segment")}
+        return rows, meta
+
+
+# -- booking scores per video ------------------------------------------------------------------
+
+
+@dataclass
+class _UnitState:
+    expected: Optional[int] = None
+    received: int = 0
+    scored: int = 0
+    error: Optional[str] = None
+    total: Optional[torch.Tensor] = None  # sum of view scores (float64)
+    windows: Dict[int, List[Any]] = field(default_factory=dict)  # window -> [segment, sum, count]
+    bad_frames: int = 0
+
+
+class Tally:
+    """Per-video sums of view scores; says when a video is complete."""
+
+    def __init__(self, keep_windows: bool) -> None:
+        self.keep_windows = keep_windows
+        self.units: Dict[int, _UnitState] = {}
+
+    def state(self, unit: int) -> _UnitState:
+        return self.units.setdefault(unit, _UnitState())
+
+    def on_chunk(self, chunk: Dict[str, Any]) -> None:
+        state = self.state(int(chunk["unit"]))
+        state.expected = int(chunk["expected"])
+        state.received += len(chunk["rows"])
+        state.bad_frames += int(chunk.get("bad_frames", 0))
+
+    def on_error(self, unit: int, message: str) -> List[int]:
+        state = self.state(unit)
+        state.error = message
+        return [unit] if state.scored == state.received else []
+
+    def on_scores(self, scores: torch.Tensor, meta: Dict[str, torch.Tensor]) -> List[int]:
+        scores = scores.double().cpu()
+        units = meta["unit"].tolist()
+        finished = []
+        for unit in dict.fromkeys(units):
+            mask = meta["unit"] == unit
+            state = self.state(unit)
+            chosen = scores[mask]
+            total = chosen.sum(dim=0)
+            state.total = total if state.total is None else state.total + total
+            if self.keep_windows:
+                for window, segment, row in zip(meta["window"][mask].tolist(), meta["segment"][mask].tolist(), chosen):
+                    entry = state.windows.setdefault(window, [segment, torch.zeros_like(row), 0])
+                    entry[1] += row
+                    entry[2] += 1
+            state.scored += int(mask.sum())
+            if self.complete(state):
+                finished.append(unit)
+        return finished
+
+    @staticmethod
+    def complete(state: _UnitState) -> bool:
+        if state.error is not None:
+            return state.scored == state.received
+        return state.expected is not None and state.scored == state.expected
+
+    def pop(self, unit: int) -> _UnitState:
+        return self.units.pop(unit)
+
+
+def result_entry(state: _UnitState, class_names: Sequence[str], top_k: int, average: bool) -> Any:
+    """The JSON value of one video: its top-k list, or (no averaging) one list per window."""
+    if average:
+        mean = (state.total / max(state.scored, 1)).tolist()
+        return resultfiles.top_k(mean, class_names, top_k)
+    entries = []
+    for window in sorted(state.windows):
+        segment, total, count = state.windows[window]
+        entries.append({"segment": [int(segment[0]), int(segment[1])],
+                        "result": resultfiles.top_k((total / count).tolist(), class_names, top_k)})
+    return entries

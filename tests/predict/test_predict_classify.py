@@ -1,0 +1,133 @@
+"""``resnet3d classify`` (and ``--overlay``) on generated MP4s, and ``resnet3d test`` from checkpoints."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from predict_helpers import DURATION
+
+from resnet3d.classify.clips import clip_starts, video_clips
+from resnet3d.cli import main
+from resnet3d.synthetic import render_video, write_mp4
+
+
+@pytest.fixture(scope="module")
+def clips_dir(tmp_path_factory):
+    """Three MP4s of 20, 13 and 5 frames (48x64), plus a file that is not a video."""
+    root = tmp_path_factory.mktemp("own-videos")
+    rng = np.random.default_rng(1)
+    for name, frames, motion in (("a.mp4", 20, 0), ("sub/b.mp4", 13, 1), ("c.mp4", 5, 2)):
+        write_mp4(root / name, render_video(motion, frames, (48, 64), rng), fps=24)
+    (root / "broken.mp4").write_bytes(b"not a video at all" * 20)
+    return root
+
+
+def _decode(path):
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        return frames, float(stream.average_rate)
+
+
+def test_clip_starts_and_segments_with_loop_padding(clips_dir):
+    assert clip_starts(20, 8, 8) == [1, 9, 17]
+    assert clip_starts(16, 8, 8) == [1, 9]
+    assert clip_starts(20, 8, 4) == [1, 5, 9, 13]
+    assert clip_starts(5, 8, 8) == [1]
+    clips = list(video_clips(str(clips_dir / "a.mp4"), 32, 8))
+    assert [segment for segment, _ in clips] == [(1, 8), (9, 16), (17, 20)]
+    last = clips[-1][1]
+    assert last.shape == (8, 32, 32, 3)
+    assert (last[4] == last[0]).all() and not (last[1] == last[0]).all()  # 17 18 19 20 17 18 19 20
+    strided = list(video_clips(str(clips_dir / "a.mp4"), 32, 8, stride=4))
+    assert [segment for segment, _ in strided] == [(1, 8), (5, 12), (9, 16), (13, 20)]
+
+
+def test_score_mode_json_with_our_checkpoint_needs_no_model_flags(clips_dir, our_checkpoint, motion, tmp_path):
+    out = tmp_path / "labels.json"
+    status = main(["classify", str(clips_dir), "--model", str(our_checkpoint), "--output", str(out)])
+    assert status == 0
+    records = json.loads(out.read_text())
+    assert [Path(r["video"]).name for r in records] == ["a.mp4", "broken.mp4", "c.mp4", "b.mp4"]
+    by_name = {Path(r["video"]).name: r for r in records}
+    assert "error" in by_name["broken.mp4"] and by_name["broken.mp4"]["clips"] == []
+    assert [c["segment"] for c in by_name["a.mp4"]["clips"]] == [[1, 8], [9, 16], [17, 20]]
+    assert [c["segment"] for c in by_name["b.mp4"]["clips"]] == [[1, 8], [9, 13]]
+    assert [c["segment"] for c in by_name["c.mp4"]["clips"]] == [[1, 5]]
+    for record in (by_name["a.mp4"], by_name["b.mp4"]):
+        for clip in record["clips"]:
+            assert sorted(clip) == ["label", "scores", "segment"] and len(clip["scores"]) == 4
+            assert sum(clip["scores"]) == pytest.approx(1.0, abs=1e-5)
+            assert clip["label"] == motion.class_names[int(np.argmax(clip["scores"]))]
+
+
+def test_feature_mode_jsonl_streams_one_video_per_line(clips_dir, our_checkpoint, tmp_path):
+    out = tmp_path / "features.jsonl"
+    status = main(["classify", str(clips_dir / "a.mp4"), str(clips_dir / "c.mp4"), "--model", str(our_checkpoint),
+                   "--mode", "feature", "--output", str(out)])
+    assert status == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2
+    first = json.loads(lines[0])
+    assert first["video"].endswith("a.mp4") and len(first["clips"]) == 3
+    assert sorted(first["clips"][0]) == ["features", "segment"] and len(first["clips"][0]["features"]) == 512
+
+
+def test_overlay_copies_each_video_with_labels_drawn(clips_dir, our_checkpoint, tmp_path):
+    out, overlay = tmp_path / "labels.json", tmp_path / "overlay"
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(our_checkpoint), "--output", str(out),
+                 "--overlay", str(overlay)]) == 0
+    original, fps = _decode(clips_dir / "a.mp4")
+    copied, copied_fps = _decode(overlay / "a.mp4")
+    assert len(copied) == len(original) == 20 and copied_fps == pytest.approx(fps)
+    for before, after in zip(original, copied):
+        caption = np.abs(after[:8, :30].astype(int) - before[:8, :30]).mean()
+        rest = np.abs(after[32:, 32:].astype(int) - before[32:, 32:]).mean()
+        assert caption > 20 > rest * 2  # text and box drawn top left; elsewhere only coding noise
+
+
+def test_companion_command_line_and_no_silent_overwrite(clips_dir, successor_checkpoint, motion, tmp_path, capsys):
+    listing = tmp_path / "input"
+    listing.write_text("a.mp4\nsub/b.mp4\n")
+    labels = tmp_path / "class_names_list"
+    labels.write_text("\n".join(motion.class_names) + "\n")
+    out = tmp_path / "output.json"
+    args = ["classify", "--input", str(listing), "--video_root", str(clips_dir), "--model", str(successor_checkpoint),
+            "--mode", "score", "--output", str(out), "--labels", str(labels), "--sample_size", "32",
+            "--sample_duration", str(DURATION), "--model_name", "resnet", "--model_depth", "10"]
+    assert main(args) == 0
+    records = json.loads(out.read_text())
+    assert [r["video"] for r in records] == ["a.mp4", "sub/b.mp4"]
+    assert {c["label"] for r in records for c in r["clips"]} <= set(motion.class_names)
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    # the wrong architecture flag is refused with the mismatch explained
+    assert main(args[:-4] + ["--model_depth", "18", "--overwrite"]) == 2
+
+
+def test_test_command_from_our_checkpoint_then_evaluate(motion, our_checkpoint, tmp_path, capsys):
+    status = main(["test", "--weights", str(our_checkpoint), "--video_path", motion.jpg_path,
+                   "--annotation_path", motion.annotation_path, "--subset", "val", "--result_path", str(tmp_path),
+                   "--n_threads", "0", "--quiet", "--format", "seed"])
+    assert status == 0
+    doc = json.loads((tmp_path / "val_video.json").read_text())
+    assert len(doc["results"]) == 4 and all(len(v) == 4 for v in doc["results"].values())
+    assert main(["evaluate", motion.annotation_path, str(tmp_path / "val_video.json"), "--subset", "val"]) == 0
+    assert "subset validation: 4 videos, 4 with a result" in capsys.readouterr().out
+
+
+def test_test_command_successor_checkpoint_with_flags_and_multi_view(motion, successor_checkpoint, tmp_path):
+    out = tmp_path / "views.json"
+    status = main(["test", "--weights", str(successor_checkpoint), "--video_path", motion.video_path,
+                   "--file_type", "video", "--annotation_path", motion.annotation_path, "--subset", "validation",
+                   "--output", str(out), "--n_threads", "0", "--quiet", "--sample_size", "32",
+                   "--sample_duration", str(DURATION), "--clips", "2", "--crops", "3", "--top-k", "1",
+                   "--labels", motion.annotation_path])
+    assert status == 0
+    results = json.loads(out.read_text())["results"]
+    assert len(results) == 4 and all(len(v) == 1 and v[0]["label"] in motion.class_names for v in results.values())

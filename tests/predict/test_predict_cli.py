@@ -1,0 +1,55 @@
+"""The originals' command lines through ``resnet3d main``, and ``resnet3d bench test``."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from predict_helpers import DURATION, SIZE
+
+from resnet3d.cli import main
+from resnet3d.engine.results import youtube_id
+
+
+def _common(motion, result_path):
+    return ["--video_path", motion.jpg_path, "--annotation_path", motion.annotation_path,
+            "--result_path", str(result_path), "--no_train", "--no_val", "--sample_size", str(SIZE),
+            "--sample_duration", str(DURATION), "--n_threads", "0", "--batch_size", "4", "--no_cuda"]
+
+
+@pytest.mark.slow
+def test_seed_test_video_command_line(motion, our_checkpoint, tmp_path):
+    status = main(["main", *_common(motion, tmp_path), "--test_video", "--test_subset", "val",
+                   "--resume_path", str(our_checkpoint)])
+    assert status == 0
+    doc = json.loads((tmp_path / "val_video.json").read_text())
+    assert list(doc) == ["version", "results", "external_data"]
+    val = [v for v in motion.videos if v["subset"] == "validation"]
+    assert set(doc["results"]) == {youtube_id(v["key"]) for v in val}
+    assert all(len(entries) == 4 for entries in doc["results"].values())  # top 10 of 4 classes
+
+
+@pytest.mark.slow
+def test_successor_inference_command_line(motion, successor_checkpoint, tmp_path):
+    status = main(["main", *_common(motion, tmp_path), "--inference", "--inference_subset", "val",
+                   "--inference_stride", "8", "--inference_no_average", "--output_topk", "2", "--n_classes", "4",
+                   "--pretrain_path", str(successor_checkpoint)])
+    assert status == 0
+    doc = json.loads((tmp_path / "val.json").read_text())
+    assert list(doc) == ["results"]
+    for windows in doc["results"].values():
+        assert [w["segment"] for w in windows] == [[1, 9], [9, 17], [17, 21]]
+        assert all(len(w["result"]) == 2 for w in windows)
+
+
+@pytest.mark.slow
+def test_bench_test_prints_both_sides(tmp_path, capsys):
+    status = main(["bench", "test", "--synthetic-dir", str(tmp_path / "data"), "--videos", "4", "--frames", "12",
+                   "--height", "32", "--width", "40", "--model_depth", "10", "--n_classes", "8", "--sample_size", "32",
+                   "--sample_duration", "8", "--n_threads", "0", "--batch_size", "8", "--device", "cpu"])
+    assert status == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [line["baseline"] for line in lines] == [True, False]
+    ours = lines[1]
+    assert ours["what"] == "test" and ours["videos"] == lines[0]["videos"] >= 4
+    assert ours["speedup"] > 0 and 0.0 <= ours["top1_agreement"] <= 1.0
