@@ -5,7 +5,9 @@ DCT scale covering the crop, one resize for the whole clip, uint8 out; normalisa
 the device). ``--baseline`` also runs, in the same process and on the same clips, what the
 successor's training loader does per frame: PIL open + convert('RGB'), crop + resize in PIL, flip,
 ToTensor (float), Normalize, then stack. Both go through a DataLoader with ``--n_threads``
-workers; per-core figures divide by the number of decoding processes (workers, or 1 for 0).
+workers. Per-core figures divide the clips by the CPU seconds the decoding processes (the main
+process and its workers) actually used, read from the OS, so other load on the machine does not
+lower them; where that cannot be read they fall back to wall time / workers.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import argparse
 import os
 import random
 import time
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -92,34 +94,72 @@ class SuccessorBaseline(torch.utils.data.Dataset):
         return torch.stack(clip, 0).permute(1, 0, 2, 3), self.ours.videos[video_index].target
 
 
-def _time_once(loader, n_batches: int, epoch: int, baseline: bool) -> Tuple[float, int]:
-    """Seconds and clips for ``n_batches`` batches, after one warm-up batch."""
+def _worker_cpu_seconds(iterator) -> Optional[float]:
+    """CPU seconds (user + system) used so far by the iterator's worker processes (Linux /proc)."""
+    workers = getattr(iterator, "_workers", None) or []
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for worker in workers:
+        try:
+            with open(f"/proc/{worker.pid}/stat", "r") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def _cpu_seconds(iterator) -> Optional[float]:
+    workers = _worker_cpu_seconds(iterator)
+    return None if workers is None else workers + time.process_time()
+
+
+def _add(total: Optional[float], start: Optional[float], end: Optional[float]) -> Optional[float]:
+    if total is None or start is None or end is None:
+        return None
+    return total + (end - start)
+
+
+def _time_once(loader, n_batches: int, epoch: int, baseline: bool) -> Tuple[float, Optional[float], int]:
+    """Wall seconds, CPU seconds (all decoding processes) and clips for ``n_batches`` batches,
+    after one warm-up batch."""
     set_epoch(loader, epoch)
     iterator = iter(loader)
     next(iterator)  # warm-up: worker start, first file opens
     n_clips = 0
+    cpu_used: Optional[float] = 0.0
+    cpu_start = _cpu_seconds(iterator)
     start = time.perf_counter()
     for _ in range(n_batches):
         try:
             batch = next(iterator)
-        except StopIteration:  # a small data set: go round again
+        except StopIteration:  # a small data set: go round again, counting the CPU time so far
+            cpu_used = _add(cpu_used, cpu_start, _cpu_seconds(iterator))
             set_epoch(loader, epoch + 1000)
             iterator = iter(loader)
+            cpu_start = _cpu_seconds(iterator)
             batch = next(iterator)
         clips = batch[0] if baseline else batch["clip"]
         n_clips += clips.shape[0]
-    return time.perf_counter() - start, n_clips
+    seconds = time.perf_counter() - start
+    cpu = _add(cpu_used, cpu_start, _cpu_seconds(iterator))
+    return seconds, cpu, n_clips
 
 
-def _record(seconds: float, n_clips: int, args, baseline: bool) -> dict:
+def _record(seconds: float, cpu: Optional[float], n_clips: int, args, baseline: bool) -> dict:
+    """One JSON line. Per-core figures use the CPU time the decoding processes really used when it
+    could be read (robust to other load on the machine), else wall time divided by the workers."""
     cores = max(1, args.n_threads)
     rate = n_clips / seconds
+    per_core = n_clips / cpu if cpu else rate / cores
     return {
         "what": "loader",
         "baseline": baseline,
         "clips_per_s": round(rate, 2),
-        "clips_per_s_per_core": round(rate / cores, 2),
-        "frames_per_s_per_core": round(rate * args.sample_duration / cores, 1),
+        "clips_per_s_per_core": round(per_core, 2),
+        "frames_per_s_per_core": round(per_core * args.sample_duration, 1),
+        "per_core_from": "cpu_time" if cpu else "wall_time",
+        "cpu_seconds": round(cpu, 3) if cpu else None,
         "n_clips": n_clips,
         "seconds": round(seconds, 3),
         "n_threads": args.n_threads,
@@ -160,10 +200,11 @@ def run(args: argparse.Namespace) -> int:
     best: dict = {}
     for attempt in range(max(1, args.repeat)):  # interleaved, so both sides see the same machine load
         for name, _, is_baseline in sides:
-            seconds, n_clips = _time_once(loaders[name], args.n_batches, attempt, is_baseline)
-            if name not in best or seconds / n_clips < best[name][0] / best[name][1]:
-                best[name] = (seconds, n_clips)
-    records = {name: _record(*best[name], args, is_baseline) for name, _, is_baseline in sides}
+            seconds, cpu, n_clips = _time_once(loaders[name], args.n_batches, attempt, is_baseline)
+            cost = (cpu if cpu else seconds) / n_clips
+            if name not in best or cost < best[name][0]:
+                best[name] = (cost, seconds, cpu, n_clips)
+    records = {name: _record(*best[name][1:], args, is_baseline) for name, _, is_baseline in sides}
     if "baseline" in records:
         emit(records["baseline"])
         records["ours"]["speedup_per_core"] = round(
