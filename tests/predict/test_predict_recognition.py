@@ -150,7 +150,8 @@ def test_unreadable_videos_get_error_entries_and_the_run_goes_on(motion, tiny_mo
                                                            annotation_path=str(root / "annotation.json")))
     doc = json.loads(Path(_run(config, tiny_model)["output"]).read_text())
     assert set(doc["errors"]) == {val[1]["key"]}
-    assert len(doc["results"]) == 3
+    # two workers finish videos in any order; the file keeps the annotation's
+    assert list(doc["results"]) == [v["key"] for v in val if v is not val[1]]
 
 
 @pytest.mark.slow

@@ -65,7 +65,7 @@ class RecognitionOptions:
 
 def options_from_config(config: Any, *, n_clips: int = 0, n_crops: int = 1, output: Optional[Path] = None,
                         resume: Optional[bool] = None, overwrite: Optional[bool] = None,
-                        save_every: int = 100, chunk_rows: int = 64) -> RecognitionOptions:
+                        save_every: int = 100, chunk_rows: int = 64, world_size: int = 1) -> RecognitionOptions:
     """The recognition settings of a run config (``config.inference`` must be set).
 
     ``n_clips`` > 0 replaces sliding windows with that many evenly spaced windows; ``n_crops`` 3
@@ -95,7 +95,8 @@ def options_from_config(config: Any, *, n_clips: int = 0, n_crops: int = 1, outp
     plan = ViewPlan(sample_duration=data.sample_duration, sample_size=data.sample_size, scheme=scheme,
                     stride=inference.stride, n_clips=max(1, n_clips),
                     crop="three" if n_crops == 3 else inference.crop, chunk_rows=chunk_rows)
-    batch = inference.batch_size or config.run.batch_size
+    # --inference_batch_size is per process; the training batch it defaults to is global
+    batch = inference.batch_size or max(1, config.run.batch_size // max(1, world_size))
     if batch < 1:
         raise UserError(f"--inference_batch_size must be >= 1 (got {batch})")
     run = config.run
@@ -255,7 +256,7 @@ def run_recognition(
 
     dist = dist or DistInfo()
     options = options_from_config(config, n_clips=n_clips, n_crops=n_crops, output=output, resume=resume,
-                                  overwrite=overwrite, save_every=save_every)
+                                  overwrite=overwrite, save_every=save_every, world_size=dist.world_size)
     out_path = output_path(config, options)
     data = config.data
     videos, _, annotation = resolve_videos(data, options.subset)
@@ -270,8 +271,9 @@ def run_recognition(
     pending = [u for u in units if u.video_id not in done]
     mine = pending[dist.rank :: dist.world_size]
     target = resultfiles.partial_path(out_path, dist.rank, dist.world_size) if dist.distributed else out_path
+    order = [unit.video_id for unit in units]
     writer = resultfiles.ResultWriter(target, options.flavour, options.save_every,
-                                      earlier=state if not dist.distributed else None)
+                                      earlier=state if not dist.distributed else None, order=order)
     token_note = {"token": token, "complete": False} if dist.distributed else None
 
     prepare_model(model, device, options.channels_last)
@@ -327,7 +329,7 @@ def run_recognition(
     if dist.distributed:
         writer.save(extra={"token": token, "complete": True})
         if dist.is_main:
-            _merge_shares(out_path, options, state, token, dist.world_size)
+            _merge_shares(out_path, options, state, token, dist.world_size, order)
     seconds = time.monotonic() - started
     summary = {"output": str(out_path), "videos": counts["videos"], "errors": counts["errors"],
                "skipped": len(units) - len(pending), "seconds": seconds, "model_calls": scorer.calls,
@@ -353,9 +355,9 @@ def _loader(dataset: WindowDataset, num_workers: int, device: torch.device):
 
 
 def _merge_shares(output: Path, options: RecognitionOptions, state: Dict[str, Any], token: str,
-                  world_size: int, poll_s: float = 2.0) -> None:
+                  world_size: int, order: Sequence[str], poll_s: float = 2.0) -> None:
     """Rank 0: wait for every rank's finished share, then write the one results file."""
-    writer = resultfiles.ResultWriter(output, options.flavour, options.save_every, earlier=state)
+    writer = resultfiles.ResultWriter(output, options.flavour, options.save_every, earlier=state, order=order)
     waiting_since = time.monotonic()
     last_note = waiting_since
     remaining = {rank: resultfiles.partial_path(output, rank, world_size) for rank in range(world_size)}

@@ -106,12 +106,14 @@ class ResultWriter:
     """
 
     def __init__(self, path: Path, flavour: str, save_every: int = 100,
-                 earlier: Optional[Dict[str, Any]] = None) -> None:
+                 earlier: Optional[Dict[str, Any]] = None, order: Sequence[str] = ()) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"flavour must be one of {FLAVOURS}")
         self.path = Path(path)
         self.flavour = flavour
         self.save_every = max(1, int(save_every))
+        # videos are written in annotation order, whichever worker finished them first
+        self.position = {video_id: i for i, video_id in enumerate(order)}
         self.results: Dict[str, Any] = dict((earlier or {}).get("results", {}))
         self.errors: Dict[str, str] = {}
         self._since_save = 0
@@ -141,8 +143,12 @@ class ResultWriter:
         if self._since_save >= self.save_every:
             self.save()
 
+    def _ordered(self, entries: Dict[str, Any]) -> Dict[str, Any]:
+        last = len(self.position)
+        return dict(sorted(entries.items(), key=lambda item: self.position.get(item[0], last)))
+
     def save(self, extra: Optional[Dict[str, Any]] = None) -> None:
-        doc = document(self.flavour, self.results, self.errors)
+        doc = document(self.flavour, self._ordered(self.results), self._ordered(self.errors))
         if extra:
             doc.update(extra)
         atomic_write_json(self.path, doc)
