@@ -235,7 +235,8 @@ class VideoDataset(torch.utils.data.Dataset):
         begin, end = self.frame_range(video_index)
         frames = temporal.frame_range(begin, end, self.cfg.sample_t_stride)
         if not frames:
-            raise UnreadableVideo(f"{self.videos[video_index].path}: no frames in range [{begin}, {end})")
+            what = "no frames: the folder is empty, or the file is damaged or not a video" if begin == 1 else f"no frames in [{begin}, {end})"
+            raise UnreadableVideo(f"{self.videos[video_index].path}: {what}")
         size = self.cfg.sample_duration
         if self.sampling == "random":
             return temporal.random_crop(frames, size, rng)

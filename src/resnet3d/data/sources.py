@@ -281,7 +281,8 @@ class VideoFileSource:
         try:
             container = self._open()
         except Exception as error:
-            return {}, {i: f"video unreadable ({type(error).__name__}: {error})" for i in wanted}, None
+            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+            return {}, {i: f"cannot open the video ({reason})" for i in wanted}, None
         with container:
             try:
                 stream = container.streams.video[0]
