@@ -1,0 +1,74 @@
+"""DDP on the CPU (gloo): two processes give the same run as one process with the same global batch.
+
+BatchNorm would make that comparison loose (each process normalises with its own half-batch
+statistics), so these runs use --freeze-bn: then every clip's output depends on that clip
+alone, and a 2-process run must match the 1-process run up to float rounding. A wrong shard
+(clips seen twice or never), gradients summed instead of averaged, or metrics not reduced
+across processes all show up as differences far above the tolerance.
+"""
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from engine_helpers import TINY, data_args, resnet3d, subprocess_env
+from resnet3d.engine.logs import read_log
+
+pytestmark = pytest.mark.slow
+
+RUN = [*TINY, "--batch_size", "8", "--max-steps-per-epoch", "3", "--n_epochs", "2", "--checkpoint", "1",
+       "--learning_rate", "0.05", "--freeze-bn", "--no_cuda", "--manual_seed", "3"]
+
+
+def _numbers(result_path):
+    logs = {}
+    for name in ("train.log", "train_batch.log", "val.log"):
+        logs[name] = [{k: float(v) for k, v in row.items()} for row in read_log(result_path / name)]
+    return logs
+
+
+def _assert_same_run(got, want):
+    for name in want:
+        assert len(got[name]) == len(want[name]), name  # one writer: no duplicated rows
+        for row_got, row_want in zip(got[name], want[name]):
+            for key, value in row_want.items():
+                assert row_got[key] == pytest.approx(value, rel=1e-5, abs=1e-6), (name, row_got, row_want)
+
+
+@pytest.fixture(scope="module")
+def one_process(motion_data):
+    resnet3d("main", *data_args(motion_data), "--result_path", "ddp_reference", *RUN)
+    return _numbers(motion_data / "ddp_reference")
+
+
+def test_two_processes_match_one(motion_data, one_process):
+    done = resnet3d("main", *data_args(motion_data), "--result_path", "ddp_two", *RUN, "--nproc-per-node", "2")
+    assert done.stdout.count("epoch 2/2") == 1  # only rank 0 reports
+    _assert_same_run(_numbers(motion_data / "ddp_two"), one_process)
+    # the loss moved: the comparison is not between two untrained models
+    assert one_process["train_batch.log"][0]["loss"] != one_process["train_batch.log"][-1]["loss"]
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_torchrun_nodes_on_localhost(motion_data, one_process):
+    """The multi-node path: two torchrun launchers, one per 'machine', meeting at node 0."""
+    port = _free_port()
+    launchers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),
+             "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
+             "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", "ddp_nodes", *RUN],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+        for rank in (0, 1)
+    ]
+    outputs = [launcher.communicate(timeout=300) for launcher in launchers]
+    for launcher, (out, err) in zip(launchers, outputs):
+        assert launcher.returncode == 0, f"{out}\n{err}"
+    assert "epoch 2/2" in outputs[0][0] and "epoch 2/2" not in outputs[1][0]
+    _assert_same_run(_numbers(motion_data / "ddp_nodes"), one_process)

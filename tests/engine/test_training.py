@@ -1,0 +1,118 @@
+"""End to end on generated motion clips: the seed's command lines train, continue exactly, stop
+cleanly on SIGTERM and on a non-finite loss."""
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from resnet3d.engine.logs import read_log
+from engine_helpers import TINY, data_args, resnet3d, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+SEED_LR = """opt.regimes = {
+-- start, end,    LR,   WD,
+  {   1,      4,   1e-2,   1e-3, },
+  {   5,    1e8,   5e-3,   1e-3, },
+}
+"""
+
+
+def test_seed_command_line_trains(motion_data):
+    """README's training command (th main.lua -> resnet3d main), tiny: loss falls, accuracy beats chance."""
+    (motion_data / "LR").mkdir(exist_ok=True)
+    (motion_data / "LR" / "lr.lua").write_text(SEED_LR)
+    done = resnet3d("main", *data_args(motion_data), "--result_path", "results", "--lr_path", "LR/lr.lua",
+                    *TINY, "--batch_size", "8", "--n_gpu", "2", "--checkpoint", "3", "--n_epochs", "8",
+                    "--manual_seed", "0")
+    results = motion_data / "results"
+    warnings = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "CUDA is not available (--n_gpus 2)" in warnings[0]
+    train, val = read_log(results / "train.log"), read_log(results / "val.log")
+    epochs = [str(e) for e in range(1, 9)]
+    assert [r["epoch"] for r in train] == epochs and [r["epoch"] for r in val] == epochs
+    assert [float(r["lr"]) for r in train] == [0.01] * 4 + [0.005] * 4  # the lr.lua regimes
+    losses = [float(r["loss"]) for r in train]
+    assert losses[-1] < losses[0] * 0.5, losses
+    assert float(train[-1]["acc"]) > 0.8, train
+    assert max(float(r["acc"]) for r in val) >= 0.7, val  # 2 classes: chance is 0.5
+    assert len(read_log(results / "train_batch.log")) == 8 * 8  # ceil(60 / 8) steps per epoch
+    assert sorted(p.name for p in results.glob("model_*.pth")) == ["model_3.pth", "model_6.pth", "model_8.pth",
+                                                                   "model_best.pth"]
+    saved = torch.load(results / "model_8.pth", map_location="cpu", weights_only=True)
+    assert saved["format"] == "resnet3d" and saved["epoch"] == 8 and saved["arch"] == "resnet-10"
+    assert saved["class_names"] == json.loads((motion_data / "data" / "annotation.json").read_text())["labels"]
+    assert saved["config"]["optim"]["lr_scheduler"] == "regimes" and saved["rng_state"]["torch"].dtype == torch.uint8
+    assert saved["input_norm"]["mean"] == pytest.approx([0.4345, 0.4051, 0.3775])
+    opts = json.loads((results / "opts.json").read_text())
+    assert opts["model"]["model_depth"] == 10 and opts["data"]["video_path"] == str(motion_data / "data/jpg")
+    assert (results / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    again = resnet3d("main", *data_args(motion_data), "--result_path", "results", *TINY, check=False)
+    assert again.returncode == 2 and "already holds a run" in again.stderr and "--resume auto" in again.stderr
+
+
+# One schedule for the exactness tests: 2 epochs of 6 steps, deterministic.
+EXACT = [*TINY, "--batch_size", "4", "--max-steps-per-epoch", "6", "--checkpoint", "1", "--learning_rate", "0.01",
+         "--deterministic", "--no_cuda"]
+
+
+def _logs(path):
+    return [(path / name).read_text() for name in ("train.log", "train_batch.log", "val.log")]
+
+
+@pytest.fixture(scope="module")
+def unbroken(motion_data):
+    resnet3d("main", *data_args(motion_data), "--result_path", "unbroken", *EXACT, "--n_epochs", "2")
+    return motion_data / "unbroken"
+
+
+def test_continue_equals_unbroken(motion_data, unbroken):
+    """The seed's continue command (--begin_epoch, no model flags) reproduces an unbroken run bit for bit."""
+    resnet3d("main", *data_args(motion_data), "--result_path", "split", *EXACT, "--n_epochs", "1")
+    resumed = resnet3d("main", *data_args(motion_data), "--result_path", "split", "--n_classes", "2",
+                       "--sample_size", "32", "--sample_duration", "8", "--n_threads", "0", "--no_hflip", "--crop", "c",
+                       "--n_scales", "1", "--batch_size", "4", "--max-steps-per-epoch", "6", "--checkpoint", "1",
+                       "--learning_rate", "0.01", "--deterministic", "--no_cuda", "--n_epochs", "2", "--begin_epoch", "2")
+    assert "continuing from" in resumed.stdout and "model_1.pth" in resumed.stdout
+    assert _logs(motion_data / "split") == _logs(unbroken)
+    assert len(read_log(motion_data / "split" / "train.log")) == 2  # the log continues, not restarts
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_is_exact(motion_data, unbroken):
+    result_path = motion_data / "preempted"
+    command = [sys.executable, "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", "preempted", *EXACT,
+               "--n_epochs", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    batch_log = result_path / "train_batch.log"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if batch_log.is_file() and len(batch_log.read_text().splitlines()) >= 2:  # training has begun
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM" in err
+    saved = sorted(p.name for p in result_path.glob("model_*.pth"))
+    assert saved, err  # a checkpoint was written before exiting
+    if "model_interrupted.pth" in saved:  # the usual case: stopped mid-epoch
+        state = torch.load(result_path / "model_interrupted.pth", weights_only=True)
+        assert state["step_in_epoch"] >= 1
+    resnet3d("main", *data_args(motion_data), "--result_path", "preempted", *EXACT, "--n_epochs", "2", "--resume", "auto")
+    assert _logs(result_path) == _logs(unbroken)
+
+
+def test_nonfinite_loss_keeps_the_last_good_checkpoint(motion_data, unbroken):
+    result_path = motion_data / "unbroken"
+    good = (result_path / "model_2.pth").read_bytes()
+    done = resnet3d("main", *data_args(motion_data), "--result_path", "unbroken", *EXACT, "--n_epochs", "3",
+                    "--resume", "auto", "--learning_rate", "1e30", check=False)
+    assert done.returncode == 3, done.stderr
+    assert "non-finite loss at epoch 3" in done.stderr and "model_2.pth" in done.stderr
+    assert not (result_path / "model_3.pth").exists()
+    assert (result_path / "model_2.pth").read_bytes() == good

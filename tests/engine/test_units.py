@@ -1,0 +1,181 @@
+"""Fast checks of the engine's parts: logs, checkpoints, freezing, metrics, the epoch loop."""
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from resnet3d.config import OptimConfig
+from resnet3d.engine import checkpoint as ckpt
+from resnet3d.engine.logs import TRAIN_BATCH_COLUMNS, TRAIN_COLUMNS, TSVLog, read_log, rows_through
+from resnet3d.engine.loop import StepParts, train_one_epoch
+from resnet3d.engine.optim import build_optimizer, freeze, top_level_name, trainable_names
+from resnet3d.engine.schedules import Schedule
+from resnet3d.errors import UserError
+from resnet3d.metrics import VideoScores, confusion_matrix, mean_class_accuracy, topk_correct
+from resnet3d.models import create_model
+
+
+def test_logs_continue_keep_earlier_epochs(tmp_path):
+    path = tmp_path / "train.log"
+    log = TSVLog(path, TRAIN_COLUMNS)
+    for epoch in (1, 2, 3):
+        log.log(epoch=epoch, loss=1.0 / epoch, acc=0.5, lr=0.1)
+    log.close()
+    log = TSVLog(path, TRAIN_COLUMNS, rows_through(2))  # continue after epoch 2
+    log.log(epoch=3, loss=0.25, acc=0.75, lr=0.01)
+    log.close()
+    rows = read_log(path)
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert rows[1]["loss"] == repr(0.5) and rows[2]["loss"] == "0.25"
+    assert path.read_text().splitlines()[0] == "epoch\tloss\tacc\tlr"
+
+
+def test_batch_log_keeps_the_steps_of_an_interrupted_epoch(tmp_path):
+    path = tmp_path / "train_batch.log"
+    log = TSVLog(path, TRAIN_BATCH_COLUMNS)
+    for epoch in (1, 2):
+        for batch in (1, 2, 3):
+            log.log(epoch=epoch, batch=batch, iter=(epoch - 1) * 3 + batch, loss=0.1, acc=0.0, lr=0.1)
+    log.close()
+    TSVLog(path, TRAIN_BATCH_COLUMNS, rows_through(1, 2)).close()  # 1 epoch and 2 steps done
+    assert [(r["epoch"], r["batch"]) for r in read_log(path)] == [("1", "1"), ("1", "2"), ("1", "3"), ("2", "1"), ("2", "2")]
+    TSVLog(path, TRAIN_BATCH_COLUMNS).close()  # a fresh run starts empty
+    assert read_log(path) == []
+
+
+def test_checkpoint_round_trip_and_latest(tmp_path):
+    random.seed(5)
+    np.random.seed(5)
+    torch.manual_seed(5)
+    state = ckpt.rng_state()
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    ckpt.save_checkpoint(tmp_path / "model_2.pth", {"epoch": 2, "rng_state": state, "state_dict": {"w": torch.ones(2)}})
+    data = ckpt.read_checkpoint(tmp_path / "model_2.pth")  # weights_only=True inside
+    assert data["format"] == "resnet3d" and data["epoch"] == 2
+    ckpt.set_rng_state(data["rng_state"])
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+    ckpt.save_checkpoint(tmp_path / "model_10.pth", {"epoch": 10})
+    ckpt.save_checkpoint(tmp_path / ckpt.INTERRUPTED_NAME, {"epoch": 10, "step_in_epoch": 3})
+    assert ckpt.find_latest(tmp_path).name == ckpt.INTERRUPTED_NAME
+    ckpt.save_checkpoint(tmp_path / "model_11.pth", {"epoch": 11})
+    assert ckpt.find_latest(tmp_path).name == "model_11.pth"
+    assert ckpt.continue_path(tmp_path, 3).name == "model_2.pth"
+    (tmp_path / "model_4.t7").write_bytes(b"seed")
+    assert ckpt.continue_path(tmp_path, 5).name == "model_4.t7"
+    with pytest.raises(UserError, match="holds none of model_6.pth, model_6.t7, save_6.pth"):
+        ckpt.continue_path(tmp_path, 7)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def _tiny():
+    return create_model("resnet", 10, n_classes=3, widen_factor=0.25)
+
+
+def test_ft_begin_module_trains_that_module_on():
+    model = _tiny()
+    names = trainable_names(model, ft_begin_module="layer4")
+    assert names and all(top_level_name(n) in ("layer4", "fc") for n in names)
+    assert "fc.weight" in names and not any(n.startswith("layer3") for n in names)
+    trained = freeze(model, names)
+    assert {id(p) for p in trained} == {id(p) for n, p in model.named_parameters() if n in names}
+    assert not model.conv1.weight.requires_grad and model.fc.weight.requires_grad
+    with pytest.raises(UserError, match="conv1, bn1, layer1, layer2, layer3, layer4, fc"):
+        trainable_names(model, ft_begin_module="layer5")
+    assert top_level_name("module.features.denseblock1.denselayer1.conv1.weight") == "denseblock1"
+
+
+def test_freeze_params_counts_layers_from_the_output():
+    model = _tiny()
+    assert trainable_names(model, freeze_params=1) == {"fc.weight", "fc.bias"}
+    # The seed walks back from the output; in a block's ConcatTable the shortcut comes last, so
+    # after the classifier it meets the shortcut's BN and conv, as our registration order does.
+    assert trainable_names(model, freeze_params=3) == {
+        "fc.weight", "fc.bias", "layer4.0.downsample.1.weight", "layer4.0.downsample.1.bias",
+        "layer4.0.downsample.0.weight"}
+    assert "layer4.0.bn2.weight" in trainable_names(model, freeze_params=4)
+    with pytest.raises(UserError, match="only"):
+        trainable_names(model, freeze_params=10_000)
+
+
+def test_optimizer_follows_the_config():
+    model = _tiny()
+    opt = build_optimizer(model.parameters(), OptimConfig(learning_rate=0.3, momentum=0.8, weight_decay=0.1, nesterov=True))
+    group = opt.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (0.3, 0.8, 0.1, True)
+    with pytest.raises(UserError, match="nesterov"):
+        build_optimizer(model.parameters(), OptimConfig(nesterov=True, dampening=0.5))
+
+
+def test_metrics():
+    logits = torch.tensor([[3.0, 1, 0], [0, 2, 1], [0, 1, 2], [2, 0, 1]])
+    targets = torch.tensor([0, 2, 2, 1])
+    assert topk_correct(logits, targets, (1, 2, 5)) == {1: 2, 2: 3, 5: 4}
+    matrix = confusion_matrix(logits.argmax(1), targets, 3)
+    assert matrix.tolist() == [[1, 0, 0], [1, 0, 0], [0, 1, 1]]
+    assert math.isclose(mean_class_accuracy(matrix), (1 + 0 + 0.5) / 3)
+    scores = VideoScores(torch.tensor([0, 1, -1]), 3)
+    # video 0: one clip right, one clip wrong but confident -> the average decides
+    scores.add(torch.tensor([0, 0, 1, 2]), torch.tensor([[5.0, 0, 0], [0, 1, 0], [0, 3, 0], [9, 0, 0]]))
+    assert scores.accuracy() == 1.0  # unlabelled video 2 is not counted
+    scores.add(torch.tensor([1]), torch.tensor([[0.0, 0, 10]]))
+    assert scores.accuracy() == 0.5
+
+
+def test_curves_png(tmp_path):
+    from resnet3d.report import plot_confusion_matrix, plot_curves
+
+    train = [{"epoch": "1", "loss": "1.5", "acc": "0.3"}, {"epoch": "2", "loss": "1.1", "acc": "0.5"}]
+    val = [{"epoch": "1", "loss": "1.6", "acc": "0.25", "video_acc": "0.3"}, {"epoch": "2", "loss": "1.2", "acc": "0.4", "video_acc": ""}]
+    plot_curves(train, val, tmp_path / "curves.png", title="resnet-10")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot_confusion_matrix([[3, 1], [0, 4]], ["a", "b"], tmp_path / "cm.png")
+    assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+class _Poisoned(nn.Module):
+    """A linear classifier whose output turns NaN from the ``bad_step``-th call on."""
+
+    def __init__(self, bad_step: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.calls = 0
+        self.bad_step = bad_step
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.fc(x.mean(dim=(2, 3, 4)))
+        return out * float("nan") if self.calls >= self.bad_step else out
+
+
+def _parts(model):
+    to_float = lambda clips, generator=None: clips.permute(0, 4, 1, 2, 3).float() / 255  # noqa: E731
+    return StepParts(model=model, eval_model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), scaler=None,
+                     device=torch.device("cpu"), amp_dtype=None, train_transform=to_float, eval_transform=to_float)
+
+
+def _batches(n):
+    generator = torch.Generator().manual_seed(0)
+    return [{"clip": torch.randint(0, 255, (4, 2, 4, 4, 3), dtype=torch.uint8, generator=generator),
+             "target": torch.tensor([0, 1, 0, 1]), "bad_frames": torch.zeros(4, dtype=torch.int64)} for _ in range(n)]
+
+
+def test_nonfinite_loss_stops_the_epoch():
+    model = _Poisoned(bad_step=3)
+    rows = []
+    result = train_one_epoch(_parts(model), _batches(6), 1, Schedule(0.1, 0.0), 6, on_batch=rows.append,
+                             show_progress=False)
+    assert result.nonfinite and "batch 3" in result.nonfinite
+    assert [r["batch"] for r in rows] == [1, 2]  # the bad step is never logged
+    assert model.calls == 4  # detection is one step late: the step after is already queued
+
+
+def test_stop_request_finishes_the_step_in_flight():
+    asked = iter([False, True])
+    result = train_one_epoch(_parts(_Poisoned(bad_step=99)), _batches(6), 1, Schedule(0.1, 0.0), 6,
+                             stop_requested=lambda: next(asked, True), show_progress=False)
+    assert result.stopped and result.steps == 3 and result.count == 12
+    full = train_one_epoch(_parts(_Poisoned(bad_step=99)), _batches(6), 1, Schedule(0.1, 0.0), 6, show_progress=False)
+    assert not full.stopped and full.steps == 6 and full.count == 24

@@ -1,0 +1,414 @@
+"""The originals' command lines -> the frozen config (no training here; see tests/engine)."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from resnet3d import cli, compat
+from resnet3d.commands import train as train_command
+from resnet3d.config import Config, Regime
+from resnet3d.data.config import DataConfig
+from resnet3d.engine.schedules import build_schedule
+from resnet3d.errors import UserError
+from resnet3d.normalization import KINETICS, ACTIVITYNET
+
+SEED_LR_RESNETS = """opt.regimes = {
+-- start, end,    LR,   WD,
+  {   1,    100,   1e-1,   1e-3, },
+  { 101,    150,   1e-2,   1e-3, },
+  { 151,    1e8,   1e-3,   1e-3, },
+}
+"""
+SEED_LR_C3D = """opt.regimes = {
+-- start, end,    LR,   WD,
+  {   1,     85,   1e-3,   1e-3, },
+  {  86,    130,   1e-4,   1e-3  },
+  { 131,    1e8,   1e-5,   1e-3 },
+}
+
+"""
+
+
+def translate(argv, command="main"):
+    args = cli.build_parser(command).parse_args(argv)
+    if command == "train":
+        return train_command.config_from_args(args), []
+    return compat.config_from_args(args)
+
+
+# -- every option of both originals is accepted and does what it says --------------------------
+
+# (argv, check(config, notices)). Written from the originals' option lists (opts.lua, opts.py,
+# REFERENCE.md section 3), independently of compat.OPTIONS.
+SEED_OPTIONS = [
+    (["--root_path", "/data", "--video_path", "v"], lambda c, n: c.data.video_path == "/data/v"),
+    (["--video_path", "frames"], lambda c, n: c.data.video_path == "frames"),
+    (["--annotation_path", "k.json"], lambda c, n: c.data.annotation_path == "k.json"),
+    (["--premodel_path", "m.t7"], lambda c, n: c.finetune.pretrained == "m.t7"),
+    (["--bgr_premodel"], lambda c, n: c.finetune.bgr_premodel),
+    (["--result_path", "out"], lambda c, n: c.run.result_path == "out"),
+    (["--dataset", "activitynet"], lambda c, n: c.data.dataset == "activitynet"),
+    (["--lr_path", "{lr}"], lambda c, n: c.optim.lr_scheduler == "regimes" and len(c.optim.regimes) == 3),
+    (["--n_classes", "200"], lambda c, n: c.model.n_classes == 200),
+    (["--sample_size", "96"], lambda c, n: c.data.sample_size == 96),
+    (["--sample_duration", "8"], lambda c, n: c.data.sample_duration == 8),
+    (["--initial_scale", "0.9"], lambda c, n: c.data.initial_scale == 0.9),
+    (["--n_scales", "3"], lambda c, n: c.data.n_scales == 3),
+    (["--scale_step", "0.5"], lambda c, n: c.data.scale_step == 0.5),
+    (["--learning_rate", "0.001"], lambda c, n: c.optim.learning_rate == 0.001),
+    (["--weight_decay", "0"], lambda c, n: c.optim.weight_decay == 0.0),
+    (["--momentum", "0.5"], lambda c, n: c.optim.momentum == 0.5),
+    (["--dropout_ratio", "0.3"], lambda c, n: c.model.dropout_ratio == 0.3),
+    (["--batch_size", "40"], lambda c, n: c.run.batch_size == 40),
+    (["--n_epochs", "1000"], lambda c, n: c.run.n_epochs == 1000),
+    (["--begin_epoch", "101"], lambda c, n: c.run.begin_epoch == 101),
+    (["--n_val_samples", "5"], lambda c, n: c.data.n_val_samples == 5),
+    (["--no_train"], lambda c, n: not c.run.train),
+    (["--no_test"], lambda c, n: not c.run.val),
+    (["--no_val"], lambda c, n: not c.run.val),
+    (["--test_video"], lambda c, n: c.inference.flavour == "seed" and c.inference.top_k == 10),
+    (["--test_video", "--test_subset", "test"], lambda c, n: c.inference.subset == "test"),
+    (["--no_cuda"], lambda c, n: c.hardware.device == "cpu"),
+    (["--gpu_id", "2"], lambda c, n: c.hardware.gpu_id == 1),
+    (["--n_gpus", "2"], lambda c, n: c.hardware.n_gpus == 2),
+    (["--n_gpu", "2"], lambda c, n: c.hardware.n_gpus == 2),
+    (["--n_threads", "4"], lambda c, n: c.data.num_workers == 4),
+    (["--checkpoint", "5"], lambda c, n: c.run.checkpoint_every == 5),
+    (["--manual_seed", "0"], lambda c, n: c.run.manual_seed == 0),
+    (["--crop", "c"], lambda c, n: c.data.train_crop == "corner"),
+    (["--crop", "r"], lambda c, n: c.data.train_crop == "multiscale_random"),
+    (["--no_hflip"], lambda c, n: not c.data.hflip),
+    (["--batch_norm"], lambda c, n: c.model.batch_norm),
+    (["--global_pooling"], lambda c, n: c.model.global_pooling),
+    (["--model", "c3d"], lambda c, n: c.model.model == "c3d"),
+    (["--resnet_depth", "34"], lambda c, n: c.model.model_depth == 34),
+    (["--shortcut_type", "A"], lambda c, n: c.model.shortcut_type == "A"),
+    (["--weight_init"], lambda c, n: any("--weight_init" in line for line in n)),
+    (["--freeze_params", "1"], lambda c, n: c.finetune.freeze_params == 1),
+]
+
+SUCCESSOR_OPTIONS = [
+    (["--root_path", "/d", "--result_path", "r"], lambda c, n: c.run.result_path == "/d/r"),
+    (["--video_path", "jpg"], lambda c, n: c.data.video_path == "jpg"),
+    (["--annotation_path", "ucf101_01.json"], lambda c, n: c.data.annotation_path == "ucf101_01.json"),
+    (["--result_path", "results"], lambda c, n: c.run.result_path == "results"),
+    (["--dataset", "ucf101"], lambda c, n: c.data.dataset == "ucf101"),
+    (["--dataset", "mit"], lambda c, n: c.data.dataset == "mit"),
+    (["--n_classes", "101"], lambda c, n: c.model.n_classes == 101),
+    (["--pretrain_path", "r3d18_K_200ep.pth", "--n_pretrain_classes", "700"],
+     lambda c, n: c.finetune.pretrained == "r3d18_K_200ep.pth" and c.finetune.n_pretrain_classes == 700),
+    (["--ft_begin_module", "layer4"], lambda c, n: c.finetune.ft_begin_module == "layer4"),
+    (["--sample_size", "112"], lambda c, n: c.data.sample_size == 112),
+    (["--sample_duration", "16"], lambda c, n: c.data.sample_duration == 16),
+    (["--sample_t_stride", "2"], lambda c, n: c.data.sample_t_stride == 2),
+    (["--train_crop", "corner"], lambda c, n: c.data.train_crop == "corner"),
+    (["--train_crop", "center"], lambda c, n: c.data.train_crop == "center"),
+    (["--train_crop_min_scale", "0.5"], lambda c, n: c.data.train_crop_min_scale == 0.5),
+    (["--train_crop_min_ratio", "0.8"], lambda c, n: c.data.train_crop_min_ratio == 0.8),
+    (["--no_hflip"], lambda c, n: not c.data.hflip),
+    (["--colorjitter"], lambda c, n: c.data.colorjitter),
+    (["--train_t_crop", "center"], lambda c, n: c.data.train_t_crop == "center"),
+    (["--learning_rate", "0.01"], lambda c, n: c.optim.learning_rate == 0.01),
+    (["--momentum", "0.8"], lambda c, n: c.optim.momentum == 0.8),
+    (["--dampening", "0.1"], lambda c, n: c.optim.dampening == 0.1),
+    (["--weight_decay", "1e-5"], lambda c, n: c.optim.weight_decay == 1e-5),
+    (["--mean_dataset", "activitynet"], lambda c, n: c.data.input_norm == ACTIVITYNET),
+    (["--no_mean_norm"], lambda c, n: c.data.input_norm.mean == (0.0, 0.0, 0.0)),
+    (["--no_std_norm"], lambda c, n: c.data.input_norm.std == (1.0, 1.0, 1.0)),
+    (["--value_scale", "255"], lambda c, n: c.data.input_norm.value_scale == 255.0
+     and math.isclose(c.data.input_norm.mean[0], 0.4345 * 255)),
+    (["--nesterov"], lambda c, n: c.optim.nesterov and c.optim.dampening == 0.0),
+    (["--optimizer", "sgd"], lambda c, n: c.optim.optimizer == "sgd"),
+    (["--lr_scheduler", "plateau"], lambda c, n: c.optim.lr_scheduler == "plateau"),
+    (["--multistep_milestones", "20", "40"], lambda c, n: c.optim.multistep_milestones == (20, 40)),
+    (["--overwrite_milestones"], lambda c, n: c.optim.overwrite_milestones),
+    (["--plateau_patience", "3"], lambda c, n: c.optim.plateau_patience == 3),
+    (["--batch_size", "64"], lambda c, n: c.run.batch_size == 64),
+    (["--inference", "--inference_batch_size", "8"], lambda c, n: c.inference.batch_size == 8),
+    (["--batchnorm_sync"], lambda c, n: c.hardware.batchnorm_sync),
+    (["--n_epochs", "5"], lambda c, n: c.run.n_epochs == 5),
+    (["--n_val_samples", "1"], lambda c, n: c.data.n_val_samples == 1),
+    (["--resume_path", "save_10.pth"], lambda c, n: c.run.resume == "save_10.pth"),
+    (["--no_train"], lambda c, n: not c.run.train),
+    (["--no_val"], lambda c, n: not c.run.val),
+    (["--inference"], lambda c, n: c.inference.flavour == "successor" and c.inference.top_k == 5),
+    (["--inference", "--inference_subset", "test"], lambda c, n: c.inference.subset == "test"),
+    (["--inference", "--inference_stride", "8"], lambda c, n: c.inference.stride == 8),
+    (["--inference", "--inference_crop", "nocrop"], lambda c, n: c.inference.crop == "nocrop"),
+    (["--inference", "--inference_no_average"], lambda c, n: not c.inference.average),
+    (["--no_cuda"], lambda c, n: c.hardware.device == "cpu"),
+    (["--n_threads", "8"], lambda c, n: c.data.num_workers == 8),
+    (["--checkpoint", "1"], lambda c, n: c.run.checkpoint_every == 1),
+    (["--model", "densenet"], lambda c, n: c.model.model == "densenet"),
+    (["--model", "resnext", "--model_depth", "101"], lambda c, n: c.model.arch == "resnext-101"),
+    (["--conv1_t_size", "3"], lambda c, n: c.model.conv1_t_size == 3),
+    (["--conv1_t_stride", "2"], lambda c, n: c.model.conv1_t_stride == 2),
+    (["--no_max_pool"], lambda c, n: c.model.no_max_pool),
+    (["--resnet_shortcut", "A"], lambda c, n: c.model.shortcut_type == "A"),
+    (["--resnet_widen_factor", "0.5"], lambda c, n: c.model.widen_factor == 0.5),
+    (["--wide_resnet_k", "4"], lambda c, n: c.model.k == 4),
+    (["--resnext_cardinality", "16"], lambda c, n: c.model.cardinality == 16),
+    (["--input_type", "flow"], lambda c, n: c.data.input_type == "flow" and c.model.n_input_channels == 2),
+    (["--manual_seed", "7"], lambda c, n: c.run.manual_seed == 7),
+    (["--accimage"], lambda c, n: any("--accimage" in line and "simplejpeg" in line for line in n)),
+    (["--inference", "--output_topk", "3"], lambda c, n: c.inference.top_k == 3),
+    (["--file_type", "hdf5"], lambda c, n: c.data.file_type == "hdf5"),
+    (["--tensorboard"], lambda c, n: c.run.tensorboard),
+    (["--distributed"], lambda c, n: True),
+    (["--distributed", "--dist_url", "tcp://127.0.0.1:23456"], lambda c, n: True),
+    (["--distributed", "--world_size", "2"], lambda c, n: any("torchrun" in line for line in n)),
+]
+
+# The successor's 2018 release and 2019 `--test` spellings, still in many users' scripts.
+SUCCESSOR_2018_OPTIONS = [
+    (["--pretrain_path", "resnet-34-kinetics.pth", "--n_classes", "400", "--n_finetune_classes", "51"],
+     lambda c, n: c.model.n_classes == 51 and c.finetune.n_pretrain_classes == 400),
+    (["--ft_begin_index", "4"], lambda c, n: c.finetune.ft_begin_module == "layer4"),
+    (["--model", "densenet", "--ft_begin_index", "5"], lambda c, n: c.finetune.ft_begin_module == "classifier"),
+    (["--lr_patience", "4"], lambda c, n: c.optim.plateau_patience == 4),
+    (["--norm_value", "255", "--std_norm"], lambda c, n: c.data.input_norm == KINETICS),
+    (["--norm_value", "1"], lambda c, n: c.data.input_norm.value_scale == 255.0 and c.data.input_norm.std == (1.0, 1.0, 1.0)),
+    (["--test", "--test_subset", "val", "--test_stride", "8", "--test_crop", "nocrop", "--test_no_average"],
+     lambda c, n: (c.inference.flavour, c.inference.stride, c.inference.crop, c.inference.average) == ("successor", 8, "nocrop", False)),
+    (["--test", "--scale_in_test", "1.0", "--crop_position_in_test", "c", "--no_softmax_in_test"],
+     lambda c, n: sum("ignored" in line for line in n) == 3),
+]
+
+
+@pytest.mark.parametrize("argv, check", SEED_OPTIONS + SUCCESSOR_OPTIONS + SUCCESSOR_2018_OPTIONS,
+                         ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_every_option_of_the_originals_is_accepted(argv, check, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lr.lua").write_text(SEED_LR_RESNETS)
+    argv = [a.replace("{lr}", str(tmp_path / "lr.lua")) for a in argv]
+    config, notices = translate(argv)
+    assert check(config, notices), (argv, config, notices)
+
+
+def test_the_tables_cover_the_option_lists():
+    """Every option compat registers appears in the tests above, and nothing is left out."""
+    tested = {a for argv, _ in SEED_OPTIONS + SUCCESSOR_OPTIONS + SUCCESSOR_2018_OPTIONS for a in argv if a.startswith("--")}
+    registered = {flag for option in compat.OPTIONS for flag in option.flags}
+    assert registered - tested == set()
+
+
+def test_defaults_are_the_successors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config, notices = translate([])
+    assert (config.data.dataset, config.model.n_classes, config.model.arch, config.model.shortcut_type) == (
+        "kinetics", 400, "resnet-18", "B")
+    assert (config.optim.learning_rate, config.optim.weight_decay, config.run.batch_size) == (0.1, 1e-3, 128)
+    assert (config.run.n_epochs, config.run.manual_seed, config.data.input_norm) == (200, 1, KINETICS)
+    assert config.optim.lr_scheduler == "multistep" and config.optim.multistep_milestones == (50, 100, 150)
+    assert config.hardware.n_gpus is None  # every visible GPU
+    assert config.inference is None and notices == []
+
+
+def test_seed_readme_commands(tmp_path, monkeypatch):
+    """The seed README's commands with `th main.lua` replaced by `resnet3d main`."""
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    (data / "LR" / "Kinetics").mkdir(parents=True)
+    (data / "LR" / "Kinetics" / "lr.lua").write_text(SEED_LR_RESNETS)
+    train = (f"--root_path {data} --video_path kinetics_videos/jpg --annotation_path kinetics.json "
+             "--result_path results --lr_path LR/Kinetics/lr.lua --dataset kinetics --model resnet "
+             "--resnet_depth 34 --n_classes 400 --batch_size 128 --n_gpu 2 --n_threads 4 --checkpoint 5").split()
+    config, _ = translate(train)
+    assert config.data.video_path == str(data / "kinetics_videos/jpg")
+    assert config.data.annotation_path == str(data / "kinetics.json")
+    assert config.run.result_path == str(data / "results")
+    assert config.optim.regimes_path == str(data / "LR/Kinetics/lr.lua")
+    assert config.optim.regimes[1] == Regime(101, 150, 0.01, 0.001)
+    assert (config.model.arch, config.hardware.n_gpus, config.run.checkpoint_every) == ("resnet-34", 2, 5)
+
+    resume = (f"--root_path {data} --video_path kinetics_videos/jpg --annotation_path kinetics.json "
+              "--result_path results --lr_path LR/Kinetics/lr.lua --dataset kinetics --begin_epoch 101 "
+              "--batch_size 128 --n_gpu 2 --n_threads 4 --checkpoint 5").split()
+    config, _ = translate(resume)
+    assert config.run.begin_epoch == 101 and config.run.resume is None
+
+    test = (f"--root_path {data} --video_path kinetics_videos/jpg --annotation_path kinetics.json "
+            "--result_path results --premodel_path models/resnet.t7 --dataset kinetics "
+            "--no_train --no_val --test_video --test_subset val --n_gpu 2 --n_threads 4").split()
+    config, _ = translate(test)
+    assert config.finetune.pretrained == str(data / "models/resnet.t7")
+    assert not config.run.train and not config.run.val
+    assert (config.inference.flavour, config.inference.subset, config.inference.output_name) == ("seed", "val", "val_video.json")
+
+
+def test_default_lr_file_in_result_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").mkdir()
+    config, _ = translate([])
+    assert config.optim.lr_scheduler == "multistep"  # no lr.lua: the successor's schedule
+    (tmp_path / "results" / "lr.lua").write_text(SEED_LR_C3D)
+    config, notices = translate([])
+    assert config.optim.lr_scheduler == "regimes" and config.optim.regimes[0] == Regime(1, 85, 1e-3, 1e-3)
+    assert any("regimes" in line for line in notices)
+    with pytest.raises(UserError, match="disagree"):
+        translate(["--lr_scheduler", "plateau"])
+
+
+def test_missing_lr_file_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="no such file"):
+        translate(["--root_path", str(tmp_path), "--lr_path", "LR/lr.lua"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--crop", "c", "--train_crop", "random"], "disagree"),
+    (["--resnet_depth", "34", "--model_depth", "50"], "disagree"),
+    (["--premodel_path", "a.t7", "--pretrain_path", "b.pth"], "give one"),
+    (["--ft_begin_module", "fc", "--freeze_params", "2"], "give one"),
+    (["--optimizer", "adam"], "only sgd"),
+    (["--begin_epoch", "3", "--resume_path", "save_2.pth"], "Give one"),
+    (["--test_video", "--inference"], "give one"),
+    (["--gpu_id", "0"], "1-based"),
+])
+def test_contradictions_are_errors(argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=message):
+        translate(argv)
+
+
+def test_train_builds_the_same_config_as_main(tmp_path, monkeypatch):
+    """One implementation: modern flags and the originals' flags meet in the same Config."""
+    monkeypatch.chdir(tmp_path)
+    old, _ = translate("--video_path v --annotation_path a.json --dataset ucf101 --n_classes 101 --model resnet "
+                       "--model_depth 34 --resnet_shortcut A --learning_rate 0.01 --weight_decay 1e-4 --batch_size 32 "
+                       "--n_epochs 50 --multistep_milestones 20 40 --no_hflip --n_threads 2 --sample_size 128 "
+                       "--mean_dataset activitynet --result_path out --no_cuda --manual_seed 3".split())
+    new, _ = translate("--video-path v --annotation-path a.json --dataset ucf101 --n-classes 101 --model resnet "
+                       "--model-depth 34 --shortcut-type A --lr 0.01 --weight-decay 1e-4 --batch-size 32 "
+                       "--epochs 50 --milestones 20 40 --no-hflip --workers 2 --sample-size 128 "
+                       "--norm activitynet --result-path out --device cpu --seed 3".split(), command="train")
+    assert new.to_dict() == old.to_dict() | {"finetune": new.to_dict()["finetune"]}
+    assert new.finetune.input_norm_from_checkpoint is False  # --norm was given
+
+
+def test_config_file_then_flags(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lr.lua").write_text(SEED_LR_RESNETS)
+    (tmp_path / "run.toml").write_text(
+        '[data]\nsample_size = 64\nhflip = false\n[model]\nmodel_depth = 10\n[optim]\n'
+        'regimes = [[1, 5, 0.1, 0.001], [6, 10, 0.01, 0.001]]\nlr_scheduler = "regimes"\n[run]\nn_epochs = 10\n')
+    config, _ = translate(["--config", "run.toml", "--epochs", "12", "--hflip"], command="train")
+    assert (config.data.sample_size, config.data.hflip, config.model.model_depth, config.run.n_epochs) == (64, True, 10, 12)
+    assert config.optim.regimes == (Regime(1, 5, 0.1, 0.001), Regime(6, 10, 0.01, 0.001))
+    (tmp_path / "run.json").write_text(json.dumps({"optim": {"learning_rate": 0.5}}))
+    config, _ = translate(["--config", "run.json", "--lr-file", "lr.lua"], command="train")
+    assert config.optim.learning_rate == 0.5 and config.optim.lr_scheduler == "regimes"
+    assert len(config.optim.regimes) == 3
+    (tmp_path / "bad.toml").write_text("[data]\nsample_sise = 3\n")
+    with pytest.raises(UserError, match="sample_sise.*did you mean sample_size"):
+        translate(["--config", "bad.toml"], command="train")
+    (tmp_path / "bad.json").write_text('{"data": {"sample_size": 3,}}')
+    with pytest.raises(UserError, match="bad.json line 1"):
+        translate(["--config", "bad.json"], command="train")
+
+
+def test_config_round_trips_through_json():
+    config = Config(data=DataConfig(dataset="ucf101", hflip=False))
+    plain = json.loads(json.dumps(config.to_dict()))
+    assert Config.from_dict(plain) == config
+
+
+# -- the seed's lr.lua --------------------------------------------------------------------------
+
+
+def test_lr_lua_files_of_the_seed(tmp_path):
+    path = tmp_path / "lr.lua"
+    path.write_text(SEED_LR_RESNETS)
+    assert compat.parse_lr_lua(path) == [Regime(1, 100, 0.1, 1e-3), Regime(101, 150, 0.01, 1e-3),
+                                         Regime(151, 100000000, 1e-3, 1e-3)]
+    path.write_text(SEED_LR_C3D)
+    assert [r.lr for r in compat.parse_lr_lua(path)] == [1e-3, 1e-4, 1e-5]
+
+
+def test_lr_lua_comments_and_lua_syntax(tmp_path):
+    path = tmp_path / "lr.lua"
+    path.write_text("--[[ a block\ncomment {1, 2} ]]\nregimes = { -- rows\n {1; 10; 0x1p0 and 0; 0},\n}\n")
+    with pytest.raises(UserError, match="line 4"):
+        compat.parse_lr_lua(path)
+    path.write_text("--[[ a block\ncomment {1, 2} ]]\nopt.regimes = { -- rows\n {1; 10; .5; 0}, -- x\n"
+                    " {11, math.huge, 5e-2, 1e-4}\n}\nprint('done -- not a comment')\n")
+    rows = compat.parse_lr_lua(path)
+    assert rows[0] == Regime(1, 10, 0.5, 0.0) and rows[1].first_epoch == 11 and rows[1].last_epoch > 10**9
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("opt.regimes = {\n  {1, 100, 0.1},\n}\n", 2, "4 numbers"),
+    ("opt.regimes = {\n  {1, 100, 0.1, 0.001},\n  {101, 150, lr, 0.001},\n}\n", 3, "expected a number"),
+    ("opt.regimes = {\n  {1, 100, 0.1, 0.001},\n  {10, 5, 0.1, 0.001},\n}\n", 3, "before first_epoch"),
+    ("opt.regimes = {\n-- comment\n  {1, 100, 0.1, 0.001},\n", 4, "not closed"),
+    ("opt.regimes = {\n  {1.5, 100, 0.1, 0.001},\n}\n", 2, "whole number"),
+    ("opt.regimes = {\n  1, 100, 0.1, 0.001,\n}\n", 2, "expected a row"),
+    ("opt.regimes = {\n  {1, 100, -0.1, 0.001},\n}\n", 2, ">= 0"),
+])
+def test_lr_lua_errors_name_the_line(tmp_path, text, line, message):
+    path = tmp_path / "lr.lua"
+    path.write_text(text)
+    with pytest.raises(UserError, match=rf"lr\.lua line {line}: .*{message}"):
+        compat.parse_lr_lua(path)
+
+
+def test_lr_lua_without_a_table(tmp_path):
+    path = tmp_path / "lr.lua"
+    path.write_text("-- opt.regimes = {}\nopt.learning_rate = 0.1\n")
+    with pytest.raises(UserError, match="no 'opt.regimes"):
+        compat.parse_lr_lua(path)
+
+
+# -- schedules ------------------------------------------------------------------------------------
+
+
+def _schedule(n_epochs=200, **optim):
+    from dataclasses import replace
+
+    return build_schedule(replace(Config(data=DataConfig()).optim, **optim), n_epochs)
+
+
+def test_regimes_follow_the_seed():
+    rows = (Regime(1, 100, 0.1, 1e-3), Regime(101, 150, 0.01, 1e-4), Regime(151, 10**8, 0.001, 1e-5))
+    schedule = _schedule(lr_scheduler="regimes", regimes=rows)
+    assert schedule.values(1) == (0.1, 1e-3) and schedule.values(100) == (0.1, 1e-3)
+    assert schedule.values(101) == (0.01, 1e-4) and schedule.values(200) == (0.001, 1e-5)
+    # a gap keeps the last covered epoch's values; before the first row, the flags' values
+    gappy = _schedule(lr_scheduler="regimes", learning_rate=0.5, weight_decay=0.0,
+                      regimes=(Regime(3, 4, 0.1, 1e-3), Regime(8, 9, 0.01, 1e-3), Regime(4, 4, 0.2, 0.0)))
+    assert gappy.values(1) == (0.5, 0.0)
+    assert gappy.values(4) == (0.2, 0.0)  # the last matching row wins
+    assert gappy.values(6) == (0.2, 0.0) and gappy.values(10) == (0.01, 1e-3)
+
+
+def test_multistep_matches_the_successors_ordering():
+    schedule = _schedule(lr_scheduler="multistep", learning_rate=0.1, multistep_milestones=(50, 100))
+    assert math.isclose(schedule.values(49)[0], 0.1) and math.isclose(schedule.values(50)[0], 0.01)
+    assert math.isclose(schedule.values(100)[0], 0.001)
+    resumed = _schedule(lr_scheduler="multistep", learning_rate=0.1, multistep_milestones=(10,))
+    resumed.load_state_dict(schedule.state_dict())  # the checkpoint's milestones, unless overwritten
+    assert math.isclose(resumed.values(20)[0], 0.1)
+    overwritten = _schedule(lr_scheduler="multistep", multistep_milestones=(10,), overwrite_milestones=True)
+    overwritten.load_state_dict(schedule.state_dict())
+    assert math.isclose(overwritten.values(20)[0], 0.01)
+
+
+def test_plateau_reduces_after_patience():
+    schedule = _schedule(lr_scheduler="plateau", learning_rate=0.1, plateau_patience=2)
+    for loss in (1.0, 0.9, 0.95, 0.95):
+        schedule.observe(loss)
+    assert schedule.values(5)[0] == 0.1
+    schedule.observe(0.95)  # third bad epoch > patience 2
+    assert math.isclose(schedule.values(6)[0], 0.01)
+    copy = _schedule(lr_scheduler="plateau", learning_rate=0.1, plateau_patience=2)
+    copy.load_state_dict(schedule.state_dict())
+    assert copy.values(7) == schedule.values(7)
+
+
+def test_cosine_with_warmup():
+    schedule = _schedule(lr_scheduler="cosine", learning_rate=1.0, warmup_epochs=2, min_lr=0.0)
+    assert schedule.values(1)[0] < 0.05 and math.isclose(schedule.values(2)[0], 0.5)
+    assert math.isclose(schedule.values(3)[0], 1.0)
+    assert schedule.values(101)[0] < schedule.values(50)[0] < 1.0
+    assert schedule.values(200, 1.0)[0] < 1e-6
