@@ -233,8 +233,8 @@ def run_recognition(
     device: torch.device,
     dist: Any = None,
     class_names: Optional[Sequence[str]] = None,
-    n_clips: int = 0,
-    n_crops: int = 1,
+    n_clips: Optional[int] = None,
+    n_crops: Optional[int] = None,
     output: Optional[Path] = None,
     resume: Optional[bool] = None,
     overwrite: Optional[bool] = None,
@@ -245,7 +245,8 @@ def run_recognition(
     """Recognise every video of ``config.inference.subset``; write the results file.
 
     ``model`` is the bare model (moved to ``device`` and put in eval mode here); ``class_names``
-    name its outputs (default: the annotation's labels). ``announce`` prints a closing line
+    name its outputs (default: the annotation's labels). ``n_clips``/``n_crops`` choose multi-view
+    testing (see ``options_from_config``). ``announce`` prints a closing line
     (and ``show_progress`` a progress line on stderr). Returns a summary: ``output``,
     ``videos`` (scored now), ``errors``, ``skipped`` (already done), ``seconds``,
     ``model_calls``, ``bad_frames``.
@@ -255,6 +256,10 @@ def run_recognition(
     from resnet3d.engine.distributed import DistInfo
 
     dist = dist or DistInfo()
+    # multi-view settings: the arguments, else the config's (InferenceConfig.n_clips / n_crops when
+    # the config carries them), else sliding windows and one centre crop
+    n_clips = n_clips if n_clips is not None else int(getattr(config.inference, "n_clips", 0) or 0)
+    n_crops = n_crops if n_crops is not None else int(getattr(config.inference, "n_crops", 1) or 1)
     options = options_from_config(config, n_clips=n_clips, n_crops=n_crops, output=output, resume=resume,
                                   overwrite=overwrite, save_every=save_every, world_size=dist.world_size)
     out_path = output_path(config, options)
@@ -266,7 +271,8 @@ def run_recognition(
     labels = _class_names(class_names, annotation.class_names, n_outputs)
     _check_model_takes(model, options.plan)
 
-    state, token = _start_state(out_path, options, recognition_settings(model, options, data), dist)
+    settings = recognition_settings(model, options, data) if dist.is_main else {}  # only rank 0 decides
+    state, token = _start_state(out_path, options, settings, dist)
     done = set(state["results"])
     pending = [u for u in units if u.video_id not in done]
     mine = pending[dist.rank :: dist.world_size]
@@ -280,7 +286,7 @@ def run_recognition(
     transform = DeviceTransform(data.input_norm, train=False, flow=data.input_type == "flow")
     scorer = Scorer(model, transform, device, autocast_dtype(options.precision, device))
     dataset = WindowDataset(videos, mine, data, options.plan)
-    loader = _loader(dataset, options.num_workers, device)
+    loader = _loader(dataset, options.num_workers)
     batcher = RowBatcher(options.batch_size, pin_memory=device.type == "cuda")
     tally = Tally(keep_windows=not options.average)
     progress = Progress(len(mine), desc=f"recognition {options.subset}", unit="videos", stream=sys.stderr,
@@ -337,21 +343,24 @@ def run_recognition(
     if dist.is_main and announce:
         rate = f", {summary['videos_per_s']:.2f} videos/s" if counts["videos"] else ""
         extra = f", {counts['errors']} unreadable (listed under 'errors')" if counts["errors"] else ""
+        if counts["bad_frames"]:
+            extra += f", {counts['bad_frames']} unreadable frames replaced by their neighbours"
         skipped = f", {summary['skipped']} already done" if summary["skipped"] else ""
         print(f"resnet3d: recognised {counts['videos']} videos of {options.subset}{extra}{skipped} in "
               f"{seconds:.1f} s{rate}; results in {out_path}", flush=True)
     return summary
 
 
-def _loader(dataset: WindowDataset, num_workers: int, device: torch.device):
+def _loader(dataset: WindowDataset, num_workers: int):
+    """Workers hand over chunks as they are; the batcher copies rows straight into pinned batch
+    memory, so the loader does not pin (that would copy every chunk twice)."""
     from resnet3d.engine.windows import one_thread_per_worker
 
     workers = max(0, min(int(num_workers), len(dataset.units)))
     extra: Dict[str, Any] = {}
     if workers:
         extra = {"prefetch_factor": 2, "worker_init_fn": one_thread_per_worker, "persistent_workers": False}
-    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers,
-                                       pin_memory=device.type == "cuda", **extra)
+    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=False, **extra)
 
 
 def _merge_shares(output: Path, options: RecognitionOptions, state: Dict[str, Any], token: str,
