@@ -23,16 +23,16 @@ class Progress:
         total: Optional[int],
         desc: str = "",
         unit: str = "it",
-        stream: IO[str] = sys.stderr,
+        stream: Optional[IO[str]] = None,
         enabled: bool = True,
         log_every: float = 10.0,
     ) -> None:
         self.total = total
         self.desc = desc
         self.unit = unit
-        self.stream = stream
+        self.stream = sys.stderr if stream is None else stream  # resolved now: pytest swaps sys.stderr
         self.enabled = enabled
-        self.interactive = bool(getattr(stream, "isatty", lambda: False)())
+        self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
         self.log_every = log_every if not self.interactive else 0.1
         self.count = 0
         self.start = time.monotonic()
