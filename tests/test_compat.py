@@ -155,8 +155,8 @@ SUCCESSOR_OPTIONS = [
     (["--inference", "--output_topk", "3"], lambda c, n: c.inference.top_k == 3),
     (["--file_type", "hdf5"], lambda c, n: c.data.file_type == "hdf5"),
     (["--tensorboard"], lambda c, n: c.run.tensorboard),
-    (["--distributed"], lambda c, n: True),
-    (["--distributed", "--dist_url", "tcp://127.0.0.1:23456"], lambda c, n: True),
+    (["--distributed"], lambda c, n: c.hardware.n_gpus is None and c.hardware.nproc_per_node is None),
+    (["--distributed", "--dist_url", "tcp://127.0.0.1:23456"], lambda c, n: any("--dist_url" in line for line in n)),
     (["--distributed", "--world_size", "2"], lambda c, n: any("torchrun" in line for line in n)),
 ]
 

@@ -366,7 +366,8 @@ def _model_config(args: argparse.Namespace, data: DataConfig) -> ModelConfig:
     shortcut = v("resnet_shortcut")
     if given(args, "shortcut_type"):
         if given(args, "resnet_shortcut") and v("resnet_shortcut") != v("shortcut_type"):
-            raise UserError(f"--shortcut_type {v('shortcut_type')} and --resnet_shortcut {v('resnet_shortcut')} disagree")
+            raise UserError(f"--shortcut_type {v('shortcut_type')} and --resnet_shortcut {v('resnet_shortcut')} "
+                            "disagree")
         shortcut = v("shortcut_type")
     return ModelConfig(
         model=v("model"),
@@ -519,8 +520,9 @@ def _hardware_config(args: argparse.Namespace, notices: List[str]) -> HardwareCo
             f"--distributed --world_size {v('world_size')}: start resnet3d on each machine with torchrun "
             "(docs/training.md, 'Several machines'); this process trains on this machine's GPUs only"
         )
-    if v("dist_url") and not v("distributed"):
-        notices.append("--dist_url is used only with --distributed")
+    if v("dist_url"):
+        notices.append("--dist_url is accepted and ignored: resnet3d starts and connects its processes itself "
+                       "(several machines: torchrun, docs/training.md)")
     if v("gpu_id") < 1:
         raise UserError(f"--gpu_id is 1-based as in the seed (got {v('gpu_id')})")
     return HardwareConfig(

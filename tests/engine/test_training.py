@@ -1,7 +1,7 @@
 """End to end on generated motion clips: the seed's command lines train, continue exactly, stop
 cleanly on SIGTERM and on a non-finite loss."""
 import json
-import math
+import shutil
 import signal
 import subprocess
 import sys
@@ -108,11 +108,29 @@ def test_sigterm_writes_a_checkpoint_and_resume_is_exact(motion_data, unbroken):
 
 
 def test_nonfinite_loss_keeps_the_last_good_checkpoint(motion_data, unbroken):
-    result_path = motion_data / "unbroken"
+    result_path = motion_data / "exploding"
+    shutil.copytree(unbroken, result_path)  # (the other tests compare against the unbroken run's logs)
     good = (result_path / "model_2.pth").read_bytes()
-    done = resnet3d("main", *data_args(motion_data), "--result_path", "unbroken", *EXACT, "--n_epochs", "3",
+    done = resnet3d("main", *data_args(motion_data), "--result_path", "exploding", *EXACT, "--n_epochs", "3",
                     "--resume", "auto", "--learning_rate", "1e30", check=False)
     assert done.returncode == 3, done.stderr
     assert "non-finite loss at epoch 3" in done.stderr and "model_2.pth" in done.stderr
     assert not (result_path / "model_3.pth").exists()
     assert (result_path / "model_2.pth").read_bytes() == good
+
+
+def test_finetune_replaces_the_head_and_trains_from_ft_begin_module(motion_data, unbroken):
+    """The successor's fine-tuning: --pretrain_path with --n_pretrain_classes, a new head for
+    --n_classes, and only --ft_begin_module onwards trained."""
+    pretrained = torch.load(unbroken / "model_1.pth", weights_only=True)["state_dict"]
+    done = resnet3d("main", *data_args(motion_data), "--result_path", "finetuned", *EXACT, "--n_epochs", "1",
+                    "--pretrain_path", "unbroken/model_1.pth", "--n_pretrain_classes", "2", "--n_classes", "3",
+                    "--ft_begin_module", "layer4")
+    assert "head replaced: 3 classes" in done.stdout and "training" in done.stdout
+    tuned = torch.load(motion_data / "finetuned" / "model_1.pth", weights_only=True)
+    assert tuned["model_config"]["n_classes"] == 3 and tuned["state_dict"]["fc.weight"].shape[0] == 3
+    weights = [n for n, t in pretrained.items() if t.is_floating_point() and ("conv" in n or n.endswith(("weight", "bias")))
+               and "running" not in n and not n.startswith("fc.")]
+    frozen = [n for n in weights if not n.startswith("layer4.")]
+    assert frozen and all(torch.equal(tuned["state_dict"][n], pretrained[n]) for n in frozen)
+    assert any(not torch.equal(tuned["state_dict"][n], pretrained[n]) for n in weights if n.startswith("layer4."))

@@ -36,7 +36,8 @@ from resnet3d.errors import UserError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="resnet", help="model family")
     parser.add_argument("--model_depth", type=int, default=18)
-    parser.add_argument("--n_classes", type=int, default=400, help="classes of the head (the data's labels are folded into it)")
+    parser.add_argument("--n_classes", type=int, default=400,
+                        help="outputs of the head (at least the data set's classes)")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--sample_size", type=int, default=112)
     parser.add_argument("--sample_duration", type=int, default=16)
@@ -47,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resnet_widen_factor", type=float, default=1.0, help="the successor's width multiplier")
     add_flag(parser, "--steps", type=int, default=20, help="timed steps of each measurement")
     add_flag(parser, "--warmup", type=int, default=5, help="untimed steps first (cuDNN autotuning, compilation)")
-    add_flag(parser, "--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"), help="ours (auto: bf16 on CUDA)")
+    add_flag(parser, "--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
+             help="ours (auto: bf16 on CUDA)")
     add_flag(parser, "--compile", action="store_true", help="torch.compile our model")
     add_flag(parser, "--device", default="auto", choices=("auto", "cuda", "cpu"))
     add_flag(parser, "--frame-size", default="128x171", help="HxW of generated frames")
@@ -158,7 +160,8 @@ def measure_steps(args, device: torch.device) -> None:
     ours = {"what": "train_step", "baseline": False, **_common(args, device),
             "clips_per_s": round(n * args.steps / seconds, 2),
             "precision": {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[dtype],
-            "memory_format": "channels_last_3d" if parts.channels_last else "NCDHW (contiguous)", "compile": args.compile, **_peak_memory(device)}
+            "memory_format": "channels_last_3d" if parts.channels_last else "NCDHW (contiguous)",
+            "compile": args.compile, **_peak_memory(device)}
     if records:
         ours["speedup"] = round(ours["clips_per_s"] / records[0]["clips_per_s"], 2)
     for record in records + [ours]:
@@ -194,7 +197,8 @@ def measure_end_to_end(args, device: torch.device, workdir: Optional[str]) -> No
                      sample_size=args.sample_size, sample_duration=args.sample_duration, num_workers=args.n_threads)
     dataset = build_dataset(cfg, "training", seed=0)
     if len(dataset.class_names) > args.n_classes:
-        raise UserError(f"the data set has {len(dataset.class_names)} classes: pass --n_classes {len(dataset.class_names)} or more")
+        n = len(dataset.class_names)
+        raise UserError(f"the data set has {n} classes: pass --n_classes {n} or more")
     if len(dataset) < args.batch_size:
         raise UserError(f"the data set has {len(dataset)} clips, fewer than one batch of {args.batch_size}")
     total = args.warmup + args.steps

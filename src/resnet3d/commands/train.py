@@ -59,7 +59,8 @@ FLAGS: Tuple[Tuple[str, str, str, Dict[str, Any]], ...] = (
     ("--pretrained", "finetune", "pretrained", {"help": "weights to start from (any checkpoint resnet3d reads)"}),
     ("--n-pretrain-classes", "finetune", "n_pretrain_classes", {"type": int}),
     ("--ft-begin-module", "finetune", "ft_begin_module", {"help": "train this top-level module and all after it"}),
-    ("--freeze-params", "finetune", "freeze_params", {"type": int, "help": "train only the last N layers with parameters"}),
+    ("--freeze-params", "finetune", "freeze_params",
+     {"type": int, "help": "train only the last N layers with parameters"}),
     ("--freeze-bn", "finetune", "freeze_bn", {"action": "store_true"}),
     # optimiser
     ("--lr", "optim", "learning_rate", {"type": float}),
@@ -103,12 +104,15 @@ FLAGS: Tuple[Tuple[str, str, str, Dict[str, Any]], ...] = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "Settings: defaults, then --config FILE, then these flags. See docs/training.md."
-    add_flag(parser, "--config", default=argparse.SUPPRESS, help="JSON or TOML file with [data], [model], [optim], [run] ... sections")
-    add_flag(parser, "--print-config", action="store_true", default=False, help="print the resolved config (JSON) and exit")
+    add_flag(parser, "--config", default=argparse.SUPPRESS,
+             help="JSON or TOML file with [data], [model], [optim], [run] ... sections")
+    add_flag(parser, "--print-config", action="store_true", default=False,
+             help="print the resolved config (JSON) and exit")
     add_flag(parser, "--norm", default=argparse.SUPPRESS, choices=sorted(NAMED),
              help="input normalisation: a data set's mean/std (kinetics, activitynet) or the seed's 0-255 minus mean")
     add_flag(parser, "--value-scale", type=float, default=argparse.SUPPRESS, help="the successor's --value_scale")
-    add_flag(parser, "--lr-file", default=argparse.SUPPRESS, help="the seed's lr.lua regimes (sets --scheduler regimes)")
+    add_flag(parser, "--lr-file", default=argparse.SUPPRESS,
+             help="the seed's lr.lua regimes (sets --scheduler regimes)")
     groups: Dict[str, argparse._ArgumentGroup] = {}
     for flag, section, _, options in FLAGS:
         group = groups.setdefault(section, parser.add_argument_group(f"[{section}]"))

@@ -54,7 +54,8 @@ def rows_through(epoch: int, batch: int = 0) -> Callable[[Dict[str, str]], bool]
 
 
 class TSVLog:
-    def __init__(self, path: Path, columns: Sequence[str], keep: Optional[Callable[[Dict[str, str]], bool]] = None) -> None:
+    def __init__(self, path: Path, columns: Sequence[str],
+                 keep: Optional[Callable[[Dict[str, str]], bool]] = None) -> None:
         """Open ``path`` for appending rows. ``keep`` continues an earlier run: the rows it
         accepts (see ``rows_through``) stay, the others go; None starts a new file."""
         self.path = Path(path)
@@ -106,7 +107,8 @@ class TensorBoardLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # pragma: no cover - depends on the environment
-            raise UserError("--tensorboard needs the tensorboard package: pip install 'resnet3d[tensorboard]'") from None
+            raise UserError("--tensorboard needs the tensorboard package: "
+                            "pip install 'resnet3d[tensorboard]'") from None
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
     def scalars(self, epoch: int, **values: float) -> None:

@@ -145,7 +145,8 @@ def train_one_epoch(
                          parts.device).tolist()
         g_loss, g_correct, g_count, g_bad_frames, g_bad_videos, nonfinite, stop = totals
         if nonfinite:
-            result.nonfinite = f"epoch {epoch}, batch {step}: the loss is {'nan' if not finite else 'not finite on another process'}"
+            where = "not finite" if not finite else "not finite on another process"
+            result.nonfinite = f"epoch {epoch}, batch {step}: the loss is {where}"
             return True
         sums["loss"] += g_loss
         sums["correct"] += g_correct
@@ -154,7 +155,8 @@ def train_one_epoch(
         sums["bad_videos"] += g_bad_videos
         result.steps = step
         if on_batch is not None:
-            on_batch({"batch": step, "loss": g_loss / max(g_count, 1.0), "acc": g_correct / max(g_count, 1.0), "lr": lr})
+            on_batch({"batch": step, "loss": g_loss / max(g_count, 1.0), "acc": g_correct / max(g_count, 1.0),
+                      "lr": lr})
         elapsed = max(time.perf_counter() - started, 1e-9)
         progress.update(1, loss=f"{sums['loss'] / max(sums['count'], 1):.4f}",
                         acc=f"{sums['correct'] / max(sums['count'], 1):.3f}",
@@ -216,7 +218,8 @@ def validate(parts: StepParts, batches: Iterable[dict], video_targets: torch.Ten
     correct = torch.zeros((), dtype=torch.float64, device=parts.device)
     count = 0.0
     bad = [0.0, 0.0]
-    progress = Progress(total_steps, desc=f"epoch {epoch} val", unit="batch", enabled=show_progress and parts.dist.is_main)
+    progress = Progress(total_steps, desc=f"epoch {epoch} val", unit="batch",
+                        enabled=show_progress and parts.dist.is_main)
     for batch in batches:
         clips, targets = _to_device(batch, parts)
         x = _layout(parts, parts.eval_transform(clips))

@@ -95,7 +95,8 @@ def processes_per_node(config: Config) -> int:
     if hardware.n_gpus is None:
         return visible
     if hardware.n_gpus > visible:
-        raise UserError(f"--n_gpus {hardware.n_gpus}: only {visible} GPU(s) are visible from --gpu_id {hardware.gpu_id + 1}")
+        raise UserError(f"--n_gpus {hardware.n_gpus}: only {visible} GPU(s) are visible from "
+                        f"--gpu_id {hardware.gpu_id + 1}")
     return max(hardware.n_gpus, 1)
 
 
@@ -204,13 +205,15 @@ def build_model(config: Config, n_data_classes: Optional[int], info: DistInfo) -
             start.step_in_epoch = int(extra.get("step_in_epoch", 0) or 0)
             if start.step_in_epoch:
                 start.partial_sums = {k: float(v) for k, v in (extra.get("partial_sums") or {}).items()}
-            start.best_metric = float(extra.get("best_metric", -math.inf) if extra.get("best_metric") is not None else -math.inf)
+            best = extra.get("best_metric")
+            start.best_metric = float(best) if best is not None else -math.inf
             start.ours = {"optimizer": loaded.optimizer, "scheduler": loaded.scheduler, "scaler": extra.get("scaler"),
                           "rng_state": extra.get("rng_state"), "rng_states": extra.get("rng_states")}
         else:
             start.ours = {"optimizer": loaded.optimizer, "foreign": loaded.source_format}
+        partly = f", step {start.step_in_epoch} of the next" if start.step_in_epoch else ""
         start.notes.append(f"continuing from {source} ({loaded.arch or loaded.model_config.get('model')}, "
-                           f"{completed} epoch(s) done{', step ' + str(start.step_in_epoch) + ' of the next' if start.step_in_epoch else ''})")
+                           f"{completed} epoch(s) done{partly})")
     elif finetune.pretrained:
         loaded = load_checkpoint(finetune.pretrained, bgr_premodel=finetune.bgr_premodel)
         overrides: Dict[str, Any] = {}
@@ -233,8 +236,9 @@ def build_model(config: Config, n_data_classes: Optional[int], info: DistInfo) -
     model_config = model.model_config
     n_outputs = int(model_config.get("n_classes", 0))
     if n_data_classes is not None and n_outputs < n_data_classes:
+        hint = " (fine-tuning replaces the head)" if source is None else ""
         raise UserError(f"the model has {n_outputs} outputs but the data set has {n_data_classes} classes: "
-                        f"pass --n_classes {n_data_classes}" + (" (fine-tuning replaces the head)" if source is None else ""))
+                        f"pass --n_classes {n_data_classes}{hint}")
     if n_data_classes is not None and n_outputs > n_data_classes:
         start.notes.append(f"the model has {n_outputs} outputs for {n_data_classes} classes in the data set "
                            f"(--n_classes {n_data_classes} would fit them exactly)")
@@ -364,11 +368,14 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
         _check_fresh_result_path(config, info)
     if config.inference is not None:
         require_recognition()
+    if run.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise UserError("--tensorboard needs the tensorboard package: pip install 'resnet3d[tensorboard]'")
     data = config.data  # possibly with the checkpoint's normalisation
     model.to(device)
     trainable = None
     if run.train:
-        trainable = freeze(model, trainable_names(model, config.finetune.ft_begin_module, config.finetune.freeze_params))
+        finetune = config.finetune
+        trainable = freeze(model, trainable_names(model, finetune.ft_begin_module, finetune.freeze_params))
         n_train = sum(p.numel() for p in trainable)
         n_all = sum(p.numel() for p in model.parameters())
         if n_train < n_all:
@@ -415,7 +422,9 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
         state.val_targets = torch.tensor([v.target for v in val_set.videos], dtype=torch.int64)
     if info.is_main:
         Path(run.result_path).mkdir(parents=True, exist_ok=True)
-        atomic_write_json(Path(run.result_path) / "opts.json", config.to_dict(), indent=2)
+        # A run that only validates or tests keeps the training run's opts.json beside it.
+        name = "opts.json" if run.train else "opts_eval.json"
+        atomic_write_json(Path(run.result_path) / name, config.to_dict(), indent=2)
     return state
 
 
@@ -426,6 +435,9 @@ def _check_fresh_result_path(config: Config, info: DistInfo) -> None:
         return
     names = ", ".join(p.name for p in earlier[:6]) + (" ..." if len(earlier) > 6 else "")
     if not config.run.overwrite:
+        if config.run.resume == "auto":
+            raise UserError(f"{config.run.result_path} holds files of a run ({names}) but no checkpoint to continue "
+                            "from: start over with --overwrite, or choose another --result_path")
         raise UserError(f"{config.run.result_path} already holds a run ({names}): continue it with --resume auto "
                         "(or --begin_epoch N), start over with --overwrite, or choose another --result_path")
     if info.is_main:
@@ -575,7 +587,7 @@ def _epochs(state: Run, stop: StopRequest) -> int:
         for epoch in range(start.epoch, run.n_epochs + 1):
             skip = start.step_in_epoch if epoch == start.epoch else 0
             sums = start.partial_sums if skip else None
-            lr_at_start = state.schedule.values(epoch, skip / max(total, 1))[0]
+            lr_at_start = state.schedule.values(epoch, 0.0)[0]
 
             def on_batch(row: Dict[str, float], epoch: int = epoch) -> None:
                 logs["batch"].log(epoch=epoch, batch=row["batch"], iter=(epoch - 1) * total + row["batch"],
@@ -597,17 +609,19 @@ def _epochs(state: Run, stop: StopRequest) -> int:
                 return stop.exit_code if stop.requested else 128 + 15
             logs["train"].log(epoch=epoch, loss=result.loss, acc=result.acc, lr=lr_at_start)
             logs["tb"].scalars(epoch, **{"train/loss": result.loss, "train/acc": result.acc, "train/lr": lr_at_start})
-            line = (f"epoch {epoch}/{run.n_epochs}  train loss {result.loss:.4f}  acc {result.acc:.4f}  lr {lr_at_start:.3g}"
+            line = (f"epoch {epoch}/{run.n_epochs}  train loss {result.loss:.4f}  acc {result.acc:.4f}"
+                    f"  lr {lr_at_start:.3g}"
                     f"  {result.clips_per_s:.1f} clips/s  data wait {100 * result.data_wait_share:.0f}%")
             if result.bad_frames or result.bad_videos:
                 line += f"  bad frames {result.bad_frames}, replaced videos {result.bad_videos} (see the log above)"
             if run.val and (epoch % run.val_every == 0 or epoch == run.n_epochs):
-                metrics = validate(state.parts, _val_batches(state, epoch), state.val_targets, len(state.class_names),
+                metrics = validate(state.parts, _val_batches(state, epoch), state.val_targets, _n_outputs(state),
                                    total_steps=len(state.val_loader), epoch=epoch)
                 logs["val"].log(epoch=epoch, loss=metrics["loss"], acc=metrics["acc"], video_acc=metrics["video_acc"])
                 logs["tb"].scalars(epoch, **{"val/loss": metrics["loss"], "val/acc": metrics["acc"],
                                              "val/video_acc": metrics["video_acc"]})
-                line += f"  |  val loss {metrics['loss']:.4f}  acc {metrics['acc']:.4f}  video acc {metrics['video_acc']:.4f}"
+                line += (f"  |  val loss {metrics['loss']:.4f}  acc {metrics['acc']:.4f}"
+                         f"  video acc {metrics['video_acc']:.4f}")
                 state.schedule.observe(metrics["loss"])
                 if metrics["acc"] > best:
                     best = metrics["acc"]
@@ -628,6 +642,10 @@ def _epochs(state: Run, stop: StopRequest) -> int:
         for log in logs.values():
             log.close()
     return _recognition(state)
+
+
+def _n_outputs(state: Run) -> int:
+    return int(state.model.model_config["n_classes"])
 
 
 def _val_batches(state: Run, epoch: int):
@@ -653,9 +671,10 @@ def _validate_only(state: Run) -> None:
     """--no_train with validation: one pass, printed and kept in validation.json (the training
     run's val.log is left alone)."""
     epoch = state.start.epoch - 1
-    metrics = validate(state.parts, _val_batches(state, max(epoch, 0)), state.val_targets, len(state.class_names),
+    metrics = validate(state.parts, _val_batches(state, max(epoch, 0)), state.val_targets, _n_outputs(state),
                        total_steps=len(state.val_loader), epoch=epoch)
-    say(state.info, f"validation  loss {metrics['loss']:.4f}  acc {metrics['acc']:.4f}  video acc {metrics['video_acc']:.4f}"
+    say(state.info, f"validation  loss {metrics['loss']:.4f}  acc {metrics['acc']:.4f}"
+                    f"  video acc {metrics['video_acc']:.4f}"
                     f"  ({int(metrics['count'])} clips)")
     if state.info.is_main:
         atomic_write_json(Path(state.config.run.result_path) / "validation.json",
@@ -667,5 +686,5 @@ def _recognition(state: Run) -> int:
         return 0
     predict = importlib.import_module(PREDICT_MODULE)
     predict.run_recognition(state.config, model=state.model, device=state.device, dist=state.info,
-                            class_names=state.class_names)
+                            class_names=state.class_names or None)
     return 0
