@@ -121,3 +121,8 @@ def test_classifier_interface_is_uniform():
         model = meta_model(arch, n_classes=9)
         assert model.classifier_name == name and model.num_features == features
         assert model.get_classifier() is getattr(model, name) and model.get_classifier().out_features == 9
+
+
+def test_options_passed_as_none_take_their_defaults():
+    model = meta_model("resnet", 18, shortcut_type=None, widen_factor=None, stem_width=None, n_classes=None)
+    assert model.model_config == meta_model("resnet", 18).model_config

@@ -5,8 +5,6 @@ import json
 import sys
 import types
 
-import pytest
-import torch
 from torch import nn
 
 from resnet3d import cli

@@ -20,7 +20,6 @@ from resnet3d.models.blocks import (
     ZeroPadShortcut,
     add_layers,
     conv1x1x1,
-    conv3d_unit,
     mid_planes_2plus1d,
     run_layers,
 )

@@ -17,7 +17,6 @@ import math
 from typing import List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from resnet3d.errors import UserError

@@ -101,6 +101,10 @@ def _join(values) -> str:
 
 
 def _check_option(family: ModelFamily, name: str, value: Any, default: Any) -> Any:
+    """Validate one option against its family's choices or its default's type.
+
+    A default of None marks an optional positive integer (``stem_width``).
+    """
     where = f"{family.name} option {name}"
     if name in family.choices:
         allowed = family.choices[name]
@@ -111,8 +115,8 @@ def _check_option(family: ModelFamily, name: str, value: Any, default: Any) -> A
         if not isinstance(value, bool):
             raise UserError(f"{where} must be True or False, got {value!r}")
         return value
-    if isinstance(default, int) or (default is None and name.endswith("width")):
-        if default is None and value is None:
+    if isinstance(default, int) or default is None:
+        if value is None:  # only an optional option's default can be None here
             return None
         if isinstance(value, bool) or not _is_int(value) or int(value) < 1:
             raise UserError(f"{where} must be a positive integer, got {value!r}")
@@ -136,11 +140,13 @@ def create_model(model: str, model_depth: Optional[int] = None, **kwargs: Any) -
     """Build a model of the zoo with the successor's keyword names.
 
     ``create_model("resnet", 50, n_classes=700, shortcut_type="B")``; ``create_model("resnet-50")``
-    also works. The result's ``model_config`` holds every argument, so
-    ``create_model(**model.model_config)`` rebuilds the same architecture.
+    also works. An option passed as None takes its default, so callers can forward unset flags.
+    The result's ``model_config`` holds every argument, so ``create_model(**model.model_config)``
+    rebuilds the same architecture.
     """
     family, depth = parse_arch(model, model_depth)
     defaults = family.all_options()
+    kwargs = {name: (defaults.get(name) if value is None else value) for name, value in kwargs.items()}
     unknown = sorted(set(kwargs) - set(defaults))
     if unknown:
         raise UserError(

@@ -2,8 +2,6 @@
 where the shape changes, the successor's default) and C (projection on every block, seed only)."""
 from __future__ import annotations
 
-from typing import Optional
-
 from resnet3d.models.backbone import RESNET_OPTIONS, SHORTCUT_TYPES, STAGE_BLOCKS, ResNet3d, build_resnet_like
 from resnet3d.models.blocks import BasicBlock, Bottleneck
 from resnet3d.models.registry import ModelFamily, register_family

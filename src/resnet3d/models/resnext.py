@@ -7,10 +7,10 @@ follows the real feature width, so cardinalities other than 32 work.
 """
 from __future__ import annotations
 
+from resnet3d.errors import UserError
 from resnet3d.models.backbone import RESNET_OPTIONS, SHORTCUT_TYPES, ResNet3d, build_resnet_like
 from resnet3d.models.blocks import ResNeXtBottleneck
 from resnet3d.models.registry import ModelFamily, register_family
-from resnet3d.errors import UserError
 
 RESNEXT_WIDTHS = (128, 256, 512, 1024)
 RESNEXT_STEM_WIDTH = 64
