@@ -81,7 +81,7 @@ SEED_OPTIONS = [
     (["--no_hflip"], lambda c, n: not c.data.hflip),
     (["--batch_norm"], lambda c, n: c.model.batch_norm),
     (["--global_pooling"], lambda c, n: c.model.global_pooling),
-    (["--model", "c3d"], lambda c, n: c.model.model == "c3d"),
+    (["--model", "c3d"], lambda c, n: c.model.arch == "c3d" and c.model.depth is None),
     (["--resnet_depth", "34"], lambda c, n: c.model.model_depth == 34),
     (["--shortcut_type", "A"], lambda c, n: c.model.shortcut_type == "A"),
     (["--weight_init"], lambda c, n: any("--weight_init" in line for line in n)),

@@ -43,7 +43,7 @@ class Regime:
 @dataclass(frozen=True)
 class ModelConfig:
     model: str = "resnet"
-    model_depth: int = 18
+    model_depth: Optional[int] = 18  # families without depths (C3D) ignore it
     n_classes: int = 400
     n_input_channels: int = 3
     conv1_t_size: int = 7
@@ -59,9 +59,17 @@ class ModelConfig:
     dropout_ratio: float = 0.5
 
     @property
+    def depth(self) -> Optional[int]:
+        """The depth create_model takes: None for a family without depths (C3D)."""
+        from resnet3d.models import MODELS
+
+        family = MODELS.get(self.model)
+        return None if family is not None and not family.depths else self.model_depth
+
+    @property
     def arch(self) -> str:
-        """The successor's arch string, e.g. 'resnet-18'."""
-        return f"{self.model}-{self.model_depth}"
+        """The successor's arch string, e.g. 'resnet-18' ('c3d' for C3D)."""
+        return self.model if self.model == "c3d" or self.model_depth is None else f"{self.model}-{self.model_depth}"
 
     def create_kwargs(self, sample_size: int, sample_duration: int) -> Dict[str, Any]:
         """Keyword arguments for ``resnet3d.create_model(model, model_depth, **kwargs)``: the
@@ -77,7 +85,10 @@ class ModelConfig:
     def from_model_config(cls, model_config: Mapping[str, Any]) -> "ModelConfig":
         """The settings of a built model (``model.model_config``), for the record in opts.json."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in model_config.items() if k in known and v is not None})
+        values = {k: v for k, v in model_config.items() if k in known and v is not None}
+        if model_config.get("model_depth", 0) is None:
+            values["model_depth"] = None
+        return cls(**values)
 
 
 @dataclass(frozen=True)

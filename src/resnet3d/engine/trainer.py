@@ -227,7 +227,7 @@ def build_model(config: Config, n_data_classes: Optional[int], info: DistInfo) -
                 if new_classes is not None else "")
         start.notes.append(f"pretrained weights from {finetune.pretrained}{head}")
     else:
-        model = create_model(config.model.model, config.model.model_depth,
+        model = create_model(config.model.model, config.model.depth,
                              **config.model.create_kwargs(config.data.sample_size, config.data.sample_duration))
         if not run.train:
             start.notes.append("no weights given: validating/testing a freshly initialised model "
@@ -450,7 +450,7 @@ def _restore_training_state(start: Start, optimizer, schedule: Schedule, scaler,
     carried = start.ours
     if carried.get("optimizer"):
         try:
-            optimizer.load_state_dict(carried["optimizer"])
+            optimizer.load_state_dict(_one_group(carried["optimizer"], optimizer))
         except (ValueError, KeyError) as error:
             start.notes.append(f"the optimizer state of {start.source} does not fit ({error}); momentum restarts")
             warn(info, start.notes[-1])
@@ -462,6 +462,18 @@ def _restore_training_state(start: Start, optimizer, schedule: Schedule, scaler,
         schedule.load_state_dict(carried["scheduler"])
     if scaler is not None and carried.get("scaler"):
         scaler.load_state_dict(carried["scaler"])
+
+
+def _one_group(saved: Dict[str, Any], optimizer) -> Dict[str, Any]:
+    """The successor's fine-tuning optimiser holds one group per parameter; ours holds one group.
+    Same parameters in the same order: merge its groups so momentum carries over."""
+    groups = saved.get("param_groups", [])
+    if len(groups) <= 1 or len(optimizer.param_groups) != 1:
+        return saved
+    params = [index for group in groups for index in group["params"]]
+    merged = {key: value for key, value in groups[0].items() if key != "params"}
+    merged["params"] = params
+    return {"state": saved.get("state", {}), "param_groups": [merged]}
 
 
 def _restore_rng(start: Start, info: DistInfo) -> None:
