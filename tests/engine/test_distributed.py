@@ -6,13 +6,13 @@ alone, and a 2-process run must match the 1-process run up to float rounding. A 
 (clips seen twice or never), gradients summed instead of averaged, or metrics not reduced
 across processes all show up as differences far above the tolerance.
 """
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from engine_helpers import TINY, data_args, resnet3d, subprocess_env
+from resnet3d.engine.distributed import free_port
 from resnet3d.engine.logs import read_log
 
 pytestmark = pytest.mark.slow
@@ -50,15 +50,9 @@ def test_two_processes_match_one(motion_data, one_process):
     assert one_process["train_batch.log"][0]["loss"] != one_process["train_batch.log"][-1]["loss"]
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_torchrun_nodes_on_localhost(motion_data, one_process):
     """The multi-node path: two torchrun launchers, one per 'machine', meeting at node 0."""
-    port = _free_port()
+    port = free_port()
     launchers = [
         subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),

@@ -30,6 +30,7 @@ from torch import nn
 
 from resnet3d.bench.common import emit
 from resnet3d.cliargs import add_flag
+from resnet3d.engine.precision import NAMES as PRECISION_NAMES, autocast_dtype
 from resnet3d.errors import UserError
 
 
@@ -93,8 +94,7 @@ def _ours_parts(args, device: torch.device):
     from resnet3d.engine.loop import StepParts
     from resnet3d.normalization import KINETICS
 
-    dtype = {"auto": torch.bfloat16 if device.type == "cuda" else None, "bf16": torch.bfloat16,
-             "fp16": torch.float16, "fp32": None}[args.precision]
+    dtype = autocast_dtype(args.precision, device)
     channels_last = device.type == "cuda"  # as the trainer: it pays on CUDA only
     model = _model(args, device, channels_last=channels_last)
     stepped = torch.compile(model) if args.compile else model
@@ -159,7 +159,7 @@ def measure_steps(args, device: torch.device) -> None:
     seconds = _timed(device, args.steps, args.warmup, lambda: train_step(parts, clips, targets))
     ours = {"what": "train_step", "baseline": False, **_common(args, device),
             "clips_per_s": round(n * args.steps / seconds, 2),
-            "precision": {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[dtype],
+            "precision": PRECISION_NAMES[dtype],
             "memory_format": "channels_last_3d" if parts.channels_last else "NCDHW (contiguous)",
             "compile": args.compile, **_peak_memory(device)}
     if records:
@@ -248,7 +248,7 @@ def measure_end_to_end(args, device: torch.device, workdir: Optional[str]) -> No
     ours = {"what": "train_end_to_end", "baseline": False, **_common(args, device),
             "clips_per_s": round(timed.clips_per_s, 2), "data_wait_share": round(timed.data_wait_share, 3),
             "n_threads": args.n_threads,
-            "precision": {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[dtype],
+            "precision": PRECISION_NAMES[dtype],
             "compile": args.compile, "scheme": "resnet3d loader (uint8 workers, device normalisation) + our step",
             **_peak_memory(device)}
     if records:

@@ -58,6 +58,7 @@ from resnet3d.engine.logs import (
 )
 from resnet3d.engine.loop import StepParts, train_one_epoch, validate
 from resnet3d.engine.optim import build_optimizer, freeze, trainable_names
+from resnet3d.engine.precision import autocast_dtype
 from resnet3d.engine.schedules import Schedule, build_schedule
 from resnet3d.engine.signals import StopRequest
 from resnet3d.errors import UserError
@@ -114,21 +115,6 @@ def resolve_device(config: Config, info: DistInfo) -> torch.device:
                         f"{torch.cuda.device_count()} are visible; lower --nproc_per_node / --n_gpus")
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
-
-
-def amp_dtype(config: Config, device: torch.device) -> Optional[torch.dtype]:
-    precision = config.run.precision
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise UserError("--precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
-        return torch.float16
-    raise UserError(f"--precision {precision!r}: choose auto, bf16, fp16 or fp32")
 
 
 def seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
@@ -398,7 +384,7 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
         stepped = torch.compile(stepped)
         eval_model = stepped if not info.distributed else eval_model
 
-    dtype = amp_dtype(config, device)
+    dtype = autocast_dtype(config.run.precision, device)
     optimizer = build_optimizer(trainable, config.optim) if run.train else None
     schedule = build_schedule(config.optim, run.n_epochs) if run.train else None
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
