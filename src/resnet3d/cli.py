@@ -11,6 +11,7 @@ import argparse
 import difflib
 import importlib
 import importlib.util
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -91,6 +92,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"resnet3d {command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `resnet3d models | head`: the reader left; silence the flush at interpreter exit too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     return int(status or 0)
 
 
