@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from resnet3d.bench.common import emit
-from resnet3d.cliargs import add_flag
+from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.data import DataConfig, build_dataset, build_loader, set_epoch
 from resnet3d.data import spatial, temporal
-from resnet3d.data.config import DATASETS, DECODERS, TRAIN_CROPS
+from resnet3d.data.config import DATASETS, DECODERS, DEFAULT_DECODE_TOLERANCE, TRAIN_CROPS
 from resnet3d.normalization import KINETICS
 
 
@@ -40,18 +40,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=8, help="clips per batch")
     add_flag(parser, "--n-batches", type=int, default=10, help="batches timed (after one warm-up batch)")
     add_flag(parser, "--decoder", default="auto", choices=DECODERS, help="JPEG decoder of our loader")
+    add_flag(parser, "--decode-tolerance", type=float, default=DEFAULT_DECODE_TOLERANCE,
+             help="our loader decodes at 1/2, 1/4, 1/8 scale when the crop still spans this share of the output size (1.0: exact)")
+    add_switch(parser, "--fast-decode", default=True, help="our loader takes libjpeg-turbo's fast IDCT and chroma upsampling (--no-fast-decode: exact)")
     parser.add_argument("--baseline", action="store_true", help="also measure the originals' per-frame PIL + float scheme")
     add_flag(parser, "--repeat", type=int, default=3, help="measure each side this many times, interleaved; report the best")
 
 
 class SuccessorBaseline(torch.utils.data.Dataset):
-    """The successor's training item, re-enacted: per-frame PIL and float tensors."""
+    """The successor's training item, re-enacted step by step (its main.py ``get_train_utils``,
+    spatial_transforms.py and datasets/loader.py, which wrap torchvision's transforms):
 
-    def __init__(self, ours, sample_size: int) -> None:
+    - ``VideoLoader``: per frame, ``exists()``, open, ``PIL.Image.open``, ``convert('RGB')``;
+    - ``RandomResizedCrop``: one box per clip, then per frame ``F.resized_crop`` = PIL ``crop`` +
+      ``resize(BILINEAR)``;
+    - ``RandomHorizontalFlip``: per clip draw, per frame PIL ``transpose``;
+    - ``ToTensor``: ``np.array`` copy, HWC -> CHW ``contiguous``, float, ``div(255)``;
+    - ``ScaleValue(value_scale)``: ``tensor *= s``;
+    - ``Normalize(mean, std)`` (torchvision's, out of place): clone, mean and std as tensors,
+      zero-std check, ``sub_``/``div_``;
+    - ``torch.stack(clip).permute(1, 0, 2, 3)``, then the DataLoader's default collate.
+    """
+
+    def __init__(self, ours, sample_size: int, value_scale: float = 1.0) -> None:
         self.ours = ours
         self.size = sample_size
-        self.mean = KINETICS.mean
-        self.std = KINETICS.std
+        self.value_scale = value_scale
+        self.mean = list(KINETICS.mean)
+        self.std = list(KINETICS.std)
 
     def __len__(self) -> int:
         return len(self.ours)
@@ -67,6 +83,19 @@ class SuccessorBaseline(torch.utils.data.Dataset):
                     with Image.open(handle) as image:
                         frames.append(image.convert("RGB"))
         return frames
+
+    def _to_tensor(self, image) -> torch.Tensor:
+        tensor = torch.from_numpy(np.array(image, np.uint8, copy=True))
+        tensor = tensor.view(image.size[1], image.size[0], len(image.getbands()))
+        return tensor.permute((2, 0, 1)).contiguous().to(dtype=torch.float32).div(255)
+
+    def _normalize(self, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        mean = torch.as_tensor(self.mean, dtype=tensor.dtype, device=tensor.device)
+        std = torch.as_tensor(self.std, dtype=tensor.dtype, device=tensor.device)
+        if (std == 0).any():
+            raise ValueError("std evaluated to zero")
+        return tensor.sub_(mean[:, None, None]).div_(std[:, None, None])
 
     def __getitem__(self, index):
         from PIL import Image
@@ -86,11 +115,9 @@ class SuccessorBaseline(torch.utils.data.Dataset):
             image = image.crop((box.x0, box.y0, box.x1, box.y1)).resize((self.size, self.size), Image.BILINEAR)
             if flip:
                 image = image.transpose(Image.FLIP_LEFT_RIGHT)
-            tensor = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-            tensor = tensor.view(image.size[1], image.size[0], 3).permute(2, 0, 1).contiguous().float().div(255)
-            for channel, m, s in zip(tensor, self.mean, self.std):
-                channel.sub_(m).div_(s)
-            clip.append(tensor)
+            tensor = self._to_tensor(image)
+            tensor *= self.value_scale
+            clip.append(self._normalize(tensor))
         return torch.stack(clip, 0).permute(1, 0, 2, 3), self.ours.videos[video_index].target
 
 
@@ -169,9 +196,10 @@ def _record(seconds: float, cpu: Optional[float], n_clips: int, args, baseline: 
         "file_type": args.file_type,
         "train_crop": args.train_crop,
         "repeats": max(1, args.repeat),
-        "scheme": "PIL per frame, crop+resize, ToTensor float, Normalize, stack"
+        "scheme": "successor: PIL per frame, crop+resize, flip, ToTensor float, ScaleValue, Normalize, stack"
         if baseline
         else f"resnet3d ({args.decoder} decode at a power-of-two DCT scale, crop before resize, uint8)",
+        **({} if baseline else {"decode_tolerance": args.decode_tolerance, "fast_decode": args.fast_decode}),
     }
 
 
@@ -187,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
         train_crop=args.train_crop,
         num_workers=args.n_threads,
         decoder=args.decoder,
+        decode_tolerance=args.decode_tolerance,
+        fast_decode=args.fast_decode,
     )
     dataset = build_dataset(cfg, "training")
     sides = [("ours", dataset, False)]

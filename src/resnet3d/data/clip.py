@@ -68,8 +68,7 @@ def read_clip(
     if not regions:
         probes = _probe_positions(unique, video_range)
         if probes:
-            extra, _, box = source.load(probes, pick_box, out_hw)
-            regions.update(extra)
+            regions, _, box = source.load(probes, pick_box, out_hw)
     if not regions:
         reasons = sorted(set(failures.values()))
         raise UnreadableVideo(f"{source.path}: no readable frame ({'; '.join(reasons) or 'empty'})")
@@ -87,14 +86,20 @@ def read_clip(
 
 
 def _assemble(regions: Dict[int, np.ndarray], chosen: Sequence[int], out_hw: Tuple[int, int]) -> torch.Tensor:
-    order = sorted(set(chosen))
-    shapes = {regions[i].shape for i in order}
-    if len(shapes) == 1:
-        stacked = torch.from_numpy(np.stack([regions[i] for i in order]))  # (U, h, w, C)
-        resized = resize_clip(stacked, out_hw)
-    else:  # frames of different sizes in one video: resize one by one
-        resized = torch.cat([resize_clip(torch.from_numpy(np.ascontiguousarray(regions[i]))[None], out_hw) for i in order])
-    if order == list(chosen):
+    """Resize the regions the clip uses and put them in clip order, repeats included."""
+    stack = getattr(regions, "stack", None)
+    order: Sequence[int]
+    if stack is not None and set(chosen) <= set(regions.stack_indices):
+        order = list(regions.stack_indices)
+        resized = resize_clip(torch.from_numpy(stack), out_hw)  # (U, H, W, C) in one call
+    else:
+        order = sorted(set(chosen))
+        shapes = {regions[i].shape for i in order}
+        if len(shapes) == 1:
+            resized = resize_clip(torch.from_numpy(np.stack([regions[i] for i in order])), out_hw)
+        else:  # frames of different sizes in one video: resize one by one
+            resized = torch.cat([resize_clip(torch.from_numpy(np.ascontiguousarray(regions[i]))[None], out_hw) for i in order])
+    if list(order) == list(chosen):
         return resized
     position = {index: k for k, index in enumerate(order)}
     return resized[torch.tensor([position[i] for i in chosen])]  # (T, H, W, C)

@@ -30,6 +30,7 @@ SUBSET_ALIASES = {"train": "training", "val": "validation", "test": "testing"}
 # hue (shift drawn from [-h, h] of a full turn). The successor's flag builds ColorJitter() with all
 # four at 0, which changes nothing; we apply a real jitter on purpose (docs/data.md).
 DEFAULT_JITTER = (0.4, 0.4, 0.4, 0.1)
+DEFAULT_DECODE_TOLERANCE = 0.9
 
 
 def canonical_subset(subset: str) -> str:
@@ -78,6 +79,13 @@ class DataConfig:
     # loading
     num_workers: int = 4
     decoder: str = "auto"
+    # JPEG decoding speed against fidelity to the originals' full-size PIL decode (docs/data.md,
+    # "The fast path, measured"): decode at 1/2, 1/4 or 1/8 scale when the crop still spans
+    # decode_tolerance x sample_size there (1.0: never upscale a reduced decode), and take
+    # libjpeg-turbo's fast integer IDCT and chroma upsampling (fast_decode). decode_tolerance=1.0
+    # with fast_decode=False is the exact mode.
+    decode_tolerance: float = DEFAULT_DECODE_TOLERANCE
+    fast_decode: bool = True
 
     def __post_init__(self) -> None:
         checks = (
@@ -101,6 +109,11 @@ class DataConfig:
             raise UserError(f"train_crop_min_ratio must be in (0, 1] (got {self.train_crop_min_ratio})")
         if self.num_workers < 0:
             raise UserError(f"num_workers (--n_threads) must be >= 0 (got {self.num_workers})")
+        if not 0.5 <= self.decode_tolerance <= 1.0:
+            raise UserError(
+                f"decode_tolerance must be in [0.5, 1] (got {self.decode_tolerance}): 1.0 never upscales "
+                "a reduced-scale JPEG decode, lower values accept that much upscaling for speed"
+            )
         if len(self.jitter_strength) != 4:
             raise UserError("jitter_strength needs 4 values: brightness, contrast, saturation, hue")
 

@@ -200,7 +200,8 @@ class VideoDataset(torch.utils.data.Dataset):
 
     # -- internals ------------------------------------------------------------------------------
     def _source(self, video: Video):
-        return make_source(video.path, self.cfg.file_type, self.cfg.input_type, self.cfg.decoder)
+        cfg = self.cfg
+        return make_source(video.path, cfg.file_type, cfg.input_type, cfg.decoder, cfg.decode_tolerance, cfg.fast_decode)
 
     def _resolve_range(self, video: Video) -> Tuple[int, int]:
         if video.frames is not None and video.seconds is None:

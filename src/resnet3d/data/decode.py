@@ -2,20 +2,25 @@
 
 libjpeg-turbo can decode at a reduced size by dropping DCT coefficients. Knowing the crop box and
 the output size in advance, we ask for the smallest 1/1, 1/2, 1/4 or 1/8 scale at which the crop
-is still at least the output size, then cut the crop out of that smaller image (crop before
-resize). simplejpeg (``min_height``/``min_width``) and PIL (``Image.draft``) both expose it;
-simplejpeg measured faster (docs/data.md), PIL is the fallback for JPEG flavours simplejpeg
-refuses.
+still spans the output size, then cut the crop out of that smaller image (crop before resize).
+simplejpeg (``min_height``/``min_width``) and PIL (``Image.draft``) both expose it; simplejpeg
+measured faster (docs/data.md), PIL is the fallback for JPEG flavours simplejpeg refuses.
+
+``ClipDecoder`` is the fast path for a whole clip: every frame shares one box, so every frame is
+decoded straight into one preallocated ``(T, h, w, C)`` buffer and the clip's crop is a single
+strided view of it, resized in one call (``resnet3d.data.clip``).
 """
 from __future__ import annotations
 
 import io
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from resnet3d.data.spatial import Box
+
+DIVISORS = (8, 4, 2)  # libjpeg-turbo's SIMD-accelerated reduced scales (1/8, 1/4, 1/2)
 
 
 class DecodeError(Exception):
@@ -46,53 +51,91 @@ def jpeg_size(data: bytes) -> Tuple[int, int]:
         raise DecodeError(str(error) or type(error).__name__) from None
 
 
-def _min_decode_size(box: Box, out_hw: Tuple[int, int]) -> Tuple[int, int]:
-    """The (height, width) to decode the whole frame at: the smallest 1/1, 1/2, 1/4 or 1/8 scale
-    at which ``box`` still spans ``out_hw`` pixels.
+def scale_divisor(box: Box, out_hw: Tuple[int, int], tolerance: float = 1.0) -> int:
+    """The largest of 8, 4, 2 (else 1) such that ``box`` decoded at 1/divisor still spans
+    ``tolerance`` x ``out_hw`` pixels.
 
-    libjpeg-turbo also offers 3/8, 5/8, 3/4, 7/8..., but those take its plain-C inverse DCT and
-    measured 2-3x *slower* than a full-size decode; the power-of-two scales use SIMD and a
-    cheaper reduced IDCT (docs/data.md).
+    ``tolerance`` 1.0 never upsamples a reduced decode; 0.9 accepts a final upscale of up to 1/0.9
+    (docs/data.md measures what that costs in fidelity and gains in speed). libjpeg-turbo also
+    offers 3/8, 5/8, 3/4, 7/8..., but those take its plain-C inverse DCT and measured 2-3x *slower*
+    than a full-size decode; the power-of-two scales use SIMD and a cheaper reduced IDCT.
     """
     out_h, out_w = out_hw
-    need_h = box.height * out_h / max(1, box.h)
-    need_w = box.width * out_w / max(1, box.w)
-    for divisor in (8, 4, 2):
-        height, width = math.ceil(box.height / divisor), math.ceil(box.width / divisor)
-        if height >= need_h and width >= need_w:
-            return height, width
-    return box.height, box.width
+    for divisor in DIVISORS:
+        if box.h / divisor >= tolerance * out_h and box.w / divisor >= tolerance * out_w:
+            return divisor
+    return 1
+
+
+def scaled_size(width: int, height: int, divisor: int) -> Tuple[int, int]:
+    """(height, width) of a ``width`` x ``height`` JPEG decoded at 1/divisor (libjpeg rounds up)."""
+    return math.ceil(height / divisor), math.ceil(width / divisor)
+
+
+def _edges(lo: int, hi: int, divisor: int, limit: int) -> slice:
+    """The decoded pixels of full-resolution pixels ``lo..hi``: decoded pixel j stands for
+    full-resolution pixels j*divisor .. (j+1)*divisor, so the edges round to the nearest one."""
+    start = min(int(lo / divisor + 0.5), limit - 1)
+    stop = max(start + 1, min(limit, int(hi / divisor + 0.5)))
+    return slice(start, stop)
+
+
+def _divisor_of(image: np.ndarray, box: Box) -> Optional[int]:
+    """The DCT scale divisor a decoder actually used, from the decoded image's shape."""
+    for divisor in (1,) + DIVISORS:
+        if image.shape[:2] == scaled_size(box.width, box.height, divisor):
+            return divisor
+    return None
 
 
 def _cut(image: np.ndarray, box: Box) -> np.ndarray:
-    """Cut the box out of an image decoded at some DCT scale of the box's frame."""
-    sy = image.shape[0] / box.height
-    sx = image.shape[1] / box.width
-    y0, x0 = int(box.y0 * sy), int(box.x0 * sx)
-    y1 = max(y0 + 1, min(image.shape[0], int(round(box.y1 * sy))))
-    x1 = max(x0 + 1, min(image.shape[1], int(round(box.x1 * sx))))
-    return image[y0:y1, x0:x1]
+    """Cut the box out of an image decoded at some DCT scale of the box's frame (a view)."""
+    divisor = _divisor_of(image, box)
+    if divisor is None:  # a decoder that scaled some other way: map the box proportionally
+        sy, sx = image.shape[0] / box.height, image.shape[1] / box.width
+        y0, x0 = int(box.y0 * sy), int(box.x0 * sx)
+        y1 = max(y0 + 1, min(image.shape[0], int(round(box.y1 * sy))))
+        x1 = max(x0 + 1, min(image.shape[1], int(round(box.x1 * sx))))
+        return image[y0:y1, x0:x1]
+    rows = _edges(box.y0, box.y1, divisor, image.shape[0])
+    cols = _edges(box.x0, box.x1, divisor, image.shape[1])
+    return image[rows, cols]
 
 
 def decode_region(
-    data: bytes, box: Box, out_hw: Tuple[int, int], gray: bool = False, decoder: str = "auto"
+    data: bytes,
+    box: Box,
+    out_hw: Tuple[int, int],
+    gray: bool = False,
+    decoder: str = "auto",
+    tolerance: float = 1.0,
+    fast_decode: bool = False,
 ) -> np.ndarray:
-    """The ``box`` region of a JPEG as uint8 (h, w, C) with h >= out_h and w >= out_w where the
-    source allows (C = 3, or 1 when ``gray``). ``box`` is in full-resolution pixels; a frame whose
-    size differs from the box's frame gets the same relative box."""
+    """The ``box`` region of a JPEG as uint8 (h, w, C), decoded at the smallest power-of-two scale
+    that ``scale_divisor`` allows (C = 3, or 1 when ``gray``). ``box`` is in full-resolution
+    pixels; a frame whose size differs from the box's frame gets the same relative box.
+
+    ``fast_decode`` takes libjpeg-turbo's fast paths: the integer "ifast" inverse DCT and chroma
+    upsampling by replication instead of its smoothing filter (about 1 grey level from the exact
+    decode per pixel, 15% less time; docs/data.md). The PIL fallback always decodes exactly."""
     width, height = jpeg_size(data)
     box = box.for_size(width, height)
-    min_h, min_w = _min_decode_size(box, out_hw)
+    min_h, min_w = scaled_size(width, height, scale_divisor(box, out_hw, tolerance))
     sj = _simplejpeg() if decoder in ("auto", "simplejpeg") else None
     if sj is not None:
         try:
             image = sj.decode_jpeg(
-                data, colorspace="GRAY" if gray else "RGB", min_height=min_h, min_width=min_w
+                data,
+                colorspace="GRAY" if gray else "RGB",
+                min_height=min_h,
+                min_width=min_w,
+                fastupsample=fast_decode,
+                fastdct=fast_decode,
             )
             if image.ndim == 2:
                 image = image[:, :, None]
             return _cut(image, box)
-        except Exception:  # pragma: no cover - depends on the JPEG flavour; PIL gets a try
+        except Exception:  # depends on the JPEG flavour; PIL gets a try
             if decoder == "simplejpeg":
                 raise DecodeError("simplejpeg cannot decode this frame") from None
     return _cut(_decode_pil(data, (min_w, min_h), gray), box)
@@ -115,3 +158,68 @@ def decode_full(data: bytes, gray: bool = False, decoder: Optional[str] = "auto"
     """A whole frame at full size, uint8 (H, W, C)."""
     width, height = jpeg_size(data)
     return decode_region(data, Box(0, 0, width, height, width, height), (height, width), gray, decoder or "auto")
+
+
+class ClipDecoder:
+    """Decodes the same crop region of each frame of one clip into one uint8 buffer.
+
+    ``add(index, data)`` returns the frame's region; frames of the clip's size land in the buffer
+    (no per-frame allocation or copy), so that ``stacked()`` is the whole clip's crop as one strided
+    ``(n, h, w, C)`` view, ready for a single resize. A frame of another size, or one simplejpeg
+    refuses, is decoded on its own (``decode_region``) and is simply not part of the stack.
+    """
+
+    def __init__(
+        self,
+        box: Box,
+        out_hw: Tuple[int, int],
+        capacity: int,
+        gray: bool = False,
+        decoder: str = "auto",
+        tolerance: float = 1.0,
+        fast_decode: bool = False,
+    ) -> None:
+        self.box = box
+        self.out_hw = out_hw
+        self.gray = gray
+        self.decoder = decoder
+        self.tolerance = tolerance
+        self.fast_decode = fast_decode
+        self.divisor = scale_divisor(box, out_hw, tolerance)
+        self.height, self.width = scaled_size(box.width, box.height, self.divisor)
+        self.rows = _edges(box.y0, box.y1, self.divisor, self.height)
+        self.cols = _edges(box.x0, box.x1, self.divisor, self.width)
+        self._sj = _simplejpeg() if decoder in ("auto", "simplejpeg") else None
+        channels = 1 if gray else 3
+        self._buffer = np.empty((capacity if self._sj is not None else 0, self.height, self.width, channels), np.uint8)
+        self.indices: List[int] = []  # frame indices in buffer order
+
+    def add(self, index: int, data: bytes) -> np.ndarray:
+        """The region of frame ``index`` (a view into the buffer when it fits); raises
+        ``DecodeError`` for bytes that no decoder reads."""
+        if self._sj is not None and len(self.indices) < len(self._buffer) and jpeg_size(data) == (self.box.width, self.box.height):
+            slot = self._buffer[len(self.indices)]
+            try:
+                self._sj.decode_jpeg(
+                    data,
+                    colorspace="GRAY" if self.gray else "RGB",
+                    min_height=self.height,
+                    min_width=self.width,
+                    fastupsample=self.fast_decode,
+                    fastdct=self.fast_decode,
+                    buffer=slot,
+                )
+            except Exception:
+                if self.decoder == "simplejpeg":
+                    raise DecodeError("simplejpeg cannot decode this frame") from None
+            else:
+                self.indices.append(index)
+                return slot[self.rows, self.cols]
+            decoder = "pil"  # simplejpeg refused this frame's flavour
+        else:
+            decoder = self.decoder
+        return decode_region(data, self.box, self.out_hw, self.gray, decoder, self.tolerance, self.fast_decode)
+
+    def stacked(self) -> np.ndarray:
+        """uint8 (n, h, w, C): the regions of the frames in ``indices``, a view of the buffer."""
+        return self._buffer[: len(self.indices), self.rows, self.cols]

@@ -5,7 +5,8 @@ Every source answers three questions for the clip reader (``resnet3d.data.clip``
 - ``n_frames()``: how many frames it holds (1-based indices 1..n);
 - ``fps()``: frames per second, where the source knows it (ActivityNet segments need it);
 - ``load(indices, pick_box, out_hw)``: the crop region of each requested frame, decoded no larger
-  than needed, plus the reason for each frame it could not read. ``pick_box(width, height)``
+  than needed (``Regions``: JPEG sources also give the whole clip as one array), plus the reason
+  for each frame it could not read. ``pick_box(width, height)``
   is called once, with the first readable frame's size, so one box serves the whole clip;
   ``out_hw`` is the output (height, width) or a rule giving it from the box.
 
@@ -21,11 +22,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from resnet3d.data.decode import DecodeError, decode_region, jpeg_size
+from resnet3d.data.decode import ClipDecoder, DecodeError, decode_region, jpeg_size
 from resnet3d.data.spatial import Box, OutSize, output_size
 
 PickBox = Callable[[int, int], Box]
-Regions = Dict[int, np.ndarray]
 Failures = Dict[int, str]
 
 IMAGE_NAME = "image_{:05d}.jpg"
@@ -42,14 +42,45 @@ def read_value_file(path: str) -> Optional[float]:
         return None
 
 
+def read_bytes(path: str) -> bytes:
+    """A whole (small) file. Plain ``os`` calls: about a third cheaper per frame than ``open().read()``,
+    which builds a buffered file object for a single read."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size)
+        while len(data) < size:  # a short read (rare on local files; possible on network ones)
+            more = os.read(fd, size - len(data))
+            if not more:
+                break
+            data += more
+        return data
+    finally:
+        os.close(fd)
+
+
+class Regions(dict):
+    """index -> uint8 (h, w, C) crop region of each decoded frame. ``stack``, when set, holds the
+    regions of the frames ``stack_indices`` as one ``(n, h, w, C)`` array (a view of the decode
+    buffer), so the clip can be resized in one call without gathering the frames first."""
+
+    stack: Optional[np.ndarray] = None
+    stack_indices: Sequence[int] = ()
+
+
 class EncodedSource:
-    """A source whose frames are stored as JPEG bytes (one JPEG per frame and channel group)."""
+    """A source whose frames are stored as JPEG bytes (one JPEG per frame and channel group).
+
+    ``decode_tolerance`` and ``fast_decode`` trade a little fidelity to the originals' full-size
+    decode for speed (``resnet3d.data.decode``, docs/data.md); the defaults here are exact."""
 
     gray = False  # flow frames are grey JPEGs, one per direction
 
-    def __init__(self, path: str, decoder: str = "auto") -> None:
+    def __init__(self, path: str, decoder: str = "auto", decode_tolerance: float = 1.0, fast_decode: bool = False) -> None:
         self.path = path
         self.decoder = decoder
+        self.decode_tolerance = decode_tolerance
+        self.fast_decode = fast_decode
 
     # -- to implement -------------------------------------------------------------------------
     def frame_bytes(self, indices: Sequence[int]) -> Dict[int, object]:
@@ -68,27 +99,38 @@ class EncodedSource:
     # -- shared ---------------------------------------------------------------------------------
     def load(self, indices: Sequence[int], pick_box: PickBox, out_hw: OutSize) -> Tuple[Regions, Failures, Optional[Box]]:
         encoded = self.frame_bytes(indices)
-        regions: Regions = {}
+        regions = Regions()
         failures: Failures = {}
-        box: Optional[Box] = None
+        clip: Optional[ClipDecoder] = None
         for index in indices:
             parts = encoded.get(index)
             if isinstance(parts, str) or parts is None:
                 failures[index] = parts or "missing"
                 continue
             try:
-                if box is None:
+                if clip is None:
                     box = pick_box(*jpeg_size(parts[0]))
-                size = output_size(out_hw, box)
-                planes = [decode_region(data, box, size, self.gray, self.decoder) for data in parts]
+                    clip = ClipDecoder(
+                        box, output_size(out_hw, box), len(indices), self.gray, self.decoder,
+                        self.decode_tolerance, self.fast_decode,
+                    )
+                if len(parts) == 1:
+                    regions[index] = clip.add(index, parts[0])
+                    continue
+                planes = [
+                    decode_region(data, clip.box, clip.out_hw, self.gray, self.decoder, self.decode_tolerance, self.fast_decode)
+                    for data in parts
+                ]
             except DecodeError as error:
                 failures[index] = f"corrupt JPEG ({error})"
                 continue
-            if len(planes) > 1 and len({p.shape for p in planes}) > 1:
+            if len({p.shape for p in planes}) > 1:
                 failures[index] = "flow planes differ in size"
                 continue
-            regions[index] = planes[0] if len(planes) == 1 else np.concatenate(planes, axis=2)
-        return regions, failures, box
+            regions[index] = np.concatenate(planes, axis=2)
+        if clip is not None and clip.indices:
+            regions.stack, regions.stack_indices = clip.stacked(), list(clip.indices)
+        return regions, failures, None if clip is None else clip.box
 
 
 class JpegFolderSource(EncodedSource):
@@ -98,8 +140,7 @@ class JpegFolderSource(EncodedSource):
         out: Dict[int, object] = {}
         for index in indices:
             try:
-                with open(os.path.join(self.path, IMAGE_NAME.format(index)), "rb") as handle:
-                    out[index] = [handle.read()]
+                out[index] = [read_bytes(os.path.join(self.path, IMAGE_NAME.format(index)))]
             except FileNotFoundError:
                 out[index] = "missing"
             except OSError as error:
@@ -143,8 +184,7 @@ class FlowJpegFolderSource(JpegFolderSource):
             parts: List[bytes] = []
             for name in names:
                 try:
-                    with open(os.path.join(self.path, name.format(index)), "rb") as handle:
-                        parts.append(handle.read())
+                    parts.append(read_bytes(os.path.join(self.path, name.format(index))))
                 except OSError:
                     break
             out[index] = parts if len(parts) == 2 else "missing"
@@ -171,8 +211,8 @@ class Hdf5Source(EncodedSource):
     """The successor's HDF5 video: dataset ``video``, one JPEG-encoded frame per element (frame 1
     is element 0). Flow files hold ``video_u`` and ``video_v`` instead."""
 
-    def __init__(self, path: str, decoder: str = "auto", flow: bool = False) -> None:
-        super().__init__(path, decoder)
+    def __init__(self, path: str, decoder: str = "auto", flow: bool = False, **decode_options) -> None:
+        super().__init__(path, decoder, **decode_options)
         self.gray = flow
         self.keys = ("video_u", "video_v") if flow else ("video",)
 
@@ -276,7 +316,7 @@ class VideoFileSource:
 
     def load(self, indices: Sequence[int], pick_box: PickBox, out_hw: OutSize) -> Tuple[Regions, Failures, Optional[Box]]:
         wanted = sorted(set(indices))
-        regions: Regions = {}
+        regions = Regions()
         box: Optional[Box] = None
         try:
             container = self._open()
@@ -322,7 +362,7 @@ class VideoFileSource:
         return regions, {i: "past the end of the video" for i in wanted if i not in regions}, box
 
     def _load_from_start(self, wanted, pick_box, out_hw):
-        regions: Regions = {}
+        regions = Regions()
         box = None
         with self._open() as container:
             for counter, frame in enumerate(container.decode(video=0), start=1):
@@ -336,13 +376,22 @@ class VideoFileSource:
         return regions, {i: "past the end of the video" for i in wanted if i not in regions}, box
 
 
-def make_source(path: str, file_type: str, input_type: str = "rgb", decoder: str = "auto"):
-    """The source for one video of ``file_type`` ('jpg', 'hdf5', 'video')."""
+def make_source(
+    path: str,
+    file_type: str,
+    input_type: str = "rgb",
+    decoder: str = "auto",
+    decode_tolerance: float = 1.0,
+    fast_decode: bool = False,
+):
+    """The source for one video of ``file_type`` ('jpg', 'hdf5', 'video'). The decode options
+    apply to JPEG frames (``EncodedSource``)."""
     flow = input_type == "flow"
+    options = {"decode_tolerance": decode_tolerance, "fast_decode": fast_decode}
     if file_type == "jpg":
-        return FlowJpegFolderSource(path, decoder) if flow else JpegFolderSource(path, decoder)
+        return FlowJpegFolderSource(path, decoder, **options) if flow else JpegFolderSource(path, decoder, **options)
     if file_type == "hdf5":
-        return Hdf5Source(path, decoder, flow=flow)
+        return Hdf5Source(path, decoder, flow=flow, **options)
     if file_type == "video":
         if flow:
             from resnet3d.errors import UserError

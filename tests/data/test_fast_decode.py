@@ -1,0 +1,112 @@
+"""The fast JPEG path on real bytes: one decode buffer per clip, DCT-scale choice with its upscale
+tolerance, libjpeg-turbo's fast decode, and the clip resize."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import simplejpeg
+import torch
+
+from resnet3d.data import DataConfig, spatial
+from resnet3d.data.clip import read_clip
+from resnet3d.data.decode import ClipDecoder, decode_region, scale_divisor
+from resnet3d.data.sources import JpegFolderSource
+from resnet3d.errors import UserError
+from resnet3d.synthetic import render_video
+
+from data_helpers import write_frames
+
+
+def _frames(n=6, size=(96, 128), seed=0):
+    return render_video(0, n, size, np.random.default_rng(seed), noise=2.0)
+
+
+def _jpeg(frame, subsampling="420", quality=90):
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(frame), quality=quality, colorsubsampling=subsampling)
+
+
+def test_scale_divisor_tolerance():
+    box = spatial.Box(0, 0, 204, 204, 320, 240)
+    assert scale_divisor(box, (112, 112), 1.0) == 1  # 102 px at 1/2 would need an upscale
+    assert scale_divisor(box, (112, 112), 0.9) == 2  # 102 >= 0.9 * 112
+    assert scale_divisor(spatial.Box(0, 0, 230, 230, 320, 240), (112, 112), 1.0) == 2
+    assert scale_divisor(spatial.Box(0, 0, 240, 240, 320, 240), (28, 28), 1.0) == 8
+    assert scale_divisor(spatial.Box(0, 0, 100, 240, 320, 240), (112, 112), 0.5) == 1  # the narrow side decides
+
+
+@pytest.mark.parametrize("divisor_box", [(8, 4, 120, 92), (17, 3, 111, 95), (0, 0, 128, 96)])
+def test_clip_buffer_regions_equal_single_frame_decodes(divisor_box):
+    x0, y0, x1, y1 = divisor_box
+    box = spatial.Box(x0, y0, x1, y1, 128, 96)
+    datas = [_jpeg(f) for f in _frames()]
+    clip = ClipDecoder(box, (24, 24), len(datas))
+    regions = [clip.add(i, data) for i, data in enumerate(datas)]
+    assert clip.divisor > 1 and clip.indices == list(range(len(datas)))
+    stacked = clip.stacked()
+    for k, data in enumerate(datas):
+        single = decode_region(data, box, (24, 24))
+        assert np.array_equal(regions[k], single) and np.array_equal(stacked[k], single)
+    # the crop sits where the box is: compare with a full decode, cut, at the same scale
+    full = simplejpeg.decode_jpeg(datas[0])[y0:y1, x0:x1].astype(float)
+    a = spatial.resize_clip(torch.from_numpy(stacked[:1]), (24, 24)).float()
+    b = spatial.resize_clip(torch.from_numpy(np.ascontiguousarray(full, np.uint8))[None], (24, 24)).float()
+    assert (a - b).abs().mean() < 4.0
+
+
+def test_a_frame_of_another_size_is_decoded_on_its_own(tmp_path):
+    frames = _frames(5)
+    write_frames(tmp_path / "v", frames)
+    odd = np.ascontiguousarray(frames[2][::2, ::2])  # frame 3 at half size
+    (tmp_path / "v" / "image_00003.jpg").write_bytes(simplejpeg.encode_jpeg(odd, quality=95))
+    source = JpegFolderSource(str(tmp_path / "v"))
+    regions, failures, box = source.load([1, 2, 3, 4, 5], spatial.center_box, (32, 32))
+    assert not failures and sorted(regions) == [1, 2, 3, 4, 5]
+    assert list(regions.stack_indices) == [1, 2, 4, 5]  # the odd frame is not in the buffer
+    clip, bad = read_clip(source, [1, 2, 3, 4, 5], spatial.center_box, (32, 32), (1, 6))
+    assert clip.shape == (5, 32, 32, 3) and bad == 0
+    third = spatial.resize_clip(torch.from_numpy(np.ascontiguousarray(frames[2][:, 16:112]))[None], (32, 32))[0]
+    assert (clip[2].float() - third.float()).abs().mean() < 6.0  # the same picture, relative box
+
+
+def test_fast_path_equals_frame_by_frame_assembly_with_repeats_and_stand_ins(tmp_path):
+    write_frames(tmp_path / "v", _frames(6), quality=90)
+    (tmp_path / "v" / "image_00004.jpg").write_bytes(b"\xff\xd8 broken")
+    source = JpegFolderSource(str(tmp_path / "v"))
+    indices = [2, 3, 4, 5, 6, 2, 3]  # loop padding repeats 2 and 3; frame 4 is corrupt
+    pick = lambda w, h: spatial.Box(10, 6, 118, 90, w, h)  # noqa: E731
+    clip, bad = read_clip(source, indices, pick, (40, 40), (1, 7))
+    assert bad == 1 and clip.shape == (7, 40, 40, 3) and clip.is_contiguous()
+    regions, failures, box = source.load(sorted(set(indices)), pick, (40, 40))
+    assert list(failures) == [4]
+    expected = {i: spatial.resize_clip(torch.from_numpy(np.ascontiguousarray(regions[i]))[None], (40, 40))[0] for i in regions}
+    stand_in = min(regions, key=lambda g: (abs(g - 4), g))
+    for k, index in enumerate(indices):
+        assert torch.equal(clip[k], expected[stand_in if index == 4 else index])
+
+
+def test_fast_decode_is_close_to_exact_but_not_identical():
+    frame = _frames(1, (96, 128))[0]
+    data = _jpeg(frame, "420", quality=92)
+    box = spatial.Box(0, 0, 128, 96, 128, 96)
+    exact = decode_region(data, box, (96, 128)).astype(float)
+    fast = decode_region(data, box, (96, 128), fast_decode=True).astype(float)
+    assert exact.shape == fast.shape == (96, 128, 3)
+    assert 0 < np.abs(exact - fast).mean() < 2.0
+
+
+def test_data_config_checks_the_decode_tolerance():
+    assert DataConfig(decode_tolerance=1.0).decode_tolerance == 1.0
+    with pytest.raises(UserError, match="decode_tolerance"):
+        DataConfig(decode_tolerance=0.3)
+    restored = DataConfig.from_dict(DataConfig(decode_tolerance=0.8, fast_decode=False).to_dict())
+    assert restored.decode_tolerance == 0.8 and restored.fast_decode is False
+
+
+def test_resize_clip_rows_first_matches_one_call():
+    rng = np.random.default_rng(3)
+    big = torch.from_numpy(rng.integers(0, 256, (3, 90, 80, 3), dtype=np.uint8))
+    assert spatial._rows_first(90, 80, (40, 40)) and not spatial._rows_first(50, 80, (40, 40))
+    ours = spatial.resize_clip(big[:, 5:85, 2:78], (40, 40))  # a strided view, rows shrink 2x
+    x = big[:, 5:85, 2:78].permute(0, 3, 1, 2)
+    one = torch.nn.functional.interpolate(x, size=(40, 40), mode="bilinear", antialias=True).permute(0, 2, 3, 1)
+    assert ours.is_contiguous() and (ours.int() - one.int()).abs().max() <= 1
