@@ -34,10 +34,11 @@ from resnet3d.config import (
     OptimConfig,
     Regime,
     RunConfig,
+    default_num_workers,
 )
 from resnet3d.data.config import DataConfig
 from resnet3d.errors import UserError
-from resnet3d.normalization import NAMED, successor_norm
+from resnet3d.normalization import NAMED, InputNorm, successor_norm
 
 SEED, SUCCESSOR, SUCCESSOR_2018 = "seed", "successor", "successor-2018"
 
@@ -50,7 +51,9 @@ class Option:
     dest: str
     origin: Tuple[str, ...]
     type: Any = None  # None: a switch (store_true)
-    default: Any = None  # the value ``main`` uses when the flag is absent (the successor's)
+    # the value ``main`` uses when the flag is absent (the successor's); a callable is asked at
+    # run time (the worker count depends on the machine)
+    default: Any = None
     nargs: Optional[str] = None
     choices: Optional[Tuple[Any, ...]] = None
     help: str = ""
@@ -175,7 +178,8 @@ OPTIONS: Tuple[Option, ...] = (
     _o("--no_cuda", "no_cuda", BOTH),
     _o("--gpu_id", "gpu_id", S, int, 1, help="first GPU, 1-based as in the seed"),
     _o(("--n_gpus", "--n_gpu"), "n_gpus", S, int, None, help="GPUs (processes) to use; default: all visible"),
-    _o("--n_threads", "n_threads", BOTH, int, 4, help="data loader worker processes"),
+    _o("--n_threads", "n_threads", BOTH, int, default_num_workers,
+       help="data loader worker processes (default: 4, or fewer on a machine with fewer usable cores)"),
     _o("--manual_seed", "manual_seed", BOTH, int, 1),
     _o("--accimage", "accimage", (P, P18)),
     _o("--tensorboard", "tensorboard", P),
@@ -209,7 +213,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "successor-2018": "the successor's 2018 release"}[o] for o in option.origin
         )
         group = groups.setdefault(title, parser.add_argument_group(title))
-        shown = "" if option.default in (None, "", False) else f" (default: {_show(option.default)})"
+        hidden = callable(option.default) or option.default in (None, "", False)  # (a callable's help says it)
+        shown = "" if hidden else f" (default: {_show(option.default)})"
         # SUPPRESS: an absent flag leaves no attribute, so "given" is visible and --help shows
         # main's real default (in the help text) instead of None.
         kwargs: Dict[str, Any] = {"dest": option.dest, "default": argparse.SUPPRESS,
@@ -245,6 +250,39 @@ def add_run_arguments(group: argparse._ActionsContainer) -> None:
     add_flag(group, "--lr-warmup-epochs", type=float, default=quiet, help="warm-up epochs of --lr_scheduler cosine")
     add_flag(group, "--max-steps-per-epoch", type=int, default=quiet, help="cut each epoch short (smoke runs)")
     add_flag(group, "--decoder", default=quiet, choices=("auto", "simplejpeg", "pil"), help="JPEG decoder")
+    add_mean_std_flags(group)
+
+
+def add_mean_std_flags(group: argparse._ActionsContainer) -> None:
+    """``--mean R G B --std R G B``: a data set's own statistics, as ``resnet3d prepare stats``
+    prints them (0-1 units). Shared by ``main``, ``train``, ``test`` and ``classify``."""
+    add_flag(group, "--mean", type=float, nargs=3, metavar=("R", "G", "B"), default=argparse.SUPPRESS,
+             help="per-channel mean of the frames in 0-1 units (resnet3d prepare stats prints it); with --std")
+    add_flag(group, "--std", type=float, nargs=3, metavar=("R", "G", "B"), default=argparse.SUPPRESS,
+             help="per-channel standard deviation of the frames in 0-1 units; with --mean")
+
+
+def mean_std_norm(args: argparse.Namespace, value_scale: float = 1.0) -> Optional[InputNorm]:
+    """The InputNorm of ``--mean/--std`` (None when neither was given).
+
+    The values are in 0-1 units (value_scale 1); a ``value_scale`` other than 1 (the successor's
+    ``--value_scale 255``) scales them as the successor scales its tables.
+    """
+    mean, std = getattr(args, "mean", None), getattr(args, "std", None)
+    if mean is None and std is None:
+        return None
+    if mean is None or std is None:
+        raise UserError("--mean and --std go together: give both (resnet3d prepare stats prints the two flags)")
+    if not all(0.0 <= m <= 1.0 for m in mean):
+        raise UserError(f"--mean {_show(mean)}: the values are in 0-1 units (resnet3d prepare stats prints them so); "
+                        "for 0-255 values divide by 255")
+    if not all(0.0 < s <= 1.0 for s in std):
+        raise UserError(f"--std {_show(std)}: the values must be > 0 and in 0-1 units (resnet3d prepare stats "
+                        "prints them so)")
+    if value_scale <= 0:
+        raise UserError(f"--value_scale must be positive (got {value_scale:g})")
+    scaled = lambda values: tuple(float(v) * value_scale for v in values)  # noqa: E731
+    return InputNorm(mean=scaled(mean), std=scaled(std), value_scale=float(value_scale))  # type: ignore[arg-type]
 
 
 def switch(group: argparse._ActionsContainer, name: str, help: str) -> None:
@@ -272,7 +310,9 @@ def value(args: argparse.Namespace, dest: str) -> Any:
     option = OPTION_BY_DEST.get(dest)
     if option is None:
         return None
-    return False if option.is_switch else option.default
+    if option.is_switch:
+        return False
+    return option.default() if callable(option.default) else option.default
 
 
 def _join(root: str, path: str) -> str:
@@ -341,19 +381,26 @@ def _data_config(args: argparse.Namespace, root: str, notices: List[str]) -> Dat
     )
 
 
-NORM_FLAGS = ("mean_dataset", "no_mean_norm", "no_std_norm", "std_norm", "value_scale", "norm_value")
+NORM_FLAGS = ("mean_dataset", "no_mean_norm", "no_std_norm", "std_norm", "value_scale", "norm_value", "mean", "std")
 
 
-def _input_norm(args: argparse.Namespace):
+def _input_norm(args: argparse.Namespace) -> InputNorm:
     v = lambda dest: value(args, dest)  # noqa: E731
     mean_norm = not v("no_mean_norm")
-    if given(args, "norm_value") or given(args, "std_norm"):
-        # The 2018 successor: --norm_value 1 = inputs in 0-255, 255 = in 0-1; std only with --std_norm.
-        norm_value = v("norm_value") or 1
-        if norm_value <= 0:
-            raise UserError(f"--norm_value must be positive (got {norm_value})")
-        return successor_norm(v("mean_dataset"), 255.0 / norm_value, mean_norm, bool(v("std_norm")))
-    return successor_norm(v("mean_dataset"), float(v("value_scale")), mean_norm, not v("no_std_norm"))
+    old_spelling = given(args, "norm_value") or given(args, "std_norm")
+    # The 2018 successor: --norm_value 1 = inputs in 0-255, 255 = in 0-1; std only with --std_norm.
+    norm_value = v("norm_value") or 1
+    if norm_value <= 0:
+        raise UserError(f"--norm_value must be positive (got {norm_value})")
+    value_scale = 255.0 / norm_value if old_spelling else float(v("value_scale"))
+    if given(args, "mean") or given(args, "std"):
+        clash = [f"--{d}" for d in ("mean_dataset", "no_mean_norm", "no_std_norm") if given(args, d)]
+        if clash:
+            raise UserError(f"--mean/--std give the statistics that {' and '.join(clash)} would choose; give one")
+        return mean_std_norm(args, value_scale)  # type: ignore[return-value]
+    if old_spelling:
+        return successor_norm(v("mean_dataset"), value_scale, mean_norm, bool(v("std_norm")))
+    return successor_norm(v("mean_dataset"), value_scale, mean_norm, not v("no_std_norm"))
 
 
 def _model_config(args: argparse.Namespace, data: DataConfig) -> ModelConfig:
@@ -409,6 +456,8 @@ def _finetune_config(args: argparse.Namespace, root: str, model: ModelConfig) ->
         freeze_bn=bool(getattr(args, "freeze_bn", None)),
         bgr_premodel=bool(v("bgr_premodel")),
         input_norm_from_checkpoint=not any(given(args, d) for d in NORM_FLAGS),
+        sample_size_from_checkpoint=not given(args, "sample_size"),
+        sample_duration_from_checkpoint=not given(args, "sample_duration"),
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -102,6 +103,10 @@ class FinetuneConfig:
     # Feed the model as the loaded checkpoint says (e.g. a seed .t7 wants 0-255 minus the mean)
     # unless normalisation flags were given.
     input_norm_from_checkpoint: bool = True
+    # A run that only evaluates a checkpoint (no training) takes the clip size it records unless
+    # the flag (or the config file) set it: a model trained on 16x112x112 clips is tested on them.
+    sample_size_from_checkpoint: bool = True
+    sample_duration_from_checkpoint: bool = True
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,10 @@ class InferenceConfig:
     average: bool = True
     top_k: int = 5
     batch_size: int = 0  # 0: the training batch size
+    # multi-view testing: n_clips > 0 takes that many evenly spaced windows per video instead of
+    # sliding ones; n_crops 3 takes three squares along each frame's long side
+    n_clips: int = 0
+    n_crops: int = 1
 
     @property
     def output_name(self) -> str:
@@ -201,6 +210,19 @@ class Config:
 
 
 SECTIONS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def default_num_workers(most: int = 4) -> int:
+    """Loader worker processes when none are asked for: ``min(most, usable cores)``.
+
+    More workers than cores only queue for the same cores (and torch warns about "excessive
+    worker creation"); an explicit ``--n_threads``/``--workers`` is always taken as given.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(most, cores))
 
 
 def to_plain(obj: Any) -> Any:

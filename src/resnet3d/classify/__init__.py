@@ -29,6 +29,7 @@ class ClassifyOptions:
     sample_duration: int = 16
     stride: Optional[int] = None  # None: consecutive clips (stride = sample_duration)
     batch_size: int = 32
+    sample_t_stride: int = 1  # keep every n-th frame, as the model was trained
 
 
 def classify_video(path: str, name: str, scorer, class_names: Optional[Sequence[str]],
@@ -45,7 +46,9 @@ def classify_video(path: str, name: str, scorer, class_names: Optional[Sequence[
                 clips.append(_clip_record(segment, row, class_names, options.mode))
 
     try:
-        for segment, clip in video_clips(path, options.sample_size, options.sample_duration, options.stride):
+        clips_of_video = video_clips(path, options.sample_size, options.sample_duration, options.stride,
+                                     options.sample_t_stride)
+        for segment, clip in clips_of_video:
             batch.append(clip)
             segments.append(list(segment))
             if len(batch) == options.batch_size:

@@ -11,6 +11,7 @@ and last real frame, 1-based and inclusive (the companion tool's convention).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
@@ -108,21 +109,27 @@ def small_frames(frames: Iterator[np.ndarray], size: int) -> Iterator[torch.Tens
         yield from flush()
 
 
-def video_clips(path: str, size: int, duration: int, stride: Optional[int] = None
+def video_clips(path: str, size: int, duration: int, stride: Optional[int] = None, t_stride: int = 1
                 ) -> Iterator[Tuple[Tuple[int, int], torch.Tensor]]:
     """``((first, last), uint8 clip (T, size, size, 3))`` for each clip of the video, in order.
 
-    Clips are emitted as soon as their frames are decoded; frames no later clip needs are dropped.
+    ``t_stride`` > 1 keeps frames 1, 1 + t_stride, ... only (the training run's
+    ``--sample_t_stride``): clips and ``stride`` count kept frames, while ``(first, last)`` stay
+    the video's own frame numbers. Clips are emitted as soon as their frames are decoded; frames
+    no later clip needs are dropped.
     """
     stride = stride or duration
-    kept: dict = {}  # 1-based index -> small frame
+    t_stride = max(1, t_stride)
+    frame_number = lambda position: (position - 1) * t_stride + 1  # noqa: E731
+    kept: dict = {}  # 1-based position among the kept frames -> small frame
     next_start = 1
     n = 0
-    for n, frame in enumerate(small_frames(decode_frames(path), size), start=1):
+    every_kept = itertools.islice(decode_frames(path), 0, None, t_stride)
+    for n, frame in enumerate(small_frames(every_kept, size), start=1):
         kept[n] = frame
         while next_start + duration - 1 <= n:
             indices = list(range(next_start, next_start + duration))
-            yield (next_start, indices[-1]), torch.stack([kept[i] for i in indices])
+            yield (frame_number(next_start), frame_number(indices[-1])), torch.stack([kept[i] for i in indices])
             next_start += stride
             for old in [i for i in kept if i < next_start]:
                 del kept[old]
@@ -131,7 +138,7 @@ def video_clips(path: str, size: int, duration: int, stride: Optional[int] = Non
     while not emitted_to_end and next_start <= n:
         real = list(range(next_start, n + 1))
         indices = temporal.loop_pad(real, duration)
-        yield (next_start, n), torch.stack([kept[i] for i in indices])
+        yield (frame_number(next_start), frame_number(n)), torch.stack([kept[i] for i in indices])
         emitted_to_end = True
 
 

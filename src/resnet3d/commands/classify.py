@@ -35,17 +35,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--overwrite", action="store_true", help="replace an existing --output file")
     parser.add_argument("--input", default=None, metavar="LIST",
                         help="the companion tool's input: a text file naming one video per line")
-    parser.add_argument("--video_root", default="", help="folder the names in --input are relative to")
+    add_flag(parser, "--video-root", default="", help="folder the names in --input are relative to")
     add_flag(parser, "--stride", type=int, default=None,
              help="frames between clip starts (default: sample_duration, consecutive clips)")
-    parser.add_argument("--batch_size", type=int, default=32, help="clips per model batch")
+    add_flag(parser, "--sample-t-stride", type=int, default=None,
+             help="keep every n-th frame (default: what our checkpoint's training run used, else 1)")
+    add_flag(parser, "--batch-size", type=int, default=32, help="clips per model batch")
     add_flag(parser, "--overlay", default=None, metavar="DIR",
              help="also write each video to DIR as MP4 with every clip's top label and score drawn on its frames")
     add_flag(parser, "--device", default="auto", choices=("auto", "cuda", "cpu"))
-    parser.add_argument("--no_cuda", action="store_true", help="the companion tool's spelling of --device cpu")
+    add_flag(parser, "--no-cuda", action="store_true", help="the companion tool's spelling of --device cpu")
     add_flag(parser, "--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
              help="autocast dtype (auto: bf16 on CUDA, fp32 on the CPU)")
-    parser.add_argument("--n_threads", type=int, default=None, help=argparse.SUPPRESS)  # companion flag, not needed
+    add_flag(parser, "--n-threads", type=int, default=None, help=argparse.SUPPRESS)  # companion flag, not needed
     parser.add_argument("--verbose", action="store_true", help="print each video as it is done")
     add_model_arguments(parser)
 
@@ -96,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     from resnet3d.classify.overlay import captions, write_overlay
     from resnet3d.commands.test import resolve_device
     from resnet3d.data import DeviceTransform
-    from resnet3d.engine.predict import Scorer, autocast_dtype, prepare_model
+    from resnet3d.engine.precision import autocast_dtype
+    from resnet3d.engine.predict import Scorer, prepare_model
     from resnet3d.engine.predict_model import load_inference_model
     from resnet3d.errors import UserError
     from resnet3d.fileio import atomic_write_json
@@ -114,6 +117,13 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_inference_model(args.model, args)
     for note in loaded.notes:
         print(f"resnet3d classify: {note}", file=sys.stderr)
+    channels = int(loaded.model.model_config.get("n_input_channels", 3))
+    if loaded.recorded_data.get("input_type", "rgb") != "rgb" or channels != 3:
+        raise UserError(f"{args.model}: the model takes optical flow ({channels} input channels), but classify feeds "
+                        "the RGB frames of video files; recognise flow frames with resnet3d test --input-type flow")
+    t_stride = args.sample_t_stride or int(loaded.recorded_data.get("sample_t_stride", 1) or 1)
+    if t_stride < 1:
+        raise UserError(f"--sample-t-stride must be >= 1 (got {t_stride})")
     device = resolve_device("cpu" if args.no_cuda else args.device)
     model = prepare_model(loaded.model, device, channels_last=True)
     transform = DeviceTransform(loaded.input_norm, train=False)
@@ -121,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     scorer = Scorer(model, transform, device, autocast_dtype(args.precision, device),
                     softmax=args.mode == "score", forward=forward)
     options = ClassifyOptions(mode=args.mode, sample_size=loaded.sample_size, sample_duration=loaded.sample_duration,
-                              stride=args.stride, batch_size=args.batch_size)
+                              stride=args.stride, batch_size=args.batch_size, sample_t_stride=t_stride)
     overlays = overlay_names(found) if args.overlay else []
     records = []
     errors = 0

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from typing import Any, Dict
+
 from resnet3d.cliargs import add_flag, add_switch
 
 
@@ -21,16 +23,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_flag(parser, "--weights", required=True, metavar="CKPT",
              help="checkpoint: ours, the successor's (save_N.pth, r3d50_K_200ep.pth), the seed's .t7, ...")
+    from resnet3d.config import default_num_workers
+    from resnet3d.data.config import DATASETS, FILE_TYPES, INPUT_TYPES
+
+    ours = "default: what our checkpoint records, else %s"
     data = parser.add_argument_group("data")
-    data.add_argument("--video_path", required=True, help="frame folders, HDF5 files or video files")
-    data.add_argument("--annotation_path", required=True, help="annotation JSON")
-    data.add_argument("--dataset", default="kinetics",
-                      choices=("kinetics", "activitynet", "ucf101", "hmdb51", "mit", "folder"))
-    data.add_argument("--file_type", default="jpg", choices=("jpg", "hdf5", "video"))
-    data.add_argument("--input_type", default="rgb", choices=("rgb", "flow"))
-    data.add_argument("--sample_t_stride", type=int, default=1, help="use every n-th frame")
+    add_flag(data, "--video-path", required=True, help="frame folders, HDF5 files or video files")
+    add_flag(data, "--annotation-path", required=True, help="annotation JSON")
+    add_flag(data, "--dataset", default=None, choices=DATASETS, help=ours % DEFAULTS["dataset"])
+    add_flag(data, "--file-type", default=None, choices=FILE_TYPES, help=ours % DEFAULTS["file_type"])
+    add_flag(data, "--input-type", default=None, choices=INPUT_TYPES, help=ours % DEFAULTS["input_type"])
+    add_flag(data, "--sample-t-stride", type=int, default=None,
+             help="use every n-th frame (" + ours % DEFAULTS["sample_t_stride"] + ")")
     add_flag(data, "--subset", default="validation", help="training/validation/testing (train/val/test accepted)")
-    data.add_argument("--n_threads", type=int, default=4, help="decoding worker processes")
+    add_flag(data, "--n-threads", type=int, default=default_num_workers(),
+             help="decoding worker processes (default: 4, or fewer on a machine with fewer usable cores)")
 
     views = parser.add_argument_group("views")
     add_flag(views, "--stride", type=int, default=None,
@@ -49,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(out, "--top-k", type=int, default=None, help="labels per video (default 5; 10 in the seed format)")
     add_switch(out, "--average", default=True,
                help="one result per video (--no-average: one per window, the successor's --inference_no_average)")
-    out.add_argument("--result_path", default="results", help="folder of the results file")
+    add_flag(out, "--result-path", default="results", help="folder of the results file")
     add_flag(out, "--output", default=None, metavar="FILE", help="results file (default: <result_path>/<subset>.json)")
     add_flag(out, "--resume", action="store_true", help="keep the results already in the output; score only the rest")
     add_flag(out, "--overwrite", action="store_true",
@@ -59,12 +66,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("hardware")
     add_flag(run, "--batch-size", type=int, default=32, help="views per model batch (filled across videos)")
     add_flag(run, "--device", default="auto", choices=("auto", "cuda", "cpu"))
-    run.add_argument("--no_cuda", action="store_true", help="the originals' spelling of --device cpu")
+    add_flag(run, "--no-cuda", action="store_true", help="the originals' spelling of --device cpu")
     add_flag(run, "--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
              help="autocast dtype (auto: bf16 on CUDA, fp32 on the CPU)")
     add_switch(run, "--channels-last", default=True, help="channels_last_3d memory format on CUDA")
     add_flag(run, "--quiet", action="store_true", help="no progress line")
     add_model_arguments(parser)
+
+
+# Data settings of a data set test when neither a flag nor our checkpoint's stored config says.
+DEFAULTS = {"dataset": "kinetics", "file_type": "jpg", "input_type": "rgb", "sample_t_stride": 1}
+
+
+def data_settings(args: argparse.Namespace, recorded: Dict[str, Any]) -> Dict[str, Any]:
+    """dataset, file_type, input_type, sample_t_stride: the flag, else what the checkpoint's
+    training run used (``recorded``: its config's data section), else the default."""
+    chosen = {}
+    for key, default in DEFAULTS.items():
+        flag = getattr(args, key, None)
+        chosen[key] = flag if flag is not None else recorded.get(key, default)
+    return chosen
 
 
 def resolve_device(name: str):
@@ -94,10 +115,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--top-k must be >= 1 (got {args.top_k})")
     top_k = args.top_k or (10 if args.format == "seed" else 5)
     stride = args.stride if args.stride is not None else loaded.sample_duration
-    data = DataConfig(dataset=args.dataset, video_path=args.video_path, annotation_path=args.annotation_path,
-                      file_type=args.file_type, input_type=args.input_type, sample_size=loaded.sample_size,
-                      sample_duration=loaded.sample_duration, sample_t_stride=args.sample_t_stride,
-                      input_norm=loaded.input_norm, num_workers=args.n_threads)
+    data = DataConfig(video_path=args.video_path, annotation_path=args.annotation_path,
+                      sample_size=loaded.sample_size, sample_duration=loaded.sample_duration,
+                      input_norm=loaded.input_norm, num_workers=args.n_threads,
+                      **data_settings(args, loaded.recorded_data))
     device = resolve_device("cpu" if args.no_cuda else args.device)
     config = Config(
         data=data,

@@ -11,14 +11,15 @@ frozen ``Config`` that ``resnet3d main`` builds from the originals' flags, run b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Mapping, Tuple
 
 from resnet3d.cliargs import add_flag
-from resnet3d.compat import find_lr_file, parse_lr_lua, switch
-from resnet3d.config import Config, merge
+from resnet3d.compat import add_mean_std_flags, find_lr_file, mean_std_norm, parse_lr_lua, switch
+from resnet3d.config import Config, InferenceConfig, default_num_workers, merge
 from resnet3d.data.config import DATASETS, DECODERS, FILE_TYPES, INPUT_TYPES, TRAIN_CROPS, TRAIN_T_CROPS, DataConfig
 from resnet3d.engine.schedules import SCHEDULES
 from resnet3d.errors import UserError
@@ -99,6 +100,21 @@ FLAGS: Tuple[Tuple[str, str, str, Dict[str, Any]], ...] = (
     ("--nproc-per-node", "hardware", "nproc_per_node", {"type": int}),
     ("--sync-bn", "hardware", "batchnorm_sync", {"switch": True}),
     ("--dist-backend", "hardware", "dist_backend", {"choices": ("auto", "nccl", "gloo")}),
+    # per-video recognition after training (needs --inference or an [inference] section)
+    ("--inference-subset", "inference", "subset", {"help": "subset to recognise (train/val/test accepted)"}),
+    ("--inference-format", "inference", "flavour",
+     {"choices": ("successor", "seed"), "help": "results format: successor <subset>.json, seed <subset>_video.json"}),
+    ("--inference-stride", "inference", "stride", {"type": int, "help": "frames between window starts"}),
+    ("--inference-crop", "inference", "crop", {"choices": ("center", "nocrop")}),
+    ("--inference-average", "inference", "average",
+     {"switch": True, "help": "one result per video (--no-inference-average: one per window)"}),
+    ("--inference-top-k", "inference", "top_k", {"type": int, "help": "labels per video"}),
+    ("--inference-batch-size", "inference", "batch_size",
+     {"type": int, "help": "views per batch per process (0: the training batch divided among the processes)"}),
+    ("--clips", "inference", "n_clips",
+     {"type": int, "help": "N evenly spaced windows per video instead of sliding windows (multi-view testing)"}),
+    ("--crops", "inference", "n_crops",
+     {"type": int, "choices": (1, 3), "help": "3: three squares along the long side (multi-view testing)"}),
 )
 
 
@@ -113,6 +129,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--value-scale", type=float, default=argparse.SUPPRESS, help="the successor's --value_scale")
     add_flag(parser, "--lr-file", default=argparse.SUPPRESS,
              help="the seed's lr.lua regimes (sets --scheduler regimes)")
+    add_mean_std_flags(parser)
+    switch(parser, "--inference", "recognise every video of --inference-subset after training, into one results "
+                                  "JSON (default off; on when the config file has an [inference] section)")
     groups: Dict[str, argparse._ArgumentGroup] = {}
     for flag, section, _, options in FLAGS:
         group = groups.setdefault(section, parser.add_argument_group(f"[{section}]"))
@@ -157,33 +176,84 @@ def read_config_file(path: str) -> Dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """Defaults <- config file <- flags, as one frozen Config."""
-    config = Config(data=DataConfig())
+    config = Config(data=DataConfig(num_workers=default_num_workers()))
     source = getattr(args, "config", None)
-    if source:
-        config = merge(config, read_config_file(source), source)
+    from_file: Dict[str, Any] = read_config_file(source) if source else {}
+    if from_file:
+        config = merge(config, from_file, source)
     overrides: Dict[str, Dict[str, Any]] = {}
     for flag, section, key, _ in FLAGS:
         dest = _dest(flag)
         if hasattr(args, dest):
             overrides.setdefault(section, {})[key] = getattr(args, dest)
-    if hasattr(args, "norm") or hasattr(args, "value_scale"):
-        if getattr(args, "norm", None) == "seed":
-            if hasattr(args, "value_scale"):
-                raise UserError("--norm seed fixes the value scale (0-255); drop --value-scale")
-            norm = NAMED["seed"]
-        else:
-            norm = successor_norm(getattr(args, "norm", "kinetics"), float(getattr(args, "value_scale", 1.0)))
-        overrides.setdefault("data", {})["input_norm"] = norm.to_dict()
-        overrides.setdefault("finetune", {})["input_norm_from_checkpoint"] = False
+    config = _recognition_step(config, args, overrides)
+    _input_norm(args, overrides)
     if hasattr(args, "lr_file"):
         path = find_lr_file(args.lr_file, "", config.run.result_path)
         optim = overrides.setdefault("optim", {})
         optim.update(lr_scheduler="regimes", regimes=[list(vars(r).values()) for r in parse_lr_lua(path)],
                      regimes_path=str(path))
+    _checkpoint_fills(from_file, overrides)
     config = merge(config, overrides, "the command line")
     if config.data.n_channels != config.model.n_input_channels:
         config = merge(config, {"model": {"n_input_channels": config.data.n_channels}}, "the command line")
     return config
+
+
+def _recognition_step(config: Config, args: argparse.Namespace, overrides: Dict[str, Dict[str, Any]]) -> Config:
+    """``--inference`` / ``--no-inference`` turn the recognition step on or off; its settings
+    alone never turn it on (a stray ``--clips`` must not start an hour of recognition)."""
+    asked = getattr(args, "inference", None)  # None: not given
+    settings = sorted(overrides.get("inference", {}))
+    if asked is False:
+        if settings:
+            raise UserError(f"--no-inference turns recognition off, yet {_flags('inference', settings)} set it up; "
+                            "give one")
+        return dataclasses.replace(config, inference=None)
+    if config.inference is None:
+        if asked:
+            return dataclasses.replace(config, inference=InferenceConfig())
+        if settings:
+            raise UserError(f"{_flags('inference', settings)} set up per-video recognition, which is off: add "
+                            "--inference (or an [inference] section to the config file)")
+    return config
+
+
+def _flags(section: str, keys: Any) -> str:
+    names = {(s, k): flag for flag, s, k, _ in FLAGS}
+    return ", ".join(names[(section, key)] for key in keys)
+
+
+def _input_norm(args: argparse.Namespace, overrides: Dict[str, Dict[str, Any]]) -> None:
+    """--norm, --value-scale and --mean/--std -> data.input_norm (and the checkpoint's own
+    normalisation no longer applies)."""
+    if not any(hasattr(args, name) for name in ("norm", "value_scale", "mean", "std")):
+        return
+    value_scale = float(getattr(args, "value_scale", 1.0))
+    if hasattr(args, "mean") or hasattr(args, "std"):
+        if hasattr(args, "norm"):
+            raise UserError(f"--norm {args.norm} and --mean/--std both choose the statistics; give one")
+        norm = mean_std_norm(args, value_scale)
+    elif getattr(args, "norm", None) == "seed":
+        if hasattr(args, "value_scale"):
+            raise UserError("--norm seed fixes the value scale (0-255); drop --value-scale")
+        norm = NAMED["seed"]
+    else:
+        norm = successor_norm(getattr(args, "norm", "kinetics"), value_scale)
+    overrides.setdefault("data", {})["input_norm"] = norm.to_dict()
+    overrides.setdefault("finetune", {})["input_norm_from_checkpoint"] = False
+
+
+def _checkpoint_fills(from_file: Mapping[str, Any], overrides: Dict[str, Dict[str, Any]]) -> None:
+    """A checkpoint only evaluated supplies the clip size and normalisation it records, unless
+    the config file or a flag chose them (a config file's own [finetune] setting wins)."""
+    chosen = lambda key: key in (from_file.get("data") or {}) or key in overrides.get("data", {})  # noqa: E731
+    finetune_in_file = from_file.get("finetune") or {}
+    for key, marker in (("sample_size", "sample_size_from_checkpoint"),
+                        ("sample_duration", "sample_duration_from_checkpoint"),
+                        ("input_norm", "input_norm_from_checkpoint")):
+        if chosen(key) and marker not in finetune_in_file:
+            overrides.setdefault("finetune", {})[marker] = False
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,14 +25,16 @@ import logging
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from resnet3d.config import default_num_workers
 from resnet3d.engine import results as resultfiles
+from resnet3d.engine.precision import autocast_dtype
 from resnet3d.engine.scoring import RowBatcher, Scorer, Tally, prepare_model, result_entry
 from resnet3d.engine.windows import ViewPlan, WindowDataset, group_units
 from resnet3d.errors import UserError
@@ -58,7 +60,7 @@ class RecognitionOptions:
     resume: Optional[bool] = None  # None: continue only results of the same weights and settings
     overwrite: bool = False
     save_every: int = 100
-    num_workers: int = 4
+    num_workers: int = field(default_factory=default_num_workers)
     precision: str = "auto"
     channels_last: bool = True
 
@@ -117,21 +119,6 @@ def output_path(config: Any, options: RecognitionOptions) -> Path:
     return Path(config.run.result_path) / name
 
 
-def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype of ``--precision`` (auto: bf16 on CUDA, fp32 elsewhere)."""
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise UserError("--precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
-        return torch.float16
-    raise UserError(f"--precision {precision!r}: choose auto, bf16, fp16 or fp32")
-
-
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -172,6 +159,7 @@ def recognition_settings(model: nn.Module, options: RecognitionOptions, data: An
         "sample_t_stride": data.sample_t_stride, "input_norm": data.input_norm.to_dict(),
         "annotation_path": str(data.annotation_path), "video_path": str(data.video_path),
         "file_type": data.file_type, "input_type": data.input_type,
+        "decode_tolerance": data.decode_tolerance, "fast_decode": data.fast_decode,
     }
 
 
@@ -256,10 +244,9 @@ def run_recognition(
     from resnet3d.engine.distributed import DistInfo
 
     dist = dist or DistInfo()
-    # multi-view settings: the arguments, else the config's (InferenceConfig.n_clips / n_crops when
-    # the config carries them), else sliding windows and one centre crop
-    n_clips = n_clips if n_clips is not None else int(getattr(config.inference, "n_clips", 0) or 0)
-    n_crops = n_crops if n_crops is not None else int(getattr(config.inference, "n_crops", 1) or 1)
+    # multi-view settings: the arguments, else the config's (InferenceConfig.n_clips / n_crops)
+    n_clips = n_clips if n_clips is not None else config.inference.n_clips
+    n_crops = n_crops if n_crops is not None else config.inference.n_crops
     options = options_from_config(config, n_clips=n_clips, n_crops=n_crops, output=output, resume=resume,
                                   overwrite=overwrite, save_every=save_every, world_size=dist.world_size)
     out_path = output_path(config, options)
@@ -396,5 +383,5 @@ def _read_share(path: Path) -> Optional[Dict[str, Any]]:
         return None
 
 
-__all__ = ["RecognitionOptions", "options_from_config", "run_recognition", "recognition_settings", "autocast_dtype",
-           "output_path", "Scorer", "prepare_model"]
+__all__ = ["RecognitionOptions", "options_from_config", "run_recognition", "recognition_settings", "output_path",
+           "Scorer", "prepare_model"]

@@ -45,6 +45,9 @@ class InferenceModel:
     sample_duration: int
     source_format: str
     notes: List[str] = field(default_factory=list)
+    # the data section of the training run's config (our checkpoints), else empty: dataset,
+    # file_type, input_type, sample_t_stride ... for what the flags leave open
+    recorded_data: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
@@ -53,28 +56,31 @@ class InferenceModel:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Architecture flags for checkpoints that do not record it (all optional)."""
+    from resnet3d.compat import add_mean_std_flags
+
     group = parser.add_argument_group("model (only for checkpoints that do not record it)")
-    group.add_argument("--model_name", default=None, help="family: resnet, preresnet, wideresnet, resnext, densenet, ...")
-    group.add_argument("--model_depth", type=int, default=None)
-    group.add_argument("--n_classes", type=int, default=None)
-    group.add_argument("--resnet_shortcut", default=None, choices=("A", "B", "C"))
-    group.add_argument("--conv1_t_size", type=int, default=None)
-    group.add_argument("--conv1_t_stride", type=int, default=None)
-    group.add_argument("--no_max_pool", action="store_true", default=None)
-    group.add_argument("--resnet_widen_factor", type=float, default=None)
-    group.add_argument("--wide_resnet_k", type=int, default=None)
-    group.add_argument("--resnext_cardinality", type=int, default=None)
-    group.add_argument("--sample_size", type=int, default=None,
-                       help=f"frame size the model takes (default: the checkpoint's, else {DEFAULT_SAMPLE_SIZE})")
-    group.add_argument("--sample_duration", type=int, default=None,
-                       help=f"frames per clip (default: the checkpoint's, else {DEFAULT_SAMPLE_DURATION})")
+    add_flag(group, "--model-name", default=None, help="family: resnet, preresnet, wideresnet, resnext, densenet, ...")
+    add_flag(group, "--model-depth", type=int, default=None)
+    add_flag(group, "--n-classes", type=int, default=None)
+    add_flag(group, "--resnet-shortcut", default=None, choices=("A", "B", "C"))
+    add_flag(group, "--conv1-t-size", type=int, default=None)
+    add_flag(group, "--conv1-t-stride", type=int, default=None)
+    add_flag(group, "--no-max-pool", action="store_true", default=None)
+    add_flag(group, "--resnet-widen-factor", type=float, default=None)
+    add_flag(group, "--wide-resnet-k", type=int, default=None)
+    add_flag(group, "--resnext-cardinality", type=int, default=None)
+    add_flag(group, "--sample-size", type=int, default=None,
+             help=f"frame size the model takes (default: the checkpoint's, else {DEFAULT_SAMPLE_SIZE})")
+    add_flag(group, "--sample-duration", type=int, default=None,
+             help=f"frames per clip (default: the checkpoint's, else {DEFAULT_SAMPLE_DURATION})")
     add_flag(group, "--input-norm", default=None, choices=sorted(NAMED),
              help="how the model expects its input values (default: the checkpoint's; else kinetics, the "
                   "successor's mean/std on 0-1 values; seed: 0-255 minus the ActivityNet mean)")
+    add_mean_std_flags(group)
     add_flag(group, "--labels", default=None, metavar="FILE",
              help="class names: a text file with one name per line (the companion tool's class_names_list), "
                   "or an annotation JSON with 'labels'")
-    group.add_argument("--bgr_premodel", action="store_true", help="the seed's flag: weights trained on BGR frames")
+    add_flag(group, "--bgr-premodel", action="store_true", help="the seed's flag: weights trained on BGR frames")
 
 
 def model_overrides(args: argparse.Namespace) -> Dict[str, Any]:
@@ -112,6 +118,7 @@ def read_labels(path: str) -> List[str]:
 def load_inference_model(path: str, args: argparse.Namespace) -> InferenceModel:
     """Build the checkpoint's model, with flags filling what the file does not say."""
     from resnet3d.checkpoints import build_model_from_checkpoint, load_checkpoint
+    from resnet3d.compat import mean_std_norm
 
     loaded = load_checkpoint(path, bgr_premodel=bool(getattr(args, "bgr_premodel", False)))
     model, loaded = build_model_from_checkpoint(loaded, **model_overrides(args))
@@ -127,7 +134,13 @@ def load_inference_model(path: str, args: argparse.Namespace) -> InferenceModel:
         raise UserError(f"{path}: the model has {n_classes} outputs but {len(names)} class names were given"
                         f"{' in ' + args.labels if getattr(args, 'labels', None) else ''}; pass a labels file with "
                         f"{n_classes} names")
-    if getattr(args, "input_norm", None):
+    custom = mean_std_norm(args)
+    if custom is not None:
+        if getattr(args, "input_norm", None):
+            raise UserError(f"--input-norm {args.input_norm} and --mean/--std both say how inputs are normalised; "
+                            "give one")
+        norm = custom
+    elif getattr(args, "input_norm", None):
         norm = NAMED[args.input_norm]
     elif loaded.input_norm is not None:
         norm = loaded.input_norm
@@ -141,7 +154,15 @@ def load_inference_model(path: str, args: argparse.Namespace) -> InferenceModel:
         size = loaded.model_config.get("sample_size", size) or size
         duration = loaded.model_config.get("sample_duration", duration) or duration
     return InferenceModel(model=model, class_names=names, input_norm=norm, sample_size=int(size),
-                          sample_duration=int(duration), source_format=loaded.source_format, notes=notes)
+                          sample_duration=int(duration), source_format=loaded.source_format, notes=notes,
+                          recorded_data=recorded_data(extra))
+
+
+def recorded_data(extra: Dict[str, Any]) -> Dict[str, Any]:
+    """The data section of the run config our checkpoints store (``config.data``), else {}."""
+    config = extra.get("config")
+    data = config.get("data") if isinstance(config, dict) else None
+    return dict(data) if isinstance(data, dict) else {}
 
 
 def _as_int(value: Any) -> Optional[int]:

@@ -144,6 +144,9 @@ class Start:
     ours: Dict[str, Any] = field(default_factory=dict)  # optimizer/scheduler/... of our checkpoints
     best_metric: float = -math.inf
     notes: List[str] = field(default_factory=list)
+    # the checkpoint's own class names, in the order of its outputs (a run that only evaluates
+    # names its results with them, whatever order the annotation lists its labels in)
+    class_names: Optional[List[str]] = None
 
 
 def continue_source(config: Config) -> Optional[Path]:
@@ -159,22 +162,58 @@ def continue_source(config: Config) -> Optional[Path]:
     return None
 
 
-def build_model(config: Config, n_data_classes: Optional[int], info: DistInfo) -> Tuple[nn.Module, Config, Start]:
-    """The model this run trains or tests, the config updated with what the checkpoint says
-    (architecture, input normalisation), and where to start."""
-    from resnet3d.checkpoints import build_model_from_checkpoint, load_checkpoint
-    from resnet3d.models import create_model
+def open_checkpoint(config: Config, start: Start) -> Tuple[Optional[Path], Any]:
+    """The checkpoint the run starts from: ``(path continued from or None, LoadedCheckpoint or
+    None)``; a continued run's checkpoint wins over pretrained weights."""
+    from resnet3d.checkpoints import load_checkpoint
 
     run, finetune = config.run, config.finetune
-    start = Start(epoch=1)
-    loaded = None
     source = continue_source(config)
     if run.resume == "auto" and source is None:
         start.notes.append(f"--resume auto: no checkpoint in {run.result_path} yet, starting at epoch 1")
+    if source is not None:
+        return source, load_checkpoint(source)
+    if finetune.pretrained:
+        return None, load_checkpoint(finetune.pretrained, bgr_premodel=finetune.bgr_premodel)
+    return None, None
+
+
+def evaluation_settings(config: Config, loaded: Any, start: Start) -> Config:
+    """A run that only evaluates a checkpoint (no training) takes the clip size the checkpoint
+    records (ours do) unless the flags chose one: the model is tested on the clips it learnt."""
+    if config.run.train or loaded is None:
+        return config
+    finetune, data = config.finetune, config.data
+    changes: Dict[str, int] = {}
+    for key, wanted in (("sample_size", finetune.sample_size_from_checkpoint),
+                        ("sample_duration", finetune.sample_duration_from_checkpoint)):
+        recorded = loaded.extra.get(key)
+        if wanted and isinstance(recorded, int) and not isinstance(recorded, bool) and recorded != getattr(data, key):
+            changes[key] = recorded
+    if not changes:
+        return config
+    shown = ", ".join(f"{key} {value}" for key, value in changes.items())
+    start.notes.append(f"{shown} from {loaded.describe_source()} (the clips it was trained on; flags override)")
+    return replace(config, data=data.with_changes(**changes))
+
+
+def build_model(config: Config, n_data_classes: Optional[int], info: DistInfo,
+                opened: Tuple[Optional[Path], Any] = (None, None),
+                start: Optional[Start] = None) -> Tuple[nn.Module, Config, Start]:
+    """The model this run trains or tests, the config updated with what the checkpoint says
+    (architecture, input normalisation), and where to start. ``opened`` is
+    ``open_checkpoint``'s answer."""
+    from resnet3d.checkpoints import build_model_from_checkpoint
+    from resnet3d.models import create_model
+
+    run, finetune = config.run, config.finetune
+    start = start or Start(epoch=1)
+    source, loaded = opened
+    if loaded is not None and not run.train and loaded.class_names:
+        start.class_names = list(loaded.class_names)
     # Flags the weights cannot show; they apply to checkpoints that do not record a config.
     invisible = {"conv1_t_stride": config.model.conv1_t_stride, "no_max_pool": config.model.no_max_pool}
     if source is not None:
-        loaded = load_checkpoint(source)
         ours = loaded.source_format == ckpt.FORMAT
         overrides = invisible if _records_no_config(loaded) else {}
         model, loaded = build_model_from_checkpoint(loaded, **overrides)
@@ -200,8 +239,7 @@ def build_model(config: Config, n_data_classes: Optional[int], info: DistInfo) -
         partly = f", step {start.step_in_epoch} of the next" if start.step_in_epoch else ""
         start.notes.append(f"continuing from {source} ({loaded.arch or loaded.model_config.get('model')}, "
                            f"{completed} epoch(s) done{partly})")
-    elif finetune.pretrained:
-        loaded = load_checkpoint(finetune.pretrained, bgr_premodel=finetune.bgr_premodel)
+    elif loaded is not None:  # pretrained weights
         overrides: Dict[str, Any] = {}
         if finetune.n_pretrain_classes:
             overrides["n_classes"] = finetune.n_pretrain_classes
@@ -305,6 +343,9 @@ class Run:
     train_loader: Any = None
     val_loader: Any = None
     val_targets: Optional[torch.Tensor] = None
+    # annotation class index -> the model's output index (-1: a class the model does not know),
+    # when an evaluated checkpoint orders its classes differently from the annotation
+    val_target_map: Optional[torch.Tensor] = None
 
 
 def train_worker(config: Config) -> int:
@@ -342,12 +383,19 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
                         f"{info.world_size} processes; use a multiple of {info.world_size}")
     local_batch = run.batch_size // info.world_size
     workers = -(-config.data.num_workers // max(info.local_world_size, 1))
+    start = Start(epoch=1)
+    opened = open_checkpoint(config, start)
+    config = evaluation_settings(config, opened[1], start)  # before the data sets: the clip size
+    run = config.run
     train_set = build_dataset(config.data, "training", seed=run.manual_seed) if run.train else None
     val_set = build_dataset(config.data, "validation", seed=run.manual_seed) if run.val else None
     some_set = train_set or val_set
     class_names = list(some_set.class_names) if some_set is not None else []
 
-    model, config, start = build_model(config, len(class_names) or None, info)
+    model, config, start = build_model(config, len(class_names) or None, info, opened, start)
+    val_target_map = None
+    if start.class_names is not None:
+        class_names, val_target_map = _checkpoint_class_order(start, class_names, _n_outputs_of(model), info)
     for note in start.notes:
         say(info, f"resnet3d: {note}")
     if start.source is None and run.train:
@@ -398,7 +446,7 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
         dist=info, freeze_bn=config.finetune.freeze_bn, seed=run.manual_seed, channels_last=channels_last,
     )
     state = Run(config=config, info=info, device=device, model=model, parts=parts, schedule=schedule, start=start,
-                class_names=class_names)
+                class_names=class_names, val_target_map=val_target_map)
     if train_set is not None:
         state.train_loader = build_loader(train_set, local_batch, train=True, num_workers=workers,
                                           distributed=info.distributed, seed=run.manual_seed)
@@ -406,6 +454,8 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
         state.val_loader = build_loader(val_set, local_batch, train=False, num_workers=workers,
                                         distributed=info.distributed, seed=run.manual_seed)
         state.val_targets = torch.tensor([v.target for v in val_set.videos], dtype=torch.int64)
+        if val_target_map is not None:
+            state.val_targets = _mapped_targets(state.val_targets, val_target_map)
     if info.is_main:
         Path(run.result_path).mkdir(parents=True, exist_ok=True)
         # A run that only validates or tests keeps the training run's opts.json beside it.
@@ -650,7 +700,43 @@ def _val_batches(state: Run, epoch: int):
     from resnet3d.data import set_epoch
 
     set_epoch(state.val_loader, epoch)
-    return state.val_loader
+    if state.val_target_map is None:
+        return state.val_loader
+    target_map = state.val_target_map
+    return ({**batch, "target": _mapped_targets(torch.as_tensor(batch["target"]), target_map)}
+            for batch in state.val_loader)
+
+
+def _mapped_targets(targets: torch.Tensor, target_map: torch.Tensor) -> torch.Tensor:
+    """Annotation class indices -> the model's output indices; unlabelled (-1) stays -1."""
+    mapped = target_map[targets.clamp(min=0)]
+    return torch.where(targets >= 0, mapped, targets)
+
+
+def _n_outputs_of(model: nn.Module) -> int:
+    return int(model.model_config.get("n_classes", 0))
+
+
+def _checkpoint_class_order(start: Start, data_names: List[str], n_outputs: int,
+                            info: DistInfo) -> Tuple[List[str], Optional[torch.Tensor]]:
+    """An evaluated checkpoint's class names, and how the annotation's class indices map onto its
+    outputs when the two orders differ (None when they agree)."""
+    names = list(start.class_names or [])
+    if len(names) != n_outputs:
+        say(info, f"resnet3d: the checkpoint names {len(names)} classes for {n_outputs} outputs: its names are not "
+                  "used; results are named by the annotation's labels")
+        return data_names, None
+    if not data_names or data_names == names[:len(data_names)]:
+        return names, None
+    position = {name: i for i, name in enumerate(names)}
+    unknown = [name for name in data_names if name not in position]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        warn(info, f"{len(unknown)} class(es) of the annotation are not among the checkpoint's ({shown}); "
+                   "their validation videos are left out of the accuracy")
+    say(info, "resnet3d: the annotation lists the classes in another order than the checkpoint: validation "
+              "targets follow the checkpoint's order")
+    return names, torch.tensor([position.get(name, -1) for name in data_names], dtype=torch.int64)
 
 
 def _plot(state: Run) -> None:

@@ -204,7 +204,9 @@ class WindowDataset(torch.utils.data.IterableDataset):
         window_number = 0
         for video_index, frames, starts in plans:
             video = self.videos[video_index]
-            source = make_source(video.path, self.cfg.file_type, self.cfg.input_type, self.cfg.decoder)
+            cfg = self.cfg  # the data set's own decode options, so recognition sees what validation sees
+            source = make_source(video.path, cfg.file_type, cfg.input_type, cfg.decoder, cfg.decode_tolerance,
+                                 cfg.fast_decode)
             video_range = self._ranges.frame_range(video_index)
             try:
                 size = frame_size(source, frames) if self.plan.crop != "center" else None
