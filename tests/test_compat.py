@@ -412,3 +412,109 @@ def test_cosine_with_warmup():
     assert math.isclose(schedule.values(3)[0], 1.0)
     assert schedule.values(101)[0] < schedule.values(50)[0] < 1.0
     assert schedule.values(200, 1.0)[0] < 1e-6
+
+
+# -- resnet3d's own additions: flag spellings, worker defaults, --mean/--std, recognition in train
+
+
+MODERN_COMMANDS = ("train", "test", "classify", "evaluate")
+
+
+@pytest.mark.parametrize("command", MODERN_COMMANDS)
+def test_modern_commands_accept_kebab_and_underscore_spellings(command):
+    """Every multi-word long option of the modern commands has both spellings, on one destination."""
+    parser = cli.build_parser(command)
+    for action in parser._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        for option in longs:
+            body = option[2:]
+            if "-" not in body and "_" not in body:
+                continue
+            for spelling in ("--" + body.replace("_", "-"), "--" + body.replace("-", "_")):
+                assert spelling in action.option_strings, f"resnet3d {command}: {option} has no {spelling}"
+
+
+def test_test_command_reads_kebab_flags():
+    args = cli.build_parser("test").parse_args(
+        "--weights w.pth --video-path jpg --annotation-path a.json --result-path out --sample-t-stride 2".split())
+    assert (args.video_path, args.annotation_path, args.result_path, args.sample_t_stride) == ("jpg", "a.json", "out", 2)
+    args = cli.build_parser("test").parse_args("--weights w.pth --video_path jpg --annotation_path a.json".split())
+    assert args.video_path == "jpg" and not hasattr(args, "dataset")  # unset: the checkpoint's, else the default
+
+
+@pytest.mark.parametrize("cores, expected", [({0}, 1), ({0, 1}, 2), (set(range(16)), 4)])
+def test_worker_defaults_follow_the_usable_cores(cores, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: cores, raising=False)
+    assert translate([])[0].data.num_workers == expected
+    assert translate([], command="train")[0].data.num_workers == expected
+    assert cli.build_parser("test").parse_args("--weights w --video-path v --annotation-path a".split()).n_threads == expected
+    # explicit values are kept as given
+    assert translate(["--n_threads", "6"])[0].data.num_workers == 6
+    assert translate(["--workers", "6"], command="train")[0].data.num_workers == 6
+    assert translate(["--workers", "0"], command="train")[0].data.num_workers == 0
+
+
+def _stats_flags():
+    from resnet3d.prepare.stats import StatsResult
+
+    line = StatsResult(mean=(0.41, 0.42, 0.43), std=(0.21, 0.22, 0.23), frames=1, videos=1, pixels=1).flags()
+    assert line.startswith("flags: ")
+    return line[len("flags: "):].split()
+
+
+@pytest.mark.parametrize("command", ["main", "train"])
+def test_mean_std_flags_as_prepare_stats_prints_them(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config, _ = translate(_stats_flags(), command=command)
+    norm = config.data.input_norm
+    assert (norm.mean, norm.std, norm.value_scale) == ((0.41, 0.42, 0.43), (0.21, 0.22, 0.23), 1.0)
+    assert config.finetune.input_norm_from_checkpoint is False
+    scale = ["--value_scale", "255"] if command == "main" else ["--value-scale", "255"]
+    norm = translate(_stats_flags() + scale, command=command)[0].data.input_norm
+    assert norm.value_scale == 255.0 and math.isclose(norm.mean[0], 0.41 * 255) and math.isclose(norm.std[2], 0.23 * 255)
+
+
+@pytest.mark.parametrize("command, argv, message", [
+    ("main", ["--mean", "0.4", "0.4", "0.4"], "go together"),
+    ("main", ["--mean", "0.4", "0.4", "0.4", "--std", "0.2", "0.2", "0.2", "--mean_dataset", "kinetics"], "give one"),
+    ("main", ["--mean", "114", "107", "99", "--std", "1", "1", "1"], "0-1 units"),
+    ("train", ["--std", "0.2", "0.2", "0.2"], "go together"),
+    ("train", ["--mean", "0.4", "0.4", "0.4", "--std", "0.2", "0.2", "0.2", "--norm", "kinetics"], "give one"),
+    ("train", ["--mean", "0.4", "0.4", "0.4", "--std", "0", "0.2", "0.2"], "> 0"),
+])
+def test_mean_std_mistakes_are_errors(command, argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=message):
+        translate(argv, command=command)
+
+
+def test_train_recognition_step_from_flags_and_config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert translate([], command="train")[0].inference is None
+    config, _ = translate("--inference --clips 10 --crops 3 --inference-subset test --inference-top-k 1".split(),
+                          command="train")
+    inference = config.inference
+    assert (inference.n_clips, inference.n_crops, inference.subset, inference.top_k) == (10, 3, "test", 1)
+    with pytest.raises(UserError, match="--clips.*add --inference"):
+        translate(["--clips", "10"], command="train")
+    (tmp_path / "run.json").write_text(json.dumps({"inference": {"n_clips": 4, "n_crops": 3}}))
+    config, _ = translate(["--config", "run.json"], command="train")
+    assert (config.inference.n_clips, config.inference.n_crops, config.inference.flavour) == (4, 3, "successor")
+    assert translate(["--config", "run.json", "--clips", "2"], command="train")[0].inference.n_clips == 2
+    assert translate(["--config", "run.json", "--no-inference"], command="train")[0].inference is None
+    with pytest.raises(UserError, match="give one"):
+        translate(["--config", "run.json", "--no-inference", "--crops", "1"], command="train")
+
+
+def test_clip_size_comes_from_an_evaluated_checkpoint_unless_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    finetune = translate([])[0].finetune
+    assert finetune.sample_size_from_checkpoint and finetune.sample_duration_from_checkpoint
+    finetune = translate(["--sample_size", "64"])[0].finetune
+    assert not finetune.sample_size_from_checkpoint and finetune.sample_duration_from_checkpoint
+    finetune = translate(["--sample-duration", "8"], command="train")[0].finetune
+    assert finetune.sample_size_from_checkpoint and not finetune.sample_duration_from_checkpoint
+    (tmp_path / "run.json").write_text(json.dumps({"data": {"sample_size": 64}}))
+    finetune = translate(["--config", "run.json"], command="train")[0].finetune
+    assert not finetune.sample_size_from_checkpoint and finetune.sample_duration_from_checkpoint

@@ -1,6 +1,7 @@
 """Fast checks of the engine's parts: logs, checkpoints, freezing, metrics, the epoch loop."""
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,3 +180,15 @@ def test_stop_request_finishes_the_step_in_flight():
     assert result.stopped and result.steps == 3 and result.count == 12
     full = train_one_epoch(_parts(_Poisoned(bad_step=99)), _batches(6), 1, Schedule(0.1, 0.0), 6, show_progress=False)
     assert not full.stopped and full.steps == 6 and full.count == 24
+
+
+def test_one_autocast_rule_for_training_benchmarks_and_recognition():
+    """--precision means the same in every command: one definition, in engine/precision.py."""
+    import resnet3d
+    from resnet3d.engine import precision, predict
+
+    package = Path(resnet3d.__file__).parent
+    defining = sorted(path.relative_to(package).as_posix() for path in package.rglob("*.py")
+                      if "def autocast_dtype" in path.read_text(encoding="utf-8"))
+    assert defining == ["engine/precision.py"]
+    assert predict.autocast_dtype is precision.autocast_dtype

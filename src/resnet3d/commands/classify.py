@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--video-root", default="", help="folder the names in --input are relative to")
     add_flag(parser, "--stride", type=int, default=None,
              help="frames between clip starts (default: sample_duration, consecutive clips)")
-    add_flag(parser, "--sample-t-stride", type=int, default=None,
+    add_flag(parser, "--sample-t-stride", type=int, default=argparse.SUPPRESS,
              help="keep every n-th frame (default: what our checkpoint's training run used, else 1)")
     add_flag(parser, "--batch-size", type=int, default=32, help="clips per model batch")
     add_flag(parser, "--overlay", default=None, metavar="DIR",
@@ -121,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
     if loaded.recorded_data.get("input_type", "rgb") != "rgb" or channels != 3:
         raise UserError(f"{args.model}: the model takes optical flow ({channels} input channels), but classify feeds "
                         "the RGB frames of video files; recognise flow frames with resnet3d test --input-type flow")
-    t_stride = args.sample_t_stride or int(loaded.recorded_data.get("sample_t_stride", 1) or 1)
+    t_stride = getattr(args, "sample_t_stride", None)
+    if t_stride is None:
+        t_stride = int(loaded.recorded_data.get("sample_t_stride", 1) or 1)
     if t_stride < 1:
         raise UserError(f"--sample-t-stride must be >= 1 (got {t_stride})")
     device = resolve_device("cpu" if args.no_cuda else args.device)

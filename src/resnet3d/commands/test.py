@@ -26,18 +26,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from resnet3d.config import default_num_workers
     from resnet3d.data.config import DATASETS, FILE_TYPES, INPUT_TYPES
 
-    ours = "default: what our checkpoint records, else %s"
+    # SUPPRESS: an absent flag leaves no attribute, and the checkpoint's setting (else the default) applies
+    ours = "(default: what our checkpoint records, else {})".format
+    unset = argparse.SUPPRESS
     data = parser.add_argument_group("data")
     add_flag(data, "--video-path", required=True, help="frame folders, HDF5 files or video files")
     add_flag(data, "--annotation-path", required=True, help="annotation JSON")
-    add_flag(data, "--dataset", default=None, choices=DATASETS, help=ours % DEFAULTS["dataset"])
-    add_flag(data, "--file-type", default=None, choices=FILE_TYPES, help=ours % DEFAULTS["file_type"])
-    add_flag(data, "--input-type", default=None, choices=INPUT_TYPES, help=ours % DEFAULTS["input_type"])
-    add_flag(data, "--sample-t-stride", type=int, default=None,
-             help="use every n-th frame (" + ours % DEFAULTS["sample_t_stride"] + ")")
+    add_flag(data, "--dataset", default=unset, choices=DATASETS, help=ours(DEFAULTS["dataset"]))
+    add_flag(data, "--folder-layout", default=unset, metavar="PATTERN",
+             help="'folder' data sets: a video's path under --video-path from {label} and {key} "
+                  + ours(DEFAULTS["folder_layout"]))
+    add_flag(data, "--file-type", default=unset, choices=FILE_TYPES, help=ours(DEFAULTS["file_type"]))
+    add_flag(data, "--input-type", default=unset, choices=INPUT_TYPES, help=ours(DEFAULTS["input_type"]))
+    add_flag(data, "--sample-t-stride", type=int, default=unset,
+             help="use every n-th frame " + ours(DEFAULTS["sample_t_stride"]))
     add_flag(data, "--subset", default="validation", help="training/validation/testing (train/val/test accepted)")
     add_flag(data, "--n-threads", type=int, default=default_num_workers(),
-             help="decoding worker processes (default: 4, or fewer on a machine with fewer usable cores)")
+             help="decoding worker processes (at most 4 by default: one per usable core)")
 
     views = parser.add_argument_group("views")
     add_flag(views, "--stride", type=int, default=None,
@@ -75,17 +80,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # Data settings of a data set test when neither a flag nor our checkpoint's stored config says.
-DEFAULTS = {"dataset": "kinetics", "file_type": "jpg", "input_type": "rgb", "sample_t_stride": 1}
+DEFAULTS = {"dataset": "kinetics", "folder_layout": "{label}/{key}", "file_type": "jpg", "input_type": "rgb",
+            "sample_t_stride": 1}
 
 
 def data_settings(args: argparse.Namespace, recorded: Dict[str, Any]) -> Dict[str, Any]:
-    """dataset, file_type, input_type, sample_t_stride: the flag, else what the checkpoint's
+    """dataset, folder_layout, file_type, input_type, sample_t_stride: the flag, else what the checkpoint's
     training run used (``recorded``: its config's data section), else the default."""
     chosen = {}
     for key, default in DEFAULTS.items():
         flag = getattr(args, key, None)
         chosen[key] = flag if flag is not None else recorded.get(key, default)
     return chosen
+
+
+def _from_checkpoint(args: argparse.Namespace, recorded: Dict[str, Any]) -> str:
+    """'dataset folder, file_type video, ...': the settings taken from the checkpoint."""
+    taken = [f"{key} {recorded[key]}" for key in DEFAULTS if getattr(args, key, None) is None and key in recorded]
+    return ", ".join(taken)
 
 
 def resolve_device(name: str):
@@ -111,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_inference_model(args.weights, args)
     for note in loaded.notes:
         print(f"resnet3d test: {note}", file=sys.stderr)
+    taken = _from_checkpoint(args, loaded.recorded_data)
+    if taken:
+        print(f"resnet3d test: from the checkpoint: {taken} (flags override)", file=sys.stderr)
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k must be >= 1 (got {args.top_k})")
     top_k = args.top_k or (10 if args.format == "seed" else 5)

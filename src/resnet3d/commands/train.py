@@ -31,6 +31,8 @@ FLAGS: Tuple[Tuple[str, str, str, Dict[str, Any]], ...] = (
     ("--dataset", "data", "dataset", {"choices": DATASETS}),
     ("--video-path", "data", "video_path", {"help": "frame folders, HDF5 files or video files"}),
     ("--annotation-path", "data", "annotation_path", {}),
+    ("--folder-layout", "data", "folder_layout",
+     {"metavar": "PATTERN", "help": "'folder' data sets: a video's path from {label} and {key} (default {label}/{key})"}),
     ("--file-type", "data", "file_type", {"choices": FILE_TYPES}),
     ("--input-type", "data", "input_type", {"choices": INPUT_TYPES}),
     ("--sample-size", "data", "sample_size", {"type": int}),
