@@ -95,8 +95,10 @@ def data_settings(args: argparse.Namespace, recorded: Dict[str, Any]) -> Dict[st
 
 
 def _from_checkpoint(args: argparse.Namespace, recorded: Dict[str, Any]) -> str:
-    """'dataset folder, file_type video, ...': the settings taken from the checkpoint."""
-    taken = [f"{key} {recorded[key]}" for key in DEFAULTS if getattr(args, key, None) is None and key in recorded]
+    """'dataset folder, file_type video, ...': the settings taken from the checkpoint (those that
+    differ from the defaults)."""
+    taken = [f"{key} {recorded[key]}" for key, default in DEFAULTS.items()
+             if getattr(args, key, None) is None and recorded.get(key, default) != default]
     return ", ".join(taken)
 
 

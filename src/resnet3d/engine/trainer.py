@@ -237,7 +237,7 @@ def build_model(config: Config, n_data_classes: Optional[int], info: DistInfo,
         else:
             start.ours = {"optimizer": loaded.optimizer, "foreign": loaded.source_format}
         partly = f", step {start.step_in_epoch} of the next" if start.step_in_epoch else ""
-        start.notes.append(f"continuing from {source} ({loaded.arch or loaded.model_config.get('model')}, "
+        start.notes.append(f"{'continuing from' if run.train else 'evaluating'} {source} ({loaded.arch or loaded.model_config.get('model')}, "
                            f"{completed} epoch(s) done{partly})")
     elif loaded is not None:  # pretrained weights
         overrides: Dict[str, Any] = {}
