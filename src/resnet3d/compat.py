@@ -575,7 +575,7 @@ def _hardware_config(args: argparse.Namespace, notices: List[str]) -> HardwareCo
     if v("gpu_id") < 1:
         raise UserError(f"--gpu_id is 1-based as in the seed (got {v('gpu_id')})")
     return HardwareConfig(
-        device="cpu" if v("no_cuda") else "auto",
+        device="cpu" if v("no_cuda") else "cuda",  # the originals train on GPUs unless --no_cuda
         n_gpus=v("n_gpus"),
         gpu_id=v("gpu_id") - 1,
         nproc_per_node=nproc,
