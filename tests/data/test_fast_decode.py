@@ -110,3 +110,41 @@ def test_resize_clip_rows_first_matches_one_call():
     x = big[:, 5:85, 2:78].permute(0, 3, 1, 2)
     one = torch.nn.functional.interpolate(x, size=(40, 40), mode="bilinear", antialias=True).permute(0, 2, 3, 1)
     assert ours.is_contiguous() and (ours.int() - one.int()).abs().max() <= 1
+
+
+def test_batches_are_written_in_place_and_equal_item_by_item(motion_set):
+    from resnet3d.data import build_dataset, build_loader, set_epoch
+    from resnet3d.data.loader import collate
+
+    cfg = DataConfig(video_path=motion_set.jpg_path, annotation_path=motion_set.annotation_path, sample_size=16, sample_duration=4)
+    dataset = build_dataset(cfg, "training", seed=2)
+    items = dataset.__getitems__([(0, 1), (5, 1), (3, 1)])
+    batch = collate(items)
+    assert batch["clip"].data_ptr() == items[0]["clip"].data_ptr()  # no copy: the items' own tensor
+    expected = torch.stack([dataset[(i, 1)]["clip"] for i in (0, 5, 3)])
+    assert torch.equal(batch["clip"], expected) and batch["target"].tolist() == [dataset[(i, 1)]["target"] for i in (0, 5, 3)]
+    loader = build_loader(dataset, 3, train=True, num_workers=2, seed=2)
+    set_epoch(loader, 1)
+    order = [index for index, _ in loader.sampler]
+    first = next(iter(loader))
+    assert first["clip"].is_shared()  # made in a worker's shared memory, passed on without a copy
+    assert torch.equal(first["clip"], torch.stack([dataset[(i, 1)]["clip"] for i in order[:3]]))
+
+
+def test_collate_stacks_clips_that_are_not_one_batch_tensor():
+    from resnet3d.data.loader import collate
+
+    clips = [torch.full((2, 4, 4, 3), v, dtype=torch.uint8) for v in (1, 2)]
+    batch = collate([{"clip": c, "target": i} for i, c in enumerate(clips)])
+    assert batch["clip"].shape == (2, 2, 4, 4, 3) and batch["clip"][1].max() == 2
+    assert batch["clip"].data_ptr() not in (clips[0].data_ptr(), clips[1].data_ptr())
+    pairs = collate([(torch.zeros(3), 1), (torch.ones(3), 0)])  # not our items: the default collate
+    assert pairs[0].shape == (2, 3) and pairs[1].tolist() == [1, 0]
+
+
+def test_resize_clip_writes_into_a_batch_slot():
+    clip = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (3, 60, 50, 3), dtype=np.uint8))
+    batch = torch.zeros((2, 3, 20, 20, 3), dtype=torch.uint8)
+    result = spatial.resize_clip(clip[:, 5:55], (20, 20), out=batch[1])
+    assert result.data_ptr() == batch[1].data_ptr() and int(batch[0].max()) == 0
+    assert torch.equal(batch[1], spatial.resize_clip(clip[:, 5:55], (20, 20)))

@@ -2,12 +2,16 @@
 
 Ours: ``resnet3d.data`` as training uses it (one crop box per clip, JPEG decoded at the smallest
 DCT scale covering the crop, one resize for the whole clip, uint8 out; normalisation is left to
-the device). ``--baseline`` also runs, in the same process and on the same clips, what the
-successor's training loader does per frame: PIL open + convert('RGB'), crop + resize in PIL, flip,
-ToTensor (float), Normalize, then stack. Both go through a DataLoader with ``--n_threads``
-workers. Per-core figures divide the clips by the CPU seconds the decoding processes (the main
-process and its workers) actually used, read from the OS, so other load on the machine does not
-lower them; where that cannot be read they fall back to wall time / workers.
+the device). ``--baseline`` also runs, in the same process and on the same videos, what the
+successor's training loader does per frame (``SuccessorBaseline``). Both go through a DataLoader
+with ``--n_threads`` workers.
+
+Per-core figures divide the clips by the CPU seconds the decoding processes (the main process and
+its workers) actually used, read from the OS, so other load on the machine does not lower them;
+where that cannot be read they fall back to wall time / workers. The sides take turns in blocks
+of ``--n-batches`` batches, ``--repeat`` times, and the per-core figures add up all blocks, so a
+busy spell on a shared machine falls on both alike; ``speedup_per_core_by_repeat`` shows the
+spread. ``clips_per_s`` (wall clock) comes from one more block of each side.
 """
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              help="our loader decodes at 1/2, 1/4, 1/8 scale when the crop still spans this share of the output size (1.0: exact)")
     add_switch(parser, "--fast-decode", default=True, help="our loader takes libjpeg-turbo's fast IDCT and chroma upsampling (--no-fast-decode: exact)")
     parser.add_argument("--baseline", action="store_true", help="also measure the originals' per-frame PIL + float scheme")
-    add_flag(parser, "--repeat", type=int, default=3, help="measure each side this many times, interleaved; report the best")
+    add_flag(parser, "--repeat", type=int, default=3, help="blocks of --n-batches batches per side, taken in turns; per-core figures add up all blocks")
 
 
 class SuccessorBaseline(torch.utils.data.Dataset):
@@ -136,49 +140,88 @@ def _worker_cpu_seconds(iterator) -> Optional[float]:
     return total
 
 
-def _cpu_seconds(iterator) -> Optional[float]:
-    workers = _worker_cpu_seconds(iterator)
-    return None if workers is None else workers + time.process_time()
+class _Side:
+    """One loader under test: its batches, and the CPU seconds and clips they cost."""
 
+    def __init__(self, name: str, loader, baseline: bool) -> None:
+        self.name = name
+        self.loader = loader
+        self.baseline = baseline
+        self.epoch = 0
+        self.iterator = None
+        self.cpu: Optional[float] = 0.0
+        self.clips = 0
+        self._workers_cpu: Optional[float] = None
 
-def _add(total: Optional[float], start: Optional[float], end: Optional[float]) -> Optional[float]:
-    if total is None or start is None or end is None:
-        return None
-    return total + (end - start)
+    def start(self, epoch: int) -> None:
+        """A fresh pass, with one untimed warm-up batch (worker start, first file opens)."""
+        self.epoch = epoch
+        set_epoch(self.loader, epoch)
+        self.iterator = iter(self.loader)
+        next(self.iterator)
+        self._workers_cpu = _worker_cpu_seconds(self.iterator)
 
-
-def _time_once(loader, n_batches: int, epoch: int, baseline: bool) -> Tuple[float, Optional[float], int]:
-    """Wall seconds, CPU seconds (all decoding processes) and clips for ``n_batches`` batches,
-    after one warm-up batch."""
-    set_epoch(loader, epoch)
-    iterator = iter(loader)
-    next(iterator)  # warm-up: worker start, first file opens
-    n_clips = 0
-    cpu_used: Optional[float] = 0.0
-    cpu_start = _cpu_seconds(iterator)
-    start = time.perf_counter()
-    for _ in range(n_batches):
+    def fetch(self) -> int:
+        """One batch; adds the main process's CPU time while fetching it, plus everything this
+        side's workers used since its last batch (they may work ahead while the other side is
+        measured: that time is theirs and is counted here)."""
+        begin = time.process_time()
         try:
-            batch = next(iterator)
-        except StopIteration:  # a small data set: go round again, counting the CPU time so far
-            cpu_used = _add(cpu_used, cpu_start, _cpu_seconds(iterator))
-            set_epoch(loader, epoch + 1000)
-            iterator = iter(loader)
-            cpu_start = _cpu_seconds(iterator)
-            batch = next(iterator)
-        clips = batch[0] if baseline else batch["clip"]
-        n_clips += clips.shape[0]
-    seconds = time.perf_counter() - start
-    cpu = _add(cpu_used, cpu_start, _cpu_seconds(iterator))
-    return seconds, cpu, n_clips
+            batch = next(self.iterator)
+        except StopIteration:  # a small data set: go round again (persistent workers stay)
+            set_epoch(self.loader, self.epoch + 1000)
+            self.epoch += 1000
+            self.iterator = iter(self.loader)
+            batch = next(self.iterator)
+        main = time.process_time() - begin
+        workers = _worker_cpu_seconds(self.iterator)
+        if self.cpu is not None and workers is not None and self._workers_cpu is not None:
+            self.cpu += main + workers - self._workers_cpu
+        else:
+            self.cpu = None
+        self._workers_cpu = workers
+        n = (batch[0] if self.baseline else batch["clip"]).shape[0]
+        self.clips += n
+        return n
 
 
-def _record(seconds: float, cpu: Optional[float], n_clips: int, args, baseline: bool) -> dict:
+def _alternating_cpu(sides: List[_Side], n_batches: int, repeats: int) -> List[Optional[float]]:
+    """Per-core cost of every side, measured in alternating blocks of ``n_batches`` batches
+    (baseline, ours, baseline, ours, ...), so that busy spells of other jobs on a shared machine
+    (which slow each CPU second through shared caches and cores) fall on both sides alike. Blocks
+    rather than single batches: taking turns batch by batch made both sides ~10% slower (each
+    evicts the other's caches), ours a little more. Returns the speed-up of the last side over
+    the first in each repeat."""
+    ratios: List[Optional[float]] = []
+    for repeat in range(repeats):
+        rates = []
+        for side in sides:
+            side.start(repeat)
+            cpu, clips = side.cpu, side.clips
+            for _ in range(n_batches):
+                side.fetch()
+            used = None if side.cpu is None or cpu is None else side.cpu - cpu
+            rates.append((side.clips - clips) / used if used else None)
+        ratios.append(rates[-1] / rates[0] if len(rates) > 1 and rates[0] and rates[-1] else None)
+    return ratios
+
+
+def _wall_once(side: _Side, n_batches: int) -> Tuple[float, int]:
+    """Wall seconds and clips for ``n_batches`` batches of one side alone (after a warm-up)."""
+    side.start(10_000)
+    clips_before = side.clips
+    begin = time.perf_counter()
+    for _ in range(n_batches):
+        side.fetch()
+    return time.perf_counter() - begin, side.clips - clips_before
+
+
+def _record(wall: Tuple[float, int], cpu: Optional[float], n_clips: int, args, baseline: bool) -> dict:
     """One JSON line. Per-core figures use the CPU time the decoding processes really used when it
     could be read (robust to other load on the machine), else wall time divided by the workers."""
-    cores = max(1, args.n_threads)
-    rate = n_clips / seconds
-    per_core = n_clips / cpu if cpu else rate / cores
+    seconds, wall_clips = wall
+    rate = wall_clips / seconds
+    per_core = n_clips / cpu if cpu else rate / max(1, args.n_threads)
     return {
         "what": "loader",
         "baseline": baseline,
@@ -219,26 +262,25 @@ def run(args: argparse.Namespace) -> int:
         fast_decode=args.fast_decode,
     )
     dataset = build_dataset(cfg, "training")
-    sides = [("ours", dataset, False)]
+    datasets = [("ours", dataset, False)]
     if args.baseline:
         if args.file_type != "jpg":
             from resnet3d.errors import UserError
 
             raise UserError("--baseline re-enacts the originals' JPEG-folder loader: use --file_type jpg")
-        sides.insert(0, ("baseline", SuccessorBaseline(dataset, args.sample_size), True))
-    loaders = {name: build_loader(data, args.batch_size, train=True, num_workers=args.n_threads, seed=0) for name, data, _ in sides}
-    best: dict = {}
-    for attempt in range(max(1, args.repeat)):  # interleaved, so both sides see the same machine load
-        for name, _, is_baseline in sides:
-            seconds, cpu, n_clips = _time_once(loaders[name], args.n_batches, attempt, is_baseline)
-            cost = (cpu if cpu else seconds) / n_clips
-            if name not in best or cost < best[name][0]:
-                best[name] = (cost, seconds, cpu, n_clips)
-    records = {name: _record(*best[name][1:], args, is_baseline) for name, _, is_baseline in sides}
+        datasets.insert(0, ("baseline", SuccessorBaseline(dataset, args.sample_size), True))
+    sides = [
+        _Side(name, build_loader(data, args.batch_size, train=True, num_workers=args.n_threads, seed=0), is_baseline)
+        for name, data, is_baseline in datasets
+    ]
+    ratios = _alternating_cpu(sides, args.n_batches, max(1, args.repeat))
+    per_core = {side.name: (side.cpu, side.clips) for side in sides}
+    records = {side.name: _record(_wall_once(side, args.n_batches), *per_core[side.name], args, side.baseline) for side in sides}
     if "baseline" in records:
         emit(records["baseline"])
-        records["ours"]["speedup_per_core"] = round(
-            records["ours"]["clips_per_s_per_core"] / records["baseline"]["clips_per_s_per_core"], 2
-        )
+        ours, base = records["ours"], records["baseline"]
+        ours["speedup_per_core"] = round(ours["clips_per_s_per_core"] / base["clips_per_s_per_core"], 2)
+        ours["speedup_per_core_by_repeat"] = [round(r, 2) for r in ratios if r is not None]
+        ours["speedup_wall"] = round(ours["clips_per_s"] / base["clips_per_s"], 2)
     emit(records["ours"])
     return 0

@@ -60,9 +60,11 @@ def read_clip(
     pick_box: Callable[[int, int], Box],
     out_hw: OutSize,
     video_range: Tuple[int, int],
+    out: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, int]:
     """uint8 (T, H, W, C) for the frame ``indices`` (1-based, repeats allowed), and how many of
-    the T frames are stand-ins for unreadable ones."""
+    the T frames are stand-ins for unreadable ones. With ``out`` (a slot of a batch tensor of
+    the right shape), the clip is written there and ``out`` is returned."""
     unique = sorted(set(indices))
     regions, failures, box = source.load(unique, pick_box, out_hw)
     if not regions:
@@ -82,15 +84,18 @@ def read_clip(
     good = sorted(regions)
     chosen = [i if i in regions else _nearest(i, good) for i in indices]
     n_bad = sum(1 for i in indices if i not in regions)
-    return _assemble(regions, chosen, output_size(out_hw, box)), n_bad
+    return _assemble(regions, chosen, output_size(out_hw, box), out), n_bad
 
 
-def _assemble(regions: Dict[int, np.ndarray], chosen: Sequence[int], out_hw: Tuple[int, int]) -> torch.Tensor:
+def _assemble(
+    regions: Dict[int, np.ndarray], chosen: Sequence[int], out_hw: Tuple[int, int], out: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Resize the regions the clip uses and put them in clip order, repeats included."""
     stack = getattr(regions, "stack", None)
-    order: Sequence[int]
     if stack is not None and set(chosen) <= set(regions.stack_indices):
         order = list(regions.stack_indices)
+        if order == list(chosen):  # the usual case: each frame once, in order, straight into out
+            return resize_clip(torch.from_numpy(stack), out_hw, out=out)
         resized = resize_clip(torch.from_numpy(stack), out_hw)  # (U, H, W, C) in one call
     else:
         order = sorted(set(chosen))
@@ -99,7 +104,9 @@ def _assemble(regions: Dict[int, np.ndarray], chosen: Sequence[int], out_hw: Tup
             resized = resize_clip(torch.from_numpy(np.stack([regions[i] for i in order])), out_hw)
         else:  # frames of different sizes in one video: resize one by one
             resized = torch.cat([resize_clip(torch.from_numpy(np.ascontiguousarray(regions[i]))[None], out_hw) for i in order])
-    if list(order) == list(chosen):
+    if list(order) != list(chosen):
+        position = {index: k for k, index in enumerate(order)}
+        resized = resized[torch.tensor([position[i] for i in chosen])]  # (T, H, W, C)
+    if out is None:
         return resized
-    position = {index: k for k, index in enumerate(order)}
-    return resized[torch.tensor([position[i] for i in chosen])]  # (T, H, W, C)
+    return out.copy_(resized)

@@ -24,6 +24,7 @@ from resnet3d.data import spatial, temporal
 from resnet3d.data.annotations import Annotation, VideoEntry, load_annotation, seconds_to_frames
 from resnet3d.data.clip import UnreadableVideo, read_clip, report_once
 from resnet3d.data.config import DataConfig, canonical_subset
+from resnet3d.data.loader import new_batch_tensor
 from resnet3d.data.sources import VIDEO_EXTENSIONS, make_source
 from resnet3d.errors import UserError
 
@@ -267,14 +268,21 @@ class VideoDataset(torch.utils.data.Dataset):
             return lambda w, h: spatial.random_corner_box(w, h, cfg.scales, rng)
         return lambda w, h: spatial.random_position_box(w, h, cfg.scales, rng)
 
-    def _load(self, item: int, epoch: int) -> dict:
+    def clip_shape(self) -> Optional[Tuple[int, int, int, int]]:
+        """(T, H, W, C) of every clip, or None when it depends on the video (``nocrop``)."""
+        if not self.train and self.eval_crop == "nocrop":
+            return None
+        size = self.cfg.sample_size
+        return self.cfg.sample_duration, size, size, self.cfg.n_channels
+
+    def _load(self, item: int, epoch: int, out: Optional[torch.Tensor] = None) -> dict:
         video_index, clip = self.items[item]
         if video_index in self._unreadable:
             raise UnreadableVideo(f"{self.videos[video_index].path}: unreadable (reported before)")
         rng = random.Random(f"{self.seed}/{epoch}/{item}")
         indices = self._indices(video_index, clip, rng)
         source = self._source(self.videos[video_index])
-        frames, n_bad = read_clip(source, indices, self._box_picker(rng), self._out_size(), self.frame_range(video_index))
+        frames, n_bad = read_clip(source, indices, self._box_picker(rng), self._out_size(), self.frame_range(video_index), out)
         return {
             "clip": frames,
             "target": self.videos[video_index].target,
@@ -285,12 +293,25 @@ class VideoDataset(torch.utils.data.Dataset):
         }
 
     def __getitem__(self, index: Union[int, Tuple[int, int]]) -> dict:
+        return self._item(index)
+
+    def __getitems__(self, indices: Sequence[Union[int, Tuple[int, int]]]) -> List[dict]:
+        """The items of one batch (the DataLoader asks for them together). Their clips are
+        written straight into one uint8 batch tensor, which ``resnet3d.data.loader.collate``
+        passes on whole: no per-batch copy of the clips, no per-clip allocation."""
+        shape = self.clip_shape()
+        if shape is None:
+            return [self._item(index) for index in indices]
+        batch = new_batch_tensor((len(indices),) + shape)
+        return [self._item(index, batch[k]) for k, index in enumerate(indices)]
+
+    def _item(self, index: Union[int, Tuple[int, int]], out: Optional[torch.Tensor] = None) -> dict:
         item, epoch = (index if isinstance(index, tuple) else (index, 0))
         item = int(item)
         for attempt in range(MAX_SUBSTITUTES + 1):
             candidate = (item + attempt * 7919) % len(self.items)  # a prime stride spreads substitutes
             try:
-                sample = self._load(candidate, epoch)
+                sample = self._load(candidate, epoch, out)
             except UnreadableVideo as error:
                 video_index = self.items[candidate][0]
                 self._unreadable.add(video_index)

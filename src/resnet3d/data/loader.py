@@ -10,10 +10,10 @@
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 
 class ClipSampler(Sampler):
@@ -60,6 +60,49 @@ class ClipSampler(Sampler):
         if self.pad and self.world_size > 1:
             return -(-self.n_items // self.world_size)
         return len(range(self.rank, self.n_items, self.world_size))
+
+
+def new_batch_tensor(shape: Tuple[int, ...], dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+    """An uninitialised tensor for a whole batch, in shared memory inside a DataLoader worker (as
+    the default collate allocates its output there), so that handing it to the main process
+    copies nothing."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    numel = 1
+    for n in shape:
+        numel *= n
+    storage = torch.empty(0, dtype=dtype).untyped_storage()._new_shared(numel * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
+
+
+def _whole(parts: List[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The batch tensor that ``parts`` are the consecutive slots of (``new_batch_tensor``), or None."""
+    first = parts[0]
+    storage = first.untyped_storage()
+    step = first.numel()
+    if not first.is_contiguous() or storage.nbytes() != len(parts) * step * first.element_size():
+        return None
+    for k, part in enumerate(parts):
+        if (
+            part.untyped_storage().data_ptr() != storage.data_ptr()
+            or part.storage_offset() != k * step
+            or part.shape != first.shape
+            or not part.is_contiguous()
+        ):
+            return None
+    return torch.empty(0, dtype=first.dtype).set_(storage, 0, (len(parts),) + tuple(first.shape))
+
+
+def collate(items: list):
+    """``default_collate``, except that clips already written into one batch tensor (the
+    dataset's ``__getitems__``) are passed on as that tensor instead of being copied by a stack."""
+    if not items or not isinstance(items[0], dict) or "clip" not in items[0]:
+        return default_collate(items)
+    batch = default_collate([{key: value for key, value in item.items() if key != "clip"} for item in items])
+    clips = [item["clip"] for item in items]
+    whole = _whole(clips)
+    batch["clip"] = whole if whole is not None else default_collate(clips)
+    return batch
 
 
 def _worker_init(worker_id: int) -> None:
@@ -111,6 +154,7 @@ def build_loader(
         num_workers=workers,
         pin_memory=pin_memory,
         drop_last=drop_last,
+        collate_fn=collate,
         **extra,
     )
 

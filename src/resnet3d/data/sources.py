@@ -110,8 +110,9 @@ class EncodedSource:
             try:
                 if clip is None:
                     box = pick_box(*jpeg_size(parts[0]))
+                    capacity = len(indices) if len(parts) == 1 else 0  # flow pairs decode plane by plane
                     clip = ClipDecoder(
-                        box, output_size(out_hw, box), len(indices), self.gray, self.decoder,
+                        box, output_size(out_hw, box), capacity, self.gray, self.decoder,
                         self.decode_tolerance, self.fast_decode,
                     )
                 if len(parts) == 1:

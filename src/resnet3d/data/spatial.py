@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Callable, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -140,29 +140,45 @@ def random_resized_box(
     return _box((width - w) // 2, (height - h) // 2, w, h, width, height)
 
 
-def resize_clip(frames: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+def resize_clip(frames: torch.Tensor, size: Tuple[int, int], out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """uint8 (T, h, w, C) -> contiguous uint8 (T, H, W, C), bilinear with antialiasing (PIL's
     bilinear resize, which the successor uses), whole clip at once.
 
     torch's uint8 path on channels-last input is ~7x faster per frame than PIL's resize of the
     crop (measured: docs/data.md), and keeps the clip in one tensor. ``frames`` may be a strided
     view (the crop of a decode buffer): reading it in place costs less than gathering it first.
+    ``out`` (contiguous (T, H, W, C), e.g. a clip's slot in a batch tensor) receives the result
+    without an intermediate copy.
     """
     if frames.shape[1:3] == tuple(size):
-        return frames.contiguous()
+        return frames.contiguous() if out is None else out.copy_(frames)
     x = frames.permute(0, 3, 1, 2)  # (T, C, h, w), channels-last strides
     if x.shape[1] not in (3, 4) or x.dtype != torch.uint8:
         # torch's fast uint8 kernel covers 3/4 channels; others (flow's 2) go through float
         y = torch.nn.functional.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
-        y = y.round_().clamp_(0, 255).to(torch.uint8)
-    elif _rows_first(x.shape[2], x.shape[3], size):
+        y = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        return y.contiguous() if out is None else out.copy_(y)
+    if _rows_first(x.shape[2], x.shape[3], size):
         # torch resizes along the width first; when the rows shrink a lot, shrinking them first
         # leaves the (costlier) width pass fewer rows. Same filter, intermediate rounded to uint8.
-        y = torch.nn.functional.interpolate(x, size=(size[0], x.shape[3]), mode="bilinear", antialias=True, align_corners=False)
-        y = torch.nn.functional.interpolate(y, size=size, mode="bilinear", antialias=True, align_corners=False)
-    else:
-        y = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return y.permute(0, 2, 3, 1).contiguous()  # (T, H, W, C)
+        x = torch.nn.functional.interpolate(x, size=(size[0], x.shape[3]), mode="bilinear", antialias=True, align_corners=False)
+    target = None if out is None else out.permute(0, 3, 1, 2)  # (T, C, H, W), channels-last strides
+    y = _resize_uint8(x, size, target).permute(0, 2, 3, 1)  # (T, H, W, C)
+    return y if out is not None else y.contiguous()  # channels-last in, so already contiguous
+
+
+def _resize_uint8(x: torch.Tensor, size: Tuple[int, int], out: Optional[torch.Tensor]) -> torch.Tensor:
+    """Antialiased bilinear resize of uint8 (T, C, h, w), written into ``out`` when given.
+
+    ``F.interpolate`` has no ``out``; the ATen op behind it does (``torch.ops.aten``). Writing the
+    clip straight into its batch slot saves a copy of every batch and an allocation per clip
+    (docs/data.md); if the op's signature ever changes, we resize and copy instead."""
+    if out is not None:
+        try:
+            return torch.ops.aten._upsample_bilinear2d_aa.out(x, list(size), False, None, None, out=out)
+        except (RuntimeError, TypeError, AttributeError):  # pragma: no cover - a future torch
+            return out.copy_(_resize_uint8(x, size, None))
+    return torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 def _rows_first(height: int, width: int, size: Tuple[int, int]) -> bool:
