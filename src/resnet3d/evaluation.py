@@ -17,7 +17,6 @@ Beyond the original: mean class accuracy, a per-class table, a confusion matrix 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -25,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from resnet3d.data.config import SUBSET_ALIASES
 from resnet3d.engine.results import youtube_id
 from resnet3d.errors import UserError
+from resnet3d.fileio import read_user_json
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,7 @@ class Predictions:
 
 
 def _read_json(path: str, what: str) -> Any:
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise UserError(f"{what} {path}: no such file") from None
-    except OSError as error:
-        raise UserError(f"{what} {path}: cannot read it ({error.strerror})") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"{what} {path}: not valid JSON ({error})") from None
+    return read_user_json(path, what)
 
 
 def subset_name(subset: str, present: Sequence[str]) -> str:

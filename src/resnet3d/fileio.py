@@ -58,3 +58,27 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
     import torch
 
     atomic_save(path, lambda handle: torch.save(obj, handle))
+
+
+def read_user_json(path: PathLike, what: str) -> Any:
+    """Parse a JSON file the user gave us; a missing or broken file is a UserError naming it.
+
+    ``what`` says what the file is for ("annotation", "results"), so the message tells which
+    argument to fix; a syntax error names the line and column.
+    """
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        from resnet3d.errors import UserError
+
+        raise UserError(f"{what} {path}: no such file") from None
+    except OSError as error:
+        from resnet3d.errors import UserError
+
+        raise UserError(f"{what} {path}: cannot read it ({error.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        from resnet3d.errors import UserError
+
+        where = f"line {error.lineno} column {error.colno}: {error.msg}" if isinstance(error, json.JSONDecodeError) else str(error)
+        raise UserError(f"{what} {path}: not valid JSON ({where})") from None

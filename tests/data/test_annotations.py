@@ -63,7 +63,7 @@ def test_errors_name_file_and_key(tmp_path):
     bad_label = write_json(tmp_path / "b.json", {"labels": ["a"], "database": {"k": {"subset": "training", "annotations": {"label": "zz"}}}})
     with pytest.raises(UserError, match=r"b\.json: database entry 'k' has label 'zz'"):
         load_annotation(bad_label, "kinetics", "training")
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(UserError, match=r"--annotation_path.*missing.json: no such file"):
         load_annotation(str(tmp_path / "missing.json"), "kinetics", "training")
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(UserError, match="not valid JSON"):

@@ -91,7 +91,7 @@ def test_activitynet_fps_from_frame_folders(activitynet, tmp_path):
 def test_activitynet_bad_json(tmp_path):
     bad = tmp_path / "a.json"
     bad.write_text('{"database": [1,\n 2')
-    with pytest.raises(UserError, match=r"a.json: line 2: not valid JSON"):
+    with pytest.raises(UserError, match=r"a.json: not valid JSON \(line 2 column"):
         add_fps(tmp_path, bad)
 
 

@@ -16,13 +16,12 @@ Errors name the file and the key. Nothing here touches the video files.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from resnet3d.errors import UserError
+from resnet3d.fileio import read_user_json
 
 # how each data set's videos are laid out under --video_path (without extension)
 KINETICS_LIKE = ("kinetics", "mit", "ucf101", "hmdb51")
@@ -74,13 +73,7 @@ def activitynet_classes(taxonomy: List[Dict[str, Any]], path: str) -> List[str]:
 
 
 def _read_json(path: str) -> Dict[str, Any]:
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        raise UserError(f"annotation file {path} does not exist: check --annotation_path") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"annotation {path} is not valid JSON: {error}") from None
+    data = read_user_json(path, "annotation (--annotation_path)")
     if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
         raise UserError(f"annotation {path} has no 'database' object: is it the shared annotation JSON?")
     return data

@@ -13,27 +13,20 @@ The seed's ``fps`` file is frames in the folder / video duration, 2 decimals (it
 """
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from resnet3d.errors import UserError
-from resnet3d.fileio import atomic_write_json, atomic_write_text
+from resnet3d.fileio import atomic_write_json, atomic_write_text, read_user_json
 from resnet3d.prepare.decode import VideoError, VideoReader
 from resnet3d.prepare.frame_folders import FPS_FILE, count_image_files, format_fps, read_number, seed_fps
 from resnet3d.prepare.videos import activitynet_folder_name, is_video_file
 
 
 def load_official_json(path: Path) -> dict:
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path}: line {error.lineno}: not valid JSON ({error.msg})") from None
+    data = read_user_json(path, "ActivityNet JSON")
     if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
         raise UserError(f"{path}: no 'database' object; expected the official ActivityNet v1.3 JSON")
     return data
