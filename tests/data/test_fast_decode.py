@@ -7,7 +7,7 @@ import pytest
 import simplejpeg
 import torch
 
-from resnet3d.data import DataConfig, spatial
+from resnet3d.data import DataConfig, decode, spatial
 from resnet3d.data.clip import read_clip
 from resnet3d.data.decode import ClipDecoder, decode_region, scale_divisor
 from resnet3d.data.sources import JpegFolderSource
@@ -34,54 +34,82 @@ def test_scale_divisor_tolerance():
     assert scale_divisor(spatial.Box(0, 0, 100, 240, 320, 240), (112, 112), 0.5) == 1  # the narrow side decides
 
 
-@pytest.mark.parametrize("divisor_box", [(8, 4, 120, 92), (17, 3, 111, 95), (0, 0, 128, 96)])
-def test_clip_buffer_regions_equal_single_frame_decodes(divisor_box):
-    x0, y0, x1, y1 = divisor_box
-    box = spatial.Box(x0, y0, x1, y1, 128, 96)
+def _single(data, box, out_hw, **options):
+    """One frame the slow, obvious way: its region on its own, then resized."""
+    region = decode_region(data, box, out_hw, **options)
+    return spatial.resize_clip(torch.from_numpy(np.ascontiguousarray(region))[None], out_hw)[0]
+
+
+@pytest.mark.parametrize("coords", [(8, 4, 120, 92), (17, 3, 111, 95), (0, 0, 128, 96)])
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 30])  # one frame per group / the whole clip at once
+def test_clip_decoder_rows_equal_single_frame_decodes(coords, chunk_bytes, monkeypatch):
+    monkeypatch.setattr(decode, "CHUNK_BYTES", chunk_bytes)
+    box = spatial.Box(*coords, 128, 96)
     datas = [_jpeg(f) for f in _frames()]
     clip = ClipDecoder(box, (24, 24), len(datas))
-    regions = [clip.add(i, data) for i, data in enumerate(datas)]
-    assert clip.divisor > 1 and clip.indices == list(range(len(datas)))
-    stacked = clip.stacked()
+    assert all(clip.add(k, data) is None for k, data in enumerate(datas))
+    resized, done = clip.finish()
+    assert clip.divisor > 1 and done == list(range(len(datas))) and resized.shape == (6, 24, 24, 3)
     for k, data in enumerate(datas):
-        single = decode_region(data, box, (24, 24))
-        assert np.array_equal(regions[k], single) and np.array_equal(stacked[k], single)
-    # the crop sits where the box is: compare with a full decode, cut, at the same scale
-    full = simplejpeg.decode_jpeg(datas[0])[y0:y1, x0:x1].astype(float)
-    a = spatial.resize_clip(torch.from_numpy(stacked[:1]), (24, 24)).float()
-    b = spatial.resize_clip(torch.from_numpy(np.ascontiguousarray(full, np.uint8))[None], (24, 24)).float()
-    assert (a - b).abs().mean() < 4.0
+        assert torch.equal(resized[k], _single(data, box, (24, 24)))
+    # the crop sits where the box is: compare with a full decode, cut, then resized
+    x0, y0, x1, y1 = coords
+    full = np.ascontiguousarray(simplejpeg.decode_jpeg(datas[0])[y0:y1, x0:x1])
+    reference = spatial.resize_clip(torch.from_numpy(full)[None], (24, 24))[0]
+    assert (resized[0].float() - reference.float()).abs().mean() < 4.0
+
+
+def test_clip_decoder_groups_around_a_gap_and_into_out(monkeypatch):
+    monkeypatch.setattr(decode, "CHUNK_BYTES", 3 * 48 * 64 * 3)  # three frames per group
+    box = spatial.Box(0, 0, 128, 96, 128, 96)
+    datas = [_jpeg(f) for f in _frames(6)]
+    out = torch.zeros((6, 20, 20, 3), dtype=torch.uint8)
+    clip = ClipDecoder(box, (20, 20), 6, out=out)
+    for k in (0, 2, 3, 4, 5):  # position 1 unreadable: the first group is rows 0, 2, 3
+        clip.add(k, datas[k])
+    resized, done = clip.finish()
+    assert resized is out and done == [0, 2, 3, 4, 5] and int(out[1].max()) == 0
+    for k in done:
+        assert torch.equal(out[k], _single(datas[k], box, (20, 20)))
 
 
 def test_a_frame_of_another_size_is_decoded_on_its_own(tmp_path):
     frames = _frames(5)
     write_frames(tmp_path / "v", frames)
-    odd = np.ascontiguousarray(frames[2][::2, ::2])  # frame 3 at half size
+    odd = np.ascontiguousarray(frames[2][8:88, 4:124])  # frame 3 is 120x80, not 128x96
     (tmp_path / "v" / "image_00003.jpg").write_bytes(simplejpeg.encode_jpeg(odd, quality=95))
     source = JpegFolderSource(str(tmp_path / "v"))
     regions, failures, box = source.load([1, 2, 3, 4, 5], spatial.center_box, (32, 32))
-    assert not failures and sorted(regions) == [1, 2, 3, 4, 5]
-    assert list(regions.stack_indices) == [1, 2, 4, 5]  # the odd frame is not in the buffer
-    clip, bad = read_clip(source, [1, 2, 3, 4, 5], spatial.center_box, (32, 32), (1, 6))
-    assert clip.shape == (5, 32, 32, 3) and bad == 0
-    third = spatial.resize_clip(torch.from_numpy(np.ascontiguousarray(frames[2][:, 16:112]))[None], (32, 32))[0]
-    assert (clip[2].float() - third.float()).abs().mean() < 6.0  # the same picture, relative box
+    assert not failures and regions.readable() == [1, 2, 3, 4, 5]
+    assert sorted(regions.resized_at) == [1, 2, 4, 5] and list(regions) == [3]  # the odd one on its own
+    for out in (None, torch.zeros((5, 32, 32, 3), dtype=torch.uint8)):
+        clip, bad = read_clip(source, [1, 2, 3, 4, 5], spatial.center_box, (32, 32), (1, 6), out)
+        assert clip.shape == (5, 32, 32, 3) and bad == 0
+        assert torch.equal(clip[1], regions.resized[1])
+        rel = box.for_size(120, 80)  # the same relative box on the odd frame
+        assert (rel.x0, rel.y0, rel.x1, rel.y1) == (15, 0, 105, 80)
+        third = spatial.resize_clip(torch.from_numpy(np.ascontiguousarray(odd[:, 15:105]))[None], (32, 32))[0]
+        assert (clip[2].float() - third.float()).abs().mean() < 3.0
 
 
 def test_fast_path_equals_frame_by_frame_assembly_with_repeats_and_stand_ins(tmp_path):
     write_frames(tmp_path / "v", _frames(6), quality=90)
     (tmp_path / "v" / "image_00004.jpg").write_bytes(b"\xff\xd8 broken")
     source = JpegFolderSource(str(tmp_path / "v"))
-    indices = [2, 3, 4, 5, 6, 2, 3]  # loop padding repeats 2 and 3; frame 4 is corrupt
     pick = lambda w, h: spatial.Box(10, 6, 118, 90, w, h)  # noqa: E731
-    clip, bad = read_clip(source, indices, pick, (40, 40), (1, 7))
-    assert bad == 1 and clip.shape == (7, 40, 40, 3) and clip.is_contiguous()
-    regions, failures, box = source.load(sorted(set(indices)), pick, (40, 40))
-    assert list(failures) == [4]
-    expected = {i: spatial.resize_clip(torch.from_numpy(np.ascontiguousarray(regions[i]))[None], (40, 40))[0] for i in regions}
-    stand_in = min(regions, key=lambda g: (abs(g - 4), g))
-    for k, index in enumerate(indices):
-        assert torch.equal(clip[k], expected[stand_in if index == 4 else index])
+    datas = {i: (tmp_path / "v" / f"image_{i:05d}.jpg").read_bytes() for i in (2, 3, 5, 6)}
+    expected = {i: _single(data, pick(128, 96), (40, 40)) for i, data in datas.items()}
+    cases = [
+        [2, 3, 4, 5, 6, 2, 3],  # loop padding repeats 2 and 3; frame 4 is corrupt (3 stands in)
+        [2, 3, 4, 5, 6],  # each frame once: resized straight into the batch slot
+    ]
+    for indices in cases:
+        for out in (None, torch.zeros((len(indices), 40, 40, 3), dtype=torch.uint8)):
+            clip, bad = read_clip(source, indices, pick, (40, 40), (1, 7), out)
+            assert bad == 1 and clip.shape == (len(indices), 40, 40, 3) and clip.is_contiguous()
+            assert out is None or clip.data_ptr() == out.data_ptr()
+            for k, index in enumerate(indices):
+                assert torch.equal(clip[k], expected[3 if index == 4 else index])
 
 
 def test_fast_decode_is_close_to_exact_but_not_identical():

@@ -54,6 +54,10 @@ def _nearest(index: int, good: Sequence[int]) -> int:
     return min(good, key=lambda g: (abs(g - index), g))
 
 
+def _readable(regions) -> List[int]:
+    return regions.readable() if hasattr(regions, "readable") else sorted(regions)
+
+
 def read_clip(
     source,
     indices: Sequence[int],
@@ -66,12 +70,16 @@ def read_clip(
     the T frames are stand-ins for unreadable ones. With ``out`` (a slot of a batch tensor of
     the right shape), the clip is written there and ``out`` is returned."""
     unique = sorted(set(indices))
-    regions, failures, box = source.load(unique, pick_box, out_hw)
-    if not regions:
+    # each frame once and in order (the usual case): the source can resize straight into out
+    direct = out if list(indices) == unique else None
+    regions, failures, box = source.load(unique, pick_box, out_hw, direct)
+    good = _readable(regions)
+    if not good:
         probes = _probe_positions(unique, video_range)
         if probes:
             regions, _, box = source.load(probes, pick_box, out_hw)
-    if not regions:
+            good = _readable(regions)
+    if not good:
         reasons = sorted(set(failures.values()))
         raise UnreadableVideo(f"{source.path}: no readable frame ({'; '.join(reasons) or 'empty'})")
     if failures:
@@ -81,32 +89,44 @@ def read_clip(
             f"{source.describe(first)}: {failures[first]}; a neighbouring frame stands in"
             + (f" ({len(failures)} frames of this clip affected)" if len(failures) > 1 else ""),
         )
-    good = sorted(regions)
-    chosen = [i if i in regions else _nearest(i, good) for i in indices]
-    n_bad = sum(1 for i in indices if i not in regions)
+    readable = set(good)
+    chosen = [i if i in readable else _nearest(i, good) for i in indices]
+    n_bad = sum(1 for i in indices if i not in readable)
     return _assemble(regions, chosen, output_size(out_hw, box), out), n_bad
 
 
-def _assemble(
-    regions: Dict[int, np.ndarray], chosen: Sequence[int], out_hw: Tuple[int, int], out: Optional[torch.Tensor] = None
-) -> torch.Tensor:
-    """Resize the regions the clip uses and put them in clip order, repeats included."""
-    stack = getattr(regions, "stack", None)
-    if stack is not None and set(chosen) <= set(regions.stack_indices):
-        order = list(regions.stack_indices)
-        if order == list(chosen):  # the usual case: each frame once, in order, straight into out
-            return resize_clip(torch.from_numpy(stack), out_hw, out=out)
-        resized = resize_clip(torch.from_numpy(stack), out_hw)  # (U, H, W, C) in one call
-    else:
-        order = sorted(set(chosen))
-        shapes = {regions[i].shape for i in order}
-        if len(shapes) == 1:
-            resized = resize_clip(torch.from_numpy(np.stack([regions[i] for i in order])), out_hw)
-        else:  # frames of different sizes in one video: resize one by one
-            resized = torch.cat([resize_clip(torch.from_numpy(np.ascontiguousarray(regions[i]))[None], out_hw) for i in order])
-    if list(order) != list(chosen):
-        position = {index: k for k, index in enumerate(order)}
-        resized = resized[torch.tensor([position[i] for i in chosen])]  # (T, H, W, C)
-    if out is None:
-        return resized
-    return out.copy_(resized)
+def _assemble(regions, chosen: Sequence[int], out_hw: Tuple[int, int], out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The clip in ``chosen`` order, repeats and stand-ins included, as uint8 (T, H, W, C): rows
+    the source already resized (``regions.resized``), and the other frames' regions resized here."""
+    resized = getattr(regions, "resized", None)
+    rows: Dict[int, int] = getattr(regions, "resized_at", {})
+    picks = [rows.get(i) for i in chosen]
+    if resized is not None and picks == list(range(len(resized))) and len(picks) == len(chosen):
+        if out is None or resized is out:  # the usual case: nothing left to do
+            return resized
+        return out.copy_(resized)
+    loose = sorted({i for i, row in zip(chosen, picks) if row is None})  # frames decoded on their own
+    if resized is not None and not loose and out is None:
+        return resized[torch.tensor(picks)]  # repeats (loop padding) and stand-ins: one gather
+    extra = _resize_regions(regions, loose, out_hw)
+    channels = (resized if resized is not None else next(iter(extra.values()))).shape[-1]
+    result = out if out is not None else torch.empty((len(chosen), out_hw[0], out_hw[1], channels), dtype=torch.uint8)
+    # Fill stand-ins last: when ``result`` is the source's own tensor, the rows of readable frames
+    # sit at their own positions, and only rows of unreadable frames are written over.
+    for k, (index, row) in sorted(enumerate(zip(chosen, picks)), key=lambda e: e[1][1] != e[0]):
+        if row is None:
+            result[k] = extra[index]
+        elif not (resized is result and row == k):
+            result[k] = resized[row]
+    return result
+
+
+def _resize_regions(regions, indices: Sequence[int], out_hw: Tuple[int, int]) -> Dict[int, torch.Tensor]:
+    """Resize the regions of ``indices``: in one call when they share a size."""
+    if not indices:
+        return {}
+    shapes = {regions[i].shape for i in indices}
+    if len(shapes) == 1:
+        stacked = resize_clip(torch.from_numpy(np.stack([regions[i] for i in indices])), out_hw)
+        return dict(zip(indices, stacked))
+    return {i: resize_clip(torch.from_numpy(np.ascontiguousarray(regions[i]))[None], out_hw)[0] for i in indices}

@@ -5,8 +5,8 @@ Every source answers three questions for the clip reader (``resnet3d.data.clip``
 - ``n_frames()``: how many frames it holds (1-based indices 1..n);
 - ``fps()``: frames per second, where the source knows it (ActivityNet segments need it);
 - ``load(indices, pick_box, out_hw)``: the crop region of each requested frame, decoded no larger
-  than needed (``Regions``: JPEG sources also give the whole clip as one array), plus the reason
-  for each frame it could not read. ``pick_box(width, height)``
+  than needed (``Regions``: JPEG sources also crop and resize the frames to ``out_hw``, into
+  ``out`` when given), plus the reason for each frame it could not read. ``pick_box(width, height)``
   is called once, with the first readable frame's size, so one box serves the whole clip;
   ``out_hw`` is the output (height, width) or a rule giving it from the box.
 
@@ -21,6 +21,7 @@ from fractions import Fraction
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from resnet3d.data.decode import ClipDecoder, DecodeError, decode_region, jpeg_size
 from resnet3d.data.spatial import Box, OutSize, output_size
@@ -60,12 +61,18 @@ def read_bytes(path: str) -> bytes:
 
 
 class Regions(dict):
-    """index -> uint8 (h, w, C) crop region of each decoded frame. ``stack``, when set, holds the
-    regions of the frames ``stack_indices`` as one ``(n, h, w, C)`` array (a view of the decode
-    buffer), so the clip can be resized in one call without gathering the frames first."""
+    """What ``load`` read: index -> uint8 (h, w, C) crop of each frame decoded on its own, plus
+    (JPEG sources) ``resized``, a uint8 (n, H, W, C) tensor holding the frames ``resized_at``
+    (index -> row) already cropped and resized to the output size."""
 
-    stack: Optional[np.ndarray] = None
-    stack_indices: Sequence[int] = ()
+    def __init__(self) -> None:
+        super().__init__()
+        self.resized: Optional[torch.Tensor] = None
+        self.resized_at: Dict[int, int] = {}
+
+    def readable(self) -> List[int]:
+        """The indices of every frame that was read, in order."""
+        return sorted(set(self) | set(self.resized_at))
 
 
 class EncodedSource:
@@ -97,12 +104,15 @@ class EncodedSource:
         return f"{self.path} frame {index}"
 
     # -- shared ---------------------------------------------------------------------------------
-    def load(self, indices: Sequence[int], pick_box: PickBox, out_hw: OutSize) -> Tuple[Regions, Failures, Optional[Box]]:
+    def load(
+        self, indices: Sequence[int], pick_box: PickBox, out_hw: OutSize, out: Optional[torch.Tensor] = None
+    ) -> Tuple[Regions, Failures, Optional[Box]]:
+        """``out``: where to put the resized frames, row k for ``indices[k]`` (a clip's batch slot)."""
         encoded = self.frame_bytes(indices)
         regions = Regions()
         failures: Failures = {}
         clip: Optional[ClipDecoder] = None
-        for index in indices:
+        for position, index in enumerate(indices):
             parts = encoded.get(index)
             if isinstance(parts, str) or parts is None:
                 failures[index] = parts or "missing"
@@ -110,13 +120,15 @@ class EncodedSource:
             try:
                 if clip is None:
                     box = pick_box(*jpeg_size(parts[0]))
-                    capacity = len(indices) if len(parts) == 1 else 0  # flow pairs decode plane by plane
+                    n_positions = len(indices) if len(parts) == 1 else 0  # flow pairs: plane by plane
                     clip = ClipDecoder(
-                        box, output_size(out_hw, box), capacity, self.gray, self.decoder,
-                        self.decode_tolerance, self.fast_decode,
+                        box, output_size(out_hw, box), n_positions, self.gray, self.decoder,
+                        self.decode_tolerance, self.fast_decode, out,
                     )
                 if len(parts) == 1:
-                    regions[index] = clip.add(index, parts[0])
+                    region = clip.add(position, parts[0])
+                    if region is not None:
+                        regions[index] = region
                     continue
                 planes = [
                     decode_region(data, clip.box, clip.out_hw, self.gray, self.decoder, self.decode_tolerance, self.fast_decode)
@@ -129,8 +141,9 @@ class EncodedSource:
                 failures[index] = "flow planes differ in size"
                 continue
             regions[index] = np.concatenate(planes, axis=2)
-        if clip is not None and clip.indices:
-            regions.stack, regions.stack_indices = clip.stacked(), list(clip.indices)
+        if clip is not None:
+            regions.resized, done = clip.finish()
+            regions.resized_at = {indices[position]: position for position in done}
         return regions, failures, None if clip is None else clip.box
 
 
@@ -315,7 +328,10 @@ class VideoFileSource:
     def describe(self, index: int) -> str:
         return f"{self.path} frame {index}"
 
-    def load(self, indices: Sequence[int], pick_box: PickBox, out_hw: OutSize) -> Tuple[Regions, Failures, Optional[Box]]:
+    def load(
+        self, indices: Sequence[int], pick_box: PickBox, out_hw: OutSize, out: Optional[torch.Tensor] = None
+    ) -> Tuple[Regions, Failures, Optional[Box]]:
+        """Crops at the decoded size (``out`` is not used: video frames are resized by the caller)."""
         wanted = sorted(set(indices))
         regions = Regions()
         box: Optional[Box] = None
