@@ -1,7 +1,6 @@
 """DeviceTransform: the originals' float pipeline, per-sample flip and jitter, memory format."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from resnet3d.data import DataConfig, DeviceTransform

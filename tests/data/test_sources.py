@@ -2,8 +2,6 @@
 and the DCT-scaled decode against a full decode."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import simplejpeg

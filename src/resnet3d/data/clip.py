@@ -101,19 +101,21 @@ def _assemble(regions, chosen: Sequence[int], out_hw: Tuple[int, int], out: Opti
     resized = getattr(regions, "resized", None)
     rows: Dict[int, int] = getattr(regions, "resized_at", {})
     picks = [rows.get(i) for i in chosen]
-    if resized is not None and picks == list(range(len(resized))) and len(picks) == len(chosen):
+    if resized is not None and picks == list(range(len(resized))):
         if out is None or resized is out:  # the usual case: nothing left to do
             return resized
         return out.copy_(resized)
     loose = sorted({i for i, row in zip(chosen, picks) if row is None})  # frames decoded on their own
-    if resized is not None and not loose and out is None:
-        return resized[torch.tensor(picks)]  # repeats (loop padding) and stand-ins: one gather
+    if resized is not None and not loose and resized is not out:
+        # repeats (loop padding) and stand-ins: one gather
+        return torch.index_select(resized, 0, torch.tensor(picks), out=out)
     extra = _resize_regions(regions, loose, out_hw)
     channels = (resized if resized is not None else next(iter(extra.values()))).shape[-1]
     result = out if out is not None else torch.empty((len(chosen), out_hw[0], out_hw[1], channels), dtype=torch.uint8)
-    # Fill stand-ins last: when ``result`` is the source's own tensor, the rows of readable frames
-    # sit at their own positions, and only rows of unreadable frames are written over.
-    for k, (index, row) in sorted(enumerate(zip(chosen, picks)), key=lambda e: e[1][1] != e[0]):
+    # When ``result`` is the source's own tensor (each frame once, in order), every readable frame
+    # already sits in its own row; only rows of unreadable or loose frames are written, and those
+    # are never read from.
+    for k, (index, row) in enumerate(zip(chosen, picks)):
         if row is None:
             result[k] = extra[index]
         elif not (resized is result and row == k):
