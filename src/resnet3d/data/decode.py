@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import io
 import math
+import threading
+import weakref
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -170,6 +172,18 @@ def decode_full(data: bytes, gray: bool = False, decoder: Optional[str] = "auto"
 CHUNK_BYTES = 8 << 20
 
 
+class _Scratch(threading.local):
+    """One decode buffer per thread, reused from clip to clip. A fresh multi-megabyte buffer per
+    clip costs ~100 page faults per clip as the allocator hands memory back and forth with the
+    OS, ~10% of the loader's time (measured; docs/data.md)."""
+
+    buffer: Optional[np.ndarray] = None
+    user: Optional["weakref.ref"] = None  # the ClipDecoder decoding into it now
+
+
+_scratch = _Scratch()
+
+
 class ClipDecoder:
     """Decodes the crop region of each frame of one clip and resizes it to ``out_hw``.
 
@@ -207,11 +221,23 @@ class ClipDecoder:
         self.n_positions = n_positions if self._sj is not None else 0
         frame_bytes = self.height * self.width * self.channels
         chunk = max(1, min(self.n_positions, CHUNK_BYTES // max(1, frame_bytes)))
-        self._buffer = np.empty((chunk if self.n_positions else 0, self.height, self.width, self.channels), np.uint8)
+        self._buffer = self._take_buffer((chunk if self.n_positions else 0, self.height, self.width, self.channels))
         self._pending: List[int] = []  # positions decoded into the buffer, not yet resized
         self._out = out
+        self._finished = False
         self.resized: Optional[torch.Tensor] = None  # (n_positions, H, W, C) once a group is resized
         self.done: List[int] = []  # positions whose row of ``resized`` is filled
+
+    def _take_buffer(self, shape: Tuple[int, ...]) -> np.ndarray:
+        """This thread's reusable buffer, unless another decoder still uses it (then a new one)."""
+        size = int(np.prod(shape))
+        user = _scratch.user() if _scratch.user is not None else None
+        if size == 0 or (user is not None and not user._finished):
+            return np.empty(shape, np.uint8)
+        if _scratch.buffer is None or _scratch.buffer.size < size:
+            _scratch.buffer = np.empty(size, np.uint8)
+        _scratch.user = weakref.ref(self)
+        return _scratch.buffer[:size].reshape(shape)
 
     def add(self, position: int, data: bytes) -> Optional[np.ndarray]:
         """Decode the frame at ``position``. None: it joins ``resized``; else its uint8 (h, w, C)
@@ -259,6 +285,7 @@ class ClipDecoder:
         self._pending = []
 
     def finish(self) -> Tuple[Optional[torch.Tensor], List[int]]:
-        """``resized`` and the positions whose rows it holds."""
+        """``resized`` and the positions whose rows it holds; the buffer is free for the next clip."""
         self._flush()
+        self._finished = True
         return self.resized, self.done
