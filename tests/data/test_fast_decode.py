@@ -176,3 +176,20 @@ def test_resize_clip_writes_into_a_batch_slot():
     result = spatial.resize_clip(clip[:, 5:55], (20, 20), out=batch[1])
     assert result.data_ptr() == batch[1].data_ptr() and int(batch[0].max()) == 0
     assert torch.equal(batch[1], spatial.resize_clip(clip[:, 5:55], (20, 20)))
+
+
+def test_two_live_clip_decoders_do_not_share_the_reused_buffer():
+    box = spatial.Box(0, 0, 128, 96, 128, 96)
+    datas = [_jpeg(f) for f in _frames(4, seed=5)]
+    first = ClipDecoder(box, (20, 20), 2)
+    first.add(0, datas[0])  # still in the buffer, not resized yet
+    second = ClipDecoder(box, (20, 20), 2)  # while the first is unfinished: its own buffer
+    second.add(0, datas[2])
+    second.add(1, datas[3])
+    first.add(1, datas[1])
+    a, _ = first.finish()
+    b, _ = second.finish()
+    for got, data in ((a[0], datas[0]), (a[1], datas[1]), (b[0], datas[2]), (b[1], datas[3])):
+        assert torch.equal(got, _single(data, box, (20, 20)))
+    third = ClipDecoder(box, (20, 20), 2)  # both finished: the thread's buffer is free again
+    assert np.shares_memory(third._buffer, decode._scratch.buffer)
