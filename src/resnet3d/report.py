@@ -58,6 +58,9 @@ def plot_curves(train_rows: Sequence[Dict[str, str]], val_rows: Sequence[Dict[st
             if any(not math.isnan(v) for v in video):
                 acc_axis.plot(epochs, video, marker=".", label="validation (videos)")
         loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
+        losses = [y for line in loss_axis.lines for y in line.get_ydata() if y > 0 and math.isfinite(y)]
+        if losses and max(losses) > 20 * min(losses):
+            loss_axis.set_yscale("log")  # an early spike (first epochs' BN statistics) would flatten the rest
         acc_axis.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0.0, 1.0))
         for axis in (loss_axis, acc_axis):
             axis.grid(alpha=0.3)
