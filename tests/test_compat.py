@@ -1,4 +1,5 @@
 """The originals' command lines -> the frozen config (no training here; see tests/engine)."""
+import argparse
 import json
 import math
 from pathlib import Path
@@ -449,6 +450,12 @@ def test_worker_defaults_follow_the_usable_cores(cores, expected, tmp_path, monk
     assert translate([])[0].data.num_workers == expected
     assert translate([], command="train")[0].data.num_workers == expected
     assert cli.build_parser("test").parse_args("--weights w --video-path v --annotation-path a".split()).n_threads == expected
+    assert DataConfig().num_workers == expected  # the library default too
+    from resnet3d.bench import test as bench_test
+
+    bench = argparse.ArgumentParser()
+    bench_test.add_arguments(bench)
+    assert bench.parse_args([]).n_threads == expected
     # explicit values are kept as given
     assert translate(["--n_threads", "6"])[0].data.num_workers == 6
     assert translate(["--workers", "6"], command="train")[0].data.num_workers == 6

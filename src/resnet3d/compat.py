@@ -34,10 +34,10 @@ from resnet3d.config import (
     OptimConfig,
     Regime,
     RunConfig,
-    default_num_workers,
 )
 from resnet3d.data.config import DataConfig
 from resnet3d.errors import UserError
+from resnet3d.hardware import default_num_workers
 from resnet3d.normalization import NAMED, InputNorm, successor_norm
 
 SEED, SUCCESSOR, SUCCESSOR_2018 = "seed", "successor", "successor-2018"

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from resnet3d.data.config import DataConfig
 from resnet3d.errors import UserError
+from resnet3d.hardware import default_num_workers  # noqa: F401  (re-exported: the CLI's worker default)
 
 
 @dataclass(frozen=True)
@@ -210,19 +210,6 @@ class Config:
 
 
 SECTIONS = {f.name: f for f in dataclasses.fields(Config)}
-
-
-def default_num_workers(most: int = 4) -> int:
-    """Loader worker processes when none are asked for: ``min(most, usable cores)``.
-
-    More workers than cores only queue for the same cores (and torch warns about "excessive
-    worker creation"); an explicit ``--n_threads``/``--workers`` is always taken as given.
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    return max(1, min(most, cores))
 
 
 def to_plain(obj: Any) -> Any:

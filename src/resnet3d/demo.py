@@ -11,7 +11,6 @@ next to the time-shuffled control shows that the model uses time, not appearance
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from resnet3d.errors import UserError
+from resnet3d.hardware import default_num_workers
 
 MARKER = ".resnet3d-demo"  # a workdir holding this file was made by the demo and may be replaced
 
@@ -121,7 +121,7 @@ def run_demo(
     workdir = Path(workdir)
     _prepare_workdir(workdir, overwrite)
     started = time.monotonic()
-    workers = str(max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)))
+    workers = str(default_num_workers(most=2))
 
     print(f"[1/8] generating {s.n_classes * s.videos_per_class} MP4 videos whose classes differ only by motion", flush=True)
     info = make_action_dataset(

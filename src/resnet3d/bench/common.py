@@ -12,12 +12,14 @@ import sys
 import time
 from typing import Any, Callable, Dict
 
+from resnet3d.hardware import usable_cores
+
 
 def machine_info() -> Dict[str, Any]:
     info: Dict[str, Any] = {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "usable_cpus": usable_cores(),
         "platform": platform.platform(),
     }
     try:

@@ -54,14 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def find_videos(inputs: List[str], input_list: str, video_root: str) -> List[Tuple[str, str, str]]:
     """``(path, name in the output, overlay file name)`` for every video to classify, in order."""
-    from resnet3d.data.sources import VIDEO_EXTENSIONS
     from resnet3d.errors import UserError
+    from resnet3d.video_files import VIDEO_EXTENSIONS, is_video_file
 
     found: List[Tuple[str, str, str]] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            files = sorted(p for p in path.rglob("*") if p.is_file() and is_video_file(p))
             if not files:
                 raise UserError(f"{item}: no video files in this folder (looked for {', '.join(VIDEO_EXTENSIONS)})")
             found += [(str(p), str(p), str(p.relative_to(path))) for p in files]

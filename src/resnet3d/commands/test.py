@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_flag(parser, "--weights", required=True, metavar="CKPT",
              help="checkpoint: ours, the successor's (save_N.pth, r3d50_K_200ep.pth), the seed's .t7, ...")
-    from resnet3d.config import default_num_workers
+    from resnet3d.hardware import default_num_workers
     from resnet3d.data.config import DATASETS, FILE_TYPES, INPUT_TYPES
 
     # SUPPRESS: an absent flag leaves no attribute, and the checkpoint's setting (else the default) applies

@@ -19,7 +19,7 @@ from typing import Any, Dict, Mapping, Tuple
 
 from resnet3d.cliargs import add_flag
 from resnet3d.compat import add_mean_std_flags, find_lr_file, mean_std_norm, parse_lr_lua, switch
-from resnet3d.config import Config, InferenceConfig, default_num_workers, merge
+from resnet3d.config import Config, InferenceConfig, merge
 from resnet3d.data.config import DATASETS, DECODERS, FILE_TYPES, INPUT_TYPES, TRAIN_CROPS, TRAIN_T_CROPS, DataConfig
 from resnet3d.engine.schedules import SCHEDULES
 from resnet3d.errors import UserError
@@ -178,7 +178,7 @@ def read_config_file(path: str) -> Dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """Defaults <- config file <- flags, as one frozen Config."""
-    config = Config(data=DataConfig(num_workers=default_num_workers()))
+    config = Config(data=DataConfig())
     source = getattr(args, "config", None)
     from_file: Dict[str, Any] = read_config_file(source) if source else {}
     if from_file:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping, Tuple
 
 from resnet3d.errors import UserError
+from resnet3d.hardware import default_num_workers
 from resnet3d.normalization import KINETICS, InputNorm
 
 DATASETS = ("kinetics", "activitynet", "ucf101", "hmdb51", "mit", "folder")
@@ -76,8 +77,8 @@ class DataConfig:
     jitter_strength: Tuple[float, float, float, float] = DEFAULT_JITTER
     # values the model sees (applied on the device)
     input_norm: InputNorm = field(default=KINETICS)
-    # loading
-    num_workers: int = 4
+    # loading: worker processes, min(4, usable cores) unless given
+    num_workers: int = field(default_factory=default_num_workers)
     decoder: str = "auto"
     # JPEG decoding speed against fidelity to the originals' full-size PIL decode (docs/data.md,
     # "The fast path, measured"): decode at 1/2, 1/4 or 1/8 scale when the crop still spans

@@ -25,8 +25,9 @@ from resnet3d.data.annotations import Annotation, VideoEntry, load_annotation, s
 from resnet3d.data.clip import UnreadableVideo, read_clip, report_once
 from resnet3d.data.config import DataConfig, canonical_subset
 from resnet3d.data.loader import new_batch_tensor
-from resnet3d.data.sources import VIDEO_EXTENSIONS, make_source
+from resnet3d.data.sources import make_source
 from resnet3d.errors import UserError
+from resnet3d.video_files import is_video_file
 
 log = logging.getLogger("resnet3d.data")
 
@@ -63,10 +64,8 @@ def _resolve_paths(entries: Sequence[VideoEntry], cfg: DataConfig) -> Tuple[List
                 table: Dict[str, str] = {}
                 for name in names:
                     table.setdefault(name, name)
-                    if cfg.file_type == "video":
-                        stem, ext = os.path.splitext(name)
-                        if ext.lower() in VIDEO_EXTENSIONS:
-                            table.setdefault("\0" + stem, name)
+                    if cfg.file_type == "video" and is_video_file(name):
+                        table.setdefault("\0" + os.path.splitext(name)[0], name)
                 listings[folder] = table
         return listings[folder]
 
@@ -80,7 +79,8 @@ def _resolve_paths(entries: Sequence[VideoEntry], cfg: DataConfig) -> Tuple[List
         elif cfg.file_type == "hdf5":
             name = names.get(base + ".hdf5") if names else None
         else:
-            name = (names.get("\0" + base) or (base if base in names and os.path.splitext(base)[1].lower() in VIDEO_EXTENSIONS else None)) if names else None
+            # the key names the file without its extension, or (rarely) with it
+            name = (names.get("\0" + base) or (base if base in names and is_video_file(base) else None)) if names else None
         if name is None:
             missing.append(entry.rel_path)
         else:

@@ -31,7 +31,6 @@ Failures = Dict[int, str]
 
 IMAGE_NAME = "image_{:05d}.jpg"
 _IMAGE_RE = re.compile(r"^image_(\d+)\.jpg$")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
 
 
 def read_value_file(path: str) -> Optional[float]:

@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from resnet3d.config import default_num_workers
+from resnet3d.hardware import default_num_workers
 from resnet3d.engine import results as resultfiles
 from resnet3d.engine.precision import autocast_dtype
 from resnet3d.engine.scoring import RowBatcher, Scorer, Tally, prepare_model, result_entry

@@ -22,7 +22,8 @@ from resnet3d.errors import UserError
 from resnet3d.fileio import atomic_write_json, atomic_write_text, read_user_json
 from resnet3d.prepare.decode import VideoError, VideoReader
 from resnet3d.prepare.frame_folders import FPS_FILE, count_image_files, format_fps, read_number, seed_fps
-from resnet3d.prepare.videos import activitynet_folder_name, is_video_file
+from resnet3d.prepare.videos import activitynet_folder_name
+from resnet3d.video_files import is_video_file
 
 
 def load_official_json(path: Path) -> dict:

@@ -22,7 +22,7 @@ from resnet3d.errors import UserError
 from resnet3d.prepare.annotation_json import Database, summary_line, video_key, write_annotation
 from resnet3d.prepare.frame_folders import IMAGE_RE, count_image_files
 from resnet3d.prepare.tables import text_lines, where
-from resnet3d.prepare.videos import is_video_file
+from resnet3d.video_files import is_video_file
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tu
 
 from resnet3d.errors import UserError
 from resnet3d.fileio import atomic_write_text
+from resnet3d.hardware import usable_cores
 from resnet3d.prepare.extract import ExtractOptions, Outcome, extract_video
 from resnet3d.prepare.videos import VideoJob, find_videos
 from resnet3d.progress import Progress
@@ -72,13 +73,6 @@ class Summary:
         if self.failures_file is not None:
             text += f"; failures listed in {self.failures_file}"
         return text
-
-
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
@@ -212,10 +206,10 @@ def prepare_frames(
     """Extract every video of ``video_dir``; returns the summary (failures included)."""
     stream = sys.stderr if stream is None else stream
     videos = find_videos(video_dir, layout, annotation)
-    workers = default_workers() if workers is None or workers <= 0 else workers
+    workers = usable_cores() if workers is None or workers <= 0 else workers
     workers = min(workers, max(1, len(videos.jobs)))
     if options.threads <= 0:  # decoder threads: share the cores the workers leave free
-        options = dataclasses.replace(options, threads=max(1, default_workers() // workers))
+        options = dataclasses.replace(options, threads=max(1, usable_cores() // workers))
     frame_dir.mkdir(parents=True, exist_ok=True)
     summary = Summary(
         layout=videos.layout,

@@ -24,16 +24,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from resnet3d.errors import UserError
+from resnet3d.video_files import VIDEO_EXTENSIONS, is_video_file
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
 LAYOUTS = ("kinetics", "activitynet", "ucf101", "hmdb51", "flat")
 CLASS_LAYOUTS = ("kinetics", "ucf101", "hmdb51")
 YOUTUBE_ID_LENGTH = 11
 TEST_FOLDER = "test"  # where Kinetics keeps its unlabelled test videos
-
-
-def is_video_file(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")
 
 
 def activitynet_folder_name(stem: str) -> str:
