@@ -42,3 +42,27 @@ def test_python_dash_m_runs_the_cli():
     done = subprocess.run([sys.executable, "-m", "resnet3d", "--version"], capture_output=True, text=True)
     assert done.returncode == 0
     assert done.stdout.startswith("resnet3d ")
+
+
+# `resnet3d bench loader|train|test --help` import torch: those benchmarks' modules define
+# torch Dataset classes at module level and measure torch itself.
+LIGHT_HELP = [[name] for name in cli.COMMANDS] + [["bench", "prepare"]]
+
+
+@pytest.mark.parametrize("command", LIGHT_HELP, ids=" ".join)
+def test_help_does_not_import_torch(command):
+    """`--help` answers at once: no command's parser (nor `resnet3d.data.config`) imports torch."""
+    probe = (
+        "import sys\n"
+        "from resnet3d.cli import main\n"
+        "try:\n"
+        f"    main({[*command, '--help']!r})\n"
+        "except SystemExit as stop:\n"
+        "    assert not stop.code, stop.code\n"
+        "heavy = sorted(name for name in ('torch', 'numpy', 'av', 'PIL') if name in sys.modules)\n"
+        "print('imported:', ' '.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "usage: resnet3d" in done.stdout
+    assert "torch" not in done.stdout.splitlines()[-1].split(), done.stdout.splitlines()[-1]

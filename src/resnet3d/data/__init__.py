@@ -16,12 +16,23 @@ Public API (names are stable; the engine and commands use only these):
 """
 from __future__ import annotations
 
+import importlib
 from typing import Dict
 
-from resnet3d.data.config import DataConfig, canonical_subset
-from resnet3d.data.dataset import Video, VideoDataset, build_dataset, resolve_videos
-from resnet3d.data.device import DeviceTransform
-from resnet3d.data.loader import ClipSampler, build_loader, set_epoch
+# name -> the module that defines it. Imported on first use (PEP 562), so that importing
+# ``resnet3d.data.config`` (every command's parser does) does not import torch.
+_EXPORTS = {
+    "DataConfig": "resnet3d.data.config",
+    "canonical_subset": "resnet3d.data.config",
+    "Video": "resnet3d.data.dataset",
+    "VideoDataset": "resnet3d.data.dataset",
+    "build_dataset": "resnet3d.data.dataset",
+    "resolve_videos": "resnet3d.data.dataset",
+    "DeviceTransform": "resnet3d.data.device",
+    "ClipSampler": "resnet3d.data.loader",
+    "build_loader": "resnet3d.data.loader",
+    "set_epoch": "resnet3d.data.loader",
+}
 
 COUNTER_KEYS = ("bad_frames", "bad_video")
 
@@ -31,17 +42,17 @@ def batch_counters(batch: dict) -> Dict[str, int]:
     return {key: int(batch[key].sum()) for key in COUNTER_KEYS if key in batch}
 
 
-__all__ = [
-    "DataConfig",
-    "canonical_subset",
-    "Video",
-    "VideoDataset",
-    "build_dataset",
-    "resolve_videos",
-    "DeviceTransform",
-    "ClipSampler",
-    "build_loader",
-    "set_epoch",
-    "batch_counters",
-    "COUNTER_KEYS",
-]
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'resnet3d.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+__all__ = [*_EXPORTS, "batch_counters", "COUNTER_KEYS"]

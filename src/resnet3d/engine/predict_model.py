@@ -11,13 +11,14 @@ import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from resnet3d.cliargs import add_flag
 from resnet3d.errors import UserError
 from resnet3d.normalization import KINETICS, NAMED, InputNorm
+
+if TYPE_CHECKING:  # torch is imported only once a model loads: --help stays light
+    from torch import nn
 
 DEFAULT_SAMPLE_SIZE = 112
 DEFAULT_SAMPLE_DURATION = 16
