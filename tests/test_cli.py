@@ -36,6 +36,11 @@ def test_switch_pairs():
     assert parser.parse_args(["--no_hflip"]).hflip is False
     with pytest.raises(SystemExit):
         parser.parse_args(["--hflip", "--no-hflip"])
+    # SUPPRESS: neither given leaves no attribute (a config file's or checkpoint's setting applies)
+    add_switch(parser, "--fast-decode", default=argparse.SUPPRESS)
+    assert not hasattr(parser.parse_args([]), "fast_decode")
+    assert parser.parse_args(["--no_fast_decode"]).fast_decode is False
+    assert parser.parse_args(["--fast-decode"]).fast_decode is True
 
 
 def test_python_dash_m_runs_the_cli():

@@ -525,3 +525,30 @@ def test_clip_size_comes_from_an_evaluated_checkpoint_unless_given(tmp_path, mon
     (tmp_path / "run.json").write_text(json.dumps({"data": {"sample_size": 64}}))
     finetune = translate(["--config", "run.json"], command="train")[0].finetune
     assert not finetune.sample_size_from_checkpoint and finetune.sample_duration_from_checkpoint
+
+
+@pytest.mark.parametrize("command", ["main", "train"])
+def test_decode_mode_flags(command, tmp_path, monkeypatch):
+    """--decode-tolerance and --fast-decode/--no-fast-decode (underscores too) reach DataConfig;
+    without them the fast defaults hold, and a tolerance outside [0.5, 1] is refused."""
+    monkeypatch.chdir(tmp_path)
+    default = translate([], command=command)[0].data
+    assert (default.decoder, default.decode_tolerance, default.fast_decode) == ("auto", 0.9, True)
+    exact = translate(["--decode-tolerance", "1.0", "--no-fast-decode", "--decoder", "pil"], command=command)[0].data
+    assert (exact.decoder, exact.decode_tolerance, exact.fast_decode) == ("pil", 1.0, False)
+    spelled = translate(["--decode_tolerance", "0.8", "--fast_decode"], command=command)[0].data
+    assert (spelled.decode_tolerance, spelled.fast_decode) == (0.8, True)
+    assert translate(["--no_fast_decode"], command=command)[0].data.fast_decode is False
+    with pytest.raises(UserError, match="decode_tolerance"):
+        translate(["--decode-tolerance", "0.3"], command=command)
+    with pytest.raises(SystemExit):
+        translate(["--fast-decode", "--no-fast-decode"], command=command)
+
+
+def test_train_decode_flags_override_the_config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"data": {"decode_tolerance": 1.0, "fast_decode": False}}))
+    from_file = translate(["--config", "run.json"], command="train")[0].data
+    assert (from_file.decode_tolerance, from_file.fast_decode) == (1.0, False)
+    flags = translate(["--config", "run.json", "--fast-decode", "--decode-tolerance", "0.9"], command="train")[0].data
+    assert (flags.decode_tolerance, flags.fast_decode) == (0.9, True)

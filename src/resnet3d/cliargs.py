@@ -32,9 +32,12 @@ def add_flag(parser: argparse._ActionsContainer, *names: str, **kwargs: Any) -> 
 
 
 def add_switch(
-    parser: argparse._ActionsContainer, name: str, default: bool, help: str = ""
+    parser: argparse._ActionsContainer, name: str, default: Any, help: str = ""
 ) -> argparse.Action:
-    """A ``--name`` / ``--no-name`` pair (each also with underscores)."""
+    """A ``--name`` / ``--no-name`` pair (each also with underscores).
+
+    ``default`` is True, False, or ``argparse.SUPPRESS``: then neither flag given leaves no
+    attribute, so that a config file's or a checkpoint's setting can apply instead."""
     assert name.startswith("--")
     bare = name[2:]
     on = _with_underscore_aliases((name,))
@@ -42,5 +45,5 @@ def add_switch(
     dest = bare.replace("-", "_")
     group = parser.add_mutually_exclusive_group()
     action = group.add_argument(*on, dest=dest, action="store_true", default=default, help=help)
-    group.add_argument(*off, dest=dest, action="store_false", help=argparse.SUPPRESS)
+    group.add_argument(*off, dest=dest, action="store_false", default=default, help=argparse.SUPPRESS)
     return action

@@ -35,7 +35,7 @@ from resnet3d.config import (
     Regime,
     RunConfig,
 )
-from resnet3d.data.config import DataConfig
+from resnet3d.data.config import DECODERS, DEFAULT_DECODE_TOLERANCE, DataConfig
 from resnet3d.errors import UserError
 from resnet3d.hardware import default_num_workers
 from resnet3d.normalization import NAMED, InputNorm, successor_norm
@@ -238,9 +238,9 @@ def add_run_arguments(group: argparse._ActionsContainer) -> None:
              help="continue a run: 'auto' takes the latest checkpoint in result_path")
     add_flag(group, "--precision", default=quiet, choices=("auto", "bf16", "fp16", "fp32"),
              help="autocast dtype (default auto: bf16 on CUDA, fp32 on the CPU)")
-    switch(group, "--compile", "torch.compile the model (default off)")
-    switch(group, "--channels-last", "channels_last_3d memory format on CUDA (default on)")
-    switch(group, "--deterministic", "deterministic algorithms: bit-identical reruns and continued runs on the CPU")
+    add_switch(group, "--compile", quiet, "torch.compile the model (default off)")
+    add_switch(group, "--channels-last", quiet, "channels_last_3d memory format on CUDA (default on)")
+    add_switch(group, "--deterministic", quiet, "deterministic algorithms: bit-identical reruns and continued runs on the CPU")
     add_flag(group, "--overwrite", action="store_true", default=quiet,
              help="let a fresh run replace an earlier run's logs and checkpoints in result_path")
     add_flag(group, "--nproc-per-node", type=int, default=quiet,
@@ -249,8 +249,30 @@ def add_run_arguments(group: argparse._ActionsContainer) -> None:
              help="BatchNorm uses its running statistics and does not update them")
     add_flag(group, "--lr-warmup-epochs", type=float, default=quiet, help="warm-up epochs of --lr_scheduler cosine")
     add_flag(group, "--max-steps-per-epoch", type=int, default=quiet, help="cut each epoch short (smoke runs)")
-    add_flag(group, "--decoder", default=quiet, choices=("auto", "simplejpeg", "pil"), help="JPEG decoder")
+    add_decode_flags(group)
     add_mean_std_flags(group)
+
+
+def add_decode_flags(group: argparse._ActionsContainer) -> None:
+    """How JPEG frames are decoded (``DataConfig.decoder``, ``decode_tolerance``, ``fast_decode``;
+    docs/data.md). Absent flags leave no attribute: the config file's, the checkpoint's or the
+    default setting applies. Shared by ``main``, ``train`` and ``test``."""
+    quiet = argparse.SUPPRESS
+    add_flag(group, "--decoder", default=quiet, choices=DECODERS, help="JPEG decoder (default auto)")
+    add_flag(group, "--decode-tolerance", type=float, default=quiet, metavar="X",
+             help=f"decode JPEGs at 1/2, 1/4 or 1/8 scale when the crop still spans X times the clip size "
+                  f"there (default {DEFAULT_DECODE_TOLERANCE}; 1.0 never upscales: with --no-fast-decode, the exact "
+                  "mode)")
+    add_switch(group, "--fast-decode", quiet,
+               "libjpeg-turbo's fast integer IDCT and chroma upsampling (default on; --no-fast-decode: exact)")
+
+
+DECODE_SETTINGS = ("decoder", "decode_tolerance", "fast_decode")
+
+
+def decode_settings(args: argparse.Namespace) -> Dict[str, Any]:
+    """The ``DataConfig`` decode settings given by ``add_decode_flags``' flags."""
+    return {key: getattr(args, key) for key in DECODE_SETTINGS if hasattr(args, key)}
 
 
 def add_mean_std_flags(group: argparse._ActionsContainer) -> None:
@@ -283,15 +305,6 @@ def mean_std_norm(args: argparse.Namespace, value_scale: float = 1.0) -> Optiona
         raise UserError(f"--value_scale must be positive (got {value_scale:g})")
     scaled = lambda values: tuple(float(v) * value_scale for v in values)  # noqa: E731
     return InputNorm(mean=scaled(mean), std=scaled(std), value_scale=float(value_scale))  # type: ignore[arg-type]
-
-
-def switch(group: argparse._ActionsContainer, name: str, help: str) -> None:
-    """``--name`` / ``--no-name`` (and underscore spellings) leaving no attribute when absent."""
-    bare = name[2:]
-    pair = group.add_mutually_exclusive_group() if hasattr(group, "add_mutually_exclusive_group") else group
-    dest = bare.replace("-", "_")
-    add_flag(pair, name, dest=dest, action="store_true", default=argparse.SUPPRESS, help=help)
-    add_flag(pair, f"--no-{bare}", dest=dest, action="store_false", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def _show(value: Any) -> str:
@@ -377,7 +390,7 @@ def _data_config(args: argparse.Namespace, root: str, notices: List[str]) -> Dat
         colorjitter=bool(v("colorjitter")),
         input_norm=_input_norm(args),
         num_workers=v("n_threads"),
-        **({"decoder": args.decoder} if getattr(args, "decoder", None) else {}),
+        **decode_settings(args),
     )
 
 

@@ -2,8 +2,8 @@
 
 One real training run (``resnet3d train``, MP4 files of a "folder" data set in a flat
 ``{key}`` layout, every 2nd frame, 4-frame clips of 32 pixels, ``--mean/--std`` as
-``resnet3d prepare stats`` prints them, multi-view recognition from the config file) makes a
-checkpoint; ``resnet3d test``, ``classify`` and ``main`` then take from it what their flags
+``resnet3d prepare stats`` prints them, multi-view recognition from the config file, the exact
+decode mode) makes a checkpoint; ``resnet3d test``, ``classify`` and ``main`` then take from it what their flags
 leave open.
 """
 from __future__ import annotations
@@ -44,7 +44,8 @@ def trained(tmp_path_factory):
     run = root / "run"
     status = main(["train", "--config", str(config), *STATS_FLAGS, "--model", "resnet", "--model-depth", "10",
                    "--n-classes", "4", "--epochs", "1", "--max-steps-per-epoch", "1", "--batch-size", "2", "--lr", "1e-4",
-                   "--no-val", "--workers", "0", "--device", "cpu", "--no-curves", "--result-path", str(run)])
+                   "--no-val", "--workers", "0", "--device", "cpu", "--no-curves", "--result-path", str(run),
+                   "--decode-tolerance", "1.0", "--no-fast-decode"])
     assert status == 0
     return {"info": info, "flat": flat, "run": run, "checkpoint": run / "model_1.pth", "root": root}
 
@@ -77,6 +78,7 @@ def test_test_takes_data_settings_from_our_checkpoint(trained, tmp_path, capsys)
     assert (state["file_type"], state["sample_size"], state["sample_duration"], state["sample_t_stride"]) == (
         "video", 32, 4, 2)
     assert state["input_norm"] == {"mean": list(MEAN), "std": list(STD), "value_scale": 1.0}
+    assert (state["decode_tolerance"], state["fast_decode"]) == (1.0, False)  # the training run's decode mode
     for windows in json.loads((tmp_path / "val.json").read_text())["results"].values():
         # 10 kept frames (1, 3, ..., 19), windows of 4 every 4 kept frames, the last loop-padded
         assert [w["segment"] for w in windows] == [[1, 8], [9, 16], [17, 20]]
@@ -85,8 +87,10 @@ def test_test_takes_data_settings_from_our_checkpoint(trained, tmp_path, capsys)
     status = main(["test", "--weights", str(trained["checkpoint"]), "--video-path", str(trained["flat"]),
                    "--annotation-path", trained["info"].annotation_path, "--output", str(tmp_path / "t1.json"),
                    "--sample-t-stride", "1", "--sample-duration", "8", "--no-average", "--n-threads", "0",
-                   "--quiet", "--subset", "val"])
+                   "--quiet", "--subset", "val", "--decode-tolerance", "0.8", "--fast-decode"])
     assert status == 0
+    state = json.loads((tmp_path / ".t1.json.state.json").read_text())
+    assert (state["decode_tolerance"], state["fast_decode"]) == (0.8, True)
     for windows in json.loads((tmp_path / "t1.json").read_text())["results"].values():
         assert [w["segment"] for w in windows] == [[1, 9], [9, 17], [17, 21]]
     status = main(["test", "--weights", str(trained["checkpoint"]), "--video-path", str(trained["flat"]),

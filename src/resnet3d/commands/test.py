@@ -11,25 +11,27 @@ docs/recognition.md for the formats, multi-view testing and --resume.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-
 from typing import Any, Dict
 
 from resnet3d.cliargs import add_flag, add_switch
+from resnet3d.data.config import DATASETS, FILE_TYPES, INPUT_TYPES, DataConfig
+from resnet3d.hardware import default_num_workers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from resnet3d.compat import add_decode_flags
     from resnet3d.engine.predict_model import add_model_arguments
 
     add_flag(parser, "--weights", required=True, metavar="CKPT",
              help="checkpoint: ours, the successor's (save_N.pth, r3d50_K_200ep.pth), the seed's .t7, ...")
-    from resnet3d.hardware import default_num_workers
-    from resnet3d.data.config import DATASETS, FILE_TYPES, INPUT_TYPES
 
     # SUPPRESS: an absent flag leaves no attribute, and the checkpoint's setting (else the default) applies
     ours = "(default: what our checkpoint records, else {})".format
     unset = argparse.SUPPRESS
-    data = parser.add_argument_group("data")
+    data = parser.add_argument_group(
+        "data", "a setting not given here is the one our checkpoint's training run used, else the default")
     add_flag(data, "--video-path", required=True, help="frame folders, HDF5 files or video files")
     add_flag(data, "--annotation-path", required=True, help="annotation JSON")
     add_flag(data, "--dataset", default=unset, choices=DATASETS, help=ours(DEFAULTS["dataset"]))
@@ -43,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(data, "--subset", default="validation", help="training/validation/testing (train/val/test accepted)")
     add_flag(data, "--n-threads", type=int, default=default_num_workers(),
              help="decoding worker processes (at most 4 by default: one per usable core)")
+    add_decode_flags(data)
 
     views = parser.add_argument_group("views")
     add_flag(views, "--stride", type=int, default=None,
@@ -79,14 +82,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
 
 
-# Data settings of a data set test when neither a flag nor our checkpoint's stored config says.
-DEFAULTS = {"dataset": "kinetics", "folder_layout": "{label}/{key}", "file_type": "jpg", "input_type": "rgb",
-            "sample_t_stride": 1}
+# Data settings that a flag gives, else our checkpoint's training run, else DataConfig's default.
+FROM_CHECKPOINT = ("dataset", "folder_layout", "file_type", "input_type", "sample_t_stride", "decoder",
+                   "decode_tolerance", "fast_decode")
+_FIELDS = {f.name: f for f in dataclasses.fields(DataConfig)}
+DEFAULTS = {name: _FIELDS[name].default for name in FROM_CHECKPOINT}
 
 
 def data_settings(args: argparse.Namespace, recorded: Dict[str, Any]) -> Dict[str, Any]:
-    """dataset, folder_layout, file_type, input_type, sample_t_stride: the flag, else what the checkpoint's
-    training run used (``recorded``: its config's data section), else the default."""
+    """The ``FROM_CHECKPOINT`` settings: the flag, else what the checkpoint's training run used
+    (``recorded``: its config's data section), else the default. Recognition then reads frames
+    as the model's validation read them."""
     chosen = {}
     for key, default in DEFAULTS.items():
         flag = getattr(args, key, None)
@@ -116,7 +122,7 @@ def resolve_device(name: str):
 
 def run(args: argparse.Namespace) -> int:
     from resnet3d.config import Config, HardwareConfig, InferenceConfig, RunConfig
-    from resnet3d.data.config import DataConfig, canonical_subset
+    from resnet3d.data.config import canonical_subset
     from resnet3d.engine.predict import run_recognition
     from resnet3d.engine.predict_model import load_inference_model
     from resnet3d.errors import UserError

@@ -17,10 +17,17 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Mapping, Tuple
 
-from resnet3d.cliargs import add_flag
-from resnet3d.compat import add_mean_std_flags, find_lr_file, mean_std_norm, parse_lr_lua, switch
+from resnet3d.cliargs import add_flag, add_switch
+from resnet3d.compat import (
+    add_decode_flags,
+    add_mean_std_flags,
+    decode_settings,
+    find_lr_file,
+    mean_std_norm,
+    parse_lr_lua,
+)
 from resnet3d.config import Config, InferenceConfig, merge
-from resnet3d.data.config import DATASETS, DECODERS, FILE_TYPES, INPUT_TYPES, TRAIN_CROPS, TRAIN_T_CROPS, DataConfig
+from resnet3d.data.config import DATASETS, FILE_TYPES, INPUT_TYPES, TRAIN_CROPS, TRAIN_T_CROPS, DataConfig
 from resnet3d.engine.schedules import SCHEDULES
 from resnet3d.errors import UserError
 from resnet3d.normalization import NAMED, successor_norm
@@ -46,7 +53,6 @@ FLAGS: Tuple[Tuple[str, str, str, Dict[str, Any]], ...] = (
     ("--hflip", "data", "hflip", {"switch": True, "help": "random horizontal flip (default on)"}),
     ("--colorjitter", "data", "colorjitter", {"switch": True, "help": "colour jitter (default off)"}),
     ("--workers", "data", "num_workers", {"type": int, "help": "loader worker processes (per machine)"}),
-    ("--decoder", "data", "decoder", {"choices": DECODERS}),
     # model
     ("--model", "model", "model", {}),
     ("--model-depth", "model", "model_depth", {"type": int}),
@@ -132,17 +138,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--lr-file", default=argparse.SUPPRESS,
              help="the seed's lr.lua regimes (sets --scheduler regimes)")
     add_mean_std_flags(parser)
-    switch(parser, "--inference", "recognise every video of --inference-subset after training, into one results "
-                                  "JSON (default off; on when the config file has an [inference] section)")
+    add_switch(parser, "--inference", argparse.SUPPRESS,
+               "recognise every video of --inference-subset after training, into one results JSON (default off; on "
+               "when the config file has an [inference] section)")
     groups: Dict[str, argparse._ArgumentGroup] = {}
     for flag, section, _, options in FLAGS:
         group = groups.setdefault(section, parser.add_argument_group(f"[{section}]"))
         options = dict(options)
         dest = _dest(flag)
         if options.pop("switch", False):
-            switch(group, flag, options.get("help", ""))
+            add_switch(group, flag, argparse.SUPPRESS, options.get("help", ""))
         else:
             add_flag(group, flag, dest=dest, default=argparse.SUPPRESS, **options)
+    add_decode_flags(groups["data"])
 
 
 def _dest(flag: str) -> str:
@@ -188,6 +196,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         dest = _dest(flag)
         if hasattr(args, dest):
             overrides.setdefault(section, {})[key] = getattr(args, dest)
+    if decode_settings(args):
+        overrides.setdefault("data", {}).update(decode_settings(args))
     config = _recognition_step(config, args, overrides)
     _input_norm(args, overrides)
     if hasattr(args, "lr_file"):
