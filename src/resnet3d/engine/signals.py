@@ -3,9 +3,14 @@
 A scheduler that pre-empts a job (Slurm, Kubernetes, a spot instance) sends SIGTERM and waits a
 little; Ctrl-C sends SIGINT. The first signal sets a flag that the training loop reads (and
 agrees on across processes) at the end of each step; a second SIGINT stops at once.
+
+Ctrl-C reaches every process of the terminal's process group, DataLoader workers included, and
+forked workers inherit the handler: only the process that installed it acts and speaks, so one
+Ctrl-C prints one line, and a worker keeps serving batches until the trainer stops.
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -16,6 +21,7 @@ class StopRequest:
     def __init__(self) -> None:
         self.signal: Optional[int] = None
         self._previous: Dict[int, object] = {}
+        self._owner_pid: Optional[int] = None
 
     @property
     def requested(self) -> bool:
@@ -31,6 +37,8 @@ class StopRequest:
         return 128 + int(self.signal or 0)
 
     def _handle(self, signum: int, frame: object) -> None:
+        if os.getpid() != self._owner_pid:
+            return  # a forked worker: the installing process decides when to stop
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         if self.signal is None:
@@ -40,6 +48,7 @@ class StopRequest:
 
     def install(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
+            self._owner_pid = os.getpid()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
