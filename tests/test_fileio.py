@@ -23,3 +23,33 @@ def test_interrupted_write_keeps_the_old_file(tmp_path):
             raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["keep.txt"]
+
+
+def _mode(path) -> int:
+    return os.stat(path).st_mode & 0o777
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX file modes")
+def test_new_files_get_the_umask_mode_not_the_temporary_files_0600(tmp_path):
+    """Results and checkpoints must be readable as a plain open() would make them (a shared
+    cluster's group reads them), not mkstemp's owner-only 0600."""
+    from resnet3d import fileio
+    from resnet3d.fileio import atomic_torch_save
+
+    target = tmp_path / "opts.json"
+    atomic_write_json(target, {"a": 1})
+    assert _mode(target) == 0o666 & ~fileio._UMASK
+    with open(tmp_path / "plain.txt", "w") as handle:
+        handle.write("x")
+    assert _mode(target) == _mode(tmp_path / "plain.txt")
+    atomic_torch_save({"x": 1}, tmp_path / "model_1.pth")
+    assert _mode(tmp_path / "model_1.pth") == _mode(tmp_path / "plain.txt")
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX file modes")
+def test_replacing_a_file_keeps_its_mode(tmp_path):
+    target = tmp_path / "train.log"
+    atomic_write_text(target, "old")
+    os.chmod(target, 0o640)
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new" and _mode(target) == 0o640

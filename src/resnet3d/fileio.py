@@ -15,6 +15,25 @@ from typing import Any, Callable, IO, Iterator, Union
 PathLike = Union[str, os.PathLike]
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once: os.umask can only be read by setting it, which is not thread-safe mid-run.
+_UMASK = _current_umask()
+
+
+def _final_mode(path: Path) -> int:
+    """The mode a plain ``open(path, "w")`` would give: an existing file's, else 0o666 minus the
+    umask (mkstemp's temporary files are 0o600, which would hide results from the user's group)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_open(path: PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """Open a temporary file next to ``path``; on a clean exit it replaces ``path``."""
@@ -22,6 +41,8 @@ def atomic_open(path: PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _final_mode(path))
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()
