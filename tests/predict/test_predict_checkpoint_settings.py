@@ -150,10 +150,22 @@ def test_main_names_results_by_the_checkpoints_classes_whatever_the_annotation_o
     state = json.loads((tmp_path / "reversed" / ".val.json.state.json").read_text())
     assert (state["sample_size"], state["sample_duration"]) == (32, 4)
 
-    first = json.loads((tmp_path / "as-trained" / "validation.json").read_text())
-    second = json.loads((tmp_path / "reversed" / "validation.json").read_text())
+    first = json.loads((tmp_path / "as-trained" / "val_metrics.json").read_text())
+    second = json.loads((tmp_path / "reversed" / "val_metrics.json").read_text())
     assert second["loss"] == pytest.approx(first["loss"], rel=1e-6)
     assert second["video_acc"] == first["video_acc"]
+
+
+def test_validation_metrics_and_validation_results_are_two_files(trained, tmp_path):
+    """--no_train validation keeps its numbers in val_metrics.json; recognition of the
+    validation subset writes validation.json (what `resnet3d test` writes by default): neither
+    replaces the other."""
+    info = trained["info"]
+    assert _main_test(trained, info.annotation_path, tmp_path, "--inference", "--inference_subset", "validation",
+                      "--inference_stride", "4") == 0
+    assert set(json.loads((tmp_path / "validation.json").read_text())) == {"results"}
+    assert {"loss", "acc", "video_acc"} <= set(json.loads((tmp_path / "val_metrics.json").read_text()))
+    assert not (tmp_path / "validation.1.json").exists()
 
 
 def test_explicit_clip_size_flags_are_kept_by_main(trained, tmp_path):

@@ -65,6 +65,8 @@ from resnet3d.errors import UserError
 from resnet3d.fileio import atomic_write_json
 
 EXIT_NONFINITE = 3
+# Not validation.json: that is where `resnet3d test` puts its results for the default subset.
+VAL_METRICS_NAME = "val_metrics.json"
 PREDICT_MODULE = "resnet3d.engine.predict"
 
 
@@ -755,7 +757,7 @@ def _plot(state: Run) -> None:
 
 
 def _validate_only(state: Run) -> None:
-    """--no_train with validation: one pass, printed and kept in validation.json (the training
+    """--no_train with validation: one pass, printed and kept in val_metrics.json (the training
     run's val.log is left alone)."""
     epoch = state.start.epoch - 1
     metrics = validate(state.parts, _val_batches(state, max(epoch, 0)), state.val_targets, _n_outputs(state),
@@ -764,7 +766,7 @@ def _validate_only(state: Run) -> None:
                     f"  video acc {metrics['video_acc']:.4f}"
                     f"  ({int(metrics['count'])} clips)")
     if state.info.is_main:
-        atomic_write_json(Path(state.config.run.result_path) / "validation.json",
+        atomic_write_json(Path(state.config.run.result_path) / VAL_METRICS_NAME,
                           {"epoch": epoch, **{k: float(v) for k, v in metrics.items()}}, indent=2)
 
 
