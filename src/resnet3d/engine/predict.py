@@ -240,7 +240,9 @@ def run_recognition(
     ``model_calls``, ``bad_frames``.
     """
     from resnet3d.data import DeviceTransform
+    from resnet3d.data.config import canonical_subset
     from resnet3d.data.dataset import resolve_videos
+    from resnet3d.engine.subsets import require_videos
     from resnet3d.engine.distributed import DistInfo
 
     dist = dist or DistInfo()
@@ -252,6 +254,8 @@ def run_recognition(
     out_path = output_path(config, options)
     data = config.data
     videos, _, annotation = resolve_videos(data, options.subset)
+    require_videos(len(videos), data.annotation_path, canonical_subset(options.subset),
+                   "choose the subset to recognise with --subset (--inference_subset, --test_subset)")
     names = resultfiles.result_names([v.key for v in videos], options.flavour)
     units = group_units(videos, names)
     n_outputs = _n_outputs(model)

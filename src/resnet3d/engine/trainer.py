@@ -61,6 +61,7 @@ from resnet3d.engine.optim import build_optimizer, freeze, trainable_names
 from resnet3d.engine.precision import autocast_dtype
 from resnet3d.engine.schedules import Schedule, build_schedule
 from resnet3d.engine.signals import StopRequest
+from resnet3d.engine.subsets import require_videos
 from resnet3d.errors import UserError
 from resnet3d.fileio import atomic_write_json
 
@@ -394,6 +395,12 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
     run = config.run
     train_set = build_dataset(config.data, "training", seed=run.manual_seed) if run.train else None
     val_set = build_dataset(config.data, "validation", seed=run.manual_seed) if run.val else None
+    if train_set is not None:
+        require_videos(len(train_set.videos), config.data.annotation_path, "training",
+                       "fix the annotation's subset names")
+    if val_set is not None:
+        require_videos(len(val_set.videos), config.data.annotation_path, "validation",
+                       "fix the annotation's subset names, or pass --no_val to train without validation")
     some_set = train_set or val_set
     class_names = list(some_set.class_names) if some_set is not None else []
 
