@@ -65,3 +65,45 @@ def test_nocrop_keeps_the_whole_frame_at_the_short_side(motion_set):
     dataset = build_dataset(_cfg(motion_set), "validation", sampling="sliding", stride=12, train=False, eval_crop="nocrop")
     item = dataset[0]
     assert item["clip"].shape == (4, 16, 19, 3)  # 40x48 frames: short side 16, long int(16 * 48 / 40)
+
+
+def _augmented_by_video(batches, transform):
+    """video -> (flip, jitter factors, the model input DeviceTransform makes of the clip)."""
+    out = {}
+    for batch in batches:
+        x = transform(batch["clip"], flip=batch["flip"], jitter=batch["jitter"])
+        for k, video in enumerate(batch["video"].tolist()):
+            out[video] = (bool(batch["flip"][k]), batch["jitter"][k], x[k])
+    return out
+
+
+def test_flip_and_jitter_depend_on_the_item_not_on_the_batch_or_process(motion_set):
+    """One process with batches of 4 and two processes with batches of 2 (the same global batch)
+    flip and jitter every clip alike: the draws travel with the item, DeviceTransform applies them."""
+    from resnet3d.data import DeviceTransform
+
+    cfg = _cfg(motion_set, hflip=True, colorjitter=True)
+    dataset = build_dataset(cfg, "training", seed=7)
+    transform = DeviceTransform.from_config(cfg, train=True)
+    whole = build_loader(dataset, 4, train=True, num_workers=0, seed=7)
+    shards = [build_loader(dataset, 2, train=True, num_workers=0, seed=7, rank=r, world_size=2) for r in (0, 1)]
+    seen = []
+    for epoch in (2, 3):
+        for loader in (whole, *shards):
+            set_epoch(loader, epoch)
+        one = _augmented_by_video(list(whole), transform)
+        two = _augmented_by_video([b for loader in shards for b in loader], transform)
+        assert sorted(one) == sorted(two) == list(range(dataset.n_videos))
+        for video, (flip, factors, x) in one.items():
+            assert flip == two[video][0]
+            assert torch.equal(factors, two[video][1]) and torch.equal(x, two[video][2])
+        seen.append([one[v][0] for v in sorted(one)])
+    flips = [f for epoch in seen for f in epoch]
+    assert 0 < sum(flips) < len(flips)  # some clips flipped, some not
+    assert seen[0] != seen[1]  # and epochs draw afresh
+    assert all(one[v][1].shape == (4,) for v in one)
+
+
+def test_evaluation_items_carry_no_augmentation(motion_set):
+    dataset = build_dataset(_cfg(motion_set), "validation")
+    assert "flip" not in dataset[0] and "jitter" not in dataset[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from resnet3d.data import DataConfig, DeviceTransform
-from resnet3d.data.device import jitter
+from resnet3d.data.device import color_jitter
 from resnet3d.normalization import ACTIVITYNET, KINETICS, SEED, successor_norm
 
 
@@ -78,20 +78,20 @@ def test_flow_flip_mirrors_horizontal_motion():
 def test_jitter_definitions():
     x = torch.rand(2, 3, 2, 4, 4) * 255
     identity = torch.tensor([[1.0, 1.0, 1.0, 0.0]] * 2)
-    assert torch.allclose(jitter(x.clone(), identity), x, atol=1e-3)
+    assert torch.allclose(color_jitter(x.clone(), identity), x, atol=1e-3)
     bright = torch.tensor([[0.5, 1.0, 1.0, 0.0]] * 2)
-    assert torch.allclose(jitter(x.clone(), bright), x * 0.5, atol=1e-3)
+    assert torch.allclose(color_jitter(x.clone(), bright), x * 0.5, atol=1e-3)
     gray = torch.tensor([[1.0, 1.0, 0.0, 0.0]] * 2)
-    out = jitter(x.clone(), gray)
+    out = color_jitter(x.clone(), gray)
     assert torch.allclose(out[:, 0], out[:, 1], atol=1e-3) and torch.allclose(out[:, 1], out[:, 2], atol=1e-3)
     flat = torch.tensor([[1.0, 0.0, 1.0, 0.0]] * 2)
-    out = jitter(x.clone(), flat)  # contrast 0: every pixel of a frame becomes the frame's mean grey
+    out = color_jitter(x.clone(), flat)  # contrast 0: every pixel of a frame becomes the frame's mean grey
     assert float(out.std(dim=(3, 4)).max()) < 1e-3
     grey_clip = torch.full((1, 3, 1, 2, 2), 100.0)
-    assert torch.allclose(jitter(grey_clip, torch.tensor([[1.0, 1.0, 1.0, 0.25]])), grey_clip, atol=1e-3)  # hue leaves grey alone
+    assert torch.allclose(color_jitter(grey_clip, torch.tensor([[1.0, 1.0, 1.0, 0.25]])), grey_clip, atol=1e-3)  # hue leaves grey alone
     red = torch.zeros(1, 3, 1, 1, 1)
     red[0, 0] = 200.0
-    turned = jitter(red.clone(), torch.tensor([[1.0, 1.0, 1.0, 1 / 3]]))
+    turned = color_jitter(red.clone(), torch.tensor([[1.0, 1.0, 1.0, 1 / 3]]))
     assert int(turned[0].flatten().argmax()) == 1  # a third of a turn: red -> green
 
 
@@ -113,3 +113,28 @@ def test_bf16_output_and_bad_input():
         assert "uint8" in str(error)
     else:
         raise AssertionError("float input must be refused")
+
+
+def test_the_batchs_own_draws_are_applied():
+    """flip and jitter given with the batch (as training items carry them) decide alone."""
+    from resnet3d.data.device import jitter_factors
+
+    clips = _clips(n=4)
+    flip = torch.tensor([True, False, False, True])
+    factors = jitter_factors(torch.tensor([[0.5, -0.5, 1.0, -1.0]] * 4), (0.4, 0.4, 0.4, 0.1))
+    assert torch.allclose(factors[0], torch.tensor([1.2, 0.8, 1.4, -0.1]))
+    plain = DeviceTransform(KINETICS, train=False)(clips)
+    flipped = DeviceTransform(KINETICS, train=True, hflip=True)(clips, flip=flip)
+    for k in range(4):
+        want = plain[k].flip(-1) if flip[k] else plain[k]
+        assert torch.equal(flipped[k], want)
+    both = DeviceTransform(KINETICS, train=True, hflip=True, colorjitter=True)(clips, flip=flip, jitter=factors)
+    floats = clips.flip(3).permute(0, 4, 1, 2, 3).float()
+    floats = torch.where(flip.view(-1, 1, 1, 1, 1), floats, clips.permute(0, 4, 1, 2, 3).float())
+    a, b = KINETICS.scale_and_shift()
+    want = color_jitter(floats, factors) * torch.tensor(a).view(1, 3, 1, 1, 1) + torch.tensor(b).view(1, 3, 1, 1, 1)
+    assert torch.allclose(both, want, atol=1e-4)
+    # a generator is not consulted when the batch brings its draws
+    again = DeviceTransform(KINETICS, train=True, hflip=True, colorjitter=True)(
+        clips, torch.Generator().manual_seed(9), flip=flip, jitter=factors)
+    assert torch.equal(both, again)

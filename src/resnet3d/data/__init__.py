@@ -6,12 +6,14 @@ Public API (names are stable; the engine and commands use only these):
 - ``build_dataset(cfg, subset, *, train=None, sampling=None, n_clips=None, stride=None,
   full_only=False, seed=0, eval_crop="center") -> VideoDataset``: the clips of 'training' / 'validation' / 'testing'.
   Items are dicts ``{"clip": uint8 (T, H, W, C), "target", "video", "segment", "bad_frames",
-  "bad_video"}``; ``dataset.class_names``, ``dataset.videos`` (with ``.key``, ``.target``,
+  "bad_video"}``, plus the clip's ``"flip"`` and ``"jitter"`` draws in a training dataset
+  (``AUGMENT_KEYS``, for ``DeviceTransform``); ``dataset.class_names``, ``dataset.videos`` (with ``.key``, ``.target``,
   ``.path``) and ``dataset.n_videos`` describe it.
 - ``build_loader(dataset, batch_size, *, train, num_workers, distributed=False, seed=0, ...)``
   and ``set_epoch(loader, epoch)``.
 - ``DeviceTransform(norm, *, train, hflip, colorjitter, ...)`` / ``DeviceTransform.from_config(cfg,
-  train)``: uint8 (N, T, H, W, C) on the device -> float (N, C, T, H, W), channels_last_3d.
+  train)``: uint8 (N, T, H, W, C) on the device -> float (N, C, T, H, W), channels_last_3d;
+  ``transform(clips, flip=batch["flip"], jitter=batch["jitter"])`` applies the batch's draws.
 - ``batch_counters(batch) -> dict``: the bad-data counts of a batch, to sum per epoch.
 """
 from __future__ import annotations
@@ -35,6 +37,8 @@ _EXPORTS = {
 }
 
 COUNTER_KEYS = ("bad_frames", "bad_video")
+# a training item's device-side augmentation, drawn per item and applied by DeviceTransform
+AUGMENT_KEYS = ("flip", "jitter")
 
 
 def batch_counters(batch: dict) -> Dict[str, int]:
@@ -55,4 +59,4 @@ def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-__all__ = [*_EXPORTS, "batch_counters", "COUNTER_KEYS"]
+__all__ = [*_EXPORTS, "batch_counters", "COUNTER_KEYS", "AUGMENT_KEYS"]

@@ -6,9 +6,14 @@ An item is a dict (docs/architecture.md, "Batches")::
      dataset.videos), "segment": int64 (2,) first frame and last + 1, "bad_frames": int (stand-in
      frames in this clip), "bad_video": int (1 when the clip stands in for an unreadable video)}
 
-Items are deterministic: the random draws of item ``i`` in epoch ``e`` come from
-``(seed, e, i)``, whatever worker runs it, so a resumed run sees the same clips. The loader's
-sampler passes ``(index, epoch)`` pairs; a bare ``index`` means epoch 0.
+and, in a training dataset, the clip's device-side augmentation, which ``DeviceTransform``
+applies to the batch: ``"flip": bool`` and ``"jitter": float32 (4,)`` (brightness, contrast,
+saturation factors and hue shift).
+
+Items are deterministic: the random draws of item ``i`` in epoch ``e`` (window, crop, flip,
+jitter) come from ``(seed, e, i)``, whatever worker, process or batch loads it, so a resumed run
+sees the same clips and a distributed run the same as one process. The loader's sampler passes
+``(index, epoch)`` pairs; a bare ``index`` means epoch 0.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from resnet3d.data import spatial, temporal
 from resnet3d.data.annotations import Annotation, VideoEntry, load_annotation, seconds_to_frames
 from resnet3d.data.clip import UnreadableVideo, read_clip, report_once
 from resnet3d.data.config import DataConfig, canonical_subset
+from resnet3d.data.device import draw_augmentation
 from resnet3d.data.loader import new_batch_tensor
 from resnet3d.data.sources import make_source
 from resnet3d.errors import UserError
@@ -283,7 +289,7 @@ class VideoDataset(torch.utils.data.Dataset):
         indices = self._indices(video_index, clip, rng)
         source = self._source(self.videos[video_index])
         frames, n_bad = read_clip(source, indices, self._box_picker(rng), self._out_size(), self.frame_range(video_index), out)
-        return {
+        sample = {
             "clip": frames,
             "target": self.videos[video_index].target,
             "video": video_index,
@@ -291,6 +297,11 @@ class VideoDataset(torch.utils.data.Dataset):
             "bad_frames": n_bad,
             "bad_video": 0,
         }
+        if self.train:
+            # a stream of its own: the crop's draws above stay as they were
+            flip, jitter = draw_augmentation(random.Random(f"{self.seed}/{epoch}/{item}/device"), self.cfg.jitter_strength)
+            sample.update(flip=flip, jitter=jitter)
+        return sample
 
     def __getitem__(self, index: Union[int, Tuple[int, int]]) -> dict:
         return self._item(index)

@@ -5,10 +5,16 @@ Workers hand over uint8 ``(N, T, H, W, C)``; ``DeviceTransform`` turns it into t
 horizontal flip and colour jitter when training, and the ``InputNorm`` multiply-add. Doing this
 on the GPU costs microseconds per batch, where the originals spent milliseconds per frame in
 PIL and float tensors in the workers.
+
+The flip and jitter are *drawn* per item by the dataset (``draw_augmentation``, from the item's
+``(seed, epoch, index)``) and travel in the batch as ``"flip"`` and ``"jitter"``: a clip is
+flipped the same way whichever batch, worker or process loads it, so a run on 8 processes
+augments exactly as one process with the same global batch does.
 """
 from __future__ import annotations
 
 import math
+import random
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -23,11 +29,13 @@ class DeviceTransform:
 
     - ``train``: enables the random flip (if ``hflip``) and colour jitter (if ``colorjitter``);
       evaluation applies normalisation only.
-    - ``jitter_strength``: (brightness, contrast, saturation, hue); each sample draws its factors
-      from [1 - s, 1 + s] (hue: a shift in [-h, h] of a full turn) and uses them for all its
-      frames, like the originals' per-clip parameters.
+    - ``jitter_strength``: (brightness, contrast, saturation, hue); each sample's factors lie in
+      [1 - s, 1 + s] (hue: a shift in [-h, h] of a full turn) and apply to all its frames, like
+      the originals' per-clip parameters.
     - ``flow``: clips hold 2 channels (x, y flow as 0..255); a flip also mirrors the x component.
-    - Pass a ``torch.Generator`` on the clips' device to make the random draws reproducible.
+    - A call takes the batch's own draws, ``flip`` (N,) bool and ``jitter`` (N, 4) factors, as
+      the training dataset's items carry them. Without them it draws its own, from ``generator``
+      (a ``torch.Generator`` on the clips' device) for reproducible draws.
     """
 
     def __init__(
@@ -75,21 +83,32 @@ class DeviceTransform:
             )
         return self._cache[key]
 
-    def __call__(self, clips: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def __call__(
+        self,
+        clips: torch.Tensor,
+        generator: Optional[torch.Generator] = None,
+        *,
+        flip: Optional[torch.Tensor] = None,
+        jitter: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
         if clips.dim() != 5 or clips.dtype != torch.uint8:
             raise ValueError(f"expected uint8 clips (N, T, H, W, C), got {tuple(clips.shape)} {clips.dtype}")
         n, channels = clips.shape[0], clips.shape[-1]
         if self.hflip:
-            clips = self._flip(clips, generator)
+            if flip is None:
+                flip = torch.rand(n, device=clips.device, generator=generator) < 0.5
+            clips = self._flip(clips, flip.to(clips.device, torch.bool))
         x = clips.permute(0, 4, 1, 2, 3).float()  # (N, C, T, H, W), channels_last_3d strides
         if self.colorjitter and channels == 3:
-            x = jitter(x, self._draw_jitter(n, x.device, generator))
+            if jitter is None:
+                u = torch.rand(n, 4, device=x.device, generator=generator) * 2 - 1  # uniform in [-1, 1)
+                jitter = jitter_factors(u, self.jitter_strength)
+            x = color_jitter(x, jitter.to(x.device, x.dtype))
         a, b = self._affine(channels, x.device)
         x = torch.addcmul(b, x, a)
         return x.to(self.out_dtype).contiguous(memory_format=torch.channels_last_3d)
 
-    def _flip(self, clips: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-        flip = torch.rand(clips.shape[0], device=clips.device, generator=generator) < 0.5
+    def _flip(self, clips: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         mask = flip.view(-1, 1, 1, 1, 1)
         flipped = clips.flip(3)  # (N, T, H, W, C): W is dim 3
         if self.flow:
@@ -98,16 +117,25 @@ class DeviceTransform:
             flipped[..., 0] = 255 - flipped[..., 0]
         return torch.where(mask, flipped, clips)
 
-    def _draw_jitter(self, n: int, device: torch.device, generator: Optional[torch.Generator]) -> torch.Tensor:
-        u = torch.rand(n, 4, device=device, generator=generator) * 2 - 1  # uniform in [-1, 1)
-        strength = torch.tensor(self.jitter_strength, device=device)
-        factors = 1 + u * strength
-        factors[:, 3] = u[:, 3] * strength[3]  # hue is a shift, not a factor
-        factors[:, :3] = factors[:, :3].clamp(min=0)
-        return factors
+
+def jitter_factors(u: torch.Tensor, strength: Sequence[float]) -> torch.Tensor:
+    """Uniform draws in [-1, 1), (..., 4) -> jitter factors (..., 4): brightness, contrast and
+    saturation multipliers 1 + u * s (at least 0) and the hue shift u * h (in turns)."""
+    s = torch.tensor(tuple(strength), dtype=u.dtype, device=u.device)
+    factors = (1 + u * s).clamp(min=0)
+    factors[..., 3] = u[..., 3] * s[3]  # hue is a shift, not a factor
+    return factors
 
 
-def jitter(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+def draw_augmentation(rng: random.Random, jitter_strength: Sequence[float]) -> Tuple[bool, torch.Tensor]:
+    """One training clip's flip (p = 0.5) and jitter factors (4,), from the clip's own generator.
+    Both are always drawn, in this order, so that turning one on does not change the other."""
+    flip = rng.random() < 0.5
+    u = torch.tensor([rng.uniform(-1.0, 1.0) for _ in range(4)], dtype=torch.float32)
+    return flip, jitter_factors(u, jitter_strength)
+
+
+def color_jitter(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     """Colour jitter of float clips in 0..255, ``x`` (N, 3, T, H, W), per-sample ``factors``
     (N, 4) = brightness, contrast, saturation (multipliers) and hue (shift, in turns).
 

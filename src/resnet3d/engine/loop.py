@@ -14,7 +14,7 @@ from typing import Callable, Dict, Iterable, Optional, Tuple
 import torch
 from torch import nn
 
-from resnet3d.data import batch_counters
+from resnet3d.data import AUGMENT_KEYS, batch_counters
 from resnet3d.engine.distributed import DistInfo, all_sum
 from resnet3d.engine.optim import set_lr, set_train_mode
 from resnet3d.engine.schedules import Schedule
@@ -36,7 +36,6 @@ class StepParts:
     eval_transform: Callable[..., torch.Tensor]
     dist: DistInfo = field(default_factory=DistInfo)
     freeze_bn: bool = False
-    seed: int = 0
     channels_last: bool = False
     criterion: nn.Module = field(default_factory=lambda: nn.CrossEntropyLoss(reduction="sum", ignore_index=-1))
 
@@ -78,19 +77,17 @@ def _to_device(batch: dict, parts: StepParts):
     return clips, targets
 
 
-def _flip_generator(parts: StepParts, epoch: int, step: int) -> torch.Generator:
-    """The device-side random draws (flip, jitter) of one step, from (seed, epoch, step, rank):
-    a continued run draws the same ones without replaying the global RNG."""
-    generator = torch.Generator(device=parts.device)
-    generator.manual_seed(((parts.seed * 1_000_003 + epoch) * 1_000_033 + step) * 4099 + parts.dist.rank)
-    return generator
+def _augmentation(batch: dict, parts: StepParts) -> Dict[str, torch.Tensor]:
+    """The batch's per-clip flip and jitter draws (training items carry them), on the device."""
+    return {key: batch[key].to(parts.device, non_blocking=True) for key in AUGMENT_KEYS if key in batch}
 
 
 def train_step(parts: StepParts, clips: torch.Tensor, targets: torch.Tensor,
-               generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step on a uint8 batch already on the device; returns the summed loss
-    and the number of correct clips as device tensors (no host sync)."""
-    x = _layout(parts, parts.train_transform(clips, generator=generator))  # (N, C, T, H, W)
+               augment: Optional[Dict[str, torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a uint8 batch already on the device, augmented by the batch's
+    own draws (``augment``: "flip", "jitter"); returns the summed loss and the number of correct
+    clips as device tensors (no host sync)."""
+    x = _layout(parts, parts.train_transform(clips, **(augment or {})))  # (N, C, T, H, W)
     with _autocast(parts):
         logits = parts.model(x)
     loss_sum = parts.criterion(logits.float(), targets)
@@ -182,7 +179,7 @@ def train_one_epoch(
         counters = {"bad_frames": counters.get("bad_frames", 0), "bad_videos": counters.get("bad_video", 0)}
         lr, weight_decay = schedule.values(epoch, (step - 1) / max(total_steps, 1))
         set_lr(parts.optimizer, lr, weight_decay)
-        loss_sum, correct = train_step(parts, clips, targets, _flip_generator(parts, epoch, step))
+        loss_sum, correct = train_step(parts, clips, targets, _augmentation(batch, parts))
         clips_seen += len(targets)
         entry = (step, lr, loss_sum.detach(), correct, float(len(targets)), counters)
         if pending is not None and settle(pending):

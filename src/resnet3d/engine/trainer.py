@@ -455,7 +455,7 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
         model=stepped, eval_model=eval_model, optimizer=optimizer, scaler=scaler, device=device, amp_dtype=dtype,
         train_transform=DeviceTransform.from_config(data, train=True, out_dtype=out_dtype),
         eval_transform=DeviceTransform.from_config(data, train=False, out_dtype=out_dtype),
-        dist=info, freeze_bn=config.finetune.freeze_bn, seed=run.manual_seed, channels_last=channels_last,
+        dist=info, freeze_bn=config.finetune.freeze_bn, channels_last=channels_last,
     )
     state = Run(config=config, info=info, device=device, model=model, parts=parts, schedule=schedule, start=start,
                 class_names=class_names, val_target_map=val_target_map)
@@ -610,7 +610,7 @@ def _train_batches(state: Run, epoch: int, skip: int, total: int):
         indices = list(iter(loader.sampler))[skip * loader.batch_size:]
         loader = torch.utils.data.DataLoader(
             loader.dataset, batch_size=loader.batch_size, sampler=indices, num_workers=loader.num_workers,
-            pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn,
+            pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn, collate_fn=loader.collate_fn,
             **({"prefetch_factor": loader.prefetch_factor} if loader.num_workers else {}))
     iterator = iter(loader)
     if skip:
