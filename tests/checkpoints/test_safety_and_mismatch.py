@@ -65,6 +65,56 @@ def test_damaged_and_missing_files_are_named(tmp_path):
         load_checkpoint(broken)
 
 
+class CallsGetpid:
+    """A harmless call into a module torch blocks outright (os), which torch words differently."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.getpid, ())
+
+
+def test_a_call_into_a_blocked_module_is_named(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": CallsGetpid()}, path)
+    with pytest.raises(UserError, match=r"it stores a Python object of type (posix|nt)\.getpid"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "it is empty (0 bytes)"),
+    (b"hello, I am a text file\n", "neither a torch.save file nor a pickle (it begins with the bytes 68 65 6c 6c)"),
+    (bytes(range(200, 256)) * 20, "neither a torch.save file nor a pickle"),
+])
+def test_files_that_are_no_checkpoint_at_all_say_so(tmp_path, content, reason):
+    """Not "refused: could run code, convert it with weights_only=False" (unsafe advice for a
+    file that is no pickle), and no KeyError traceback from the unpickler."""
+    path = tmp_path / "model.pth"
+    path.write_bytes(content)
+    with pytest.raises(UserError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: not a PyTorch checkpoint") and reason in message
+    assert "weights_only=False" not in message
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_truncated_checkpoint_is_damaged_not_unsafe(tmp_path, legacy):
+    whole = tmp_path / "whole.pth"
+    if legacy:  # a plain pickle: the stream breaks off
+        with open(whole, "wb") as handle:
+            pickle.dump({"epoch": 3, "losses": list(range(100))}, handle, protocol=2)
+    else:
+        torch.save({"state_dict": {"fc.weight": torch.zeros(3, 4)}}, whole)
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(whole.read_bytes()[:40])
+    with pytest.raises(UserError) as error:
+        load_checkpoint(cut)
+    message = str(error.value)
+    assert "not a readable PyTorch checkpoint (damaged or truncated" in message
+    assert "weights_only=False" not in message
+
+
 def _expanded(model):
     return {k: torch.zeros(()).expand(v.shape) if v.dim() else torch.zeros((), dtype=v.dtype) for k, v in model.state_dict().items()}
 

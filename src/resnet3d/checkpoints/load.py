@@ -98,9 +98,28 @@ def _pickle_globals(path: Path, limit: int = 3) -> List[str]:
     return names
 
 
+def _truncated_pickle(path: Path) -> bool:
+    """A plain pickle (not a torch.save zip) whose opcode stream breaks off before its STOP."""
+    import pickletools
+
+    with open(path, "rb") as handle:
+        if handle.read(2) == b"PK":
+            return False
+        handle.seek(0)
+        try:
+            for opcode, _, _ in pickletools.genops(handle):
+                if opcode.name == "STOP":
+                    return False
+        except Exception:  # noqa: BLE001 - any break in the stream is damage
+            return True
+    return True
+
+
 def _unsafe_reason(error: Exception, path: Path) -> str:
     text = str(error)
-    match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    # torch's wordings: "Unsupported global: GLOBAL io.open was not ..." and "Trying to load
+    # unsupported GLOBAL posix.system whose module posix is blocked"
+    match = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", text, re.IGNORECASE)
     if match:
         return f"it stores a Python object of type {match.group(1)}"
     named = _pickle_globals(path)
@@ -109,8 +128,29 @@ def _unsafe_reason(error: Exception, path: Path) -> str:
     return "it holds something other than tensors, numbers, strings, lists and dicts"
 
 
+def _not_a_checkpoint(path: Path) -> Optional[str]:
+    """Why ``path`` cannot be a torch.save file or a pickle at all, judged by its first bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if not head:
+        return "it is empty (0 bytes)"
+    # torch.save writes a zip (PK); its legacy format and pickles of protocol 2+ begin with 0x80
+    if head.startswith(b"PK") or head[:1] == b"\x80":
+        return None
+    return f"it is neither a torch.save file nor a pickle (it begins with the bytes {head[:4].hex(' ')})"
+
+
 def torch_load_safely(path: Path) -> Any:
     """``torch.load(..., weights_only=True)``; refuse, with the reason, what needs more."""
+    try:
+        why = _not_a_checkpoint(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read it ({error.strerror})") from None
+    if why:
+        raise UserError(f"{path}: not a PyTorch checkpoint: {why}; pass a .pth/.pt file written by torch.save "
+                        "(or the seed's .t7)")
     try:
         with warnings.catch_warnings():
             # Plain pickles (not torch.save zips) make torch warn about their protocol; the
@@ -118,6 +158,9 @@ def torch_load_safely(path: Path) -> Any:
             warnings.filterwarnings("ignore", message=".*pickle protocol.*")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if not re.search(r"unsupported (?:global: )?GLOBAL", str(error), re.IGNORECASE) and _truncated_pickle(path):
+            raise UserError(f"{path}: not a readable PyTorch checkpoint (damaged or truncated: the pickle stream "
+                            "breaks off before its end)") from None
         raise UserError(
             f"{path}: refused to load: {_unsafe_reason(error, path)}, and unpickling it could run code. "
             "resnet3d loads only tensors and plain data (torch.load weights_only=True) and never "
@@ -125,10 +168,13 @@ def torch_load_safely(path: Path) -> Any:
             f"python -c \"import torch; c = torch.load('{path}', weights_only=False); "
             "torch.save(c.get('state_dict', c) if isinstance(c, dict) else c.state_dict(), 'weights.pth')\""
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as error:
+        # a damaged or truncated file: torch's unpickler fails in many ways
         if isinstance(error, FileNotFoundError):
             raise UserError(f"{path}: no such file") from None
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({error})") from None
+        detail = str(error).splitlines()[0].split(". ")[0] if str(error) else ""  # torch's first sentence
+        raise UserError(f"{path}: not a readable PyTorch checkpoint (damaged or truncated: "
+                        f"{type(error).__name__}{': ' + detail if detail else ''})") from None
 
 
 def _is_torch7(head: bytes, path: Path) -> bool:
