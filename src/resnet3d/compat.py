@@ -22,7 +22,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.config import (
@@ -38,7 +38,7 @@ from resnet3d.config import (
 from resnet3d.data.config import DECODERS, DEFAULT_DECODE_TOLERANCE, DataConfig
 from resnet3d.errors import UserError
 from resnet3d.hardware import default_num_workers
-from resnet3d.normalization import NAMED, InputNorm, successor_norm
+from resnet3d.normalization import InputNorm, successor_norm
 
 SEED, SUCCESSOR, SUCCESSOR_2018 = "seed", "successor", "successor-2018"
 

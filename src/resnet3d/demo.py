@@ -216,7 +216,7 @@ def _summary(result: DemoResult, run: Path, seconds: float) -> str:
             f"  results             {run / 'validation.json'}",
             f"  overlay video       {overlay}",
             "",
-            f"Next: the commands above, with --video_path/--annotation_path pointing at your data.",
+            "Next: the commands above, with --video_path/--annotation_path pointing at your data.",
         ]
     )
 

@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from resnet3d.bench.common import emit
-from resnet3d.cliargs import add_flag, add_switch
+from resnet3d.cliargs import add_flag
+from resnet3d.compat import add_decode_flags, decode_settings
 from resnet3d.data import DataConfig, build_dataset, build_loader, set_epoch
 from resnet3d.data import spatial, temporal
-from resnet3d.data.config import DATASETS, DECODERS, DEFAULT_DECODE_TOLERANCE, TRAIN_CROPS
+from resnet3d.data.config import DATASETS, TRAIN_CROPS
 from resnet3d.normalization import KINETICS
 
 
@@ -43,10 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n_threads", type=int, default=0, help="DataLoader workers (0: the main process)")
     parser.add_argument("--batch_size", type=int, default=8, help="clips per batch")
     add_flag(parser, "--n-batches", type=int, default=10, help="batches timed (after one warm-up batch)")
-    add_flag(parser, "--decoder", default="auto", choices=DECODERS, help="JPEG decoder of our loader")
-    add_flag(parser, "--decode-tolerance", type=float, default=DEFAULT_DECODE_TOLERANCE,
-             help="our loader decodes at 1/2, 1/4, 1/8 scale when the crop still spans this share of the output size (1.0: exact)")
-    add_switch(parser, "--fast-decode", default=True, help="our loader takes libjpeg-turbo's fast IDCT and chroma upsampling (--no-fast-decode: exact)")
+    add_decode_flags(parser.add_argument_group("our loader's JPEG decoding"))
     parser.add_argument("--baseline", action="store_true", help="also measure the originals' per-frame PIL + float scheme")
     add_flag(parser, "--repeat", type=int, default=3, help="blocks of --n-batches batches per side, taken in turns; per-core figures add up all blocks")
 
@@ -216,7 +214,7 @@ def _wall_once(side: _Side, n_batches: int) -> Tuple[float, int]:
     return time.perf_counter() - begin, side.clips - clips_before
 
 
-def _record(wall: Tuple[float, int], cpu: Optional[float], n_clips: int, args, baseline: bool) -> dict:
+def _record(wall: Tuple[float, int], cpu: Optional[float], n_clips: int, args, cfg: DataConfig, baseline: bool) -> dict:
     """One JSON line. Per-core figures use the CPU time the decoding processes really used when it
     could be read (robust to other load on the machine), else wall time divided by the workers."""
     seconds, wall_clips = wall
@@ -241,8 +239,8 @@ def _record(wall: Tuple[float, int], cpu: Optional[float], n_clips: int, args, b
         "repeats": max(1, args.repeat),
         "scheme": "successor: PIL per frame, crop+resize, flip, ToTensor float, ScaleValue, Normalize, stack"
         if baseline
-        else f"resnet3d ({args.decoder} decode at a power-of-two DCT scale, crop before resize, uint8)",
-        **({} if baseline else {"decode_tolerance": args.decode_tolerance, "fast_decode": args.fast_decode}),
+        else f"resnet3d ({cfg.decoder} decode at a power-of-two DCT scale, crop before resize, uint8)",
+        **({} if baseline else {"decode_tolerance": cfg.decode_tolerance, "fast_decode": cfg.fast_decode}),
     }
 
 
@@ -257,9 +255,7 @@ def run(args: argparse.Namespace) -> int:
         sample_duration=args.sample_duration,
         train_crop=args.train_crop,
         num_workers=args.n_threads,
-        decoder=args.decoder,
-        decode_tolerance=args.decode_tolerance,
-        fast_decode=args.fast_decode,
+        **decode_settings(args),
     )
     dataset = build_dataset(cfg, "training")
     datasets = [("ours", dataset, False)]
@@ -275,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
     ]
     ratios = _alternating_cpu(sides, args.n_batches, max(1, args.repeat))
     per_core = {side.name: (side.cpu, side.clips) for side in sides}
-    records = {side.name: _record(_wall_once(side, args.n_batches), *per_core[side.name], args, side.baseline) for side in sides}
+    records = {side.name: _record(_wall_once(side, args.n_batches), *per_core[side.name], args, cfg, side.baseline) for side in sides}
     if "baseline" in records:
         emit(records["baseline"])
         ours, base = records["ours"], records["baseline"]

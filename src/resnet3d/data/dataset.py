@@ -31,7 +31,7 @@ from resnet3d.data.clip import UnreadableVideo, read_clip, report_once
 from resnet3d.data.config import DataConfig, canonical_subset
 from resnet3d.data.device import draw_augmentation
 from resnet3d.data.loader import new_batch_tensor
-from resnet3d.data.sources import make_source
+from resnet3d.data.sources import source_for
 from resnet3d.errors import UserError
 from resnet3d.video_files import is_video_file
 
@@ -207,8 +207,7 @@ class VideoDataset(torch.utils.data.Dataset):
 
     # -- internals ------------------------------------------------------------------------------
     def _source(self, video: Video):
-        cfg = self.cfg
-        return make_source(video.path, cfg.file_type, cfg.input_type, cfg.decoder, cfg.decode_tolerance, cfg.fast_decode)
+        return source_for(video.path, self.cfg)
 
     def _resolve_range(self, video: Video) -> Tuple[int, int]:
         if video.frames is not None and video.seconds is None:

@@ -23,6 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from resnet3d.data.config import DataConfig
 from resnet3d.data.decode import ClipDecoder, DecodeError, decode_region, jpeg_size
 from resnet3d.data.spatial import Box, OutSize, output_size
 
@@ -415,3 +416,10 @@ def make_source(
             raise UserError("--input_type flow needs flow frames (--file_type jpg or hdf5), not video files")
         return VideoFileSource(path, decoder)
     raise ValueError(f"unknown file_type {file_type!r}")
+
+
+def source_for(path: str, cfg: DataConfig):
+    """The source of one video read as ``cfg`` (a ``DataConfig``) says: file and input type,
+    decoder and decode mode. Training, validation and per-video recognition all read through
+    here, so each frame is decoded alike whichever of them reads it."""
+    return make_source(path, cfg.file_type, cfg.input_type, cfg.decoder, cfg.decode_tolerance, cfg.fast_decode)

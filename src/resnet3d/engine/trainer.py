@@ -17,7 +17,6 @@ Exit codes: 0 done, 2 bad input, 3 non-finite loss, 128+signal when pre-empted.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import importlib.util
 import itertools
@@ -37,7 +36,6 @@ from resnet3d.config import Config, ModelConfig
 from resnet3d.engine import checkpoint as ckpt
 from resnet3d.engine.distributed import (
     DistInfo,
-    all_sum,
     any_rank,
     barrier,
     destroy_process_group,

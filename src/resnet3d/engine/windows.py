@@ -31,7 +31,7 @@ from resnet3d.data import temporal
 from resnet3d.data.clip import UnreadableVideo, read_clip
 from resnet3d.data.config import DataConfig
 from resnet3d.data.dataset import Video, VideoDataset
-from resnet3d.data.sources import make_source
+from resnet3d.data.sources import source_for
 from resnet3d.data.spatial import Box, center_box
 
 log = logging.getLogger("resnet3d.predict")
@@ -204,9 +204,7 @@ class WindowDataset(torch.utils.data.IterableDataset):
         window_number = 0
         for video_index, frames, starts in plans:
             video = self.videos[video_index]
-            cfg = self.cfg  # the data set's own decode options, so recognition sees what validation sees
-            source = make_source(video.path, cfg.file_type, cfg.input_type, cfg.decoder, cfg.decode_tolerance,
-                                 cfg.fast_decode)
+            source = source_for(video.path, self.cfg)  # decoded as validation decodes it
             video_range = self._ranges.frame_range(video_index)
             try:
                 size = frame_size(source, frames) if self.plan.crop != "center" else None
