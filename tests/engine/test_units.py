@@ -101,6 +101,16 @@ def test_freeze_params_counts_layers_from_the_output():
         trainable_names(model, freeze_params=10_000)
 
 
+@pytest.mark.parametrize("field, flag", [("learning_rate", "--learning_rate"), ("momentum", "--momentum"),
+                                         ("weight_decay", "--weight_decay"), ("dampening", "--dampening")])
+def test_negative_optimiser_settings_are_user_errors(field, flag):
+    """Not torch's ValueError traceback from inside SGD's constructor."""
+    model = nn.Linear(2, 2)
+    for value in (-1.0, float("nan")):
+        with pytest.raises(UserError, match=f"{flag}.*{value}: must be 0 or more"):
+            build_optimizer(model.parameters(), OptimConfig(**{field: value}))
+
+
 def test_optimizer_follows_the_config():
     model = _tiny()
     opt = build_optimizer(model.parameters(), OptimConfig(learning_rate=0.3, momentum=0.8, weight_decay=0.1, nesterov=True))
