@@ -246,6 +246,10 @@ def build_model(config: Config, n_data_classes: Optional[int], info: DistInfo,
     elif loaded is not None:  # pretrained weights
         overrides: Dict[str, Any] = {}
         if finetune.n_pretrain_classes:
+            if loaded.n_classes is not None and loaded.n_classes != finetune.n_pretrain_classes:
+                raise UserError(f"--n_pretrain_classes {finetune.n_pretrain_classes}, but {finetune.pretrained} has "
+                                f"{loaded.n_classes} classes: pass --n_pretrain_classes {loaded.n_classes}, or leave "
+                                "it out (the head's size is read from the weights)")
             overrides["n_classes"] = finetune.n_pretrain_classes
         if _records_no_config(loaded):
             overrides.update(invisible)
@@ -382,6 +386,8 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
 
     run = config.run
     seed_everything(run.manual_seed, run.deterministic, device)
+    if run.batch_size < 1:
+        raise UserError(f"--batch_size {run.batch_size}: must be 1 or more (it is the global batch)")
     if run.batch_size % info.world_size:
         raise UserError(f"--batch_size {run.batch_size} is the global batch and must split evenly among "
                         f"{info.world_size} processes; use a multiple of {info.world_size}")
@@ -651,9 +657,14 @@ def _epochs(state: Run, stop: StopRequest) -> int:
                 logs["batch"].log(epoch=epoch, batch=row["batch"], iter=(epoch - 1) * total + row["batch"],
                                   loss=row["loss"], acc=row["acc"], lr=row["lr"])
 
-            result = train_one_epoch(state.parts, _train_batches(state, epoch, skip, total), epoch, state.schedule,
-                                     total, start_step=skip, start_sums=sums, stop_requested=lambda: stop.requested,
-                                     on_batch=on_batch)
+            try:
+                result = train_one_epoch(state.parts, _train_batches(state, epoch, skip, total), epoch,
+                                         state.schedule, total, start_step=skip, start_sums=sums,
+                                         stop_requested=lambda: stop.requested, on_batch=on_batch)
+            except ValueError as error:
+                if "Expected more than 1 value per channel" not in str(error):
+                    raise
+                raise _single_value_batch_error(state) from None
             if result.nonfinite:
                 kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
                 say(info, f"resnet3d: error: non-finite loss at {result.nonfinite}; stopped without saving: {kept}. "
@@ -700,6 +711,18 @@ def _epochs(state: Run, stop: StopRequest) -> int:
         for log in logs.values():
             log.close()
     return _recognition(state)
+
+
+def _single_value_batch_error(state: Run) -> UserError:
+    """BatchNorm cannot train on one value per channel: a batch of one clip whose last feature
+    map is 1x1x1 (tiny clips, or the last, partial batch of an epoch)."""
+    data, run = state.config.data, state.config.run
+    n_train = len(state.train_loader.dataset)
+    return UserError(
+        f"a training batch of one clip leaves a BatchNorm layer a single value per channel at "
+        f"--sample_size {data.sample_size} --sample_duration {data.sample_duration}: pass a --batch_size "
+        f"that does not leave a last batch of one clip ({n_train} training clips per epoch, --batch_size "
+        f"{run.batch_size}), or a larger --sample_size")
 
 
 def _n_outputs(state: Run) -> int:

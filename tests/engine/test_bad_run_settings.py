@@ -1,0 +1,39 @@
+"""Run settings that cannot work stop with one line naming the flag, not a traceback."""
+import torch
+
+from engine_helpers import TINY, data_args
+from resnet3d.cli import main
+from resnet3d.models import create_model
+
+
+def _main(motion_data, tmp_path, *extra):
+    return main(["main", *data_args(motion_data), "--result_path", str(tmp_path / "run"), "--n_epochs", "1",
+                 "--no_cuda", *TINY, *extra])
+
+
+def test_batch_size_below_one(motion_data, tmp_path, capsys):
+    for size in ("0", "-4"):
+        assert _main(motion_data, tmp_path, "--batch_size", size) == 2
+        assert f"--batch_size {size}: must be 1 or more" in capsys.readouterr().err
+
+
+def test_n_pretrain_classes_that_disagree_with_the_weights(motion_data, tmp_path, capsys):
+    """The old message suggested fine-tuning 'to --n_classes 5', the wrong number, not the
+    run's 2 classes."""
+    pretrained = create_model("resnet", 10, n_classes=7, widen_factor=0.25)
+    path = tmp_path / "pretrained.pth"
+    torch.save({"arch": "resnet-10", "state_dict": pretrained.state_dict()}, path)
+    assert _main(motion_data, tmp_path, "--pretrain_path", str(path), "--n_pretrain_classes", "5",
+                 "--batch_size", "4") == 2
+    err = capsys.readouterr().err
+    assert f"--n_pretrain_classes 5, but {path} has 7 classes: pass --n_pretrain_classes 7" in err
+    assert "Traceback" not in err
+
+
+def test_a_last_batch_of_one_tiny_clip_names_the_batch_size(motion_data, tmp_path, capsys):
+    """60 training clips in batches of 59 leave one clip whose 1x1x1 feature map gives BatchNorm
+    one value per channel: torch's ValueError became a one-line error with the fix."""
+    assert _main(motion_data, tmp_path, "--batch_size", "59", "--no_val") == 2
+    err = capsys.readouterr().err
+    assert "a training batch of one clip leaves a BatchNorm layer a single value per channel" in err
+    assert "60 training clips per epoch, --batch_size 59" in err
