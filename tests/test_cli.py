@@ -71,3 +71,46 @@ def test_help_does_not_import_torch(command):
     assert done.returncode == 0, done.stderr
     assert "usage: resnet3d" in done.stdout
     assert "torch" not in done.stdout.splitlines()[-1].split(), done.stdout.splitlines()[-1]
+
+
+def test_a_path_the_file_system_refuses_is_one_line(tmp_path, monkeypatch, capsys):
+    """A result folder where a file is (or under one): the message names the path and the cause,
+    no traceback. (The folder is made by the command, here as the trainer makes it.)"""
+    import os
+
+    from resnet3d.commands import models
+
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(models, "run", lambda args: os.makedirs(blocker / "run"))
+    assert cli.main(["models"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"resnet3d models: error: {blocker / 'run'}: Not a directory")
+    assert "a part of the path is a file" in err and "Traceback" not in err
+
+
+def test_an_oserror_without_a_path_keeps_its_traceback(monkeypatch):
+    from resnet3d.commands import models
+
+    def fails(args):
+        raise OSError("something internal")
+
+    monkeypatch.setattr(models, "run", fails)
+    with pytest.raises(OSError, match="something internal"):
+        cli.main(["models"])
+
+
+def test_evaluate_confusion_png_where_a_folder_is(tmp_path, capsys):
+    """Atomic writes name the file asked for, not the temporary file beside it."""
+    import json
+
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"labels": ["a", "b"], "database": {
+        "v1": {"subset": "validation", "annotations": {"label": "a"}}}}))
+    results = tmp_path / "val.json"
+    results.write_text(json.dumps({"results": {"v1": [{"label": "a", "score": 1.0}]}}))
+    (tmp_path / "confusion.png").mkdir()
+    assert cli.main(["evaluate", str(gt), str(results), "--confusion", str(tmp_path / "confusion.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {tmp_path / 'confusion.png'}: Is a directory" in err
+    assert ".tmp" not in err

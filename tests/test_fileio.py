@@ -53,3 +53,15 @@ def test_replacing_a_file_keeps_its_mode(tmp_path):
     os.chmod(target, 0o640)
     atomic_write_text(target, "new")
     assert target.read_text() == "new" and _mode(target) == 0o640
+
+
+def test_unwritable_targets_are_user_errors_naming_the_target(tmp_path):
+    from resnet3d.errors import UserError
+
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(UserError, match=r"cannot write .*a_file/out.json: File exists \(a file of that name is in the way of a folder"):
+        atomic_write_json(tmp_path / "a_file" / "out.json", {})
+    (tmp_path / "a_folder").mkdir()
+    with pytest.raises(UserError, match=r"cannot write .*a_folder: Is a directory"):
+        atomic_write_text(tmp_path / "a_folder", "x")
+    assert sorted(os.listdir(tmp_path)) == ["a_file", "a_folder"] and not os.listdir(tmp_path / "a_folder")

@@ -16,7 +16,7 @@ import sys
 from typing import Optional, Sequence
 
 from resnet3d import __version__
-from resnet3d.errors import UserError
+from resnet3d.errors import UserError, describe_os_error
 
 # name -> one-line summary (the module is resnet3d.commands.<name>)
 COMMANDS = {
@@ -88,6 +88,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         status = module.run(args)
     except UserError as error:
         print(f"resnet3d {command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # A path the file system refuses (a file where a folder must go, no permission, a full
+        # disk): the user's to fix, so one line. An OSError without a file name may be a bug.
+        if error.filename is None or isinstance(error, BrokenPipeError):
+            raise
+        print(f"resnet3d {command}: error: {describe_os_error(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"resnet3d {command}: interrupted", file=sys.stderr)

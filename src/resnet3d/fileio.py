@@ -6,6 +6,7 @@ one. Every file resnet3d writes for the user goes through here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -38,8 +39,13 @@ def _final_mode(path: Path) -> int:
 def atomic_open(path: PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """Open a temporary file next to ``path``; on a clean exit it replaces ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise _cannot_write(path, error) from None
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, _final_mode(path))
@@ -48,10 +54,20 @@ def atomic_open(path: PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(error, OSError) and (error.filename in (tmp, str(path))
+                                           or error.errno in (errno.ENOSPC, errno.EDQUOT)):  # the write failed
+            raise _cannot_write(path, error) from None
         raise
+
+
+def _cannot_write(path: Path, error: OSError) -> Exception:
+    """A UserError naming the file the user asked for (not our temporary file beside it)."""
+    from resnet3d.errors import UserError, describe_os_error
+
+    return UserError(f"cannot write {describe_os_error(error, path)}")
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
