@@ -56,3 +56,36 @@ def test_killed_run_restarts_to_a_complete_result(tmp_path):
         assert (folder / "n_frames").read_text() == str(expected)
         assert sorted(os.listdir(folder)) == sorted([image_name(i) for i in range(1, expected + 1)] + ["fps", "n_frames"])
     assert not [p for p in frames.rglob(".*") if p.name != ".resnet3d-prepare.lock"]  # no leftovers
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_pool_run_with_one_line_and_it_resumes(tmp_path):
+    """Ctrl-C reaches the command and its worker pool (one process group). It printed an
+    AttributeError traceback from the pool's shutdown; now one line, status 130, no worker left."""
+    videos = tmp_path / "videos"
+    for index in range(N_VIDEOS):
+        write_video(videos / "all" / f"v{index}.mp4", n_frames=FRAMES, size=(320, 240))
+    frames = tmp_path / "frames"
+    command = [sys.executable, "-m", "resnet3d", "prepare", "frames", str(videos), str(frames),
+               "--short-side", "480", "--workers", "2", "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not finished_folders(frames) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    err = err.decode()
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "resnet3d prepare: interrupted" and "Traceback" not in err
+    deadline = time.monotonic() + 20  # the workers went with it (reaped within seconds)
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("a process of the interrupted run is still there")
+
+    summary = prepare_frames(videos, frames, ExtractOptions(rule=ResizeRule(short_side=None)), workers=1, progress=False)
+    assert summary.failed == 0 and summary.done + summary.skipped == N_VIDEOS

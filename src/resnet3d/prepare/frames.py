@@ -168,8 +168,10 @@ def _pool_pass(
             executor.shutdown(wait=False, cancel_futures=True)
             continue
         except BaseException:
+            # (Ctrl-C): shutdown() forgets the worker processes, so take them first
+            processes = list((getattr(executor, "_processes", None) or {}).values())
             executor.shutdown(wait=False, cancel_futures=True)
-            for process in list(getattr(executor, "_processes", {}).values()):
+            for process in processes:
                 process.terminate()
             raise
         executor.shutdown(wait=True)
