@@ -56,6 +56,8 @@ def test_a_malicious_pickle_is_refused_and_runs_nothing(tmp_path, writer):
 def test_damaged_and_missing_files_are_named(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         load_checkpoint(tmp_path / "absent.pth")
+    with pytest.raises(UserError, match=r"is a folder: pass a checkpoint file in it \(e.g. .*model_best.pth\)"):
+        load_checkpoint(tmp_path)
     broken = tmp_path / "broken.pth"
     broken.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(UserError, match="broken.pth: not a readable PyTorch checkpoint"):

@@ -210,6 +210,8 @@ def load_checkpoint(path: PathLike, bgr_premodel: bool = False) -> LoadedCheckpo
     for weights trained on BGR frames.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder: pass a checkpoint file in it (e.g. {path / 'model_best.pth'})")
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     with open(path, "rb") as handle:
