@@ -91,6 +91,28 @@ def test_overlay_copies_each_video_with_labels_drawn(clips_dir, our_checkpoint, 
         assert caption > 20 > rest * 2  # text and box drawn top left; elsewhere only coding noise
 
 
+def test_overlay_never_replaces_an_input_video_and_earlier_overlays_only_with_overwrite(
+        clips_dir, our_checkpoint, tmp_path, capsys):
+    """`classify videos/ --overlay videos/` wrote each overlay over the video it was made from."""
+    import shutil
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(clips_dir / "a.mp4", videos / "a.mp4")
+    original = (videos / "a.mp4").read_bytes()
+    base = ["classify", str(videos), "--model", str(our_checkpoint), "--output", str(tmp_path / "out.json")]
+    assert main([*base, "--overlay", str(videos), "--overwrite"]) == 2
+    assert "would write" in capsys.readouterr().err and (videos / "a.mp4").read_bytes() == original
+
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "a.mp4").write_bytes(b"an earlier overlay")
+    assert main([*base, "--overlay", str(overlay)]) == 2
+    assert "already exists" in capsys.readouterr().err and (overlay / "a.mp4").read_bytes() == b"an earlier overlay"
+    assert main([*base, "--overlay", str(overlay), "--overwrite"]) == 0
+    assert len(_decode(overlay / "a.mp4")[0]) == 20
+
+
 def test_companion_command_line_and_no_silent_overwrite(clips_dir, successor_checkpoint, motion, tmp_path, capsys):
     listing = tmp_path / "input"
     listing.write_text("a.mp4\nsub/b.mp4\n")

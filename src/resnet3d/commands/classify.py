@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="output.json",
                         help="a JSON list of videos (.json, written at the end) or one video per line (.jsonl, "
                              "streamed)")
-    add_flag(parser, "--overwrite", action="store_true", help="replace an existing --output file")
+    add_flag(parser, "--overwrite", action="store_true",
+             help="replace an existing --output file and existing --overlay videos")
     parser.add_argument("--input", default=None, metavar="LIST",
                         help="the companion tool's input: a text file naming one video per line")
     add_flag(parser, "--video-root", default="", help="folder the names in --input are relative to")
@@ -93,6 +94,23 @@ def overlay_names(found: List[Tuple[str, str, str]]) -> List[str]:
     return names
 
 
+def check_overlay_destinations(found: List[Tuple[str, str, str]], overlay: str, names: List[str],
+                               overwrite: bool) -> None:
+    """Never write an overlay over an input video; over an earlier overlay only with --overwrite."""
+    from resnet3d.errors import UserError
+
+    inputs = {Path(path).resolve() for path, _, _ in found}
+    destinations = [Path(overlay) / name for name in names]
+    for destination in destinations:
+        if destination.resolve() in inputs:
+            raise UserError(f"--overlay {overlay} would write {destination} over the input video of that name; "
+                            "choose another --overlay folder")
+    existing = [d for d in destinations if d.exists()]
+    if existing and not overwrite:
+        raise UserError(f"--overlay: {existing[0]} already exists ({len(existing)} of the {len(destinations)} "
+                        "overlay videos do): pass --overwrite to replace them, or choose another --overlay folder")
+
+
 def run(args: argparse.Namespace) -> int:
     from resnet3d.classify import ClassifyOptions, classify_video
     from resnet3d.classify.overlay import captions, write_overlay
@@ -114,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch_size must be >= 1 (got {args.batch_size})")
     found = find_videos(args.inputs, args.input, args.video_root)
+    overlays = overlay_names(found) if args.overlay else []
+    if args.overlay:
+        check_overlay_destinations(found, args.overlay, overlays, args.overwrite)
     loaded = load_inference_model(args.model, args)
     for note in loaded.notes:
         print(f"resnet3d classify: {note}", file=sys.stderr)
@@ -134,7 +155,6 @@ def run(args: argparse.Namespace) -> int:
                     softmax=args.mode == "score", forward=forward)
     options = ClassifyOptions(mode=args.mode, sample_size=loaded.sample_size, sample_duration=loaded.sample_duration,
                               stride=args.stride, batch_size=args.batch_size, sample_t_stride=t_stride)
-    overlays = overlay_names(found) if args.overlay else []
     records = []
     errors = 0
     stream = None
