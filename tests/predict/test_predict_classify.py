@@ -143,6 +143,32 @@ def test_test_command_from_our_checkpoint_then_evaluate(motion, our_checkpoint, 
     assert "subset validation: 4 videos, 4 with a result" in capsys.readouterr().out
 
 
+def test_test_warns_when_the_models_classes_and_the_annotations_share_no_name(motion, our_checkpoint, tmp_path,
+                                                                             caplog):
+    """A Kinetics model tested on another data set: results would name classes no video has."""
+    data = json.loads(Path(motion.annotation_path).read_text())
+    rename = {name: f"other {name}" for name in data["labels"]}
+    data["labels"] = [rename[name] for name in data["labels"]]
+    for entry in data["database"].values():
+        entry["annotations"]["label"] = rename[entry["annotations"]["label"]]
+    annotation = tmp_path / "other.json"
+    annotation.write_text(json.dumps(data))
+    frames = tmp_path / "jpg"  # the same frame folders under the renamed class folders
+    frames.mkdir()
+    for old, new in rename.items():
+        (frames / new).symlink_to(Path(motion.jpg_path) / old, target_is_directory=True)
+    args = ["test", "--weights", str(our_checkpoint), "--n_threads", "0", "--quiet"]
+    with caplog.at_level("WARNING", logger="resnet3d.predict"):
+        assert main([*args, "--video_path", str(frames), "--annotation_path", str(annotation),
+                     "--result_path", str(tmp_path / "a")]) == 0
+    assert "share no name" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="resnet3d.predict"):  # the matching annotation: no warning
+        assert main([*args, "--video_path", motion.jpg_path, "--annotation_path", motion.annotation_path,
+                     "--result_path", str(tmp_path / "b")]) == 0
+    assert "share no name" not in caplog.text
+
+
 def test_test_command_successor_checkpoint_with_flags_and_multi_view(motion, successor_checkpoint, tmp_path):
     out = tmp_path / "views.json"
     status = main(["test", "--weights", str(successor_checkpoint), "--video_path", motion.video_path,

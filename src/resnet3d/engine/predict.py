@@ -123,6 +123,10 @@ def output_path(config: Any, options: RecognitionOptions) -> Path:
 
 
 def _class_names(given: Optional[Sequence[str]], annotation_names: Sequence[str], n_outputs: int) -> List[str]:
+    if given and annotation_names and not set(given) & set(annotation_names):
+        log.warning("the model's classes (%s, ...) and the annotation's labels (%s, ...) share no name: the "
+                    "results name the model's classes, which the annotation's videos cannot match; check "
+                    "that the weights were trained on this data set", given[0], annotation_names[0])
     names = list(given) if given else list(annotation_names)
     if len(names) < n_outputs:
         log.warning("the model has %d outputs but only %d class names are known; the others are named by "
