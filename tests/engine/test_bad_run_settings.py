@@ -37,3 +37,13 @@ def test_a_last_batch_of_one_tiny_clip_names_the_batch_size(motion_data, tmp_pat
     err = capsys.readouterr().err
     assert "a training batch of one clip leaves a BatchNorm layer a single value per channel" in err
     assert "60 training clips per epoch, --batch_size 59" in err
+
+
+def test_clips_too_small_for_the_model_name_the_flags(motion_data, tmp_path, capsys):
+    """DenseNet's pooling windows outgrow a 4x32x32 clip: torch's RuntimeError became one line."""
+    argv = ["main", *data_args(motion_data), "--result_path", str(tmp_path / "run"), "--n_epochs", "1", "--no_cuda",
+            "--model", "densenet", "--model_depth", "121", "--n_classes", "2", "--sample_size", "32",
+            "--sample_duration", "4", "--n_threads", "0", "--batch_size", "2", "--max_steps_per_epoch", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "clips of 4x32x32 frames are too small for densenet-121" in err and "raise --sample_duration" in err

@@ -17,6 +17,7 @@ Exit codes: 0 done, 2 bad input, 3 non-finite loss, 128+signal when pre-empted.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import itertools
@@ -26,7 +27,7 @@ import random
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -657,14 +658,10 @@ def _epochs(state: Run, stop: StopRequest) -> int:
                 logs["batch"].log(epoch=epoch, batch=row["batch"], iter=(epoch - 1) * total + row["batch"],
                                   loss=row["loss"], acc=row["acc"], lr=row["lr"])
 
-            try:
+            with _clip_errors_explained(state):
                 result = train_one_epoch(state.parts, _train_batches(state, epoch, skip, total), epoch,
                                          state.schedule, total, start_step=skip, start_sums=sums,
                                          stop_requested=lambda: stop.requested, on_batch=on_batch)
-            except ValueError as error:
-                if "Expected more than 1 value per channel" not in str(error):
-                    raise
-                raise _single_value_batch_error(state) from None
             if result.nonfinite:
                 kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
                 say(info, f"resnet3d: error: non-finite loss at {result.nonfinite}; stopped without saving: {kept}. "
@@ -684,8 +681,9 @@ def _epochs(state: Run, stop: StopRequest) -> int:
             if result.bad_frames or result.bad_videos:
                 line += f"  bad frames {result.bad_frames}, replaced videos {result.bad_videos} (see the log above)"
             if run.val and (epoch % run.val_every == 0 or epoch == run.n_epochs):
-                metrics = validate(state.parts, _val_batches(state, epoch), state.val_targets, _n_outputs(state),
-                                   total_steps=len(state.val_loader), epoch=epoch)
+                with _clip_errors_explained(state):
+                    metrics = validate(state.parts, _val_batches(state, epoch), state.val_targets,
+                                       _n_outputs(state), total_steps=len(state.val_loader), epoch=epoch)
                 logs["val"].log(epoch=epoch, loss=metrics["loss"], acc=metrics["acc"], video_acc=metrics["video_acc"])
                 logs["tb"].scalars(epoch, **{"val/loss": metrics["loss"], "val/acc": metrics["acc"],
                                              "val/video_acc": metrics["video_acc"]})
@@ -711,6 +709,29 @@ def _epochs(state: Run, stop: StopRequest) -> int:
         for log in logs.values():
             log.close()
     return _recognition(state)
+
+
+# torch's words for a clip smaller than a convolution's or pooling's window
+_TOO_SMALL = ("smaller than kernel size", "Output size is too small", "Kernel size can't be greater")
+
+
+@contextlib.contextmanager
+def _clip_errors_explained(state: Run) -> Iterator[None]:
+    """torch's errors for clips the model cannot take, as one line with the flags that fix them."""
+    try:
+        yield
+    except ValueError as error:
+        if "Expected more than 1 value per channel" not in str(error):
+            raise
+        raise _single_value_batch_error(state) from None
+    except RuntimeError as error:
+        if not any(words in str(error) for words in _TOO_SMALL):
+            raise
+        data = state.config.data
+        raise UserError(
+            f"clips of {data.sample_duration}x{data.sample_size}x{data.sample_size} frames are too small for "
+            f"{arch_name(state.model.model_config)} ({str(error).splitlines()[0]}): raise --sample_duration "
+            "and/or --sample_size") from None
 
 
 def _single_value_batch_error(state: Run) -> UserError:
@@ -788,8 +809,9 @@ def _validate_only(state: Run) -> None:
     """--no_train with validation: one pass, printed and kept in val_metrics.json (the training
     run's val.log is left alone)."""
     epoch = state.start.epoch - 1
-    metrics = validate(state.parts, _val_batches(state, max(epoch, 0)), state.val_targets, _n_outputs(state),
-                       total_steps=len(state.val_loader), epoch=epoch)
+    with _clip_errors_explained(state):
+        metrics = validate(state.parts, _val_batches(state, max(epoch, 0)), state.val_targets, _n_outputs(state),
+                           total_steps=len(state.val_loader), epoch=epoch)
     say(state.info, f"validation  loss {metrics['loss']:.4f}  acc {metrics['acc']:.4f}"
                     f"  video acc {metrics['video_acc']:.4f}"
                     f"  ({int(metrics['count'])} clips)")
