@@ -168,6 +168,18 @@ def test_ucf101_errors(tmp_path):
         ucf101_json(notes, tmp_path, tmp_path / "out")
 
 
+def test_ucf101_a_bad_split_writes_no_json(tmp_path):
+    """Split 2 lacks its test list: before, ucf101_01.json was written and then the command failed."""
+    notes = tmp_path / "notes"
+    write(notes / "classInd.txt", UCF_CLASSES)
+    for split in (1, 2):
+        write(notes / f"trainlist0{split}.txt", UCF_TRAIN)
+    write(notes / "testlist01.txt", UCF_TEST)
+    with pytest.raises(UserError, match=r"testlist02.txt: file not found"):
+        ucf101_json(notes, tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_hmdb51_split_files_exact_json(tmp_path):
     splits = tmp_path / "testTrainMulti_7030_splits"
     write(splits / "brush_hair_test_split1.txt",
@@ -218,3 +230,17 @@ def test_kinetics_pipeline_from_unsorted_downloads(kinetics_csvs, tmp_path, caps
     assert database["-5mBkUjEbNE_000010_000020"]["annotations"]["segment"] == [1, 5]
     assert database["-6G3m3D1W5w_000000_000010"]["annotations"] == {"segment": [1, 3]}
     assert "segment" not in database["-3B32lodo2M_000059_000069"]["annotations"]
+
+
+def test_hmdb51_a_bad_split_writes_no_json(tmp_path):
+    splits = tmp_path / "splits"
+    for label in ("brush_hair", "cartwheel"):
+        write(splits / f"{label}_test_split1.txt", f"{label}_a_0.avi 1 \n{label}_b_0.avi 2 \n")
+    write(splits / "brush_hair_test_split2.txt", "brush_hair_a_0.avi 2 \nbrush_hair_b_0.avi 1 \n")
+    # split 2 lacks cartwheel's file: its JSON would hold no cartwheel video at all
+    with pytest.raises(UserError, match=r"split 2 has no file for 1 of the 2 classes \(e.g. cartwheel_test_split2.txt\)"):
+        hmdb51_json(splits, tmp_path, tmp_path / "out")
+    write(splits / "cartwheel_test_split2.txt", "cartwheel_a_0.avi 7 \n")
+    with pytest.raises(UserError, match=r"cartwheel_test_split2.txt: line 1"):
+        hmdb51_json(splits, tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # split 1 was fine, but nothing is written

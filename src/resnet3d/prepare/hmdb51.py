@@ -36,8 +36,12 @@ def split_files(annotation_dir: Path) -> Dict[int, List[Path]]:
 def hmdb51_json(annotation_dir: Path, frame_dir: Path, out_dir: Path) -> str:
     files = split_files(annotation_dir)
     labels = sorted({SPLIT_FILE.match(p.name).group("label") for paths in files.values() for p in paths})  # type: ignore[union-attr]
-    lines = []
-    for split in sorted(files):
+    databases = {}
+    for split in sorted(files):  # every split is read (and checked) before any JSON is written
+        missing = sorted(set(labels) - {SPLIT_FILE.match(p.name).group("label") for p in files[split]})  # type: ignore[union-attr]
+        if missing:
+            raise UserError(f"{annotation_dir}: split {split} has no file for {len(missing)} of the {len(labels)} "
+                            f"classes (e.g. {missing[0]}_test_split{split}.txt); its JSON would miss their videos")
         database = Database()
         for path in files[split]:
             label = SPLIT_FILE.match(path.name).group("label")  # type: ignore[union-attr]
@@ -49,6 +53,9 @@ def hmdb51_json(annotation_dir: Path, frame_dir: Path, out_dir: Path) -> str:
                 subset = SUBSET_OF[parts[1]]
                 if subset is not None:
                     database.add(video_key(parts[0]), subset, label, at)
+        databases[split] = database
+    lines = []
+    for split, database in databases.items():
         segments = add_segments(database.entries, frame_dir)
         out = out_dir / f"hmdb51_{split}.json"
         write_annotation(out, labels, database.entries)

@@ -61,8 +61,8 @@ def ucf101_json(annotation_dir: Path, frame_dir: Path, out_dir: Path) -> str:
     if not annotation_dir.is_dir():
         raise UserError(f"annotation directory {annotation_dir} does not exist")
     labels = read_class_index(annotation_dir / "classInd.txt")
-    lines = []
-    for split in SPLITS:
+    databases = {}
+    for split in SPLITS:  # every split is read (and checked) before any JSON is written
         train = annotation_dir / f"trainlist0{split}.txt"
         test = annotation_dir / f"testlist0{split}.txt"
         if not train.exists() and not test.exists():
@@ -70,10 +70,13 @@ def ucf101_json(annotation_dir: Path, frame_dir: Path, out_dir: Path) -> str:
         database = Database()
         _read_list(train, "training", labels, database)
         _read_list(test, "validation", labels, database)
+        databases[split] = database
+    if not databases:
+        raise UserError(f"no trainlist0N.txt/testlist0N.txt in {annotation_dir}")
+    lines = []
+    for split, database in databases.items():
         segments = add_segments(database.entries, frame_dir)
         out = out_dir / f"ucf101_0{split}.json"
         write_annotation(out, labels, database.entries)
         lines.append(summary_line(out, labels, database, segments))
-    if not lines:
-        raise UserError(f"no trainlist0N.txt/testlist0N.txt in {annotation_dir}")
     return "\n".join(lines)
