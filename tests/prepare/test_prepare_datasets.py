@@ -191,3 +191,11 @@ def test_stats_of_known_colours(tmp_path, capsys):
     assert cli.main(["prepare", "stats", str(root), "--samples", "50"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert set(json.loads(lines[0])) >= {"mean", "std", "frames"} and lines[1].startswith("flags: --mean ")
+
+
+def test_stats_names_the_corrupt_frame(tmp_path):
+    root = tmp_path / "jpg"
+    frames(root / "c" / "v", 2, colour=(9, 9, 9))
+    (root / "c" / "v" / image_name(2)).write_bytes(b"\xff\xd8 not a whole JPEG")
+    with pytest.raises(UserError, match=r"c/v/image_00002.jpg: not a readable JPEG"):
+        dataset_stats(root, samples=50, seed=0)

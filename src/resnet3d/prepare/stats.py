@@ -92,7 +92,8 @@ def sources_from_annotation(frame_dir: Path, annotation: Path, subset: str) -> L
     return sources
 
 
-def _read_frame(source: Source, rng: random.Random) -> Optional[bytes]:
+def _read_frame(source: Source, rng: random.Random) -> Optional[Tuple[str, bytes]]:
+    """A random frame of ``source``: (where it is, for messages; its JPEG bytes)."""
     if source.hdf5:
         from resnet3d.prepare.hdf5 import require_h5py
 
@@ -101,11 +102,13 @@ def _read_frame(source: Source, rng: random.Random) -> Optional[bytes]:
             video = handle["video"]
             if not len(video):
                 return None
-            return video[rng.randrange(len(video))].tobytes()
+            index = rng.randrange(len(video))
+            return f"{source.path} (frame {index + 1})", video[index].tobytes()
     indices = image_indices(source.path)
     if not indices:
         return None
-    return (source.path / image_name(rng.choice(indices))).read_bytes()
+    path = source.path / image_name(rng.choice(indices))
+    return str(path), path.read_bytes()
 
 
 def dataset_stats(
@@ -133,13 +136,14 @@ def dataset_stats(
     used = set()
     for _ in range(samples):
         source = rng.choice(sources)
-        data = _read_frame(source, rng)
-        if data is None:
+        frame = _read_frame(source, rng)
+        if frame is None:
             continue
+        where, data = frame
         try:
             rgb = simplejpeg.decode_jpeg(data, colorspace="RGB")
         except ValueError as error:
-            raise UserError(f"{source.path}: a frame is not a readable JPEG ({error})") from None
+            raise UserError(f"{where}: not a readable JPEG ({error}); extract this video's frames again") from None
         values = rgb.reshape(-1, 3).astype(np.float64) / 255.0
         total += values.sum(axis=0)
         squares += np.square(values).sum(axis=0)
