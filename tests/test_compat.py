@@ -308,6 +308,33 @@ def test_config_file_then_flags(tmp_path, monkeypatch):
         translate(["--config", "bad.json"], command="train")
 
 
+@pytest.mark.parametrize("text, message", [
+    ('[data]\nsample_size = "big"\n', r"run.toml: \[data\] sample_size: expected an integer, got 'big'"),
+    ('[data]\nn_scales = 2.5\n', r"\[data\] n_scales: expected an integer, got 2.5"),
+    ('[data]\ntrain_crop_min_scale = "x"\n', r"\[data\] train_crop_min_scale: expected a number, got 'x'"),
+    ('[data]\nhflip = "yes"\n', r"\[data\] hflip: expected true or false, got 'yes'"),
+    ('[model]\nmodel_depth = "deep"\n', r"\[model\] model_depth: expected an integer, got 'deep'"),
+    ('[optim]\nregimes = [[1, 5, "fast", 0.001]]\n', r"\[optim\] regimes\[0\] lr: expected a number, got 'fast'"),
+    ('[run]\nbatch_size = "many"\n', r"\[run\] batch_size: expected an integer, got 'many'"),
+    ('[hardware]\nn_gpus = "all"\n', r"\[hardware\] n_gpus: expected an integer, got 'all'"),
+    ('[inference]\ntop_k = true\n', r"\[inference\] top_k: expected an integer, got True"),
+])
+def test_config_file_values_of_the_wrong_type_name_section_and_key(tmp_path, monkeypatch, text, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text(text)
+    with pytest.raises(UserError, match=message):
+        translate(["--config", "run.toml"], command="train")
+
+
+@pytest.mark.parametrize("section", ["data", "model", "finetune", "optim", "run", "hardware", "inference"])
+def test_unknown_config_keys_name_the_files_section(tmp_path, monkeypatch, section):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text(f"[{section}]\nsample_sise = 3\n")
+    with pytest.raises(UserError, match=rf"run.toml: unknown setting\(s\) sample_sise in \[{section}\][ ;]") as caught:
+        translate(["--config", "run.toml"], command="train")
+    assert "Config]" not in str(caught.value)
+
+
 def test_config_round_trips_through_json():
     config = Config(data=DataConfig(dataset="ucf101", hflip=False))
     plain = json.loads(json.dumps(config.to_dict()))

@@ -227,56 +227,75 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
-def _convert(hint: Any, value: Any, where: str) -> Any:
+_KIND = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _convert(hint: Any, value: Any, source: str, label: str) -> Any:
+    """``value`` as type ``hint``; ``source`` and ``label`` ("[data] sample_size") name it in errors."""
+    where = f"{source}: {label}"
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if value is None:
         return None
     if origin is typing.Union:  # Optional[X]
         inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, where) if len(inner) == 1 else value
+        return _convert(inner[0], value, source, label) if len(inner) == 1 else value
     if dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
         if isinstance(value, (list, tuple)):  # a row, e.g. a regime [first, last, lr, wd]
             names = [f.name for f in dataclasses.fields(hint)]
             if len(value) != len(names):
-                raise UserError(f"{where}: expected {len(names)} values ({', '.join(names)}), found {list(value)!r}")
-            return from_plain(hint, dict(zip(names, value)), where)
+                raise UserError(f"{where}: expected {len(names)} values ({', '.join(names)}), got {list(value)!r}")
+            return from_plain(hint, dict(zip(names, value)), source, label)
         if not isinstance(value, Mapping):
-            raise UserError(f"{where}: expected a table of settings, found {value!r}")
-        return from_plain(hint, value, where)
+            raise UserError(f"{where}: expected a table of settings, got {value!r}")
+        return from_plain(hint, value, source, label)
     if origin in (tuple, Tuple):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             value = [value]
         item = args[0] if args else Any
-        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(_convert(item, v, source, f"{label}[{i}]") for i, v in enumerate(value))
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hint is int and isinstance(value, float) and value.is_integer():
         return int(value)
-    if hint in (int, float, bool, str) and not isinstance(value, hint):
-        raise UserError(f"{where}: expected {hint.__name__}, found {value!r}")
+    if hint in _KIND and (not isinstance(value, hint) or (hint is not bool and isinstance(value, bool))):
+        raise UserError(f"{where}: expected {_KIND[hint]}, got {value!r}")
     return value
 
 
-def from_plain(cls: Any, data: Mapping[str, Any], source: str = "config") -> Any:
+def _member(table: str, name: str) -> str:
+    """How messages name setting ``name`` of ``table``: a section at the top is "[data]"."""
+    return f"{table} {name}" if table else f"[{name}]"
+
+
+def from_plain(cls: Any, data: Mapping[str, Any], source: str = "config", table: str = "") -> Any:
     """Build dataclass ``cls`` from a dict (opts.json, a config file, a checkpoint).
 
-    Unknown keys are an error that names the key and the known ones, so a typo in a config file
-    never silently does nothing.
+    ``table`` is how messages name ``data`` in ``source``: "[data]" for a section, "" for the
+    whole file. Unknown keys are an error that names the key, the section and the known keys, so
+    a typo in a config file never silently does nothing; a value of the wrong type names the
+    section and the key ("run.toml: [data] sample_size: expected an integer, got 'big'").
     """
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
         close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)} in [{cls.__name__}]{hint}; "
+        what = "section(s)" if cls is Config else "setting(s)"
+        place = f" in {table}" if table else ""
+        raise UserError(f"{source}: unknown {what} {', '.join(unknown)}{place}{hint}; "
                         f"known: {', '.join(sorted(known))}")
-    if hasattr(cls, "from_dict") and cls is not Config and getattr(cls, "__module__", "") != __name__:
-        return cls.from_dict(dict(data))  # a section owned by another package keeps its own rules
     hints = typing.get_type_hints(cls)
-    kwargs = {name: _convert(hints[name], value, f"{source}: {name}") for name, value in data.items()}
+    if hasattr(cls, "from_dict") and cls is not Config and getattr(cls, "__module__", "") != __name__:
+        # A section owned by another package (DataConfig) keeps its own rules for its nested
+        # values; its plain settings are checked here, where the file and section are known.
+        plain = {name: (value if dataclasses.is_dataclass(hints[name]) else
+                        _convert(hints[name], value, source, _member(table, name)))
+                 for name, value in data.items()}
+        return cls.from_dict(plain)
+    kwargs = {name: _convert(hints[name], value, source, _member(table, name)) for name, value in data.items()}
     return cls(**kwargs)
 
 
@@ -297,5 +316,5 @@ def merge(base: Config, overrides: Mapping[str, Mapping[str, Any]], source: str)
             current_dict = to_plain(current)
             section_cls = type(current)
         current_dict.update(values)
-        changed[section] = from_plain(section_cls, current_dict, source)
+        changed[section] = from_plain(section_cls, current_dict, source, f"[{section}]")
     return dataclasses.replace(base, **changed)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -25,9 +26,13 @@ def test_defaults_follow_the_successor():
     ({"sample_duration": 0}, "sample_duration must be at least 1"),
     ({"train_crop_min_scale": 1.5}, "train_crop_min_scale"),
     ({"num_workers": -1}, "--n_threads"),
+    ({"sample_size": "big"}, "[data] sample_size: expected an integer, got 'big'"),
+    ({"sample_duration": 2.5}, "[data] sample_duration: expected an integer, got 2.5"),
+    ({"train_crop_min_scale": "x"}, "[data] train_crop_min_scale: expected a number, got 'x'"),
+    ({"decode_tolerance": None}, "[data] decode_tolerance: expected a number, got None"),
 ])
 def test_bad_values_are_user_errors(change, message):
-    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+    with pytest.raises(UserError, match=re.escape(message)):
         DataConfig(**change)
 
 

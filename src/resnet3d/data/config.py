@@ -9,6 +9,7 @@ where one exists (``sample_t_stride``, ``train_crop_min_scale``); the seed's cro
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
+from numbers import Number
 from typing import Any, Mapping, Tuple
 
 from resnet3d.errors import UserError
@@ -100,9 +101,10 @@ class DataConfig:
         for name, value, allowed in checks:
             if value not in allowed:
                 raise UserError(f"data option {name}='{value}' is not one of: {', '.join(allowed)}")
+        self._check_numbers()
         positive = ("sample_size", "sample_duration", "sample_t_stride", "n_val_samples", "n_scales")
         for name in positive:
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) < 1:
                 raise UserError(f"data option {name} must be at least 1 (got {getattr(self, name)})")
         if not 0 < self.train_crop_min_scale <= 1:
             raise UserError(f"train_crop_min_scale must be in (0, 1] (got {self.train_crop_min_scale})")
@@ -117,6 +119,17 @@ class DataConfig:
             )
         if len(self.jitter_strength) != 4:
             raise UserError("jitter_strength needs 4 values: brightness, contrast, saturation, hue")
+
+    def _check_numbers(self) -> None:
+        """Numeric settings hold numbers: a config file's ``sample_size = "big"`` is one line naming
+        the section and key, not a ValueError from the comparisons below."""
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.type in ("int", "float") and (isinstance(value, bool) or not isinstance(value, Number)):
+                kind = "an integer" if item.type == "int" else "a number"
+                raise UserError(f"[data] {item.name}: expected {kind}, got {value!r}")
+            if item.type == "int" and isinstance(value, Number) and value != int(value):
+                raise UserError(f"[data] {item.name}: expected an integer, got {value!r}")
 
     @property
     def n_channels(self) -> int:
