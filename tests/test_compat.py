@@ -250,6 +250,33 @@ def test_default_lr_file_in_result_path(tmp_path, monkeypatch):
         translate(["--lr_scheduler", "plateau"])
 
 
+def test_learning_rate_flags_beside_regimes_from_epoch_1_are_errors(tmp_path, monkeypatch):
+    """The regimes set lr and weight decay every epoch: an explicit flag would be silently unused."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lr.lua").write_text(SEED_LR_RESNETS)
+    with pytest.raises(UserError, match=r"--learning_rate 0.05 would never be used: the regimes in lr.lua set the "
+                                        r"learning rate of every epoch from epoch 1 on; drop the flag"):
+        translate(["--lr_path", "lr.lua", "--learning_rate", "0.05"])
+    with pytest.raises(UserError, match=r"--weight_decay 0.01 would never be used.*weight decay"):
+        translate(["--lr_path", "lr.lua", "--weight_decay", "0.01"])
+    with pytest.raises(UserError, match=r"--lr 0.05 would never be used: the regimes in lr.lua.*--scheduler"):
+        translate(["--lr-file", "lr.lua", "--lr", "0.05"], command="train")
+    (tmp_path / "run.toml").write_text('[optim]\nlr_scheduler = "regimes"\nregimes = [[1, 5, 0.1, 0.001]]\n')
+    with pytest.raises(UserError, match=r"--weight-decay 0.01 would never be used: the regimes in run.toml \[optim\]"):
+        translate(["--config", "run.toml", "--weight-decay", "0.01"], command="train")
+    # another schedule on the command line wins over the file's regimes, and the flag holds
+    config, _ = translate(["--config", "run.toml", "--lr", "0.05", "--scheduler", "cosine"], command="train")
+    assert (config.optim.lr_scheduler, config.optim.learning_rate) == ("cosine", 0.05)
+
+
+def test_learning_rate_flag_holds_before_the_first_regime(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lr.lua").write_text("opt.regimes = {\n  { 6, 1e8, 1e-2, 1e-3 },\n}\n")
+    config, _ = translate(["--lr_path", "lr.lua", "--learning_rate", "0.05"])
+    schedule = build_schedule(config.optim, n_epochs=10)
+    assert [schedule.values(epoch)[0] for epoch in (1, 5, 6)] == [0.05, 0.05, 0.01]
+
+
 def test_missing_lr_file_is_an_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="no such file"):

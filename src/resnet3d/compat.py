@@ -22,7 +22,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.config import (
@@ -498,6 +498,10 @@ def _optim_config(args: argparse.Namespace, root: str, result_path: str) -> Tupl
                             "give one of them (or move the lr.lua away)")
         regimes = tuple(parse_lr_lua(regimes_path))
         scheduler = "regimes"
+        check_regime_flags(regimes, str(regimes_path),
+                           [(f"--{dest}", v(dest), dest.replace("_", " ")) for dest in ("learning_rate", "weight_decay")
+                            if given(args, dest)],
+                           "drop the flag, or edit (or move away) the lr.lua")
         notice = f"learning rate and weight decay follow the regimes in {regimes_path} ({len(regimes)} rows)"
     elif scheduler == "regimes":
         raise UserError(f"--lr_scheduler regimes needs an lr.lua: pass --lr_path or put one at {result_path}/lr.lua")
@@ -518,6 +522,20 @@ def _optim_config(args: argparse.Namespace, root: str, result_path: str) -> Tupl
         regimes_path=str(regimes_path) if regimes_path else None,
     )
     return optim, notice
+
+
+def check_regime_flags(regimes: Sequence[Regime], where: str, given_flags: Sequence[Tuple[str, float, str]],
+                       fix: str) -> None:
+    """An explicit learning-rate or weight-decay flag beside regimes that start at epoch 1 is an
+    error: the regimes set both at every epoch, so the flag would never be used (the seed ignored
+    it without a word). Regimes that start later leave the flag the epochs before their first row.
+    ``given_flags``: (flag as typed, its value, "learning rate" or "weight decay").
+    """
+    if not given_flags or not regimes or min(row.first_epoch for row in regimes) > 1:
+        return
+    flag, number, what = given_flags[0]
+    raise UserError(f"{flag} {number:g} would never be used: the regimes in {where} set the {what} of every "
+                    f"epoch from epoch 1 on; {fix}")
 
 
 def find_lr_file(lr_path: str, root: str, result_path: str) -> Optional[Path]:

@@ -21,6 +21,7 @@ from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.compat import (
     add_decode_flags,
     add_mean_std_flags,
+    check_regime_flags,
     decode_settings,
     find_lr_file,
     mean_std_norm,
@@ -207,6 +208,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
                      regimes_path=str(path))
     _checkpoint_fills(from_file, overrides)
     config = merge(config, overrides, "the command line")
+    if config.optim.lr_scheduler == "regimes":
+        check_regime_flags(config.optim.regimes, config.optim.regimes_path or f"{source} [optim] regimes",
+                           [(flag, getattr(args, dest), what) for flag, dest, what in
+                            (("--lr", "lr", "learning rate"), ("--weight-decay", "weight_decay", "weight decay"))
+                            if hasattr(args, dest)],
+                           "drop the flag, edit the regimes, or choose another schedule with --scheduler")
     if config.data.n_channels != config.model.n_input_channels:
         config = merge(config, {"model": {"n_input_channels": config.data.n_channels}}, "the command line")
     return config
