@@ -164,3 +164,71 @@ def test_seed_flavour_counts_frames_from_n_frames_file(tmp_path):
     assert dataset.frame_range(0) == (1, 8)
     (folder / "n_frames").unlink()
     assert build_dataset(cfg, "training").frame_range(0) == (1, 10)  # no file: the frames present
+
+
+def _activitynet_set(tmp_path, entries, n_frames=20):
+    """An ActivityNet JSON of ``entries`` (key -> database entry) with a frame folder of
+    ``n_frames`` frames (no fps file) for each key."""
+    path = write_json(tmp_path / "anet.json", {"taxonomy": TAXONOMY, "database": entries})
+    for key in entries:
+        write_frames(tmp_path / "jpg" / f"v_{key}", ramp_frames(n_frames, 8, 8))
+    return DataConfig(dataset="activitynet", video_path=str(tmp_path / "jpg"), annotation_path=path,
+                      sample_size=8, sample_duration=4)
+
+
+def _segments(*spans):
+    return [{"segment": list(span), "label": "Making tea"} for span in spans]
+
+
+def test_activitynet_segment_after_the_last_frame_is_dropped_when_the_set_is_built(tmp_path, caplog):
+    """[100 s, 101 s) at 25 fps starts at frame 2500 of a 20-frame video: one counted line naming
+    the key, not an 'unreadable video' replaced in every worker of every epoch."""
+    cfg = _activitynet_set(tmp_path, {
+        "late": {"subset": "training", "fps": 25.0, "annotations": _segments((100.0, 101.0), (0.0, 0.4), (90.0, 95.0))},
+    })
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        dataset = build_dataset(cfg, "training")
+    assert [v.frames for v in dataset.videos] == [(1, 10)]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert "2 training segments start after their video's last frame" in lines[0]
+    assert "'late' (100-101 s at 25 fps starts at frame 2500; the video has 20)" in lines[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        assert dataset[0]["bad_video"] == 0
+    assert not caplog.records
+
+
+def test_activitynet_without_fps_takes_frames_over_the_json_duration(tmp_path, caplog):
+    """No 'fps' in the JSON and no fps file: 20 frames / 4 s = 5 fps, as 'prepare activitynet-json'
+    computes it, said once (not '21 videos in a row had no readable frame')."""
+    cfg = _activitynet_set(tmp_path, {
+        "slow": {"subset": "training", "duration": 4.0, "annotations": _segments((1.0, 2.0), (2.2, 3.9))},
+    })
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        dataset = build_dataset(cfg, "training")
+    assert [v.frames for v in dataset.videos] == [(5, 10), (11, 20)]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "1 training videos have no fps" in lines[0] and "frames / the JSON's duration" in lines[0]
+    assert "(first: 'slow')" in lines[0] and "resnet3d prepare activitynet-json" in lines[0]
+    assert dataset[1]["clip"].shape == (4, 8, 8, 3) and dataset[1]["bad_video"] == 0
+
+
+def test_activitynet_without_fps_or_duration_is_dropped_with_the_fix(tmp_path, caplog):
+    cfg = _activitynet_set(tmp_path, {
+        "nofps": {"subset": "training", "annotations": _segments((1.0, 2.0), (2.0, 3.0))},
+        "good": {"subset": "training", "fps": 10.0, "annotations": _segments((0.5, 1.5))},
+    })
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        dataset = build_dataset(cfg, "training")
+    assert [(v.key, v.frames) for v in dataset.videos] == [("good", (5, 15))]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert "2 training segments of 1 videos have no fps" in lines[0] and "(first: 'nofps')" in lines[0]
+    assert f"resnet3d prepare activitynet-json VIDEO_DIR {cfg.annotation_path} --fps-files --frame-dir {cfg.video_path}" in lines[0]
+
+
+def test_activitynet_fps_and_duration_must_be_numbers(tmp_path):
+    cfg = _activitynet_set(tmp_path, {"odd": {"subset": "training", "fps": "fast", "annotations": _segments((0.0, 1.0))}})
+    with pytest.raises(UserError, match=r"anet.json: database entry 'odd' has fps 'fast'; expected a positive number"):
+        build_dataset(cfg, "training")

@@ -42,6 +42,7 @@ class VideoEntry:
     frames: Optional[Tuple[int, int]] = None
     seconds: Optional[Tuple[float, float]] = None
     fps: Optional[float] = None
+    duration: Optional[float] = None  # ActivityNet: the video's length in seconds, per the JSON
 
 
 @dataclass(frozen=True)
@@ -141,10 +142,10 @@ def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "
 
 def _activitynet_entries(path, key, value, annotations, known, subset) -> Tuple[List[VideoEntry], int]:
     rel = _video_rel_path("activitynet", key, None, "")
-    fps = value.get("fps")
-    fps = float(fps) if fps is not None else None
+    fps = _positive_number(value, "fps", path, key)
+    duration = _positive_number(value, "duration", path, key)
     if subset == "testing" or not annotations:
-        return [VideoEntry(key=key, label=None, rel_path=rel, fps=fps)], 0
+        return [VideoEntry(key=key, label=None, rel_path=rel, fps=fps, duration=duration)], 0
     if not isinstance(annotations, list):
         raise UserError(f"annotation {path}: database entry '{key}' should hold a list of segments in 'annotations'")
     entries, empty = [], 0
@@ -159,5 +160,20 @@ def _activitynet_entries(path, key, value, annotations, known, subset) -> Tuple[
         if end <= start:
             empty += 1
             continue
-        entries.append(VideoEntry(key=key, label=label, rel_path=rel, seconds=(start, end), fps=fps))
+        entries.append(VideoEntry(key=key, label=label, rel_path=rel, seconds=(start, end), fps=fps, duration=duration))
     return entries, empty
+
+
+def _positive_number(value: Dict[str, Any], name: str, path: str, key: str) -> Optional[float]:
+    """An entry's ``fps`` or ``duration``: None when absent (or 0, as some JSONs hold for
+    unknown), else a positive number."""
+    found = value.get(name)
+    if found is None:
+        return None
+    try:
+        number = float(found) if not isinstance(found, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not number >= 0 or math.isinf(number):
+        raise UserError(f"annotation {path}: database entry '{key}' has {name} {found!r}; expected a positive number")
+    return number or None

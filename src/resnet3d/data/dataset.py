@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import os
 import random
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -33,6 +34,7 @@ from resnet3d.data.device import draw_augmentation
 from resnet3d.data.loader import new_batch_tensor
 from resnet3d.data.sources import source_for
 from resnet3d.errors import UserError
+from resnet3d.prepare.frame_folders import seed_fps
 from resnet3d.video_files import is_video_file
 
 log = logging.getLogger("resnet3d.data")
@@ -53,6 +55,85 @@ class Video:
     frames: Optional[Tuple[int, int]]  # 1-based end-exclusive range, None: resolved on first use
     seconds: Optional[Tuple[float, float]] = None
     fps: Optional[float] = None
+    duration: Optional[float] = None  # ActivityNet: seconds, per the JSON (for a missing fps)
+
+
+def segment_fps(video: Video, n_frames: int, source_fps: Optional[float]) -> Tuple[Optional[float], bool]:
+    """The frame rate that turns ``video``'s segment seconds into frames, and whether it was
+    computed from the JSON's ``duration``: the JSON's ``fps`` (successor), else the folder's
+    ``fps`` file or the video file's rate (seed), else frames / duration, 2 decimals, as
+    ``resnet3d prepare activitynet-json`` computes it. (None, False) when nothing gives one."""
+    if video.fps:
+        return video.fps, False
+    if source_fps:
+        return source_fps, False
+    if n_frames > 0 and video.duration:
+        return seed_fps(n_frames, video.duration), True
+    return None, False
+
+
+def segment_range(seconds: Tuple[float, float], fps: float, n_frames: int) -> Tuple[int, int]:
+    """A segment's frames, ``[begin, end)``, the end clipped to the frames present (when known).
+    ``end <= begin`` means the segment starts after the video's last frame."""
+    begin, end = seconds_to_frames(seconds[0], seconds[1], fps)
+    return (begin, min(end, n_frames + 1)) if n_frames > 0 else (begin, end)
+
+
+def _probe(path: str, cfg: DataConfig) -> Tuple[int, Optional[float]]:
+    source = source_for(path, cfg)
+    return source.n_frames(), source.fps()
+
+
+def place_segments(videos: List[Video], cfg: DataConfig, annotation: str, subset: str) -> List[Video]:
+    """ActivityNet segments (seconds) -> frame ranges, once, when the data set is built.
+
+    Each video's frame count and rate are read here, in the main process, so that a segment that
+    cannot be placed is dropped with one counted line naming the key, instead of standing in for
+    an unreadable video in every worker of every epoch: one starting after the video's last frame
+    (a wrong fps, or frames cut short), or one of a video with no frame rate anywhere (JSON,
+    ``fps`` file) and no duration to compute it from. Rates computed from the JSON's duration are
+    announced once.
+    """
+    paths = sorted({v.path for v in videos if v.seconds is not None and v.frames is None})
+    if not paths:
+        return videos
+    with ThreadPoolExecutor(max_workers=min(8, len(paths))) as pool:  # file system and PyAV waits
+        probed = dict(zip(paths, pool.map(lambda path: _probe(path, cfg), paths)))
+    kept: List[Video] = []
+    from_duration: List[str] = []  # keys
+    no_fps: List[str] = []
+    past_end: List[str] = []
+    for video in videos:
+        if video.path not in probed or video.frames is not None:
+            kept.append(video)
+            continue
+        n_frames, source_fps = probed[video.path]
+        fps, computed = segment_fps(video, n_frames, source_fps)
+        if fps is None:
+            no_fps.append(video.key)
+            continue
+        if computed and video.key not in from_duration:
+            from_duration.append(video.key)
+        begin, end = segment_range(video.seconds, fps, n_frames)
+        if n_frames > 0 and end <= begin:
+            past_end.append(f"'{video.key}' ({video.seconds[0]:g}-{video.seconds[1]:g} s at {fps:g} fps starts at "
+                            f"frame {begin}; the video has {n_frames})")
+            continue
+        kept.append(replace(video, frames=(begin, end), fps=fps))
+    fix = (f"record each video's frame rate with 'resnet3d prepare activitynet-json VIDEO_DIR {annotation} "
+           f"--fps-files --frame-dir {cfg.video_path}'")
+    if from_duration:
+        log.warning("%s: %d %s videos have no fps (not in the JSON, no fps file): using their frames / the JSON's "
+                    "duration (first: '%s'); to set it, %s", annotation, len(from_duration), subset,
+                    from_duration[0], fix)
+    if no_fps:
+        log.warning("%s: %d %s segments of %d videos have no fps (not in the JSON, no fps file) and no duration "
+                    "and frames to compute it (first: '%s'); skipped: %s", annotation, len(no_fps), subset,
+                    len(set(no_fps)), no_fps[0], fix)
+    if past_end:
+        log.warning("%s: %d %s segments start after their video's last frame (first: %s); skipped: check the "
+                    "video's fps and that its frames are complete", annotation, len(past_end), subset, past_end[0])
+    return kept
 
 
 def _resolve_paths(entries: Sequence[VideoEntry], cfg: DataConfig) -> Tuple[List[Tuple[VideoEntry, str]], List[str]]:
@@ -122,9 +203,11 @@ def resolve_videos(cfg: DataConfig, subset: str) -> Tuple[List[Video], List[str]
             frames=e.frames,
             seconds=e.seconds,
             fps=e.fps,
+            duration=e.duration,
         )
         for e, path in found
     ]
+    videos = place_segments(videos, cfg, ann.path, subset)
     if not videos and ann.entries:
         raise UserError(
             f"none of the {len(ann.entries)} {subset} videos of {ann.path} were found under {cfg.video_path}: "
@@ -210,16 +293,18 @@ class VideoDataset(torch.utils.data.Dataset):
         return source_for(video.path, self.cfg)
 
     def _resolve_range(self, video: Video) -> Tuple[int, int]:
-        if video.frames is not None and video.seconds is None:
+        """A video's frame range; ``resolve_videos`` has placed ActivityNet segments already, and
+        this places those of videos built by hand."""
+        if video.frames is not None:
             return video.frames
         source = self._source(video)
         if video.seconds is not None:
-            fps = video.fps or source.fps()
-            if not fps:
-                raise UnreadableVideo(f"{video.path}: no fps (no 'fps' in the annotation entry and no fps file); cannot place segment {video.seconds}")
-            begin, end = seconds_to_frames(video.seconds[0], video.seconds[1], fps)
-            n = source.n_frames()
-            return (begin, min(end, n + 1)) if n > 0 else (begin, end)
+            n_frames = source.n_frames()
+            fps, _ = segment_fps(video, n_frames, source.fps())
+            if fps is None:
+                raise UnreadableVideo(f"{video.path}: no fps (not in the annotation entry, no fps file, no duration); "
+                                      f"cannot place segment {video.seconds}")
+            return segment_range(video.seconds, fps, n_frames)
         return 1, source.n_frames() + 1
 
     def _sliding_items(self) -> List[Tuple[int, int]]:
