@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from resnet3d.data import DataConfig, batch_counters, build_dataset, build_loader, set_epoch
+from resnet3d.errors import UserError
 
 from data_helpers import ramp_frames, write_frames, write_json
 
@@ -101,7 +102,41 @@ def test_a_whole_unreadable_data_set_is_a_clear_error(tmp_path):
     cfg = _dataset(tmp_path, n_videos=2)
     for jpg in (tmp_path / "jpg").rglob("*.jpg"):
         jpg.write_bytes(b"garbage")
-    from resnet3d.errors import UserError
-
     with pytest.raises(UserError, match="no readable frame"):
         build_dataset(cfg, "training")[0]
+
+
+@pytest.mark.parametrize("pattern, n_frames_file", [("img_{:05d}.jpg", False), ("frame{:06d}.jpg", True)])
+def test_frames_named_otherwise_say_what_is_there_and_the_fix(tmp_path, caplog, pattern, n_frames_file):
+    """Another tool's frame names give a line naming what the folder holds, the expected names
+    and the fix, whether the folder has an n_frames file (frames 'missing') or not (no frames)."""
+    cfg = _dataset(tmp_path, n_videos=2)
+    folder = tmp_path / "jpg" / "a" / "k1"
+    for index in range(1, 9):
+        (folder / f"image_{index:05d}.jpg").rename(folder / pattern.format(index))
+    if not n_frames_file:
+        (folder / "n_frames").unlink()
+    dataset = build_dataset(cfg, "training", sampling="center", train=False)
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        assert dataset[1]["bad_video"] == 1
+    lines = [r.getMessage() for r in caplog.records if "k1" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert f"holds 8 image files named like '{pattern.format(1)}', none named image_%05d.jpg" in lines[0]
+    assert "resnet3d prepare frames" in lines[0] and "rename them" in lines[0]
+    (tmp_path / "jpg" / "a" / "k0").rename(tmp_path / "k0")  # nothing readable left: the error keeps the reason
+    with pytest.raises(UserError, match=r"in a row had no readable frame \(the last: .*k1: .*named like"):
+        build_dataset(cfg.with_changes(), "training", sampling="center", train=False)[1]
+
+
+def test_recognition_of_frames_named_otherwise_says_so(tmp_path):
+    from resnet3d.engine.windows import Unit, ViewPlan, WindowDataset
+
+    cfg = _dataset(tmp_path, n_videos=1)
+    folder = tmp_path / "jpg" / "a" / "k0"
+    for jpg in folder.glob("image_*.jpg"):
+        jpg.rename(folder / jpg.name.replace("image_", "img_"))
+    (folder / "n_frames").unlink()
+    dataset = build_dataset(cfg, "training", sampling="center", train=False)
+    windows = WindowDataset(dataset.videos, [Unit("k0", (0,))], cfg, ViewPlan(8, 8))
+    chunks = list(windows.unit_chunks(0))
+    assert "named like 'img_00001.jpg'" in chunks[0]["error"]

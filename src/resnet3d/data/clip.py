@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 import torch
 
+from resnet3d.data.sources import naming_problem
 from resnet3d.data.spatial import Box, OutSize, output_size, resize_clip
 
 log = logging.getLogger("resnet3d.data")
@@ -81,6 +82,8 @@ def read_clip(
             good = _readable(regions)
     if not good:
         reasons = sorted(set(failures.values()))
+        if reasons == ["missing"]:
+            reasons = [naming_problem(source) or "missing"]
         raise UnreadableVideo(f"{source.path}: no readable frame ({'; '.join(reasons) or 'empty'})")
     if failures:
         first = min(failures)

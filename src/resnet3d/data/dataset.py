@@ -32,7 +32,7 @@ from resnet3d.data.clip import UnreadableVideo, read_clip, report_once
 from resnet3d.data.config import DataConfig, canonical_subset
 from resnet3d.data.device import draw_augmentation
 from resnet3d.data.loader import new_batch_tensor
-from resnet3d.data.sources import source_for
+from resnet3d.data.sources import naming_problem, source_for
 from resnet3d.errors import UserError
 from resnet3d.prepare.frame_folders import seed_fps
 from resnet3d.video_files import is_video_file
@@ -263,7 +263,7 @@ class VideoDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.subset = subset
         self._ranges: Dict[int, Tuple[int, int]] = {}
-        self._unreadable: set = set()
+        self._unreadable: Dict[int, str] = {}  # video index -> why it could not be read
         if sampling == "sliding":
             self.items = self._sliding_items()
         else:
@@ -328,6 +328,7 @@ class VideoDataset(torch.utils.data.Dataset):
         frames = temporal.frame_range(begin, end, self.cfg.sample_t_stride)
         if not frames:
             what = "no frames: the folder is empty, or the file is damaged or not a video" if begin == 1 else f"no frames in [{begin}, {end})"
+            what = naming_problem(self._source(self.videos[video_index])) or what
             raise UnreadableVideo(f"{self.videos[video_index].path}: {what}")
         size = self.cfg.sample_duration
         if self.sampling == "random":
@@ -368,7 +369,7 @@ class VideoDataset(torch.utils.data.Dataset):
     def _load(self, item: int, epoch: int, out: Optional[torch.Tensor] = None) -> dict:
         video_index, clip = self.items[item]
         if video_index in self._unreadable:
-            raise UnreadableVideo(f"{self.videos[video_index].path}: unreadable (reported before)")
+            raise UnreadableVideo(self._unreadable[video_index])
         rng = random.Random(f"{self.seed}/{epoch}/{item}")
         indices = self._indices(video_index, clip, rng)
         source = self._source(self.videos[video_index])
@@ -403,21 +404,22 @@ class VideoDataset(torch.utils.data.Dataset):
     def _item(self, index: Union[int, Tuple[int, int]], out: Optional[torch.Tensor] = None) -> dict:
         item, epoch = (index if isinstance(index, tuple) else (index, 0))
         item = int(item)
+        last_error = ""
         for attempt in range(MAX_SUBSTITUTES + 1):
             candidate = (item + attempt * 7919) % len(self.items)  # a prime stride spreads substitutes
             try:
                 sample = self._load(candidate, epoch, out)
             except UnreadableVideo as error:
                 video_index = self.items[candidate][0]
-                self._unreadable.add(video_index)
+                last_error = self._unreadable.setdefault(video_index, str(error))
                 report_once("unreadable:" + self.videos[video_index].path, f"{error}; this video is replaced by another and counted")
                 continue
             if attempt:
                 sample["bad_video"] = 1
             return sample
         raise UserError(
-            f"{MAX_SUBSTITUTES + 1} videos in a row had no readable frame (the last: "
-            f"{self.videos[self.items[candidate][0]].path}); check --video_path, --file_type and the files"
+            f"{MAX_SUBSTITUTES + 1} videos in a row had no readable frame (the last: {last_error}); "
+            "check --video_path, --file_type and the files"
         )
 
 

@@ -32,6 +32,13 @@ Failures = Dict[int, str]
 
 IMAGE_NAME = "image_{:05d}.jpg"
 _IMAGE_RE = re.compile(r"^image_(\d+)\.jpg$")
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def naming_problem(source) -> str:
+    """The source's explanation of frames it holds under names it does not read, or ""."""
+    explain = getattr(source, "naming_problem", None)
+    return explain() if explain is not None else ""
 
 
 def read_value_file(path: str) -> Optional[float]:
@@ -179,6 +186,21 @@ class JpegFolderSource(EncodedSource):
     def describe(self, index: int) -> str:
         return os.path.join(self.path, IMAGE_NAME.format(index))
 
+    def naming_problem(self) -> str:
+        """Why no frame was found when the folder holds images under other names (another tool's
+        ``img_00001.jpg`` or ``frame000001.jpg``): what is there, what is expected, and the fix.
+        "" when that is not the trouble."""
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return ""
+        images = sorted(name for name in names if name.lower().endswith(_IMAGE_SUFFIXES))
+        if not images or any(_IMAGE_RE.match(name) for name in images):
+            return ""
+        return (f"the folder holds {len(images)} image files named like '{images[0]}', none named "
+                f"image_%05d.jpg (image_00001.jpg, image_00002.jpg, ...), the names resnet3d and both originals "
+                "read: extract the frames again with 'resnet3d prepare frames VIDEO_DIR FRAME_DIR', or rename them")
+
 
 class FlowJpegFolderSource(JpegFolderSource):
     """Optical flow as grey JPEG pairs: ``<dir>/u/image_%05d.jpg`` + ``<dir>/v/image_%05d.jpg``,
@@ -219,6 +241,9 @@ class FlowJpegFolderSource(JpegFolderSource):
 
     def describe(self, index: int) -> str:
         return os.path.join(self.path, self._names()[0].format(index))
+
+    def naming_problem(self) -> str:
+        return ""  # two layouts of flow names are read; the RGB folder's check does not apply
 
 
 class Hdf5Source(EncodedSource):

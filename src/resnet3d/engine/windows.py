@@ -31,7 +31,7 @@ from resnet3d.data import temporal
 from resnet3d.data.clip import UnreadableVideo, read_clip
 from resnet3d.data.config import DataConfig
 from resnet3d.data.dataset import Video, VideoDataset
-from resnet3d.data.sources import source_for
+from resnet3d.data.sources import naming_problem, source_for
 from resnet3d.data.spatial import Box, center_box
 
 log = logging.getLogger("resnet3d.predict")
@@ -186,8 +186,9 @@ class WindowDataset(torch.utils.data.IterableDataset):
             begin, end = self._ranges.frame_range(video_index)
             frames = temporal.frame_range(begin, end, self.cfg.sample_t_stride)
             if not frames:
-                raise UnreadableVideo(f"{self.videos[video_index].path}: no frames (the file or folder is empty, "
-                                      "damaged, or not a video)")
+                video = self.videos[video_index]
+                why = naming_problem(source_for(video.path, self.cfg)) or "the file or folder is empty, damaged, or not a video"
+                raise UnreadableVideo(f"{video.path}: no frames ({why})")
             plans.append((video_index, frames, window_starts(len(frames), self.plan)))
         return plans
 
