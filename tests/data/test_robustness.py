@@ -140,3 +140,30 @@ def test_recognition_of_frames_named_otherwise_says_so(tmp_path):
     windows = WindowDataset(dataset.videos, [Unit("k0", (0,))], cfg, ViewPlan(8, 8))
     chunks = list(windows.unit_chunks(0))
     assert "named like 'img_00001.jpg'" in chunks[0]["error"]
+
+
+LOAD_WITH_TWO_WORKERS = """
+import sys
+from resnet3d.data import DataConfig, build_dataset, build_loader
+cfg = DataConfig(video_path=sys.argv[1], annotation_path=sys.argv[2], sample_size=8, sample_duration=8)
+# two windows of the one video: item 0 goes to worker 0, item 1 to worker 1
+dataset = build_dataset(cfg, "validation", sampling="even", n_clips=2, train=False)
+for batch in build_loader(dataset, 1, train=False, num_workers=2):
+    print("bad frames", int(batch["bad_frames"].sum()))
+"""
+
+
+def test_a_bad_frame_is_logged_once_however_many_workers_read_it(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = _dataset(tmp_path, n_videos=1)
+    path = write_json(tmp_path / "val.json", {"labels": ["a"], "database": {
+        "k0": {"subset": "validation", "annotations": {"label": "a"}}}})
+    (tmp_path / "jpg" / "a" / "k0" / "image_00004.jpg").write_bytes(b"\xff\xd8 not a JPEG")
+    done = subprocess.run([sys.executable, "-c", LOAD_WITH_TWO_WORKERS, cfg.video_path, path],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n").count("bad frames 1") == 2  # both workers met it
+    lines = [line for line in done.stderr.splitlines() if "image_00004.jpg" in line]
+    assert len(lines) == 1, done.stderr

@@ -2,13 +2,20 @@
 
 Bad data never stops a run. A frame that is missing or does not decode is replaced by the
 nearest readable frame of the same window (or, if the whole window is unreadable, by a readable
-frame nearby in the video); each replacement is counted and the file is logged once per process.
+frame nearby in the video); each replacement is counted and the file is logged once per run (``report_once``).
 A video with no readable frame at all raises ``UnreadableVideo``, which the dataset turns into a
 counted substitution.
 """
 from __future__ import annotations
 
+import atexit
+import hashlib
 import logging
+import multiprocessing
+import os
+import shutil
+import tempfile
+import uuid
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
@@ -19,19 +26,53 @@ from resnet3d.data.spatial import Box, OutSize, output_size, resize_clip
 
 log = logging.getLogger("resnet3d.data")
 
-# files already reported by this process (each worker reports a file at most once)
+# Files already reported by this process, and, shared with the processes it starts through
+# multiprocessing (loader workers, the processes of a distributed run), a folder of markers: one
+# empty file per reported file, created with O_EXCL, so that a bad file is logged once per run and
+# not once per worker. A program started otherwise (a subprocess) keeps its own.
 _reported: Set[str] = set()
+_MARKERS_ENV = "RESNET3D_REPORTED_DIR"
+if _MARKERS_ENV not in os.environ or multiprocessing.parent_process() is None:
+    os.environ[_MARKERS_ENV] = os.path.join(tempfile.gettempdir(), f"resnet3d-reported-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    _MARKERS_OWNER = os.getpid()
+else:
+    _MARKERS_OWNER = -1
+
+
+@atexit.register
+def _remove_markers() -> None:
+    if os.getpid() == _MARKERS_OWNER:
+        shutil.rmtree(os.environ.get(_MARKERS_ENV, ""), ignore_errors=True)
 
 
 class UnreadableVideo(Exception):
     """Not one frame of the video could be read."""
 
 
+def _first_to_report(key: str) -> bool:
+    """True in the one process of the run that claims ``key`` first (any process, if the marker
+    folder cannot be written: a repeated line is better than a lost one)."""
+    folder = os.environ.get(_MARKERS_ENV, "")
+    if not folder:
+        return True
+    marker = os.path.join(folder, hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest())
+    try:
+        os.makedirs(folder, exist_ok=True)
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def report_once(key: str, message: str) -> None:
+    """Log ``message`` the first time any process of this run meets ``key`` (a file)."""
     if key in _reported:
         return
     _reported.add(key)
-    log.warning(message)
+    if _first_to_report(key):
+        log.warning(message)
 
 
 def _probe_positions(window: Sequence[int], video_range: Tuple[int, int], budget: int = 16) -> List[int]:

@@ -678,8 +678,7 @@ def _epochs(state: Run, stop: StopRequest) -> int:
             line = (f"epoch {epoch}/{run.n_epochs}  train loss {result.loss:.4f}  acc {result.acc:.4f}"
                     f"  lr {lr_at_start:.3g}"
                     f"  {result.clips_per_s:.1f} clips/s  data wait {100 * result.data_wait_share:.0f}%")
-            if result.bad_frames or result.bad_videos:
-                line += f"  bad frames {result.bad_frames}, replaced videos {result.bad_videos} (see the log above)"
+            bad = [result.bad_frames, result.bad_videos]  # training's, then validation's added
             if run.val and (epoch % run.val_every == 0 or epoch == run.n_epochs):
                 with _clip_errors_explained(state):
                     metrics = validate(state.parts, _val_batches(state, epoch), state.val_targets,
@@ -689,11 +688,12 @@ def _epochs(state: Run, stop: StopRequest) -> int:
                                              "val/video_acc": metrics["video_acc"]})
                 line += (f"  |  val loss {metrics['loss']:.4f}  acc {metrics['acc']:.4f}"
                          f"  video acc {metrics['video_acc']:.4f}")
+                bad = [bad[0] + int(metrics["bad_frames"]), bad[1] + int(metrics["bad_videos"])]
                 state.schedule.observe(metrics["loss"])
                 if metrics["acc"] > best:
                     best = metrics["acc"]
                     _save(state, result_path / ckpt.BEST_NAME, _payload(state, epoch, best))
-            say(info, line)
+            say(info, line + _bad_data_note(*bad))
             stopping = any_rank(stop.requested, state.device)
             if epoch % run.checkpoint_every == 0 or epoch == run.n_epochs or stopping:
                 last_saved = ckpt.epoch_path(result_path, epoch)
@@ -805,6 +805,13 @@ def _plot(state: Run) -> None:
         state.config = replace(state.config, run=replace(state.config.run, curves=False))
 
 
+def _bad_data_note(bad_frames: int, bad_videos: int) -> str:
+    """The end of an epoch line: stand-in frames and replaced videos (training and validation)."""
+    if not bad_frames and not bad_videos:
+        return ""
+    return f"  bad frames {bad_frames}, replaced videos {bad_videos} (see the log above)"
+
+
 def _validate_only(state: Run) -> None:
     """--no_train with validation: one pass, printed and kept in val_metrics.json (the training
     run's val.log is left alone)."""
@@ -814,7 +821,8 @@ def _validate_only(state: Run) -> None:
                            total_steps=len(state.val_loader), epoch=epoch)
     say(state.info, f"validation  loss {metrics['loss']:.4f}  acc {metrics['acc']:.4f}"
                     f"  video acc {metrics['video_acc']:.4f}"
-                    f"  ({int(metrics['count'])} clips)")
+                    f"  ({int(metrics['count'])} clips)"
+                    + _bad_data_note(int(metrics["bad_frames"]), int(metrics["bad_videos"])))
     if state.info.is_main:
         atomic_write_json(Path(state.config.run.result_path) / VAL_METRICS_NAME,
                           {"epoch": epoch, **{k: float(v) for k, v in metrics.items()}}, indent=2)
