@@ -107,3 +107,29 @@ def test_flip_and_jitter_depend_on_the_item_not_on_the_batch_or_process(motion_s
 def test_evaluation_items_carry_no_augmentation(motion_set):
     dataset = build_dataset(_cfg(motion_set), "validation")
     assert "flip" not in dataset[0] and "jitter" not in dataset[0]
+
+
+def test_more_workers_than_cores_is_one_line_of_ours(motion_set, caplog, monkeypatch):
+    """torch warns at every loader and every epoch's start ('This DataLoader will create N worker
+    processes'); we say it once, and leave other warnings alone."""
+    import logging
+    import warnings
+
+    from resnet3d.data import loader as loader_module
+
+    monkeypatch.setattr(loader_module, "usable_cores", lambda: 1)
+    monkeypatch.setattr(torch._utils, "cpu_count", lambda: 1)  # what torch's own check reads
+    monkeypatch.setattr(loader_module, "_warned_worker_counts", set())
+    dataset = build_dataset(_cfg(motion_set), "training", seed=5)
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        warnings.simplefilter("always")
+        for _ in range(2):  # a training and a validation loader, two epochs each
+            loader = build_loader(dataset, 4, train=True, num_workers=2, seed=5, persistent_workers=False)
+            for epoch in range(2):
+                set_epoch(loader, epoch)
+                assert len(list(loader)) == 2
+        warnings.warn("another warning", UserWarning)
+    assert [str(w.message) for w in caught] == ["another warning"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["2 loader worker processes on 1 usable cores (--n_threads / --workers): more workers than cores "
+                     "queue for the same cores and rarely load faster; taken as given"]

@@ -118,13 +118,13 @@ def _dataset(args: argparse.Namespace) -> Tuple[str, str, str]:
 def _baseline(model, videos, data, device: torch.device, workers: int) -> Tuple[float, Dict[str, int]]:
     """Seconds and top-1 class per video of the one-video-per-batch scheme."""
     from resnet3d.data.dataset import VideoDataset
+    from resnet3d.data.loader import WorkerLoader
 
     ranges = VideoDataset(videos, [], data, train=False, sampling="center")
     n_frames = [ranges.frame_range(i)[1] - 1 for i in range(len(videos))]
     dataset = OneVideoBaseline([v.path for v in videos], n_frames, data.sample_size, data.sample_duration,
                                data.input_norm)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers,
-                                         pin_memory=device.type == "cuda")
+    loader = WorkerLoader(dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
     top1: Dict[str, int] = {}
     start = time.perf_counter()
     with torch.inference_mode():

@@ -10,10 +10,36 @@
 """
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Tuple
+import logging
+from typing import Iterator, List, Optional, Set, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
+
+from resnet3d.hardware import usable_cores
+
+log = logging.getLogger("resnet3d.data")
+_warned_worker_counts: Set[int] = set()
+
+
+class WorkerLoader(DataLoader):
+    """torch's DataLoader, with one line of ours about more workers than cores instead of torch's
+    warning, which it repeats for every loader built and every epoch's iterator."""
+
+    def check_worker_number_rationality(self) -> None:
+        warn_many_workers(self.num_workers)
+
+
+def warn_many_workers(num_workers: int) -> None:
+    """At most one line per worker count and process (rank 0 only in a distributed run)."""
+    cores = usable_cores()
+    if num_workers <= cores or num_workers in _warned_worker_counts:
+        return
+    _warned_worker_counts.add(num_workers)
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return
+    log.warning("%d loader worker processes on %d usable cores (--n_threads / --workers): more workers than "
+                "cores queue for the same cores and rarely load faster; taken as given", num_workers, cores)
 
 
 class ClipSampler(Sampler):
@@ -147,7 +173,7 @@ def build_loader(
             "prefetch_factor": prefetch_factor,
             "worker_init_fn": _worker_init,
         }
-    return DataLoader(
+    return WorkerLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,

@@ -349,13 +349,14 @@ def run_recognition(
 def _loader(dataset: WindowDataset, num_workers: int):
     """Workers hand over chunks as they are; the batcher copies rows straight into pinned batch
     memory, so the loader does not pin (that would copy every chunk twice)."""
+    from resnet3d.data.loader import WorkerLoader
     from resnet3d.engine.windows import one_thread_per_worker
 
     workers = max(0, min(int(num_workers), len(dataset.units)))
     extra: Dict[str, Any] = {}
     if workers:
         extra = {"prefetch_factor": 2, "worker_init_fn": one_thread_per_worker, "persistent_workers": False}
-    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=False, **extra)
+    return WorkerLoader(dataset, batch_size=None, num_workers=workers, pin_memory=False, **extra)
 
 
 def _merge_shares(output: Path, options: RecognitionOptions, state: Dict[str, Any], token: str,

@@ -607,13 +607,14 @@ def _train_batches(state: Run, epoch: int, skip: int, total: int):
     the global generator), so the steps that follow draw exactly what the unbroken run drew.
     """
     from resnet3d.data import set_epoch
+    from resnet3d.data.loader import WorkerLoader
 
     loader = state.train_loader
     set_epoch(loader, epoch)
     if skip:
         # A continued epoch: the same order and the same clips, minus the batches already done.
         indices = list(iter(loader.sampler))[skip * loader.batch_size:]
-        loader = torch.utils.data.DataLoader(
+        loader = WorkerLoader(
             loader.dataset, batch_size=loader.batch_size, sampler=indices, num_workers=loader.num_workers,
             pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn, collate_fn=loader.collate_fn,
             **({"prefetch_factor": loader.prefetch_factor} if loader.num_workers else {}))
