@@ -206,10 +206,14 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> "Config":
-        return from_plain(cls, data, source)
+        """From ``to_dict()``'s form; an opts.json's record of what the run used is left out."""
+        return from_plain(cls, {k: v for k, v in data.items() if k != USED_KEY}, source)
 
 
 SECTIONS = {f.name: f for f in dataclasses.fields(Config)}
+# opts.json's record of what a run used, beside the settings it asked for: the device after a
+# fall-back to the CPU, the processes, the precision "auto" chose (written by the trainer).
+USED_KEY = "used"
 
 
 def to_plain(obj: Any) -> Any:

@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 
+from resnet3d.config import Config
 from resnet3d.engine.logs import read_log
 from engine_helpers import TINY, data_args, resnet3d, subprocess_env
 
@@ -51,6 +52,10 @@ def test_seed_command_line_trains(motion_data):
     assert saved["input_norm"]["mean"] == pytest.approx([0.4345, 0.4051, 0.3775])
     opts = json.loads((results / "opts.json").read_text())
     assert opts["model"]["model_depth"] == 10 and opts["data"]["video_path"] == str(motion_data / "data/jpg")
+    # asked for 2 GPUs (the seed trains on CUDA), fell back to the CPU: both are on record
+    assert (opts["hardware"]["device"], opts["hardware"]["n_gpus"]) == ("cuda", 2)
+    assert opts["used"] == {"device": "cpu", "processes": 1, "precision": "fp32", "channels_last": False}
+    assert Config.from_dict(opts).hardware.device == "cuda"
     assert (results / "curves.png").read_bytes()[:4] == b"\x89PNG"
     again = resnet3d("main", *data_args(motion_data), "--result_path", "results", *TINY, check=False)
     assert again.returncode == 2 and "already holds a run" in again.stderr and "--resume auto" in again.stderr

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnet3d.config import Config, ModelConfig
+from resnet3d.config import USED_KEY, Config, ModelConfig
 from resnet3d.engine import checkpoint as ckpt
 from resnet3d.engine.distributed import (
     DistInfo,
@@ -57,7 +57,7 @@ from resnet3d.engine.logs import (
 )
 from resnet3d.engine.loop import StepParts, train_one_epoch, validate
 from resnet3d.engine.optim import build_optimizer, freeze, trainable_names
-from resnet3d.engine.precision import autocast_dtype
+from resnet3d.engine.precision import NAMES, autocast_dtype
 from resnet3d.engine.schedules import Schedule, build_schedule
 from resnet3d.engine.signals import StopRequest
 from resnet3d.engine.subsets import require_videos
@@ -477,7 +477,9 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
         Path(run.result_path).mkdir(parents=True, exist_ok=True)
         # A run that only validates or tests keeps the training run's opts.json beside it.
         name = "opts.json" if run.train else "opts_eval.json"
-        atomic_write_json(Path(run.result_path) / name, config.to_dict(), indent=2)
+        record = {**config.to_dict(), USED_KEY: {"device": str(device), "processes": info.world_size,
+                                                 "precision": NAMES[dtype], "channels_last": channels_last}}
+        atomic_write_json(Path(run.result_path) / name, record, indent=2)
     return state
 
 
