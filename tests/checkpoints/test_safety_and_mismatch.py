@@ -176,3 +176,30 @@ def test_an_override_the_weights_contradict_gets_the_table(tmp_path):
     torch.save({"epoch": 10, "arch": "resnet-10", "state_dict": create_model("resnet", 10, n_classes=5).state_dict()}, path)
     with pytest.raises(UserError, match=r"save_10.pth does not fit resnet-10 \(5 classes, shortcut A\)[\s\S]*--resnet_shortcut B"):
         build_model_from_checkpoint(path, shortcut_type="A")
+
+
+def test_every_suggested_flag_is_one_the_command_takes():
+    """The mismatch table's fixes are typed as shown: the successor's spellings into `main` and
+    `train`, test's own into `test` and `classify`."""
+    from resnet3d.checkpoints.mismatch import SUCCESSOR_FLAGS
+    from resnet3d.cli import build_parser
+    from resnet3d.engine.predict_model import FLAG_SPELLING
+
+    required = {"main": [], "train": [],
+                "test": ["--weights", "w.pth", "--video-path", "v", "--annotation-path", "a.json"],
+                "classify": ["--model", "w.pth"]}
+    values = {"model": "resnet", "shortcut_type": "A", "widen_factor": "0.5"}
+    for command, spelling in (("main", SUCCESSOR_FLAGS), ("train", SUCCESSOR_FLAGS), ("test", FLAG_SPELLING),
+                              ("classify", FLAG_SPELLING)):
+        parser = build_parser(command)
+        for key, template in spelling.items():
+            if not template.startswith("--"):
+                continue  # not a flag (stem_width=...)
+            typed = template.format(values.get(key, "3")).split()
+            args, unknown = parser.parse_known_args(required[command] + typed)
+            assert not unknown, f"resnet3d {command} does not take {' '.join(typed)}"
+    # and a command that only evaluates is not told about --n_pretrain_classes
+    checkpoint = _expanded(_meta("resnet", 10, n_classes=3))
+    with pytest.raises(UserError) as error:
+        load_weights(_meta("resnet", 10, n_classes=4), checkpoint, spelling=FLAG_SPELLING, finetune=False)
+    assert "fix: --n-classes 3, or leave it out" in str(error.value) and "pretrain" not in str(error.value)

@@ -53,3 +53,17 @@ def test_bench_test_prints_both_sides(tmp_path, capsys):
     ours = lines[1]
     assert ours["what"] == "test" and ours["videos"] == lines[0]["videos"] >= 4
     assert ours["speedup"] > 0 and 0.0 <= ours["top1_agreement"] <= 1.0
+
+
+@pytest.mark.parametrize("flags, fix", [
+    (["--n-classes", "3"], "fix: --n-classes 4, or leave it out: the class count is read from the weights"),
+    (["--model-name", "preresnet", "--resnet-shortcut", "A"], "fix: --model-name resnet --resnet-shortcut B"),
+])
+def test_a_mismatch_in_test_names_tests_own_flags(motion, successor_checkpoint, tmp_path, capsys, flags, fix):
+    """`test` has no --n_pretrain_classes and spells the family --model-name: the fix says what it takes."""
+    status = main(["test", "--weights", str(successor_checkpoint), "--video-path", motion.jpg_path,
+                   "--annotation-path", motion.annotation_path, "--output", str(tmp_path / "out.json"),
+                   "--n-threads", "0", "--quiet", *flags])
+    err = capsys.readouterr().err
+    assert status == 2 and fix in err, err
+    assert "n_pretrain_classes" not in err

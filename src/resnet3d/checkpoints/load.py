@@ -377,12 +377,16 @@ def load_weights(
     state_dict: Mapping[str, torch.Tensor],
     strict: bool = True,
     source: str = "the checkpoint",
+    spelling: Optional[Mapping[str, str]] = None,
+    finetune: bool = True,
 ) -> Tuple[List[str], List[str]]:
     """Load ``state_dict`` (any supported names) into ``model``; explain any mismatch.
 
     With ``strict=False`` names missing on either side are skipped (and returned as
     ``(missing, unexpected)``), but a shape mismatch is still an error. Errors are UserErrors
-    with a table of the differing names and shapes and the flag that would fix them.
+    with a table of the differing names and shapes and the flag that would fix them, spelled as
+    ``spelling`` says (``mismatch_message``: the command's own flags; ``finetune``: whether it
+    can fine-tune).
     """
     canonical, _ = canonical_state_dict(state_dict)
     expected = model.state_dict()
@@ -396,7 +400,7 @@ def load_weights(
             model_config: Optional[Dict[str, Any]] = getattr(model, "model_config")
         except AttributeError:
             model_config = None
-        raise UserError(mismatch_message(diff, source, checkpoint_config, model_config))
+        raise UserError(mismatch_message(diff, source, checkpoint_config, model_config, spelling, finetune))
     result = model.load_state_dict(canonical, strict=strict)
     return list(result.missing_keys), list(result.unexpected_keys)
 
@@ -407,13 +411,15 @@ def build_model_from_checkpoint(
     strict: bool = True,
     bgr_premodel: bool = False,
     new_n_classes: Optional[int] = None,
+    spelling: Optional[Mapping[str, str]] = None,
     **overrides: Any,
 ) -> Tuple[nn.Module, LoadedCheckpoint]:
     """Build the checkpoint's model, load its weights strictly, and return both.
 
     ``overrides`` change ``create_model`` arguments (e.g. ``no_max_pool=True``,
     ``conv1_t_stride=2``, which the weights cannot show); an override the weights contradict
-    raises the mismatch table. ``new_n_classes`` then replaces the classifier, for fine-tuning
+    raises the mismatch table, in the flags ``spelling`` gives (the calling command's; the
+    successor's by default). ``new_n_classes`` then replaces the classifier, for fine-tuning
     (the successor's ``--n_pretrain_classes`` then ``--n_classes``).
     """
     from resnet3d.models import create_model
@@ -424,7 +430,8 @@ def build_model_from_checkpoint(
         _swap_bgr(loaded)
     config = {**loaded.model_config, **overrides}
     model = create_model(**config)
-    load_weights(model, loaded.state_dict, strict=strict, source=loaded.describe_source())
+    load_weights(model, loaded.state_dict, strict=strict, source=loaded.describe_source(), spelling=spelling,
+                 finetune=new_n_classes is not None)
     if new_n_classes is not None and new_n_classes != model.model_config.get("n_classes"):
         model.reset_classifier(new_n_classes)
     return model, replace(loaded, model_config=model.model_config)

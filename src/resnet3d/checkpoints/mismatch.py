@@ -11,9 +11,12 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 import torch
 
-# model_config key -> how to say it on the command line (the successor's spelling)
-_FLAGS = {
+# model_config key -> how to say it on the command line: the successor's spelling (``resnet3d
+# main``; ``resnet3d train`` takes these underscore spellings too). Commands that spell their
+# flags otherwise (``resnet3d test``) pass their own table.
+SUCCESSOR_FLAGS = {
     "model": "--model {}",
+    "n_classes": "--n_classes {}",
     "model_depth": "--model_depth {}",
     "shortcut_type": "--resnet_shortcut {}",
     "conv1_t_size": "--conv1_t_size {}",
@@ -71,19 +74,20 @@ def diff_table(diff: StateDictDiff, max_rows: int = MAX_ROWS) -> str:
     return "\n".join(lines)
 
 
-def _flag(key: str, value: Any) -> str:
+def _flag(key: str, value: Any, spelling: Mapping[str, str] = SUCCESSOR_FLAGS) -> str:
     if isinstance(value, float) and value.is_integer() and key != "widen_factor":
         value = int(value)
     if key == "n_input_channels":
         return {2: "--input_type flow", 3: "--input_type rgb"}.get(value, f"n_input_channels={value}")
     if key in ("batch_norm", "global_pooling", "no_max_pool"):
         return f"--{key}" if value else f"no --{key}"
-    if key in _FLAGS:
-        return _FLAGS[key].format(value)
+    if key in spelling:
+        return spelling[key].format(value)
     return f"{key}={value}"
 
 
-def fixing_flags(checkpoint_config: Mapping[str, Any], model_config: Mapping[str, Any]) -> List[str]:
+def fixing_flags(checkpoint_config: Mapping[str, Any], model_config: Mapping[str, Any],
+                 spelling: Mapping[str, str] = SUCCESSOR_FLAGS) -> List[str]:
     """The flags that turn the requested model into the checkpoint's (class count handled apart).
 
     Only options the tensors reveal are compared; ``stem_width`` absent means the family's usual stem.
@@ -95,7 +99,7 @@ def fixing_flags(checkpoint_config: Mapping[str, Any], model_config: Mapping[str
         # stem_width is left out of model_config when it is the family's usual one (None).
         asked = model_config.get(key) if key == "stem_width" else model_config.get(key, value)
         if asked != value:
-            flags.append(_flag(key, value))
+            flags.append(_flag(key, value, spelling))
     if model_config.get("stem_width") is not None and "stem_width" not in checkpoint_config:
         flags.append("stem_width=None (the checkpoint has the family's usual stem)")
     return flags
@@ -123,24 +127,35 @@ def mismatch_message(
     source: str,
     checkpoint_config: Optional[Mapping[str, Any]],
     model_config: Optional[Mapping[str, Any]],
+    spelling: Optional[Mapping[str, str]] = None,
+    finetune: bool = True,
 ) -> str:
-    """The UserError text: what differs, what the checkpoint is, and the fix."""
+    """The UserError text: what differs, what the checkpoint is, and the fix, in the flags of the
+    command in use (``spelling``: model_config key -> "--flag {}"; the successor's by default).
+    ``finetune`` says the command can fine-tune, so a different class count may also be meant as
+    ``--n_pretrain_classes`` (a command that only evaluates has no such flag)."""
+    spelling = spelling or SUCCESSOR_FLAGS
     asked = describe(model_config) if model_config else "the model"
     lines = [f"{source} does not fit {asked}: {diff.count()} tensors differ", diff_table(diff)]
     if checkpoint_config is None:
         lines.append("fix: build the model the checkpoint was trained with (its layout matches no known family)")
         return "\n".join(lines)
     lines.append(f"the checkpoint holds {describe(checkpoint_config)}")
-    fixes = fixing_flags(checkpoint_config, model_config or {})
+    fixes = fixing_flags(checkpoint_config, model_config or {}, spelling)
     ckpt_classes = checkpoint_config.get("n_classes")
     classes_differ = model_config is not None and ckpt_classes is not None and model_config.get("n_classes") != ckpt_classes
     if fixes:
         lines.append("fix: " + " ".join(fixes))
     if classes_differ:
-        lines.append(
-            f"fix: --n_classes {ckpt_classes} to use it as it is, or --n_pretrain_classes {ckpt_classes} "
-            f"to fine-tune it to --n_classes {model_config.get('n_classes')}"
-        )
+        n_classes = spelling.get("n_classes", "n_classes={}")
+        if finetune:
+            lines.append(
+                f"fix: {n_classes.format(ckpt_classes)} to use it as it is, or --n_pretrain_classes {ckpt_classes} "
+                f"to fine-tune it to {n_classes.format(model_config.get('n_classes'))}"
+            )
+        else:
+            lines.append(f"fix: {n_classes.format(ckpt_classes)}, or leave it out: the class count is read from "
+                         "the weights")
     if not fixes and not classes_differ:
         lines.append("fix: the layouts agree on every option resnet3d can infer; the checkpoint may be damaged")
     return "\n".join(lines)

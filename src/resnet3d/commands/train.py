@@ -58,13 +58,13 @@ FLAGS: Tuple[Tuple[str, str, str, Dict[str, Any]], ...] = (
     ("--model", "model", "model", {}),
     ("--model-depth", "model", "model_depth", {"type": int}),
     ("--n-classes", "model", "n_classes", {"type": int}),
-    ("--shortcut-type", "model", "shortcut_type", {"choices": ("A", "B", "C")}),
-    ("--widen-factor", "model", "widen_factor", {"type": float}),
+    ("--shortcut-type", "model", "shortcut_type", {"choices": ("A", "B", "C"), "aliases": ("--resnet-shortcut",)}),
+    ("--widen-factor", "model", "widen_factor", {"type": float, "aliases": ("--resnet-widen-factor",)}),
     ("--conv1-t-size", "model", "conv1_t_size", {"type": int}),
     ("--conv1-t-stride", "model", "conv1_t_stride", {"type": int}),
     ("--no-max-pool", "model", "no_max_pool", {"action": "store_true"}),
-    ("--k", "model", "k", {"type": int, "help": "Wide ResNet widening"}),
-    ("--cardinality", "model", "cardinality", {"type": int, "help": "ResNeXt groups"}),
+    ("--k", "model", "k", {"type": int, "help": "Wide ResNet widening", "aliases": ("--wide-resnet-k",)}),
+    ("--cardinality", "model", "cardinality", {"type": int, "help": "ResNeXt groups", "aliases": ("--resnext-cardinality",)}),
     # fine-tuning
     ("--pretrained", "finetune", "pretrained", {"help": "weights to start from (any checkpoint resnet3d reads)"}),
     ("--n-pretrain-classes", "finetune", "n_pretrain_classes", {"type": int}),
@@ -147,10 +147,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         group = groups.setdefault(section, parser.add_argument_group(f"[{section}]"))
         options = dict(options)
         dest = _dest(flag)
+        aliases = options.pop("aliases", ())  # the successor's spelling, which messages name too
         if options.pop("switch", False):
             add_switch(group, flag, argparse.SUPPRESS, options.get("help", ""))
         else:
-            add_flag(group, flag, dest=dest, default=argparse.SUPPRESS, **options)
+            add_flag(group, flag, *aliases, dest=dest, default=argparse.SUPPRESS, **options)
     add_decode_flags(groups["data"])
 
 

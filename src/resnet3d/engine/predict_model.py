@@ -84,6 +84,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(group, "--bgr-premodel", action="store_true", help="the seed's flag: weights trained on BGR frames")
 
 
+# How test and classify spell each architecture setting: the mismatch table's fix names these.
+FLAG_SPELLING = {
+    **{target: f"--{flag.replace('_', '-')} {{}}" for flag, target in MODEL_FLAGS.items() if target != "no_max_pool"},
+    "sample_size": "--sample-size {}",
+    "sample_duration": "--sample-duration {}",
+}
+
+
 def model_overrides(args: argparse.Namespace) -> Dict[str, Any]:
     return {target: getattr(args, flag) for flag, target in MODEL_FLAGS.items() if getattr(args, flag, None) is not None}
 
@@ -122,7 +130,7 @@ def load_inference_model(path: str, args: argparse.Namespace) -> InferenceModel:
     from resnet3d.compat import mean_std_norm
 
     loaded = load_checkpoint(path, bgr_premodel=bool(getattr(args, "bgr_premodel", False)))
-    model, loaded = build_model_from_checkpoint(loaded, **model_overrides(args))
+    model, loaded = build_model_from_checkpoint(loaded, spelling=FLAG_SPELLING, **model_overrides(args))
     notes = list(loaded.notes)
     extra = loaded.extra or {}
     names: Optional[List[str]] = None
