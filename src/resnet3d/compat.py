@@ -471,7 +471,17 @@ def _finetune_config(args: argparse.Namespace, root: str, model: ModelConfig) ->
         input_norm_from_checkpoint=not any(given(args, d) for d in NORM_FLAGS),
         sample_size_from_checkpoint=not given(args, "sample_size"),
         sample_duration_from_checkpoint=not given(args, "sample_duration"),
+        explicit_model=tuple(sorted({key for dest, key in MODEL_FLAG_KEYS.items() if given(args, dest)})),
     )
+
+
+# ``main``'s architecture flags (destinations) -> the ModelConfig setting each one sets
+MODEL_FLAG_KEYS = {
+    "model": "model", "model_depth": "model_depth", "resnet_depth": "model_depth", "conv1_t_size": "conv1_t_size",
+    "conv1_t_stride": "conv1_t_stride", "no_max_pool": "no_max_pool", "resnet_shortcut": "shortcut_type",
+    "shortcut_type": "shortcut_type", "resnet_widen_factor": "widen_factor", "wide_resnet_k": "k",
+    "resnext_cardinality": "cardinality", "batch_norm": "batch_norm", "global_pooling": "global_pooling",
+}
 
 
 def ft_begin_module_from_index(model: str, index: int) -> str:

@@ -107,6 +107,10 @@ class FinetuneConfig:
     # the flag (or the config file) set it: a model trained on 16x112x112 clips is tested on them.
     sample_size_from_checkpoint: bool = True
     sample_duration_from_checkpoint: bool = True
+    # The [model] settings given on the command line or in the config file: pretrained weights
+    # must agree with them (fine-tuning builds the weights' architecture; a different one asked
+    # for is an error, not silently dropped).
+    explicit_model: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

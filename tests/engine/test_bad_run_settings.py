@@ -47,3 +47,21 @@ def test_clips_too_small_for_the_model_name_the_flags(motion_data, tmp_path, cap
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "clips of 4x32x32 frames are too small for densenet-121" in err and "raise --sample_duration" in err
+
+
+def test_explicit_architecture_that_the_pretrained_weights_contradict(motion_data, tmp_path, capsys):
+    """--resnet_depth 10 (in TINY) with resnet-18 weights was silently dropped: the run trained a
+    resnet-18. Both commands, flags and a config file, stop with one line naming both."""
+    pretrained = create_model("resnet", 18, n_classes=7, widen_factor=0.25)
+    path = tmp_path / "r18.pth"
+    torch.save({"arch": "resnet-18", "state_dict": pretrained.state_dict()}, path)
+    assert _main(motion_data, tmp_path, "--pretrain_path", str(path), "--batch_size", "4") == 2
+    err = capsys.readouterr().err
+    assert f"{path} holds resnet-18 (7 classes, shortcut B, widen_factor 0.25), but model_depth 10 was asked for" in err
+    assert "fine-tuning keeps the weights' architecture (model_depth 18)" in err
+    (tmp_path / "run.toml").write_text("[model]\nmodel_depth = 18\nwiden_factor = 0.5\n")
+    argv = ["train", "--config", str(tmp_path / "run.toml"), "--video-path", str(motion_data / "data/jpg"),
+            "--annotation-path", str(motion_data / "data/annotation.json"), "--pretrained", str(path),
+            "--result-path", str(tmp_path / "run2"), "--device", "cpu", "--workers", "0"]
+    assert main(argv) == 2
+    assert "but widen_factor 0.5 was asked for" in capsys.readouterr().err

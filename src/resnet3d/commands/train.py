@@ -208,6 +208,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         optim.update(lr_scheduler="regimes", regimes=[list(vars(r).values()) for r in parse_lr_lua(path)],
                      regimes_path=str(path))
     _checkpoint_fills(from_file, overrides)
+    explicit = set(from_file.get("model") or {}) | set(overrides.get("model", {}))
+    if explicit:
+        overrides.setdefault("finetune", {})["explicit_model"] = sorted(explicit)
     config = merge(config, overrides, "the command line")
     if config.optim.lr_scheduler == "regimes":
         check_regime_flags(config.optim.regimes, config.optim.regimes_path or f"{source} [optim] regimes",

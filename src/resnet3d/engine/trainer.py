@@ -245,6 +245,7 @@ def build_model(config: Config, n_data_classes: Optional[int], info: DistInfo,
         start.notes.append(f"{'continuing from' if run.train else 'evaluating'} {source} ({loaded.arch or loaded.model_config.get('model')}, "
                            f"{completed} epoch(s) done{partly})")
     elif loaded is not None:  # pretrained weights
+        _check_explicit_architecture(config, loaded)
         overrides: Dict[str, Any] = {}
         if finetune.n_pretrain_classes:
             if loaded.n_classes is not None and loaded.n_classes != finetune.n_pretrain_classes:
@@ -286,6 +287,26 @@ def build_model(config: Config, n_data_classes: Optional[int], info: DistInfo,
                         f"--input_type {data.input_type} gives {data.n_channels}")
     resolved = replace(config, data=data, model=ModelConfig.from_model_config(model_config))
     return model, resolved, start
+
+
+def _check_explicit_architecture(config: Config, loaded) -> None:
+    """Pretrained weights bring their own architecture. A setting given explicitly (flag or config
+    file) that the weights contradict is an error naming both, not silently dropped: the user
+    asked for a model the weights are not."""
+    from resnet3d.checkpoints.mismatch import describe
+
+    ignored = ("n_classes", "n_input_channels")  # the head is replaced; channels follow --input_type
+    recorded = loaded.model_config
+    differ = [key for key in config.finetune.explicit_model
+              if key not in ignored and recorded.get(key) is not None
+              and getattr(config.model, key, recorded[key]) != recorded[key]]
+    if not differ:
+        return
+    asked = ", ".join(f"{key} {getattr(config.model, key)}" for key in differ)
+    holds = ", ".join(f"{key} {recorded[key]}" for key in differ)
+    raise UserError(f"{config.finetune.pretrained} holds {describe(recorded)}, but {asked} was asked for: "
+                    f"fine-tuning keeps the weights' architecture ({holds}); leave out those settings (flags or "
+                    "config file), or choose weights of the model you want")
 
 
 def _records_no_config(loaded) -> bool:
