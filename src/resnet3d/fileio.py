@@ -97,6 +97,16 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
     atomic_save(path, lambda handle: torch.save(obj, handle))
 
 
+def refuse_existing(path: PathLike, what: str, overwrite: bool) -> None:
+    """No user file is replaced without a flag: an existing ``path`` is one line naming it and
+    ``--overwrite``, unless ``overwrite`` says the user asked for it. Call before any work is
+    written, so that a refused run leaves nothing behind."""
+    if not overwrite and os.path.lexists(path):
+        from resnet3d.errors import UserError
+
+        raise UserError(f"{what} {path} already exists: pass --overwrite to replace it, or choose another name")
+
+
 def read_user_json(path: PathLike, what: str) -> Any:
     """Parse a JSON file the user gave us; a missing or broken file is a UserError naming it.
 

@@ -148,3 +148,18 @@ def test_cli_reports_the_zero_match_error_as_one_line(tmp_path, capsys):
     status = main(["evaluate", str(_gt(tmp_path)), str(_results(tmp_path, "full")), "--subset", "train"])
     assert status == 2
     assert "none of the 3 results" in capsys.readouterr().err
+
+
+def test_cli_replaces_summary_and_confusion_only_with_overwrite(tmp_path, capsys):
+    gt, res = _gt(tmp_path), _results(tmp_path, "full")
+    summary, png = tmp_path / "summary.json", tmp_path / "cm.png"
+    for flag, path in (("--output", summary), ("--confusion", png)):
+        path.write_text("my own file")
+        assert main(["evaluate", str(gt), str(res), flag, str(path)]) == 2
+        assert f"{flag} {path} already exists: pass --overwrite to replace it" in capsys.readouterr().err
+        assert path.read_text() == "my own file"
+        assert main(["evaluate", str(gt), str(res), flag, str(path), "--overwrite"]) == 0
+        assert path.read_bytes() != b"my own file"
+    assert main(["evaluate", str(gt), str(res), "--output", str(res), "--overwrite"]) == 2
+    assert f"--output {res} is one of the input files" in capsys.readouterr().err
+    assert json.loads(res.read_text())["results"]  # the results file is intact

@@ -244,3 +244,30 @@ def test_hmdb51_a_bad_split_writes_no_json(tmp_path):
     with pytest.raises(UserError, match=r"cartwheel_test_split2.txt: line 1"):
         hmdb51_json(splits, tmp_path, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # split 1 was fine, but nothing is written
+
+
+def test_json_builders_replace_an_existing_file_only_with_overwrite(kinetics_csvs, tmp_path, capsys):
+    """CONTRIBUTING: no user file is overwritten without a flag. A refused run writes nothing."""
+    notes = tmp_path / "ucfTrainTestlist"
+    write(notes / "classInd.txt", UCF_CLASSES)
+    write(notes / "trainlist01.txt", UCF_TRAIN)
+    write(notes / "testlist01.txt", UCF_TEST)
+    splits = tmp_path / "splits"
+    write(splits / "brush_hair_test_split1.txt", "a_0.avi 1 \n")
+    out = tmp_path / "out"
+    (tmp_path / "jpg").mkdir()
+    kinetics = tmp_path / "kinetics.json"
+    runs = {
+        str(kinetics): ["kinetics-json", *map(str, kinetics_csvs), str(kinetics)],
+        str(out / "ucf101_01.json"): ["ucf101-json", str(notes), str(tmp_path / "jpg"), str(out)],
+        str(out / "hmdb51_1.json"): ["hmdb51-json", str(splits), str(tmp_path / "jpg"), str(out)],
+    }
+    for target, argv in runs.items():
+        assert cli.main(["prepare", *argv]) == 0
+        Path(target).write_text("my own notes")
+        assert cli.main(["prepare", *argv]) == 2
+        err = capsys.readouterr().err
+        assert f"{target} already exists: pass --overwrite to replace it" in err, err
+        assert Path(target).read_text() == "my own notes"
+        assert cli.main(["prepare", *argv, "--overwrite"]) == 0
+        assert json.loads(Path(target).read_text())["labels"]

@@ -88,6 +88,31 @@ def test_activitynet_fps_from_frame_folders(activitynet, tmp_path):
     assert (frame_dir / "v_lmnopqrstuv" / "fps").read_text() == "15.0\n"
 
 
+def test_activitynet_out_json_is_replaced_only_with_overwrite_and_in_place_keeps_the_first_backup(activitynet, tmp_path, capsys):
+    videos, path = activitynet
+    original = path.read_bytes()
+    out = tmp_path / "out.json"
+    out.write_text("my own file")
+    assert cli.main(["prepare", "activitynet-json", str(videos), str(path), str(out)]) == 2
+    assert f"OUT_JSON {out} already exists: pass --overwrite" in capsys.readouterr().err
+    assert out.read_text() == "my own file"
+    assert cli.main(["prepare", "activitynet-json", str(videos), str(path), str(out), "--overwrite"]) == 0
+    assert json.loads(out.read_text())["database"]["abcdefghijk"]["fps"] == 25.0
+    # in place (no OUT_JSON, or OUT_JSON naming JSON itself): twice, and the backup stays the original
+    for argv in ([str(videos), str(path)], [str(videos), str(path), str(path)]):
+        assert cli.main(["prepare", "activitynet-json", *argv]) == 0
+        assert json.loads(path.read_text())["database"]["abcdefghijk"]["fps"] == 25.0
+        assert (tmp_path / "activity_net.v1-3.min.json.bak").read_bytes() == original
+
+
+def test_folder_json_replaces_only_with_overwrite(own_dataset, tmp_path):
+    out = tmp_path / "mine.json"
+    out.write_text("mine")
+    with pytest.raises(UserError, match=r"OUT_JSON .*mine.json already exists: pass --overwrite"):
+        folder_json(own_dataset, out)
+    assert out.read_text() == "mine"
+
+
 def test_activitynet_bad_json(tmp_path):
     bad = tmp_path / "a.json"
     bad.write_text('{"database": [1,\n 2')
@@ -119,7 +144,7 @@ def test_folder_json_random_split_is_stratified_and_repeatable(own_dataset, tmp_
         assert subsets.count("validation") == size // 2
     assert database["z"]["annotations"]["segment"] == [1, 3]
     first = out.read_text()
-    folder_json(own_dataset, out, val_ratio=0.5, seed=3)
+    folder_json(own_dataset, out, val_ratio=0.5, seed=3, overwrite=True)
     assert out.read_text() == first
 
 
@@ -133,12 +158,12 @@ def test_folder_json_lists(own_dataset, tmp_path):
     subsets = {k: e["subset"] for k, e in json.loads(out.read_text())["database"].items()}
     assert subsets == {"x": "training", "y": "training", "p": "training", "z": "validation", "q": "validation"}
     assert "1 items in neither list left out" in report
-    folder_json(own_dataset, out, val_list=val)  # one list: the rest trains
+    folder_json(own_dataset, out, val_list=val, overwrite=True)  # one list: the rest trains
     subsets = {k: e["subset"] for k, e in json.loads(out.read_text())["database"].items()}
     assert sorted(k for k, s in subsets.items() if s == "training") == ["p", "w", "x", "y"]
     val.write_text("cats/z\ncats/nothing.mp4\n")
     with pytest.raises(UserError, match=r"val.txt: line 2: 'cats/nothing.mp4' is not a video"):
-        folder_json(own_dataset, out, val_list=val)
+        folder_json(own_dataset, out, val_list=val, overwrite=True)
 
 
 def test_folder_json_duplicate_keys(own_dataset, tmp_path):

@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--output", default=None, metavar="SUMMARY_JSON",
              help="write the figures, the per-class table and the counts as JSON")
     add_flag(parser, "--confusion", default=None, metavar="PNG", help="draw the confusion matrix (top-1) as a PNG")
+    add_flag(parser, "--overwrite", action="store_true", help="replace an existing --output or --confusion file")
     add_flag(parser, "--max-classes", type=int, default=50,
              help="print at most this many rows of the per-class table, weakest first (0: none)")
 
@@ -37,8 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from resnet3d import evaluation
     from resnet3d.errors import UserError
-    from resnet3d.fileio import atomic_write_text
+    from resnet3d.fileio import atomic_write_text, refuse_existing
 
+    for flag, path in (("--output", args.output), ("--confusion", args.confusion)):
+        if path is None:
+            continue
+        if any(_same_file(path, given) for given in (args.ground_truth_path, args.result_path)):
+            raise UserError(f"{flag} {path} is one of the input files; choose another name")
+        refuse_existing(path, flag, args.overwrite)
+    if args.output and args.confusion and _same_file(args.output, args.confusion):
+        raise UserError(f"--output and --confusion both name {args.output}; choose two files")
     gt = evaluation.load_ground_truth(args.ground_truth_path, args.subset)
     predictions = evaluation.load_predictions(args.result_path)
     result = evaluation.evaluate(gt, predictions, k=args.k, ignore=args.ignore)
@@ -60,3 +69,7 @@ def run(args: argparse.Namespace) -> int:
         evaluation.write_confusion(result, Path(args.confusion))
         print(f"wrote {args.confusion}")
     return 0
+
+
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()

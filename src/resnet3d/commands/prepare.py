@@ -71,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="ARG",
                    help="seed form: TRAIN_CSV VAL_CSV TEST_CSV OUT_JSON; "
                         "successor form: CSV_DIR N_CLASSES FRAME_DIR jpg|hdf5 OUT_JSON")
+    add_flag(p, "--overwrite", action="store_true", help="replace OUT_JSON if it exists")
 
     p = _sub(subparsers, "activitynet-json")
     p.add_argument("source_dir", type=Path, metavar="VIDEO_OR_FRAME_DIR")
@@ -80,12 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(p, "--fps-files", action="store_true", help="also write the seed's fps file into each frame folder")
     add_flag(p, "--frame-dir", type=Path, default=None,
              help="the frame folders for --fps-files when VIDEO_OR_FRAME_DIR holds videos")
+    add_flag(p, "--overwrite", action="store_true", help="replace OUT_JSON (without OUT_JSON, JSON is updated in place, the original kept as JSON.bak) if it exists")
 
     for name, out in (("ucf101-json", "ucf101_0N.json"), ("hmdb51-json", "hmdb51_N.json")):
         p = _sub(subparsers, name)
         p.add_argument("annotation_dir", type=Path, metavar="ANNOTATION_DIR")
         p.add_argument("frame_dir", type=Path, metavar="FRAME_DIR", help="frame folders <label>/<video>/ (segments)")
         p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help=f"where {out} go")
+        add_flag(p, "--overwrite", action="store_true", help=f"replace existing {out} files")
 
     p = _sub(subparsers, "folder-json")
     p.add_argument("root", type=Path, metavar="ROOT", help="ROOT/<class>/<video file or frame folder>")
@@ -94,6 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(p, "--seed", type=int, default=0, help="seed of the train/validation shuffle")
     add_flag(p, "--train-list", type=Path, default=None, help="file listing the training videos (<class>/<name>)")
     add_flag(p, "--val-list", type=Path, default=None, help="file listing the validation videos (<class>/<name>)")
+    add_flag(p, "--overwrite", action="store_true", help="replace OUT_JSON if it exists")
 
     p = _sub(subparsers, "n-frames")
     p.add_argument("frame_dir", type=Path, metavar="FRAME_DIR")
@@ -162,14 +166,15 @@ def _kinetics_json(args: argparse.Namespace) -> int:
 
     inputs = args.inputs
     if len(inputs) == 4:
-        report = kinetics.seed_kinetics_json(*(Path(p) for p in inputs))
+        report = kinetics.seed_kinetics_json(*(Path(p) for p in inputs), overwrite=args.overwrite)
     elif len(inputs) == 5:
         csv_dir, n_classes, frame_dir, file_type, out_json = inputs
         if not n_classes.isdigit():
             raise UserError(f"N_CLASSES must be a number such as 400, 600 or 700, not '{n_classes}'")
         if file_type not in ("jpg", "hdf5"):
             raise UserError(f"the frame type must be 'jpg' or 'hdf5', not '{file_type}'")
-        report = kinetics.successor_kinetics_json(Path(csv_dir), int(n_classes), Path(frame_dir), file_type, Path(out_json))
+        report = kinetics.successor_kinetics_json(Path(csv_dir), int(n_classes), Path(frame_dir), file_type, Path(out_json),
+                                                  overwrite=args.overwrite)
     else:
         raise UserError(
             f"kinetics-json takes 4 arguments (TRAIN_CSV VAL_CSV TEST_CSV OUT_JSON) or 5 "
@@ -182,21 +187,22 @@ def _kinetics_json(args: argparse.Namespace) -> int:
 def _activitynet_json(args: argparse.Namespace) -> int:
     from resnet3d.prepare import activitynet
 
-    print(activitynet.add_fps(args.source_dir, args.json_path, args.out_json, args.fps_files, args.frame_dir))
+    print(activitynet.add_fps(args.source_dir, args.json_path, args.out_json, args.fps_files, args.frame_dir,
+                              overwrite=args.overwrite))
     return 0
 
 
 def _ucf101_json(args: argparse.Namespace) -> int:
     from resnet3d.prepare import ucf101
 
-    print(ucf101.ucf101_json(args.annotation_dir, args.frame_dir, args.out_dir))
+    print(ucf101.ucf101_json(args.annotation_dir, args.frame_dir, args.out_dir, overwrite=args.overwrite))
     return 0
 
 
 def _hmdb51_json(args: argparse.Namespace) -> int:
     from resnet3d.prepare import hmdb51
 
-    print(hmdb51.hmdb51_json(args.annotation_dir, args.frame_dir, args.out_dir))
+    print(hmdb51.hmdb51_json(args.annotation_dir, args.frame_dir, args.out_dir, overwrite=args.overwrite))
     return 0
 
 
@@ -205,7 +211,8 @@ def _folder_json(args: argparse.Namespace) -> int:
 
     if not 0 <= args.val_ratio < 1:
         raise UserError(f"--val-ratio {args.val_ratio}: choose a share from 0 to below 1")
-    print(folder_dataset.folder_json(args.root, args.out_json, args.val_ratio, args.seed, args.train_list, args.val_list))
+    print(folder_dataset.folder_json(args.root, args.out_json, args.val_ratio, args.seed, args.train_list, args.val_list,
+                                     overwrite=args.overwrite))
     return 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from resnet3d.errors import UserError
-from resnet3d.fileio import atomic_write_json, atomic_write_text, read_user_json
+from resnet3d.fileio import atomic_write_json, atomic_write_text, read_user_json, refuse_existing
 from resnet3d.prepare.decode import VideoError, VideoReader
 from resnet3d.prepare.frame_folders import FPS_FILE, count_image_files, format_fps, read_number, seed_fps
 from resnet3d.prepare.videos import activitynet_folder_name
@@ -74,7 +74,16 @@ def add_fps(
     out_json: Optional[Path] = None,
     fps_files: bool = False,
     frame_dir: Optional[Path] = None,
+    overwrite: bool = False,
 ) -> FpsReport:
+    """Each video's fps into the JSON: written to ``out_json`` (refused if it exists, unless
+    ``overwrite``), or, without ``out_json``, into ``json_path`` itself after the original is kept
+    as ``<json>.bak`` (once: a later in-place run keeps the first backup, the untouched file).
+    ``out_json`` naming ``json_path`` itself is the in-place mode too."""
+    if out_json is not None and out_json.resolve() == json_path.resolve():
+        out_json = None
+    if out_json is not None:
+        refuse_existing(out_json, "OUT_JSON", overwrite)
     data = load_official_json(json_path)
     database: Dict[str, dict] = data["database"]
     if not source_dir.is_dir():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
 from resnet3d.errors import UserError
+from resnet3d.fileio import refuse_existing
 from resnet3d.prepare.annotation_json import Database, summary_line, video_key, write_annotation
 from resnet3d.prepare.frame_folders import IMAGE_RE, count_image_files
 from resnet3d.prepare.tables import text_lines, where
@@ -121,7 +122,9 @@ def folder_json(
     seed: int = 0,
     train_list: Optional[Path] = None,
     val_list: Optional[Path] = None,
+    overwrite: bool = False,
 ) -> str:
+    refuse_existing(out_json, "OUT_JSON", overwrite)
     classes = find_items(root)
     labels = sorted(classes)
     subsets, unlisted = split(classes, val_ratio, seed, train_list, val_list)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from resnet3d.errors import UserError
+from resnet3d.fileio import refuse_existing
 from resnet3d.prepare.annotation_json import Database, add_segments, summary_line, video_key, write_annotation
 from resnet3d.prepare.tables import text_lines, where
 
@@ -33,7 +34,7 @@ def split_files(annotation_dir: Path) -> Dict[int, List[Path]]:
     return dict(files)
 
 
-def hmdb51_json(annotation_dir: Path, frame_dir: Path, out_dir: Path) -> str:
+def hmdb51_json(annotation_dir: Path, frame_dir: Path, out_dir: Path, overwrite: bool = False) -> str:
     files = split_files(annotation_dir)
     labels = sorted({SPLIT_FILE.match(p.name).group("label") for paths in files.values() for p in paths})  # type: ignore[union-attr]
     databases = {}
@@ -54,6 +55,8 @@ def hmdb51_json(annotation_dir: Path, frame_dir: Path, out_dir: Path) -> str:
                 if subset is not None:
                     database.add(video_key(parts[0]), subset, label, at)
         databases[split] = database
+    for split in databases:
+        refuse_existing(out_dir / f"hmdb51_{split}.json", "output", overwrite)
     lines = []
     for split, database in databases.items():
         segments = add_segments(database.entries, frame_dir)

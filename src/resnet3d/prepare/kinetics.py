@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from resnet3d.errors import UserError
+from resnet3d.fileio import refuse_existing
 from resnet3d.prepare.annotation_json import Database, add_segments, summary_line, write_annotation
 from resnet3d.prepare.tables import csv_rows, where
 
@@ -74,7 +75,8 @@ def build(train_csv: Path, val_csv: Path, test_csv: Optional[Path]) -> Tuple[Lis
     return labels, database
 
 
-def seed_kinetics_json(train_csv: Path, val_csv: Path, test_csv: Path, out_json: Path) -> str:
+def seed_kinetics_json(train_csv: Path, val_csv: Path, test_csv: Path, out_json: Path, overwrite: bool = False) -> str:
+    refuse_existing(out_json, "OUT_JSON", overwrite)
     labels, database = build(train_csv, val_csv, test_csv)
     write_annotation(out_json, labels, database.entries)
     return summary_line(out_json, labels, database)
@@ -96,7 +98,9 @@ def successor_csv_paths(csv_dir: Path, n_classes: int) -> Dict[str, Optional[Pat
     )
 
 
-def successor_kinetics_json(csv_dir: Path, n_classes: int, frame_dir: Path, file_type: str, out_json: Path) -> str:
+def successor_kinetics_json(csv_dir: Path, n_classes: int, frame_dir: Path, file_type: str, out_json: Path,
+                            overwrite: bool = False) -> str:
+    refuse_existing(out_json, "OUT_JSON", overwrite)
     paths = successor_csv_paths(csv_dir, n_classes)
     labels, database = build(paths["train"], paths["val"], paths["test"])  # type: ignore[arg-type]
     segments = add_segments(database.entries, frame_dir, file_type)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from resnet3d.errors import UserError
+from resnet3d.fileio import refuse_existing
 from resnet3d.prepare.annotation_json import Database, add_segments, split_key_label, summary_line, write_annotation
 from resnet3d.prepare.tables import text_lines, where
 
@@ -57,7 +58,7 @@ def _read_list(path: Path, subset: str, labels: List[str], database: Database) -
         database.add(key, subset, label, at)
 
 
-def ucf101_json(annotation_dir: Path, frame_dir: Path, out_dir: Path) -> str:
+def ucf101_json(annotation_dir: Path, frame_dir: Path, out_dir: Path, overwrite: bool = False) -> str:
     if not annotation_dir.is_dir():
         raise UserError(f"annotation directory {annotation_dir} does not exist")
     labels = read_class_index(annotation_dir / "classInd.txt")
@@ -73,6 +74,8 @@ def ucf101_json(annotation_dir: Path, frame_dir: Path, out_dir: Path) -> str:
         databases[split] = database
     if not databases:
         raise UserError(f"no trainlist0N.txt/testlist0N.txt in {annotation_dir}")
+    for split in databases:
+        refuse_existing(out_dir / f"ucf101_0{split}.json", "output", overwrite)
     lines = []
     for split, database in databases.items():
         segments = add_segments(database.entries, frame_dir)
