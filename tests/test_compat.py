@@ -605,3 +605,14 @@ def test_train_decode_flags_override_the_config_file(tmp_path, monkeypatch):
     assert (from_file.decode_tolerance, from_file.fast_decode) == (1.0, False)
     flags = translate(["--config", "run.json", "--fast-decode", "--decode-tolerance", "0.9"], command="train")[0].data
     assert (flags.decode_tolerance, flags.fast_decode) == (0.9, True)
+
+
+@pytest.mark.parametrize("flag", ["--workers", "--n-threads", "--n_threads"])
+def test_train_and_test_take_both_worker_spellings(flag):
+    """`train` spelled it --workers and `test` --n-threads; both now take either (and the
+    originals' --n_threads)."""
+    config, _ = translate([flag, "3"], command="train")
+    assert config.data.num_workers == 3
+    args = cli.build_parser("test").parse_args(["--weights", "w.pth", "--video-path", "v", "--annotation-path", "a",
+                                                flag, "3"])
+    assert args.n_threads == 3

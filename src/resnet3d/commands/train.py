@@ -53,7 +53,8 @@ FLAGS: Tuple[Tuple[str, str, str, Dict[str, Any]], ...] = (
     ("--train-t-crop", "data", "train_t_crop", {"choices": TRAIN_T_CROPS}),
     ("--hflip", "data", "hflip", {"switch": True, "help": "random horizontal flip (default on)"}),
     ("--colorjitter", "data", "colorjitter", {"switch": True, "help": "colour jitter (default off)"}),
-    ("--workers", "data", "num_workers", {"type": int, "help": "loader worker processes (per machine)"}),
+    ("--workers", "data", "num_workers",
+     {"type": int, "help": "loader worker processes (per machine); --n-threads is the same flag", "aliases": ("--n-threads",)}),
     # model
     ("--model", "model", "model", {}),
     ("--model-depth", "model", "model_depth", {"type": int}),
