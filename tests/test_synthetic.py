@@ -95,7 +95,7 @@ def test_kinetics_layout_with_jpegs_and_mp4(tmp_path):
         folder = os.path.join(info.jpg_path, label, key)
         names = sorted(n for n in os.listdir(folder) if n.endswith(".jpg"))
         assert names == [f"image_{i:05d}.jpg" for i in range(1, 11)]
-        assert open(os.path.join(folder, "n_frames")).read().strip() == "10"
+        assert open(os.path.join(folder, "n_frames")).read() == "10"  # as the seed wrote it, no newline
         frame = simplejpeg.decode_jpeg(open(os.path.join(folder, names[0]), "rb").read())
         assert frame.shape == (32, 48, 3)
         with av.open(os.path.join(info.video_path, label, key + ".mp4")) as container:

@@ -150,7 +150,7 @@ def _write_jpegs(folder: Path, frames: np.ndarray, quality: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for index, frame in enumerate(frames, start=1):
         (folder / f"image_{index:05d}.jpg").write_bytes(simplejpeg.encode_jpeg(frame, quality=quality, colorspace="RGB"))
-    (folder / "n_frames").write_text(f"{len(frames)}\n")
+    (folder / "n_frames").write_text(str(len(frames)))  # the seed's bytes: the number, no newline
 
 
 def video_codec() -> str:
