@@ -96,8 +96,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         print(f"resnet3d {command}: error: {describe_os_error(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"resnet3d {command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        # a command that can be continued says how in the interrupt's message
+        print(f"resnet3d {command}: interrupted" + (f": {interrupt}" if str(interrupt) else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `resnet3d models | head`: the reader left; silence the flush at interpreter exit too.

@@ -320,6 +320,13 @@ def run_recognition(
         for rows, meta in batcher.batches(flush=True):
             book(scorer.submit(rows, meta))
         book(scorer.drain())
+    except KeyboardInterrupt:
+        # Ctrl-C: what was scored is saved below (finally); the command's one line says how to go on
+        kept = len(writer.results) + len(writer.errors)  # what the save below writes
+        where = f"the partial files beside {out_path}" if dist.distributed else str(out_path)
+        how = ("recognising again with the same weights and settings continues from them"
+               if options.resume is None else "continue with --resume")
+        raise KeyboardInterrupt(f"{kept} of {len(units)} videos are saved in {where}; {how}") from None
     finally:
         # whatever happened, what was scored stays on disk for --resume
         writer.save(extra=token_note)
