@@ -110,7 +110,8 @@ def test_evaluate_confusion_png_where_a_folder_is(tmp_path, capsys):
     results = tmp_path / "val.json"
     results.write_text(json.dumps({"results": {"v1": [{"label": "a", "score": 1.0}]}}))
     (tmp_path / "confusion.png").mkdir()
-    assert cli.main(["evaluate", str(gt), str(results), "--confusion", str(tmp_path / "confusion.png")]) == 2
+    assert cli.main(["evaluate", str(gt), str(results), "--confusion", str(tmp_path / "confusion.png"),
+                     "--overwrite"]) == 2  # (without it, the existing name is refused first)
     err = capsys.readouterr().err
     assert f"cannot write {tmp_path / 'confusion.png'}: Is a directory" in err
     assert ".tmp" not in err
