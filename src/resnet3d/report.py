@@ -6,12 +6,19 @@ curves.png during training never sees half a PNG.
 """
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import math
+import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from resnet3d.fileio import atomic_write_bytes
+
+log = logging.getLogger("resnet3d.report")
+# matplotlib's warning for each character its font cannot draw (once per glyph and figure)
+_MISSING_GLYPH = r"Glyph \d+ .*missing from"
 
 
 def _pyplot():
@@ -21,6 +28,56 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _charmap(path: str) -> FrozenSet[int]:
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return frozenset(FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):
+        return frozenset()
+
+
+@functools.lru_cache(maxsize=8)
+def _fallback_font(needed: FrozenSet[int]) -> Tuple[Optional[str], FrozenSet[int]]:
+    """The installed font (matplotlib's font manager) that draws most of ``needed`` (code points),
+    and those it draws. "Last Resort" fonts are left out: they draw every character as a box."""
+    from matplotlib import font_manager
+
+    best: Tuple[Optional[str], FrozenSet[int]] = (None, frozenset())
+    seen = set()
+    for entry in font_manager.fontManager.ttflist:
+        if entry.fname in seen or entry.name.lower().startswith("last resort"):
+            continue
+        seen.add(entry.fname)
+        covered = needed & _charmap(entry.fname)
+        if len(covered) > len(best[1]):
+            best = (entry.name, covered)
+            if covered == needed:
+                break
+    return best
+
+
+def font_families(texts: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """Fonts for drawing ``texts`` (class names in any script): matplotlib's default, then one
+    installed font with the characters it lacks (a CJK font for Chinese names; matplotlib falls
+    back glyph by glyph). Also the texts that no installed font can draw whole."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    default_path = font_manager.findfont(font_manager.FontProperties(family=matplotlib.rcParams["font.family"]))
+    default_name = font_manager.FontProperties(fname=default_path).get_name()
+    drawn = _charmap(default_path)
+    needed = frozenset(ord(c) for text in texts for c in str(text) if not c.isspace() and ord(c) not in drawn)
+    families = [default_name]
+    if needed:
+        name, covered = _fallback_font(needed)
+        if name is not None:
+            families.append(name)
+            drawn = drawn | covered
+    missing = [text for text in texts if any(not c.isspace() and ord(c) not in drawn for c in str(text))]
+    return families, missing
 
 
 def _column(rows: Sequence[Dict[str, str]], name: str) -> List[float]:
@@ -79,20 +136,36 @@ def plot_confusion_matrix(matrix, class_names: Sequence[str], path: Path, title:
     """Rows are the true classes, columns the predictions; rows normalised to 1 by default.
 
     Class names are written on the axes up to 60 classes; larger matrices show indices only.
+    Names in scripts the default font lacks (Chinese, Japanese, ...) take an installed font that
+    has them; without one they show as boxes, said in one line instead of matplotlib's warning per
+    glyph.
     """
     import numpy as np
 
     plt = _pyplot()
     counts = np.asarray(matrix, dtype=np.float64)
     shown = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0) if normalize else counts
-    n = counts.shape[0]
+    names = [str(name) for name in class_names] if counts.shape[0] <= 60 else []
+    families, missing = font_families(names + [title])
+    with plt.rc_context({"font.family": families}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_MISSING_GLYPH, category=UserWarning)
+        _draw_confusion(plt, shown, names, Path(path), title, normalize)
+    missing = [name for name in missing if name != title]
+    if missing:
+        log.warning("%s: no installed font draws %d of the class names (e.g. '%s'), so they show as boxes; install "
+                    "a font that has them (for Chinese, Japanese or Korean: Noto Sans CJK) and draw it again",
+                    path, len(missing), missing[0])
+
+
+def _draw_confusion(plt, shown, class_names: Sequence[str], path: Path, title: str, normalize: bool) -> None:
+    n = shown.shape[0]
     side = min(max(6.0, 0.25 * n + 2.0), 30.0)
     figure, axis = plt.subplots(figsize=(side, side))
     try:
         image = axis.imshow(shown, cmap="Blues", interpolation="nearest", vmin=0.0,
                             vmax=1.0 if normalize else None)
         figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
-        if n <= 60:
+        if class_names:
             axis.set_xticks(range(n))
             axis.set_yticks(range(n))
             axis.set_xticklabels(class_names, rotation=90, fontsize=7)
