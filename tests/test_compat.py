@@ -616,3 +616,13 @@ def test_train_and_test_take_both_worker_spellings(flag):
     args = cli.build_parser("test").parse_args(["--weights", "w.pth", "--video-path", "v", "--annotation-path", "a",
                                                 flag, "3"])
     assert args.n_threads == 3
+
+
+def test_an_opts_json_with_its_used_record_reads_back_as_a_config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config, _ = translate(["--epochs", "7", "--device", "cuda"], command="train")
+    opts = {**config.to_dict(), "used": {"device": "cpu", "processes": 1, "precision": "fp32", "channels_last": False}}
+    (tmp_path / "opts.json").write_text(json.dumps(opts))
+    again, _ = translate(["--config", "opts.json"], command="train")
+    assert again.run.n_epochs == 7 and again.hardware.device == "cuda"
+    assert Config.from_dict(opts) == Config.from_dict(config.to_dict())  # the record is left out

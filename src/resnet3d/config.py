@@ -311,6 +311,8 @@ def merge(base: Config, overrides: Mapping[str, Mapping[str, Any]], source: str)
     """A new Config with ``{section: {key: value}}`` applied on top of ``base``."""
     changed: Dict[str, Any] = {}
     for section, values in overrides.items():
+        if section == USED_KEY:
+            continue  # an opts.json given as a config file: its record of what a run used is no setting
         if section not in SECTIONS:
             raise UserError(f"{source}: unknown section [{section}]; known: {', '.join(SECTIONS)}")
         if not values:

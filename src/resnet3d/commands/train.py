@@ -182,9 +182,10 @@ def read_config_file(path: str) -> Dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a table of sections ([data], [model], ...) at the top")
     for section, values in data.items():
-        if not isinstance(values, dict):
+        if values is not None and not isinstance(values, dict):
             raise UserError(f"{path}: '{section}' must be a section (a table of settings), found {values!r}")
-    return data
+    # an opts.json holds "inference": null for a run without recognition: nothing to set
+    return {section: values for section, values in data.items() if values is not None}
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
