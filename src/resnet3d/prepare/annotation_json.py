@@ -122,3 +122,23 @@ def split_key_label(text: str) -> Tuple[str, str]:
 def video_key(file_name: str) -> str:
     """A video file's key: its name without the extension (the frame folder's name)."""
     return Path(file_name).stem if Path(file_name).suffix else file_name
+
+
+def write_split_files(
+    databases: Dict[int, "Database"], labels: List[str], frame_dir: Path, out_dir: Path, file_name: str, overwrite: bool
+) -> str:
+    """Write one JSON per split (``file_name`` formats the split number, e.g. ``ucf101_0{}.json``).
+
+    Every output is checked before the first is written, so a refusal leaves nothing half done.
+    """
+    from resnet3d.fileio import refuse_existing
+
+    outputs = {split: out_dir / file_name.format(split) for split in databases}
+    for out in outputs.values():
+        refuse_existing(out, "output", overwrite)
+    lines = []
+    for split, database in databases.items():
+        segments = add_segments(database.entries, frame_dir)
+        write_annotation(outputs[split], labels, database.entries)
+        lines.append(summary_line(outputs[split], labels, database, segments))
+    return "\n".join(lines)

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from resnet3d.errors import UserError
-from resnet3d.fileio import refuse_existing
-from resnet3d.prepare.annotation_json import Database, add_segments, summary_line, video_key, write_annotation
+from resnet3d.prepare.annotation_json import Database, video_key, write_split_files
 from resnet3d.prepare.tables import text_lines, where
 
 SPLIT_FILE = re.compile(r"^(?P<label>.+)_test_split(?P<split>\d+)\.txt$")
@@ -55,12 +54,4 @@ def hmdb51_json(annotation_dir: Path, frame_dir: Path, out_dir: Path, overwrite:
                 if subset is not None:
                     database.add(video_key(parts[0]), subset, label, at)
         databases[split] = database
-    for split in databases:
-        refuse_existing(out_dir / f"hmdb51_{split}.json", "output", overwrite)
-    lines = []
-    for split, database in databases.items():
-        segments = add_segments(database.entries, frame_dir)
-        out = out_dir / f"hmdb51_{split}.json"
-        write_annotation(out, labels, database.entries)
-        lines.append(summary_line(out, labels, database, segments))
-    return "\n".join(lines)
+    return write_split_files(databases, labels, frame_dir, out_dir, "hmdb51_{}.json", overwrite)

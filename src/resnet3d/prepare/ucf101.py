@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from resnet3d.errors import UserError
-from resnet3d.fileio import refuse_existing
-from resnet3d.prepare.annotation_json import Database, add_segments, split_key_label, summary_line, write_annotation
+from resnet3d.prepare.annotation_json import Database, split_key_label, write_split_files
 from resnet3d.prepare.tables import text_lines, where
 
 SPLITS = (1, 2, 3)
@@ -74,12 +73,4 @@ def ucf101_json(annotation_dir: Path, frame_dir: Path, out_dir: Path, overwrite:
         databases[split] = database
     if not databases:
         raise UserError(f"no trainlist0N.txt/testlist0N.txt in {annotation_dir}")
-    for split in databases:
-        refuse_existing(out_dir / f"ucf101_0{split}.json", "output", overwrite)
-    lines = []
-    for split, database in databases.items():
-        segments = add_segments(database.entries, frame_dir)
-        out = out_dir / f"ucf101_0{split}.json"
-        write_annotation(out, labels, database.entries)
-        lines.append(summary_line(out, labels, database, segments))
-    return "\n".join(lines)
+    return write_split_files(databases, labels, frame_dir, out_dir, "ucf101_0{}.json", overwrite)
