@@ -16,7 +16,6 @@ import argparse
 import json
 from typing import Any, Dict, Optional
 
-from resnet3d.cliargs import add_flag
 from resnet3d.errors import UserError
 
 _FORMAT_WORDS = {
@@ -36,15 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model_depth", type=int, default=None, help="... and this depth")
     parser.add_argument("--n_classes", type=int, default=None, help="... and this class count")
     parser.add_argument("--resnet_shortcut", default=None, help="... and this shortcut type (A, B, C)")
-    add_flag(
-        parser,
-        "--set",
-        action="append",
-        default=[],
-        metavar="OPTION=VALUE",
-        dest="set_options",
-        help="any other create_model option to check against (e.g. conv1_t_size=3); repeatable",
-    )
+    from resnet3d.commands.models import add_set_option
+
+    add_set_option(parser, "any other create_model option to check against (e.g. conv1_t_size=3)")
 
 
 def _requested_overrides(args: argparse.Namespace) -> Dict[str, Any]:

@@ -31,15 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="list only this family or architecture (e.g. resnet, resnet-50); repeatable",
     )
-    add_flag(
-        parser,
-        "--set",
-        action="append",
-        default=[],
-        metavar="OPTION=VALUE",
-        dest="set_options",
-        help="a create_model option for the families that take it (e.g. shortcut_type=A, widen_factor=2); repeatable",
-    )
+    add_set_option(parser, "a create_model option for the families that take it (e.g. shortcut_type=A, widen_factor=2)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per model instead of a table")
     actions = parser.add_subparsers(dest="action", metavar="{inspect}")
     inspect = actions.add_parser(
@@ -90,6 +82,12 @@ def parse_input(text: str) -> Tuple[int, int, int]:
         raise UserError(f"--input must be TxHxW with positive integers, e.g. 16x112x112; got {text!r}")
     t, h, w = (int(p) for p in parts)
     return t, h, w
+
+
+def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """The repeatable ``--set OPTION=VALUE`` flag; ``parse_set_options`` reads what it collects."""
+    add_flag(parser, "--set", action="append", default=[], metavar="OPTION=VALUE", dest="set_options",
+             help=f"{help}; repeatable")
 
 
 def parse_set_options(pairs: List[str]) -> Dict[str, Any]:
