@@ -30,17 +30,19 @@ class VideoScores:
     20k x 400 floats, 32 MB), and clips of one video may land on any process.
     """
 
-    def __init__(self, targets: torch.Tensor, n_classes: int) -> None:
-        """``targets``: each video's class index (-1 when unlabelled)."""
+    def __init__(self, targets: torch.Tensor, n_classes: int, device: torch.device | str = "cpu") -> None:
+        """``targets``: each video's class index (-1 when unlabelled). The sums live on ``device``
+        (the model's), so that adding a batch's scores does not wait for the batch; bring them to
+        the CPU (``all_sum`` does) before ``accuracy``."""
         self.targets = torch.as_tensor(targets, dtype=torch.int64).cpu()
-        self.sums = torch.zeros(len(self.targets), n_classes, dtype=torch.float64)
-        self.counts = torch.zeros(len(self.targets), dtype=torch.float64)
+        self.sums = torch.zeros(len(self.targets), n_classes, dtype=torch.float64, device=device)
+        self.counts = torch.zeros(len(self.targets), dtype=torch.float64, device=device)
 
     def add(self, videos: torch.Tensor, logits: torch.Tensor) -> None:
-        videos = videos.to("cpu", torch.int64)
-        scores = torch.softmax(logits.detach().float(), dim=1).to("cpu", torch.float64)
+        videos = torch.as_tensor(videos).to(self.sums.device, torch.int64, non_blocking=True)
+        scores = torch.softmax(logits.detach().float(), dim=1).to(self.sums.device, torch.float64)
         self.sums.index_add_(0, videos, scores)
-        self.counts.index_add_(0, videos, torch.ones(len(videos), dtype=torch.float64))
+        self.counts.index_add_(0, videos, torch.ones(len(videos), dtype=torch.float64, device=self.sums.device))
 
     def accuracy(self) -> float:
         """Top-1 accuracy over the labelled videos that got at least one clip (0.0 when none did)."""

@@ -83,11 +83,14 @@ def all_sum(values: Sequence[float] | torch.Tensor, device: torch.device) -> tor
     different amounts of data still give the exact global mean.
     """
     tensor = values if isinstance(values, torch.Tensor) else torch.tensor(list(values), dtype=torch.float64)
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        # one process: nothing to reduce, and no trip through the device (which would wait for
+        # every step queued there)
+        return tensor.to("cpu", torch.float64)
     tensor = tensor.to(device=device, dtype=torch.float64)
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
-            tensor = tensor.cuda()
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.cpu()
 
 

@@ -1,8 +1,10 @@
 """One training epoch and one validation pass. They return numbers; the trainer logs and saves.
 
-The step never waits on the host: a batch's loss and accuracy are read one step late (after
-the next step is queued), which is also when processes agree, through the one reduction
-``all_sum``, on the global numbers, on a non-finite loss and on a stop request (SIGTERM).
+The GPU does not wait on the host: the next batch is fetched and copied to the device (on a side
+stream, ``resnet3d.engine.feed``) while the current step runs, and a step's loss and accuracy are
+read one step late, from a copy that waits for that step only. That late read is also when
+processes agree, through the one reduction ``all_sum``, on the global numbers, on a non-finite
+loss and on a stop request (SIGTERM).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from torch import nn
 
 from resnet3d.data import AUGMENT_KEYS, batch_counters
 from resnet3d.engine.distributed import DistInfo, all_sum
+from resnet3d.engine.feed import DeviceFeed, HostReadout
 from resnet3d.engine.optim import set_lr, set_train_mode
 from resnet3d.engine.schedules import Schedule
 from resnet3d.metrics import VideoScores
@@ -77,11 +80,6 @@ def _to_device(batch: dict, parts: StepParts):
     return clips, targets
 
 
-def _augmentation(batch: dict, parts: StepParts) -> Dict[str, torch.Tensor]:
-    """The batch's per-clip flip and jitter draws (training items carry them), on the device."""
-    return {key: batch[key].to(parts.device, non_blocking=True) for key in AUGMENT_KEYS if key in batch}
-
-
 def train_step(parts: StepParts, clips: torch.Tensor, targets: torch.Tensor,
                augment: Optional[Dict[str, torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a uint8 batch already on the device, augmented by the batch's
@@ -134,10 +132,10 @@ def train_one_epoch(
 
     def settle(entry: tuple) -> bool:
         """Reduce one finished step's numbers over processes; True when the run must stop."""
-        step, lr, loss_sum, correct, count, counters = entry
-        local_loss = float(loss_sum)  # the one host sync, a step late
+        step, lr, readout, count, counters = entry
+        local_loss, correct = readout.values()  # the one host sync, a step late
         finite = math.isfinite(local_loss)
-        totals = all_sum([local_loss if finite else 0.0, float(correct), count, counters["bad_frames"],
+        totals = all_sum([local_loss if finite else 0.0, correct, count, counters["bad_frames"],
                           counters["bad_videos"], 0.0 if finite else 1.0, 1.0 if stop_requested() else 0.0],
                          parts.device).tolist()
         g_loss, g_correct, g_count, g_bad_frames, g_bad_videos, nonfinite, stop = totals
@@ -164,24 +162,35 @@ def train_one_epoch(
             return True
         return False
 
-    step = start_step
+    feed = DeviceFeed(parts.device, ("clip", "target") + AUGMENT_KEYS)
     iterator = iter(batches)
-    while True:
+
+    def fetch() -> Optional[Tuple[dict, dict]]:
+        """The next batch from the loader (the wait is counted), its device copy under way."""
+        nonlocal wait
         before = time.perf_counter()
         try:
             batch = next(iterator)
         except StopIteration:
-            break
+            return None
         wait += time.perf_counter() - before
+        return batch, feed.send(batch)
+
+    step = start_step
+    current = fetch()
+    while current is not None:
+        batch, sent = current
         step += 1
-        clips, targets = _to_device(batch, parts)
+        on_device = feed.ready(sent)
+        clips, targets = on_device.pop("clip"), on_device.pop("target")  # what remains: flip, jitter
         counters = batch_counters(batch)
         counters = {"bad_frames": counters.get("bad_frames", 0), "bad_videos": counters.get("bad_video", 0)}
         lr, weight_decay = schedule.values(epoch, (step - 1) / max(total_steps, 1))
         set_lr(parts.optimizer, lr, weight_decay)
-        loss_sum, correct = train_step(parts, clips, targets, _augmentation(batch, parts))
+        loss_sum, correct = train_step(parts, clips, targets, on_device)
         clips_seen += len(targets)
-        entry = (step, lr, loss_sum.detach(), correct, float(len(targets)), counters)
+        entry = (step, lr, HostReadout([loss_sum, correct]), float(len(targets)), counters)
+        current = fetch()  # the loader and the copy work while the step runs
         if pending is not None and settle(pending):
             pending = None
             if result.nonfinite is None:
@@ -210,10 +219,10 @@ def validate(parts: StepParts, batches: Iterable[dict], video_targets: torch.Ten
     averaged clip scores; reduced over processes (each holds a disjoint share of the clips)."""
     model = parts.eval_model
     model.eval()
-    scores = VideoScores(video_targets, n_classes)
+    scores = VideoScores(video_targets, n_classes, parts.device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=parts.device)
     correct = torch.zeros((), dtype=torch.float64, device=parts.device)
-    count = 0.0
+    count = torch.zeros((), dtype=torch.float64, device=parts.device)  # sums stay on the device: no sync per batch
     bad = [0.0, 0.0]
     progress = Progress(total_steps, desc=f"epoch {epoch} val", unit="batch",
                         enabled=show_progress and parts.dist.is_main)
@@ -226,14 +235,14 @@ def validate(parts: StepParts, batches: Iterable[dict], video_targets: torch.Ten
         labelled = targets >= 0
         loss_sum += parts.criterion(logits, targets).double()
         correct += ((logits.argmax(dim=1) == targets) & labelled).sum().double()
-        count += float(labelled.sum().item())
-        scores.add(torch.as_tensor(batch["video"]), logits)
+        count += labelled.sum().double()
+        scores.add(batch["video"], logits)
         counters = batch_counters(batch)
         bad[0] += counters.get("bad_frames", 0)
         bad[1] += counters.get("bad_video", 0)
         progress.update(1)
     _finish(progress)
-    totals = all_sum([float(loss_sum), float(correct), count, bad[0], bad[1]], parts.device).tolist()
+    totals = all_sum([float(loss_sum), float(correct), float(count), bad[0], bad[1]], parts.device).tolist()
     scores.sums = all_sum(scores.sums, parts.device)
     scores.counts = all_sum(scores.counts, parts.device)
     g_loss, g_correct, g_count, bad_frames, bad_videos = totals
