@@ -45,7 +45,8 @@ def test_successor_inference_command_line(motion, successor_checkpoint, tmp_path
 @pytest.mark.slow
 def test_bench_test_prints_both_sides(tmp_path, capsys):
     status = main(["bench", "test", "--synthetic-dir", str(tmp_path / "data"), "--videos", "4", "--frames", "12",
-                   "--height", "32", "--width", "40", "--model_depth", "10", "--n_classes", "8", "--sample_size", "32",
+                   "--height", "32", "--width", "40", "--model_depth", "10", "--resnet_widen_factor", "0.5",
+                   "--n_classes", "12", "--sample_size", "32",
                    "--sample_duration", "8", "--n_threads", "0", "--batch_size", "8", "--device", "cpu"])
     assert status == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
@@ -53,6 +54,7 @@ def test_bench_test_prints_both_sides(tmp_path, capsys):
     ours = lines[1]
     assert ours["what"] == "test" and ours["videos"] == lines[0]["videos"] >= 4
     assert ours["speedup"] > 0 and 0.0 <= ours["top1_agreement"] <= 1.0
+    assert ours["widen_factor"] == 0.5  # more outputs (12) than the data set's 8 classes: fine for a speed test
 
 
 @pytest.mark.parametrize("flags, fix", [

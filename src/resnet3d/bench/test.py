@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="resnet")
     parser.add_argument("--model_depth", type=int, default=18)
     parser.add_argument("--n_classes", type=int, default=400)
+    parser.add_argument("--resnet_widen_factor", type=float, default=1.0, help="the successor's width multiplier")
     parser.add_argument("--sample_size", type=int, default=112)
     parser.add_argument("--sample_duration", type=int, default=16)
     parser.add_argument("--batch_size", type=int, default=32, help="views per batch (ours)")
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from resnet3d.data.dataset import resolve_videos
     from resnet3d.engine.predict import prepare_model, run_recognition
     from resnet3d.engine.results import result_names
-    from resnet3d.models import create_model
+    from resnet3d.models import create_model, model_options
 
     device = resolve_device(args.device)
     if device.type == "cuda":
@@ -151,16 +152,21 @@ def run(args: argparse.Namespace) -> int:
     video_path, annotation_path, dataset = _dataset(args)
     data = DataConfig(dataset=dataset, video_path=video_path, annotation_path=annotation_path,
                       sample_size=args.sample_size, sample_duration=args.sample_duration, num_workers=args.n_threads)
-    videos, _, _ = resolve_videos(data, args.subset)
+    videos, _, annotation = resolve_videos(data, args.subset)
     torch.manual_seed(0)
-    model = create_model(args.model, args.model_depth, n_classes=args.n_classes,
-                         **({"sample_size": args.sample_size, "sample_duration": args.sample_duration}
-                            if args.model == "c3d" else {}))
+    options = model_options(args.model)
+    extra = {"sample_size": args.sample_size, "sample_duration": args.sample_duration} if "sample_size" in options else {}
+    if "widen_factor" in options:
+        extra["widen_factor"] = args.resnet_widen_factor
+    model = create_model(args.model, args.model_depth if args.model != "c3d" else None, n_classes=args.n_classes, **extra)
     prepare_model(model, device, channels_last=False)
-    names = [str(i) for i in range(args.n_classes)]
+    # the data set's labels first (the model's weights are random: only the speed is measured)
+    names = list(annotation.class_names)[: args.n_classes]
+    names += [f"class {i}" for i in range(len(names), args.n_classes)]
     base = {"what": "test", "videos": len(videos), "model": f"{args.model}-{args.model_depth}",
             "clip": f"{args.sample_duration}x{args.sample_size}x{args.sample_size}", "device": str(device),
-            "n_threads": args.n_threads}
+            "n_threads": args.n_threads, **({"widen_factor": args.resnet_widen_factor}
+                                            if args.resnet_widen_factor != 1.0 else {})}
     # warm-up both batch shapes (cuDNN autotuning, first allocations) outside the timings
     with torch.inference_mode():
         warm = torch.zeros(args.batch_size, 3, args.sample_duration, args.sample_size, args.sample_size, device=device)
@@ -182,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
                                   show_progress=False, announce=False)
         seconds = time.perf_counter() - start
         with open(summary["output"], "r", encoding="utf-8") as handle:
-            ours = {k: int(v[0]["label"]) for k, v in json.load(handle)["results"].items()}
+            ours = {k: names.index(v[0]["label"]) for k, v in json.load(handle)["results"].items()}
     rate = len(videos) / seconds
     record = {**base, "baseline": False, "scheme": "batches across videos, uint8 to the device, "
               + ("bf16 autocast + channels_last_3d" if device.type == "cuda" and args.precision != "fp32" else "fp32"),

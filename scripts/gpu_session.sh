@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# One prepared GPU session for issue 7: the CUDA tests, then the benchmarks, as JSON lines.
+#
+# On the device machine (one H100/H200, 16 cores, torch + torchvision preinstalled, no network),
+# from the repository root, with the wheels it lacks carried in .whl/ (docs/benchmarks.md says
+# how to fetch them):
+#
+#     bash scripts/gpu_session.sh PLAN        # PLAN: 1 (default) or 2, see plan_1 / plan_2 below
+#
+# Here, without a GPU, check the script's logic at toy sizes before spending device time:
+#
+#     SMOKE=1 OUT=/tmp/gpu-out bash scripts/gpu_session.sh 1
+#
+# Results go to $OUT (the device tool brings that folder back): bench.jsonl (one JSON line per
+# measurement, each with "stage"), tests.txt, env.txt and log.txt (every command and its
+# stderr). Each stage has a time limit and the whole run a budget (BUDGET seconds), so a slow
+# stage costs its own figures, not the session's.
+set -u
+PLAN=${1:-1}
+OUT=${OUT:-$PWD/gpu-out}
+BUDGET=${BUDGET:-500}
+SMOKE=${SMOKE:-0}
+mkdir -p "$OUT"
+started=$SECONDS
+
+PY=${PY:-python3}
+if ! $PY -c "import av, simplejpeg" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
+    # PyAV and simplejpeg: the device image lacks them
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/resnet3d-site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/resnet3d-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+CORES=$($PY -c "import os; print(len(os.sched_getaffinity(0)))")
+WORKERS=$((CORES > 2 ? CORES - 1 : 1))  # the main process keeps one core for the training loop
+
+# stage NAME SECONDS COMMAND...: run COMMAND under a time limit (cut to what the budget has
+# left); its JSON lines go to bench.jsonl tagged with the stage, everything else to log.txt.
+stage() {
+    local name=$1 limit=$2
+    shift 2
+    local left=$((BUDGET - (SECONDS - started)))
+    if ((left < 15)); then
+        echo "{\"stage\": \"$name\", \"skipped\": \"the session's budget is spent\"}" >>"$OUT/bench.jsonl"
+        echo "== $name: skipped, budget spent" | tee -a "$OUT/log.txt"
+        return
+    fi
+    ((limit > left)) && limit=$left
+    echo "== $name (limit ${limit}s, at $((SECONDS - started))s): $*" | tee -a "$OUT/log.txt"
+    timeout --signal=INT --kill-after=10 "$limit" "$@" 2>>"$OUT/log.txt" |
+        $PY -c 'import json, sys
+for line in sys.stdin:
+    line = line.strip()
+    try:
+        record = json.loads(line)
+    except ValueError:
+        print(line, file=sys.stderr)
+        continue
+    record["stage"] = sys.argv[1]
+    print(json.dumps(record), flush=True)' "$name" >>"$OUT/bench.jsonl" 2>>"$OUT/log.txt"
+    local rc=${PIPESTATUS[0]}
+    echo "== $name: exit $rc at $((SECONDS - started))s" | tee -a "$OUT/log.txt"
+    tail -n 3 "$OUT/bench.jsonl"
+}
+
+environment() {
+    {
+        date -u
+        nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1
+        $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())"
+        $PY -c "import torchvision; print('torchvision', torchvision.__version__)" 2>&1
+        $PY -c "import av, simplejpeg; print('av', av.__version__, 'simplejpeg', simplejpeg.__version__)" 2>&1
+        echo "cores $CORES, loader workers $WORKERS"
+        free -g | head -2
+    } >"$OUT/env.txt" 2>&1
+    cat "$OUT/env.txt"
+}
+
+if [[ $SMOKE == 1 ]]; then
+    # toy sizes on whatever device there is: checks the stages run, not their figures
+    DEV=(--device auto) R18=(--model_depth 10 --resnet_widen_factor 0.25) BIG=(--model_depth 18 --resnet_widen_factor 0.25)
+    SIZE=(--sample_size 32 --sample_duration 4) FRAMES=(--frame-size 48x64) STEPS=(--steps 2 --warmup 1) BATCH=8 BATCHES=8,16
+    WORKERS=2
+else
+    DEV=(--device cuda) R18=(--model_depth 18) BIG=(--model_depth 50)
+    SIZE=(--sample_size 112 --sample_duration 16) FRAMES=(--frame-size 240x320) STEPS=(--steps 30 --warmup 8) BATCH=64 BATCHES=64,128
+fi
+R3D=($PY -m resnet3d)
+
+tests() {
+    local limit=$1
+    echo "== tests (limit ${limit}s)" | tee -a "$OUT/log.txt"
+    timeout --signal=INT "$limit" $PY -m pytest -q -x -p no:cacheprovider -o addopts="" \
+        tests/gpu tests/engine/test_feed.py tests/checkpoints/test_torchvision_map.py >"$OUT/tests.txt" 2>&1
+    echo "== tests: exit $? at $((SECONDS - started))s" | tee -a "$OUT/log.txt"
+    tail -n 15 "$OUT/tests.txt"
+}
+
+# Session 1: is every CUDA path right, and where do we stand against the originals' scheme?
+plan_1() {
+    tests 120
+    stage step-r18 120 "${R3D[@]}" bench train --only step "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${STEPS[@]}" \
+        --batch_size "$BATCH"
+    stage end-to-end-r18 120 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
+        "${STEPS[@]}" "${FRAMES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS" --generate-videos 128
+    stage recognition-r18 90 "${R3D[@]}" bench test "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" --n_threads "$WORKERS" \
+        --videos 48 --frames 64
+    stage step-r50 90 "${R3D[@]}" bench train --only step "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" "${STEPS[@]}" \
+        --batch_size "$BATCH"
+}
+
+# Session 2: what compilation and larger batches give, and host RAM over epochs.
+plan_2() {
+    stage step-r18-compiled 300 "${R3D[@]}" bench train --only step "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
+        "${STEPS[@]}" --batch_size "$BATCH" --compile
+}
+
+environment
+"plan_$PLAN"
+echo "== done at $((SECONDS - started))s" | tee -a "$OUT/log.txt"
