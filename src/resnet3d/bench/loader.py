@@ -3,8 +3,10 @@
 Ours: ``resnet3d.data`` as training uses it (one crop box per clip, JPEG decoded at the smallest
 DCT scale covering the crop, one resize for the whole clip, uint8 out; normalisation is left to
 the device). ``--baseline`` also runs, in the same process and on the same videos, what the
-successor's training loader does per frame (``SuccessorBaseline``). Both go through a DataLoader
-with ``--n_threads`` workers.
+successor's training loader does per frame (``SuccessorBaseline``). ``--decode-device cuda``
+adds the encoded loader (workers hand over JPEG bytes; each batch is decoded, cropped and resized
+on the GPU by ``resnet3d.data.gpu_decode.assemble_clips``, whose time and main-process CPU count
+as part of the batch). All sides go through a DataLoader with ``--n_threads`` workers.
 
 Per-core figures divide the clips by the CPU seconds the decoding processes (the main process and
 its workers) actually used, read from the OS, so other load on the machine does not lower them;
@@ -19,7 +21,7 @@ import argparse
 import os
 import random
 import time
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -29,7 +31,9 @@ from resnet3d.cliargs import add_flag
 from resnet3d.compat import add_decode_flags, decode_settings
 from resnet3d.data import DataConfig, build_dataset, build_loader, set_epoch
 from resnet3d.data import spatial, temporal
-from resnet3d.data.config import DATASETS, TRAIN_CROPS
+from resnet3d.data.config import DATASETS, DECODE_DEVICES, TRAIN_CROPS
+from resnet3d.data.gpu_decode import assemble_clips, batched_decoder, check_decode_device
+from resnet3d.errors import UserError
 from resnet3d.normalization import KINETICS
 
 
@@ -45,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=8, help="clips per batch")
     add_flag(parser, "--n-batches", type=int, default=10, help="batches timed (after one warm-up batch)")
     add_decode_flags(parser.add_argument_group("our loader's JPEG decoding"))
+    add_flag(parser, "--decode-device", default="cpu", choices=DECODE_DEVICES,
+             help="cuda: also measure, in the same run, the loader that hands JPEG bytes to the GPU and decodes, crops "
+                  "and resizes each batch there (docs/data.md, 'Decoding on the GPU'), beside the CPU-decode loader")
+    add_flag(parser, "--assemble-device", default=None, metavar="DEVICE",
+             help="where the --decode-device cuda side decodes and assembles its batches (default cuda; cpu runs the "
+                  "same steps with simplejpeg on the CPU, e.g. on a machine without a GPU)")
     parser.add_argument("--baseline", action="store_true", help="also measure the originals' per-frame PIL + float scheme")
     add_flag(parser, "--repeat", type=int, default=3, help="blocks of --n-batches batches per side, taken in turns; per-core figures add up all blocks")
 
@@ -139,12 +149,15 @@ def _worker_cpu_seconds(iterator) -> Optional[float]:
 
 
 class _Side:
-    """One loader under test: its batches, and the CPU seconds and clips they cost."""
+    """One loader under test: its batches, and the CPU seconds and clips they cost. ``device``:
+    where an encoded side's batches are decoded and assembled (``assemble_clips``), part of what
+    a batch costs (the main process's CPU time and, on a GPU, the wait for the device)."""
 
-    def __init__(self, name: str, loader, baseline: bool) -> None:
+    def __init__(self, name: str, loader, baseline: bool, device: Optional[torch.device] = None) -> None:
         self.name = name
         self.loader = loader
         self.baseline = baseline
+        self.device = device
         self.epoch = 0
         self.iterator = None
         self.cpu: Optional[float] = 0.0
@@ -171,6 +184,10 @@ class _Side:
             self.epoch += 1000
             self.iterator = iter(self.loader)
             batch = next(self.iterator)
+        if self.device is not None:
+            batch = {"clip": assemble_clips(batch, self.device)}
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
         main = time.process_time() - begin
         workers = _worker_cpu_seconds(self.iterator)
         if self.cpu is not None and workers is not None and self._workers_cpu is not None:
@@ -183,25 +200,29 @@ class _Side:
         return n
 
 
-def _alternating_cpu(sides: List[_Side], n_batches: int, repeats: int) -> List[Optional[float]]:
+def _alternating_cpu(sides: List[_Side], n_batches: int, repeats: int) -> List[Dict[str, Optional[float]]]:
     """Per-core cost of every side, measured in alternating blocks of ``n_batches`` batches
     (baseline, ours, baseline, ours, ...), so that busy spells of other jobs on a shared machine
     (which slow each CPU second through shared caches and cores) fall on both sides alike. Blocks
     rather than single batches: taking turns batch by batch made both sides ~10% slower (each
-    evicts the other's caches), ours a little more. Returns the speed-up of the last side over
-    the first in each repeat."""
-    ratios: List[Optional[float]] = []
+    evicts the other's caches), ours a little more. Returns each repeat's clips per CPU second,
+    by side."""
+    by_repeat: List[Dict[str, Optional[float]]] = []
     for repeat in range(repeats):
-        rates = []
+        rates: Dict[str, Optional[float]] = {}
         for side in sides:
             side.start(repeat)
             cpu, clips = side.cpu, side.clips
             for _ in range(n_batches):
                 side.fetch()
             used = None if side.cpu is None or cpu is None else side.cpu - cpu
-            rates.append((side.clips - clips) / used if used else None)
-        ratios.append(rates[-1] / rates[0] if len(rates) > 1 and rates[0] and rates[-1] else None)
-    return ratios
+            rates[side.name] = (side.clips - clips) / used if used else None
+        by_repeat.append(rates)
+    return by_repeat
+
+
+def _ratios(by_repeat: List[Dict[str, Optional[float]]], side: str, reference: str) -> List[float]:
+    return [round(r[side] / r[reference], 2) for r in by_repeat if r.get(side) and r.get(reference)]
 
 
 def _wall_once(side: _Side, n_batches: int) -> Tuple[float, int]:
@@ -214,15 +235,31 @@ def _wall_once(side: _Side, n_batches: int) -> Tuple[float, int]:
     return time.perf_counter() - begin, side.clips - clips_before
 
 
-def _record(wall: Tuple[float, int], cpu: Optional[float], n_clips: int, args, cfg: DataConfig, baseline: bool) -> dict:
+def _scheme(side: _Side, cfg: DataConfig) -> str:
+    if side.baseline:
+        return "successor: PIL per frame, crop+resize, flip, ToTensor float, ScaleValue, Normalize, stack"
+    if side.device is None:
+        return f"resnet3d ({cfg.decoder} decode at a power-of-two DCT scale, crop before resize, uint8)"
+    if batched_decoder() is not None:
+        decode = "one batched torchvision decode_jpeg" + (" (nvJPEG)" if side.device.type == "cuda" else "") + " call"
+    else:
+        decode = "simplejpeg frame by frame in the main process (no torchvision)"
+    return (f"resnet3d encoded: workers read JPEG bytes and headers; {decode}, full size; crop and antialiased "
+            f"resize on {side.device}, uint8")
+
+
+def _record(wall: Tuple[float, int], cpu: Optional[float], n_clips: int, args, cfg: DataConfig, side: _Side) -> dict:
     """One JSON line. Per-core figures use the CPU time the decoding processes really used when it
     could be read (robust to other load on the machine), else wall time divided by the workers."""
     seconds, wall_clips = wall
     rate = wall_clips / seconds
     per_core = n_clips / cpu if cpu else rate / max(1, args.n_threads)
+    baseline = side.baseline
     return {
         "what": "loader",
         "baseline": baseline,
+        **({} if baseline else {"decode_device": "cpu" if side.device is None else cfg.decode_device,
+                                "assemble_device": None if side.device is None else str(side.device)}),
         "clips_per_s": round(rate, 2),
         "clips_per_s_per_core": round(per_core, 2),
         "frames_per_s_per_core": round(per_core * args.sample_duration, 1),
@@ -237,15 +274,29 @@ def _record(wall: Tuple[float, int], cpu: Optional[float], n_clips: int, args, c
         "file_type": args.file_type,
         "train_crop": args.train_crop,
         "repeats": max(1, args.repeat),
-        "scheme": "successor: PIL per frame, crop+resize, flip, ToTensor float, ScaleValue, Normalize, stack"
-        if baseline
-        else f"resnet3d ({cfg.decoder} decode at a power-of-two DCT scale, crop before resize, uint8)",
-        **({} if baseline else {"decode_tolerance": cfg.decode_tolerance, "fast_decode": cfg.fast_decode}),
+        "scheme": _scheme(side, cfg),
+        **({} if baseline or side.device is not None else {"decode_tolerance": cfg.decode_tolerance,
+                                                           "fast_decode": cfg.fast_decode}),
     }
+
+
+def _assemble_device(args: argparse.Namespace) -> Optional[torch.device]:
+    """Where the encoded side assembles its batches; None when there is no encoded side."""
+    if args.decode_device == "cpu":
+        if args.assemble_device is not None:
+            raise UserError("--assemble-device goes with --decode-device cuda (the side that decodes on a device)")
+        return None
+    device = torch.device(args.assemble_device or args.decode_device)
+    if device.type == "cuda":
+        check_decode_device("cuda", device)
+    elif args.file_type not in ("jpg", "hdf5"):
+        raise UserError(f"--decode-device cuda reads JPEG frames: use --file_type jpg or hdf5, not {args.file_type}")
+    return device
 
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # one core per decoding process, for both sides
+    assemble_on = _assemble_device(args)
     cfg = DataConfig(
         dataset=args.dataset,
         video_path=args.video_path,
@@ -258,25 +309,34 @@ def run(args: argparse.Namespace) -> int:
         **decode_settings(args),
     )
     dataset = build_dataset(cfg, "training")
-    datasets = [("ours", dataset, False)]
+    sides = [_Side("ours", _loader(dataset, args), False)]
     if args.baseline:
         if args.file_type != "jpg":
-            from resnet3d.errors import UserError
-
             raise UserError("--baseline re-enacts the originals' JPEG-folder loader: use --file_type jpg")
-        datasets.insert(0, ("baseline", SuccessorBaseline(dataset, args.sample_size), True))
-    sides = [
-        _Side(name, build_loader(data, args.batch_size, train=True, num_workers=args.n_threads, seed=0), is_baseline)
-        for name, data, is_baseline in datasets
-    ]
-    ratios = _alternating_cpu(sides, args.n_batches, max(1, args.repeat))
+        sides.insert(0, _Side("baseline", _loader(SuccessorBaseline(dataset, args.sample_size), args), True))
+    if assemble_on is not None:
+        cfg = cfg.with_changes(decode_device=args.decode_device)
+        encoded = build_dataset(cfg, "training")
+        sides.append(_Side("encoded", _loader(encoded, args, pin_memory=assemble_on.type == "cuda"), False, assemble_on))
+    by_repeat = _alternating_cpu(sides, args.n_batches, max(1, args.repeat))
     per_core = {side.name: (side.cpu, side.clips) for side in sides}
-    records = {side.name: _record(_wall_once(side, args.n_batches), *per_core[side.name], args, cfg, side.baseline) for side in sides}
+    records = {side.name: _record(_wall_once(side, args.n_batches), *per_core[side.name], args, cfg, side) for side in sides}
+    ours = records["ours"]
     if "baseline" in records:
         emit(records["baseline"])
-        ours, base = records["ours"], records["baseline"]
+        base = records["baseline"]
         ours["speedup_per_core"] = round(ours["clips_per_s_per_core"] / base["clips_per_s_per_core"], 2)
-        ours["speedup_per_core_by_repeat"] = [round(r, 2) for r in ratios if r is not None]
+        ours["speedup_per_core_by_repeat"] = _ratios(by_repeat, "ours", "baseline")
         ours["speedup_wall"] = round(ours["clips_per_s"] / base["clips_per_s"], 2)
-    emit(records["ours"])
+    emit(ours)
+    if "encoded" in records:
+        encoded_record = records["encoded"]
+        encoded_record["vs_cpu_decode_per_core"] = round(encoded_record["clips_per_s_per_core"] / ours["clips_per_s_per_core"], 2)
+        encoded_record["vs_cpu_decode_per_core_by_repeat"] = _ratios(by_repeat, "encoded", "ours")
+        encoded_record["vs_cpu_decode_wall"] = round(encoded_record["clips_per_s"] / ours["clips_per_s"], 2)
+        emit(encoded_record)
     return 0
+
+
+def _loader(dataset, args: argparse.Namespace, pin_memory: Optional[bool] = None):
+    return build_loader(dataset, args.batch_size, train=True, num_workers=args.n_threads, seed=0, pin_memory=pin_memory)

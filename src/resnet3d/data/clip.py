@@ -16,11 +16,13 @@ import os
 import shutil
 import tempfile
 import uuid
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
 
+from resnet3d.data.decode import DecodeError, jpeg_size
 from resnet3d.data.sources import naming_problem
 from resnet3d.data.spatial import Box, OutSize, output_size, resize_clip
 
@@ -122,10 +124,22 @@ def read_clip(
             regions, _, box = source.load(probes, pick_box, out_hw)
             good = _readable(regions)
     if not good:
-        reasons = sorted(set(failures.values()))
-        if reasons == ["missing"]:
-            reasons = [naming_problem(source) or "missing"]
-        raise UnreadableVideo(f"{source.path}: no readable frame ({'; '.join(reasons) or 'empty'})")
+        raise _no_readable_frame(source, failures)
+    _report_failures(source, failures)
+    readable = set(good)
+    chosen = [i if i in readable else _nearest(i, good) for i in indices]
+    n_bad = sum(1 for i in indices if i not in readable)
+    return _assemble(regions, chosen, output_size(out_hw, box), out), n_bad
+
+
+def _no_readable_frame(source, failures: Dict[int, str]) -> UnreadableVideo:
+    reasons = sorted(set(failures.values()))
+    if reasons == ["missing"]:
+        reasons = [naming_problem(source) or "missing"]
+    return UnreadableVideo(f"{source.path}: no readable frame ({'; '.join(reasons) or 'empty'})")
+
+
+def _report_failures(source, failures: Dict[int, str]) -> None:
     if failures:
         first = min(failures)
         report_once(
@@ -133,10 +147,112 @@ def read_clip(
             f"{source.describe(first)}: {failures[first]}; a neighbouring frame stands in"
             + (f" ({len(failures)} frames of this clip affected)" if len(failures) > 1 else ""),
         )
-    readable = set(good)
-    chosen = [i if i in readable else _nearest(i, good) for i in indices]
-    n_bad = sum(1 for i in indices if i not in readable)
-    return _assemble(regions, chosen, output_size(out_hw, box), out), n_bad
+
+
+@dataclass
+class EncodedClip:
+    """A clip still as JPEG bytes (``DataConfig.decode_device`` "cuda"): what
+    ``resnet3d.data.gpu_decode`` needs to decode, crop and resize it on the device.
+
+    ``images`` holds each distinct frame the clip shows once, in frame order; ``positions`` says
+    which of them each of the clip's T frames shows (loop padding and stand-ins repeat one).
+    ``boxes`` are the clip's crop box in each image's own pixels (x0, y0, x1, y1), ``sizes`` the
+    images' (height, width) from their headers, ``on_cpu`` marks CMYK/YCCK JPEGs, which only the
+    CPU decoders turn into RGB."""
+
+    images: List[bytes]
+    frames: List[int]  # each image's frame number in the video
+    names: List[str]  # each image's file (or file and frame), for messages
+    sizes: List[Tuple[int, int]]
+    boxes: List[Tuple[int, int, int, int]]
+    on_cpu: List[bool]
+    positions: List[int]
+    out_hw: Tuple[int, int]
+
+
+# JPEG colour spaces that nvJPEG does not turn into RGB (Adobe CMYK and YCCK): such frames are
+# decoded by the CPU decoders (simplejpeg, else PIL) even in the "cuda" decode mode
+CPU_ONLY_COLORSPACES = ("CMYK", "YCCK")
+
+
+def jpeg_header(data: bytes) -> Tuple[int, int, str]:
+    """(width, height, colour space) from a JPEG's header, without decoding pixels: what
+    ``decode.jpeg_size`` reads, plus simplejpeg's name of the colour space ("YCbCr", "Gray",
+    "CMYK", ...; "" without simplejpeg). Raises ``DecodeError`` where ``jpeg_size`` does."""
+    try:
+        import simplejpeg
+    except ImportError:  # pragma: no cover - simplejpeg is a dependency
+        return jpeg_size(data) + ("",)
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except Exception as error:
+        raise DecodeError(str(error) or type(error).__name__) from None
+    return int(width), int(height), str(colorspace)
+
+
+def _headers(source, encoded: Dict[int, object], indices: Sequence[int], failures: Dict[int, str]) -> Dict[int, Tuple[bytes, int, int, str]]:
+    """index -> (bytes, width, height, colour space) of each frame whose JPEG header reads; the
+    others go to ``failures`` with the reason, as the CPU path words it."""
+    good = {}
+    for index in indices:
+        parts = encoded.get(index)
+        if isinstance(parts, str) or parts is None:
+            failures[index] = parts or "missing"
+            continue
+        try:
+            width, height, colorspace = jpeg_header(parts[0])
+        except DecodeError as error:
+            failures[index] = f"corrupt JPEG ({error})"
+            continue
+        good[index] = (parts[0], width, height, colorspace)
+    return good
+
+
+def read_encoded_clip(
+    source,
+    indices: Sequence[int],
+    pick_box: Callable[[int, int], Box],
+    out_hw: OutSize,
+    video_range: Tuple[int, int],
+) -> Tuple[EncodedClip, int]:
+    """The clip of frame ``indices`` as JPEG bytes plus crop boxes, and how many of its T frames
+    are stand-ins: ``read_clip`` without the decoding. Frames, box and stand-ins are chosen
+    exactly as ``read_clip`` chooses them (same ``pick_box`` call, on the first frame whose
+    header reads; missing files and unreadable headers replaced by the nearest readable frame).
+    Damage past the header shows only when the device decodes the frame; ``gpu_decode`` then
+    stands in the clip's nearest decoded frame and counts it."""
+    unique = sorted(set(indices))
+    failures: Dict[int, str] = {}
+    good = _headers(source, source.frame_bytes(unique), unique, failures)
+    if not good:
+        probes = _probe_positions(unique, video_range)
+        if probes:
+            good = _headers(source, source.frame_bytes(probes), probes, {})
+    if not good:
+        raise _no_readable_frame(source, failures)
+    _report_failures(source, failures)
+    readable = sorted(good)
+    first = good[readable[0]]
+    box = pick_box(first[1], first[2])
+    chosen = [i if i in good else _nearest(i, readable) for i in indices]
+    n_bad = sum(1 for i in indices if i not in good)
+    shown = sorted(set(chosen))
+    row = {index: k for k, index in enumerate(shown)}
+    boxes = []
+    for index in shown:
+        b = box.for_size(good[index][1], good[index][2])
+        boxes.append((b.x0, b.y0, b.x1, b.y1))
+    clip = EncodedClip(
+        images=[good[i][0] for i in shown],
+        frames=shown,
+        names=[source.describe(i) for i in shown],
+        sizes=[(good[i][2], good[i][1]) for i in shown],
+        boxes=boxes,
+        on_cpu=[good[i][3] in CPU_ONLY_COLORSPACES for i in shown],
+        positions=[row[i] for i in chosen],
+        out_hw=output_size(out_hw, box),
+    )
+    return clip, n_bad
 
 
 def _assemble(regions, chosen: Sequence[int], out_hw: Tuple[int, int], out: Optional[torch.Tensor] = None) -> torch.Tensor:

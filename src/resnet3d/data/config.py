@@ -25,6 +25,10 @@ INPUT_TYPES = ("rgb", "flow")
 TRAIN_CROPS = ("random", "corner", "center", "multiscale_random")
 TRAIN_T_CROPS = ("random", "center")
 DECODERS = ("auto", "simplejpeg", "pil")
+# where training and validation JPEGs are decoded: "cpu" in the loader workers (decode.py), or
+# "cuda": workers hand over the encoded bytes and the batch is decoded and cropped on the GPU
+# (gpu_decode.py; docs/data.md, "Decoding on the GPU")
+DECODE_DEVICES = ("cpu", "cuda")
 SUBSETS = ("training", "validation", "testing")
 SUBSET_ALIASES = {"train": "training", "val": "validation", "test": "testing"}
 
@@ -88,6 +92,10 @@ class DataConfig:
     # with fast_decode=False is the exact mode.
     decode_tolerance: float = DEFAULT_DECODE_TOLERANCE
     fast_decode: bool = True
+    # "cuda": dataset items carry JPEG bytes and crop boxes instead of pixels, and
+    # ``resnet3d.data.gpu_decode.assemble_clips`` decodes, crops and resizes each batch on the
+    # device (decode_tolerance and fast_decode do not apply: nvJPEG decodes at full size)
+    decode_device: str = "cpu"
 
     def __post_init__(self) -> None:
         checks = (
@@ -97,6 +105,7 @@ class DataConfig:
             ("train_crop", self.train_crop, TRAIN_CROPS),
             ("train_t_crop", self.train_t_crop, TRAIN_T_CROPS),
             ("decoder", self.decoder, DECODERS),
+            ("decode_device", self.decode_device, DECODE_DEVICES),
         )
         for name, value, allowed in checks:
             if value not in allowed:
@@ -116,6 +125,11 @@ class DataConfig:
             raise UserError(
                 f"decode_tolerance must be in [0.5, 1] (got {self.decode_tolerance}): 1.0 never upscales "
                 "a reduced-scale JPEG decode, lower values accept that much upscaling for speed"
+            )
+        if self.decode_device != "cpu" and (self.file_type not in ("jpg", "hdf5") or self.input_type != "rgb"):
+            raise UserError(
+                f"decode_device='{self.decode_device}' decodes RGB JPEG frames (--file_type jpg or hdf5, --input_type "
+                f"rgb), not --file_type {self.file_type} --input_type {self.input_type}: use --decode-device cpu"
             )
         if len(self.jitter_strength) != 4:
             raise UserError("jitter_strength needs 4 values: brightness, contrast, saturation, hue")

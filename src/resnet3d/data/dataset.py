@@ -6,6 +6,9 @@ An item is a dict (docs/architecture.md, "Batches")::
      dataset.videos), "segment": int64 (2,) first frame and last + 1, "bad_frames": int (stand-in
      frames in this clip), "bad_video": int (1 when the clip stands in for an unreadable video)}
 
+(with ``DataConfig.decode_device`` "cuda", ``"jpeg"``: the clip's ``EncodedClip``, frames still
+JPEG bytes, in place of ``"clip"``; ``gpu_decode.assemble_clips`` decodes the batch on the device)
+
 and, in a training dataset, the clip's device-side augmentation, which ``DeviceTransform``
 applies to the batch: ``"flip": bool`` and ``"jitter": float32 (4,)`` (brightness, contrast,
 saturation factors and hue shift).
@@ -28,7 +31,7 @@ import torch
 
 from resnet3d.data import spatial, temporal
 from resnet3d.data.annotations import Annotation, VideoEntry, load_annotation, seconds_to_frames
-from resnet3d.data.clip import UnreadableVideo, read_clip, report_once
+from resnet3d.data.clip import UnreadableVideo, read_clip, read_encoded_clip, report_once
 from resnet3d.data.config import DataConfig, canonical_subset
 from resnet3d.data.device import draw_augmentation
 from resnet3d.data.loader import new_batch_tensor
@@ -272,6 +275,12 @@ class VideoDataset(torch.utils.data.Dataset):
 
     # -- public helpers -------------------------------------------------------------------------
     @property
+    def encoded(self) -> bool:
+        """Whether items carry JPEG bytes for ``gpu_decode.assemble_clips`` (``"jpeg"``) instead
+        of decoded pixels (``"clip"``): ``DataConfig.decode_device`` "cuda"."""
+        return self.cfg.decode_device != "cpu"
+
+    @property
     def n_videos(self) -> int:
         return len(self.videos)
 
@@ -373,15 +382,19 @@ class VideoDataset(torch.utils.data.Dataset):
         rng = random.Random(f"{self.seed}/{epoch}/{item}")
         indices = self._indices(video_index, clip, rng)
         source = self._source(self.videos[video_index])
-        frames, n_bad = read_clip(source, indices, self._box_picker(rng), self._out_size(), self.frame_range(video_index), out)
-        sample = {
-            "clip": frames,
+        if self.encoded:
+            encoded, n_bad = read_encoded_clip(source, indices, self._box_picker(rng), self._out_size(), self.frame_range(video_index))
+            sample = {"jpeg": encoded}
+        else:
+            frames, n_bad = read_clip(source, indices, self._box_picker(rng), self._out_size(), self.frame_range(video_index), out)
+            sample = {"clip": frames}
+        sample.update({
             "target": self.videos[video_index].target,
             "video": video_index,
             "segment": torch.tensor([min(indices), max(indices) + 1], dtype=torch.int64),
             "bad_frames": n_bad,
             "bad_video": 0,
-        }
+        })
         if self.train:
             # a stream of its own: the crop's draws above stay as they were
             flip, jitter = draw_augmentation(random.Random(f"{self.seed}/{epoch}/{item}/device"), self.cfg.jitter_strength)
@@ -396,7 +409,7 @@ class VideoDataset(torch.utils.data.Dataset):
         written straight into one uint8 batch tensor, which ``resnet3d.data.loader.collate``
         passes on whole: no per-batch copy of the clips, no per-clip allocation."""
         shape = self.clip_shape()
-        if shape is None:
+        if shape is None or self.encoded:
             return [self._item(index) for index in indices]
         batch = new_batch_tensor((len(indices),) + shape)
         return [self._item(index, batch[k]) for k, index in enumerate(indices)]

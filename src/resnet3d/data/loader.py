@@ -121,7 +121,15 @@ def _whole(parts: List[torch.Tensor]) -> Optional[torch.Tensor]:
 
 def collate(items: list):
     """``default_collate``, except that clips already written into one batch tensor (the
-    dataset's ``__getitems__``) are passed on as that tensor instead of being copied by a stack."""
+    dataset's ``__getitems__``) are passed on as that tensor instead of being copied by a stack,
+    and items of JPEG bytes (``"jpeg"``, decode_device "cuda") are packed by
+    ``gpu_decode.collate_encoded``."""
+    if items and isinstance(items[0], dict) and "jpeg" in items[0]:
+        from resnet3d.data.gpu_decode import collate_encoded
+
+        batch = default_collate([{key: value for key, value in item.items() if key != "jpeg"} for item in items])
+        batch.update(collate_encoded([item["jpeg"] for item in items]))
+        return batch
     if not items or not isinstance(items[0], dict) or "clip" not in items[0]:
         return default_collate(items)
     batch = default_collate([{key: value for key, value in item.items() if key != "clip"} for item in items])
