@@ -15,6 +15,11 @@ Public API (names are stable; the engine and commands use only these):
   train)``: uint8 (N, T, H, W, C) on the device -> float (N, C, T, H, W), channels_last_3d;
   ``transform(clips, flip=batch["flip"], jitter=batch["jitter"])`` applies the batch's draws.
 - ``batch_counters(batch) -> dict``: the bad-data counts of a batch, to sum per epoch.
+- ``DataConfig(decode_device="cuda")``: items and batches carry JPEG bytes instead of ``"clip"``;
+  ``assemble_clips(batch, device)`` decodes, crops and resizes a batch there (one batched
+  torchvision/nvJPEG call) into the same uint8 (N, T, H, W, C); ``clips_to_device(batch, device)``
+  takes either kind of batch; ``check_decode_device(cfg.decode_device, device)`` refuses "cuda"
+  without a GPU (``resnet3d.data.gpu_decode``; docs/data.md, "Decoding on the GPU").
 """
 from __future__ import annotations
 
@@ -34,6 +39,9 @@ _EXPORTS = {
     "ClipSampler": "resnet3d.data.loader",
     "build_loader": "resnet3d.data.loader",
     "set_epoch": "resnet3d.data.loader",
+    "assemble_clips": "resnet3d.data.gpu_decode",
+    "clips_to_device": "resnet3d.data.gpu_decode",
+    "check_decode_device": "resnet3d.data.gpu_decode",
 }
 
 COUNTER_KEYS = ("bad_frames", "bad_video")
