@@ -166,6 +166,28 @@ def test_assembled_clips_match_the_cpu_paths_clips(motion_set, no_torchvision, c
         assert int(diff.max()) <= max_diff and float(diff.float().mean()) <= max_mean
         assert _psnr(got, want["clip"]) >= min_psnr
         assert batch_counters(batch) == batch_counters(want) == {"bad_frames": 0, "bad_video": 0}
+        # a GPU's crop and resize (weight matrices) gives the same clips, up to float rounding at .5
+        by_matmul = assemble_clips(_batch(encoded, indices, epoch=2), "cpu", resize="matmul")
+        assert (by_matmul.int() - got.int()).abs().max() <= 1 and (by_matmul != got).float().mean() < 0.01
+
+
+def test_weight_matrices_crop_and_resize_as_interpolate_does():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (8, 3, 30, 44), dtype=torch.uint8, generator=generator)
+    rng = random.Random(1)
+    boxes = []
+    for _ in range(8):
+        x0, y0 = rng.randint(0, 30), rng.randint(0, 20)
+        boxes.append((x0, y0, rng.randint(x0 + 1, 44), rng.randint(y0 + 1, 30)))
+    boxes[0] = (0, 0, 44, 30)
+    for size in ((12, 12), (9, 17), (50, 60)):  # shrinking, mixed, enlarging
+        got = gpu_decode.resize_boxes(images, torch.tensor(boxes, dtype=torch.float64), size)
+        want = torch.cat([gpu_decode.resize_crops(images[g : g + 1, :, y0:y1, x0:x1], size)
+                          for g, (x0, y0, x1, y1) in enumerate(boxes)])
+        assert got.shape == want.shape and (got.int() - want.int()).abs().max() <= 1
+        assert (got != want).float().mean() < 0.01
+    same = gpu_decode.resize_boxes(images, torch.tensor([[4, 2, 16, 14]] * 8, dtype=torch.float64), (12, 12))
+    assert torch.equal(same, images[:, :, 2:14, 4:16])  # a box of the output size is copied exactly
 
 
 def test_clips_to_device_takes_either_kind_of_batch(motion_set, no_torchvision):
@@ -257,6 +279,8 @@ def test_gray_cmyk_and_frames_of_other_sizes(tmp_path, fake_torchvision):
     assert int(diff.max()) <= 2, diff.amax(dim=(1, 2, 3))
     levels = [round((float(f.float().mean()) - 60) / 10) for f in got[0]]
     assert levels == [1, 2, 3, 4, 5, 6]
+    by_matmul = assemble_clips(_batch(encoded, [0]), "cpu", resize="matmul")  # frames of two sizes: two products
+    assert (by_matmul.int() - got.int()).abs().max() <= 1
 
 
 def test_one_batched_decode_call_per_batch_with_cpu_tensors_and_the_device(motion_set, fake_torchvision):

@@ -136,18 +136,22 @@ def clips_to_device(batch: dict, device: Device, non_blocking: bool = True) -> t
     return batch["clip"].to(device, non_blocking=non_blocking)
 
 
-def assemble_clips(batch: dict, device: Device, decode: Optional[BatchedDecode] = _UNSET) -> torch.Tensor:  # type: ignore[assignment]
+def assemble_clips(batch: dict, device: Device, decode: Optional[BatchedDecode] = _UNSET,  # type: ignore[assignment]
+                   resize: str = "auto") -> torch.Tensor:
     """Decode, crop and resize a batch of ``collate_encoded`` entries: uint8 (N, T, H, W, 3) on
     ``device``. Stand-ins for frames that do not decode are counted into ``batch["bad_frames"]``
     (and a substituted clip into ``batch["bad_video"]``, with the other clip's "target", "video"
-    and "segment"), so call this before reading those.
+    and "segment"), so call this before reading those. Pass the batch as the loader gives it (its
+    tensors on the host; pinned is best).
 
-    ``decode``: the batched decoder (``batched_decoder()`` by default; None: the CPU decoders)."""
+    ``decode``: the batched decoder (``batched_decoder()`` by default; None: the CPU decoders).
+    ``resize``: "interpolate" or "matmul" (``_crop_and_resize``); "auto" picks by device."""
     device = torch.device(device)
     if decode is _UNSET:
         decode = batched_decoder()
     offsets = batch["jpeg_offsets"].tolist()
-    images = list(torch.split(batch["jpeg"], np.diff(offsets).tolist()))
+    data = batch["jpeg"] if batch["jpeg"].device.type == "cpu" else batch["jpeg"].cpu()  # decoders read host bytes
+    images = list(torch.split(data, np.diff(offsets).tolist()))
     decoded = decode_images(images, batch["jpeg_on_cpu"].tolist(), device, decode)
     positions = batch["jpeg_positions"].clone()
     _stand_in(batch, decoded, positions, device)
@@ -156,7 +160,7 @@ def assemble_clips(batch: dict, device: Device, decode: Optional[BatchedDecode] 
         raise UserError(f"the clips of one batch have different sizes {sorted(out_sizes)} (whole frames of videos of "
                         "different sizes, --inference_crop nocrop): use a batch size of 1, or the centre crop")
     out_hw = out_sizes.pop()
-    frames = _crop_and_resize(batch, decoded, sorted(set(positions.view(-1).tolist())), out_hw, device)
+    frames = _crop_and_resize(batch, decoded, sorted(set(positions.view(-1).tolist())), out_hw, device, resize)
     index = positions.view(-1).to(device, non_blocking=True)
     return frames.index_select(0, index).view(*positions.shape, *out_hw, 3)
 
@@ -235,24 +239,76 @@ def _stand_in(batch: dict, decoded: List[Optional[torch.Tensor]], positions: tor
                     f"on {device}; another clip of the batch is counted in its place")
 
 
+RESIZE_METHODS = ("auto", "interpolate", "matmul")
+MATMUL_CHUNK = 128  # frames per matrix product: bounds the float32 copy of the frames (~118 MB at 320x240)
+
+
 def _crop_and_resize(batch: dict, decoded: List[Optional[torch.Tensor]], used: List[int], out_hw: Tuple[int, int],
-                     device: torch.device) -> torch.Tensor:
+                     device: torch.device, method: str = "auto") -> torch.Tensor:
     """uint8 (U, H, W, 3): row i is frame i's crop resized to ``out_hw`` (rows not in ``used``
-    left unset). Crops of one size are resized in one call (a whole clip, or with a fixed box
-    such as the centre crop of frames of one size, the whole batch)."""
+    left unset).
+
+    ``interpolate`` (the CPU's default): crops of one size are resized in one ``F.interpolate``
+    call, so one call per clip with random crops, one per batch with a fixed box. ``matmul`` (a
+    GPU's default): the antialiased bilinear filter written as one (out x in) weight matrix per
+    frame and axis, which also does the crop, so frames of one decoded size are cropped and
+    resized by two batched matrix products, whatever their boxes: a handful of kernels per batch
+    instead of several per clip (docs/data.md, "Decoding on the GPU")."""
+    if method == "auto":
+        method = "interpolate" if device.type == "cpu" else "matmul"
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"resize method must be one of {RESIZE_METHODS}")
     boxes = batch["jpeg_boxes"].tolist()
     sizes = batch["jpeg_sizes"].tolist()
-    groups: Dict[Tuple[int, int], List[Tuple[int, torch.Tensor]]] = defaultdict(list)
+    frames = torch.empty((len(decoded), out_hw[0], out_hw[1], 3), dtype=torch.uint8, device=device)
+    groups: Dict[Tuple[int, int], List[int]] = defaultdict(list)
+    placed: Dict[int, Tuple[int, int, int, int]] = {}
     for i in used:
         image = decoded[i]
-        x0, y0, x1, y1 = _box_in(boxes[i], sizes[i], image.shape[1], image.shape[2])
-        groups[(y1 - y0, x1 - x0)].append((i, image[:, y0:y1, x0:x1]))
-    frames = torch.empty((len(decoded), out_hw[0], out_hw[1], 3), dtype=torch.uint8, device=device)
+        placed[i] = _box_in(boxes[i], sizes[i], image.shape[1], image.shape[2])
+        x0, y0, x1, y1 = placed[i]
+        groups[(y1 - y0, x1 - x0) if method == "interpolate" else tuple(image.shape[1:])].append(i)
     for members in groups.values():
-        rows = torch.tensor([i for i, _ in members], device=device)
-        crops = torch.stack([crop for _, crop in members])  # (G, 3, h, w)
-        frames.index_copy_(0, rows, resize_crops(crops, out_hw).permute(0, 2, 3, 1))
+        for start in range(0, len(members), MATMUL_CHUNK if method == "matmul" else len(members)):
+            chunk = members[start : start + (MATMUL_CHUNK if method == "matmul" else len(members))]
+            rows = torch.tensor(chunk, device=device)
+            if method == "interpolate":
+                crops = torch.stack([decoded[i][:, placed[i][1] : placed[i][3], placed[i][0] : placed[i][2]] for i in chunk])
+                resized = resize_crops(crops, out_hw)  # (G, 3, H, W)
+            else:
+                box = torch.tensor([placed[i] for i in chunk], dtype=torch.float64, device=device)
+                resized = resize_boxes(torch.stack([decoded[i] for i in chunk]), box, out_hw)
+            frames.index_copy_(0, rows, resized.permute(0, 2, 3, 1))
     return frames
+
+
+def filter_matrix(start: torch.Tensor, stop: torch.Tensor, n_in: int, n_out: int) -> torch.Tensor:
+    """float32 (G, n_out, n_in): row o of matrix g weighs the input pixels of output pixel o when
+    pixels ``start[g]..stop[g]`` (exclusive) of an axis of ``n_in`` are resized to ``n_out``.
+
+    The filter of torch's (and PIL's) antialiased bilinear resize: a triangle centred on the
+    output pixel's centre mapped into the input, ``scale`` = in/out wide when shrinking (1 when
+    enlarging), its weights normalised to sum 1 over the input pixels inside the crop."""
+    size = (stop - start).to(torch.float64)  # (G,)
+    scale = (size / n_out)[:, None, None]  # (G, 1, 1)
+    center = scale * (torch.arange(n_out, dtype=torch.float64, device=start.device)[None, :, None] + 0.5)
+    inside = torch.arange(n_in, dtype=torch.float64, device=start.device)[None, None, :] - start.to(torch.float64)[:, None, None]
+    inv = torch.where(scale >= 1, 1 / scale, torch.ones_like(scale))
+    weight = (1 - ((inside - center + 0.5) * inv).abs()).clamp_(min=0)
+    weight = weight * ((inside >= 0) & (inside < size[:, None, None]))
+    return (weight / weight.sum(dim=2, keepdim=True)).to(torch.float32)
+
+
+def resize_boxes(images: torch.Tensor, boxes: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """uint8 (G, C, H, W) frames and their crop boxes (G, 4: x0, y0, x1, y1) -> uint8 (G, C,
+    out_h, out_w): each box cut out and resized with the antialiased bilinear filter, as
+    ``resize_crops`` does, by two batched matrix products (rows, then columns)."""
+    height, width = images.shape[-2:]
+    rows = filter_matrix(boxes[:, 1], boxes[:, 3], height, size[0])  # (G, out_h, H)
+    cols = filter_matrix(boxes[:, 0], boxes[:, 2], width, size[1])  # (G, out_w, W)
+    x = torch.matmul(rows[:, None], images.float())  # (G, C, out_h, W)
+    x = torch.matmul(x, cols[:, None].transpose(-1, -2))  # (G, C, out_h, out_w)
+    return x.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _box_in(box: Sequence[int], size: Sequence[int], height: int, width: int) -> Tuple[int, int, int, int]:
