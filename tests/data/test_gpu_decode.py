@@ -190,6 +190,28 @@ def test_weight_matrices_crop_and_resize_as_interpolate_does():
     assert torch.equal(same, images[:, :, 2:14, 4:16])  # a box of the output size is copied exactly
 
 
+def test_one_clip_of_every_frame_recognition_needs(tmp_path, no_torchvision):
+    from resnet3d.data.clip import UnreadableVideo, read_clip, read_encoded_clip
+    from resnet3d.data.sources import source_for
+    from resnet3d.data.spatial import center_box
+
+    cfg = _folder_set(tmp_path, [("k0", "a", _textured(10, 16, 20))])
+    folder = tmp_path / "jpg" / "a" / "k0"
+    frame = folder / "image_00004.jpg"
+    frame.write_bytes(frame.read_bytes()[:-40])
+    source = source_for(str(folder), cfg)
+    wanted = list(range(1, 11))
+    want, want_bad = read_clip(source, wanted, center_box, (12, 12), (1, 11))
+    encoded, n_bad = read_encoded_clip(source, wanted, center_box, (12, 12), (1, 11))
+    got, decode_bad = gpu_decode.assemble_clip(encoded, "cpu")
+    assert got.shape == want.shape == (10, 12, 12, 3) and (got.int() - want.int()).abs().max() <= 1
+    assert n_bad + decode_bad == want_bad == 1
+    for path in folder.glob("*.jpg"):
+        path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(UnreadableVideo, match="k0"):
+        gpu_decode.assemble_clip(read_encoded_clip(source, wanted, center_box, (12, 12), (1, 11))[0], "cpu")
+
+
 def test_clips_to_device_takes_either_kind_of_batch(motion_set, no_torchvision):
     cpu, encoded = _pair(_config(motion_set))
     plain = _batch(cpu, [1, 2])

@@ -40,7 +40,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from resnet3d.data.clip import EncodedClip, report_once
+from resnet3d.data.clip import EncodedClip, UnreadableVideo, report_once
 from resnet3d.data.decode import DecodeError, decode_full
 from resnet3d.data.loader import new_batch_tensor
 from resnet3d.errors import UserError
@@ -163,6 +163,20 @@ def assemble_clips(batch: dict, device: Device, decode: Optional[BatchedDecode] 
     frames = _crop_and_resize(batch, decoded, sorted(set(positions.view(-1).tolist())), out_hw, device, resize)
     index = positions.view(-1).to(device, non_blocking=True)
     return frames.index_select(0, index).view(*positions.shape, *out_hw, 3)
+
+
+def assemble_clip(clip: EncodedClip, device: Device, **options) -> Tuple[torch.Tensor, int]:
+    """One ``EncodedClip`` (e.g. every frame a recognition chunk needs, ``read_encoded_clip``)
+    -> uint8 (T, H, W, 3) on ``device`` in ``clip.positions`` order, and how many of its frames
+    stood in for frames that did not decode there. Raises ``UnreadableVideo`` when none decodes."""
+    batch = collate_encoded([clip])
+    batch["bad_frames"] = torch.zeros(1, dtype=torch.int64)
+    batch["bad_video"] = torch.zeros(1, dtype=torch.int64)
+    try:
+        frames = assemble_clips(batch, device, **options)
+    except UserError as error:
+        raise UnreadableVideo(str(error)) from None
+    return frames[0], int(batch["bad_frames"][0])
 
 
 def decode_images(images: Sequence[torch.Tensor], on_cpu: Sequence[bool], device: torch.device,
