@@ -401,3 +401,23 @@ def test_bench_refuses_cuda_decoding_without_a_gpu(motion_set):
     with pytest.raises(UserError, match="torch sees none here"):
         bench_loader.run(args)
 
+
+
+def _nvjpeg_available() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    gpu_decode._batched = gpu_decode._UNSET
+    return gpu_decode.batched_decoder() is not None
+
+
+@pytest.mark.skipif(not _nvjpeg_available(), reason="needs a CUDA GPU and torchvision (nvJPEG)")
+def test_nvjpeg_on_the_gpu_matches_the_cpu_decoders(motion_set):
+    """On the GPU machine: the real batched nvJPEG call, and the weight-matrix resize in CUDA.
+    nvJPEG's IDCT and chroma upsampling are not libjpeg-turbo's: the bound is the fast mode's."""
+    _, encoded = _pair(_config(motion_set))
+    indices = list(range(len(encoded)))
+    on_gpu = assemble_clips(_batch(encoded, indices), "cuda")
+    on_cpu = assemble_clips(_batch(encoded, indices), "cpu", decode=None)
+    assert on_gpu.device.type == "cuda" and on_gpu.shape == on_cpu.shape
+    diff = (on_gpu.cpu().int() - on_cpu.int()).abs()
+    assert float(diff.float().mean()) <= 1.5 and _psnr(on_gpu.cpu(), on_cpu) >= 40.0
