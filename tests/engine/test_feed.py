@@ -66,3 +66,32 @@ def test_cuda_feed_copies_on_a_side_stream_while_the_compute_stream_is_busy():
     assert torch.equal(on_device["clip"].cpu(), batch["clip"])
     assert torch.equal(on_device["flip"].cpu(), batch["flip"])
     torch.cuda.synchronize()
+
+
+def test_an_epoch_of_jpeg_byte_batches_decodes_them_in_the_feed(tmp_path):
+    """decode_device "cuda" batches (JPEG bytes; assembled on the CPU here) train through the same
+    loop: the clips are decoded in ``DeviceFeed.send``, and a frame that fails to decode there is
+    counted in the epoch's bad frames."""
+    from resnet3d.data import DataConfig, DeviceTransform, build_dataset, build_loader
+    from resnet3d.engine.loop import StepParts, train_one_epoch
+    from resnet3d.engine.schedules import Schedule
+    from resnet3d.models import create_model
+    from resnet3d.normalization import KINETICS
+    from resnet3d.synthetic import make_action_dataset
+
+    info = make_action_dataset(str(tmp_path), n_classes=2, videos_per_class=4, n_frames=6, size=(32, 40), val_share=0.0)
+    damaged = sorted((tmp_path / "jpg").rglob("image_00003.jpg"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:200])  # a valid header, then nothing: fails only when decoded
+    cfg = DataConfig(dataset=info.dataset, video_path=info.jpg_path, annotation_path=info.annotation_path,
+                     sample_size=16, sample_duration=6, num_workers=0, decode_device="cuda")
+    loader = build_loader(build_dataset(cfg, "training", seed=0), 4, train=True, num_workers=0, seed=0, drop_last=True)
+    assert "jpeg" in next(iter(loader)) and "clip" not in next(iter(loader))
+    torch.manual_seed(0)
+    model = create_model("resnet", 10, n_classes=2, widen_factor=0.125)
+    parts = StepParts(model=model, eval_model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+                      scaler=None, device=torch.device("cpu"), amp_dtype=None,
+                      train_transform=DeviceTransform(KINETICS, train=True),
+                      eval_transform=DeviceTransform(KINETICS))
+    result = train_one_epoch(parts, loader, 1, Schedule(0.01, 0.0), len(loader), show_progress=False)
+    assert result.count == 8 and math.isfinite(result.loss)
+    assert result.bad_frames >= 1  # the damaged frame's clip, every time it is drawn

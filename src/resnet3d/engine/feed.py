@@ -31,14 +31,29 @@ class DeviceFeed:
         )
 
     def send(self, batch: dict) -> Dict[str, torch.Tensor]:
-        """Start copying ``batch[key]`` for the keys present; the result is used after ``ready``."""
+        """Start copying ``batch[key]`` for the keys present; the result is used after ``ready``.
+
+        A batch of JPEG bytes (``decode_device`` "cuda") has its clips decoded, cropped and
+        resized on the device here, also on the side stream. That can change the batch's
+        bad-data counts and, for a clip that did not decode, its target: read those after this.
+        """
         if self.stream is None:
-            return {key: torch.as_tensor(batch[key]).to(self.device) for key in self.keys if key in batch}
+            return self._send(batch, non_blocking=False)
         # no wait on the compute stream: the inputs are host memory, and the outputs are fresh
         # blocks of the side stream (``ready`` hands them over with record_stream)
         with torch.cuda.stream(self.stream):
-            return {key: torch.as_tensor(batch[key]).to(self.device, non_blocking=True)
-                    for key in self.keys if key in batch}
+            return self._send(batch, non_blocking=True)
+
+    def _send(self, batch: dict, non_blocking: bool) -> Dict[str, torch.Tensor]:
+        sent: Dict[str, torch.Tensor] = {}
+        if "jpeg" in batch and "clip" in self.keys:
+            from resnet3d.data.gpu_decode import assemble_clips
+
+            sent["clip"] = assemble_clips(batch, self.device)
+        for key in self.keys:
+            if key in batch and key not in sent:
+                sent[key] = torch.as_tensor(batch[key]).to(self.device, non_blocking=non_blocking)
+        return sent
 
     def ready(self, sent: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Make the compute stream wait for the copies of ``sent``, and tell the allocator that the

@@ -16,7 +16,7 @@ from typing import Callable, Dict, Iterable, Optional, Tuple
 import torch
 from torch import nn
 
-from resnet3d.data import AUGMENT_KEYS, batch_counters
+from resnet3d.data import AUGMENT_KEYS, batch_counters, clips_to_device
 from resnet3d.engine.distributed import DistInfo, all_sum
 from resnet3d.engine.feed import DeviceFeed, HostReadout
 from resnet3d.engine.optim import set_lr, set_train_mode
@@ -75,7 +75,9 @@ def _autocast(parts: StepParts):
 
 
 def _to_device(batch: dict, parts: StepParts):
-    clips = batch["clip"].to(parts.device, non_blocking=True)
+    """The batch's clips and targets on the device; a batch of JPEG bytes is decoded there first
+    (which may change its targets and counts, so it comes first)."""
+    clips = clips_to_device(batch, parts.device)
     targets = torch.as_tensor(batch["target"]).to(parts.device, non_blocking=True)
     return clips, targets
 
