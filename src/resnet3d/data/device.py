@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -103,7 +103,9 @@ class DeviceTransform:
             if jitter is None:
                 u = torch.rand(n, 4, device=x.device, generator=generator) * 2 - 1  # uniform in [-1, 1)
                 jitter = jitter_factors(u, self.jitter_strength)
-            x = color_jitter(x, jitter.to(x.device, x.dtype))
+            # with a hue strength the shifts are drawn non-zero: rotate without looking at them
+            rotate_hue = True if self.jitter_strength[3] != 0 else None
+            x = color_jitter(x, jitter.to(x.device, x.dtype), rotate_hue=rotate_hue)
         a, b = self._affine(channels, x.device)
         x = torch.addcmul(b, x, a)
         return x.to(self.out_dtype).contiguous(memory_format=torch.channels_last_3d)
@@ -121,7 +123,7 @@ class DeviceTransform:
 def jitter_factors(u: torch.Tensor, strength: Sequence[float]) -> torch.Tensor:
     """Uniform draws in [-1, 1), (..., 4) -> jitter factors (..., 4): brightness, contrast and
     saturation multipliers 1 + u * s (at least 0) and the hue shift u * h (in turns)."""
-    s = torch.tensor(tuple(strength), dtype=u.dtype, device=u.device)
+    s = torch.tensor(tuple(strength), dtype=u.dtype).to(u.device, non_blocking=True)
     factors = (1 + u * s).clamp(min=0)
     factors[..., 3] = u[..., 3] * s[3]  # hue is a shift, not a factor
     return factors
@@ -135,39 +137,60 @@ def draw_augmentation(rng: random.Random, jitter_strength: Sequence[float]) -> T
     return flip, jitter_factors(u, jitter_strength)
 
 
-def color_jitter(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+def color_jitter(x: torch.Tensor, factors: torch.Tensor, rotate_hue: Optional[bool] = None) -> torch.Tensor:
     """Colour jitter of float clips in 0..255, ``x`` (N, 3, T, H, W), per-sample ``factors``
     (N, 4) = brightness, contrast, saturation (multipliers) and hue (shift, in turns).
 
     Brightness, contrast and saturation follow torchvision's definitions (contrast blends with
     each frame's mean grey level); hue rotates the chroma plane in YIQ space, a close and much
     cheaper stand-in for an HSV hue shift. Applied in this fixed order.
+
+    ``rotate_hue`` None skips the rotation when every shift is 0, which only the CPU checks:
+    on a GPU, reading the shifts would make the host wait for every kernel queued before them,
+    so there it rotates (a rotation by 0 leaves the colours as they are, up to rounding).
     """
     n = x.shape[0]
     view = lambda v: v.view(n, 1, 1, 1, 1)  # noqa: E731
-    gray_w = torch.tensor(_GRAY, device=x.device, dtype=x.dtype).view(1, 3, 1, 1, 1)
+    gray_w = _constants(x.device, x.dtype)["gray"]
     x = (x * view(factors[:, 0])).clamp_(0, 255)
     mean = (x * gray_w).sum(1, keepdim=True).mean(dim=(3, 4), keepdim=True)  # (N, 1, T, 1, 1)
     x = (mean + view(factors[:, 1]) * (x - mean)).clamp_(0, 255)
     gray = (x * gray_w).sum(1, keepdim=True)
     x = (gray + view(factors[:, 2]) * (x - gray)).clamp_(0, 255)
     hue = factors[:, 3]
-    if bool((hue != 0).any()):
+    if rotate_hue is None:
+        rotate_hue = x.device.type != "cpu" or bool((hue != 0).any())
+    if rotate_hue:
         x = _rotate_hue(x, hue).clamp_(0, 255)
     return x
 
 
 _RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.595716, -0.274453, -0.321263), (0.211456, -0.522591, 0.311135))
 
+# (device, dtype) -> the colour constants there. Made once: creating a tensor on a GPU from
+# Python numbers (and inverting a matrix there) makes the host wait for the queued kernels.
+_CONSTANTS: Dict[Tuple[str, torch.dtype], Dict[str, torch.Tensor]] = {}
+
+
+def _constants(device: torch.device, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
+    key = (str(device), dtype)
+    if key not in _CONSTANTS:
+        to_yiq = torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)
+        _CONSTANTS[key] = {
+            "gray": torch.tensor(_GRAY, dtype=dtype).view(1, 3, 1, 1, 1).to(device),
+            "to_yiq": to_yiq.to(device, dtype),
+            "to_rgb": torch.linalg.inv(to_yiq).to(device, dtype),
+        }
+    return _CONSTANTS[key]
+
 
 def _rotate_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
-    to_yiq = torch.tensor(_RGB_TO_YIQ, device=x.device, dtype=x.dtype)
-    to_rgb = torch.linalg.inv(to_yiq)
+    constants = _constants(x.device, x.dtype)
     angle = -turns * (2 * math.pi)  # YIQ chroma turns the other way round from HSV hue
     cos, sin = torch.cos(angle), torch.sin(angle)
     rot = torch.zeros(x.shape[0], 3, 3, device=x.device, dtype=x.dtype)
     rot[:, 0, 0] = 1
     rot[:, 1, 1], rot[:, 1, 2] = cos, -sin
     rot[:, 2, 1], rot[:, 2, 2] = sin, cos
-    matrix = to_rgb @ rot @ to_yiq  # (N, 3, 3)
+    matrix = constants["to_rgb"] @ rot @ constants["to_yiq"]  # (N, 3, 3)
     return torch.einsum("nij,njthw->nithw", matrix, x)
