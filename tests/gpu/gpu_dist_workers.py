@@ -58,6 +58,10 @@ def tiny_model(sync_bn: bool) -> nn.Module:
     return model.to(memory_format=torch.channels_last_3d)
 
 
+def batchnorm_kinds(model: nn.Module) -> List[str]:
+    return sorted({type(m).__name__ for m in model.modules() if "BatchNorm" in type(m).__name__})
+
+
 def train(model: nn.Module, batches, info, stepped: nn.Module = None) -> Dict[str, Any]:
     """One epoch of ``batches`` through the engine's loop; what it reports and the weights after."""
     from resnet3d.config import OptimConfig
@@ -99,7 +103,7 @@ def gloo_two_processes(out_dir: str) -> int:
                                  "backend": torch.distributed.get_backend()}
         for variant, sync_bn in (("sync_bn", True), ("plain_bn", False)):
             model = tiny_model(sync_bn)
-            saved[f"{variant}_layers"] = sorted({type(m).__name__ for m in model.modules() if "BatchNorm" in type(m).__name__})
+            saved[f"{variant}_layers"] = batchnorm_kinds(model)
             ddp = nn.parallel.DistributedDataParallel(model, device_ids=[CUDA])
             saved[variant] = train(model, batches, info, ddp)
         saved["from_rank_0"] = broadcast_object({"rank": info.rank})
@@ -131,7 +135,7 @@ def nccl_one_process(out_dir: str) -> int:
         dist.all_reduce(summed)
         torch.save({"backend": dist.get_backend(), "world_size": dist.get_world_size(),
                     "sync_bn": train(model, batches, info, ddp), "all_reduce": summed.cpu(),
-                    "layers": sorted({type(m).__name__ for m in model.modules() if "BatchNorm" in type(m).__name__})},
+                    "layers": batchnorm_kinds(model)},
                    Path(out_dir) / "nccl_rank0.pt")
     finally:
         destroy_process_group()

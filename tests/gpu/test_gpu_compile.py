@@ -14,7 +14,16 @@ import math
 
 import pytest
 
-from gpu_helpers import TINY_CLIP, TINY_MODEL, data_flags, describe, read_checkpoint, record, requires_cuda, subprocess_env
+from gpu_helpers import (
+    TINY_CLIP,
+    TINY_MODEL,
+    data_flags,
+    describe,
+    read_checkpoint,
+    record,
+    requires_cuda,
+    subprocess_env,
+)
 
 from resnet3d.engine.logs import read_log
 

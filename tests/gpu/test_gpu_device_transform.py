@@ -116,7 +116,8 @@ def test_transform_does_not_wait_for_the_gpu():
     clips = _to_cuda(_clips(n=8, seed=4))
     flip, jitter = (_to_cuda(t) for t in _draws(8, seed=4))
     transforms = [DeviceTransform(KINETICS, train=True, hflip=True, colorjitter=True, jitter_strength=STRENGTH),
-                  DeviceTransform(KINETICS, train=True, hflip=True, colorjitter=True, jitter_strength=(0.4, 0.4, 0.4, 0)),
+                  DeviceTransform(KINETICS, train=True, hflip=True, colorjitter=True,
+                                  jitter_strength=(0.4, 0.4, 0.4, 0)),
                   DeviceTransform(SEED, train=False, out_dtype=torch.bfloat16)]
     for transform in transforms:
         transform(clips, flip=flip, jitter=jitter)  # the first call makes its constants on the device

@@ -19,7 +19,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpu_dist_workers import GLOBAL_BATCH, STEPS, global_batches, gloo_two_processes, nccl_one_process, tiny_model, train
+from gpu_dist_workers import (
+    GLOBAL_BATCH,
+    STEPS,
+    global_batches,
+    gloo_two_processes,
+    nccl_one_process,
+    tiny_model,
+    train,
+)
 from gpu_helpers import max_difference, record, requires_cuda
 
 from resnet3d.engine.distributed import DistInfo, launch_local
