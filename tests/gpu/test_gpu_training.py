@@ -45,7 +45,9 @@ def _train(info, result_path, *flags) -> None:
 
 
 def _used(result_path):
-    return json.loads((result_path / "opts.json").read_text())["used"]
+    """What the run got (opts.json's "used"): device, processes, precision, memory format."""
+    used = json.loads((result_path / "opts.json").read_text())["used"]
+    return {key: used.get(key) for key in ("device", "processes", "precision", "channels_last")}
 
 
 def _finite_losses(result_path, epochs):
@@ -116,19 +118,6 @@ def test_cpu_checkpoint_continues_on_cuda_in_fp16_with_its_grad_scaler(gpu_motio
         assert continued["scale"] < scaler["scale"], (scaler, continued)  # overflows only lower it
 
 
-def test_deterministic_on_cuda_trains_or_says_why_not(gpu_motion, tmp_path):
-    """--deterministic turns on torch.use_deterministic_algorithms: on CUDA some operations of the
-    models (AdaptiveAvgPool3d's backward, among others) have no deterministic kernel and raise.
-    The run must train, or end with one line naming the flag, never with torch's traceback."""
-    done = resnet3d("train", *data_flags(gpu_motion), *RUN, "--result-path", tmp_path / "det", "--device", "cuda",
-                    "--epochs", 1, "--deterministic")
-    assert "Traceback" not in done.stderr, describe(done)
-    if done.returncode != 0:
-        assert done.returncode == 2 and "--deterministic" in done.stderr, describe(done)
-    else:
-        _finite_losses(tmp_path / "det", 1)
-
-
 def _pinned_batch(n=4, seed=0):
     """A training batch as the loader hands it over: uint8 clips and the per-clip draws, pinned."""
     from resnet3d.data.device import draw_augmentation
@@ -183,3 +172,16 @@ def test_a_bf16_training_step_is_queued_without_waiting_for_the_gpu():
     for readout in readouts:
         loss_sum, correct = readout.values()
         assert math.isfinite(loss_sum) and 0 <= correct <= 4
+
+
+def test_deterministic_on_cuda_trains_or_says_why_not(gpu_motion, tmp_path):
+    """--deterministic turns on torch.use_deterministic_algorithms: on CUDA some operations of the
+    models (AdaptiveAvgPool3d's backward, among others) have no deterministic kernel and raise.
+    The run must train, or end with one line naming the flag, never with torch's traceback."""
+    done = resnet3d("train", *data_flags(gpu_motion), *RUN, "--result-path", tmp_path / "det", "--device", "cuda",
+                    "--epochs", 1, "--deterministic")
+    assert "Traceback" not in done.stderr, describe(done)
+    if done.returncode != 0:
+        assert done.returncode == 2 and "--deterministic" in done.stderr, describe(done)
+    else:
+        _finite_losses(tmp_path / "det", 1)
