@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.config import (
+    COMPILE_MODES,
     Config,
     FinetuneConfig,
     HardwareConfig,
@@ -34,6 +35,7 @@ from resnet3d.config import (
     OptimConfig,
     Regime,
     RunConfig,
+    resolve_compile_mode,
 )
 from resnet3d.data.config import DECODERS, DEFAULT_DECODE_TOLERANCE, DataConfig
 from resnet3d.errors import UserError
@@ -238,7 +240,9 @@ def add_run_arguments(group: argparse._ActionsContainer) -> None:
              help="continue a run: 'auto' takes the latest checkpoint in result_path")
     add_flag(group, "--precision", default=quiet, choices=("auto", "bf16", "fp16", "fp32"),
              help="autocast dtype (default auto: bf16 on CUDA, fp32 on the CPU)")
-    add_switch(group, "--compile", quiet, "torch.compile the model (default off)")
+    add_switch(group, "--compile", quiet, "torch.compile the model: --compile-mode default (default off)")
+    add_flag(group, "--compile-mode", default=quiet, choices=COMPILE_MODES,
+             help="torch.compile mode (reduce-overhead: CUDA graphs; default none)")
     add_switch(group, "--channels-last", quiet, "channels_last_3d memory format on CUDA (default on)")
     add_switch(group, "--deterministic", quiet, "deterministic algorithms: bit-identical reruns and continued runs on the CPU")
     add_flag(group, "--overwrite", action="store_true", default=quiet,
@@ -585,8 +589,11 @@ def _run_config(args: argparse.Namespace, root: str, result_path: str) -> RunCon
     if v("checkpoint") < 1:
         raise UserError(f"--checkpoint must be >= 1 (got {v('checkpoint')})")
     extra = {name: getattr(args, name) for name in
-             ("precision", "compile", "channels_last", "deterministic", "overwrite", "max_steps_per_epoch")
+             ("precision", "channels_last", "deterministic", "overwrite", "max_steps_per_epoch")
              if getattr(args, name, None) is not None}
+    compile_mode = resolve_compile_mode(getattr(args, "compile", None), getattr(args, "compile_mode", None))
+    if compile_mode is not None:
+        extra["compile_mode"] = compile_mode
     return RunConfig(
         result_path=result_path,
         n_epochs=v("n_epochs"),

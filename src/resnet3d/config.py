@@ -30,6 +30,33 @@ from resnet3d.data.config import DataConfig
 from resnet3d.errors import UserError
 from resnet3d.hardware import default_num_workers  # noqa: F401  (re-exported: the CLI's worker default)
 
+# ``--compile-mode``: "none" trains the model as it is; the others are torch.compile's own modes
+# (reduce-overhead adds CUDA graphs, max-autotune tunes kernels and adds CUDA graphs).
+# resnet3d.engine.compilation applies them.
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def check_compile_mode(mode: Any, where: str = "--compile-mode") -> str:
+    if mode not in COMPILE_MODES:
+        raise UserError(f"{where} {mode!r}: choose one of {', '.join(COMPILE_MODES)}")
+    return mode
+
+
+def resolve_compile_mode(compile: Optional[bool], compile_mode: Optional[str]) -> Optional[str]:
+    """The compile mode that ``--compile`` / ``--no-compile`` and ``--compile-mode`` ask for
+    together (None: neither was given). ``--compile`` means mode ``default`` unless
+    ``--compile-mode`` names another; flags that contradict each other are an error."""
+    if compile_mode is not None:
+        check_compile_mode(compile_mode)
+    if compile is None:
+        return compile_mode
+    if compile_mode is None:
+        return "default" if compile else "none"
+    if compile != (compile_mode != "none"):
+        given = "--compile" if compile else "--no-compile"
+        raise UserError(f"{given} and --compile-mode {compile_mode} contradict each other; give one")
+    return compile_mode
+
 
 @dataclass(frozen=True)
 class Regime:
@@ -149,12 +176,28 @@ class RunConfig:
     overwrite: bool = False  # allow a fresh run to replace an earlier run's logs and checkpoints
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
     channels_last: bool = True  # channels_last_3d memory format on CUDA (slower on the CPU, so not used there)
-    compile: bool = False
+    compile_mode: str = "none"  # one of COMPILE_MODES
     tensorboard: bool = False
     batch_log: bool = True  # train_batch.log
     curves: bool = True  # curves.png
     max_steps_per_epoch: int = 0  # 0: the whole epoch (for smoke runs and benchmarks)
     stop_on_nonfinite: bool = True
+
+    @staticmethod
+    def upgrade(values: Mapping[str, Any], where: str) -> Dict[str, Any]:
+        """Settings as earlier versions wrote them (opts.json, checkpoints, config files) under
+        today's names: ``compile`` (true/false) became ``compile_mode``. ``compile = true`` keeps
+        a ``compile_mode`` other than "none" beside it and means "default" otherwise."""
+        values = dict(values)
+        if "compile" in values:
+            compile = values.pop("compile")
+            if not isinstance(compile, bool):
+                raise UserError(f"{where} compile: expected true or false, got {compile!r}")
+            mode = values.get("compile_mode", "none")
+            values["compile_mode"] = (mode if mode != "none" else "default") if compile else "none"
+        if "compile_mode" in values:
+            check_compile_mode(values["compile_mode"], f"{where} compile_mode")
+        return values
 
 
 @dataclass(frozen=True)
@@ -286,6 +329,8 @@ def from_plain(cls: Any, data: Mapping[str, Any], source: str = "config", table:
     a typo in a config file never silently does nothing; a value of the wrong type names the
     section and the key ("run.toml: [data] sample_size: expected an integer, got 'big'").
     """
+    if hasattr(cls, "upgrade"):
+        data = cls.upgrade(data, f"{source}: {table}" if table else source)
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:

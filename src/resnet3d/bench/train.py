@@ -1,12 +1,13 @@
 """``resnet3d bench train``: training clips/s, ours against the originals' scheme, in one run.
 
-Four measurements, each one JSON line (``resnet3d.bench.common.emit``):
+Measurements, each one JSON line (``resnet3d.bench.common.emit``):
 
 - ``train_step``, ours: a uint8 batch already on the device -> ``DeviceTransform`` -> the
-  training step of ``resnet3d.engine.loop`` (bf16 autocast on CUDA by default, channels_last_3d,
-  optionally ``--compile``). What the GPU alone can do.
+  training step of ``resnet3d.engine.loop``, set up as the trainer sets it up: bf16 autocast on
+  CUDA by default, channels_last_3d on CUDA only, fused SGD on CUDA, ``--compile-mode``. What the
+  GPU alone can do.
 - ``train_step``, baseline: the originals' step: a float32 NCDHW batch on the device, fp32, the
-  model in the default memory format.
+  model in the default memory format, torch's default SGD.
 - ``train_end_to_end``, ours: ``resnet3d.engine.loop.train_one_epoch`` over the real loader
   (``resnet3d.data``: JPEG folders, uint8 through workers and pinned memory); also the share of
   time spent waiting for data.
@@ -14,24 +15,56 @@ Four measurements, each one JSON line (``resnet3d.bench.common.emit``):
   tensors, normalised per frame in the workers; ``resnet3d.bench.loader.SuccessorBaseline``)
   feeding the baseline step.
 
+``--sweep`` replaces the two ``train_step`` lines with the step matrix (``train_step_sweep``
+lines): the baseline, then ours in each of ``--precisions`` (fp32, bf16), NCDHW and
+channels_last_3d, then the last precision in channels_last_3d compiled in each of
+``--compile-modes``, for each of ``--batch-sizes``. Every
+configuration is isolated: its failure (out of memory, a compile error) is a line with "error"
+and the sweep goes on; memory and compiled graphs are released before the next one.
+
+``--epochs N`` replaces ours end to end with N whole epochs over the loader, as the trainer runs
+them (``train_epoch`` lines: clips/s, data wait, the host memory of the main process and of its
+loader workers, peak GPU memory), and a final ``train_end_to_end`` line with the growth of host
+memory from epoch 2 to the last: flat means no leak.
+
+``--time-budget SECONDS`` skips what is left once that much time is spent (checked between
+configurations and between epochs), with a line saying what was skipped.
+
 Without ``--video_path`` a data set of motion clips is generated (real JPEG folders) in a
-temporary folder. On a CPU, pass small sizes (see docs/training.md) so the run takes seconds.
+temporary folder. On a CPU, pass small sizes (see docs/benchmarks.md) so the run takes seconds.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
+import statistics
 import tempfile
 import time
-from typing import Any, Dict, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from resnet3d.bench.common import emit
 from resnet3d.cliargs import add_flag
+from resnet3d.config import COMPILE_MODES, check_compile_mode, resolve_compile_mode
+from resnet3d.engine.compilation import compile_errors_explained, compile_model, reset_compiler
 from resnet3d.engine.precision import NAMES as PRECISION_NAMES, autocast_dtype
 from resnet3d.errors import UserError
+from resnet3d.hardware import usable_cores
+
+# Default loader workers: one per usable core but one, which the main process needs to run the
+# step loop and pin batches (on a 16-core GPU machine: 15; the trainer's default of 4 would cap
+# the loader near 4 x 400 clips/s). At most 16: each worker holds prefetch_factor batches in
+# shared memory, and the loader's throughput flattens before that on one GPU.
+MAX_DEFAULT_WORKERS = 16
+COMPILE_OFF = "drop it from --compile-modes"
+
+
+def default_workers() -> int:
+    return max(1, min(usable_cores() - 1, MAX_DEFAULT_WORKERS))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--sample_size", type=int, default=112)
     parser.add_argument("--sample_duration", type=int, default=16)
-    parser.add_argument("--n_threads", type=int, default=8, help="loader worker processes")
+    parser.add_argument("--n_threads", type=int, default=None,
+                        help=f"loader worker processes (default: usable cores - 1, at most {MAX_DEFAULT_WORKERS}; "
+                             f"here {default_workers()})")
     parser.add_argument("--video_path", default=None, help="JPEG frame folders (default: generate a data set)")
     parser.add_argument("--annotation_path", default=None, help="annotation JSON of --video_path")
     parser.add_argument("--dataset", default="kinetics", help="annotation flavour of --annotation_path")
@@ -51,12 +86,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--warmup", type=int, default=5, help="untimed steps first (cuDNN autotuning, compilation)")
     add_flag(parser, "--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
              help="ours (auto: bf16 on CUDA)")
-    add_flag(parser, "--compile", action="store_true", help="torch.compile our model")
+    add_flag(parser, "--compile", action="store_true", default=None, help="torch.compile ours: --compile-mode default")
+    add_flag(parser, "--compile-mode", default=None, choices=COMPILE_MODES, help="torch.compile mode of ours")
     add_flag(parser, "--device", default="auto", choices=("auto", "cuda", "cpu"))
     add_flag(parser, "--frame-size", default="128x171", help="HxW of generated frames")
     add_flag(parser, "--generate-videos", type=int, default=64, help="videos to generate when no --video_path")
     add_flag(parser, "--only", default="all", choices=("all", "step", "end-to-end"), help="which measurements")
     add_flag(parser, "--no-baseline", action="store_true", help="skip the originals' scheme")
+    add_flag(parser, "--sweep", action="store_true",
+             help="the step matrix (precision x memory format x compile mode x batch size) instead of one step line")
+    add_flag(parser, "--batch-sizes", default=None, metavar="N,N,...", help="--sweep: batch sizes (default --batch_size)")
+    add_flag(parser, "--compile-modes", default="default", metavar="MODE,...",
+             help=f"--sweep: compile modes tried on bf16 channels_last_3d ({', '.join(COMPILE_MODES[1:])}; "
+                  "'none' or '' for none)")
+    add_flag(parser, "--precisions", default="fp32,bf16", metavar="P,...",
+             help="--sweep: precisions of ours (fp32, bf16, fp16); the compiled settings take the last")
+    add_flag(parser, "--epochs", type=int, default=0,
+             help="end to end: N whole epochs over the loader, with host memory per epoch (0: one timed stretch)")
+    add_flag(parser, "--time-budget", type=float, default=0.0, metavar="SECONDS",
+             help="skip what is left once this much time is spent (0: no limit)")
+
+
+# -- small helpers ------------------------------------------------------------------------------
 
 
 def _device(choice: str) -> torch.device:
@@ -70,6 +121,59 @@ def _device(choice: str) -> torch.device:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+class Deadline:
+    """``--time-budget``: whether the time is spent (0: never)."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.start = clock()
+
+    def spent(self) -> bool:
+        return self.seconds > 0 and self.clock() - self.start >= self.seconds
+
+    def reason(self) -> str:
+        return f"--time-budget {self.seconds:g} s spent ({self.clock() - self.start:.0f} s)"
+
+
+def _int_list(text: Optional[str], flag: str) -> List[int]:
+    try:
+        values = [int(v) for v in (text or "").split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected whole numbers separated by commas, such as 64,128") from None
+    if any(v < 1 for v in values):
+        raise UserError(f"{flag} {text!r}: every value must be 1 or more")
+    return values
+
+
+def parse_compile_modes(text: str) -> List[str]:
+    """``--compile-modes`` -> the modes to compile with ('none' and empty entries dropped: the
+    uncompiled configuration is in the sweep anyway)."""
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    for mode in modes:
+        check_compile_mode(mode, "--compile-modes: mode")
+    return list(dict.fromkeys(m for m in modes if m != "none"))
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:600]
+
+
+def _release(device: torch.device, compiled: bool) -> None:
+    """Give back what one configuration held before the next starts."""
+    if compiled:
+        reset_compiler()
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+# -- models, optimisers, steps -----------------------------------------------------------------
 
 
 def _model(args, device: torch.device, channels_last: bool) -> nn.Module:
@@ -86,22 +190,29 @@ def _model(args, device: torch.device, channels_last: bool) -> nn.Module:
 
 
 def _sgd(model: nn.Module) -> torch.optim.Optimizer:
+    """The originals' optimiser: torch's SGD as it comes."""
     return torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-3)
 
 
-def _ours_parts(args, device: torch.device):
-    from resnet3d.data import DeviceTransform
+def _ours_parts(args, device: torch.device, *, precision: str, channels_last: bool, compile_mode: str,
+                data_cfg=None):
+    """Our step's parts, built by the trainer's rules: autocast dtype from ``precision``, the
+    optimiser of ``build_optimizer`` (fused SGD on CUDA), the model compiled by
+    ``compile_model``, the device transform of the data config."""
+    from resnet3d.config import OptimConfig
+    from resnet3d.data import DataConfig, DeviceTransform
     from resnet3d.engine.loop import StepParts
-    from resnet3d.normalization import KINETICS
+    from resnet3d.engine.optim import build_optimizer
 
-    dtype = autocast_dtype(args.precision, device)
-    channels_last = device.type == "cuda"  # as the trainer: it pays on CUDA only
+    dtype = autocast_dtype(precision, device)
     model = _model(args, device, channels_last=channels_last)
-    stepped = torch.compile(model) if args.compile else model
-    return StepParts(model=stepped, eval_model=model, optimizer=_sgd(model),
+    stepped = compile_model(model, compile_mode)
+    optimizer = build_optimizer(model.parameters(), OptimConfig(learning_rate=1e-3, momentum=0.9, weight_decay=1e-3))
+    cfg = data_cfg if data_cfg is not None else DataConfig()
+    return StepParts(model=stepped, eval_model=stepped, optimizer=optimizer,
                      scaler=torch.amp.GradScaler("cuda") if dtype == torch.float16 else None, device=device,
-                     amp_dtype=dtype, train_transform=DeviceTransform(KINETICS, train=True, hflip=True),
-                     eval_transform=DeviceTransform(KINETICS, train=False), channels_last=channels_last), dtype
+                     amp_dtype=dtype, train_transform=DeviceTransform.from_config(cfg, train=True),
+                     eval_transform=DeviceTransform.from_config(cfg, train=False), channels_last=channels_last), dtype
 
 
 def _baseline_step(model: nn.Module, optimizer, x: torch.Tensor, targets: torch.Tensor) -> None:
@@ -111,20 +222,22 @@ def _baseline_step(model: nn.Module, optimizer, x: torch.Tensor, targets: torch.
     optimizer.step()
 
 
-def _timed(device: torch.device, steps: int, warmup: int, step) -> float:
+def _timed(device: torch.device, steps: int, warmup: int, step) -> Tuple[float, float]:
+    """(seconds of the warm-up steps, seconds of the timed steps)."""
+    start = time.perf_counter()
     for _ in range(warmup):
         step()
     _sync(device)
-    start = time.perf_counter()
+    middle = time.perf_counter()
     for _ in range(steps):
         step()
     _sync(device)
-    return time.perf_counter() - start
+    return middle - start, time.perf_counter() - middle
 
 
-def _common(args, device: torch.device) -> Dict[str, Any]:
+def _common(args, device: torch.device, batch_size: Optional[int] = None) -> Dict[str, Any]:
     record = {"model": f"{args.model}-{args.model_depth}" if args.model != "c3d" else "c3d",
-              "batch_size": args.batch_size, "sample_size": args.sample_size,
+              "batch_size": batch_size or args.batch_size, "sample_size": args.sample_size,
               "sample_duration": args.sample_duration, "device": str(device)}
     if args.resnet_widen_factor != 1.0:
         record["widen_factor"] = args.resnet_widen_factor
@@ -139,8 +252,16 @@ def _peak_memory(device: torch.device) -> Dict[str, float]:
     return {"peak_memory_gib": round(peak, 2)}
 
 
+def _layout(channels_last: bool) -> str:
+    return "channels_last_3d" if channels_last else "NCDHW (contiguous)"
+
+
+# -- the GPU step alone --------------------------------------------------------------------------
+
+
 def measure_steps(args, device: torch.device) -> None:
     from resnet3d.engine.loop import train_step
+    from resnet3d.engine.optim import sgd_kernel_name
 
     n, t, s = args.batch_size, args.sample_duration, args.sample_size
     targets = torch.randint(0, args.n_classes, (n,), device=device)
@@ -149,23 +270,127 @@ def measure_steps(args, device: torch.device) -> None:
         model = _model(args, device, channels_last=False)
         optimizer = _sgd(model)
         x = torch.randn(n, 3, t, s, s, device=device)  # (N, C, T, H, W) float32
-        seconds = _timed(device, args.steps, args.warmup, lambda: _baseline_step(model, optimizer, x, targets))
+        _, seconds = _timed(device, args.steps, args.warmup, lambda: _baseline_step(model, optimizer, x, targets))
         records.append({"what": "train_step", "baseline": True, **_common(args, device),
                         "clips_per_s": round(n * args.steps / seconds, 2), "precision": "fp32",
-                        "memory_format": "NCDHW (contiguous)", **_peak_memory(device)})
+                        "memory_format": _layout(False), "sgd": sgd_kernel_name(optimizer), **_peak_memory(device)})
         del model, optimizer, x
-    parts, dtype = _ours_parts(args, device)
+        _release(device, compiled=False)
+    channels_last = device.type == "cuda"  # as the trainer: it pays on CUDA only
+    parts, dtype = _ours_parts(args, device, precision=args.precision, channels_last=channels_last,
+                               compile_mode=args.compile_mode)
     clips = torch.randint(0, 256, (n, t, s, s, 3), dtype=torch.uint8, device=device)  # (N, T, H, W, C)
-    seconds = _timed(device, args.steps, args.warmup, lambda: train_step(parts, clips, targets))
+    with compile_errors_explained(args.compile_mode):
+        warmup_s, seconds = _timed(device, args.steps, args.warmup, lambda: train_step(parts, clips, targets))
     ours = {"what": "train_step", "baseline": False, **_common(args, device),
             "clips_per_s": round(n * args.steps / seconds, 2),
-            "precision": PRECISION_NAMES[dtype],
-            "memory_format": "channels_last_3d" if parts.channels_last else "NCDHW (contiguous)",
-            "compile": args.compile, **_peak_memory(device)}
+            "precision": PRECISION_NAMES[dtype], "memory_format": _layout(parts.channels_last),
+            "compile_mode": args.compile_mode, "sgd": sgd_kernel_name(parts.optimizer),
+            "warmup_s": round(warmup_s, 2), **_peak_memory(device)}
     if records:
         ours["speedup"] = round(ours["clips_per_s"] / records[0]["clips_per_s"], 2)
     for record in records + [ours]:
         emit(record)
+
+
+@dataclass(frozen=True)
+class StepSetting:
+    """One configuration of the sweep."""
+
+    precision: str  # fp32 | bf16 | fp16
+    channels_last: bool
+    compile_mode: str = "none"
+    baseline: bool = False  # the originals' step (fp32, NCDHW float input, torch's default SGD)
+
+    @property
+    def name(self) -> str:
+        if self.baseline:
+            return "baseline fp32 NCDHW"
+        name = f"{self.precision} {'channels_last_3d' if self.channels_last else 'NCDHW'}"
+        return name + (f" compile {self.compile_mode}" if self.compile_mode != "none" else "")
+
+
+def sweep_plan(batch_sizes: Sequence[int], compile_modes: Sequence[str],
+               precisions: Sequence[str] = ("fp32", "bf16")) -> List[Tuple[StepSetting, int]]:
+    """Every (setting, batch size): the baseline, each precision in NCDHW and channels_last_3d,
+    then the last precision in channels_last_3d compiled in each mode. Eager ones come first, so
+    that a time budget cuts the compiled ones (minutes each) rather than the cheap comparisons;
+    each batch size's baseline comes before the settings measured against it."""
+    eager = [StepSetting("fp32", False, baseline=True)]
+    eager += [StepSetting(precision, layout) for precision in precisions for layout in (False, True)]
+    plan = [(setting, n) for n in batch_sizes for setting in eager]
+    plan += [(StepSetting(precisions[-1], True, mode), n) for mode in compile_modes for n in batch_sizes]
+    return plan
+
+
+SWEEP_PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def parse_precisions(text: str) -> List[str]:
+    precisions = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    unknown = [p for p in precisions if p not in SWEEP_PRECISIONS]
+    if unknown or not precisions:
+        raise UserError(f"--precisions {text!r}: choose among {', '.join(SWEEP_PRECISIONS)}, separated by commas")
+    return precisions
+
+
+def _measure_setting(args, device: torch.device, setting: StepSetting, n: int) -> Dict[str, Any]:
+    from resnet3d.engine.loop import train_step
+    from resnet3d.engine.optim import sgd_kernel_name
+
+    t, s = args.sample_duration, args.sample_size
+    targets = torch.randint(0, args.n_classes, (n,), device=device)
+    if setting.baseline:
+        model = _model(args, device, channels_last=False)
+        optimizer = _sgd(model)
+        x = torch.randn(n, 3, t, s, s, device=device)  # (N, C, T, H, W) float32
+
+        def step() -> None:
+            _baseline_step(model, optimizer, x, targets)
+    else:
+        parts, _ = _ours_parts(args, device, precision=setting.precision, channels_last=setting.channels_last,
+                               compile_mode=setting.compile_mode)
+        optimizer = parts.optimizer
+        clips = torch.randint(0, 256, (n, t, s, s, 3), dtype=torch.uint8, device=device)  # (N, T, H, W, C)
+
+        def step() -> None:
+            train_step(parts, clips, targets)
+    with compile_errors_explained(setting.compile_mode, COMPILE_OFF):
+        warmup_s, seconds = _timed(device, args.steps, args.warmup, step)
+    return {"clips_per_s": round(n * args.steps / seconds, 2), "step_ms": round(1000 * seconds / args.steps, 3),
+            "warmup_s": round(warmup_s, 2), "sgd": sgd_kernel_name(optimizer), **_peak_memory(device)}
+
+
+def run_sweep(args, device: torch.device, deadline: Deadline) -> None:
+    batch_sizes = _int_list(args.batch_sizes, "--batch-sizes") or [args.batch_size]
+    plan = sweep_plan(batch_sizes, parse_compile_modes(args.compile_modes), parse_precisions(args.precisions))
+    if args.no_baseline:
+        plan = [(setting, n) for setting, n in plan if not setting.baseline]
+    baselines: Dict[int, float] = {}
+    _release(device, compiled=False)
+    for at, (setting, n) in enumerate(plan):
+        if deadline.spent():
+            emit({"what": "train_step_sweep", "skipped": [f"{s.name} @ batch {b}" for s, b in plan[at:]],
+                  "reason": deadline.reason()})
+            return
+        record: Dict[str, Any] = {
+            "what": "train_step_sweep", "setting": setting.name, "baseline": setting.baseline,
+            **_common(args, device, n), "precision": setting.precision, "memory_format": _layout(setting.channels_last),
+            "compile_mode": setting.compile_mode}
+        try:
+            record.update(_measure_setting(args, device, setting, n))
+        except Exception as error:  # out of memory, a compile failure: this setting's, not the sweep's
+            record["error"] = _one_line(error)
+        _release(device, compiled=setting.compile_mode != "none")
+        if "clips_per_s" in record:
+            if setting.baseline:
+                baselines[n] = record["clips_per_s"]
+            elif n in baselines:
+                record["speedup"] = round(record["clips_per_s"] / baselines[n], 2)
+        emit(record)
+
+
+# -- end to end: the loader and the step ------------------------------------------------------
 
 
 def _data(args, workdir: Optional[str]):
@@ -186,11 +411,9 @@ def _data(args, workdir: Optional[str]):
     return info.jpg_path, info.annotation_path, info.dataset
 
 
-def measure_end_to_end(args, device: torch.device, workdir: Optional[str]) -> None:
+def measure_end_to_end(args, device: torch.device, workdir: Optional[str], deadline: Deadline) -> None:
     from resnet3d.bench.loader import SuccessorBaseline
     from resnet3d.data import DataConfig, build_dataset, build_loader, set_epoch
-    from resnet3d.engine.loop import train_one_epoch
-    from resnet3d.engine.schedules import Schedule
 
     video_path, annotation_path, dataset_name = _data(args, workdir)
     cfg = DataConfig(dataset=dataset_name, video_path=video_path, annotation_path=annotation_path,
@@ -211,7 +434,7 @@ def measure_end_to_end(args, device: torch.device, workdir: Optional[str]) -> No
                 yield from loader
         return itertools.islice(endless(), total)
 
-    records = []
+    baseline: Optional[Dict[str, Any]] = None
     if not args.no_baseline:
         model = _model(args, device, channels_last=False)
         optimizer = _sgd(model)
@@ -231,41 +454,119 @@ def measure_end_to_end(args, device: torch.device, workdir: Optional[str]) -> No
                            target.to(device, non_blocking=True))
         _sync(device)
         seconds = time.perf_counter() - start
-        records.append({"what": "train_end_to_end", "baseline": True, **_common(args, device),
-                        "clips_per_s": round(args.batch_size * args.steps / seconds, 2),
-                        "data_wait_share": round(wait / seconds, 3), "n_threads": args.n_threads,
-                        "scheme": "PIL per frame, float tensors in workers, fp32 NCDHW step", **_peak_memory(device)})
-        del model, optimizer, loader
-    parts, dtype = _ours_parts(args, device)
-    loader = build_loader(dataset, args.batch_size, train=True, num_workers=args.n_threads, seed=0, drop_last=True)
+        baseline = {"what": "train_end_to_end", "baseline": True, **_common(args, device),
+                    "clips_per_s": round(args.batch_size * args.steps / seconds, 2),
+                    "data_wait_share": round(wait / seconds, 3), "n_threads": args.n_threads,
+                    "scheme": "PIL per frame, float tensors in workers, fp32 NCDHW step", **_peak_memory(device)}
+        emit(baseline)
+        del model, optimizer, loader, iterator
+        _release(device, compiled=False)
+
+    # ours, as the trainer sets it up: channels_last on CUDA only, precision, compile mode, fused
+    # SGD (build_optimizer), pinned memory on CUDA and the loader settings of build_loader
+    channels_last = device.type == "cuda"
+    parts, dtype = _ours_parts(args, device, precision=args.precision, channels_last=channels_last,
+                               compile_mode=args.compile_mode, data_cfg=cfg)
+    ours: Dict[str, Any] = {
+        "what": "train_end_to_end", "baseline": False, **_common(args, device), "n_threads": args.n_threads,
+        "precision": PRECISION_NAMES[dtype], "memory_format": _layout(channels_last),
+        "compile_mode": args.compile_mode, "sgd": _sgd_name(parts),
+        "scheme": "resnet3d loader (uint8 workers, device normalisation) + our step"}
+    with compile_errors_explained(args.compile_mode):
+        if args.epochs:
+            loader = build_loader(dataset, args.batch_size, train=True, num_workers=args.n_threads, seed=0)
+            ours.update(run_epochs(parts, loader, args.epochs, device, deadline))
+        else:
+            loader = build_loader(dataset, args.batch_size, train=True, num_workers=args.n_threads, seed=0,
+                                  drop_last=True)
+            ours.update(_one_stretch(args, parts, loader, batches))
+    ours["pin_memory"] = bool(loader.pin_memory)
+    if baseline is not None and ours.get("clips_per_s"):
+        ours["speedup"] = round(ours["clips_per_s"] / baseline["clips_per_s"], 2)
+    emit(ours)
+
+
+def _sgd_name(parts) -> str:
+    from resnet3d.engine.optim import sgd_kernel_name
+
+    return sgd_kernel_name(parts.optimizer)
+
+
+def _one_stretch(args, parts, loader, batches) -> Dict[str, Any]:
+    """A warm-up "epoch" (workers start, cuDNN autotunes, compilation), then ``--steps`` timed."""
+    from resnet3d.engine.loop import train_one_epoch
+    from resnet3d.engine.schedules import Schedule
+
     schedule = Schedule(1e-3, 1e-3)
-    # warm-up "epoch" first (workers start, cuDNN autotunes), then the timed one
     if args.warmup:
         train_one_epoch(parts, itertools.islice(batches(loader, 0), args.warmup), 1, schedule, args.warmup,
                         show_progress=False)
     timed = train_one_epoch(parts, itertools.islice(batches(loader, 100), args.steps), 2, schedule, args.steps,
                             show_progress=False)
-    ours = {"what": "train_end_to_end", "baseline": False, **_common(args, device),
-            "clips_per_s": round(timed.clips_per_s, 2), "data_wait_share": round(timed.data_wait_share, 3),
-            "n_threads": args.n_threads,
-            "precision": PRECISION_NAMES[dtype],
-            "compile": args.compile, "scheme": "resnet3d loader (uint8 workers, device normalisation) + our step",
-            **_peak_memory(device)}
-    if records:
-        ours["speedup"] = round(ours["clips_per_s"] / records[0]["clips_per_s"], 2)
-    for record in records + [ours]:
-        emit(record)
+    return {"clips_per_s": round(timed.clips_per_s, 2), "data_wait_share": round(timed.data_wait_share, 3),
+            **_peak_memory(parts.device)}
+
+
+def run_epochs(parts, loader, epochs: int, device: torch.device, deadline: Deadline) -> Dict[str, Any]:
+    """``epochs`` whole epochs over ``loader`` as the trainer runs them; one ``train_epoch`` line
+    each (speed, data wait, host memory, peak GPU memory). Returns the summary: median speed and
+    data wait of epochs 2 on (the first starts workers and compiles), and how host memory grew
+    from epoch 2 to the last."""
+    from resnet3d.bench.host_memory import host_memory
+    from resnet3d.data import set_epoch
+    from resnet3d.engine.loop import train_one_epoch
+    from resnet3d.engine.schedules import Schedule
+
+    schedule = Schedule(1e-3, 1e-3)
+    rows: List[Dict[str, Any]] = []
+    for epoch in range(1, epochs + 1):
+        if rows and deadline.spent():
+            emit({"what": "train_epoch", "skipped": list(range(epoch, epochs + 1)), "reason": deadline.reason()})
+            break
+        set_epoch(loader, epoch)
+        result = train_one_epoch(parts, loader, epoch, schedule, len(loader), show_progress=False)
+        memory = host_memory()
+        row = {"what": "train_epoch", "epoch": epoch, "steps": result.steps, "clips": result.count,
+               "clips_per_s": round(result.clips_per_s, 2), "data_wait_share": round(result.data_wait_share, 3),
+               **(memory.as_record() if memory is not None else {}), **_peak_memory(device)}
+        emit(row)
+        rows.append(row)
+    steady = rows[1:] or rows
+    summary: Dict[str, Any] = {"epochs": len(rows),
+                               "clips_per_s": round(statistics.median(r["clips_per_s"] for r in steady), 2),
+                               "data_wait_share": round(statistics.median(r["data_wait_share"] for r in steady), 3)}
+    first = steady[0]
+    summary["memory_growth_from_epoch"] = first["epoch"]
+    for key in ("rss_main_mib", "rss_workers_mib", "pss_total_mib"):
+        if key in first and key in rows[-1]:
+            summary[key.replace("_mib", "_growth_mib")] = round(rows[-1][key] - first[key], 1)
+    peaks = [r["peak_memory_gib"] for r in rows if "peak_memory_gib" in r]
+    if peaks:
+        summary["peak_memory_gib"] = max(peaks)
+    return summary
 
 
 def run(args: argparse.Namespace) -> int:
+    deadline = Deadline(args.time_budget)
     if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
         raise UserError("--steps and --batch_size must be >= 1 and --warmup >= 0")
+    if args.epochs < 0 or args.time_budget < 0:
+        raise UserError("--epochs and --time-budget must be 0 or more")
+    if args.n_threads is None:
+        args.n_threads = default_workers()
+    args.compile_mode = resolve_compile_mode(args.compile, args.compile_mode) or "none"
     device = _device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     if args.only in ("all", "step"):
-        measure_steps(args, device)
+        if args.sweep:
+            run_sweep(args, device, deadline)
+        else:
+            measure_steps(args, device)
     if args.only in ("all", "end-to-end"):
+        if deadline.spent():
+            emit({"what": "train_end_to_end", "skipped": True, "reason": deadline.reason()})
+            return 0
         with tempfile.TemporaryDirectory(prefix="resnet3d-bench-") as workdir:
-            measure_end_to_end(args, device, workdir)
+            measure_end_to_end(args, device, workdir, deadline)
     return 0

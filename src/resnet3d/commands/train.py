@@ -27,7 +27,7 @@ from resnet3d.compat import (
     mean_std_norm,
     parse_lr_lua,
 )
-from resnet3d.config import Config, InferenceConfig, merge
+from resnet3d.config import COMPILE_MODES, Config, InferenceConfig, merge, resolve_compile_mode
 from resnet3d.data.config import DATASETS, FILE_TYPES, INPUT_TYPES, TRAIN_CROPS, TRAIN_T_CROPS, DataConfig
 from resnet3d.engine.schedules import SCHEDULES
 from resnet3d.errors import UserError
@@ -99,7 +99,9 @@ FLAGS: Tuple[Tuple[str, str, str, Dict[str, Any]], ...] = (
     ("--overwrite", "run", "overwrite", {"action": "store_true"}),
     ("--precision", "run", "precision", {"choices": ("auto", "bf16", "fp16", "fp32")}),
     ("--channels-last", "run", "channels_last", {"switch": True}),
-    ("--compile", "run", "compile", {"switch": True}),
+    ("--compile", "run", "compile", {"switch": True, "help": "torch.compile the model: --compile-mode default (default off)"}),
+    ("--compile-mode", "run", "compile_mode",
+     {"choices": COMPILE_MODES, "help": "torch.compile mode (reduce-overhead: CUDA graphs; default none)"}),
     ("--tensorboard", "run", "tensorboard", {"switch": True}),
     ("--curves", "run", "curves", {"switch": True, "help": "curves.png (default on)"}),
     ("--max-steps-per-epoch", "run", "max_steps_per_epoch", {"type": int}),
@@ -202,6 +204,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
             overrides.setdefault(section, {})[key] = getattr(args, dest)
     if decode_settings(args):
         overrides.setdefault("data", {}).update(decode_settings(args))
+    run = overrides.get("run", {})
+    if "compile" in run and "compile_mode" in run:  # both flags given: one mode, or an error
+        run["compile_mode"] = resolve_compile_mode(run.pop("compile"), run["compile_mode"])
     config = _recognition_step(config, args, overrides)
     _input_norm(args, overrides)
     if hasattr(args, "lr_file"):

@@ -11,10 +11,16 @@ Fine-tuning follows both originals:
 Frozen parameters get ``requires_grad=False``, so no gradient is computed for them (the
 originals computed and dropped it). BatchNorm layers of frozen modules still update their
 running statistics in training mode, as in the originals, unless ``freeze_bn``.
+
+SGD runs torch's fused kernel (one launch for every parameter's update) when all parameters are on
+CUDA and this torch's SGD offers ``fused``; elsewhere torch's default (foreach on CUDA, a loop on
+the CPU). Which kernel runs is no part of the optimiser's state: ``load_optimizer_state`` keeps
+this run's choice when a checkpoint from another machine is loaded.
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Set
+import inspect
+from typing import Any, Collection, Dict, Iterable, List, Mapping, Optional, Set
 
 import torch
 from torch import nn
@@ -86,14 +92,52 @@ def build_optimizer(parameters: Iterable[nn.Parameter], optim: OptimConfig) -> t
             raise UserError(f"{flag} {value}: must be 0 or more")
     if optim.nesterov and (optim.momentum <= 0 or optim.dampening != 0):
         raise UserError("nesterov momentum needs --momentum > 0 and --dampening 0")
+    parameters = list(parameters)
     return torch.optim.SGD(
-        list(parameters),
+        parameters,
         lr=optim.learning_rate,
         momentum=optim.momentum,
         dampening=optim.dampening,
         weight_decay=optim.weight_decay,
         nesterov=optim.nesterov,
+        **sgd_kernel({p.device.type for p in parameters}),
     )
+
+
+def sgd_kernel(device_types: Collection[str], sgd_options: Optional[Collection[str]] = None) -> Dict[str, bool]:
+    """SGD's implementation keywords for parameters on ``device_types``: ``{"fused": True}`` when
+    all are on CUDA and SGD takes ``fused`` (``sgd_options``: its keyword names, read from this
+    torch by default); otherwise none, so torch picks foreach on CUDA and a loop on the CPU."""
+    if sgd_options is None:
+        sgd_options = inspect.signature(torch.optim.SGD).parameters
+    if "fused" in sgd_options and set(device_types) == {"cuda"}:
+        return {"fused": True}
+    return {}
+
+
+def sgd_kernel_name(optimizer: torch.optim.Optimizer) -> str:
+    """"fused", "foreach" or "for-loop": the update kernel an SGD optimiser runs (for reports)."""
+    group = optimizer.param_groups[0]
+    if group.get("fused"):
+        return "fused"
+    if group.get("foreach") or (group.get("foreach") is None and group["params"] and group["params"][0].is_cuda):
+        return "foreach"  # (torch's default on CUDA)
+    return "for-loop"
+
+
+# param_group keys that choose how the update runs, not what it computes
+KERNEL_KEYS = ("foreach", "fused", "capturable", "differentiable")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: Mapping[str, Any]) -> None:
+    """``optimizer.load_state_dict(saved)``, keeping this run's kernel choice. torch's loader takes
+    the saved groups' ``fused``/``foreach`` flags too, so a checkpoint of a CUDA run (fused) would
+    ask a CPU run for the fused kernel, and one from a CPU run would switch a CUDA run's fused
+    kernel off; momentum buffers, learning rates and the rest come from ``saved`` as usual."""
+    chosen = [{key: group[key] for key in KERNEL_KEYS if key in group} for group in optimizer.param_groups]
+    optimizer.load_state_dict(dict(saved))
+    for group, kernel in zip(optimizer.param_groups, chosen):
+        group.update(kernel)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:

@@ -56,7 +56,8 @@ from resnet3d.engine.logs import (
     rows_through,
 )
 from resnet3d.engine.loop import StepParts, train_one_epoch, validate
-from resnet3d.engine.optim import build_optimizer, freeze, trainable_names
+from resnet3d.engine.compilation import compile_errors_explained, compile_model
+from resnet3d.engine.optim import build_optimizer, freeze, load_optimizer_state, trainable_names
 from resnet3d.engine.precision import NAMES, autocast_dtype
 from resnet3d.engine.schedules import Schedule, build_schedule
 from resnet3d.engine.signals import StopRequest
@@ -466,8 +467,8 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
     eval_model = stepped  # evaluation needs no DDP: each process scores its own clips
     if info.distributed and run.train:
         stepped = nn.parallel.DistributedDataParallel(stepped, device_ids=[device] if device.type == "cuda" else None)
-    if config.run.compile:
-        stepped = torch.compile(stepped)
+    if config.run.compile_mode != "none":
+        stepped = compile_model(stepped, config.run.compile_mode)
         eval_model = stepped if not info.distributed else eval_model
 
     dtype = autocast_dtype(config.run.precision, device)
@@ -526,7 +527,7 @@ def _restore_training_state(start: Start, optimizer, schedule: Schedule, scaler,
     carried = start.ours
     if carried.get("optimizer"):
         try:
-            optimizer.load_state_dict(_one_group(carried["optimizer"], optimizer))
+            load_optimizer_state(optimizer, _one_group(carried["optimizer"], optimizer))
         except (ValueError, KeyError) as error:
             start.notes.append(f"the optimizer state of {start.source} does not fit ({error}); momentum restarts")
             warn(info, start.notes[-1])
@@ -741,21 +742,23 @@ _TOO_SMALL = ("smaller than kernel size", "Output size is too small", "Kernel si
 
 @contextlib.contextmanager
 def _clip_errors_explained(state: Run) -> Iterator[None]:
-    """torch's errors for clips the model cannot take, as one line with the flags that fix them."""
-    try:
-        yield
-    except ValueError as error:
-        if "Expected more than 1 value per channel" not in str(error):
-            raise
-        raise _single_value_batch_error(state) from None
-    except RuntimeError as error:
-        if not any(words in str(error) for words in _TOO_SMALL):
-            raise
-        data = state.config.data
-        raise UserError(
-            f"clips of {data.sample_duration}x{data.sample_size}x{data.sample_size} frames are too small for "
-            f"{arch_name(state.model.model_config)} ({str(error).splitlines()[0]}): raise --sample_duration "
-            "and/or --sample_size") from None
+    """torch's errors for clips the model cannot take, and torch.compile's failures (at the first
+    step, or at a new batch shape), as one line with the flags that fix them."""
+    with compile_errors_explained(state.config.run.compile_mode, "leave out --compile, or --compile-mode none"):
+        try:
+            yield
+        except ValueError as error:
+            if "Expected more than 1 value per channel" not in str(error):
+                raise
+            raise _single_value_batch_error(state) from None
+        except RuntimeError as error:  # (a clip too small for the model fails compiled models' tracing too)
+            if not any(words in str(error) for words in _TOO_SMALL):
+                raise
+            data = state.config.data
+            raise UserError(
+                f"clips of {data.sample_duration}x{data.sample_size}x{data.sample_size} frames are too small for "
+                f"{arch_name(state.model.model_config)} ({str(error).splitlines()[0]}): raise --sample_duration "
+                "and/or --sample_size") from None
 
 
 def _single_value_batch_error(state: Run) -> UserError:
