@@ -1,0 +1,127 @@
+"""`resnet3d bench train --sweep` and `--epochs` on the CPU at toy sizes: the JSON lines, a failing
+configuration that does not end the sweep, the time budget, host memory per epoch."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from resnet3d import cli
+from resnet3d.bench import train as bench_train
+from resnet3d.engine import compilation, loop
+from resnet3d.errors import UserError
+
+TINY = ["--model", "resnet", "--model_depth", "10", "--resnet_widen_factor", "0.25", "--n_classes", "8",
+        "--sample_size", "16", "--sample_duration", "4", "--steps", "2", "--warmup", "1", "--frame-size", "24x32",
+        "--device", "cpu"]
+
+
+def bench(capsys, *argv):
+    assert cli.main(["bench", "train", *TINY, *argv]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_sweep_plan_and_its_flags():
+    plan = bench_train.sweep_plan([64, 128], ["default", "max-autotune"])
+    names = [(setting.name, n) for setting, n in plan]
+    assert names[:5] == [("baseline fp32 NCDHW", 64), ("fp32 NCDHW", 64), ("fp32 channels_last_3d", 64),
+                         ("bf16 NCDHW", 64), ("bf16 channels_last_3d", 64)]
+    assert names[5] == ("baseline fp32 NCDHW", 128)
+    assert names[10:] == [("bf16 channels_last_3d compile default", 64), ("bf16 channels_last_3d compile default", 128),
+                          ("bf16 channels_last_3d compile max-autotune", 64),
+                          ("bf16 channels_last_3d compile max-autotune", 128)]
+    assert bench_train.parse_compile_modes("default, none,reduce-overhead,default") == ["default", "reduce-overhead"]
+    assert bench_train.parse_compile_modes("") == []
+    with pytest.raises(UserError, match="--compile-modes: mode 'fastest': choose one of"):
+        bench_train.parse_compile_modes("default,fastest")
+    with pytest.raises(UserError, match="--precisions 'fp8'"):
+        bench_train.parse_precisions("fp8")
+    with pytest.raises(UserError, match="--batch-sizes '64,big'"):
+        bench_train._int_list("64,big", "--batch-sizes")
+
+
+def test_deadline_counts_from_its_start():
+    now = [100.0]
+    deadline = bench_train.Deadline(30, clock=lambda: now[0])
+    now[0] = 129.0
+    assert not deadline.spent()
+    now[0] = 131.0
+    assert deadline.spent() and deadline.reason() == "--time-budget 30 s spent (31 s)"
+    assert not bench_train.Deadline(0, clock=lambda: now[0]).spent()
+
+
+def failing_backend(gm, example_inputs):
+    raise RuntimeError("no working C++ compiler")
+
+
+@pytest.mark.slow
+def test_sweep_lines_survive_a_failing_configuration(capsys, monkeypatch):
+    """Two injected failures: an out-of-memory in one eager setting, and a compile failure (a real
+    dynamo error, from a backend that raises) in every compiled one."""
+    real_compile, real_step = torch.compile, loop.train_step
+
+    def step_out_of_memory_at_3(parts, clips, targets, augment=None):
+        if parts.channels_last and clips.shape[0] == 3 and not hasattr(parts.model, "_orig_mod"):  # eager only
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return real_step(parts, clips, targets, augment)
+
+    monkeypatch.setattr(loop, "train_step", step_out_of_memory_at_3)
+    monkeypatch.setattr(compilation.torch, "compile",
+                        lambda model, mode=None, dynamic=None: real_compile(model, backend=failing_backend, dynamic=dynamic))
+    records = bench(capsys, "--sweep", "--only", "step", "--batch-sizes", "2,3", "--precisions", "fp32",
+                    "--compile-modes", "default")
+    assert [(r["setting"], r["batch_size"]) for r in records] == [
+        ("baseline fp32 NCDHW", 2), ("fp32 NCDHW", 2), ("fp32 channels_last_3d", 2),
+        ("baseline fp32 NCDHW", 3), ("fp32 NCDHW", 3), ("fp32 channels_last_3d", 3),
+        ("fp32 channels_last_3d compile default", 2), ("fp32 channels_last_3d compile default", 3)]
+    for record in records:
+        assert record["what"] == "train_step_sweep" and record["model"] == "resnet-10" and "machine" in record
+    measured = [r for r in records if "error" not in r]
+    assert len(measured) == 5
+    for record in measured:
+        assert record["clips_per_s"] > 0 and record["step_ms"] > 0 and record["sgd"] == "for-loop"
+        assert ("speedup" in record) != record["baseline"]
+    out_of_memory = records[5]
+    assert out_of_memory["error"].startswith("OutOfMemoryError: CUDA out of memory") and "clips_per_s" not in out_of_memory
+    for compiled in records[6:]:
+        assert compiled["compile_mode"] == "default"
+        assert compiled["error"].startswith("UserError: torch.compile (mode default) failed: BackendCompilerFailed")
+        assert "no working C++ compiler" in compiled["error"] and "drop it from --compile-modes" in compiled["error"]
+
+
+def test_time_budget_skips_what_is_left(capsys):
+    records = bench(capsys, "--sweep", "--batch-sizes", "2", "--precisions", "fp32", "--compile-modes", "default",
+                    "--time-budget", "1e-9")
+    assert records[0]["skipped"] == ["baseline fp32 NCDHW @ batch 2", "fp32 NCDHW @ batch 2",
+                                     "fp32 channels_last_3d @ batch 2",
+                                     "fp32 channels_last_3d compile default @ batch 2"]
+    assert records[0]["reason"].startswith("--time-budget 1e-09 s spent")
+    assert records[1] == {**records[1], "what": "train_end_to_end", "skipped": True}
+    assert len(records) == 2
+
+
+@pytest.mark.slow
+def test_epochs_report_host_memory_of_the_main_process_and_its_workers(tmp_path):
+    """Real worker processes (two), three whole epochs: one line per epoch, then the summary."""
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet3d", "bench", "train", *TINY, "--only", "end-to-end", "--epochs", "3",
+         "--batch_size", "4", "--n_threads", "2", "--generate-videos", "16", "--no-baseline"],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    epochs, summary = records[:-1], records[-1]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]
+    for record in epochs:
+        assert record["what"] == "train_epoch" and record["steps"] == 4 and record["clips"] == 16
+        assert record["clips_per_s"] > 0 and 0 <= record["data_wait_share"] <= 1
+        assert record["rss_main_mib"] > 0 and record["rss_workers_mib"] > 0 and record["pss_total_mib"] > 0
+        assert record["n_worker_processes"] >= 2
+        assert "peak_memory_gib" not in record  # (CUDA only)
+    assert summary["what"] == "train_end_to_end" and summary["epochs"] == 3 and summary["n_threads"] == 2
+    assert summary["memory_growth_from_epoch"] == 2
+    assert summary["rss_main_growth_mib"] == round(epochs[2]["rss_main_mib"] - epochs[1]["rss_main_mib"], 1)
+    assert summary["rss_workers_growth_mib"] == round(epochs[2]["rss_workers_mib"] - epochs[1]["rss_workers_mib"], 1)
+    assert "pss_total_growth_mib" in summary and summary["clips_per_s"] > 0
+    assert summary["sgd"] == "for-loop" and summary["compile_mode"] == "none" and summary["pin_memory"] is False
