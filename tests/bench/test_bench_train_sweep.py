@@ -91,6 +91,15 @@ def test_sweep_lines_survive_a_failing_configuration(capsys, monkeypatch):
         assert "no working C++ compiler" in compiled["error"] and "drop it from --compile-modes" in compiled["error"]
 
 
+def test_half_precision_is_not_run_on_the_cpu(capsys):
+    records = bench(capsys, "--sweep", "--only", "step", "--batch-sizes", "2", "--compile-modes", "", "--no-baseline",
+                    "--steps", "1", "--warmup", "0")
+    assert [r["setting"] for r in records] == ["fp32 NCDHW", "fp32 channels_last_3d", "bf16 NCDHW",
+                                               "bf16 channels_last_3d"]
+    assert records[1]["clips_per_s"] > 0 and "speedup" not in records[1]  # (no baseline measured)
+    assert records[2]["skipped"].startswith("bf16/fp16 are not run on the CPU") and "clips_per_s" not in records[2]
+
+
 def test_time_budget_skips_what_is_left(capsys):
     records = bench(capsys, "--sweep", "--batch-sizes", "2", "--precisions", "fp32", "--compile-modes", "default",
                     "--time-budget", "1e-9")
@@ -104,10 +113,11 @@ def test_time_budget_skips_what_is_left(capsys):
 
 @pytest.mark.slow
 def test_epochs_report_host_memory_of_the_main_process_and_its_workers(tmp_path):
-    """Real worker processes (two), three whole epochs: one line per epoch, then the summary."""
+    """Real worker processes (two), three whole epochs: one line per epoch, then the summary.
+    8 generated videos listed twice (--video-copies 2): epochs of 16 clips."""
     done = subprocess.run(
         [sys.executable, "-m", "resnet3d", "bench", "train", *TINY, "--only", "end-to-end", "--epochs", "3",
-         "--batch_size", "4", "--n_threads", "2", "--generate-videos", "16", "--no-baseline"],
+         "--batch_size", "4", "--n_threads", "2", "--generate-videos", "8", "--video-copies", "2", "--no-baseline"],
         capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
