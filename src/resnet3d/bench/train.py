@@ -96,7 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--frame-size", default="128x171", help="HxW of generated frames")
     add_flag(parser, "--generate-videos", type=int, default=64, help="videos to generate when no --video_path")
     add_flag(parser, "--video-copies", type=int, default=1,
-             help="generated data: list each video this many times (symlinked folders) for long epochs")
+             help="list each training video this many times (symlinked folders in a temporary folder; kinetics "
+                  "layout): long epochs from few videos")
     add_flag(parser, "--only", default="all", choices=("all", "step", "end-to-end"), help="which measurements")
     add_flag(parser, "--no-baseline", action="store_true", help="skip the originals' scheme")
     add_flag(parser, "--sweep", action="store_true",
@@ -403,51 +404,66 @@ def run_sweep(args, device: torch.device, deadline: Deadline) -> None:
 # -- end to end: the loader and the step ------------------------------------------------------
 
 
-def _data(args, workdir: Optional[str]):
-    """(video_path, annotation_path, dataset): the given data, or a generated data set."""
+def _data(args, workdir: str):
+    """(video_path, annotation_path, dataset): the given data or a generated data set, with each
+    training video listed ``--video-copies`` times."""
     if args.video_path:
         if not args.annotation_path:
             raise UserError("--video_path needs --annotation_path")
-        return args.video_path, args.annotation_path, args.dataset
-    from resnet3d.synthetic import make_action_dataset
+        video_path, annotation_path, dataset = args.video_path, args.annotation_path, args.dataset
+    else:
+        from resnet3d.synthetic import make_action_dataset
 
-    try:
-        height, width = (int(v) for v in args.frame_size.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--frame-size {args.frame_size!r}: expected HxW such as 128x171") from None
-    per_class = max(1, -(-args.generate_videos // 8))
-    info = make_action_dataset(workdir, n_classes=8, videos_per_class=per_class, n_frames=args.sample_duration + 8,
-                               size=(height, width), val_share=0.0)
+        try:
+            height, width = (int(v) for v in args.frame_size.lower().split("x"))
+        except ValueError:
+            raise UserError(f"--frame-size {args.frame_size!r}: expected HxW such as 128x171") from None
+        per_class = max(1, -(-args.generate_videos // 8))
+        info = make_action_dataset(workdir, n_classes=8, videos_per_class=per_class,
+                                   n_frames=args.sample_duration + 8, size=(height, width), val_share=0.0)
+        video_path, annotation_path, dataset = info.jpg_path, info.annotation_path, info.dataset
     if args.video_copies > 1:
-        return info.jpg_path, _with_copies(info, args.video_copies), info.dataset
-    return info.jpg_path, info.annotation_path, info.dataset
+        if dataset != "kinetics":
+            raise UserError(f"--video-copies needs a data set in the kinetics layout (<label>/<key> folders), "
+                            f"not --dataset {dataset}")
+        video_path, annotation_path = _with_copies(video_path, annotation_path, args.video_copies, workdir)
+    return video_path, annotation_path, dataset
 
 
-def _with_copies(info, copies: int) -> str:
-    """An annotation listing each generated video ``copies`` times, each copy a folder symlinked
-    to the original's: long epochs from few generated frames (generating runs near 150 frames/s
-    on one core; a copy costs a symlink). The loader still opens and decodes every frame of
-    every clip; the files are simply hot in the page cache, as a data set that fits in RAM is."""
+def _with_copies(video_path: str, annotation_path: str, copies: int, workdir: str) -> Tuple[str, str]:
+    """A kinetics-layout data set in ``workdir`` listing each training video ``copies`` times,
+    every copy a symlink to the video's own folder: long epochs from few frames (generating runs
+    near 150 frames/s on one core; a copy costs a symlink). The loader still opens and decodes
+    every frame of every clip; the files are merely hot in the page cache, as those of a data set
+    that fits in RAM are. The user's folders are only read."""
     import json
     import os
 
     from resnet3d.fileio import atomic_write_json
 
-    with open(info.annotation_path, "r", encoding="utf-8") as handle:
-        annotation = json.load(handle)
-    database = dict(annotation["database"])
-    for video in info.videos:
-        folder = os.path.join(info.jpg_path, video["rel_path"])
-        for copy in range(1, copies):
-            key = f"copy{copy}-{video['key']}"
-            os.symlink(os.path.basename(folder), os.path.join(os.path.dirname(folder), key))
-            database[key] = annotation["database"][video["key"]]
-    path = os.path.join(os.path.dirname(info.annotation_path), f"annotation_x{copies}.json")
+    try:
+        with open(annotation_path, "r", encoding="utf-8") as handle:
+            annotation = json.load(handle)
+        entries = annotation["database"].items()
+    except (OSError, ValueError, KeyError, AttributeError) as error:
+        raise UserError(f"--video-copies: cannot read {annotation_path} as an annotation JSON ({error})") from None
+    root = os.path.join(workdir, f"copies_x{copies}")
+    database = {}
+    for key, entry in entries:
+        label = (entry.get("annotations") or {}).get("label") if isinstance(entry, dict) else None
+        if entry.get("subset") != "training" or not label:
+            continue
+        os.makedirs(os.path.join(root, "jpg", label), exist_ok=True)
+        for copy in range(copies):
+            name = key if copy == 0 else f"copy{copy}-{key}"
+            os.symlink(os.path.abspath(os.path.join(video_path, label, key)), os.path.join(root, "jpg", label, name))
+            database[name] = entry
+    path = os.path.join(root, "annotation.json")
     atomic_write_json(path, {**annotation, "database": database})
-    return path
+    return os.path.join(root, "jpg"), path
 
 
-def measure_end_to_end(args, device: torch.device, workdir: Optional[str], deadline: Deadline) -> None:
+def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadline) -> None:
     from resnet3d.bench.loader import SuccessorBaseline
     from resnet3d.data import DataConfig, build_dataset, build_loader, set_epoch
 
