@@ -60,7 +60,7 @@ for line in sys.stdin:
     print(json.dumps(record), flush=True)' "$name" >>"$OUT/bench.jsonl" 2>>"$OUT/log.txt"
     local rc=${PIPESTATUS[0]}
     echo "== $name: exit $rc at $((SECONDS - started))s" | tee -a "$OUT/log.txt"
-    tail -n 3 "$OUT/bench.jsonl"
+    grep -F "\"stage\": \"$name\"" "$OUT/bench.jsonl" | cut -c1-400
 }
 
 environment() {
@@ -76,43 +76,84 @@ environment() {
     cat "$OUT/env.txt"
 }
 
+DATA=${DATA:-/tmp/resnet3d-gpu-data}
 if [[ $SMOKE == 1 ]]; then
     # toy sizes on whatever device there is: checks the stages run, not their figures
     DEV=(--device auto) R18=(--model_depth 10 --resnet_widen_factor 0.25) BIG=(--model_depth 18 --resnet_widen_factor 0.25)
-    SIZE=(--sample_size 32 --sample_duration 4) FRAMES=(--frame-size 48x64) STEPS=(--steps 2 --warmup 1) BATCH=8 BATCHES=8,16
-    WORKERS=2
+    SIZE=(--sample_size 32 --sample_duration 4) STEPS=(--steps 2 --warmup 1) BATCH=8 BATCHES=8,16
+    TRAIN_SET=(--n-classes 8 --videos-per-class 4 --n-frames 8 --size 48 64)
+    TEST_SET=(--n-classes 4 --videos-per-class 2 --n-frames 12 --size 48 64)
+    WORKERS=2 PRECISIONS=fp32  # bf16 3D convolutions crawl on a CPU
 else
     DEV=(--device cuda) R18=(--model_depth 18) BIG=(--model_depth 50)
-    SIZE=(--sample_size 112 --sample_duration 16) FRAMES=(--frame-size 240x320) STEPS=(--steps 30 --warmup 8) BATCH=64 BATCHES=64,128
+    SIZE=(--sample_size 112 --sample_duration 16) STEPS=(--steps 30 --warmup 8) BATCH=64 BATCHES=64,128
+    PRECISIONS=fp32,bf16
+    # 240p frames of about 9.5 KB (quality 75, light noise): 144 training videos, enough for batches of 128
+    TRAIN_SET=(--n-classes 8 --videos-per-class 24 --n-frames 32 --size 240 320)
+    # long videos for recognition (10 windows each), as Kinetics clips are
+    TEST_SET=(--n-classes 8 --videos-per-class 6 --n-frames 160 --size 240 320)
 fi
 R3D=($PY -m resnet3d)
+ON_TRAIN=(--video_path "$DATA/train/jpg" --annotation_path "$DATA/train/annotation.json" --dataset kinetics)
+ON_TEST=(--video_path "$DATA/test/jpg" --annotation_path "$DATA/test/annotation.json" --dataset kinetics)
+
+# the data sets, made in the background while the tests run (the tests need the GPU, not the cores)
+make_data() {
+    rm -rf "$DATA" && mkdir -p "$DATA"
+    $PY -m resnet3d.synthetic "$DATA/train" "${TRAIN_SET[@]}" --quality 75 --noise 1 --fmt jpg >>"$OUT/log.txt" 2>&1 &
+    local train=$!
+    $PY -m resnet3d.synthetic "$DATA/test" "${TEST_SET[@]}" --quality 75 --noise 1 --fmt jpg >>"$OUT/log.txt" 2>&1
+    wait $train
+    du -sh "$DATA"/* | tee -a "$OUT/log.txt"
+}
 
 tests() {
     local limit=$1
     echo "== tests (limit ${limit}s)" | tee -a "$OUT/log.txt"
-    timeout --signal=INT "$limit" $PY -m pytest -q -x -p no:cacheprovider -o addopts="" \
-        tests/gpu tests/engine/test_feed.py tests/checkpoints/test_torchvision_map.py >"$OUT/tests.txt" 2>&1
+    shift
+    # no -x: one failing check must not hide the others; figures the tests measure go to
+    # gpu_measures.jsonl
+    RESNET3D_GPU_MEASURES="$OUT/gpu_measures.jsonl" timeout --signal=INT "$limit" \
+        $PY -m pytest -q -p no:cacheprovider -o addopts="" -rfEs --durations=15 "$@" \
+        tests/gpu tests/engine/test_feed.py tests/data/test_gpu_decode.py \
+        tests/checkpoints/test_torchvision_map.py::test_against_real_torchvision >"$OUT/tests.txt" 2>&1
     echo "== tests: exit $? at $((SECONDS - started))s" | tee -a "$OUT/log.txt"
     tail -n 15 "$OUT/tests.txt"
 }
 
 # Session 1: is every CUDA path right, and where do we stand against the originals' scheme?
 plan_1() {
-    tests 120
-    stage step-r18 120 "${R3D[@]}" bench train --only step "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${STEPS[@]}" \
-        --batch_size "$BATCH"
-    stage end-to-end-r18 120 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
-        "${STEPS[@]}" "${FRAMES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS" --generate-videos 128
-    stage recognition-r18 90 "${R3D[@]}" bench test "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" --n_threads "$WORKERS" \
-        --videos 48 --frames 64
-    stage step-r50 90 "${R3D[@]}" bench train --only step "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" "${STEPS[@]}" \
+    make_data &
+    local data=$!
+    tests 200 -m "not compile"
+    wait $data
+    stage step-r18 100 "${R3D[@]}" bench train --only step --sweep "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${STEPS[@]}" \
+        --batch-sizes "$BATCHES" --precisions "$PRECISIONS" --compile-modes none --time-budget 80
+    stage end-to-end-r18 100 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
+        "${STEPS[@]}" "${ON_TRAIN[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
+    stage loader-gpu-decode 60 "${R3D[@]}" bench loader "${ON_TRAIN[@]}" "${SIZE[@]}" --batch_size "$BATCH" \
+        --n_threads "$WORKERS" --n-batches 8 --repeat 2 --decode-device "$([[ $SMOKE == 1 ]] && echo cpu || echo cuda)"
+    stage recognition-r18 90 "${R3D[@]}" bench test "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" \
+        --subset training --n_threads "$WORKERS" --batch_size "$BATCH"
+    stage step-r50 60 "${R3D[@]}" bench train --only step "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" "${STEPS[@]}" \
         --batch_size "$BATCH"
 }
 
-# Session 2: what compilation and larger batches give, and host RAM over epochs.
+# Session 2: what compilation and larger batches give, ResNet-50 end to end, host RAM over epochs.
 plan_2() {
-    stage step-r18-compiled 300 "${R3D[@]}" bench train --only step "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
-        "${STEPS[@]}" --batch_size "$BATCH" --compile
+    # more, shorter videos: 384 training videos, 6 batches of 64 per epoch for the memory figures
+    [[ $SMOKE == 1 ]] || TRAIN_SET=(--n-classes 8 --videos-per-class 64 --n-frames 20 --size 240 320)
+    make_data &
+    local data=$!
+    tests 150 -m compile
+    wait $data
+    stage sweep-r18-compiled 200 "${R3D[@]}" bench train --only step --sweep "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
+        "${STEPS[@]}" --batch-sizes "$BATCHES" --precisions "${PRECISIONS##*,}" \
+        --compile-modes default,max-autotune-no-cudagraphs,reduce-overhead --time-budget 180
+    stage end-to-end-r50 80 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" \
+        "${STEPS[@]}" "${ON_TRAIN[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
+    stage epochs-r18 90 "${R3D[@]}" bench train --only end-to-end --no-baseline --epochs 5 "${DEV[@]}" "${R18[@]}" \
+        "${SIZE[@]}" "${ON_TRAIN[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
 }
 
 environment
