@@ -133,6 +133,9 @@ plan_1() {
         "${STEPS[@]}" "${ON_TRAIN[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
     stage loader-gpu-decode 60 "${R3D[@]}" bench loader "${ON_TRAIN[@]}" "${SIZE[@]}" --batch_size "$BATCH" \
         --n_threads "$WORKERS" --n-batches 8 --repeat 2 --decode-device "$([[ $SMOKE == 1 ]] && echo cpu || echo cuda)"
+    [[ $SMOKE == 1 ]] || stage end-to-end-r18-gpu-decode 60 "${R3D[@]}" bench train --only end-to-end --no-baseline \
+        --decode-device cuda "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${STEPS[@]}" "${ON_TRAIN[@]}" \
+        --batch_size "$BATCH" --n_threads "$WORKERS"
     stage recognition-r18 90 "${R3D[@]}" bench test "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" \
         --subset training --n_threads "$WORKERS" --batch_size "$BATCH"
     stage step-r50 60 "${R3D[@]}" bench train --only step "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" "${STEPS[@]}" \
@@ -141,8 +144,6 @@ plan_1() {
 
 # Session 2: what compilation and larger batches give, ResNet-50 end to end, host RAM over epochs.
 plan_2() {
-    # more, shorter videos: 384 training videos, 6 batches of 64 per epoch for the memory figures
-    [[ $SMOKE == 1 ]] || TRAIN_SET=(--n-classes 8 --videos-per-class 64 --n-frames 20 --size 240 320)
     make_data &
     local data=$!
     tests 150 -m compile
@@ -152,7 +153,9 @@ plan_2() {
         --compile-modes default,max-autotune-no-cudagraphs,reduce-overhead --time-budget 180
     stage end-to-end-r50 80 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" \
         "${STEPS[@]}" "${ON_TRAIN[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
-    stage epochs-r18 90 "${R3D[@]}" bench train --only end-to-end --no-baseline --epochs 5 "${DEV[@]}" "${R18[@]}" \
+    # each training video listed 20 times: 45 batches of 64 per epoch, enough to show a trend
+    stage epochs-r18 90 "${R3D[@]}" bench train --only end-to-end --no-baseline --epochs 5 --video-copies 20 \
+        "${DEV[@]}" "${R18[@]}" \
         "${SIZE[@]}" "${ON_TRAIN[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
 }
 

@@ -496,7 +496,8 @@ def test_test_command_reads_kebab_flags():
     assert args.video_path == "jpg" and not hasattr(args, "dataset")  # unset: the checkpoint's, else the default
 
 
-@pytest.mark.parametrize("cores, expected", [({0}, 1), ({0, 1}, 2), (set(range(16)), 4)])
+@pytest.mark.parametrize("cores, expected", [({0}, 1), ({0, 1}, 2), ({0, 1, 2, 3}, 3), (set(range(16)), 15),
+                                            (set(range(64)), 16)])
 def test_worker_defaults_follow_the_usable_cores(cores, expected, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: cores, raising=False)

@@ -181,7 +181,8 @@ OPTIONS: Tuple[Option, ...] = (
     _o("--gpu_id", "gpu_id", S, int, 1, help="first GPU, 1-based as in the seed"),
     _o(("--n_gpus", "--n_gpu"), "n_gpus", S, int, None, help="GPUs (processes) to use; default: all visible"),
     _o("--n_threads", "n_threads", BOTH, int, default_num_workers,
-       help="data loader worker processes (default: 4, or fewer on a machine with fewer usable cores)"),
+       help="data loader worker processes per machine (default: usable cores - 1, at most 16; the originals' "
+            "was 4; the count never changes results)"),
     _o("--manual_seed", "manual_seed", BOTH, int, 1),
     _o("--accimage", "accimage", (P, P18)),
     _o("--tensorboard", "tensorboard", P),
@@ -257,10 +258,11 @@ def add_run_arguments(group: argparse._ActionsContainer) -> None:
     add_mean_std_flags(group)
 
 
-def add_decode_flags(group: argparse._ActionsContainer) -> None:
+def add_decode_flags(group: argparse._ActionsContainer, decode_device: bool = True) -> None:
     """How JPEG frames are decoded (``DataConfig.decoder``, ``decode_tolerance``, ``fast_decode``;
-    docs/data.md). Absent flags leave no attribute: the config file's, the checkpoint's or the
-    default setting applies. Shared by ``main``, ``train`` and ``test``."""
+    docs/data.md; and, with ``decode_device``, ``DataConfig.decode_device``). Absent flags leave no
+    attribute: the config file's, the checkpoint's or the default setting applies. Shared by
+    ``main``, ``train`` and ``bench loader``."""
     quiet = argparse.SUPPRESS
     add_flag(group, "--decoder", default=quiet, choices=DECODERS, help="JPEG decoder (default auto)")
     add_flag(group, "--decode-tolerance", type=float, default=quiet, metavar="X",
@@ -269,14 +271,22 @@ def add_decode_flags(group: argparse._ActionsContainer) -> None:
                   "mode)")
     add_switch(group, "--fast-decode", quiet,
                "libjpeg-turbo's fast integer IDCT and chroma upsampling (default on; --no-fast-decode: exact)")
+    if not decode_device:
+        return
+    add_flag(group, "--decode-device", default=quiet, choices=("cpu", "cuda"),
+             help="where training and validation decode JPEG frames: cpu (loader workers, libjpeg-turbo; "
+                  "default) or cuda (workers read the bytes; nvJPEG through torchvision decodes, crops and "
+                  "resizes each batch on the GPU: for machines with few cores per GPU)")
 
 
-DECODE_SETTINGS = ("decoder", "decode_tolerance", "fast_decode")
+DECODE_SETTINGS = ("decoder", "decode_tolerance", "fast_decode", "decode_device")
 
 
-def decode_settings(args: argparse.Namespace) -> Dict[str, Any]:
-    """The ``DataConfig`` decode settings given by ``add_decode_flags``' flags."""
-    return {key: getattr(args, key) for key in DECODE_SETTINGS if hasattr(args, key)}
+def decode_settings(args: argparse.Namespace, decode_device: bool = True) -> Dict[str, Any]:
+    """The ``DataConfig`` decode settings given by ``add_decode_flags``' flags (with the same
+    ``decode_device`` choice)."""
+    keys = DECODE_SETTINGS if decode_device else tuple(k for k in DECODE_SETTINGS if k != "decode_device")
+    return {key: getattr(args, key) for key in keys if hasattr(args, key)}
 
 
 def add_mean_std_flags(group: argparse._ActionsContainer) -> None:

@@ -12,10 +12,17 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_num_workers(most: int = 4) -> int:
-    """Loader worker processes when none are asked for: ``min(most, usable cores)``.
+def default_num_workers(most: int = 16) -> int:
+    """Loader worker processes when none are asked for: every usable core but one (the main
+    process needs one to run the step loop and pin batches), at most ``most``; all cores on a
+    machine of one or two.
 
-    More workers than cores only queue for the same cores (and torch warns about "excessive
-    worker creation"); an explicit ``--n_threads``/``--workers`` is always taken as given.
+    The loader is what bounds training and recognition on a GPU (about 400 clips/s per core at
+    112 x 112 from 240p JPEGs), so a 16-core GPU machine gets 15 (the originals' default, 4,
+    would cap it near 1,600 clips/s). At most 16: each worker holds ``prefetch_factor`` batches
+    in shared memory. A distributed run divides the count among a machine's processes. The
+    count never changes results: every clip's random draws depend on (seed, epoch, item) only.
+    An explicit ``--n_threads``/``--workers`` is always taken as given.
     """
-    return max(1, min(most, usable_cores()))
+    cores = usable_cores()
+    return max(1, min(most, cores - 1 if cores > 2 else cores))

@@ -135,3 +135,12 @@ def test_epochs_report_host_memory_of_the_main_process_and_its_workers(tmp_path)
     assert summary["rss_workers_growth_mib"] == round(epochs[2]["rss_workers_mib"] - epochs[1]["rss_workers_mib"], 1)
     assert "pss_total_growth_mib" in summary and summary["clips_per_s"] > 0
     assert summary["sgd"] == "for-loop" and summary["compile_mode"] == "none" and summary["pin_memory"] is False
+
+
+def test_end_to_end_with_gpu_decoding_needs_a_gpu(capsys):
+    """--decode-device cuda (nvJPEG) stops with one line on a machine without a GPU, before any
+    measurement; the baseline is not run for nothing."""
+    assert cli.main(["bench", "train", *TINY, "--only", "end-to-end", "--n_threads", "0",
+                     "--generate-videos", "8", "--batch_size", "4", "--decode-device", "cuda"]) == 2
+    captured = capsys.readouterr()
+    assert "--decode-device cuda" in captured.err and "Traceback" not in captured.err and captured.out == ""

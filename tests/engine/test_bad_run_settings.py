@@ -65,3 +65,19 @@ def test_explicit_architecture_that_the_pretrained_weights_contradict(motion_dat
             "--result-path", str(tmp_path / "run2"), "--device", "cpu", "--workers", "0"]
     assert main(argv) == 2
     assert "but widen_factor 0.5 was asked for" in capsys.readouterr().err
+
+
+def test_bf16_training_on_the_cpu_is_refused_with_the_fix(motion_data, tmp_path, capsys):
+    """torch's bf16 3D convolution backward hangs or crashes on the CPU: the run stops first."""
+    assert main(["train", "--video-path", str(motion_data / "data/jpg"),
+                 "--annotation-path", str(motion_data / "data/annotation.json"), "--result-path", str(tmp_path / "run"),
+                 "--device", "cpu", "--precision", "bf16", "--epochs", "1", "--model-depth", "10",
+                 "--n-classes", "2", "--sample-size", "32", "--sample-duration", "8", "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--precision bf16 on the CPU" in err and "use --precision fp32" in err and "Traceback" not in err
+
+
+def test_decode_device_cuda_without_a_gpu_names_the_flag(motion_data, tmp_path, capsys):
+    assert _main(motion_data, tmp_path, "--batch_size", "4", "--decode-device", "cuda") == 2
+    err = capsys.readouterr().err
+    assert "--decode-device cuda" in err and "use --decode-device cpu" in err and "Traceback" not in err

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n_threads", type=int, default=0, help="DataLoader workers (0: the main process)")
     parser.add_argument("--batch_size", type=int, default=8, help="clips per batch")
     add_flag(parser, "--n-batches", type=int, default=10, help="batches timed (after one warm-up batch)")
-    add_decode_flags(parser.add_argument_group("our loader's JPEG decoding"))
+    add_decode_flags(parser.add_argument_group("our loader's JPEG decoding"), decode_device=False)
     add_flag(parser, "--decode-device", default="cpu", choices=DECODE_DEVICES,
              help="cuda: also measure, in the same run, the loader that hands JPEG bytes to the GPU and decodes, crops "
                   "and resizes each batch there (docs/data.md, 'Decoding on the GPU'), beside the CPU-decode loader")
@@ -306,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
         sample_duration=args.sample_duration,
         train_crop=args.train_crop,
         num_workers=args.n_threads,
-        **decode_settings(args),
+        **decode_settings(args, decode_device=False),
     )
     dataset = build_dataset(cfg, "training")
     sides = [_Side("ours", _loader(dataset, args), False)]

@@ -53,22 +53,13 @@ from resnet3d.config import COMPILE_MODES, check_compile_mode, resolve_compile_m
 from resnet3d.engine.compilation import compile_errors_explained, compile_model, reset_compiler
 from resnet3d.engine.precision import NAMES as PRECISION_NAMES, autocast_dtype
 from resnet3d.errors import UserError
-from resnet3d.hardware import usable_cores
+from resnet3d.hardware import default_num_workers
 
-# Default loader workers: one per usable core but one, which the main process needs to run the
-# step loop and pin batches (on a 16-core GPU machine: 15; the trainer's default of 4 would cap
-# the loader near 4 x 400 clips/s). At most 16: each worker holds prefetch_factor batches in
-# shared memory, and the loader's throughput flattens before that on one GPU.
-MAX_DEFAULT_WORKERS = 16
 COMPILE_OFF = "drop it from --compile-modes"
 # Not even tried: torch 2.13's CPU kernels for a ResNet's 3-D convolutions in bf16 hang in the
 # backward pass or crash the process (measured on the 2-core AMD EPYC CI machine), which no
 # try/except can isolate; the sweep is for GPUs, and CPU runs of it check its logic in fp32.
 CPU_HALF_PRECISION = "bf16/fp16 are not run on the CPU (3-D convolutions in bf16 hang or crash there): pass --precisions fp32"
-
-
-def default_workers() -> int:
-    return max(1, min(usable_cores() - 1, MAX_DEFAULT_WORKERS))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,8 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample_size", type=int, default=112)
     parser.add_argument("--sample_duration", type=int, default=16)
     parser.add_argument("--n_threads", type=int, default=None,
-                        help=f"loader worker processes (default: usable cores - 1, at most {MAX_DEFAULT_WORKERS}; "
-                             f"here {default_workers()})")
+                        help=f"loader worker processes (default: usable cores - 1, at most 16; "
+                             f"here {default_num_workers()})")
     parser.add_argument("--video_path", default=None, help="JPEG frame folders (default: generate a data set)")
     parser.add_argument("--annotation_path", default=None, help="annotation JSON of --video_path")
     parser.add_argument("--dataset", default="kinetics", help="annotation flavour of --annotation_path")
@@ -98,6 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--video-copies", type=int, default=1,
              help="list each training video this many times (symlinked folders in a temporary folder; kinetics "
                   "layout): long epochs from few videos")
+    add_flag(parser, "--decode-device", default="cpu", choices=("cpu", "cuda"),
+             help="end to end, ours: where JPEG frames are decoded (cuda: nvJPEG on the GPU, docs/data.md)")
     add_flag(parser, "--only", default="all", choices=("all", "step", "end-to-end"), help="which measurements")
     add_flag(parser, "--no-baseline", action="store_true", help="skip the originals' scheme")
     add_flag(parser, "--sweep", action="store_true",
@@ -465,8 +458,9 @@ def _with_copies(video_path: str, annotation_path: str, copies: int, workdir: st
 
 def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadline) -> None:
     from resnet3d.bench.loader import SuccessorBaseline
-    from resnet3d.data import DataConfig, build_dataset, build_loader, set_epoch
+    from resnet3d.data import DataConfig, build_dataset, build_loader, check_decode_device, set_epoch
 
+    check_decode_device(args.decode_device, device)  # before the baseline's minutes
     video_path, annotation_path, dataset_name = _data(args, workdir)
     cfg = DataConfig(dataset=dataset_name, video_path=video_path, annotation_path=annotation_path,
                      sample_size=args.sample_size, sample_duration=args.sample_duration, num_workers=args.n_threads)
@@ -517,13 +511,17 @@ def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadl
     # ours, as the trainer sets it up: channels_last on CUDA only, precision, compile mode, fused
     # SGD (build_optimizer), pinned memory on CUDA and the loader settings of build_loader
     channels_last = device.type == "cuda"
+    if args.decode_device != "cpu":
+        cfg = cfg.with_changes(decode_device=args.decode_device)
+        dataset = build_dataset(cfg, "training", seed=0)
     parts, dtype = _ours_parts(args, device, precision=args.precision, channels_last=channels_last,
                                compile_mode=args.compile_mode, data_cfg=cfg)
     ours: Dict[str, Any] = {
         "what": "train_end_to_end", "baseline": False, **_common(args, device), "n_threads": args.n_threads,
         "precision": PRECISION_NAMES[dtype], "memory_format": _layout(channels_last),
-        "compile_mode": args.compile_mode, "sgd": _sgd_name(parts),
-        "scheme": "resnet3d loader (uint8 workers, device normalisation) + our step"}
+        "compile_mode": args.compile_mode, "sgd": _sgd_name(parts), "decode_device": args.decode_device,
+        "scheme": ("resnet3d loader (uint8 workers, device normalisation) + our step" if args.decode_device == "cpu"
+                   else "resnet3d loader (JPEG bytes from workers, nvJPEG decode and resize on the device) + our step")}
     with compile_errors_explained(args.compile_mode):
         if args.epochs:
             loader = build_loader(dataset, args.batch_size, train=True, num_workers=args.n_threads, seed=0)
@@ -605,7 +603,7 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs < 0 or args.time_budget < 0 or args.video_copies < 1:
         raise UserError("--epochs and --time-budget must be 0 or more, --video-copies 1 or more")
     if args.n_threads is None:
-        args.n_threads = default_workers()
+        args.n_threads = default_num_workers()
     args.compile_mode = resolve_compile_mode(args.compile, args.compile_mode) or "none"
     device = _device(args.device)
     if device.type == "cuda":
