@@ -185,3 +185,16 @@ def test_deterministic_on_cuda_trains_or_says_why_not(gpu_motion, tmp_path):
         assert done.returncode == 2 and "--deterministic" in done.stderr, describe(done)
     else:
         _finite_losses(tmp_path / "det", 1)
+
+
+def test_training_with_jpeg_decoding_on_the_gpu(gpu_motion, tmp_path):
+    """--decode-device cuda: workers hand over JPEG bytes, nvJPEG (torchvision) or, without
+    torchvision, simplejpeg in the main process decodes each batch; the run trains, validates and
+    records the setting; continuing it on the CPU needs --decode-device cpu, and works with it."""
+    out = tmp_path / "gpu-decode"
+    _train(gpu_motion, out, "--device", "cuda", "--epochs", 1, "--decode-device", "cuda")
+    assert json.loads((out / "opts.json").read_text())["data"]["decode_device"] == "cuda"
+    _finite_losses(out, 1)
+    _check_checkpoint(out / "model_1.pth", 1)
+    _train(gpu_motion, out, "--device", "cpu", "--epochs", 2, "--resume", "auto", "--decode-device", "cpu")
+    _finite_losses(out, 2)
