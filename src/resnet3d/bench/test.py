@@ -8,7 +8,10 @@ every ``sample_duration`` frames, centre crop) and the same number of decoding w
   centre crop, ToTensor, Normalize), and the model runs in fp32 on that video's windows alone;
 - ours: ``resnet3d.engine.predict.run_recognition``: uint8 views decoded once at the smallest
   DCT scale, batches filled across videos, normalisation on the device, bf16 autocast and
-  channels_last_3d on CUDA, one batch in flight.
+  channels_last_3d on CUDA, one batch in flight. With ``--decode-device cuda`` our workers read
+  only JPEG bytes and the GPU decodes (nvJPEG), crops and resizes each chunk of views; the
+  baseline is unchanged. ``--assemble-device cpu`` runs those steps on the CPU instead (the
+  mode's logic on a machine without a GPU; simplejpeg stands in for nvJPEG).
 
 Without ``--video_path`` a synthetic Kinetics-like data set is generated (240x320 JPEG frames by
 default). Prints one JSON line per side; ours carries ``speedup`` and ``top1_agreement`` (the
@@ -55,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--device", default="auto", choices=("auto", "cuda", "cpu"))
     add_flag(parser, "--precision", default="auto", choices=("auto", "bf16", "fp32"), help="ours (the baseline is fp32)")
     add_flag(parser, "--no-baseline", action="store_true", help="measure ours only")
+    add_flag(parser, "--decode-device", default="cpu", choices=("cpu", "cuda"),
+             help="ours: cpu (the workers decode) or cuda (the workers read JPEG bytes; the GPU decodes, crops "
+                  "and resizes)")
+    add_flag(parser, "--assemble-device", default=None, choices=("cpu", "cuda"),
+             help="with --decode-device cuda: where the JPEG chunks are decoded (default: the model's device; "
+                  "cpu: the same steps on the CPU, for a machine without a GPU)")
 
 
 class OneVideoBaseline(torch.utils.data.Dataset):
@@ -137,6 +146,23 @@ def _baseline(model, videos, data, device: torch.device, workers: int) -> Tuple[
     return time.perf_counter() - start, top1
 
 
+def _assemble_device(args: argparse.Namespace, device: torch.device) -> Optional[torch.device]:
+    """Where our side decodes its JPEG chunks (None: in the workers). ``--decode-device cuda``
+    decodes on the model's GPU (refused in one line where there is none) unless
+    ``--assemble-device`` says where."""
+    from resnet3d.data.gpu_decode import check_decode_device
+    from resnet3d.errors import UserError
+
+    if args.decode_device == "cpu":
+        if args.assemble_device is not None:
+            raise UserError("--assemble-device goes with --decode-device cuda (our side decoding on a device)")
+        return None
+    target = torch.device(args.assemble_device) if args.assemble_device else device
+    if target.type == "cuda":
+        check_decode_device("cuda", target)
+    return target
+
+
 def run(args: argparse.Namespace) -> int:
     from resnet3d.commands.test import resolve_device
     from resnet3d.config import Config, InferenceConfig, RunConfig
@@ -149,9 +175,11 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    assemble_on = _assemble_device(args, device)  # refused before the baseline's minutes, not after
     video_path, annotation_path, dataset = _dataset(args)
     data = DataConfig(dataset=dataset, video_path=video_path, annotation_path=annotation_path,
                       sample_size=args.sample_size, sample_duration=args.sample_duration, num_workers=args.n_threads)
+    ours_data = data.with_changes(decode_device=args.decode_device)
     videos, _, annotation = resolve_videos(data, args.subset)
     torch.manual_seed(0)
     options = model_options(args.model)
@@ -180,19 +208,24 @@ def run(args: argparse.Namespace) -> int:
               "seconds": round(seconds, 3), "videos_per_s": round(baseline_rate, 3)})
     with tempfile.TemporaryDirectory(prefix="resnet3d-bench-test-out-") as out:
         # flavour "seed": the seed's windows (full windows every sample_duration frames), as the baseline's
-        config = Config(data=data, run=RunConfig(result_path=out, batch_size=args.batch_size, precision=args.precision),
+        config = Config(data=ours_data, run=RunConfig(result_path=out, batch_size=args.batch_size, precision=args.precision),
                         inference=InferenceConfig(flavour="seed", subset=args.subset, stride=args.sample_duration,
                                                   crop="center", top_k=1, batch_size=args.batch_size))
         start = time.perf_counter()
         summary = run_recognition(config, model=model, device=device, class_names=names, overwrite=True,
-                                  show_progress=False, announce=False)
+                                  show_progress=False, announce=False, assemble_device=assemble_on)
         seconds = time.perf_counter() - start
         with open(summary["output"], "r", encoding="utf-8") as handle:
             ours = {k: names.index(v[0]["label"]) for k, v in json.load(handle)["results"].items()}
     rate = len(videos) / seconds
+    decoding = "" if assemble_on is None else f", JPEG bytes from the workers decoded on {assemble_on.type}"
     record = {**base, "baseline": False, "scheme": "batches across videos, uint8 to the device, "
-              + ("bf16 autocast + channels_last_3d" if device.type == "cuda" and args.precision != "fp32" else "fp32"),
-              "seconds": round(seconds, 3), "videos_per_s": round(rate, 3), "batch_size": args.batch_size}
+              + ("bf16 autocast + channels_last_3d" if device.type == "cuda" and args.precision != "fp32" else "fp32")
+              + decoding,
+              "seconds": round(seconds, 3), "videos_per_s": round(rate, 3), "batch_size": args.batch_size,
+              "decode_device": args.decode_device, "bad_frames": summary["bad_frames"], "errors": summary["errors"]}
+    if assemble_on is not None:
+        record["assemble_device"] = str(assemble_on)
     if baseline_rate:
         record["speedup"] = round(rate / baseline_rate, 2)
         result_id = result_names([v.key for v in videos], "seed")

@@ -83,6 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # Data settings that a flag gives, else our checkpoint's training run, else DataConfig's default.
+# Not decode_device: where the training machine decoded says nothing about this machine's GPU, so
+# --decode-device cuda is asked for here or not at all.
 FROM_CHECKPOINT = ("dataset", "folder_layout", "file_type", "input_type", "sample_t_stride", "decoder",
                    "decode_tolerance", "fast_decode")
 _FIELDS = {f.name: f for f in dataclasses.fields(DataConfig)}
@@ -141,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     data = DataConfig(video_path=args.video_path, annotation_path=args.annotation_path,
                       sample_size=loaded.sample_size, sample_duration=loaded.sample_duration,
                       input_norm=loaded.input_norm, num_workers=args.n_threads,
+                      decode_device=getattr(args, "decode_device", "cpu"),
                       **data_settings(args, loaded.recorded_data))
     device = resolve_device("cpu" if args.no_cuda else args.device)
     config = Config(

@@ -5,7 +5,9 @@
 and writes one results file (formats: ``resnet3d.engine.results``). How it runs:
 
 - DataLoader workers read *chunks* of views (``resnet3d.engine.windows``): uint8 until the
-  device, every frame decoded once even where windows overlap;
+  device, every frame decoded once even where windows overlap; with ``decode_device`` "cuda"
+  they read only the frames' JPEG bytes, and the main process decodes, crops and resizes each
+  chunk on the GPU (one batched nvJPEG call per chunk, ``windows.assemble_views``);
 - the main process fills each model batch with views of several videos (the originals ran one
   video per batch, so short videos left the GPU mostly idle), normalises on the device, runs the
   model under bf16 autocast with channels_last_3d on CUDA, and keeps one batch in flight while
@@ -32,11 +34,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from resnet3d.data.clip import UnreadableVideo
 from resnet3d.hardware import default_num_workers
 from resnet3d.engine import results as resultfiles
 from resnet3d.engine.precision import autocast_dtype
 from resnet3d.engine.scoring import RowBatcher, Scorer, Tally, prepare_model, result_entry
-from resnet3d.engine.windows import ViewPlan, WindowDataset, group_units
+from resnet3d.engine.windows import ViewPlan, WindowDataset, assemble_views, group_units
 from resnet3d.errors import UserError
 from resnet3d.progress import Progress
 
@@ -63,6 +66,7 @@ class RecognitionOptions:
     num_workers: int = field(default_factory=default_num_workers)
     precision: str = "auto"
     channels_last: bool = True
+    decode_device: str = "cpu"  # "cuda": the workers read JPEG bytes, the device decodes them
 
 
 def options_from_config(config: Any, *, n_clips: int = 0, n_crops: int = 1, output: Optional[Path] = None,
@@ -108,7 +112,7 @@ def options_from_config(config: Any, *, n_clips: int = 0, n_crops: int = 1, outp
         resume=resume,
         overwrite=bool(run.overwrite) if overwrite is None else overwrite,
         save_every=save_every, num_workers=data.num_workers, precision=run.precision,
-        channels_last=run.channels_last,
+        channels_last=run.channels_last, decode_device=data.decode_device,
     )
 
 
@@ -155,7 +159,11 @@ def _check_model_takes(model: nn.Module, plan: ViewPlan) -> None:
 def recognition_settings(model: nn.Module, options: RecognitionOptions, data: Any) -> Dict[str, Any]:
     """What decides a results file's content: the weights and every setting of the views."""
     plan = options.plan
+    # nvJPEG's pixels differ from libjpeg-turbo's by a few grey levels; recorded only when used, so
+    # the files of runs that decoded on the CPU (all before decode_device existed) still continue
+    decoded_on = {"decode_device": options.decode_device} if options.decode_device != "cpu" else {}
     return {
+        **decoded_on,
         "weights": resultfiles.weights_digest(model),
         "flavour": options.flavour, "subset": options.subset, "average": options.average, "top_k": options.top_k,
         "scheme": plan.scheme, "stride": plan.stride, "n_clips": plan.n_clips, "crop": plan.crop,
@@ -233,15 +241,19 @@ def run_recognition(
     save_every: int = 100,
     show_progress: bool = True,
     announce: bool = True,
+    assemble_device: Optional[torch.device] = None,
 ) -> Dict[str, Any]:
     """Recognise every video of ``config.inference.subset``; write the results file.
 
     ``model`` is the bare model (moved to ``device`` and put in eval mode here); ``class_names``
     name its outputs (default: the annotation's labels). ``n_clips``/``n_crops`` choose multi-view
     testing (see ``options_from_config``). ``announce`` prints a closing line
-    (and ``show_progress`` a progress line on stderr). Returns a summary: ``output``,
+    (and ``show_progress`` a progress line on stderr). With ``config.data.decode_device`` "cuda",
+    the chunks' JPEGs are decoded on ``device`` (refused, one line, where that cannot be), or on
+    ``assemble_device`` when given (tests and benchmarks: "cpu" runs the same steps on the CPU,
+    with simplejpeg standing in for nvJPEG). Returns a summary: ``output``,
     ``videos`` (scored now), ``errors``, ``skipped`` (already done), ``seconds``,
-    ``model_calls``, ``bad_frames``.
+    ``model_calls``, ``bad_frames``, ``decode_device``, ``videos_per_s``.
     """
     from resnet3d.data import DeviceTransform
     from resnet3d.data.config import canonical_subset
@@ -255,6 +267,7 @@ def run_recognition(
     n_crops = n_crops if n_crops is not None else config.inference.n_crops
     options = options_from_config(config, n_clips=n_clips, n_crops=n_crops, output=output, resume=resume,
                                   overwrite=overwrite, save_every=save_every, world_size=dist.world_size)
+    assemble_on = _assemble_device(options.decode_device, device, assemble_device)  # before any file moves
     out_path = output_path(config, options)
     data = config.data
     videos, _, annotation = resolve_videos(data, options.subset)
@@ -282,7 +295,7 @@ def run_recognition(
     scorer = Scorer(model, transform, device, autocast_dtype(options.precision, device))
     dataset = WindowDataset(videos, mine, data, options.plan)
     loader = _loader(dataset, options.num_workers)
-    batcher = RowBatcher(options.batch_size, pin_memory=device.type == "cuda")
+    batcher = RowBatcher(options.batch_size, pin_memory=device.type == "cuda")  # device rows stay there
     tally = Tally(keep_windows=not options.average)
     progress = Progress(len(mine), desc=f"recognition {options.subset}", unit="videos", stream=sys.stderr,
                         enabled=show_progress and dist.is_main)
@@ -307,12 +320,23 @@ def run_recognition(
         for scores, meta in ready:
             finish(tally.on_scores(scores, meta))
 
+    failed = set()  # units whose JPEGs did not decode here: their later chunks are dropped
     try:
         for chunk in loader:
             unit = int(chunk["unit"])
+            if unit in failed:
+                continue
             if "error" in chunk:
                 finish(tally.on_error(unit, chunk["error"]))
                 continue
+            if "jpeg" in chunk:
+                try:
+                    rows, n_bad = assemble_views(chunk, options.plan, assemble_on)
+                except UnreadableVideo as error:
+                    failed.add(unit)
+                    finish(tally.on_error(unit, str(error)))
+                    continue
+                chunk = {**chunk, "rows": rows, "bad_frames": int(chunk["bad_frames"]) + n_bad}
             tally.on_chunk(chunk)
             batcher.add(unit, chunk["rows"], chunk["window"], chunk["segment"])
             for rows, meta in batcher.batches():
@@ -341,7 +365,7 @@ def run_recognition(
     seconds = time.monotonic() - started
     summary = {"output": str(out_path), "videos": counts["videos"], "errors": counts["errors"],
                "skipped": len(units) - len(pending), "seconds": seconds, "model_calls": scorer.calls,
-               "bad_frames": counts["bad_frames"], "videos_per_s": counts["videos"] / seconds if seconds > 0 else 0.0}
+               "bad_frames": counts["bad_frames"], "decode_device": options.decode_device, "videos_per_s": counts["videos"] / seconds if seconds > 0 else 0.0}
     if dist.is_main and announce:
         rate = f", {summary['videos_per_s']:.2f} videos/s" if counts["videos"] else ""
         extra = f", {counts['errors']} unreadable (listed under 'errors')" if counts["errors"] else ""
@@ -351,6 +375,21 @@ def run_recognition(
         print(f"resnet3d: recognised {counts['videos']} videos of {options.subset}{extra}{skipped} in "
               f"{seconds:.1f} s{rate}; results in {out_path}", flush=True)
     return summary
+
+
+def _assemble_device(decode_device: str, device: torch.device,
+                     assemble_device: Optional[torch.device]) -> Optional[torch.device]:
+    """Where encoded chunks are decoded: None when the workers decode (decode_device "cpu"), else
+    ``assemble_device`` if given, else the model's device, which must be a CUDA GPU (one line
+    saying so otherwise: ``gpu_decode.check_decode_device``)."""
+    from resnet3d.data.gpu_decode import check_decode_device
+
+    if decode_device == "cpu":
+        return None
+    if assemble_device is not None:
+        return torch.device(assemble_device)
+    check_decode_device(decode_device, device)
+    return device
 
 
 def _loader(dataset: WindowDataset, num_workers: int):

@@ -1,9 +1,11 @@
 """Scoring views in batches filled across videos, and booking the scores per video.
 
-- ``Scorer``: uint8 views on the host -> model outputs on the host; on CUDA it keeps one batch in
-  flight, so the GPU never waits while the host books results or assembles the next batch.
+- ``Scorer``: uint8 views (on the host, or already on the device) -> model outputs on the host;
+  on CUDA it keeps one batch in flight, so the GPU never waits while the host books results or
+  assembles the next batch.
 - ``RowBatcher``: fills batches of a fixed size from chunks of any videos (the originals ran one
-  video per batch).
+  video per batch); host rows are joined in pinned memory, rows decoded on the device
+  (``decode_device`` "cuda") are joined there.
 - ``Tally``: per-video sums of view scores (and per-window ones for per-segment output); says
   when a video is complete, including one that failed midway.
 """
@@ -24,7 +26,8 @@ from resnet3d.engine import results as resultfiles
 
 
 class Scorer:
-    """uint8 views on the host -> per-view outputs on the host, one batch kept in flight on CUDA.
+    """uint8 views (on the host, or on the device already) -> per-view outputs on the host, one
+    batch kept in flight on CUDA.
 
     ``submit`` starts a batch and returns the batches that have finished (on CUDA, the previous
     one: its results are copied to pinned memory behind the next batch's kernels, so the GPU
@@ -97,20 +100,24 @@ class _Queue:
 
 class RowBatcher:
     """Fills batches of ``batch_size`` views from chunks of any videos (views of one shape per
-    batch: with ``nocrop``, videos of different aspect ratios go to different batches)."""
+    batch: with ``nocrop``, videos of different aspect ratios go to different batches).
+
+    Rows on the host are copied once, into a (pinned, with ``pin_memory``) batch tensor that the
+    scorer copies to the device; rows already on a device (assembled there from JPEG bytes) are
+    joined by one ``torch.cat`` on that device and never pass through the host."""
 
     def __init__(self, batch_size: int, pin_memory: bool = False, max_buffered_batches: int = 4) -> None:
         self.batch_size = batch_size
         self.pin_memory = pin_memory
         self.max_buffered = max_buffered_batches * batch_size
-        self.queues: Dict[Tuple[int, ...], _Queue] = {}
+        self.queues: Dict[Tuple[Any, ...], _Queue] = {}  # (device, T, H, W, C) -> rows waiting
 
     @property
     def buffered(self) -> int:
         return sum(q.rows for q in self.queues.values())
 
     def add(self, unit: int, rows: torch.Tensor, window: torch.Tensor, segment: torch.Tensor) -> None:
-        queue = self.queues.setdefault(tuple(rows.shape[1:]), _Queue())
+        queue = self.queues.setdefault((rows.device, *rows.shape[1:]), _Queue())
         queue.parts.append({"rows": rows, "unit": torch.full((len(rows),), unit, dtype=torch.int64),
                             "window": window, "segment": segment})
         queue.rows += len(rows)
@@ -124,7 +131,7 @@ class RowBatcher:
             if not queue.rows:
                 del self.queues[shape]
 
-    def _take(self, shape: Tuple[int, ...], queue: _Queue, n: int) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def _take(self, shape: Tuple[Any, ...], queue: _Queue, n: int) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         pieces: Dict[str, List[torch.Tensor]] = {"rows": [], "unit": [], "window": [], "segment": []}
         needed = n
         while needed:
@@ -141,8 +148,12 @@ class RowBatcher:
                 pieces[key].append(taken[key])
             needed -= count
         queue.rows -= n
-        rows = torch.empty((n, *shape), dtype=torch.uint8, pin_memory=self.pin_memory)
-        torch.cat(pieces["rows"], out=rows)
+        device, *row_shape = shape
+        if device.type != "cpu":  # decoded on the device: joined there
+            rows = torch.cat(pieces["rows"])
+        else:
+            rows = torch.empty((n, *row_shape), dtype=torch.uint8, pin_memory=self.pin_memory)
+            torch.cat(pieces["rows"], out=rows)
         meta = {key: torch.cat(pieces[key]) for key in ("unit", "window", "segment")}
         return rows, meta
 

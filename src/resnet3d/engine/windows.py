@@ -17,7 +17,9 @@ and reads them (``WindowDataset``, run inside DataLoader workers):
 
 A worker yields *chunks*: at most ``chunk_rows`` views of one video as one uint8 tensor, so a
 two-hour video never sits in memory at once, and the main process fills model batches from
-chunks of several videos. A video that cannot be read yields one error record instead.
+chunks of several videos. A video that cannot be read yields one error record instead. With
+``DataConfig.decode_device`` "cuda" a chunk holds the JPEG bytes of its frames instead, and
+``assemble_views`` decodes, crops and resizes them on the device into the same views.
 """
 from __future__ import annotations
 
@@ -119,6 +121,46 @@ class Unit:
     videos: Tuple[int, ...]  # indices into the dataset's videos (one per segment)
 
 
+def _layout(frames: Sequence[int], starts: Sequence[int], plan: ViewPlan) -> Tuple[List[int], torch.Tensor, List[Tuple[int, int]]]:
+    """The frames the windows at ``starts`` need (each once, in order), where each frame of each
+    window sits among them (int64 (len(starts) * T,)), and each window's segment (first frame,
+    last real frame + 1)."""
+    d = plan.sample_duration
+    windows = [temporal.window(frames, start, d) for start in starts]
+    segments = [(frames[start], frames[min(start + d, len(frames)) - 1] + 1) for start in starts]
+    wanted = sorted({index for window in windows for index in window})
+    position = {index: k for k, index in enumerate(wanted)}
+    order = torch.tensor([position[i] for window in windows for i in window], dtype=torch.int64)
+    return wanted, order, segments
+
+
+def _out_size(source, plan: ViewPlan, size: Optional[Tuple[int, int]]):
+    """The crop rule and output size of every frame: the centred square at sample_size, or (nocrop,
+    three) the whole frame with its short side at sample_size."""
+    s = plan.sample_size
+    if plan.crop == "center":
+        return center_box, (s, s)
+    if size is None:
+        raise UnreadableVideo(f"{source.path}: no readable frame")
+    return full_box, short_side_size(size[0], size[1], s)
+
+
+def views_from_frames(decoded: torch.Tensor, order: torch.Tensor, plan: ViewPlan) -> torch.Tensor:
+    """uint8 (U, H', W', C) frames, on any device, -> the views: uint8 (W * n_crops, T, H, W, C),
+    the crops of a window next to each other (``order``: ``_layout``'s)."""
+    s = plan.sample_size
+    clips = decoded.index_select(0, order.to(decoded.device))
+    clips = clips.view(-1, plan.sample_duration, *decoded.shape[1:])  # (W, T, H', W', C)
+    if plan.crop == "three":
+        height, width = clips.shape[2], clips.shape[3]
+        if width >= height:
+            crops = [clips[:, :, :, x : x + s] for x in three_crop_offsets(width, s)]
+        else:
+            crops = [clips[:, :, y : y + s] for y in three_crop_offsets(height, s)]
+        clips = torch.stack(crops, dim=1).flatten(0, 1)  # (W * 3, T, s, s, C)
+    return clips.contiguous()
+
+
 def read_views(
     source,
     frames: Sequence[int],
@@ -132,28 +174,71 @@ def read_views(
     and the number of stand-in frames.
 
     Every frame the windows need is decoded once, however much the windows overlap."""
-    d = plan.sample_duration
-    windows = [temporal.window(frames, start, d) for start in starts]
-    segments = [(frames[start], frames[min(start + d, len(frames)) - 1] + 1) for start in starts]
-    wanted = sorted({index for window in windows for index in window})
-    s = plan.sample_size
-    if plan.crop == "center":
-        decoded, n_bad = read_clip(source, wanted, center_box, (s, s), video_range)  # (U, s, s, C)
-    else:
-        if size is None:
-            raise UnreadableVideo(f"{source.path}: no readable frame")
-        decoded, n_bad = read_clip(source, wanted, full_box, short_side_size(size[0], size[1], s), video_range)
-    position = {index: k for k, index in enumerate(wanted)}
-    order = torch.tensor([position[i] for window in windows for i in window])
-    clips = decoded[order].view(len(windows), d, *decoded.shape[1:])  # (W, T, H', W', C)
-    if plan.crop == "three":
-        height, width = clips.shape[2], clips.shape[3]
-        if width >= height:
-            crops = [clips[:, :, :, x : x + s] for x in three_crop_offsets(width, s)]
-        else:
-            crops = [clips[:, :, y : y + s] for y in three_crop_offsets(height, s)]
-        clips = torch.stack(crops, dim=1).flatten(0, 1)  # (W * 3, T, s, s, C)
-    return clips.contiguous(), segments, n_bad
+    wanted, order, segments = _layout(frames, starts, plan)
+    pick_box, out_hw = _out_size(source, plan, size)
+    decoded, n_bad = read_clip(source, wanted, pick_box, out_hw, video_range)  # (U, H', W', C)
+    return views_from_frames(decoded, order, plan), segments, n_bad
+
+
+def read_encoded_views(
+    source,
+    frames: Sequence[int],
+    starts: Sequence[int],
+    plan: ViewPlan,
+    size: Optional[Tuple[int, int]],
+    video_range: Tuple[int, int],
+) -> Tuple[dict, torch.Tensor, List[Tuple[int, int]], int]:
+    """``read_views`` without the decoding (``DataConfig.decode_device`` "cuda"): the JPEG bytes
+    of every frame the windows need, collated as a one-clip batch of ``gpu_decode`` (in shared
+    memory inside a worker), the frames' ``order`` in the views, the segments, and the stand-ins
+    for missing frames and unreadable headers. Frames, stand-ins and boxes are those ``read_views``
+    takes; ``assemble_views`` turns it into the same views on the device."""
+    from resnet3d.data.clip import read_encoded_clip
+    from resnet3d.data.gpu_decode import collate_encoded
+
+    wanted, order, segments = _layout(frames, starts, plan)
+    pick_box, out_hw = _out_size(source, plan, size)
+    clip, n_bad = read_encoded_clip(source, wanted, pick_box, out_hw, video_range)
+    return collate_encoded([clip]), order, segments, n_bad
+
+
+def assemble_views(chunk: dict, plan: ViewPlan, device: torch.device) -> Tuple[torch.Tensor, int]:
+    """An encoded chunk (``WindowDataset`` with decode_device "cuda") -> its views, uint8 (R, T,
+    H, W, C) on ``device``, exactly as ``read_views`` lays them out, and how many of its frames
+    did not decode there (each replaced by the nearest decoded frame of the chunk). One batched
+    decode call per chunk (nvJPEG on a GPU). Raises ``UnreadableVideo`` when none decodes."""
+    from resnet3d.data.gpu_decode import assemble_clips
+    from resnet3d.errors import UserError
+
+    batch = dict(chunk["jpeg"], bad_frames=torch.zeros(1, dtype=torch.int64), bad_video=torch.zeros(1, dtype=torch.int64))
+    try:
+        frames = assemble_clips(batch, device)[0]  # (U, H', W', 3) in the order of _layout's frames
+    except UserError:  # one clip: none of its frames decodes
+        shown = batch["jpeg_frames"].tolist()
+        raise UnreadableVideo(f"{chunk['path']}: no readable frame (none of the JPEGs of frames {min(shown)}-"
+                              f"{max(shown)} decodes on {torch.device(device).type})") from None
+    return views_from_frames(frames, chunk["order"], plan), int(batch["bad_frames"][0])
+
+
+def header_size(source, frames: Sequence[int]) -> Optional[Tuple[int, int]]:
+    """``frame_size`` from JPEG headers alone (the encoded mode's workers decode nothing): (width,
+    height) of the first of the same probes whose header reads."""
+    from resnet3d.data.clip import jpeg_header
+    from resnet3d.data.decode import DecodeError
+
+    picks = list(dict.fromkeys(list(frames[:1]) + list(frames[len(frames) // 2 : len(frames) // 2 + 1])
+                               + list(frames[-1:])))
+    encoded = source.frame_bytes(picks)
+    for index in picks:
+        parts = encoded.get(index)
+        if isinstance(parts, str) or not parts:
+            continue
+        try:
+            width, height, _ = jpeg_header(parts[0])
+        except DecodeError:
+            continue
+        return width, height
+    return None
 
 
 class WindowDataset(torch.utils.data.IterableDataset):
@@ -162,6 +247,11 @@ class WindowDataset(torch.utils.data.IterableDataset):
     A chunk is ``{"unit": i, "rows": uint8 (R, T, H, W, C), "window": int64 (R,), "segment":
     int64 (R, 2), "expected": views of the whole unit, "bad_frames": int}``; a unit that cannot be
     read yields ``{"unit": i, "error": message}`` (possibly after some of its chunks).
+
+    With ``cfg.decode_device`` "cuda" (the *encoded* mode) a chunk carries, in place of "rows",
+    its frames' JPEG bytes (``"jpeg"``, ``"order"``, ``"path"``: ``read_encoded_views``), and the
+    main process turns it into the same rows on the device (``assemble_views``); "bad_frames"
+    then counts only the missing frames and unreadable headers the worker found.
     """
 
     def __init__(self, videos: List[Video], units: List[Unit], cfg: DataConfig, plan: ViewPlan) -> None:
@@ -170,6 +260,7 @@ class WindowDataset(torch.utils.data.IterableDataset):
         self.units = units
         self.cfg = cfg
         self.plan = plan
+        self.encoded = cfg.decode_device != "cpu"
         # frame_range() resolves n_frames files, segments in seconds and video probes.
         self._ranges = VideoDataset(videos, [], cfg, train=False, sampling="center")
 
@@ -208,15 +299,23 @@ class WindowDataset(torch.utils.data.IterableDataset):
             source = source_for(video.path, self.cfg)  # decoded as validation decodes it
             video_range = self._ranges.frame_range(video_index)
             try:
-                size = frame_size(source, frames) if self.plan.crop != "center" else None
+                size = None
+                if self.plan.crop != "center":
+                    size = header_size(source, frames) if self.encoded else frame_size(source, frames)
                 for first in range(0, len(starts), per_chunk):
                     chunk_starts = starts[first : first + per_chunk]
-                    rows, segments, n_bad = read_views(source, frames, chunk_starts, self.plan, size, video_range)
+                    if self.encoded:
+                        jpeg, order, segments, n_bad = read_encoded_views(source, frames, chunk_starts, self.plan,
+                                                                          size, video_range)
+                        views = {"jpeg": jpeg, "order": order, "path": str(video.path)}
+                    else:
+                        rows, segments, n_bad = read_views(source, frames, chunk_starts, self.plan, size, video_range)
+                        views = {"rows": rows}
                     windows = torch.arange(window_number, window_number + len(chunk_starts))
                     window_number += len(chunk_starts)
                     yield {
                         "unit": number,
-                        "rows": rows,
+                        **views,
                         "window": windows.repeat_interleave(n_crops),
                         "segment": torch.tensor(segments, dtype=torch.int64).repeat_interleave(n_crops, dim=0),
                         "expected": expected,
