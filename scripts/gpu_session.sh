@@ -128,7 +128,7 @@ plan_1() {
     tests 200 -m "not compile"
     wait $data
     stage step-r18 100 "${R3D[@]}" bench train --only step --sweep "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${STEPS[@]}" \
-        --batch-sizes "$BATCHES" --precisions "$PRECISIONS" --compile-modes none --time-budget 80
+        --batch-sizes "$BATCHES" --precisions "$PRECISIONS" --compile-modes none --stem-pad 8 --time-budget 80
     stage end-to-end-r18 100 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
         "${STEPS[@]}" "${ON_TRAIN[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
     stage loader-gpu-decode 60 "${R3D[@]}" bench loader "${ON_TRAIN[@]}" "${SIZE[@]}" --batch_size "$BATCH" \

@@ -144,3 +144,12 @@ def test_end_to_end_with_gpu_decoding_needs_a_gpu(capsys):
                      "--generate-videos", "8", "--batch_size", "4", "--decode-device", "cuda"]) == 2
     captured = capsys.readouterr()
     assert "--decode-device cuda" in captured.err and "Traceback" not in captured.err and captured.out == ""
+
+
+def test_sweep_measures_the_padded_stem_beside_the_plain_one(capsys):
+    records = bench(capsys, "--only", "step", "--sweep", "--batch-sizes", "4", "--precisions", "fp32",
+                    "--compile-modes", "none", "--stem-pad", "8")
+    assert [r["setting"] for r in records] == ["baseline fp32 NCDHW", "fp32 NCDHW", "fp32 channels_last_3d",
+                                               "fp32 channels_last_3d stem padded to 8 channels"]
+    padded = records[-1]
+    assert padded["stem_pad"] == 8 and padded["clips_per_s"] > 0 and padded["speedup"] > 0

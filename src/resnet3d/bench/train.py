@@ -54,6 +54,7 @@ from resnet3d.engine.compilation import compile_errors_explained, compile_model,
 from resnet3d.engine.precision import NAMES as PRECISION_NAMES, autocast_dtype
 from resnet3d.errors import UserError
 from resnet3d.hardware import default_num_workers
+from resnet3d.models.stem import pad_stem_channels
 
 COMPILE_OFF = "drop it from --compile-modes"
 # Not even tried: torch 2.13's CPU kernels for a ResNet's 3-D convolutions in bf16 hang in the
@@ -89,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--video-copies", type=int, default=1,
              help="list each training video this many times (symlinked folders in a temporary folder; kinetics "
                   "layout): long epochs from few videos")
+    add_flag(parser, "--stem-pad", type=int, default=0, metavar="N",
+             help="--sweep: also measure the last precision in channels_last_3d with the stem's input channels "
+                  "padded to a multiple of N (models/stem.py; 8 suits tensor cores)")
     add_flag(parser, "--decode-device", default="cpu", choices=("cpu", "cuda"),
              help="end to end, ours: where JPEG frames are decoded (cuda: nvJPEG on the GPU, docs/data.md)")
     add_flag(parser, "--only", default="all", choices=("all", "step", "end-to-end"), help="which measurements")
@@ -195,7 +199,7 @@ def _sgd(model: nn.Module) -> torch.optim.Optimizer:
 
 
 def _ours_parts(args, device: torch.device, *, precision: str, channels_last: bool, compile_mode: str,
-                data_cfg=None):
+                data_cfg=None, stem_pad: int = 0):
     """Our step's parts, built by the trainer's rules: autocast dtype from ``precision``, the
     optimiser of ``build_optimizer`` (fused SGD on CUDA), the model compiled by
     ``compile_model``, the device transform of the data config."""
@@ -206,6 +210,7 @@ def _ours_parts(args, device: torch.device, *, precision: str, channels_last: bo
 
     dtype = autocast_dtype(precision, device)
     model = _model(args, device, channels_last=channels_last)
+    pad_stem_channels(model, stem_pad)  # 0: the stem as it is
     stepped = compile_model(model, compile_mode)
     optimizer = build_optimizer(model.parameters(), OptimConfig(learning_rate=1e-3, momentum=0.9, weight_decay=1e-3))
     cfg = data_cfg if data_cfg is not None else DataConfig()
@@ -301,23 +306,28 @@ class StepSetting:
     channels_last: bool
     compile_mode: str = "none"
     baseline: bool = False  # the originals' step (fp32, NCDHW float input, torch's default SGD)
+    stem_pad: int = 0  # the stem's input channels rounded up to this multiple (models.stem)
 
     @property
     def name(self) -> str:
         if self.baseline:
             return "baseline fp32 NCDHW"
         name = f"{self.precision} {'channels_last_3d' if self.channels_last else 'NCDHW'}"
+        name += f" stem padded to {self.stem_pad} channels" if self.stem_pad else ""
         return name + (f" compile {self.compile_mode}" if self.compile_mode != "none" else "")
 
 
 def sweep_plan(batch_sizes: Sequence[int], compile_modes: Sequence[str],
-               precisions: Sequence[str] = ("fp32", "bf16")) -> List[Tuple[StepSetting, int]]:
-    """Every (setting, batch size): the baseline, each precision in NCDHW and channels_last_3d,
-    then the last precision in channels_last_3d compiled in each mode. Eager ones come first, so
+               precisions: Sequence[str] = ("fp32", "bf16"), stem_pad: int = 0) -> List[Tuple[StepSetting, int]]:
+    """Every (setting, batch size): the baseline, each precision in NCDHW and channels_last_3d
+    (with ``stem_pad``, also the last precision in channels_last_3d with the padded stem), then
+    the last precision in channels_last_3d compiled in each mode. Eager ones come first, so
     that a time budget cuts the compiled ones (minutes each) rather than the cheap comparisons;
     each batch size's baseline comes before the settings measured against it."""
     eager = [StepSetting("fp32", False, baseline=True)]
     eager += [StepSetting(precision, layout) for precision in precisions for layout in (False, True)]
+    if stem_pad:
+        eager.append(StepSetting(precisions[-1], True, stem_pad=stem_pad))
     plan = [(setting, n) for n in batch_sizes for setting in eager]
     plan += [(StepSetting(precisions[-1], True, mode), n) for mode in compile_modes for n in batch_sizes]
     return plan
@@ -349,7 +359,7 @@ def _measure_setting(args, device: torch.device, setting: StepSetting, n: int) -
             _baseline_step(model, optimizer, x, targets)
     else:
         parts, _ = _ours_parts(args, device, precision=setting.precision, channels_last=setting.channels_last,
-                               compile_mode=setting.compile_mode)
+                               compile_mode=setting.compile_mode, stem_pad=setting.stem_pad)
         optimizer = parts.optimizer
         clips = torch.randint(0, 256, (n, t, s, s, 3), dtype=torch.uint8, device=device)  # (N, T, H, W, C)
 
@@ -363,7 +373,8 @@ def _measure_setting(args, device: torch.device, setting: StepSetting, n: int) -
 
 def run_sweep(args, device: torch.device, deadline: Deadline) -> None:
     batch_sizes = _int_list(args.batch_sizes, "--batch-sizes") or [args.batch_size]
-    plan = sweep_plan(batch_sizes, parse_compile_modes(args.compile_modes), parse_precisions(args.precisions))
+    plan = sweep_plan(batch_sizes, parse_compile_modes(args.compile_modes), parse_precisions(args.precisions),
+                      args.stem_pad)
     if args.no_baseline:
         plan = [(setting, n) for setting, n in plan if not setting.baseline]
     baselines: Dict[int, float] = {}
@@ -376,7 +387,7 @@ def run_sweep(args, device: torch.device, deadline: Deadline) -> None:
         record: Dict[str, Any] = {
             "what": "train_step_sweep", "setting": setting.name, "baseline": setting.baseline,
             **_common(args, device, n), "precision": setting.precision, "memory_format": _layout(setting.channels_last),
-            "compile_mode": setting.compile_mode}
+            "compile_mode": setting.compile_mode, **({"stem_pad": setting.stem_pad} if setting.stem_pad else {})}
         if device.type == "cpu" and setting.precision != "fp32":
             record["skipped"] = CPU_HALF_PRECISION
             emit(record)
