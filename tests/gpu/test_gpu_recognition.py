@@ -11,6 +11,11 @@ Tolerances, on the softmax probabilities that the results file holds (mean over 
   CUDA gave (``record``).
 - float32 on CUDA convolves in TF32 by default (10 significant bits, 8x finer than bf16):
   FP32_TOLERANCE = 0.01.
+- ``--decode-device cuda`` against decoding in the workers, both on CUDA in fp32: nvJPEG's IDCT
+  and chroma upsampling differ from libjpeg-turbo's fast mode by a few grey levels (docs/data.md,
+  "Pixels"); on the CPU, the exact full-size decode against the fast mode moved this kind of
+  model's probabilities by at most 0.0098 (tests/predict/test_predict_gpu_decode.py), and TF32
+  adds up to FP32_TOLERANCE: NVJPEG_TOLERANCE = 0.03.
 Top-1 labels must agree wherever the CPU's top two probabilities lie more than twice the
 tolerance apart (closer ones may legitimately swap); the model is built so that most videos do.
 """
@@ -28,6 +33,7 @@ pytestmark = [requires_cuda, pytest.mark.slow]
 
 BF16_TOLERANCE = 0.03
 FP32_TOLERANCE = 0.01
+NVJPEG_TOLERANCE = 0.03
 FC_SCALE = 8.0  # spreads the logits so that most videos get a clear top-1 (see decisive_model)
 
 
@@ -108,6 +114,19 @@ def test_bf16_recognition_on_cuda_matches_the_cpu(gpu_motion, checkpoint, on_cpu
 def test_fp32_recognition_on_cuda_matches_the_cpu(gpu_motion, checkpoint, on_cpu, tmp_path):
     on_cuda = _recognise(gpu_motion, checkpoint, tmp_path / "cuda32.json", "--device", "cuda", "--precision", "fp32")
     _compare(on_cuda, on_cpu, FP32_TOLERANCE, "recognition_fp32_vs_cpu")
+
+
+def test_recognition_decoding_on_the_gpu_matches_decoding_in_the_workers(gpu_motion, checkpoint, tmp_path):
+    """``resnet3d test --decode-device cuda``: the workers hand over JPEG bytes, each chunk is
+    decoded by one batched nvJPEG call (torchvision), cropped and resized on the GPU, and batches
+    are joined there; the results match the workers' libjpeg-turbo decoding."""
+    from resnet3d.data.gpu_decode import batched_decoder
+
+    flags = ("--device", "cuda", "--precision", "fp32")
+    in_workers = _recognise(gpu_motion, checkpoint, tmp_path / "workers.json", *flags)
+    on_gpu = _recognise(gpu_motion, checkpoint, tmp_path / "nvjpeg.json", *flags, "--decode-device", "cuda")
+    record("recognition_nvjpeg_torchvision", torchvision=batched_decoder() is not None)
+    _compare(on_gpu, in_workers, NVJPEG_TOLERANCE, "recognition_nvjpeg_vs_worker_decode")
 
 
 def _chunks(seed=0):

@@ -157,7 +157,10 @@ def _assemble_device(args: argparse.Namespace, device: torch.device) -> Optional
         if args.assemble_device is not None:
             raise UserError("--assemble-device goes with --decode-device cuda (our side decoding on a device)")
         return None
-    target = torch.device(args.assemble_device) if args.assemble_device else device
+    if args.assemble_device is None:
+        check_decode_device("cuda", device)  # on the model's device, which must be a GPU
+        return device
+    target = torch.device(args.assemble_device)
     if target.type == "cuda":
         check_decode_device("cuda", target)
     return target
