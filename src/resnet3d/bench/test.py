@@ -211,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
               "seconds": round(seconds, 3), "videos_per_s": round(baseline_rate, 3)})
     with tempfile.TemporaryDirectory(prefix="resnet3d-bench-test-out-") as out:
         # flavour "seed": the seed's windows (full windows every sample_duration frames), as the baseline's
-        config = Config(data=ours_data, run=RunConfig(result_path=out, batch_size=args.batch_size, precision=args.precision),
+        config = Config(data=ours_data,
+                        run=RunConfig(result_path=out, batch_size=args.batch_size, precision=args.precision),
                         inference=InferenceConfig(flavour="seed", subset=args.subset, stride=args.sample_duration,
                                                   crop="center", top_k=1, batch_size=args.batch_size))
         start = time.perf_counter()

@@ -365,7 +365,8 @@ def run_recognition(
     seconds = time.monotonic() - started
     summary = {"output": str(out_path), "videos": counts["videos"], "errors": counts["errors"],
                "skipped": len(units) - len(pending), "seconds": seconds, "model_calls": scorer.calls,
-               "bad_frames": counts["bad_frames"], "decode_device": options.decode_device, "videos_per_s": counts["videos"] / seconds if seconds > 0 else 0.0}
+               "bad_frames": counts["bad_frames"], "decode_device": options.decode_device,
+               "videos_per_s": counts["videos"] / seconds if seconds > 0 else 0.0}
     if dist.is_main and announce:
         rate = f", {summary['videos_per_s']:.2f} videos/s" if counts["videos"] else ""
         extra = f", {counts['errors']} unreadable (listed under 'errors')" if counts["errors"] else ""

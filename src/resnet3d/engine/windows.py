@@ -121,7 +121,8 @@ class Unit:
     videos: Tuple[int, ...]  # indices into the dataset's videos (one per segment)
 
 
-def _layout(frames: Sequence[int], starts: Sequence[int], plan: ViewPlan) -> Tuple[List[int], torch.Tensor, List[Tuple[int, int]]]:
+def _layout(frames: Sequence[int], starts: Sequence[int],
+            plan: ViewPlan) -> Tuple[List[int], torch.Tensor, List[Tuple[int, int]]]:
     """The frames the windows at ``starts`` need (each once, in order), where each frame of each
     window sits among them (int64 (len(starts) * T,)), and each window's segment (first frame,
     last real frame + 1)."""
@@ -210,7 +211,8 @@ def assemble_views(chunk: dict, plan: ViewPlan, device: torch.device) -> Tuple[t
     from resnet3d.data.gpu_decode import assemble_clips
     from resnet3d.errors import UserError
 
-    batch = dict(chunk["jpeg"], bad_frames=torch.zeros(1, dtype=torch.int64), bad_video=torch.zeros(1, dtype=torch.int64))
+    counters = {key: torch.zeros(1, dtype=torch.int64) for key in ("bad_frames", "bad_video")}
+    batch = {**chunk["jpeg"], **counters}  # a one-clip batch of gpu_decode
     try:
         frames = assemble_clips(batch, device)[0]  # (U, H', W', 3) in the order of _layout's frames
     except UserError:  # one clip: none of its frames decodes
