@@ -138,6 +138,8 @@ plan_1() {
         --batch_size "$BATCH" --n_threads "$WORKERS"
     stage recognition-r18 90 "${R3D[@]}" bench test "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" \
         --subset training --n_threads "$WORKERS" --batch_size "$BATCH"
+    [[ $SMOKE == 1 ]] || stage recognition-r18-gpu-decode 60 "${R3D[@]}" bench test --no-baseline --decode-device cuda \
+        "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" --subset training --n_threads 4 --batch_size "$BATCH"
     stage step-r50 60 "${R3D[@]}" bench train --only step "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" "${STEPS[@]}" \
         --batch_size "$BATCH"
 }

@@ -274,9 +274,9 @@ def add_decode_flags(group: argparse._ActionsContainer, decode_device: bool = Tr
     if not decode_device:
         return
     add_flag(group, "--decode-device", default=quiet, choices=("cpu", "cuda"),
-             help="where training and validation decode JPEG frames: cpu (loader workers, libjpeg-turbo; "
-                  "default) or cuda (workers read the bytes; nvJPEG through torchvision decodes, crops and "
-                  "resizes each batch on the GPU: for machines with few cores per GPU)")
+             help="where training, validation and recognition decode JPEG frames: cpu (loader workers, "
+                  "libjpeg-turbo; default) or cuda (workers read the bytes; nvJPEG through torchvision decodes, "
+                  "crops and resizes each batch on the GPU: for machines with few cores per GPU)")
 
 
 DECODE_SETTINGS = ("decoder", "decode_tolerance", "fast_decode", "decode_device")
