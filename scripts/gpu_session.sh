@@ -84,10 +84,12 @@ if [[ $SMOKE == 1 ]]; then
     TRAIN_SET=(--n-classes 8 --videos-per-class 4 --n-frames 8 --size 48 64)
     TEST_SET=(--n-classes 4 --videos-per-class 2 --n-frames 12 --size 48 64)
     WORKERS=2 PRECISIONS=fp32  # bf16 3D convolutions crawl on a CPU
+    GPU_DECODE=(--decode-device cuda --assemble-device cpu)  # the encoded path's steps, run on the CPU
 else
     DEV=(--device cuda) R18=(--model_depth 18) BIG=(--model_depth 50)
     SIZE=(--sample_size 112 --sample_duration 16) STEPS=(--steps 30 --warmup 8) BATCH=64 BATCHES=64,128
     PRECISIONS=fp32,bf16
+    GPU_DECODE=(--decode-device cuda)
     # 240p frames of about 9.5 KB (quality 75, light noise): 144 training videos, enough for batches of 128
     TRAIN_SET=(--n-classes 8 --videos-per-class 24 --n-frames 32 --size 240 320)
     # long videos for recognition (10 windows each), as Kinetics clips are
@@ -132,13 +134,13 @@ plan_1() {
     stage end-to-end-r18 100 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
         "${STEPS[@]}" "${ON_TRAIN[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
     stage loader-gpu-decode 60 "${R3D[@]}" bench loader "${ON_TRAIN[@]}" "${SIZE[@]}" --batch_size "$BATCH" \
-        --n_threads "$WORKERS" --n-batches 8 --repeat 2 --decode-device "$([[ $SMOKE == 1 ]] && echo cpu || echo cuda)"
+        --n_threads "$WORKERS" --n-batches 8 --repeat 2 "${GPU_DECODE[@]}"
     [[ $SMOKE == 1 ]] || stage end-to-end-r18-gpu-decode 60 "${R3D[@]}" bench train --only end-to-end --no-baseline \
         --decode-device cuda "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${STEPS[@]}" "${ON_TRAIN[@]}" \
         --batch_size "$BATCH" --n_threads "$WORKERS"
     stage recognition-r18 90 "${R3D[@]}" bench test "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" \
         --subset training --n_threads "$WORKERS" --batch_size "$BATCH"
-    [[ $SMOKE == 1 ]] || stage recognition-r18-gpu-decode 60 "${R3D[@]}" bench test --no-baseline --decode-device cuda \
+    stage recognition-r18-gpu-decode 60 "${R3D[@]}" bench test --no-baseline "${GPU_DECODE[@]}" \
         "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" --subset training --n_threads 4 --batch_size "$BATCH"
     stage step-r50 60 "${R3D[@]}" bench train --only step "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" "${STEPS[@]}" \
         --batch_size "$BATCH"
