@@ -496,10 +496,12 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
                 class_names=class_names, val_target_map=val_target_map)
     if train_set is not None:
         state.train_loader = build_loader(train_set, local_batch, train=True, num_workers=workers,
-                                          distributed=info.distributed, seed=run.manual_seed)
+                                          distributed=info.distributed, seed=run.manual_seed,
+                                          pin_memory=device.type == "cuda")
     if val_set is not None:
         state.val_loader = build_loader(val_set, local_batch, train=False, num_workers=workers,
-                                        distributed=info.distributed, seed=run.manual_seed)
+                                        distributed=info.distributed, seed=run.manual_seed,
+                                        pin_memory=device.type == "cuda")
         state.val_targets = torch.tensor([v.target for v in val_set.videos], dtype=torch.int64)
         if val_target_map is not None:
             state.val_targets = _mapped_targets(state.val_targets, val_target_map)
