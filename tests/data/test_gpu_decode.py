@@ -421,3 +421,69 @@ def test_nvjpeg_on_the_gpu_matches_the_cpu_decoders(motion_set):
     assert on_gpu.device.type == "cuda" and on_gpu.shape == on_cpu.shape
     diff = (on_gpu.cpu().int() - on_cpu.int()).abs()
     assert float(diff.float().mean()) <= 1.5 and _psnr(on_gpu.cpu(), on_cpu) >= 40.0
+
+
+SLEEP_CYCLES = 1_000_000_000  # about half a second of GPU clock: far longer than the host work below
+
+
+def _split_images(batch):
+    return list(torch.split(batch["jpeg"], np.diff(batch["jpeg_offsets"].tolist()).tolist()))
+
+
+@pytest.mark.skipif(not _nvjpeg_available(), reason="needs a CUDA GPU and torchvision (nvJPEG)")
+def test_nvjpeg_never_writes_into_memory_that_queued_kernels_still_read(motion_set):
+    """torchvision allocates decoded images on the caller's current stream and nvJPEG writes them
+    from a stream of its own that does not wait for the caller's (pytorch/vision pull request
+    9606): blocks freed while kernels queued behind a running one still read them must keep their
+    values through a decode call. Decoded images of exactly those blocks' sizes are what the
+    caching allocator would hand out first, so without the decode stream this fails every time."""
+    _, encoded = _pair(_config(motion_set))
+    batch = _batch(encoded, [0, 1])
+    images = _split_images(batch)
+    sizes = [tuple(size) for size in batch["jpeg_sizes"].tolist()]
+    device = torch.device("cuda")
+    decode = gpu_decode.batched_decoder()
+    gpu_decode.decode_images(images, [False] * len(images), device, decode)  # nvJPEG's handle and buffers
+    torch.cuda.synchronize()
+    held = [torch.full((3, h, w), 7, dtype=torch.uint8, device=device) for h, w in sizes]
+    torch.cuda.synchronize()
+    torch.cuda._sleep(SLEEP_CYCLES)  # a running step
+    sums = [tensor.sum(dtype=torch.int64) for tensor in held]  # queued behind it
+    del held  # their blocks go back to the stream's pool while the sums above still have to read them
+    decoded = gpu_decode.decode_images(images, [False] * len(images), device, decode)
+    torch.cuda.synchronize()
+    assert [int(total) for total in sums] == [7 * 3 * h * w for h, w in sizes]
+    assert all(image is not None and image.shape == (3, *size) for image, size in zip(decoded, sizes))
+
+
+@pytest.mark.skipif(not _nvjpeg_available(), reason="needs a CUDA GPU and torchvision (nvJPEG)")
+def test_the_feed_decodes_a_batch_while_the_compute_stream_is_busy(motion_set):
+    """Training's promise with --decode-device cuda (engine.feed): the next batch is decoded,
+    cropped and resized on the feed's side stream while the step runs. A host sync on the way
+    (a tensor made from Python numbers on the GPU, an .item()) raises in torch's sync debug mode,
+    and a wait for the compute stream shows as that stream being idle when the batch is sent."""
+    from resnet3d.engine.feed import DeviceFeed
+
+    _, encoded = _pair(_config(motion_set))
+    device = torch.device("cuda")
+    feed = DeviceFeed(device, ("clip", "target"))
+
+    def pinned_batch():  # as the loader hands it over
+        batch = _batch(encoded, [0, 3, 6])
+        return {key: value.pin_memory() if torch.is_tensor(value) else value for key, value in batch.items()}
+
+    want = feed.ready(feed.send(pinned_batch()))  # warm-up: nvJPEG, cuBLAS, the allocators' blocks
+    torch.cuda.synchronize()
+    batch = pinned_batch()
+    torch.cuda._sleep(SLEEP_CYCLES)  # the running step, on the compute stream
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        sent = feed.send(batch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert not torch.cuda.current_stream(device).query(), "sending the batch waited for the compute stream"
+    got = feed.ready(sent)
+    torch.cuda.synchronize()
+    assert got["clip"].shape == (3, 4, 24, 24, 3)
+    assert int((got["clip"].int() - want["clip"].int()).abs().max()) <= 1  # the same batch, decoded again
+    assert torch.equal(got["target"].cpu(), batch["target"])

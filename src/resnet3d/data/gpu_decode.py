@@ -161,7 +161,7 @@ def assemble_clips(batch: dict, device: Device, decode: Optional[BatchedDecode] 
                         "different sizes, --inference_crop nocrop): use a batch size of 1, or the centre crop")
     out_hw = out_sizes.pop()
     frames = _crop_and_resize(batch, decoded, sorted(set(positions.view(-1).tolist())), out_hw, device, resize)
-    index = positions.view(-1).to(device, non_blocking=True)
+    index = host_to_device(positions.view(-1), torch.int64, device)
     return frames.index_select(0, index).view(*positions.shape, *out_hw, 3)
 
 
@@ -188,12 +188,12 @@ def decode_images(images: Sequence[torch.Tensor], on_cpu: Sequence[bool], device
     batched = [i for i, cpu in enumerate(on_cpu) if not cpu]
     if decode is not None and batched:
         try:
-            results = decode([images[i] for i in batched], device=device)
+            results = _decode_apart(decode, [images[i] for i in batched], device)
         except Exception:  # noqa: BLE001 - nvJPEG / libjpeg errors arrive as RuntimeError; find the bad ones
             results = None
             for i in batched:
                 try:
-                    out[i] = decode([images[i]], device=device)[0]
+                    out[i] = _decode_apart(decode, [images[i]], device)[0]
                 except Exception:  # noqa: BLE001 - this frame goes to the CPU decoders below
                     pass
         else:
@@ -205,8 +205,49 @@ def decode_images(images: Sequence[torch.Tensor], on_cpu: Sequence[bool], device
                 array = decode_full(images[i].numpy().tobytes())
             except DecodeError:
                 continue
-            out[i] = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).to(device)
+            out[i] = host_to_device(np.ascontiguousarray(array.transpose(2, 0, 1)), torch.uint8, device)
     return out
+
+
+_decode_streams: Dict[int, "torch.cuda.Stream"] = {}
+
+
+def _decode_apart(decode: BatchedDecode, images: List[torch.Tensor], device: torch.device) -> List[torch.Tensor]:
+    """``decode(images, device)``; on CUDA with the outputs allocated on a stream of their own.
+
+    torchvision (0.26 and before) allocates the decoded images on the caller's current stream and
+    has nvJPEG write them on a private stream that does not wait for the caller's: the caching
+    allocator may hand it a block that kernels still queued on the caller's stream will read
+    (a training step's activations, the previous batch's rows), and nvJPEG overwrites it first
+    (pytorch/vision pull request 9606). Here the images are allocated on a stream that runs no
+    kernel, so its blocks are only ever earlier decoded images, which ``record_stream`` keeps
+    from reuse until the caller's stream is done with them. The caller's stream waits for the
+    decoding (torchvision's own event, and ``wait_stream``); nothing here makes the host wait
+    for the caller's stream (torchvision's call returns once its own stream has decoded)."""
+    if device.type != "cuda":
+        return decode(images, device=device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    stream = _decode_streams.get(index)
+    if stream is None:
+        stream = _decode_streams[index] = torch.cuda.Stream(index)
+    caller = torch.cuda.current_stream(index)
+    with torch.cuda.stream(stream):
+        decoded = decode(images, device=device)
+    caller.wait_stream(stream)
+    for image in decoded:
+        image.record_stream(caller)
+    return decoded
+
+
+def host_to_device(values, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``values`` (a list, an array, a host tensor) as a ``dtype`` tensor on ``device``, without
+    the host waiting for the device: ``torch.tensor(values, device=cuda)`` copies synchronously,
+    which waits for everything queued on the stream (the training step, the recognition batch
+    in flight); through pinned memory the copy is queued like any kernel."""
+    tensor = torch.as_tensor(values, dtype=dtype)
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def _stand_in(batch: dict, decoded: List[Optional[torch.Tensor]], positions: torch.Tensor, device: torch.device) -> None:
@@ -290,9 +331,10 @@ def _crop_and_resize(batch: dict, decoded: List[Optional[torch.Tensor]], used: L
                 crops = torch.stack([decoded[i][:, placed[i][1] : placed[i][3], placed[i][0] : placed[i][2]] for i in chunk])
                 resized = resize_crops(crops, out_hw)
             else:  # one frame size: whole frames and their boxes
-                boxes_of = torch.tensor([placed[i] for i in chunk], dtype=torch.float64, device=device)
+                boxes_of = host_to_device([placed[i] for i in chunk], torch.float64, device)
                 resized = resize_boxes(torch.stack([decoded[i] for i in chunk]), boxes_of, out_hw)
-            frames.index_copy_(0, torch.tensor(chunk, device=device), resized.permute(0, 2, 3, 1))  # (G, H, W, 3)
+            rows = host_to_device(chunk, torch.int64, device)
+            frames.index_copy_(0, rows, resized.permute(0, 2, 3, 1))  # (G, H, W, 3)
     return frames
 
 

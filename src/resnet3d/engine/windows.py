@@ -150,6 +150,8 @@ def views_from_frames(decoded: torch.Tensor, order: torch.Tensor, plan: ViewPlan
     """uint8 (U, H', W', C) frames, on any device, -> the views: uint8 (W * n_crops, T, H, W, C),
     the crops of a window next to each other (``order``: ``_layout``'s)."""
     s = plan.sample_size
+    if decoded.device.type == "cuda":  # queued, not waited for: a batch may be in flight on the GPU
+        order = order.pin_memory().to(decoded.device, non_blocking=True)
     clips = decoded.index_select(0, order.to(decoded.device))
     clips = clips.view(-1, plan.sample_duration, *decoded.shape[1:])  # (W, T, H', W', C)
     if plan.crop == "three":
