@@ -115,7 +115,9 @@ tests() {
     shift
     # no -x: one failing check must not hide the others; figures the tests measure go to
     # gpu_measures.jsonl
-    RESNET3D_GPU_MEASURES="$OUT/gpu_measures.jsonl" timeout --signal=INT "$limit" \
+    # --kill-after: a test stuck in a CUDA or NCCL wait does not stop on SIGINT, and would eat the
+    # stages' time
+    RESNET3D_GPU_MEASURES="$OUT/gpu_measures.jsonl" timeout --signal=INT --kill-after=20 "$limit" \
         $PY -m pytest -q -p no:cacheprovider -o addopts="" -rfEs --durations=15 "$@" \
         tests/gpu tests/engine/test_feed.py tests/data/test_gpu_decode.py \
         tests/checkpoints/test_torchvision_map.py::test_against_real_torchvision >"$OUT/tests.txt" 2>&1
