@@ -117,7 +117,8 @@ tests() {
     # gpu_measures.jsonl
     # --kill-after: a test stuck in a CUDA or NCCL wait does not stop on SIGINT, and would eat the
     # stages' time
-    RESNET3D_GPU_MEASURES="$OUT/gpu_measures.jsonl" timeout --signal=INT --kill-after=20 "$limit" \
+    # GLOO_SOCKET_IFNAME: the two-process gloo test on one GPU, where the hostname may not resolve
+    GLOO_SOCKET_IFNAME=${GLOO_SOCKET_IFNAME:-lo} RESNET3D_GPU_MEASURES="$OUT/gpu_measures.jsonl" timeout --signal=INT --kill-after=20 "$limit" \
         $PY -m pytest -q -p no:cacheprovider -o addopts="" -rfEs --durations=15 "$@" \
         tests/gpu tests/engine/test_feed.py tests/data/test_gpu_decode.py \
         tests/checkpoints/test_torchvision_map.py::test_against_real_torchvision >"$OUT/tests.txt" 2>&1
@@ -152,7 +153,7 @@ plan_1() {
 plan_2() {
     make_data &
     local data=$!
-    tests 150 -m compile
+    tests 240 -m compile  # a cold inductor compile of the step and of evaluation
     wait $data
     stage sweep-r18-compiled 200 "${R3D[@]}" bench train --only step --sweep "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
         "${STEPS[@]}" --batch-sizes "$BATCHES" --precisions "${PRECISIONS##*,}" \
