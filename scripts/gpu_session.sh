@@ -147,6 +147,8 @@ plan_1() {
         "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" --subset training --n_threads 4 --batch_size "$BATCH"
     stage step-r50 60 "${R3D[@]}" bench train --only step "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" "${STEPS[@]}" \
         --batch_size "$BATCH"
+    # the README's first command, on the GPU: its summary lines go to log.txt
+    [[ $SMOKE == 1 ]] || stage demo 90 "${R3D[@]}" demo --device cuda --workdir /tmp/resnet3d-demo --overwrite
 }
 
 # Session 2: what compilation and larger batches give, ResNet-50 end to end, host RAM over epochs.
