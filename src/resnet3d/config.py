@@ -232,6 +232,9 @@ class InferenceConfig:
     # sliding ones; n_crops 3 takes three squares along each frame's long side
     n_clips: int = 0
     n_crops: int = 1
+    # run a copy of the model with every BatchNorm folded into the conv before it (scores change
+    # by float rounding only; resnet3d.models.fold); False runs the model as it is
+    fold_bn: bool = True
 
     @property
     def output_name(self) -> str:

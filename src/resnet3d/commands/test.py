@@ -78,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(run, "--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
              help="autocast dtype (auto: bf16 on CUDA, fp32 on the CPU)")
     add_switch(run, "--channels-last", default=True, help="channels_last_3d memory format on CUDA")
+    add_switch(run, "--fold-bn", default=True,
+               help="fold each BatchNorm into the conv before it for recognition (the same scores up to float "
+                    "rounding, faster; --no-fold-bn runs the model as it is)")
     add_flag(run, "--quiet", action="store_true", help="no progress line")
     add_model_arguments(parser)
 
@@ -152,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
                       channels_last=args.channels_last, train=False, val=False),
         hardware=HardwareConfig(device=device.type),
         inference=InferenceConfig(flavour=args.format, subset=args.subset, stride=stride, crop=args.crop,
-                                  average=args.average, top_k=top_k, batch_size=args.batch_size),
+                                  average=args.average, top_k=top_k, batch_size=args.batch_size,
+                                  fold_bn=args.fold_bn),
     )
     run_recognition(config, model=loaded.model, device=device, class_names=loaded.class_names,
                     n_clips=args.clips, n_crops=args.crops, output=args.output, resume=args.resume,

@@ -11,7 +11,8 @@ and writes one results file (formats: ``resnet3d.engine.results``). How it runs:
 - the main process fills each model batch with views of several videos (the originals ran one
   video per batch, so short videos left the GPU mostly idle), normalises on the device, runs the
   model under bf16 autocast with channels_last_3d on CUDA, and keeps one batch in flight while
-  it books the previous one (``resnet3d.engine.scoring``);
+  it books the previous one (``resnet3d.engine.scoring``); the model that runs is a copy with each
+  BatchNorm folded into the conv before it (``resnet3d.models.fold``; ``fold_bn`` off: as it is);
 - each video's score is the mean of the softmax probabilities of its views (the successor's rule;
   the seed averaged log-probabilities, which we do not reproduce: docs/recognition.md);
 - finished videos go to the results file, rewritten atomically every ``save_every`` videos;
@@ -38,7 +39,7 @@ from resnet3d.data.clip import UnreadableVideo
 from resnet3d.hardware import default_num_workers
 from resnet3d.engine import results as resultfiles
 from resnet3d.engine.precision import autocast_dtype
-from resnet3d.engine.scoring import RowBatcher, Scorer, Tally, prepare_model, result_entry
+from resnet3d.engine.scoring import RowBatcher, Scorer, Tally, prepare_for_inference, prepare_model, result_entry
 from resnet3d.engine.windows import ViewPlan, WindowDataset, assemble_views, group_units
 from resnet3d.errors import UserError
 from resnet3d.progress import Progress
@@ -67,6 +68,7 @@ class RecognitionOptions:
     precision: str = "auto"
     channels_last: bool = True
     decode_device: str = "cpu"  # "cuda": the workers read JPEG bytes, the device decodes them
+    fold_bn: bool = True  # run a copy of the model with each BN folded into its conv (models.fold)
 
 
 def options_from_config(config: Any, *, n_clips: int = 0, n_crops: int = 1, output: Optional[Path] = None,
@@ -113,6 +115,7 @@ def options_from_config(config: Any, *, n_clips: int = 0, n_crops: int = 1, outp
         overwrite=bool(run.overwrite) if overwrite is None else overwrite,
         save_every=save_every, num_workers=data.num_workers, precision=run.precision,
         channels_last=run.channels_last, decode_device=data.decode_device,
+        fold_bn=getattr(inference, "fold_bn", True),
     )
 
 
@@ -245,7 +248,9 @@ def run_recognition(
 ) -> Dict[str, Any]:
     """Recognise every video of ``config.inference.subset``; write the results file.
 
-    ``model`` is the bare model (moved to ``device`` and put in eval mode here); ``class_names``
+    ``model`` is the bare model (moved to ``device`` and put in eval mode here; what runs is a copy
+    with its BatchNorm layers folded into their convs unless ``inference.fold_bn`` is off, so
+    ``model``'s weights stay as they are); ``class_names``
     name its outputs (default: the annotation's labels). ``n_clips``/``n_crops`` choose multi-view
     testing (see ``options_from_config``). ``announce`` prints a closing line
     (and ``show_progress`` a progress line on stderr). With ``config.data.decode_device`` "cuda",
@@ -253,7 +258,8 @@ def run_recognition(
     ``assemble_device`` when given (tests and benchmarks: "cpu" runs the same steps on the CPU,
     with simplejpeg standing in for nvJPEG). Returns a summary: ``output``,
     ``videos`` (scored now), ``errors``, ``skipped`` (already done), ``seconds``,
-    ``model_calls``, ``bad_frames``, ``decode_device``, ``videos_per_s``.
+    ``model_calls``, ``bad_frames``, ``decode_device``, ``folded_bn`` (BatchNorm layers folded into
+    their convs: ``RecognitionOptions.fold_bn``), ``videos_per_s``.
     """
     from resnet3d.data import DeviceTransform
     from resnet3d.data.config import canonical_subset
@@ -290,7 +296,9 @@ def run_recognition(
                                       earlier=state if not dist.distributed else None, order=order)
     token_note = {"token": token, "complete": False} if dist.distributed else None
 
-    prepare_model(model, device, options.channels_last)
+    # the weights digest above is the caller's (unfolded) model's: folding changes no setting that
+    # --resume checks, as precision and batch size do not (all three change scores by rounding only)
+    model, n_folded = prepare_for_inference(model, device, options.channels_last, options.fold_bn)
     transform = DeviceTransform(data.input_norm, train=False, flow=data.input_type == "flow")
     scorer = Scorer(model, transform, device, autocast_dtype(options.precision, device))
     dataset = WindowDataset(videos, mine, data, options.plan)
@@ -365,7 +373,7 @@ def run_recognition(
     seconds = time.monotonic() - started
     summary = {"output": str(out_path), "videos": counts["videos"], "errors": counts["errors"],
                "skipped": len(units) - len(pending), "seconds": seconds, "model_calls": scorer.calls,
-               "bad_frames": counts["bad_frames"], "decode_device": options.decode_device,
+               "bad_frames": counts["bad_frames"], "decode_device": options.decode_device, "folded_bn": n_folded,
                "videos_per_s": counts["videos"] / seconds if seconds > 0 else 0.0}
     if dist.is_main and announce:
         rate = f", {summary['videos_per_s']:.2f} videos/s" if counts["videos"] else ""
@@ -440,4 +448,4 @@ def _read_share(path: Path) -> Optional[Dict[str, Any]]:
 
 
 __all__ = ["RecognitionOptions", "options_from_config", "run_recognition", "recognition_settings", "output_path",
-           "Scorer", "prepare_model"]
+           "Scorer", "prepare_for_inference", "prepare_model"]

@@ -82,11 +82,30 @@ class Scorer:
         return [self._collect() for _ in range(len(self._pending))]
 
 
-def prepare_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+def prepare_for_inference(model: nn.Module, device: torch.device, channels_last: bool,
+                          fold_bn: bool = True) -> Tuple[nn.Module, int]:
+    """(the model to run, number of BatchNorm layers folded into their convs).
+
+    ``model`` is put in eval mode and moved to ``device`` as before. With ``fold_bn`` the model
+    that runs is a copy with every conv->BN pair folded (``resnet3d.models.fold``): the BN passes
+    over the activations disappear, the outputs change only by float rounding, and ``model``
+    keeps its own weights, so a checkpoint saved from it later (or the results' weights digest)
+    is what it was. A model with nothing to fold runs as it is."""
+    model.eval()
     model.to(device)
+    n_folded = 0
+    if fold_bn:
+        from resnet3d.models.fold import fold_batchnorm
+
+        model, n_folded = fold_batchnorm(model)
     if channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last_3d)
-    return model.eval()
+    return model, n_folded
+
+
+def prepare_model(model: nn.Module, device: torch.device, channels_last: bool, fold_bn: bool = True) -> nn.Module:
+    """The model to run for inference (``prepare_for_inference`` without the count)."""
+    return prepare_for_inference(model, device, channels_last, fold_bn)[0]
 
 
 # -- batches across videos ---------------------------------------------------------------------
