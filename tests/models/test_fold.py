@@ -90,17 +90,18 @@ def test_every_family_folds_to_the_same_outputs(arch):
     assert (folded is model) == (n_folded == 0)
 
 
-@pytest.mark.parametrize("arch,pairs", [
-    ("resnet-18", 20),       # stem + 8 blocks x 2 + projections into layers 2-4
-    ("resnet-50", 53),       # stem + 16 bottlenecks x 3 + projections into layers 1-4
-    ("preresnet-18", 12),    # stem + 8 blocks x 1 (conv1 -> bn2) + 3 projections
-    ("resnet2p1d-18", 37),   # (2+1)D stem 2 + 8 blocks x 2 units x 2 + 3 projections
-    ("resnext-50", 53),      # as resnet-50 (the 64-wide stem needs a projection into layer1's 256)
-    ("densenet-121", 59),    # stem + 6 + 12 + 24 + 16 dense layers
+@pytest.mark.parametrize("arch,kwargs,pairs", [
+    ("resnet-18", {}, 20),          # stem + 8 blocks x 2 + projections into layers 2-4
+    ("resnet-18", {"shortcut_type": "A"}, 17),  # zero-padding shortcuts: no projection BN
+    ("resnet-50", {}, 53),          # stem + 16 bottlenecks x 3 + projections into layers 1-4
+    ("preresnet-18", {}, 12),       # stem + 8 blocks x 1 (conv1 -> bn2) + 3 projections
+    ("resnet2p1d-18", {}, 37),      # (2+1)D stem 2 + 8 blocks x 2 units x 2 + 3 projections
+    ("resnext-50", {}, 53),         # as resnet-50 (the 64-wide stem needs a projection into layer1's 256)
+    ("densenet-121", {}, 59),       # stem + 6 + 12 + 24 + 16 dense layers
 ])
-def test_pair_counts_at_full_width(arch, pairs):
+def test_pair_counts_at_full_width(arch, kwargs, pairs):
     """Full-size architectures (only traced, never run), counted by hand from their layout."""
-    model = resnet3d.create_model(arch, n_classes=5).eval()
+    model = resnet3d.create_model(arch, n_classes=5, **kwargs).eval()
     assert len(find_conv_bn_pairs(model)) == pairs
 
 

@@ -113,3 +113,16 @@ def test_recognition_runs_a_folded_copy_and_leaves_the_model_alone(motion, tmp_p
     a = json.loads((tmp_path / "val.json").read_text())["results"]
     b = json.loads((tmp_path / "plain.json").read_text())["results"]
     assert {k: v[0]["label"] for k, v in a.items()} == {k: v[0]["label"] for k, v in b.items()}
+
+
+@pytest.mark.slow
+def test_bench_test_compares_folded_and_unfolded(tmp_path, capsys):
+    status = main(["bench", "test", "--synthetic-dir", str(tmp_path / "data"), "--videos", "4", "--frames", "12",
+                   "--height", "32", "--width", "40", "--model_depth", "10", "--resnet_widen_factor", "0.5",
+                   "--n_classes", "8", "--sample_size", "32", "--sample_duration", "8", "--n_threads", "0",
+                   "--batch_size", "8", "--device", "cpu", "--no-baseline", "--compare-fold"])
+    assert status == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(line["fold_bn"], line["folded_bn"]) for line in lines] == [(True, 12), (False, 0)]
+    assert "folded_vs_unfolded" in lines[1] and "folded_vs_unfolded" not in lines[0]
+    assert "BN folded" in lines[0]["scheme"] and "BN folded" not in lines[1]["scheme"]

@@ -11,7 +11,9 @@ every ``sample_duration`` frames, centre crop) and the same number of decoding w
   channels_last_3d on CUDA, one batch in flight. With ``--decode-device cuda`` our workers read
   only JPEG bytes and the GPU decodes (nvJPEG), crops and resizes each chunk of views; the
   baseline is unchanged. ``--assemble-device cpu`` runs those steps on the CPU instead (the
-  mode's logic on a machine without a GPU; simplejpeg stands in for nvJPEG).
+  mode's logic on a machine without a GPU; simplejpeg stands in for nvJPEG). Recognition runs
+  a copy of the model with each BatchNorm folded into its conv (``--no-fold-bn``: as it is);
+  ``--compare-fold`` measures ours a second time without folding, in the same run.
 
 Without ``--video_path`` a synthetic Kinetics-like data set is generated (240x320 JPEG frames by
 default). Prints one JSON line per side; ours carries ``speedup`` and ``top1_agreement`` (the
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 
 from resnet3d.bench.common import emit
-from resnet3d.cliargs import add_flag
+from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.hardware import default_num_workers
 
 
@@ -61,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--decode-device", default="cpu", choices=("cpu", "cuda"),
              help="ours: cpu (the workers decode) or cuda (the workers read JPEG bytes; the GPU decodes, crops "
                   "and resizes)")
+    add_switch(parser, "--fold-bn", default=True,
+               help="ours: fold each BatchNorm into the conv before it (default; the baseline never folds)")
+    add_flag(parser, "--compare-fold", action="store_true",
+             help="also measure ours with the other --fold-bn setting, on the same videos in the same run")
     add_flag(parser, "--assemble-device", default=None, choices=("cpu", "cuda"),
              help="with --decode-device cuda: where the JPEG chunks are decoded (default: the model's device; "
                   "cpu: the same steps on the CPU, for a machine without a GPU)")
@@ -168,11 +174,9 @@ def _assemble_device(args: argparse.Namespace, device: torch.device) -> Optional
 
 def run(args: argparse.Namespace) -> int:
     from resnet3d.commands.test import resolve_device
-    from resnet3d.config import Config, InferenceConfig, RunConfig
     from resnet3d.data import DataConfig
     from resnet3d.data.dataset import resolve_videos
-    from resnet3d.engine.predict import prepare_model, run_recognition
-    from resnet3d.engine.results import result_names
+    from resnet3d.engine.predict import prepare_model
     from resnet3d.models import create_model, model_options
 
     device = resolve_device(args.device)
@@ -190,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     if "widen_factor" in options:
         extra["widen_factor"] = args.resnet_widen_factor
     model = create_model(args.model, args.model_depth if args.model != "c3d" else None, n_classes=args.n_classes, **extra)
-    prepare_model(model, device, channels_last=False)
+    prepare_model(model, device, channels_last=False, fold_bn=False)  # the baseline runs it as the originals did
     # the data set's labels first (the model's weights are random: only the speed is measured)
     names = list(annotation.class_names)[: args.n_classes]
     names += [f"class {i}" for i in range(len(names), args.n_classes)]
@@ -209,12 +213,32 @@ def run(args: argparse.Namespace) -> int:
         baseline_rate = len(videos) / seconds
         emit({**base, "baseline": True, "scheme": "one video per batch, PIL + float per frame, fp32",
               "seconds": round(seconds, 3), "videos_per_s": round(baseline_rate, 3)})
+    folds = [args.fold_bn, not args.fold_bn] if args.compare_fold else [args.fold_bn]
+    rates: Dict[bool, float] = {}
+    for fold_bn in folds:
+        record, rates[fold_bn] = _ours(args, model, videos, ours_data, device, names, assemble_on, fold_bn,
+                                       baseline_top1, baseline_rate)
+        if len(rates) == 2:  # the second of --compare-fold's lines: folded against unfolded
+            record["folded_vs_unfolded"] = round(rates[True] / rates[False], 3)
+        emit({**base, **record})
+    return 0
+
+
+def _ours(args: argparse.Namespace, model, videos, data, device: torch.device, names: List[str],
+          assemble_on: Optional[torch.device], fold_bn: bool, baseline_top1: Optional[Dict[str, int]],
+          baseline_rate: Optional[float]) -> Tuple[Dict[str, object], float]:
+    """Our side's JSON record (without the common keys) and its videos/s."""
+    from resnet3d.config import Config, InferenceConfig, RunConfig
+    from resnet3d.engine.predict import run_recognition
+    from resnet3d.engine.results import result_names
+
     with tempfile.TemporaryDirectory(prefix="resnet3d-bench-test-out-") as out:
         # flavour "seed": the seed's windows (full windows every sample_duration frames), as the baseline's
-        config = Config(data=ours_data,
+        config = Config(data=data,
                         run=RunConfig(result_path=out, batch_size=args.batch_size, precision=args.precision),
                         inference=InferenceConfig(flavour="seed", subset=args.subset, stride=args.sample_duration,
-                                                  crop="center", top_k=1, batch_size=args.batch_size))
+                                                  crop="center", top_k=1, batch_size=args.batch_size,
+                                                  fold_bn=fold_bn))
         start = time.perf_counter()
         summary = run_recognition(config, model=model, device=device, class_names=names, overwrite=True,
                                   show_progress=False, announce=False, assemble_device=assemble_on)
@@ -223,11 +247,14 @@ def run(args: argparse.Namespace) -> int:
             ours = {k: names.index(v[0]["label"]) for k, v in json.load(handle)["results"].items()}
     rate = len(videos) / seconds
     decoding = "" if assemble_on is None else f", JPEG bytes from the workers decoded on {assemble_on.type}"
-    record = {**base, "baseline": False, "scheme": "batches across videos, uint8 to the device, "
-              + ("bf16 autocast + channels_last_3d" if device.type == "cuda" and args.precision != "fp32" else "fp32")
-              + decoding,
-              "seconds": round(seconds, 3), "videos_per_s": round(rate, 3), "batch_size": args.batch_size,
-              "decode_device": args.decode_device, "bad_frames": summary["bad_frames"], "errors": summary["errors"]}
+    record: Dict[str, object] = {
+        "baseline": False, "scheme": "batches across videos, uint8 to the device, "
+        + ("bf16 autocast + channels_last_3d" if device.type == "cuda" and args.precision != "fp32" else "fp32")
+        + (", BN folded into the convs" if summary["folded_bn"] else "")
+        + decoding,
+        "seconds": round(seconds, 3), "videos_per_s": round(rate, 3), "batch_size": args.batch_size,
+        "fold_bn": fold_bn, "folded_bn": summary["folded_bn"],
+        "decode_device": args.decode_device, "bad_frames": summary["bad_frames"], "errors": summary["errors"]}
     if assemble_on is not None:
         record["assemble_device"] = str(assemble_on)
     if baseline_rate:
@@ -235,5 +262,4 @@ def run(args: argparse.Namespace) -> int:
         result_id = result_names([v.key for v in videos], "seed")
         agree = [ours.get(result_id[key]) == value for key, value in (baseline_top1 or {}).items()]
         record["top1_agreement"] = round(sum(agree) / max(1, len(agree)), 3)
-    emit(record)
-    return 0
+    return record, rate
