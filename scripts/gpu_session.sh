@@ -142,7 +142,7 @@ plan_1() {
         --decode-device cuda "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${STEPS[@]}" "${ON_TRAIN[@]}" \
         --batch_size "$BATCH" --n_threads "$WORKERS"
     stage recognition-r18 90 "${R3D[@]}" bench test "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" \
-        --subset training --n_threads "$WORKERS" --batch_size "$BATCH"
+        --subset training --n_threads "$WORKERS" --batch_size "$BATCH" --compare-fold
     stage recognition-r18-gpu-decode 60 "${R3D[@]}" bench test --no-baseline "${GPU_DECODE[@]}" \
         "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" --subset training --n_threads 4 --batch_size "$BATCH"
     stage step-r50 60 "${R3D[@]}" bench train --only step "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" "${STEPS[@]}" \
