@@ -179,3 +179,18 @@ def test_test_command_successor_checkpoint_with_flags_and_multi_view(motion, suc
     assert status == 0
     results = json.loads(out.read_text())["results"]
     assert len(results) == 4 and all(len(v) == 1 and v[0]["label"] in motion.class_names for v in results.values())
+
+
+def test_features_with_and_without_folded_batchnorm_agree(clips_dir, our_checkpoint, tmp_path):
+    """classify folds BatchNorm into the convs by default; --no-fold-bn runs the model as it is:
+    the features differ by float rounding only."""
+    features = {}
+    for flag in ("--fold-bn", "--no-fold-bn"):
+        out = tmp_path / f"features{flag}.jsonl"
+        assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(our_checkpoint), "--mode", "feature",
+                     "--output", str(out), flag]) == 0
+        record = json.loads(out.read_text().splitlines()[0])
+        features[flag] = np.array([clip["features"] for clip in record["clips"]])
+    folded, plain = features["--fold-bn"], features["--no-fold-bn"]
+    assert folded.shape == plain.shape and np.abs(plain).max() > 0
+    assert np.allclose(folded, plain, rtol=1e-4, atol=1e-5 * np.abs(plain).max())

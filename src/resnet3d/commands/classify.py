@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import List, Tuple
 
-from resnet3d.cliargs import add_flag
+from resnet3d.cliargs import add_flag, add_switch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--no-cuda", action="store_true", help="the companion tool's spelling of --device cpu")
     add_flag(parser, "--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
              help="autocast dtype (auto: bf16 on CUDA, fp32 on the CPU)")
+    add_switch(parser, "--fold-bn", default=True,
+               help="fold each BatchNorm into the conv before it (the same scores and features up to float "
+                    "rounding, faster; --no-fold-bn runs the model as it is)")
     add_flag(parser, "--n-threads", type=int, default=None, help=argparse.SUPPRESS)  # companion flag, not needed
     parser.add_argument("--verbose", action="store_true", help="print each video as it is done")
     add_model_arguments(parser)
@@ -148,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     if t_stride < 1:
         raise UserError(f"--sample-t-stride must be >= 1 (got {t_stride})")
     device = resolve_device("cpu" if args.no_cuda else args.device)
-    model = prepare_model(loaded.model, device, channels_last=True)
+    model = prepare_model(loaded.model, device, channels_last=True, fold_bn=args.fold_bn)
     transform = DeviceTransform(loaded.input_norm, train=False)
     forward = model.forward_features if args.mode == "feature" else None
     scorer = Scorer(model, transform, device, autocast_dtype(args.precision, device),
