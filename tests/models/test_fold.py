@@ -12,6 +12,7 @@ from torch import nn
 import resnet3d
 from resnet3d.models.backbone import BOTTLENECK_FROM_DEPTH, STAGE_BLOCKS
 from resnet3d.models.densenet import BLOCK_CONFIGS
+from resnet3d.errors import UserError
 from resnet3d.models.fold import find_conv_bn_pairs, fold_batchnorm
 
 from test_model_sweep import tiny_config
@@ -40,11 +41,12 @@ def expected_pairs(arch: str, model: nn.Module) -> int:
     ResNets: a block's BN comes before its conv, so only the convs followed by the next BN fold
     (all but a block's last conv), plus the stem and the projections. DenseNet: the stem, and the
     1x1x1 conv of every dense layer (followed by norm2); transitions and the 3x3x3 convs feed a
-    pool or a concatenation. C3D does not trace with torch.fx: none.
+    pool or a concatenation. C3D with batch_norm: each of its 8 convs (1a, 2a, 3a/b, 4a/b, 5a/b);
+    its fc6/fc7 BNs follow Linear layers and stay.
     """
     family, _, depth_text = arch.partition("-")
     if family == "c3d":
-        return 0
+        return 8
     depth = int(depth_text)
     if family == "densenet":
         return 1 + sum(BLOCK_CONFIGS[depth])
@@ -162,12 +164,34 @@ def test_training_mode_is_refused():
         fold_batchnorm(model)
 
 
+class _DataDependent(nn.Module):
+    """A conv and BN that could fold, behind Python control flow on the data (fx cannot trace it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 3)
+        self.bn = nn.BatchNorm3d(4)
+
+    def forward(self, x):
+        return self.bn(self.conv(x)) if bool(x.sum() > 0) else x
+
+
 def test_untraceable_model_is_returned_unfolded_with_a_debug_line(caplog):
-    model = resnet3d.create_model("c3d", n_classes=3, batch_norm=True, sample_size=32, sample_duration=8).eval()
+    model = _DataDependent().eval()
     with caplog.at_level(logging.DEBUG, logger="resnet3d.models.fold"):
         folded, n = fold_batchnorm(model)
     assert folded is model and n == 0
     assert "does not trace" in caplog.text
+
+
+def test_c3d_folds_and_still_refuses_clips_its_fc6_does_not_fit():
+    model = with_random_statistics(resnet3d.create_model("c3d", n_classes=3, batch_norm=True, sample_size=32,
+                                                         sample_duration=8)).eval()
+    folded, n = fold_batchnorm(model)
+    assert n == 8
+    for candidate in (model, folded):
+        with pytest.raises(UserError, match="accepts clips of T in 1-16, H in 1-32, W in 1-32 .e.g. 8x32x32.; got 8x48x48"):
+            candidate(torch.randn(1, 3, 8, 48, 48))
 
 
 def test_in_place_and_hooks():

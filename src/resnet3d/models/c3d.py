@@ -102,33 +102,34 @@ class C3D(VideoClassifier):
                 nn.init.uniform_(module.weight, 0.0, 1.0)
                 nn.init.zeros_(module.bias)
 
-    def accepted_clip_sizes(self) -> str:
-        """The clip sizes (T x H x W) that the fc6 width fits, in words."""
-        t, h, w = self.final_shape
-        t_range = _accepted(t, N_TEMPORAL_HALVINGS)
-        h_range = _accepted(h, N_SPATIAL_HALVINGS)
-        w_range = _accepted(w, N_SPATIAL_HALVINGS)
-        return (
-            f"T in {t_range[0]}-{t_range[1]}, H in {h_range[0]}-{h_range[1]}, W in {w_range[0]}-{w_range[1]} "
-            f"(e.g. {self.built_for})"
-        )
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        clip_size = "x".join(str(s) for s in x.shape[2:])
+        clip = x
         for name in self.conv_layers:
             x = self._modules[name](x)  # (N, C, T, H, W)
         if self.global_pooling:
             return torch.flatten(self.avgpool(x), 1)  # (N, 512)
-        x = self.pool5(x)
-        if tuple(x.shape[2:]) != self.final_shape:
-            raise UserError(
-                f"C3D without global pooling was built for a {CONV_OUT}x{'x'.join(map(str, self.final_shape))} map "
-                f"before fc6 and accepts clips of {self.accepted_clip_sizes()}; got {clip_size}. Build it "
-                "with sample_duration and sample_size equal to the clip's, or with global_pooling=True for any size."
-            )
+        x = _fitting_fc6(self.pool5(x), clip, self.final_shape, self.built_for)
         x = torch.flatten(x, 1)  # (N, 512*T'*H'*W')
         x = self.dropout(self.relu(self.bn6(self.fc6(x))))
         return self.dropout(self.relu(self.bn7(self.fc7(x))))  # (N, 4096)
+
+
+@torch.fx.wrap  # one opaque call when traced (models/fold.py): the check reads shapes as numbers
+def _fitting_fc6(x: torch.Tensor, clip: torch.Tensor, final_shape: Tuple[int, int, int], built_for: str) -> torch.Tensor:
+    """``x``, the map before fc6, if its size is the one fc6 was built for; else a UserError that
+    says which clips fit."""
+    if tuple(x.shape[2:]) != tuple(final_shape):
+        t_range, h_range, w_range = (_accepted(n, halvings) for n, halvings in
+                                     zip(final_shape, (N_TEMPORAL_HALVINGS, N_SPATIAL_HALVINGS, N_SPATIAL_HALVINGS)))
+        accepted = (f"T in {t_range[0]}-{t_range[1]}, H in {h_range[0]}-{h_range[1]}, W in {w_range[0]}-{w_range[1]} "
+                    f"(e.g. {built_for})")
+        clip_size = "x".join(str(s) for s in clip.shape[2:])
+        raise UserError(
+            f"C3D without global pooling was built for a {CONV_OUT}x{'x'.join(map(str, final_shape))} map "
+            f"before fc6 and accepts clips of {accepted}; got {clip_size}. Build it "
+            "with sample_duration and sample_size equal to the clip's, or with global_pooling=True for any size."
+        )
+    return x
 
 
 def build_c3d(depth: Optional[int], **options) -> C3D:
