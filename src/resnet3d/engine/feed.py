@@ -45,11 +45,12 @@ class DeviceFeed:
             return self._send(batch, non_blocking=True)
 
     def _send(self, batch: dict, non_blocking: bool) -> Dict[str, torch.Tensor]:
-        sent: Dict[str, torch.Tensor] = {}
-        if "jpeg" in batch and "clip" in self.keys:
-            from resnet3d.data.gpu_decode import assemble_clips
+        from resnet3d.data import clips_to_device
 
-            sent["clip"] = assemble_clips(batch, self.device)
+        sent: Dict[str, torch.Tensor] = {}
+        if "clip" in self.keys and ("clip" in batch or "jpeg" in batch):
+            # first: decoding JPEG bytes can change the batch's targets and counts
+            sent["clip"] = clips_to_device(batch, self.device, non_blocking=non_blocking)
         for key in self.keys:
             if key in batch and key not in sent:
                 sent[key] = torch.as_tensor(batch[key]).to(self.device, non_blocking=non_blocking)
