@@ -8,6 +8,11 @@ Three ways in, one code path after:
 
 Every metric that crosses ranks goes through ``all_sum`` (one reduction helper for training and
 validation). Only rank 0 writes files.
+
+Numbers that are already on the host (a step's loss and accuracy, read a step late; a stop
+request) are reduced over a gloo group of their own when the main group is NCCL. Through NCCL
+they would be copied to the GPU and queued behind the step just launched, so reading step k-1's
+numbers would wait for step k, and the GPU would idle while Python fetches the next batch.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -69,11 +74,26 @@ def init_process_group(info: DistInfo, device: torch.device, backend: str = "aut
     except TypeError:  # torch < 2.3 has no device_id
         kwargs.pop("device_id", None)
         dist.init_process_group(**kwargs)
+    if backend != "gloo":
+        open_host_group()
+
+
+# A CPU (gloo) group over every rank for numbers that live on the host; None: the main group
+# serves them (one process, or a gloo main group, which reduces host tensors without a device).
+_host_group: Optional[Any] = None
+
+
+def open_host_group() -> None:
+    """Create the gloo group ``all_sum`` uses for host numbers. Collective: every rank calls it."""
+    global _host_group
+    _host_group = dist.new_group(backend="gloo")
 
 
 def destroy_process_group() -> None:
+    global _host_group
+    _host_group = None
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        dist.destroy_process_group()  # every group, the host group included
 
 
 def all_sum(values: Sequence[float] | torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -87,6 +107,10 @@ def all_sum(values: Sequence[float] | torch.Tensor, device: torch.device) -> tor
         # one process: nothing to reduce, and no trip through the device (which would wait for
         # every step queued there)
         return tensor.to("cpu", torch.float64)
+    if _host_group is not None and tensor.device.type == "cpu":
+        tensor = tensor.to(torch.float64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=_host_group)
+        return tensor
     tensor = tensor.to(device=device, dtype=torch.float64)
     if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
         tensor = tensor.cuda()

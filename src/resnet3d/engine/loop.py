@@ -4,7 +4,8 @@ The GPU does not wait on the host: the next batch is fetched and copied to the d
 stream, ``resnet3d.engine.feed``) while the current step runs, and a step's loss and accuracy are
 read one step late, from a copy that waits for that step only. That late read is also when
 processes agree, through the one reduction ``all_sum``, on the global numbers, on a non-finite
-loss and on a stop request (SIGTERM).
+loss and on a stop request (SIGTERM); under NCCL those host numbers travel over a gloo group of
+their own (``engine.distributed``), so the agreement does not wait for the step just launched.
 """
 from __future__ import annotations
 
