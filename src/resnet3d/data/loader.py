@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Iterator, List, Optional, Set, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
+from resnet3d.data.shared_memory import fit_prefetch
 from resnet3d.hardware import usable_cores
 
 log = logging.getLogger("resnet3d.data")
@@ -178,7 +180,8 @@ def build_loader(
     if workers > 0:
         extra = {
             "persistent_workers": persistent_workers,
-            "prefetch_factor": prefetch_factor,
+            "prefetch_factor": fit_prefetch(_batch_bytes(dataset, batch_size), workers, prefetch_factor,
+                                            sharers=int(os.environ.get("LOCAL_WORLD_SIZE", "1"))),
             "worker_init_fn": _worker_init,
         }
     return WorkerLoader(
@@ -191,6 +194,19 @@ def build_loader(
         collate_fn=collate,
         **extra,
     )
+
+
+def _batch_bytes(dataset: Dataset, batch_size: int) -> int:
+    """Bytes of one batch of decoded clips in shared memory; 0 when unknown or small (clips of
+    varying size, batches of JPEG bytes)."""
+    shape_of = getattr(dataset, "clip_shape", None)
+    shape = shape_of() if callable(shape_of) else None
+    if shape is None or getattr(dataset, "encoded", False):
+        return 0
+    numel = 1
+    for n in shape:
+        numel *= n
+    return numel * batch_size
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:
