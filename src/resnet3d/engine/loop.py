@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterable, Optional, Tuple
 import torch
 from torch import nn
 
-from resnet3d.data import AUGMENT_KEYS, batch_counters, clips_to_device
+from resnet3d.data import AUGMENT_KEYS, batch_counters
 from resnet3d.engine.distributed import DistInfo, all_sum
 from resnet3d.engine.feed import DeviceFeed, HostReadout
 from resnet3d.engine.optim import set_lr, set_train_mode
@@ -73,14 +73,6 @@ def _finish(progress: Progress) -> None:
 def _autocast(parts: StepParts):
     return torch.autocast(parts.device.type, dtype=parts.amp_dtype or torch.float32,
                           enabled=parts.amp_dtype is not None)
-
-
-def _to_device(batch: dict, parts: StepParts):
-    """The batch's clips and targets on the device; a batch of JPEG bytes is decoded there first
-    (which may change its targets and counts, so it comes first)."""
-    clips = clips_to_device(batch, parts.device)
-    targets = torch.as_tensor(batch["target"]).to(parts.device, non_blocking=True)
-    return clips, targets
 
 
 def train_step(parts: StepParts, clips: torch.Tensor, targets: torch.Tensor,
@@ -229,18 +221,30 @@ def validate(parts: StepParts, batches: Iterable[dict], video_targets: torch.Ten
     bad = [0.0, 0.0]
     progress = Progress(total_steps, desc=f"epoch {epoch} val", unit="batch",
                         enabled=show_progress and parts.dist.is_main)
-    for batch in batches:
-        clips, targets = _to_device(batch, parts)
+    feed = DeviceFeed(parts.device, ("clip", "target"))
+    iterator = iter(batches)
+
+    def fetch() -> Optional[Tuple[dict, dict]]:
+        """The next batch, its device copy under way on the side stream (as in training)."""
+        batch = next(iterator, None)
+        return None if batch is None else (batch, feed.send(batch))
+
+    current = fetch()
+    while current is not None:
+        batch, sent = current
+        on_device = feed.ready(sent)
+        clips, targets = on_device["clip"], on_device["target"]
         x = _layout(parts, parts.eval_transform(clips))
         with _autocast(parts):
             logits = model(x)
+        current = fetch()  # the next batch is loaded and copied while this one runs
         logits = logits.float()
         labelled = targets >= 0
         loss_sum += parts.criterion(logits, targets).double()
         correct += ((logits.argmax(dim=1) == targets) & labelled).sum().double()
         count += labelled.sum().double()
         scores.add(batch["video"], logits)
-        counters = batch_counters(batch)
+        counters = batch_counters(batch)  # after the send: decoding JPEG bytes may change them
         bad[0] += counters.get("bad_frames", 0)
         bad[1] += counters.get("bad_video", 0)
         progress.update(1)
