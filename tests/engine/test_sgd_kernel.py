@@ -93,3 +93,36 @@ def test_the_trainer_restores_a_fused_runs_optimizer_into_a_cpu_run():
     assert not optimizer.param_groups[0]["fused"] and not start.notes
     buffers = [optimizer.state[p]["momentum_buffer"] for p in continued.parameters()]
     assert all(b is not None and math.isfinite(float(b.abs().sum())) for b in buffers)
+
+
+def conv_model_and_batch(channels_last: bool):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv3d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 3))
+    x = torch.randn(2, 3, 4, 6, 6)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    return model, x, torch.tensor([0, 2])
+
+
+@pytest.mark.parametrize("writer_channels_last", [False, True], ids=["contiguous-writer", "channels-last-writer"])
+def test_momentum_loaded_across_memory_formats_takes_the_parameters_layout(writer_channels_last):
+    """A CPU run's checkpoint (contiguous weights) continued by a CUDA run in channels_last_3d, or
+    the reverse: the saved momentum buffers keep the writer's strides. The fused kernel needs them
+    laid out as the parameters (on CUDA it raises; on the CPU, as here, it reads them as flat
+    memory and gets the update wrong), so the continued step must equal the unbroken run's."""
+    writer, x, y = conv_model_and_batch(writer_channels_last)
+    optimizer = sgd(writer)  # (for-loop: any layout is right)
+    step(writer, optimizer, x, y)
+    saved = copy.deepcopy(optimizer.state_dict())  # (as a checkpoint: no buffer shared with the writer)
+
+    reader, x_reader, _ = conv_model_and_batch(not writer_channels_last)
+    reader.load_state_dict(writer.state_dict())
+    fused = sgd(reader, fused=True)
+    load_optimizer_state(fused, saved)
+    for p in reader.parameters():
+        assert fused.state[p]["momentum_buffer"].stride() == p.stride()
+    step(writer, optimizer, x, y)  # the unbroken run
+    step(reader, fused, x_reader, y)
+    for p, q in zip(writer.parameters(), reader.parameters()):
+        assert torch.allclose(p, q, rtol=1e-5, atol=1e-6)

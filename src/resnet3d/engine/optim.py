@@ -138,6 +138,25 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: Mapping[str, A
     optimizer.load_state_dict(dict(saved))
     for group, kernel in zip(optimizer.param_groups, chosen):
         group.update(kernel)
+    _lay_out_like_parameters(optimizer)
+
+
+def _lay_out_like_parameters(optimizer: torch.optim.Optimizer) -> None:
+    """Give each loaded per-parameter state tensor (the momentum buffer) its parameter's strides.
+
+    torch's loader keeps the saved strides: a checkpoint of a CPU run (contiguous weights) read
+    by a CUDA run in channels_last_3d, or the reverse, pairs parameters and momentum buffers of
+    different layouts. The fused kernel walks all of them as flat memory: on CUDA it refuses them
+    (``check_fast_path_restrictions`` in aten/src/ATen/native/cuda/FusedSgdKernel.cu wants the
+    same sizes and strides), and on the CPU it silently mixes up elements. ``empty_like`` keeps the
+    parameter's strides (tests/engine/test_sgd_kernel.py)."""
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            state = optimizer.state.get(parameter, {})
+            for key, value in state.items():
+                if (isinstance(value, torch.Tensor) and value.shape == parameter.shape
+                        and value.stride() != parameter.stride()):
+                    state[key] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
