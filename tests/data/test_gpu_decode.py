@@ -395,6 +395,32 @@ def test_bench_measures_the_encoded_loader_beside_the_cpu_decode(motion_set, cap
     assert abs(encoded["vs_cpu_decode_per_core"] - encoded["clips_per_s_per_core"] / ours["clips_per_s_per_core"]) < 0.01
 
 
+def test_bench_assembles_the_encoded_sides_warm_up_batches_too(motion_set, capsys, no_torchvision, monkeypatch):
+    """Every batch the encoded side draws is assembled, the untimed warm-up batch of each block
+    too: on a GPU the first assembly starts CUDA, nvJPEG and cuBLAS (about a second of the main
+    process's CPU), which must not land in the first timed block's per-core figure."""
+    bench_loader, args = _bench_args(motion_set, "--decode-device", "cuda", "--assemble-device", "cpu")
+    drawn, assembled = [], []
+    real_start, real_assemble = bench_loader._Side.start, bench_loader.assemble_clips
+
+    def start(side, epoch):
+        if side.device is not None:
+            drawn.append("warm-up")
+        return real_start(side, epoch)
+
+    def assemble(batch, device):
+        assembled.append(device)
+        return real_assemble(batch, device)
+
+    monkeypatch.setattr(bench_loader._Side, "start", start)
+    monkeypatch.setattr(bench_loader, "assemble_clips", assemble)
+    assert bench_loader.run(args) == 0
+    capsys.readouterr()
+    # one block of 2 batches (--repeat 1) and the wall-clock block of 2, each after a warm-up batch
+    assert len(drawn) == 2 and len(assembled) == 2 * (1 + 2)
+    assert all(device == torch.device("cpu") for device in assembled)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
 def test_bench_refuses_cuda_decoding_without_a_gpu(motion_set):
     bench_loader, args = _bench_args(motion_set, "--decode-device", "cuda")
