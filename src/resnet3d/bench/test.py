@@ -15,6 +15,9 @@ every ``sample_duration`` frames, centre crop) and the same number of decoding w
   a copy of the model with each BatchNorm folded into its conv (``--no-fold-bn``: as it is);
   ``--compare-fold`` measures ours a second time without folding, in the same run.
 
+Each side runs once untimed before it is timed (``--no-warm-up``: not), so that neither figure
+holds one-time costs (on a GPU mostly cuDNN's autotuning of each batch shape).
+
 Without ``--video_path`` a synthetic Kinetics-like data set is generated (240x320 JPEG frames by
 default). Prints one JSON line per side; ours carries ``speedup`` and ``top1_agreement`` (the
 share of videos whose top-1 label both sides agree on).
@@ -67,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                help="ours: fold each BatchNorm into the conv before it (default; the baseline never folds)")
     add_flag(parser, "--compare-fold", action="store_true",
              help="also measure ours with the other --fold-bn setting, on the same videos in the same run")
+    add_switch(parser, "--warm-up", default=True,
+               help="run each side once, untimed, before timing it (default; --no-warm-up times the first pass, "
+                    "with its one-time costs)")
     add_flag(parser, "--assemble-device", default=None, choices=("cpu", "cuda"),
              help="with --decode-device cuda: where the JPEG chunks are decoded (default: the model's device; "
                   "cpu: the same steps on the CPU, for a machine without a GPU)")
@@ -200,20 +206,26 @@ def run(args: argparse.Namespace) -> int:
     names += [f"class {i}" for i in range(len(names), args.n_classes)]
     base = {"what": "test", "videos": len(videos), "model": f"{args.model}-{args.model_depth}",
             "clip": f"{args.sample_duration}x{args.sample_size}x{args.sample_size}", "device": str(device),
-            "n_threads": args.n_threads, **({"widen_factor": args.resnet_widen_factor}
-                                            if args.resnet_widen_factor != 1.0 else {})}
-    # warm-up both batch shapes (cuDNN autotuning, first allocations) outside the timings
-    with torch.inference_mode():
-        warm = torch.zeros(args.batch_size, 3, args.sample_duration, args.sample_size, args.sample_size, device=device)
-        model(warm[:2])
+            "n_threads": args.n_threads, "warm_up": args.warm_up,
+            **({"widen_factor": args.resnet_widen_factor} if args.resnet_widen_factor != 1.0 else {})}
+    # Each side first runs once untimed: a first pass pays what later ones do not. On a GPU that
+    # is mostly cuDNN's autotuning (cudnn.benchmark) of every new batch shape, seconds for a 3D
+    # ResNet and more than our whole timed pass; then CUDA's, nvJPEG's and cuBLAS's start-up and
+    # the first pinned buffers; on any device, importing and first use of torch.fx for folding.
+    # The two --compare-fold passes share their convolution shapes: unwarmed, all of it fell on
+    # the first of them (on the CPU that alone made folded/unfolded read 0.29 instead of ~1).
+    folds = [args.fold_bn, not args.fold_bn] if args.compare_fold else [args.fold_bn]
     baseline_top1: Optional[Dict[str, int]] = None
     baseline_rate = None
     if not args.no_baseline:
+        if args.warm_up:  # one video: the data sets it makes give every video the same windows
+            _baseline(model, videos[:1], data, device, min(1, args.n_threads))
         seconds, baseline_top1 = _baseline(model, videos, data, device, args.n_threads)
         baseline_rate = len(videos) / seconds
         emit({**base, "baseline": True, "scheme": "one video per batch, PIL + float per frame, fp32",
               "seconds": round(seconds, 3), "videos_per_s": round(baseline_rate, 3)})
-    folds = [args.fold_bn, not args.fold_bn] if args.compare_fold else [args.fold_bn]
+    if args.warm_up:  # every batch shape ours meets, the last partial batch's too
+        _ours(args, model, videos, ours_data, device, names, assemble_on, folds[0], None, None)
     rates: Dict[bool, float] = {}
     for fold_bn in folds:
         record, rates[fold_bn] = _ours(args, model, videos, ours_data, device, names, assemble_on, fold_bn,
