@@ -164,14 +164,18 @@ def match_baseline(records: List[dict], index: int) -> Optional[dict]:
     return before[-1] if before else (candidates[0][1] if candidates else None)
 
 
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+
 def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
 def report(out: Path) -> str:
     records = read_lines(out / "bench.jsonl")
-    env = environment((out / "env.txt").read_text(encoding="utf-8", errors="replace")) if (out / "env.txt").exists() else {}
-    log = (out / "log.txt").read_text(encoding="utf-8", errors="replace") if (out / "log.txt").exists() else ""
+    env = environment(_text(out / "env.txt"))
+    log = _text(out / "log.txt")
     commands, exits = stages_from_log(log)
     rows = [HEADER]
     for index, record in enumerate(records):
@@ -208,7 +212,7 @@ def report(out: Path) -> str:
             notes.append(f"- stage {stage}: exit {rc}{why}; see log.txt")
     tests = out / "tests.txt"
     if tests.exists():
-        summary = [line for line in tests.read_text(encoding="utf-8", errors="replace").splitlines()
+        summary = [line for line in _text(tests).splitlines()
                    if re.search(r"\b(passed|failed|error|skipped)\b.* in [\d.]+s", line)]
         if summary:
             notes.append(f"- CUDA tests: {summary[-1].strip('= ')}")

@@ -363,6 +363,44 @@ def test_cuda_decoding_without_a_gpu_is_one_clear_line():
         check_decode_device("cuda", "cuda")
 
 
+@pytest.mark.parametrize("problem", [None, "raises", "wrong colours"])
+def test_a_torchvision_whose_gpu_decoder_does_not_run_is_found_at_start(motion_set, monkeypatch, caplog, problem):
+    """torchvision imports with only a warning when its compiled operators do not load (built for
+    another torch), and one built without nvJPEG raises on every call: ``check_decode_device``
+    decodes one small JPEG on the device first, and where that fails says so once and decodes on
+    the CPU, instead of failing every batch's call and then every frame's before the fallback.
+    (No GPU here: torch is told it has one, and the probe's JPEG is decoded on the CPU.)"""
+    import logging
+
+    import simplejpeg
+
+    calls = []
+
+    def decode(images, device):
+        calls.append(len(images))
+        if problem == "raises":
+            raise RuntimeError("decode_jpegs_cuda: torchvision not compiled with nvJPEG support")
+        out = [torch.from_numpy(simplejpeg.decode_jpeg(i.numpy().tobytes(), colorspace="RGB")).permute(2, 0, 1)
+               for i in images]
+        return [o.flip(0) if problem == "wrong colours" else o for o in out]  # BGR, say
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpu_decode, "_batched", decode)
+    monkeypatch.setattr(gpu_decode, "_decode_apart", lambda decode, images, device: decode(images, torch.device("cpu")))
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        check_decode_device("cuda", "cuda")
+    assert calls == [1]  # one JPEG
+    if problem is None:
+        assert gpu_decode.batched_decoder() is decode and not caplog.records
+        return
+    assert gpu_decode.batched_decoder() is None  # assemble_clips decodes with simplejpeg from now on
+    message = caplog.records[-1].getMessage()
+    assert "does not run on cuda" in message and "simplejpeg" in message
+    assert ("not compiled with nvJPEG" if problem == "raises" else "other colours") in message
+    _, encoded = _pair(_config(motion_set))
+    assert assemble_clips(_batch(encoded, [0]), "cpu").shape == (1, 4, 24, 24, 3) and calls == [1]
+
+
 def test_clips_of_different_sizes_in_one_batch_are_refused(tmp_path, no_torchvision):
     cfg = _folder_set(tmp_path, [("k0", "a", _textured(4, 16, 20)), ("k1", "a", _textured(4, 24, 20))], sample_duration=4)
     encoded = build_dataset(cfg.with_changes(decode_device="cuda"), "training", train=False, sampling="center", eval_crop="nocrop")

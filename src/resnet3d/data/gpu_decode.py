@@ -111,7 +111,9 @@ def batched_decoder() -> Optional[BatchedDecode]:
 
 def check_decode_device(decode_device: str, device: Device) -> None:
     """Refuse ``decode_device`` "cuda" where it cannot run (one line naming the flag and the
-    fix), and say once when torchvision is missing, so decoding falls back to the CPU."""
+    fix), and say once when torchvision is missing or its decoder does not run on ``device``, so
+    decoding falls back to the CPU."""
+    global _batched
     if decode_device == "cpu":
         return
     if decode_device != "cuda":
@@ -122,10 +124,40 @@ def check_decode_device(decode_device: str, device: Device) -> None:
     if torch.device(device).type != "cuda":
         raise UserError(f"--decode-device cuda decodes on the GPU the model runs on, and it runs on {device}: "
                         "use --decode-device cpu")
-    if batched_decoder() is None:
+    decode = batched_decoder()
+    if decode is None:
         log.warning("--decode-device cuda: torchvision does not import, so the JPEGs of each batch are decoded by "
                     "simplejpeg in the main process (a slower CPU path); install the torchvision built for torch %s "
                     "for nvJPEG decoding", torch.__version__)
+        return
+    problem = _probe(decode, torch.device(device))
+    if problem is not None:
+        _batched = None  # every batch would fail the batched call, then each frame alone, then decode on the CPU
+        log.warning("--decode-device cuda: torchvision's decode_jpeg does not run on %s (%s), so the JPEGs of each "
+                    "batch are decoded by simplejpeg in the main process (a slower CPU path); install the "
+                    "torchvision built for torch %s, with nvJPEG, for decoding on the GPU", device, problem,
+                    torch.__version__)
+
+
+def _probe(decode: BatchedDecode, device: torch.device) -> Optional[str]:
+    """None if ``decode`` turns a small JPEG into its pixels on ``device``, else why not. A
+    torchvision whose compiled operators do not load (built for another torch) still imports,
+    with only a warning, and one built without nvJPEG raises on every call: without this check
+    both would go unnoticed and decode every batch on the CPU, after two failed attempts each."""
+    import simplejpeg
+
+    image = np.zeros((16, 16, 3), dtype=np.uint8)
+    image[:, 8:] = (200, 40, 90)
+    data = torch.frombuffer(bytearray(simplejpeg.encode_jpeg(image, quality=95, colorspace="RGB")), dtype=torch.uint8)
+    try:
+        out = _decode_apart(decode, [data], device)
+    except Exception as error:  # noqa: BLE001 - whatever it is, decoding on the GPU does not work here
+        return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    if len(out) != 1 or tuple(out[0].shape) != (3, 16, 16):
+        return f"a 16x16 JPEG came back as {[tuple(o.shape) for o in out]}"
+    if int((out[0].cpu().int()[:, 8, 14] - torch.tensor([200, 40, 90])).abs().max()) > 8:  # off the edge
+        return "a 16x16 JPEG came back with other colours"
+    return None
 
 
 def clips_to_device(batch: dict, device: Device, non_blocking: bool = True) -> torch.Tensor:
