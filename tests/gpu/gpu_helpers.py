@@ -5,13 +5,14 @@ Everything in tests/gpu runs only where CUDA is available (``requires_cuda``, ea
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Iterator, Sequence
 
 import pytest
 import torch
@@ -81,3 +82,18 @@ def max_difference(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor], keys:
     """The largest absolute difference between two state dicts' floating-point tensors."""
     keys = keys or [k for k, v in a.items() if v.is_floating_point()]
     return max(float((a[k].float().cpu() - b[k].float().cpu()).abs().max()) for k in keys)
+
+
+@contextlib.contextmanager
+def full_float32() -> Iterator[None]:
+    """No TF32 inside (cuBLAS matmuls, cuDNN convolutions); the settings as they were after.
+
+    Not ``monkeypatch.setattr``: ``torch.backends.cuda.matmul`` answers ``allow_tf32`` through
+    ``__getattr__`` (no instance attribute), so pytest 9 records no old value and its undo deletes
+    the attribute instead, an AttributeError at every test's teardown."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

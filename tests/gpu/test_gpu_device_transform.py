@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from gpu_helpers import CUDA, record, requires_cuda
+from gpu_helpers import CUDA, full_float32, record, requires_cuda
 
 from resnet3d.data.device import DeviceTransform, draw_augmentation, jitter_factors
 from resnet3d.normalization import KINETICS, SEED
@@ -30,9 +30,9 @@ ATOL_0_255 = 2e-3  # the seed's 0..255 units
 
 
 @pytest.fixture(autouse=True)
-def full_float32(monkeypatch):
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+def no_tf32():
+    with full_float32():
+        yield
 
 
 def _clips(n: int = 8, t: int = 4, size=(20, 24), channels: int = 3, seed: int = 0) -> torch.Tensor:

@@ -198,3 +198,53 @@ def test_training_with_jpeg_decoding_on_the_gpu(gpu_motion, tmp_path):
     _check_checkpoint(out / "model_1.pth", 1)
     _train(gpu_motion, out, "--device", "cpu", "--epochs", 2, "--resume", "auto", "--decode-device", "cpu")
     _finite_losses(out, 2)
+
+
+@pytest.mark.parametrize("writer_channels_last", [False, True], ids=["contiguous-writer", "channels-last-writer"])
+def test_fused_sgd_continues_momentum_saved_in_the_other_memory_format(writer_channels_last):
+    """CUDA's fused SGD kernel refuses momentum buffers whose strides differ from their parameter's
+    (a CPU run's checkpoint continued in channels_last_3d, or the reverse): load_optimizer_state
+    lays them out as the parameters. The continued step equals the for-loop kernel's from the same
+    state (which takes any strides), on the same model and batch."""
+    import copy
+
+    from torch import nn
+
+    from resnet3d.config import OptimConfig
+    from resnet3d.engine.optim import build_optimizer, load_optimizer_state, sgd_kernel_name
+    from resnet3d.models import create_model
+
+    def model_in(channels_last):
+        torch.manual_seed(0)
+        model = create_model("resnet", 10, widen_factor=0.25, n_classes=4).to(CUDA)
+        return model.to(memory_format=torch.channels_last_3d) if channels_last else model
+
+    clips = torch.randn(2, 3, 8, 32, 32, device=CUDA)
+    targets = torch.tensor([1, 3], device=CUDA)
+
+    def step(model, optimizer):
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(clips), targets).backward()
+        optimizer.step()
+
+    def sgd(model, **kernel):
+        return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3, **kernel)
+
+    writer = model_in(writer_channels_last)
+    written = sgd(writer, foreach=False)
+    step(writer, written)
+    saved = copy.deepcopy(written.state_dict())  # (as a checkpoint: nothing shared with the writer)
+
+    reader = model_in(not writer_channels_last)
+    reader.load_state_dict(writer.state_dict())
+    plain = copy.deepcopy(reader)
+    fused = build_optimizer(reader.parameters(), OptimConfig(learning_rate=0.05))
+    assert sgd_kernel_name(fused) == "fused"
+    load_optimizer_state(fused, saved)
+    loop = sgd(plain, foreach=False)
+    loop.load_state_dict(copy.deepcopy(saved))
+    step(reader, fused)
+    step(plain, loop)
+    weights = [{name: p.detach() for name, p in model.named_parameters()} for model in (reader, plain)]
+    difference = max_difference(*weights)
+    assert difference <= 1e-5, difference  # two kernels' rounding; mixed-up elements move weights by ~1e-2
