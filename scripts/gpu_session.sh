@@ -9,7 +9,7 @@
 #
 # Here, without a GPU, check the script's logic at toy sizes before spending device time:
 #
-#     SMOKE=1 OUT=/tmp/gpu-out bash scripts/gpu_session.sh 1
+#     SMOKE=1 PY=/work/venv/bin/python OUT=/tmp/gpu-out bash scripts/gpu_session.sh 1   (PY: a python with torch)
 #
 # Results go to $OUT (the device tool brings that folder back): bench.jsonl (one JSON line per
 # measurement, each with "stage"), tests.txt, env.txt, log.txt (every command and its stderr),
