@@ -68,6 +68,14 @@ def test_cuda_feed_copies_on_a_side_stream_while_the_compute_stream_is_busy():
     torch.cuda.synchronize()
 
 
+@cuda
+def test_every_feed_of_a_gpu_shares_one_side_stream():
+    """A stream per feed (per epoch, per validation pass) would hold its own cached blocks."""
+    first = DeviceFeed(torch.device("cuda"), ("clip",))
+    second = DeviceFeed(torch.device("cuda", torch.cuda.current_device()), ("clip",))
+    assert first.stream is second.stream and first.stream != torch.cuda.current_stream()
+
+
 def test_an_epoch_of_jpeg_byte_batches_decodes_them_in_the_feed(tmp_path):
     """decode_device "cuda" batches (JPEG bytes; assembled on the CPU here) train through the same
     loop: the clips are decoded in ``DeviceFeed.send``, and a frame that fails to decode there is

@@ -16,6 +16,7 @@ numbers would wait for step k, and the GPU would idle while Python fetches the n
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -26,6 +27,8 @@ import torch
 import torch.distributed as dist
 
 from resnet3d.errors import UserError
+
+log = logging.getLogger("resnet3d.engine")
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,12 @@ _host_group: Optional[Any] = None
 def open_host_group() -> None:
     """Create the gloo group ``all_sum`` uses for host numbers. Collective: every rank calls it."""
     global _host_group
-    _host_group = dist.new_group(backend="gloo")
+    try:
+        _host_group = dist.new_group(backend="gloo")
+    except (RuntimeError, ValueError) as error:  # gloo built out, or no usable interface
+        _host_group = None
+        log.warning("no gloo group for the per-step metrics (%s): they go through the main group, which waits "
+                    "for the step just launched; set GLOO_SOCKET_IFNAME to the network interface to fix it", error)
 
 
 def destroy_process_group() -> None:

@@ -20,15 +20,27 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import torch
 
 
+_side_streams: Dict[torch.device, "torch.cuda.Stream"] = {}
+
+
+def side_stream(device: torch.device) -> "torch.cuda.Stream":
+    """One copy stream per GPU for the whole process. The caching allocator keeps freed blocks
+    per stream, so a fresh stream per epoch and per validation pass would reserve a few more
+    batches of GPU memory each time, up to torch's pool of 32 streams."""
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if device not in _side_streams:
+        _side_streams[device] = torch.cuda.Stream(device)
+    return _side_streams[device]
+
+
 class DeviceFeed:
     """Copies the tensors of a batch to the device; on CUDA on a side stream."""
 
     def __init__(self, device: torch.device, keys: Iterable[str]) -> None:
         self.device = device
         self.keys = tuple(keys)
-        self.stream: Optional["torch.cuda.Stream"] = (
-            torch.cuda.Stream(device) if device.type == "cuda" else None
-        )
+        self.stream: Optional["torch.cuda.Stream"] = side_stream(device) if device.type == "cuda" else None
 
     def send(self, batch: dict) -> Dict[str, torch.Tensor]:
         """Start copying ``batch[key]`` for the keys present; the result is used after ``ready``.
