@@ -240,7 +240,7 @@ def add_run_arguments(group: argparse._ActionsContainer) -> None:
     add_flag(group, "--resume", default=quiet, metavar="auto|PATH",
              help="continue a run: 'auto' takes the latest checkpoint in result_path")
     add_flag(group, "--precision", default=quiet, choices=("auto", "bf16", "fp16", "fp32"),
-             help="autocast dtype (default auto: bf16 on CUDA, fp32 on the CPU)")
+             help="autocast dtype (default auto: bf16 on Ampere or later GPUs, else fp32)")
     add_switch(group, "--compile", quiet, "torch.compile the model: --compile-mode default (default off)")
     add_flag(group, "--compile-mode", default=quiet, choices=COMPILE_MODES,
              help="torch.compile mode (reduce-overhead: CUDA graphs; default none)")

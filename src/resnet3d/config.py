@@ -174,7 +174,7 @@ class RunConfig:
     manual_seed: int = 1
     deterministic: bool = False
     overwrite: bool = False  # allow a fresh run to replace an earlier run's logs and checkpoints
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+    precision: str = "auto"  # auto (bf16 on Ampere or later GPUs, else fp32) | bf16 | fp16 | fp32
     channels_last: bool = True  # channels_last_3d memory format on CUDA (slower on the CPU, so not used there)
     compile_mode: str = "none"  # one of COMPILE_MODES
     tensorboard: bool = False

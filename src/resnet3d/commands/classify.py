@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--device", default="auto", choices=("auto", "cuda", "cpu"))
     add_flag(parser, "--no-cuda", action="store_true", help="the companion tool's spelling of --device cpu")
     add_flag(parser, "--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
-             help="autocast dtype (auto: bf16 on CUDA, fp32 on the CPU)")
+             help="autocast dtype (auto: bf16 on Ampere or later GPUs, else fp32)")
     add_switch(parser, "--fold-bn", default=True,
                help="fold each BatchNorm into the conv before it (the same scores and features up to float "
                     "rounding, faster; --no-fold-bn runs the model as it is)")

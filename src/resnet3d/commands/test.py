@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(run, "--device", default="auto", choices=("auto", "cuda", "cpu"))
     add_flag(run, "--no-cuda", action="store_true", help="the originals' spelling of --device cpu")
     add_flag(run, "--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
-             help="autocast dtype (auto: bf16 on CUDA, fp32 on the CPU)")
+             help="autocast dtype (auto: bf16 on Ampere or later GPUs, else fp32)")
     add_switch(run, "--channels-last", default=True, help="channels_last_3d memory format on CUDA")
     add_switch(run, "--fold-bn", default=True,
                help="fold each BatchNorm into the conv before it for recognition (the same scores up to float "
