@@ -245,3 +245,24 @@ def test_activitynet_segments_of_one_video_make_one_result(motion, tiny_model, t
     for windows in doc["results"].values():
         # segment 1: frames ceil(0)=1 .. ceil(9)=9 (exclusive): one window; segment 2: 10 .. 20
         assert [w["segment"] for w in windows] == [[1, 9], [10, 18], [18, 20]]
+
+
+def test_recognition_workers_fit_their_chunks_in_shared_memory(motion, tiny_model, tmp_path, monkeypatch, caplog):
+    """Too little /dev/shm for two chunks per worker: one each, and the run completes; for none,
+    one line with the fix before any worker starts."""
+    from resnet3d.data import shared_memory
+    from resnet3d.errors import UserError
+    from resnet3d.engine.windows import ViewPlan
+
+    chunk = ViewPlan(DURATION, 32).chunk_rows * DURATION * 32 * 32 * 3
+    monkeypatch.setattr(shared_memory, "free_shared_memory", lambda path=shared_memory.SHM_PATH: (2 * 1 + 2) * chunk)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    config = recognition_config(motion, tmp_path / "fits", workers=2)
+    assert config.data.sample_size == 32
+    with caplog.at_level("WARNING", logger="resnet3d.data"):
+        summary = _run(config, tiny_model)
+    assert "each of 2 loader workers prefetches 1 batch(es)" in caplog.text
+    assert summary["videos"] == 4 and summary["errors"] == 0
+    monkeypatch.setattr(shared_memory, "free_shared_memory", lambda path=shared_memory.SHM_PATH: chunk)
+    with pytest.raises(UserError, match="--shm-size"):
+        _run(recognition_config(motion, tmp_path / "too-small", workers=2), tiny_model)

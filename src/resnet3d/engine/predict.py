@@ -24,6 +24,7 @@ and writes one results file (formats: ``resnet3d.engine.results``). How it runs:
 from __future__ import annotations
 
 import json
+import os
 import logging
 import sys
 import time
@@ -36,6 +37,7 @@ import torch
 from torch import nn
 
 from resnet3d.data.clip import UnreadableVideo
+from resnet3d.data.shared_memory import fit_prefetch
 from resnet3d.hardware import default_num_workers
 from resnet3d.engine import results as resultfiles
 from resnet3d.engine.precision import autocast_dtype
@@ -410,8 +412,18 @@ def _loader(dataset: WindowDataset, num_workers: int):
     workers = max(0, min(int(num_workers), len(dataset.units)))
     extra: Dict[str, Any] = {}
     if workers:
-        extra = {"prefetch_factor": 2, "worker_init_fn": one_thread_per_worker, "persistent_workers": False}
+        prefetch = fit_prefetch(_chunk_bytes(dataset), workers, 2, sharers=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        extra = {"prefetch_factor": prefetch, "worker_init_fn": one_thread_per_worker, "persistent_workers": False}
     return WorkerLoader(dataset, batch_size=None, num_workers=workers, pin_memory=False, **extra)
+
+
+def _chunk_bytes(dataset: WindowDataset) -> int:
+    """Bytes of the largest chunk a worker hands over in shared memory; 0 when unknown (``nocrop``)
+    or small (JPEG bytes)."""
+    plan = dataset.plan
+    if dataset.encoded or plan.crop == "nocrop":
+        return 0
+    return plan.chunk_rows * plan.sample_duration * plan.sample_size ** 2 * dataset.cfg.n_channels
 
 
 def _merge_shares(output: Path, options: RecognitionOptions, state: Dict[str, Any], token: str,
