@@ -317,15 +317,19 @@ def test_one_batched_decode_call_per_batch_with_cpu_tensors_and_the_device(motio
     assert got.shape == (3, 4, 24, 24, 3)
 
 
-def test_a_failing_batched_call_is_retried_image_by_image(tmp_path, fake_torchvision):
+def test_a_failing_batched_call_is_retried_by_halves_down_to_the_bad_frame(tmp_path, fake_torchvision):
     cfg = _folder_set(tmp_path, [("k0", "a", _textured(8, 16, 20)), ("k1", "a", _textured(8, 16, 20, seed=1))])
     frame = tmp_path / "jpg" / "a" / "k1" / "image_00005.jpg"
     frame.write_bytes(frame.read_bytes()[:-40])
     _, encoded = _pair(cfg, sampling="center", train=False)
     batch = _batch(encoded, [0, 1])
-    assemble_clips(batch, "cpu")
-    assert [len(call["images"]) for call in fake_torchvision] == [16] + [1] * 16
+    got = assemble_clips(batch, "cpu")
+    # frame 5 of the second clip is image 12 of 16: 16 fails, then 0-7 pass, 8-15 fail, 8-11 pass,
+    # 12-15 fail, 12-13 fail, 12 alone fails (to the CPU decoders), 13, then 14-15 pass
+    assert [len(call["images"]) for call in fake_torchvision] == [16, 8, 8, 4, 4, 2, 1, 1, 2]
     assert batch["bad_frames"].tolist() == [0, 1]
+    want = assemble_clips(_batch(encoded, [0, 1]), "cpu", decode=None)  # every frame on the CPU decoders
+    assert torch.equal(got, want)
 
 
 def test_loader_with_two_worker_processes(motion_set, no_torchvision):

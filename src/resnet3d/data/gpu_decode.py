@@ -214,23 +214,15 @@ def assemble_clip(clip: EncodedClip, device: Device, **options) -> Tuple[torch.T
 def decode_images(images: Sequence[torch.Tensor], on_cpu: Sequence[bool], device: torch.device,
                   decode: Optional[BatchedDecode]) -> List[Optional[torch.Tensor]]:
     """Each JPEG as uint8 (3, H, W) on ``device``, or None where no decoder reads it. One batched
-    call for all of them; if it fails (one bad frame fails the whole call), image by image, and
-    what the batched decoder refuses then goes to the CPU decoders (simplejpeg, else PIL)."""
+    call for all of them; if it fails (one bad frame fails the whole call), the halves are tried
+    in turn down to the bad frames, and what the batched decoder refuses then goes to the CPU
+    decoders (simplejpeg, else PIL)."""
     out: List[Optional[torch.Tensor]] = [None] * len(images)
     batched = [i for i, cpu in enumerate(on_cpu) if not cpu]
     if decode is not None and batched:
-        try:
-            results = _decode_apart(decode, [images[i] for i in batched], device)
-        except Exception:  # noqa: BLE001 - nvJPEG / libjpeg errors arrive as RuntimeError; find the bad ones
-            results = None
-            for i in batched:
-                try:
-                    out[i] = _decode_apart(decode, [images[i]], device)[0]
-                except Exception:  # noqa: BLE001 - this frame goes to the CPU decoders below
-                    pass
-        else:
-            for i, image in zip(batched, results):
-                out[i] = image
+        results = _decode_halving(decode, [images[i] for i in batched], device)
+        for i, image in zip(batched, results):
+            out[i] = image
     for i, image in enumerate(out):
         if image is None:
             try:
@@ -239,6 +231,20 @@ def decode_images(images: Sequence[torch.Tensor], on_cpu: Sequence[bool], device
                 continue
             out[i] = host_to_device(np.ascontiguousarray(array.transpose(2, 0, 1)), torch.uint8, device)
     return out
+
+
+def _decode_halving(decode: BatchedDecode, images: List[torch.Tensor],
+                    device: torch.device) -> List[Optional[torch.Tensor]]:
+    """``_decode_apart`` on all ``images``; where that fails, on each half in turn, so one bad frame
+    in a batch of n costs about 2 log2(n) calls (11 for a thousand frames) instead of n. None for
+    the frames the batched decoder refuses on their own."""
+    try:
+        return list(_decode_apart(decode, images, device))
+    except Exception:  # noqa: BLE001 - nvJPEG / libjpeg errors arrive as RuntimeError; find the bad ones
+        if len(images) == 1:
+            return [None]
+        half = len(images) // 2
+        return _decode_halving(decode, images[:half], device) + _decode_halving(decode, images[half:], device)
 
 
 _decode_streams: Dict[int, "torch.cuda.Stream"] = {}
