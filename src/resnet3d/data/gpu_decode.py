@@ -15,7 +15,7 @@ is only a slower CPU path. nvJPEG has no DCT scaling through torchvision, so fra
 full size whatever ``decode_tolerance`` says.
 
 Bad data never stops a run, as on the CPU path: a frame whose bytes do not decode (found by
-decoding image by image after the batched call fails) is replaced by the nearest decoded frame of
+decoding the failed call's halves in turn, down to the bad frames) is replaced by the nearest decoded frame of
 its clip and counted in ``batch["bad_frames"]``; a clip with no decodable frame takes another clip
 of the batch (its target too) and is counted in ``batch["bad_video"]``.
 
