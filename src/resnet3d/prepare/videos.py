@@ -35,10 +35,11 @@ TEST_FOLDER = "test"  # where Kinetics keeps its unlabelled test videos
 def activitynet_folder_name(stem: str) -> str:
     """``v_<id>`` for a video named ``<id>`` or ``v_<id>``.
 
-    A YouTube id is 11 characters and may itself start with ``v_``, so only a 13-character
-    ``v_...`` stem counts as already prefixed.
+    A YouTube id is 11 characters and may itself start with ``v_``, so an 11-character ``v_...``
+    stem is a bare id; any other ``v_...`` stem (``v_`` + an 11-character id, or an id of another
+    length, as in a data set of one's own) is already prefixed.
     """
-    if stem.startswith("v_") and len(stem) == YOUTUBE_ID_LENGTH + 2:
+    if stem.startswith("v_") and len(stem) != YOUTUBE_ID_LENGTH:
         return stem
     return f"v_{stem}"
 
