@@ -242,3 +242,21 @@ def test_activitynet_ids_of_another_length_keep_their_v_prefix(tmp_path):
     out = tmp_path / "activitynet.json"
     assert cli.main(["prepare", "activitynet-json", str(videos), str(path), str(out)]) == 0
     assert json.loads(out.read_text())["database"]["clip_7"]["fps"] == pytest.approx(25.0)
+
+
+def test_activitynet_json_settles_a_v_name_of_youtube_length(tmp_path):
+    """v_ + a 9-character id is 11 characters, like a bare YouTube id: the JSON tells which it is."""
+    videos = tmp_path / "videos"
+    write_video(videos / "v_a00bC-d_0.mp4", n_frames=4)
+    official = {"version": "VERSION 1.3", "taxonomy": official_json()["taxonomy"],
+                "database": {"a00bC-d_0": {"subset": "training", "duration": 0.16, "resolution": "64x48", "url": "",
+                                           "annotations": [{"segment": [0.0, 0.1], "label": "Drinking coffee"}]}}}
+    path = tmp_path / "official.json"
+    path.write_text(json.dumps(official))
+    out = tmp_path / "activitynet.json"
+    assert cli.main(["prepare", "activitynet-json", str(videos), str(path), str(out)]) == 0
+    assert json.loads(out.read_text())["database"]["a00bC-d_0"]["fps"] == pytest.approx(25.0)
+    # and prepare frames placed by the JSON writes the folder training reads, v_<id>
+    assert cli.main(["prepare", "frames", str(videos), str(tmp_path / "jpg"), "--annotation", str(path),
+                     "--short-side", "32", "--workers", "1"]) == 0
+    assert (tmp_path / "jpg" / "v_a00bC-d_0" / "n_frames").read_text() == "4"

@@ -109,10 +109,20 @@ def add_fps(
     return report
 
 
+def _database_id(stem: str, database: Dict[str, dict]) -> str:
+    """The JSON's id of a video file named ``v_<id>`` or ``<id>``: the JSON settles what the name
+    alone cannot (an 11-character ``v_...`` name is a bare YouTube id or ``v_`` + a shorter id)."""
+    if stem.startswith("v_") and stem[2:] in database:
+        return stem[2:]
+    if stem in database:
+        return stem
+    return activitynet_folder_name(stem)[2:]
+
+
 def _from_videos(videos: List[Path], database: Dict[str, dict], report: FpsReport, frame_dir: Optional[Path]) -> None:
     for video in videos:
-        folder_name = activitynet_folder_name(video.stem)
-        video_id = folder_name[2:]
+        video_id = _database_id(video.stem, database)
+        folder_name = f"v_{video_id}"
         report.videos += 1
         if video_id not in database:
             report.not_in_json.append(video.name)

@@ -98,8 +98,8 @@ def annotation_folders(path: Path) -> Dict[str, Path]:
     folders: Dict[str, Path] = {}
     for key, entry in items:
         annotations = entry.get("annotations") if isinstance(entry, dict) else None
-        if isinstance(annotations, list):  # ActivityNet: one folder per video, v_<id>
-            folders[key] = Path(activitynet_folder_name(key))
+        if isinstance(annotations, list):  # ActivityNet: one folder per video, v_<key> as training reads it
+            folders[key] = Path(f"v_{key}")
         else:
             label = annotations.get("label") if isinstance(annotations, dict) else None
             folders[key] = Path(label or TEST_FOLDER) / key
