@@ -1,4 +1,5 @@
 import argparse
+import os
 import subprocess
 import sys
 
@@ -115,3 +116,39 @@ def test_evaluate_confusion_png_where_a_folder_is(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"cannot write {tmp_path / 'confusion.png'}: Is a directory" in err
     assert ".tmp" not in err
+
+
+class _RefusingDataset:
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        from resnet3d.errors import UserError
+
+        raise UserError("data/jpg/a/clip: no readable frame; check --video_path")
+
+
+def test_a_loader_workers_user_error_is_its_one_line():
+    """torch re-raises a worker's UserError with the worker's traceback inside its message; the
+    CLI prints the message alone."""
+    import torch.utils.data
+
+    from resnet3d.errors import UserError
+
+    with pytest.raises(UserError) as caught:
+        for _ in torch.utils.data.DataLoader(_RefusingDataset(), num_workers=1):
+            pass
+    assert "Traceback" in str(caught.value)
+    assert cli._user_message(caught.value) == "data/jpg/a/clip: no readable frame; check --video_path"
+
+
+@pytest.mark.slow
+def test_output_piped_into_a_reader_that_left_is_no_traceback():
+    """`resnet3d models | head -1`: the reader closes the pipe; no BrokenPipeError traceback."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    done = subprocess.run([sys.executable, "-m", "resnet3d", "models"], stdout=writer, stderr=subprocess.PIPE,
+                          text=True, timeout=120)
+    os.close(writer)
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 141

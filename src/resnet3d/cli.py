@@ -87,12 +87,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         status = module.run(args)
     except UserError as error:
-        print(f"resnet3d {command}: error: {error}", file=sys.stderr)
+        print(f"resnet3d {command}: error: {_user_message(error)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `resnet3d evaluate ... | head`: the reader left; silence the flush at interpreter exit too.
+        # (Before the OSError clause: a BrokenPipeError is an OSError.)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except OSError as error:
         # A path the file system refuses (a file where a folder must go, no permission, a full
         # disk): the user's to fix, so one line. An OSError without a file name may be a bug.
-        if error.filename is None or isinstance(error, BrokenPipeError):
+        if error.filename is None:
             raise
         print(f"resnet3d {command}: error: {describe_os_error(error)}", file=sys.stderr)
         return 2
@@ -100,12 +106,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # a command that can be continued says how in the interrupt's message
         print(f"resnet3d {command}: interrupted" + (f": {interrupt}" if str(interrupt) else ""), file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # `resnet3d models | head`: the reader left; silence the flush at interpreter exit too.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
     return int(status or 0)
+
+
+_WORKER_WRAPPER = "Caught UserError in DataLoader worker"
+_ERROR_LINE = f"{UserError.__module__}.{UserError.__qualname__}: "
+
+
+def _user_message(error: UserError) -> str:
+    """The message itself: torch re-raises a loader worker's UserError with the worker's
+    traceback text around it ("Caught UserError in DataLoader worker process 0. Original
+    Traceback ..."), which would bury the one line under a stack trace."""
+    text = str(error)
+    if text.startswith(_WORKER_WRAPPER) and _ERROR_LINE in text:
+        return text.rsplit(_ERROR_LINE, 1)[1].strip()
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover
