@@ -1,6 +1,8 @@
 """The loader on real files: workers, determinism, distributed shards, pinned uint8 batches."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from resnet3d.data import ClipSampler, DataConfig, build_dataset, build_loader, set_epoch
@@ -118,7 +120,9 @@ def test_more_workers_than_cores_is_one_line_of_ours(motion_set, caplog, monkeyp
     from resnet3d.data import loader as loader_module
 
     monkeypatch.setattr(loader_module, "usable_cores", lambda: 1)
-    monkeypatch.setattr(torch._utils, "cpu_count", lambda: 1)  # what torch's own check reads
+    # what torch's own check reads: through torch._utils.cpu_count in torch 2.13, directly in torch 2.11
+    # and before (which have no torch._utils.cpu_count); both use it wherever it exists
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     monkeypatch.setattr(loader_module, "_warned_worker_counts", set())
     dataset = build_dataset(_cfg(motion_set), "training", seed=5)
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING, logger="resnet3d.data"):
