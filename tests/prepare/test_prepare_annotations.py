@@ -83,6 +83,21 @@ def test_kinetics_successor_form_adds_segments(kinetics_csvs, tmp_path, capsys):
     assert "validation 1 (1 with frames, 0 missing on disk)" in report
 
 
+def test_kinetics_successor_form_names_folders_whose_frames_are_named_otherwise(kinetics_csvs, tmp_path, capsys):
+    """Frames of another tool (img_00001.jpg) are not counted: the folder is not 'with frames'."""
+    frame_dir = tmp_path / "jpg"
+    frames(frame_dir / "abseiling" / "---QUuC4vJs_000003_000013", 5)
+    other = frame_dir / "abseiling" / "-3B32lodo2M_000059_000069"
+    other.mkdir(parents=True)
+    (other / "img_00001.jpg").write_bytes(b"\xff\xd8 not decoded here")
+    out = tmp_path / "k400.json"
+    assert cli.main(["prepare", "kinetics-json", str(tmp_path / "csv"), "400", str(frame_dir), "jpg", str(out)]) == 0
+    assert json.loads(out.read_text())["database"]["-3B32lodo2M_000059_000069"]["annotations"]["segment"] == [1, 1]
+    report = capsys.readouterr().out
+    assert "training 3 (1 with frames, 1 missing on disk, 1 with no frame)" in report
+    assert f"e.g. {other}: extract them with 'resnet3d prepare frames', or rename the frames image_%05d.jpg" in report
+
+
 def test_kinetics_successor_form_hdf5(kinetics_csvs, tmp_path):
     pytest.importorskip("h5py")
     from resnet3d.prepare.hdf5 import write_video

@@ -60,6 +60,8 @@ class SegmentReport:
     with_frames: Counter = field(default_factory=Counter)
     missing: Counter = field(default_factory=Counter)
     missing_examples: List[str] = field(default_factory=list)
+    empty: Counter = field(default_factory=Counter)  # a folder without image* frames: segment [1, 1]
+    empty_examples: List[str] = field(default_factory=list)
 
 
 def add_segments(entries: Dict[str, dict], frame_dir: Path, file_type: str = "jpg") -> SegmentReport:
@@ -80,7 +82,11 @@ def add_segments(entries: Dict[str, dict], frame_dir: Path, file_type: str = "jp
             path = frame_dir / label / key
             if path.is_dir():
                 annotations["segment"] = [1, count_image_files(path) + 1]
-        if "segment" in annotations:
+        if "segment" in annotations and annotations["segment"][1] <= annotations["segment"][0]:
+            report.empty[entry["subset"]] += 1  # kept, as the successor wrote it; training skips it
+            if len(report.empty_examples) < 3:
+                report.empty_examples.append(str(path))
+        elif "segment" in annotations:
             report.with_frames[entry["subset"]] += 1
         else:
             report.missing[entry["subset"]] += 1
@@ -103,13 +109,17 @@ def summary_line(
             continue
         text = f"{subset} {counts[subset]}"
         if segments is not None:
-            text += f" ({segments.with_frames[subset]} with frames, {segments.missing[subset]} missing on disk)"
+            empty = f", {segments.empty[subset]} with no frame" if segments.empty[subset] else ""
+            text += f" ({segments.with_frames[subset]} with frames, {segments.missing[subset]} missing on disk{empty})"
         parts.append(text)
     line = f"wrote {path}: {len(labels)} labels, " + ", ".join(parts or ["no videos"])
     if database.repeated:
         line += f"; {database.repeated} repeated identical lines ignored"
     if segments is not None and segments.missing_examples:
         line += f"; missing e.g. {', '.join(segments.missing_examples)}"
+    if segments is not None and segments.empty_examples:
+        line += (f"; folders with no image_00001.jpg ... frames, e.g. {', '.join(segments.empty_examples)}: extract "
+                 "them with 'resnet3d prepare frames', or rename the frames image_%05d.jpg")
     return line
 
 
