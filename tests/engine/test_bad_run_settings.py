@@ -37,6 +37,10 @@ def test_a_last_batch_of_one_tiny_clip_names_the_batch_size(motion_data, tmp_pat
     err = capsys.readouterr().err
     assert "a training batch of one clip leaves a BatchNorm layer a single value per channel" in err
     assert "60 training clips per epoch, --batch_size 59" in err
+    # the stopped run left its logs but no checkpoint: the next try is not sent to --resume auto
+    assert _main(motion_data, tmp_path, "--batch_size", "4", "--no_val") == 2
+    err = capsys.readouterr().err
+    assert "but no checkpoint to continue from: start over with --overwrite" in err and "--resume auto" not in err
 
 
 def test_clips_too_small_for_the_model_name_the_flags(motion_data, tmp_path, capsys):

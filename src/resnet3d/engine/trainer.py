@@ -522,7 +522,8 @@ def _check_fresh_result_path(config: Config, info: DistInfo) -> None:
         return
     names = ", ".join(p.name for p in earlier[:6]) + (" ..." if len(earlier) > 6 else "")
     if not config.run.overwrite:
-        if config.run.resume == "auto":
+        # a run stopped before its first checkpoint (a bad flag, a crash) has nothing to continue
+        if config.run.resume == "auto" or ckpt.find_latest(Path(config.run.result_path)) is None:
             raise UserError(f"{config.run.result_path} holds files of a run ({names}) but no checkpoint to continue "
                             "from: start over with --overwrite, or choose another --result_path")
         raise UserError(f"{config.run.result_path} already holds a run ({names}): continue it with --resume auto "
