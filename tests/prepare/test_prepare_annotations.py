@@ -98,6 +98,24 @@ def test_kinetics_successor_form_names_folders_whose_frames_are_named_otherwise(
     assert f"e.g. {other}: extract them with 'resnet3d prepare frames', or rename the frames image_%05d.jpg" in report
 
 
+def test_kinetics_successor_form_reads_deepminds_2020_file_names(tmp_path):
+    """kinetics700_2020/{train,validate,test}.csv (no is_cc column), here with a BOM and CRLF."""
+    csv_dir = tmp_path / "kinetics700_2020"
+    bom = "\ufeff"
+    write(csv_dir / "train.csv", bom + TRAIN_CSV, crlf=True)
+    write(csv_dir / "validate.csv", bom + VAL_CSV, crlf=True)
+    write(csv_dir / "test.csv", TEST_CSV)
+    frame_dir = tmp_path / "jpg"
+    frames(frame_dir / "abseiling" / "---QUuC4vJs_000003_000013", 5)
+    out = tmp_path / "k700.json"
+    assert cli.main(["prepare", "kinetics-json", str(csv_dir), "700", str(frame_dir), "jpg", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert written["labels"] == ["abseiling", "air drumming"]
+    assert written["database"]["---QUuC4vJs_000003_000013"]["annotations"] == {"label": "abseiling", "segment": [1, 6]}
+    assert written["database"]["-5mBkUjEbNE_000010_000020"]["subset"] == "validation"
+    assert written["database"]["-6G3m3D1W5w_000000_000010"]["subset"] == "testing"
+
+
 def test_kinetics_successor_form_hdf5(kinetics_csvs, tmp_path):
     pytest.importorskip("h5py")
     from resnet3d.prepare.hdf5 import write_video

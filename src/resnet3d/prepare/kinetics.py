@@ -83,17 +83,22 @@ def seed_kinetics_json(train_csv: Path, val_csv: Path, test_csv: Path, out_json:
 
 
 def successor_csv_paths(csv_dir: Path, n_classes: int) -> Dict[str, Optional[Path]]:
-    """``kinetics-<N>_{train,val,test}.csv`` (or the older ``kinetics_{train,val,test}.csv``)."""
+    """``kinetics-<N>_{train,val,test}.csv`` (or the older ``kinetics_{train,val,test}.csv``, or
+    ``train.csv``, ``validate.csv``, ``test.csv`` as DeepMind's 2020 archives name them)."""
     if not csv_dir.is_dir():
         raise UserError(f"CSV directory {csv_dir} does not exist")
-    for pattern in (f"kinetics-{n_classes}_{{}}.csv", "kinetics_{}.csv"):
-        paths = {split: csv_dir / pattern.format(split) for split in ("train", "val", "test")}
+    namings = [{split: pattern.format(split) for split in ("train", "val", "test")}
+               for pattern in (f"kinetics-{n_classes}_{{}}.csv", "kinetics_{}.csv")]
+    namings += [{"train": "train.csv", "val": "validate.csv", "test": "test.csv"},
+                {"train": "train.csv", "val": "val.csv", "test": "test.csv"}]
+    for names in namings:
+        paths = {split: csv_dir / name for split, name in names.items()}
         if paths["train"].is_file():
             if not paths["val"].is_file():
                 raise UserError(f"{paths['val']}: file not found (it goes with {paths['train']})")
             return {**paths, "test": paths["test"] if paths["test"].is_file() else None}
     raise UserError(
-        f"no kinetics-{n_classes}_train.csv in {csv_dir}; put the Kinetics-{n_classes} CSVs there "
+        f"no kinetics-{n_classes}_train.csv (nor train.csv) in {csv_dir}; put the Kinetics-{n_classes} CSVs there "
         "or give the number of classes of the CSVs you have (400, 600 or 700)"
     )
 
