@@ -88,6 +88,18 @@ def test_continue_equals_unbroken(motion_data, unbroken):
     assert len(read_log(motion_data / "split" / "train.log")) == 2  # the log continues, not restarts
 
 
+def test_continue_without_clip_flags_keeps_the_checkpoints_clips(motion_data, unbroken):
+    """The seed's continue command names no clip size: a run trained on 8x32x32 clips goes on
+    with them (it went on at the default 16x112x112 without a word)."""
+    resnet3d("main", *data_args(motion_data), "--result_path", "split_noclip", *EXACT, "--n_epochs", "1")
+    resumed = resnet3d("main", *data_args(motion_data), "--result_path", "split_noclip", "--n_threads", "0",
+                       "--no_hflip", "--crop", "c", "--n_scales", "1", "--batch_size", "4",
+                       "--max-steps-per-epoch", "6", "--checkpoint", "1", "--learning_rate", "0.01", "--deterministic",
+                       "--no_cuda", "--n_epochs", "2", "--begin_epoch", "2")
+    assert "sample_size 32, sample_duration 8 from" in resumed.stdout
+    assert _logs(motion_data / "split_noclip") == _logs(unbroken)
+
+
 def test_sigterm_writes_a_checkpoint_and_resume_is_exact(motion_data, unbroken):
     result_path = motion_data / "preempted"
     command = [sys.executable, "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", "preempted", *EXACT,

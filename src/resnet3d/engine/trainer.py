@@ -186,10 +186,12 @@ def open_checkpoint(config: Config, start: Start) -> Tuple[Optional[Path], Any]:
     return None, None
 
 
-def evaluation_settings(config: Config, loaded: Any, start: Start) -> Config:
-    """A run that only evaluates a checkpoint (no training) takes the clip size the checkpoint
-    records (ours do) unless the flags chose one: the model is tested on the clips it learnt."""
-    if config.run.train or loaded is None:
+def evaluation_settings(config: Config, loaded: Any, start: Start, continued: bool = False) -> Config:
+    """A run that only evaluates a checkpoint (no training), or continues one (``--begin_epoch``,
+    ``--resume``), takes the clip size the checkpoint records (ours do) unless the flags chose one:
+    the model is tested on the clips it learnt, and a continued run goes on with the clips it had
+    (the seed's continuation command names no clip size)."""
+    if loaded is None or (config.run.train and not continued):
         return config
     finetune, data = config.finetune, config.data
     changes: Dict[str, int] = {}
@@ -420,7 +422,7 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
     workers = -(-config.data.num_workers // max(info.local_world_size, 1))
     start = Start(epoch=1)
     opened = open_checkpoint(config, start)
-    config = evaluation_settings(config, opened[1], start)  # before the data sets: the clip size
+    config = evaluation_settings(config, opened[1], start, continued=opened[0] is not None)  # before the data sets
     run = config.run
     train_set = build_dataset(config.data, "training", seed=run.manual_seed) if run.train else None
     val_set = build_dataset(config.data, "validation", seed=run.manual_seed) if run.val else None
