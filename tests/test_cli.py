@@ -143,11 +143,13 @@ def test_a_loader_workers_user_error_is_its_one_line():
 
 
 @pytest.mark.slow
-def test_output_piped_into_a_reader_that_left_is_no_traceback():
-    """`resnet3d models | head -1`: the reader closes the pipe; no BrokenPipeError traceback."""
+@pytest.mark.parametrize("argv", [["models"], ["--help"]])
+def test_output_piped_into_a_reader_that_left_is_no_traceback(argv):
+    """`resnet3d models | head -1`, `resnet3d --help | head -1`: the reader closes the pipe; no
+    BrokenPipeError traceback (a command's output, and the overview printed before any command)."""
     reader, writer = os.pipe()
     os.close(reader)
-    done = subprocess.run([sys.executable, "-m", "resnet3d", "models"], stdout=writer, stderr=subprocess.PIPE,
+    done = subprocess.run([sys.executable, "-m", "resnet3d", *argv], stdout=writer, stderr=subprocess.PIPE,
                           text=True, timeout=120)
     os.close(writer)
     assert "Traceback" not in done.stderr

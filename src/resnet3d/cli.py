@@ -64,6 +64,17 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `resnet3d --help | head`, `resnet3d evaluate ... | head`: the reader left; silence the
+        # flush at interpreter exit too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         _print_overview()
@@ -89,15 +100,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as error:
         print(f"resnet3d {command}: error: {_user_message(error)}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        # `resnet3d evaluate ... | head`: the reader left; silence the flush at interpreter exit too.
-        # (Before the OSError clause: a BrokenPipeError is an OSError.)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
     except OSError as error:
         # A path the file system refuses (a file where a folder must go, no permission, a full
-        # disk): the user's to fix, so one line. An OSError without a file name may be a bug.
+        # disk): the user's to fix, so one line. An OSError without a file name may be a bug; a
+        # BrokenPipeError (it has none) goes on to main().
         if error.filename is None:
             raise
         print(f"resnet3d {command}: error: {describe_os_error(error)}", file=sys.stderr)
