@@ -9,6 +9,7 @@ their own (``engine.distributed``), so the agreement does not wait for the step 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -71,8 +72,11 @@ def _finish(progress: Progress) -> None:
 
 
 def _autocast(parts: StepParts):
-    return torch.autocast(parts.device.type, dtype=parts.amp_dtype or torch.float32,
-                          enabled=parts.amp_dtype is not None)
+    # Full precision is no autocast at all, not a disabled one: torch 2.1's autocast refuses
+    # float32 on the CPU ("AutocastCPU only support Bfloat16") even with enabled=False.
+    if parts.amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(parts.device.type, dtype=parts.amp_dtype)
 
 
 def train_step(parts: StepParts, clips: torch.Tensor, targets: torch.Tensor,
