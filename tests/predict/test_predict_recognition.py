@@ -266,3 +266,17 @@ def test_recognition_workers_fit_their_chunks_in_shared_memory(motion, tiny_mode
     monkeypatch.setattr(shared_memory, "free_shared_memory", lambda path=shared_memory.SHM_PATH: chunk)
     with pytest.raises(UserError, match="--shm-size"):
         _run(recognition_config(motion, tmp_path / "too-small", workers=2), tiny_model)
+
+
+def test_automatic_resume_sets_aside_other_settings_results_saying_why(motion, tiny_model, tmp_path, capsys):
+    """resnet3d main (resume=None) keeps an earlier file made with other settings as val.1.json; the
+    notice says why, and does not offer --resume, which main does not take for recognition."""
+    _run(recognition_config(motion, tmp_path, top_k=2), tiny_model, resume=None)
+    capsys.readouterr()
+    _run(recognition_config(motion, tmp_path, top_k=3), tiny_model, resume=None)
+    err = capsys.readouterr().err
+    assert (tmp_path / "val.1.json").exists()
+    assert "kept it as val.1.json (its results came from other top_k than this run has" in err
+    assert "--resume" not in err
+    _run(recognition_config(motion, tmp_path, top_k=4), tiny_model, resume=False)  # resnet3d test
+    assert "kept it as val.2.json (pass --resume to continue it, --overwrite to replace it)" in capsys.readouterr().err

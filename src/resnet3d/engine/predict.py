@@ -214,8 +214,14 @@ def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, 
                       file=sys.stderr, flush=True)
         elif output.exists() and not options.overwrite:
             moved = resultfiles.set_aside(output)
-            print(f"resnet3d: {output} already existed: kept it as {moved.name} (pass --resume to continue it, "
-                  "--overwrite to replace it)", file=sys.stderr, flush=True)
+            if options.resume is None:  # resnet3d main: it continues by itself what it can continue
+                why = (f"its results came from other {', '.join(changed)} than this run has" if changed
+                       else "it does not record the weights and settings that produced it")
+                hint = f"{why}; the same weights and settings continue a results file"
+            else:
+                hint = "pass --resume to continue it, --overwrite to replace it"
+            print(f"resnet3d: {output} already existed: kept it as {moved.name} ({hint})",
+                  file=sys.stderr, flush=True)
         if not resume:
             for path in partials:  # shares of an earlier distributed run that is not continued
                 path.unlink(missing_ok=True)
