@@ -97,3 +97,18 @@ def test_ctrl_c_in_test_says_how_to_continue(motion, our_checkpoint, tmp_path, c
     monkeypatch.setattr(predict, "result_entry", real)
     assert main([*argv, "--resume"]) == 0
     assert len(json.loads(out.read_text())["results"]) == 4
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--clips", "3", "--stride", "4"], "--stride 4 would not be used: --clips 3 spreads its windows evenly"),
+    (["--format", "seed", "--stride", "4"], "--stride 4 would not be used: --format seed takes the seed's windows"),
+    (["--crops", "3", "--crop", "nocrop"], "--crops 3 and nocrop (--crop / --inference_crop nocrop) exclude"),
+])
+def test_test_refuses_view_flags_it_would_ignore(motion, our_checkpoint, tmp_path, capsys, flags, words):
+    """A --stride that the chosen windows never use was dropped without a word."""
+    status = main(["test", "--weights", str(our_checkpoint), "--video-path", motion.jpg_path,
+                   "--annotation-path", motion.annotation_path, "--result-path", str(tmp_path),
+                   "--n-threads", "0", "--quiet", "--device", "cpu", *flags])
+    err = capsys.readouterr().err
+    assert status == 2 and words in err, err
+    assert not list(tmp_path.glob("*.json"))

@@ -142,6 +142,11 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k must be >= 1 (got {args.top_k})")
     top_k = args.top_k or (10 if args.format == "seed" else 5)
+    if args.stride is not None and (args.clips or args.format == "seed"):
+        windows = (f"--clips {args.clips} spreads its windows evenly" if args.clips
+                   else "--format seed takes the seed's windows, every sample_duration frames")
+        raise UserError(f"--stride {args.stride} would not be used: {windows}; drop --stride, or drop "
+                        f"{'--clips' if args.clips else '--format seed'} for sliding windows every --stride frames")
     stride = args.stride if args.stride is not None else loaded.sample_duration
     data = DataConfig(video_path=args.video_path, annotation_path=args.annotation_path,
                       sample_size=loaded.sample_size, sample_duration=loaded.sample_duration,

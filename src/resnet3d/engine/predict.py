@@ -93,7 +93,7 @@ def options_from_config(config: Any, *, n_clips: int = 0, n_crops: int = 1, outp
     if inference.crop not in ("center", "nocrop"):
         raise UserError(f"--inference_crop {inference.crop}: use center or nocrop")
     if n_crops == 3 and inference.crop == "nocrop":
-        raise UserError("--crops 3 and --inference_crop nocrop exclude each other: three crops cut squares, "
+        raise UserError("--crops 3 and nocrop (--crop / --inference_crop nocrop) exclude each other: three crops cut squares, "
                         "nocrop keeps the whole frame")
     data = config.data
     if n_clips:
