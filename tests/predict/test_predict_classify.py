@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from predict_helpers import DURATION
@@ -194,3 +195,22 @@ def test_features_with_and_without_folded_batchnorm_agree(clips_dir, our_checkpo
     folded, plain = features["--fold-bn"], features["--no-fold-bn"]
     assert folded.shape == plain.shape and np.abs(plain).max() > 0
     assert np.allclose(folded, plain, rtol=1e-4, atol=1e-5 * np.abs(plain).max())
+
+
+def test_weights_with_fewer_outputs_than_the_annotations_labels_are_named_with_a_warning(
+        motion, tmp_path, caplog):
+    """A successor checkpoint records no class names: its 3 outputs took the first 3 of the
+    annotation's 4 labels without a word (Kinetics-400 weights tested on a Kinetics-700 JSON)."""
+    from resnet3d.models import create_model
+
+    weights = tmp_path / "save_3.pth"
+    torch.save({"epoch": 3, "arch": "resnet-10", "state_dict": create_model("resnet", 10, n_classes=3).state_dict()},
+               weights)
+    with caplog.at_level("WARNING", logger="resnet3d.predict"):
+        assert main(["test", "--weights", str(weights), "--n_threads", "0", "--quiet", "--device", "cpu",
+                     "--sample-size", "32", "--sample-duration", "8", "--video_path", motion.jpg_path,
+                     "--annotation_path", motion.annotation_path, "--subset", "val", "--result_path", str(tmp_path)]) == 0
+    assert "the model has 3 outputs but the annotation lists 4 labels" in caplog.text
+    assert "--labels FILE" in caplog.text
+    results = json.loads((tmp_path / "val.json").read_text())["results"]
+    assert {entry["label"] for entries in results.values() for entry in entries} == set(motion.class_names[:3])

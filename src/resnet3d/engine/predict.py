@@ -137,6 +137,12 @@ def _class_names(given: Optional[Sequence[str]], annotation_names: Sequence[str]
                     "results name the model's classes, which the annotation's videos cannot match; check "
                     "that the weights were trained on this data set", given[0], annotation_names[0])
     names = list(given) if given else list(annotation_names)
+    if not given and len(names) > n_outputs:
+        # weights that record no class names, trained on other classes than the annotation lists
+        log.warning("the model has %d outputs but the annotation lists %d labels: the results name its outputs "
+                    "by the first %d (%s ... %s), which is right only if it was trained on exactly those, in "
+                    "that order; otherwise give the weights' class names (resnet3d test --labels FILE)",
+                    n_outputs, len(names), n_outputs, names[0], names[n_outputs - 1])
     if len(names) < n_outputs:
         log.warning("the model has %d outputs but only %d class names are known; the others are named by "
                     "their index", n_outputs, len(names))
