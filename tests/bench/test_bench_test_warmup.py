@@ -52,3 +52,11 @@ def test_each_side_is_warmed_up_before_it_is_timed(tmp_path, capsys, monkeypatch
     calls, lines = _run(tmp_path, capsys, monkeypatch, "--no-warm-up")
     assert calls == [("baseline", videos), ("ours", True, "timed"), ("ours", False, "timed")]
     assert all(line["warm_up"] is False for line in lines)
+
+
+def test_bench_test_video_path_without_annotation_is_a_one_line_error(capsys):
+    """It was a SystemExit: status 1 and a line without the 'resnet3d bench: error:' form."""
+    from resnet3d import cli
+
+    assert cli.main(["bench", "test", "--video_path", ".", "--device", "cpu", "--n_threads", "0"]) == 2
+    assert "resnet3d bench: error: --video_path needs --annotation_path" in capsys.readouterr().err

@@ -153,3 +153,17 @@ def test_sweep_measures_the_padded_stem_beside_the_plain_one(capsys):
                                                "fp32 channels_last_3d stem padded to 8 channels"]
     padded = records[-1]
     assert padded["stem_pad"] == 8 and padded["clips_per_s"] > 0 and padded["speedup"] > 0
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--video_path", "no-such-frames", "--annotation_path", "ann.json"], "--video_path no-such-frames: no such folder"),
+    (["--video_path", "."], "--video_path needs --annotation_path"),
+    (["--video_path", ".", "--annotation_path", "no-such.json"], "--annotation_path no-such.json: no such file"),
+])
+def test_missing_data_stops_before_the_step_measurements(capsys, tmp_path, monkeypatch, flags, words):
+    """A wrong path was found only after the step lines (minutes on a GPU at real sizes)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ann.json").write_text("{}")
+    assert cli.main(["bench", "train", *TINY, "--n_threads", "0", "--batch_size", "4", *flags]) == 2
+    captured = capsys.readouterr()
+    assert words in captured.err and captured.out == "", captured

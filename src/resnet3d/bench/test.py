@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--subset", default="validation")
     add_flag(parser, "--synthetic-dir", default=None,
              help="where to generate (or reuse) the synthetic data set (default: a temporary folder)")
-    add_flag(parser, "--videos", type=int, default=24, help="synthetic videos")
+    add_flag(parser, "--videos", type=int, default=24,
+             help="synthetic videos to recognise (rounded up to a multiple of 8: as many of each class)")
     add_flag(parser, "--frames", type=int, default=64, help="frames per synthetic video")
     add_flag(parser, "--height", type=int, default=240, help="synthetic frame height")
     add_flag(parser, "--width", type=int, default=320, help="synthetic frame width")
@@ -123,9 +124,11 @@ class OneVideoBaseline(torch.utils.data.Dataset):
 
 def _dataset(args: argparse.Namespace) -> Tuple[str, str, str]:
     """(video_path, annotation_path, dataset) of the data set to recognise."""
+    from resnet3d.errors import UserError
+
     if args.video_path:
         if not args.annotation_path:
-            raise SystemExit("bench test: --video_path needs --annotation_path")
+            raise UserError("--video_path needs --annotation_path")
         return args.video_path, args.annotation_path, args.dataset
     from resnet3d.synthetic import make_action_dataset
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
+import os
 import statistics
 import tempfile
 import time
@@ -434,6 +435,21 @@ def _data(args, workdir: str):
     return video_path, annotation_path, dataset
 
 
+def _check_end_to_end_inputs(args, device: torch.device) -> None:
+    """What the end-to-end measurement is given and cannot use stops the command at once."""
+    from resnet3d.data import check_decode_device
+
+    check_decode_device(args.decode_device, device)
+    if not args.video_path:
+        return
+    if not args.annotation_path:
+        raise UserError("--video_path needs --annotation_path")
+    if not os.path.isdir(args.video_path):
+        raise UserError(f"--video_path {args.video_path}: no such folder")
+    if not os.path.isfile(args.annotation_path):
+        raise UserError(f"--annotation_path {args.annotation_path}: no such file")
+
+
 def _with_copies(video_path: str, annotation_path: str, copies: int, workdir: str) -> Tuple[str, str]:
     """A kinetics-layout data set in ``workdir`` listing each training video ``copies`` times,
     every copy a symlink to the video's own folder: long epochs from few frames (generating runs
@@ -441,7 +457,6 @@ def _with_copies(video_path: str, annotation_path: str, copies: int, workdir: st
     every frame of every clip; the files are merely hot in the page cache, as those of a data set
     that fits in RAM are. The user's folders are only read."""
     import json
-    import os
 
     from resnet3d.fileio import atomic_write_json
 
@@ -619,6 +634,8 @@ def run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if args.only in ("all", "end-to-end"):
+        _check_end_to_end_inputs(args, device)  # before the step measurements' minutes, not after
     if args.only in ("all", "step"):
         if args.sweep:
             run_sweep(args, device, deadline)
