@@ -1,4 +1,5 @@
 """Run settings that cannot work stop with one line naming the flag, not a traceback."""
+import pytest
 import torch
 
 from engine_helpers import TINY, data_args
@@ -85,3 +86,18 @@ def test_decode_device_cuda_without_a_gpu_names_the_flag(motion_data, tmp_path, 
     assert _main(motion_data, tmp_path, "--batch_size", "4", "--decode-device", "cuda") == 2
     err = capsys.readouterr().err
     assert "--decode-device cuda" in err and "use --decode-device cpu" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra, warned", [([], True), (["--nproc-per-node", "2"], False)])
+def test_n_gpu_on_the_cpu_says_it_runs_one_process(extra, warned, capsys):
+    """The seed's `--n_gpu 2` with --no_cuda: one process, and a line naming the flag for several."""
+    from resnet3d import cli, compat
+    from resnet3d.engine.distributed import DistInfo
+    from resnet3d.engine.trainer import processes_per_node, resolve_device
+
+    args = cli.build_parser("main").parse_args(["--root_path", "/data", "--n_gpu", "2", "--no_cuda", *extra])
+    config, _ = compat.config_from_args(args)
+    assert resolve_device(config, DistInfo()).type == "cpu"
+    assert processes_per_node(config) == (2 if extra else 1)
+    err = capsys.readouterr().err
+    assert ("runs one process; for 2 CPU processes pass --nproc-per-node 2" in err) is warned

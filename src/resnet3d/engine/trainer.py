@@ -107,6 +107,9 @@ def processes_per_node(config: Config) -> int:
 def resolve_device(config: Config, info: DistInfo) -> torch.device:
     hardware = config.hardware
     if hardware.device == "cpu":
+        if (hardware.n_gpus or 0) > 1 and hardware.nproc_per_node is None:
+            warn(info, f"--n_gpus {hardware.n_gpus} on the CPU (--no_cuda / --device cpu) runs one process; "
+                       f"for {hardware.n_gpus} CPU processes pass --nproc-per-node {hardware.n_gpus}")
         return torch.device("cpu")
     if not torch.cuda.is_available():
         # "auto" picks quietly; a GPU that was asked for (--device cuda, --n_gpus, or `main`
