@@ -627,3 +627,10 @@ def test_an_opts_json_with_its_used_record_reads_back_as_a_config_file(tmp_path,
     again, _ = translate(["--config", "opts.json"], command="train")
     assert again.run.n_epochs == 7 and again.hardware.device == "cuda"
     assert Config.from_dict(opts) == Config.from_dict(config.to_dict())  # the record is left out
+
+
+def test_a_config_file_of_another_format_is_named_as_such(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.yaml").write_text("data:\n  sample_size: 112\n")
+    with pytest.raises(UserError, match=r"run.yaml: config files are TOML \(.toml\) or JSON \(.json\)"):
+        translate(["--config", "run.yaml"], command="train")

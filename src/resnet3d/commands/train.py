@@ -166,6 +166,9 @@ def read_config_file(path: str) -> Dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise UserError(f"--config {path}: no such file")
+    if file.suffix.lower() not in (".toml", ".json"):
+        raise UserError(f"--config {path}: config files are TOML (.toml) or JSON (.json); "
+                        f"`resnet3d train --print-config` shows one to start from")
     text = file.read_text(encoding="utf-8")
     if file.suffix.lower() == ".toml":
         try:
