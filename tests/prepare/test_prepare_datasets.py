@@ -201,12 +201,15 @@ def test_stats_of_known_colours(tmp_path, capsys):
     root = tmp_path / "jpg"
     frames(root / "c" / "red", 4, colour=(255, 0, 0))
     frames(root / "c" / "black", 4, colour=(0, 0, 0))
-    result = dataset_stats(root, samples=400, seed=1)
-    red_share = result.mean[0]  # the mean of R is the share of red frames sampled
-    assert 0.35 < red_share < 0.65
+    result = dataset_stats(root, samples=400, seed=1)  # 8 frames in all: each read once, exactly
+    assert result.frames == 8 and result.videos == 2
+    assert result.mean[0] == pytest.approx(0.5, abs=0.01)  # half the frames are red
     assert result.mean[1] < 0.02 and result.mean[2] < 0.02
-    assert result.std[0] == pytest.approx(np.sqrt(red_share * (1 - red_share)), abs=0.02)
-    assert result.frames == 400 and result.videos == 2
+    assert result.std[0] == pytest.approx(0.5, abs=0.01)
+    sampled = dataset_stats(root, samples=6, seed=1)  # fewer samples than frames: drawn at random
+    red_share = sampled.mean[0]  # the mean of R is the share of red frames sampled
+    assert sampled.frames == 6 and red_share * 6 == pytest.approx(round(red_share * 6), abs=0.05)
+    assert sampled.std[0] == pytest.approx(np.sqrt(red_share * (1 - red_share)), abs=0.02)
     annotation = tmp_path / "a.json"
     annotation.write_text(json.dumps({"labels": ["c"], "database": {
         "red": {"subset": "training", "annotations": {"label": "c"}},

@@ -109,7 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = _sub(subparsers, "stats")
     p.add_argument("frame_dir", type=Path, metavar="FRAME_DIR", help="frame folders (any depth) or .hdf5 files")
-    add_flag(p, "--samples", type=int, default=1000, help="frames to sample")
+    add_flag(p, "--samples", type=int, default=1000, help="frames to sample at random (a data set with no more frame-folder frames than this is read whole, each frame once)")
     add_flag(p, "--seed", type=int, default=0, help="seed of the sampling")
     add_flag(p, "--annotation", type=Path, default=None,
              help="annotation JSON: sample only the videos of --subset")

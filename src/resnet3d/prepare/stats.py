@@ -92,6 +92,21 @@ def sources_from_annotation(frame_dir: Path, annotation: Path, subset: str) -> L
     return sources
 
 
+def _frames_to_read(sources: List[Source], samples: int, rng: random.Random):
+    """(source, frame) pairs: every frame once when the frame folders hold no more than ``samples``
+    frames in all (exact statistics for a small data set, instead of drawing the same frames again
+    and again), else ``samples`` frames drawn at random (a random video, then one of its frames)."""
+    if all(not source.hdf5 for source in sources) and sum(source.n_frames for source in sources) <= samples:
+        for source in sources:
+            for index in image_indices(source.path):
+                path = source.path / image_name(index)
+                yield source, (str(path), path.read_bytes())
+        return
+    for _ in range(samples):
+        source = rng.choice(sources)
+        yield source, _read_frame(source, rng)
+
+
 def _read_frame(source: Source, rng: random.Random) -> Optional[Tuple[str, bytes]]:
     """A random frame of ``source``: (where it is, for messages; its JPEG bytes)."""
     if source.hdf5:
@@ -134,9 +149,7 @@ def dataset_stats(
     pixels = 0
     frames = 0
     used = set()
-    for _ in range(samples):
-        source = rng.choice(sources)
-        frame = _read_frame(source, rng)
+    for source, frame in _frames_to_read(sources, samples, rng):
         if frame is None:
             continue
         where, data = frame
