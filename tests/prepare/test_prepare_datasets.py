@@ -186,6 +186,19 @@ def test_n_frames_files(tmp_path, capsys):
     assert write_n_frames_files(root).unchanged == 3
 
 
+def test_n_frames_over_folders_of_another_tools_frame_names_says_so(tmp_path):
+    root = tmp_path / "jpg"
+    frames(root / "a" / "v1", 3)
+    for index in (1, 2, 3):
+        (root / "a" / "v1" / image_name(index)).rename(root / "a" / "v1" / f"img_{index:05d}.jpg")
+    with pytest.raises(UserError, match=r"no folder under .*jpg holds image_%05d.jpg frames: .*v1: the folder holds "
+                                        r"3 image files named like 'img_00001.jpg'.*resnet3d prepare frames"):
+        write_n_frames_files(root)
+    (root / "a" / "v1").rename(tmp_path / "elsewhere")
+    with pytest.raises(UserError, match="holds image_%05d.jpg frames: extract frames first"):
+        write_n_frames_files(root)
+
+
 def test_fps_files(tmp_path):
     videos = tmp_path / "videos"
     write_video(videos / "clip.mp4", n_frames=10, rate=25)

@@ -61,6 +61,9 @@ def write_n_frames_files(frame_dir: Path) -> NFramesReport:
             frame_folders.append(path)
         elif path != frame_dir and not subdirs and all(f.startswith(".") or f in FRAME_OUTPUT_FILES for f in files):
             empty_leaves.append(path)
+    if not frame_folders:
+        raise UserError(f"no folder under {frame_dir} holds image_%05d.jpg frames: "
+                        + (_other_frame_names(frame_dir) or "extract frames first (resnet3d prepare frames)"))
     parents_of_videos = {folder.parent for folder in frame_folders}
     for path in frame_folders + [leaf for leaf in empty_leaves if leaf.parent in parents_of_videos]:
         indices = image_indices(path)
@@ -75,6 +78,19 @@ def write_n_frames_files(frame_dir: Path) -> NFramesReport:
         atomic_write_text(path / N_FRAMES_FILE, str(highest))
         report.written += 1
     return report
+
+
+def _other_frame_names(frame_dir: Path) -> str:
+    """What the first folder holding images under other names (another tool's ``img_00001.jpg``)
+    holds and the fix; "" when there is none."""
+    from resnet3d.data.sources import JpegFolderSource
+
+    for folder, subdirs, _ in os.walk(frame_dir):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        problem = JpegFolderSource(folder).naming_problem()
+        if problem:
+            return f"{folder}: {problem}"
+    return ""
 
 
 @dataclass
