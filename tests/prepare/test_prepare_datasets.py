@@ -276,3 +276,33 @@ def test_activitynet_json_settles_a_v_name_of_youtube_length(tmp_path):
     assert cli.main(["prepare", "frames", str(videos), str(tmp_path / "jpg"), "--annotation", str(path),
                      "--short-side", "32", "--workers", "1"]) == 0
     assert (tmp_path / "jpg" / "v_a00bC-d_0" / "n_frames").read_text() == "4"
+
+
+def test_folder_json_over_hdf5_files_trains_from_them(tmp_path):
+    """ROOT/<class>/<video>.hdf5 (prepare frames --hdf5) is a data set folder-json reads, and the
+    data set it writes loads those files with --file_type hdf5."""
+    import io
+
+    from resnet3d.data import DataConfig, build_dataset
+    from resnet3d.prepare.hdf5 import write_video as write_hdf5
+
+    root = tmp_path / "h5"
+    for label, colour in (("red", (250, 0, 0)), ("blue", (0, 0, 250))):
+        for video in range(3):
+            jpegs = []
+            for _ in range(6):
+                buffer = io.BytesIO()
+                Image.new("RGB", (40, 30), colour).save(buffer, format="JPEG", quality=95)
+                jpegs.append(buffer.getvalue())
+            (root / label).mkdir(parents=True, exist_ok=True)
+            write_hdf5(root / label / f"{label}{video}.hdf5", jpegs)
+    line = folder_json(root, tmp_path / "h5.json", val_ratio=0.34, seed=0)
+    assert "0 frame folders, 6 video or .hdf5 files" in line
+    cfg = DataConfig(video_path=str(root), annotation_path=str(tmp_path / "h5.json"), file_type="hdf5",
+                     dataset="folder", sample_size=16, sample_duration=4)
+    training = build_dataset(cfg, "training")
+    assert training.n_videos == 4 and training.class_names == ["blue", "red"]
+    item = training[0]
+    assert item["clip"].shape == (4, 16, 16, 3) and item["bad_frames"] == 0
+    red = item["clip"][..., 0].float().mean() > 200
+    assert bool(red) == (training.videos[0].target == 1)

@@ -1,5 +1,5 @@
-"""A user's own data set, laid out as ``ROOT/<class>/<video file or frame folder>``, -> the shared
-annotation JSON.
+"""A user's own data set, laid out as ``ROOT/<class>/<video file, frame folder or .hdf5 file>``, ->
+the shared annotation JSON.
 
 Labels are the class folder names, sorted. Each item's key is its frame folder's name (or its
 video file's name without the extension); keys must be unique across classes, since training
@@ -48,7 +48,8 @@ def find_items(root: Path) -> Dict[str, List[Item]]:
         for path in sorted(class_dir.iterdir()):
             if path.name.startswith("."):
                 continue
-            if path.is_file() and is_video_file(path):
+            if path.is_file() and (is_video_file(path) or path.suffix.lower() == ".hdf5"):
+                # a video file or an HDF5 frame file: its frames are counted when it is read
                 item = Item(class_dir.name, video_key(path.name), path, False)
             elif _is_frame_folder(path):
                 item = Item(class_dir.name, path.name, path, True)
@@ -64,7 +65,8 @@ def find_items(root: Path) -> Dict[str, List[Item]]:
         if items:
             classes[class_dir.name] = items
     if not classes:
-        raise UserError(f"no videos or frame folders in {root}/<class>/ (expected ROOT/<class>/<video or frame folder>)")
+        raise UserError(f"no videos, frame folders or .hdf5 files in {root}/<class>/ "
+                        "(expected ROOT/<class>/<video, frame folder or .hdf5 file>)")
     return classes
 
 
@@ -141,7 +143,7 @@ def folder_json(
                 n_folders += 1
     write_annotation(out_json, labels, database.entries)
     line = summary_line(out_json, labels, database)
-    line += f"; {n_folders} frame folders, {len(database.entries) - n_folders} video files"
+    line += f"; {n_folders} frame folders, {len(database.entries) - n_folders} video or .hdf5 files"
     if unlisted:
         line += f"; {unlisted} items in neither list left out"
     return line
