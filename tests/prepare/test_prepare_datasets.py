@@ -242,16 +242,22 @@ def test_stats_names_the_corrupt_frame(tmp_path):
         dataset_stats(root, samples=50, seed=0)
 
 
+def _official_json_of_one_video(tmp_path: Path, key: str) -> Path:
+    """An ActivityNet v1.3 JSON holding one 0.16 s training video, ``key``."""
+    official = {"version": "VERSION 1.3", "taxonomy": official_json()["taxonomy"],
+                "database": {key: {"subset": "training", "duration": 0.16, "resolution": "64x48", "url": "",
+                                   "annotations": [{"segment": [0.0, 0.1], "label": "Drinking coffee"}]}}}
+    path = tmp_path / "official.json"
+    path.write_text(json.dumps(official))
+    return path
+
+
 def test_activitynet_ids_of_another_length_keep_their_v_prefix(tmp_path):
     """A data set of one's own with ids that are not 11-character YouTube ids, downloaded as the
     official crawler names files (v_<id>.mp4): frames go to v_<id>/, and the fps reaches <id>."""
     videos = tmp_path / "videos"
     write_video(videos / "v_clip_7.mp4", n_frames=4)
-    official = {"version": "VERSION 1.3", "taxonomy": official_json()["taxonomy"],
-                "database": {"clip_7": {"subset": "training", "duration": 0.16, "resolution": "64x48", "url": "",
-                                        "annotations": [{"segment": [0.0, 0.1], "label": "Drinking coffee"}]}}}
-    path = tmp_path / "official.json"
-    path.write_text(json.dumps(official))
+    path = _official_json_of_one_video(tmp_path, "clip_7")
     assert cli.main(["prepare", "frames", str(videos), str(tmp_path / "jpg"), "--layout", "activitynet",
                      "--short-side", "32", "--workers", "1"]) == 0
     assert (tmp_path / "jpg" / "v_clip_7" / "n_frames").read_text() == "4"
@@ -264,11 +270,7 @@ def test_activitynet_json_settles_a_v_name_of_youtube_length(tmp_path):
     """v_ + a 9-character id is 11 characters, like a bare YouTube id: the JSON tells which it is."""
     videos = tmp_path / "videos"
     write_video(videos / "v_a00bC-d_0.mp4", n_frames=4)
-    official = {"version": "VERSION 1.3", "taxonomy": official_json()["taxonomy"],
-                "database": {"a00bC-d_0": {"subset": "training", "duration": 0.16, "resolution": "64x48", "url": "",
-                                           "annotations": [{"segment": [0.0, 0.1], "label": "Drinking coffee"}]}}}
-    path = tmp_path / "official.json"
-    path.write_text(json.dumps(official))
+    path = _official_json_of_one_video(tmp_path, "a00bC-d_0")
     out = tmp_path / "activitynet.json"
     assert cli.main(["prepare", "activitynet-json", str(videos), str(path), str(out)]) == 0
     assert json.loads(out.read_text())["database"]["a00bC-d_0"]["fps"] == pytest.approx(25.0)
