@@ -345,3 +345,39 @@ def test_a_full_disk_stops_the_run_and_odd_errors_fail_one_video(one_video, monk
     monkeypatch.setattr(extract, "_write_frames", bug)
     summary = run(videos, frames)
     assert summary.failures == [(str(videos / "clip.mp4"), "unexpected error, please report it: ValueError: something odd")]
+
+
+def _variable_rate_mkv(path: Path, times_ms, size=(48, 32)) -> Path:
+    """Matroska (no frame count in its index) with frames at ``times_ms``, nominally 25 fps, as
+    phones record when the light drops: fewer frames than duration x 25."""
+    import av
+    from fractions import Fraction
+
+    width, height = size
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for index, ms in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 20 * index % 250, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_variable_frame_rate_matroska_is_complete_and_a_cut_one_is_not(tmp_path):
+    """12 frames over 0.84 s (21 at the nominal 25 fps) reach the end: done, every frame. The
+    same file cut in half still fails as truncated."""
+    times = [0, 40, 80, 200, 240, 280, 400, 440, 480, 600, 700, 800]
+    video = _variable_rate_mkv(tmp_path / "phone.mkv", times)
+    outcome = extract_video(video, tmp_path / "phone", SMALL)
+    assert (outcome.status, outcome.reason, outcome.frames) == ("done", "", 12)
+    cut = tmp_path / "cut.mkv"
+    long_video = _variable_rate_mkv(tmp_path / "long.mkv", [40 * i for i in range(60)])
+    cut.write_bytes(long_video.read_bytes()[: long_video.stat().st_size // 2])
+    outcome = extract_video(cut, tmp_path / "cut", SMALL)
+    assert outcome.status == "failed" and outcome.reason.startswith("truncated: decoded ")

@@ -74,8 +74,9 @@ class Orientation:
     flip_cols: bool = False
 
     def apply(self, plane: np.ndarray) -> np.ndarray:
+        """``plane``: (H, W) or (H, W, channels)."""
         if self.transpose:
-            plane = plane.T
+            plane = plane.swapaxes(0, 1)
         if self.flip_rows:
             plane = plane[::-1]
         if self.flip_cols:
@@ -130,6 +131,7 @@ def _seconds(value, time_base) -> Optional[float]:
 class DecodeStats:
     decoded: int = 0
     bad_packets: int = 0
+    covered_s: float = 0.0  # from the first frame's time to the end of the last one
     read_error: Optional[str] = None  # demuxing stopped early with this error
 
 
@@ -240,6 +242,7 @@ class VideoReader:
                     duration = _seconds(frame.duration, time_base) or default_duration
                     index += 1
                     self.stats.decoded = index
+                    self.stats.covered_s = seconds - first_time + duration
                     yield frame, seconds - first_time, duration
         except av.FFmpegError as error:
             self.stats.read_error = _ffmpeg_message(error)
@@ -252,9 +255,16 @@ class VideoReader:
             detail = stats.read_error or (f"{stats.bad_packets} corrupt packets" if stats.bad_packets else "")
             raise VideoError("no frame could be decoded" + (f" ({detail})" if detail else ""))
         expected = self.expected_frames()
-        if expected and stats.decoded < COMPLETE_FRACTION * expected:
+        if expected and stats.decoded < COMPLETE_FRACTION * expected and not self._reaches_the_end():
             cause = f"; {stats.read_error}" if stats.read_error else ""
             raise VideoError(f"truncated: decoded {stats.decoded} of the ~{expected} frames the file announces{cause}")
+
+    def _reaches_the_end(self) -> bool:
+        """Without a frame count in the container's index (Matroska, WebM), the expected count
+        is duration x average rate, which a variable frame rate overstates: a video whose
+        frames reach its announced end is complete however few they are."""
+        duration = self.duration_s
+        return not self.stream.frames and bool(duration) and self.stats.covered_s >= COMPLETE_FRACTION * duration
 
     def close(self) -> None:
         self.container.close()
