@@ -20,6 +20,7 @@ import torch
 
 from resnet3d.data import temporal
 from resnet3d.data.spatial import center_box, resize_clip
+from resnet3d.video_files import DisplayFrames
 
 RESIZE_GROUP = 32  # frames resized together (one interpolate call)
 
@@ -50,7 +51,8 @@ def open_video(path: str):
 
 
 def decode_frames(path: str) -> Iterator[np.ndarray]:
-    """Every frame of the first video stream as uint8 RGB (H, W, 3), in order.
+    """Every frame of the first video stream as uint8 RGB (H, W, 3), in order, upright and at
+    the display aspect ratio (``DisplayFrames``), as ``prepare frames`` extracts them.
 
     Raises VideoReadError when nothing decodes; a stream that breaks off midway yields the frames
     before the damage (a warning names the file)."""
@@ -61,10 +63,11 @@ def decode_frames(path: str) -> Iterator[np.ndarray]:
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        display = DisplayFrames(stream)
         try:
             for frame in container.decode(stream):
                 count += 1
-                yield frame.to_ndarray(format="rgb24")
+                yield display.rgb(frame)
         except Exception as error:
             if count == 0:
                 raise VideoReadError(f"no frame decodes ({type(error).__name__}: {error})") from None

@@ -26,6 +26,7 @@ import torch
 from resnet3d.data.config import DataConfig
 from resnet3d.data.decode import ClipDecoder, DecodeError, decode_region, jpeg_size
 from resnet3d.data.spatial import Box, OutSize, output_size
+from resnet3d.video_files import DisplayFrames
 
 PickBox = Callable[[int, int], Box]
 Failures = Dict[int, str]
@@ -297,8 +298,9 @@ class Hdf5Source(EncodedSource):
 _reformatter = None
 
 
-def _rgb(frame) -> np.ndarray:
-    """A decoded video frame as uint8 (H, W, 3). One reformatter per process: PyAV's
+def _display(stream) -> DisplayFrames:
+    """Frames of ``stream`` as uint8 (H, W, 3), upright and at the display aspect ratio, as
+    ``prepare frames`` writes them. One reformatter per process: PyAV's
     ``frame.to_ndarray(format='rgb24')`` builds a new swscale context for every frame, which
     measured ~6x slower than reusing one."""
     global _reformatter
@@ -306,13 +308,14 @@ def _rgb(frame) -> np.ndarray:
         from av.video.reformatter import VideoReformatter
 
         _reformatter = VideoReformatter()
-    return _reformatter.reformat(frame, format="rgb24").to_ndarray()
+    return DisplayFrames(stream, _reformatter)
 
 
 class VideoFileSource:
     """A video file decoded in-process with PyAV (FFmpeg), seeking to the keyframe before the
     window and decoding only up to its last frame. Frame ``i`` is the one shown at time
-    ``(i - 1) / fps`` from the stream's start."""
+    ``(i - 1) / fps`` from the stream's start (with a variable frame rate, the latest frame
+    decoded by then), upright and at the display aspect ratio as ``prepare frames`` writes it."""
 
     gray = False
 
@@ -380,8 +383,19 @@ class VideoFileSource:
                     target = start + int((first - 1) / rate / time_base)
                     container.seek(target, stream=stream, backward=True, any_frame=False)
                     seeked = True
+                display = _display(stream)
                 counter = 0
                 want = set(wanted)
+                shown: Optional[Tuple[int, object]] = None  # the last decoded (index, frame)
+
+                def keep(index: int, frame) -> None:
+                    nonlocal box
+                    image = display.rgb(frame)
+                    if box is None:
+                        box = pick_box(image.shape[1], image.shape[0])
+                    b = box.for_size(image.shape[1], image.shape[0])
+                    regions[index] = image[b.y0 : b.y1, b.x0 : b.x1]
+
                 for frame in container.decode(stream):
                     counter += 1
                     if frame.pts is not None and time_base:
@@ -390,14 +404,17 @@ class VideoFileSource:
                         index = counter
                     else:  # no timestamps after a seek: start over without seeking
                         return self._load_from_start(wanted, pick_box, out_hw)
+                    if shown is not None:
+                        # a variable frame rate leaves instants with no frame of their own: the
+                        # screen still shows the previous frame then
+                        for skipped in range(shown[0] + 1, min(index, last + 1)):
+                            if skipped in want and skipped not in regions:
+                                keep(skipped, shown[1])
                     if index > last:
                         break
                     if index in want and index not in regions:
-                        image = _rgb(frame)
-                        if box is None:
-                            box = pick_box(image.shape[1], image.shape[0])
-                        b = box.for_size(image.shape[1], image.shape[0])
-                        regions[index] = image[b.y0 : b.y1, b.x0 : b.x1]
+                        keep(index, frame)
+                    shown = (index, frame)
             except Exception as error:  # a damaged stream: keep what decoded, count the rest
                 reason = f"decoding failed ({type(error).__name__}: {error})"
                 return regions, {i: reason for i in wanted if i not in regions}, box
@@ -407,11 +424,12 @@ class VideoFileSource:
         regions = Regions()
         box = None
         with self._open() as container:
+            display = _display(container.streams.video[0])
             for counter, frame in enumerate(container.decode(video=0), start=1):
                 if counter > wanted[-1]:
                     break
                 if counter in wanted:
-                    image = _rgb(frame)
+                    image = display.rgb(frame)
                     box = box or pick_box(image.shape[1], image.shape[0])
                     b = box.for_size(image.shape[1], image.shape[0])
                     regions[counter] = image[b.y0 : b.y1, b.x0 : b.x1]
