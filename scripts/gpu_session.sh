@@ -5,7 +5,7 @@
 # from the repository root, with the wheels it lacks carried in .whl/ (docs/benchmarks.md says
 # how to fetch them):
 #
-#     bash scripts/gpu_session.sh PLAN        # PLAN: 1 (default), 2 or 3, see plan_1 .. plan_3 below
+#     bash scripts/gpu_session.sh PLAN        # PLAN: 1 (default), 2, 3 or 4, see plan_1 .. plan_4 below
 #
 # Here, without a GPU, check the script's logic at toy sizes before spending device time:
 #
@@ -103,6 +103,10 @@ else
     TEST_SET=(--n-classes 8 --videos-per-class 6 --n-frames 160 --size 240 320)
 fi
 R3D=($PY -m resnet3d)
+# Few generated videos, listed many times (symlinks): with the 144 videos alone an epoch held two
+# batches of 64, so at most two of 15 workers were ever busy and the first session measured the
+# loader's start-up (189 clips/s, 95.6% data wait) instead of its throughput.
+COPIES=(--video-copies 20) TEST_COPIES=(--video-copies 8)
 ON_TRAIN=(--video_path "$DATA/train/jpg" --annotation_path "$DATA/train/annotation.json" --dataset kinetics)
 ON_TEST=(--video_path "$DATA/test/jpg" --annotation_path "$DATA/test/annotation.json" --dataset kinetics)
 
@@ -146,14 +150,14 @@ plan_1() {
     stage step-r18 90 "${R3D[@]}" bench train --only step --sweep "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${STEPS[@]}" \
         --batch-sizes "$BATCHES" --precisions "$PRECISIONS" --compile-modes none --stem-pad 8 --time-budget 75
     stage end-to-end-r18 80 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
-        "${STEPS[@]}" "${ON_TRAIN[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
+        "${STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
     stage recognition-r18 80 "${R3D[@]}" bench test "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" \
-        --subset training --n_threads "$WORKERS" --batch_size "$BATCH" --compare-fold
+        "${TEST_COPIES[@]}" --subset training --n_threads "$WORKERS" --batch_size "$BATCH" --compare-fold
     stage end-to-end-r50 60 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" \
-        "${STEPS[@]}" "${ON_TRAIN[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
+        "${STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
     [[ $SMOKE == 1 ]] || stage end-to-end-r18-gpu-decode 50 "${R3D[@]}" bench train --only end-to-end --no-baseline \
         --decode-device cuda "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${STEPS[@]}" "${ON_TRAIN[@]}" \
-        --batch_size "$BATCH" --n_threads "$WORKERS"
+        "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
 }
 
 # Session 2: decoding on the GPU (loader and recognition), and what compilation gives.
@@ -165,7 +169,7 @@ plan_2() {
     stage loader-gpu-decode 60 "${R3D[@]}" bench loader "${ON_TRAIN[@]}" "${SIZE[@]}" --batch_size "$BATCH" \
         --n_threads "$WORKERS" --n-batches 8 --repeat 2 "${GPU_DECODE[@]}"
     stage recognition-r18-gpu-decode 60 "${R3D[@]}" bench test --no-baseline "${GPU_DECODE[@]}" \
-        "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" --subset training --n_threads 4 --batch_size "$BATCH"
+        "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" "${TEST_COPIES[@]}" --subset training --n_threads 4 --batch_size "$BATCH"
     stage sweep-r18-compiled 170 "${R3D[@]}" bench train --only step --sweep "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
         "${STEPS[@]}" --batch-sizes "$BATCHES" --precisions "${PRECISIONS##*,}" \
         --compile-modes default,max-autotune-no-cudagraphs,reduce-overhead --time-budget 150
@@ -183,6 +187,28 @@ plan_3() {
         "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TRAIN[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
     # the README's first command, on the GPU: its summary lines go to log.txt
     [[ $SMOKE == 1 ]] || stage demo 120 "${R3D[@]}" demo --device cuda --workdir /tmp/resnet3d-demo --overwrite
+}
+
+# Session 2 (after plan 1, whose end-to-end and recognition stages ran on two-batch epochs): the
+# headline figures on long epochs, the batch-128 step plan 1's sweep did not reach, and the loader
+# alone with CPU against GPU decoding.
+plan_4() {
+    make_data &
+    local data=$!
+    stage step-r18-b128 60 "${R3D[@]}" bench train --only step --sweep "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
+        "${STEPS[@]}" --batch-sizes "${BATCHES##*,}" --precisions "${PRECISIONS##*,}" --compile-modes none --time-budget 50
+    wait $data
+    stage end-to-end-r18 70 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
+        "${STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
+    [[ $SMOKE == 1 ]] || stage end-to-end-r18-gpu-decode 45 "${R3D[@]}" bench train --only end-to-end --no-baseline \
+        --decode-device cuda "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${STEPS[@]}" "${ON_TRAIN[@]}" \
+        "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
+    stage recognition-r18 60 "${R3D[@]}" bench test "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" \
+        "${TEST_COPIES[@]}" --subset training --n_threads "$WORKERS" --batch_size "$BATCH"
+    stage end-to-end-r50 70 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" \
+        "${STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
+    stage loader-per-core 50 "${R3D[@]}" bench loader "${ON_TRAIN[@]}" "${SIZE[@]}" --batch_size "$BATCH" \
+        --n_threads "$WORKERS" --n-batches 8 --repeat 2 --baseline "${GPU_DECODE[@]}"
 }
 
 environment

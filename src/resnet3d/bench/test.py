@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--videos", type=int, default=24,
              help="synthetic videos to recognise (rounded up to a multiple of 8: as many of each class)")
     add_flag(parser, "--frames", type=int, default=64, help="frames per synthetic video")
+    add_flag(parser, "--video-copies", type=int, default=1,
+             help="list each video of --subset this many times (symlinks; kinetics layout): enough videos to keep "
+                  "many workers busy from a few generated ones")
     add_flag(parser, "--height", type=int, default=240, help="synthetic frame height")
     add_flag(parser, "--width", type=int, default=320, help="synthetic frame width")
     parser.add_argument("--model", default="resnet")
@@ -140,6 +143,21 @@ def _dataset(args: argparse.Namespace) -> Tuple[str, str, str]:
     return str(root / "jpg"), str(annotation), "kinetics"
 
 
+def _copies(args: argparse.Namespace, video_path: str, annotation_path: str, dataset: str) -> Tuple[str, str]:
+    """The data set with each video of ``--subset`` listed ``--video-copies`` times, in a
+    temporary folder (symlinks: the user's folders are only read)."""
+    from resnet3d.bench.video_copies import with_video_copies
+    from resnet3d.errors import UserError
+
+    if args.video_copies < 1:
+        raise UserError("--video-copies must be 1 or more")
+    if dataset != "kinetics":
+        raise UserError(f"--video-copies needs a data set in the kinetics layout (<label>/<key> folders), "
+                        f"not --dataset {dataset}")
+    workdir = tempfile.mkdtemp(prefix="resnet3d-bench-copies-")
+    return with_video_copies(video_path, annotation_path, args.video_copies, workdir, subset=args.subset)
+
+
 def _baseline(model, videos, data, device: torch.device, workers: int) -> Tuple[float, Dict[str, int]]:
     """Seconds and top-1 class per video of the one-video-per-batch scheme."""
     from resnet3d.data.dataset import VideoDataset
@@ -193,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
         torch.backends.cudnn.benchmark = True
     assemble_on = _assemble_device(args, device)  # refused before the baseline's minutes, not after
     video_path, annotation_path, dataset = _dataset(args)
+    if args.video_copies != 1:
+        video_path, annotation_path = _copies(args, video_path, annotation_path, dataset)
     data = DataConfig(dataset=dataset, video_path=video_path, annotation_path=annotation_path,
                       sample_size=args.sample_size, sample_duration=args.sample_duration, num_workers=args.n_threads)
     ours_data = data.with_changes(decode_device=args.decode_device)

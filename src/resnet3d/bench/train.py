@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from resnet3d.bench.common import emit
+from resnet3d.bench.video_copies import with_video_copies
 from resnet3d.cliargs import add_flag
 from resnet3d.config import COMPILE_MODES, check_compile_mode, resolve_compile_mode
 from resnet3d.engine.compilation import compile_errors_explained, compile_model, reset_compiler
@@ -431,7 +432,7 @@ def _data(args, workdir: str):
         if dataset != "kinetics":
             raise UserError(f"--video-copies needs a data set in the kinetics layout (<label>/<key> folders), "
                             f"not --dataset {dataset}")
-        video_path, annotation_path = _with_copies(video_path, annotation_path, args.video_copies, workdir)
+        video_path, annotation_path = with_video_copies(video_path, annotation_path, args.video_copies, workdir)
     return video_path, annotation_path, dataset
 
 
@@ -448,38 +449,6 @@ def _check_end_to_end_inputs(args, device: torch.device) -> None:
         raise UserError(f"--video_path {args.video_path}: no such folder")
     if not os.path.isfile(args.annotation_path):
         raise UserError(f"--annotation_path {args.annotation_path}: no such file")
-
-
-def _with_copies(video_path: str, annotation_path: str, copies: int, workdir: str) -> Tuple[str, str]:
-    """A kinetics-layout data set in ``workdir`` listing each training video ``copies`` times,
-    every copy a symlink to the video's own folder: long epochs from few frames (generating runs
-    near 150 frames/s on one core; a copy costs a symlink). The loader still opens and decodes
-    every frame of every clip; the files are merely hot in the page cache, as those of a data set
-    that fits in RAM are. The user's folders are only read."""
-    import json
-
-    from resnet3d.fileio import atomic_write_json
-
-    try:
-        with open(annotation_path, "r", encoding="utf-8") as handle:
-            annotation = json.load(handle)
-        entries = annotation["database"].items()
-    except (OSError, ValueError, KeyError, AttributeError) as error:
-        raise UserError(f"--video-copies: cannot read {annotation_path} as an annotation JSON ({error})") from None
-    root = os.path.join(workdir, f"copies_x{copies}")
-    database = {}
-    for key, entry in entries:
-        label = (entry.get("annotations") or {}).get("label") if isinstance(entry, dict) else None
-        if entry.get("subset") != "training" or not label:
-            continue
-        os.makedirs(os.path.join(root, "jpg", label), exist_ok=True)
-        for copy in range(copies):
-            name = key if copy == 0 else f"copy{copy}-{key}"
-            os.symlink(os.path.abspath(os.path.join(video_path, label, key)), os.path.join(root, "jpg", label, name))
-            database[name] = entry
-    path = os.path.join(root, "annotation.json")
-    atomic_write_json(path, {**annotation, "database": database})
-    return os.path.join(root, "jpg"), path
 
 
 def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadline) -> None:
