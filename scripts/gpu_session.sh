@@ -87,7 +87,8 @@ DATA=${DATA:-/tmp/resnet3d-gpu-data}
 if [[ $SMOKE == 1 ]]; then
     # toy sizes on whatever device there is: checks the stages run, not their figures
     DEV=(--device auto) R18=(--model_depth 10 --resnet_widen_factor 0.25) BIG=(--model_depth 18 --resnet_widen_factor 0.25)
-    SIZE=(--sample_size 32 --sample_duration 4) STEPS=(--steps 2 --warmup 1) BATCH=8 BATCHES=8,16
+    SIZE=(--sample_size 32 --sample_duration 4) STEPS=(--steps 2 --warmup 1) E2E_STEPS=(--steps 2 --warmup 1)
+    BATCH=8 BATCHES=8,16
     TRAIN_SET=(--n-classes 8 --videos-per-class 4 --n-frames 8 --size 48 64)
     TEST_SET=(--n-classes 4 --videos-per-class 2 --n-frames 12 --size 48 64)
     WORKERS=2 PRECISIONS=fp32  # bf16 3D convolutions crawl on a CPU
@@ -95,6 +96,9 @@ if [[ $SMOKE == 1 ]]; then
 else
     DEV=(--device cuda) R18=(--model_depth 18) BIG=(--model_depth 50)
     SIZE=(--sample_size 112 --sample_duration 16) STEPS=(--steps 30 --warmup 8) BATCH=64 BATCHES=64,128
+    # end to end: 200 timed steps (after the warm-up and the drained prefetch queue, bench/train.py
+    # drain_steps): 30 steps were about one second, mostly served from the queue
+    E2E_STEPS=(--steps 200 --warmup 8)
     PRECISIONS=fp32,bf16
     GPU_DECODE=(--decode-device cuda)
     # 240p frames of about 9.5 KB (quality 75, light noise): 144 training videos, enough for batches of 128
@@ -145,18 +149,18 @@ tests() {
 plan_1() {
     make_data &
     local data=$!
-    tests 150 -m "not compile"
+    tests 110 -m "not compile"  # 90 s on an H200 (2026-11-26)
     wait $data
     stage step-r18 90 "${R3D[@]}" bench train --only step --sweep "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${STEPS[@]}" \
         --batch-sizes "$BATCHES" --precisions "$PRECISIONS" --compile-modes none --stem-pad 8 --time-budget 75
-    stage end-to-end-r18 80 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
-        "${STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
-    stage recognition-r18 80 "${R3D[@]}" bench test "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" \
+    stage end-to-end-r18 100 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
+        "${E2E_STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
+    stage recognition-r18 60 "${R3D[@]}" bench test "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" \
         "${TEST_COPIES[@]}" --subset training --n_threads "$WORKERS" --batch_size "$BATCH" --compare-fold
-    stage end-to-end-r50 60 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" \
-        "${STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
-    [[ $SMOKE == 1 ]] || stage end-to-end-r18-gpu-decode 50 "${R3D[@]}" bench train --only end-to-end --no-baseline \
-        --decode-device cuda "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${STEPS[@]}" "${ON_TRAIN[@]}" \
+    stage end-to-end-r50 100 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" \
+        "${E2E_STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
+    [[ $SMOKE == 1 ]] || stage end-to-end-r18-gpu-decode 60 "${R3D[@]}" bench train --only end-to-end --no-baseline \
+        --decode-device cuda "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${E2E_STEPS[@]}" "${ON_TRAIN[@]}" \
         "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
 }
 
@@ -195,18 +199,18 @@ plan_3() {
 plan_4() {
     make_data &
     local data=$!
-    stage step-r18-b128 60 "${R3D[@]}" bench train --only step --sweep "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
+    stage step-r18-b128 90 "${R3D[@]}" bench train --only step --sweep "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
         "${STEPS[@]}" --batch-sizes "${BATCHES##*,}" --precisions "${PRECISIONS##*,}" --compile-modes none --time-budget 50
     wait $data
-    stage end-to-end-r18 70 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
-        "${STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
-    [[ $SMOKE == 1 ]] || stage end-to-end-r18-gpu-decode 45 "${R3D[@]}" bench train --only end-to-end --no-baseline \
-        --decode-device cuda "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${STEPS[@]}" "${ON_TRAIN[@]}" \
+    stage end-to-end-r18 100 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" \
+        "${E2E_STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
+    [[ $SMOKE == 1 ]] || stage end-to-end-r18-gpu-decode 60 "${R3D[@]}" bench train --only end-to-end --no-baseline \
+        --decode-device cuda "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${E2E_STEPS[@]}" "${ON_TRAIN[@]}" \
         "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
     stage recognition-r18 60 "${R3D[@]}" bench test "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" \
         "${TEST_COPIES[@]}" --subset training --n_threads "$WORKERS" --batch_size "$BATCH"
-    stage end-to-end-r50 70 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" \
-        "${STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
+    stage end-to-end-r50 100 "${R3D[@]}" bench train --only end-to-end "${DEV[@]}" "${BIG[@]}" "${SIZE[@]}" \
+        "${E2E_STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
     stage loader-per-core 50 "${R3D[@]}" bench loader "${ON_TRAIN[@]}" "${SIZE[@]}" --batch_size "$BATCH" \
         --n_threads "$WORKERS" --n-batches 8 --repeat 2 --baseline "${GPU_DECODE[@]}"
 }

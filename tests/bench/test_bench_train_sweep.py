@@ -167,3 +167,31 @@ def test_missing_data_stops_before_the_step_measurements(capsys, tmp_path, monke
     assert cli.main(["bench", "train", *TINY, "--n_threads", "0", "--batch_size", "4", *flags]) == 2
     captured = capsys.readouterr()
     assert words in captured.err and captured.out == "", captured
+
+
+def test_drain_steps_cover_twice_the_prefetch_queue():
+    """The clock starts once a queue filled during cuDNN's autotuning is spent (twice its depth)."""
+    import torch
+
+    from resnet3d.bench.train import drain_steps
+
+    data = list(range(8))
+    assert drain_steps(torch.utils.data.DataLoader(data, num_workers=2, prefetch_factor=3)) == 12
+    assert drain_steps(torch.utils.data.DataLoader(data, num_workers=0)) == 0
+
+
+@pytest.mark.slow
+def test_end_to_end_times_both_sides_after_the_same_drained_warm_up(tmp_path):
+    """Two real workers on each side: both lines say how many untimed steps came first
+    (--warmup plus twice the workers x prefetch queue), so neither side's timed steps are
+    served from batches prefetched while the first steps ran."""
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet3d", "bench", "train", *TINY, "--only", "end-to-end", "--warmup", "1",
+         "--steps", "3", "--batch_size", "4", "--n_threads", "2", "--generate-videos", "8"],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    baseline, ours = (json.loads(line) for line in done.stdout.splitlines())
+    assert baseline["baseline"] is True and ours["baseline"] is False
+    # prefetch_factor 4 (build_loader's, for both sides: tiny batches fit /dev/shm) x 2 workers x 2
+    assert baseline["untimed_steps"] == ours["untimed_steps"] == 1 + 2 * 2 * 4
+    assert baseline["clips_per_s"] > 0 and ours["clips_per_s"] > 0
