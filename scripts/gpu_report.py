@@ -135,7 +135,9 @@ def ours_cell(record: dict) -> str:
         extras.append(f"{record['clips_per_s']:g} clips/s wall")
     for key, label in (("data_wait_share", "data wait {:.1%}"), ("peak_memory_gib", "peak {:g} GiB"),
                        ("top1_agreement", "top-1 agreement {:g}"), ("rss_main_growth_mib", "main RSS growth {:g} MiB"),
-                       ("rss_workers_growth_mib", "workers' RSS growth {:g} MiB")):
+                       ("rss_workers_growth_mib", "workers' RSS growth {:g} MiB"),
+                       ("untimed_steps", "timed after {:g} untimed steps"),
+                       ("setup_s", "set-up {:g} s"), ("first_chunk_s", "workers' first chunk after {:g} s")):
         if isinstance(record.get(key), (int, float)):
             extras.append(label.format(record[key]))
     return cell + (f" ({'; '.join(extras)})" if extras else "")

@@ -273,8 +273,11 @@ def run_recognition(
     with simplejpeg standing in for nvJPEG). Returns a summary: ``output``,
     ``videos`` (scored now), ``errors``, ``skipped`` (already done), ``seconds``,
     ``model_calls``, ``bad_frames``, ``decode_device``, ``folded_bn`` (BatchNorm layers folded into
-    their convs: ``RecognitionOptions.fold_bn``), ``videos_per_s``.
+    their convs: ``RecognitionOptions.fold_bn``), ``videos_per_s``, and where the fixed costs went:
+    ``setup_s`` (reading the annotation, folding, moving the model, building the loader) and
+    ``first_chunk_s`` (the workers' start-up until their first chunk).
     """
+    started = time.monotonic()
     from resnet3d.data import DeviceTransform
     from resnet3d.data.config import canonical_subset
     from resnet3d.data.dataset import resolve_videos
@@ -322,7 +325,8 @@ def run_recognition(
     progress = Progress(len(mine), desc=f"recognition {options.subset}", unit="videos", stream=sys.stderr,
                         enabled=show_progress and dist.is_main)
     counts = {"videos": 0, "errors": 0, "bad_frames": 0}
-    started = time.monotonic()
+    setup_done = time.monotonic()  # the model folded and on its device, the loader built
+    first_chunk: Optional[float] = None  # when the workers' first chunk arrived (their start-up)
 
     def finish(unit_numbers: List[int]) -> None:
         for number in unit_numbers:
@@ -345,6 +349,8 @@ def run_recognition(
     failed = set()  # units whose JPEGs did not decode here: their later chunks are dropped
     try:
         for chunk in loader:
+            if first_chunk is None:
+                first_chunk = time.monotonic()
             unit = int(chunk["unit"])
             if unit in failed:
                 continue
@@ -384,9 +390,11 @@ def run_recognition(
         writer.save(extra={"token": token, "complete": True})
         if dist.is_main:
             _merge_shares(out_path, options, state, token, dist.world_size, order)
-    seconds = time.monotonic() - started
+    ended = time.monotonic()
+    seconds = ended - started
     summary = {"output": str(out_path), "videos": counts["videos"], "errors": counts["errors"],
                "skipped": len(units) - len(pending), "seconds": seconds, "model_calls": scorer.calls,
+               "setup_s": setup_done - started, "first_chunk_s": (first_chunk or ended) - setup_done,
                "bad_frames": counts["bad_frames"], "decode_device": options.decode_device, "folded_bn": n_folded,
                "videos_per_s": counts["videos"] / seconds if seconds > 0 else 0.0}
     if dist.is_main and announce:
