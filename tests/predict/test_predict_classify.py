@@ -214,3 +214,15 @@ def test_weights_with_fewer_outputs_than_the_annotations_labels_are_named_with_a
     assert "--labels FILE" in caplog.text
     results = json.loads((tmp_path / "val.json").read_text())["results"]
     assert {entry["label"] for entries in results.values() for entry in entries} == set(motion.class_names[:3])
+
+
+def test_a_file_name_starting_with_a_dash_goes_after_double_dash(clips_dir, our_checkpoint, tmp_path, monkeypatch):
+    """The README's form: ``resnet3d classify --model m.pth -- -take1.mp4``."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(clips_dir / "c.mp4", tmp_path / "-take1.mp4")
+    out = tmp_path / "dash.json"
+    assert main(["classify", "--model", str(our_checkpoint), "--output", str(out), "--", "-take1.mp4"]) == 0
+    (record,) = json.loads(out.read_text())
+    assert Path(record["video"]).name == "-take1.mp4" and [c["segment"] for c in record["clips"]] == [[1, 5]]
