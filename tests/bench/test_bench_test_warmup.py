@@ -50,6 +50,7 @@ def test_each_side_is_warmed_up_before_it_is_timed(tmp_path, capsys, monkeypatch
     assert all(line["warm_up"] is True for line in lines) and "folded_vs_unfolded" in lines[2]
     # our passes say where their fixed costs went (set-up, the workers' start-up)
     assert all(line["setup_s"] > 0 and line["first_chunk_s"] >= 0 for line in lines[1:])
+    assert all(0 <= line["data_wait_share"] <= 1 for line in lines[1:])
 
     calls, lines = _run(tmp_path, capsys, monkeypatch, "--no-warm-up")
     assert calls == [("baseline", videos), ("ours", True, "timed"), ("ours", False, "timed")]

@@ -291,7 +291,9 @@ def _ours(args: argparse.Namespace, model, videos, data, device: torch.device, n
         "fold_bn": fold_bn, "folded_bn": summary["folded_bn"],
         "decode_device": args.decode_device, "bad_frames": summary["bad_frames"], "errors": summary["errors"],
         # the pass's fixed costs, which a few hundred videos do not amortise as a data set does
-        "setup_s": round(summary["setup_s"], 3), "first_chunk_s": round(summary["first_chunk_s"], 3)}
+        "setup_s": round(summary["setup_s"], 3), "first_chunk_s": round(summary["first_chunk_s"], 3),
+        # blocked on the workers after their first chunk: near 0 when the GPU or the main process bounds
+        "data_wait_share": round(summary["data_wait_s"] / seconds, 3) if seconds > 0 else 0.0}
     if assemble_on is not None:
         record["assemble_device"] = str(assemble_on)
     if baseline_rate:

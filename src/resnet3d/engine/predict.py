@@ -273,9 +273,10 @@ def run_recognition(
     with simplejpeg standing in for nvJPEG). Returns a summary: ``output``,
     ``videos`` (scored now), ``errors``, ``skipped`` (already done), ``seconds``,
     ``model_calls``, ``bad_frames``, ``decode_device``, ``folded_bn`` (BatchNorm layers folded into
-    their convs: ``RecognitionOptions.fold_bn``), ``videos_per_s``, and where the fixed costs went:
-    ``setup_s`` (reading the annotation, folding, moving the model, building the loader) and
-    ``first_chunk_s`` (the workers' start-up until their first chunk).
+    their convs: ``RecognitionOptions.fold_bn``), ``videos_per_s``, and where the time went:
+    ``setup_s`` (reading the annotation, folding, moving the model, building the loader),
+    ``first_chunk_s`` (the workers' start-up until their first chunk) and ``data_wait_s`` (blocked
+    on the workers after that: near 0 when the device or the main process is the bound).
     """
     started = time.monotonic()
     from resnet3d.data import DeviceTransform
@@ -327,6 +328,7 @@ def run_recognition(
     counts = {"videos": 0, "errors": 0, "bad_frames": 0}
     setup_done = time.monotonic()  # the model folded and on its device, the loader built
     first_chunk: Optional[float] = None  # when the workers' first chunk arrived (their start-up)
+    waited = [0.0]  # seconds blocked on the workers after their first chunk
 
     def finish(unit_numbers: List[int]) -> None:
         for number in unit_numbers:
@@ -348,9 +350,10 @@ def run_recognition(
 
     failed = set()  # units whose JPEGs did not decode here: their later chunks are dropped
     try:
-        for chunk in loader:
+        for chunk in _timed(loader, waited):
             if first_chunk is None:
                 first_chunk = time.monotonic()
+                waited[0] = 0.0  # the start-up is first_chunk_s
             unit = int(chunk["unit"])
             if unit in failed:
                 continue
@@ -395,6 +398,7 @@ def run_recognition(
     summary = {"output": str(out_path), "videos": counts["videos"], "errors": counts["errors"],
                "skipped": len(units) - len(pending), "seconds": seconds, "model_calls": scorer.calls,
                "setup_s": setup_done - started, "first_chunk_s": (first_chunk or ended) - setup_done,
+               "data_wait_s": waited[0],
                "bad_frames": counts["bad_frames"], "decode_device": options.decode_device, "folded_bn": n_folded,
                "videos_per_s": counts["videos"] / seconds if seconds > 0 else 0.0}
     if dist.is_main and announce:
@@ -406,6 +410,20 @@ def run_recognition(
         print(f"resnet3d: recognised {counts['videos']} videos of {options.subset}{extra}{skipped} in "
               f"{seconds:.1f} s{rate}; results in {out_path}", flush=True)
     return summary
+
+
+def _timed(iterable, waited: List[float]):
+    """``iterable``'s items, adding the seconds spent waiting for each to ``waited[0]``."""
+    iterator = iter(iterable)
+    while True:
+        before = time.monotonic()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            waited[0] += time.monotonic() - before
+            return
+        waited[0] += time.monotonic() - before
+        yield item
 
 
 def _assemble_device(decode_device: str, device: torch.device,
