@@ -26,6 +26,7 @@ HEADER = ("| what | card / machine | date | versions | command | ours | baseline
 FIGURES = {
     "test": ("videos_per_s", "videos/s"),
     "loader": ("clips_per_s_per_core", "clips/s per core"),
+    "train_step_profile": ("profiled_ms_per_step", "ms of kernel time per step"),
 }
 DEFAULT_FIGURE = ("clips_per_s", "clips/s")
 # ratios a line carries itself, in the order shown
@@ -127,10 +128,21 @@ def describe(record: dict) -> str:
     return ", ".join(part for part in parts if part)
 
 
+def kinds_text(record: dict, n: int = 5) -> str:
+    """A profile line's largest kinds of work: "convolution 61%, batch_norm 18%, ..."."""
+    kinds = record.get("by_kind") or {}
+    return ", ".join(f"{kind} {share:.0%}" for kind, share in list(kinds.items())[:n])
+
+
 def ours_cell(record: dict) -> str:
     value, unit = figure(record)
     cell = f"{value:g} {unit}" if value is not None else "–"
     extras = []
+    if record.get("by_kind"):
+        extras.append(kinds_text(record))
+        top = record.get("top") or []
+        if top:
+            extras.append(f"largest: {top[0].get('name', '?')[:80]} {top[0].get('share', 0):.0%}")
     if record.get("what") == "loader" and isinstance(record.get("clips_per_s"), (int, float)):
         extras.append(f"{record['clips_per_s']:g} clips/s wall")
     for key, label in (("data_wait_share", "data wait {:.1%}"), ("peak_memory_gib", "peak {:g} GiB"),
@@ -144,6 +156,8 @@ def ours_cell(record: dict) -> str:
 
 
 def ratio_cell(record: dict, baseline: Optional[dict]) -> str:
+    if record.get("what") == "train_step_profile":
+        return "–"  # times, not rates: the two cells say it
     ratios = [label.format(record[key]) for key, label in RATIOS if isinstance(record.get(key), (int, float))]
     if not ratios and baseline is not None:
         ours, _ = figure(record)
@@ -199,6 +213,8 @@ def report(out: Path) -> str:
             base_cell = f"{value:g} {unit}" if value is not None else "–"
             if baseline.get("scheme"):
                 base_cell += f" ({baseline['scheme']})"
+            if baseline.get("by_kind"):
+                base_cell += f" ({kinds_text(baseline)})"
         else:
             base_cell = "–"
         row = [describe(record), card, date, versions, command_cell, ours_cell(record), base_cell,

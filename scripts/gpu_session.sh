@@ -186,6 +186,9 @@ plan_2() {
     local data=$!
     tests 170 -m compile  # a cold inductor compile of the step and of evaluation
     wait $data
+    # which kernels the eager step's time goes to (the baseline's too): what compilation can fuse
+    stage profile-r18 45 "${R3D[@]}" bench train --only step "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${STEPS[@]}" \
+        --batch_size "$BATCH" --compile-mode none --profile 10
     stage loader-gpu-decode 60 "${R3D[@]}" bench loader "${ON_TRAIN[@]}" "${SIZE[@]}" --batch_size "$BATCH" \
         --n_threads "$WORKERS" --n-batches 8 --repeat 2 "${GPU_DECODE[@]}"
     stage recognition-r18-gpu-decode 60 "${R3D[@]}" bench test --no-baseline "${GPU_DECODE[@]}" \

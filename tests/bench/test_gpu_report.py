@@ -114,3 +114,24 @@ def test_a_folder_without_results_is_one_line(tmp_path):
     done = _report(tmp_path)
     assert done.returncode == 2 and "bench.jsonl" in done.stderr and "gpu_session.sh" in done.stderr
     assert done.stdout == ""
+
+
+def test_a_step_profile_row_names_where_the_time_goes(tmp_path):
+    out = _session(tmp_path)
+    profile = {"what": "train_step_profile", "batch_size": 64, "stage": "profile-r18", **COMMON}
+    lines = [
+        {**profile, "baseline": True, "precision": "fp32", "profiled_ms_per_step": 46.0,
+         "by_kind": {"convolution": 0.7, "batch_norm": 0.2, "elementwise": 0.1}, "top": []},
+        {**profile, "baseline": False, "precision": "bf16", "memory_format": "channels_last_3d",
+         "profiled_ms_per_step": 31.5, "by_kind": {"convolution": 0.55, "batch_norm": 0.3, "copy": 0.15},
+         "top": [{"name": "sm90_xmma_wgrad_implicit_gemm_ndhwc", "kind": "convolution", "ms_per_step": 9.0,
+                  "share": 0.29}]},
+    ]
+    (out / "bench.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = _report(out)
+    assert done.returncode == 0, done.stderr
+    (row,) = _rows(done.stdout)[1]
+    assert row["ours"] == ("31.5 ms of kernel time per step (convolution 55%, batch_norm 30%, copy 15%; "
+                           "largest: sm90_xmma_wgrad_implicit_gemm_ndhwc 29%)")
+    assert row["baseline"] == "46 ms of kernel time per step (convolution 70%, batch_norm 20%, elementwise 10%)"
+    assert row["ratio"] == "–"

@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from resnet3d.bench.common import emit
+from resnet3d.bench.step_profile import profile_step
 from resnet3d.bench.video_copies import with_video_copies
 from resnet3d.cliargs import add_flag
 from resnet3d.config import COMPILE_MODES, check_compile_mode, resolve_compile_mode
@@ -109,6 +110,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              help="--sweep: precisions of ours (fp32, bf16, fp16); the compiled settings take the last")
     add_flag(parser, "--epochs", type=int, default=0,
              help="end to end: N whole epochs over the loader, with host memory per epoch (0: one timed stretch)")
+    add_flag(parser, "--profile", type=int, default=0, metavar="N",
+             help="step (without --sweep): after timing, profile N more steps of each side and print where their "
+                  "time goes, by kernel and by kind (train_step_profile lines; bench/step_profile.py)")
     add_flag(parser, "--time-budget", type=float, default=0.0, metavar="SECONDS",
              help="skip what is left once this much time is spent (0: no limit)")
 
@@ -281,6 +285,10 @@ def measure_steps(args, device: torch.device) -> None:
         records.append({"what": "train_step", "baseline": True, **_common(args, device),
                         "clips_per_s": round(n * args.steps / seconds, 2), "precision": "fp32",
                         "memory_format": _layout(False), "sgd": sgd_kernel_name(optimizer), **_peak_memory(device)})
+        if args.profile:
+            records.append({"what": "train_step_profile", "baseline": True, **_common(args, device),
+                            "precision": "fp32", "memory_format": _layout(False),
+                            **profile_step(lambda: _baseline_step(model, optimizer, x, targets), device, args.profile)})
         del model, optimizer, x
         _release(device, compiled=False)
     channels_last = device.type == "cuda"  # as the trainer: it pays on CUDA only
@@ -296,7 +304,14 @@ def measure_steps(args, device: torch.device) -> None:
             "warmup_s": round(warmup_s, 2), **_peak_memory(device)}
     if records:
         ours["speedup"] = round(ours["clips_per_s"] / records[0]["clips_per_s"], 2)
-    for record in records + [ours]:
+    profiles = []
+    if args.profile:
+        with compile_errors_explained(args.compile_mode):
+            profiles.append({"what": "train_step_profile", "baseline": False, **_common(args, device),
+                             "precision": PRECISION_NAMES[dtype], "memory_format": _layout(parts.channels_last),
+                             "compile_mode": args.compile_mode,
+                             **profile_step(lambda: train_step(parts, clips, targets), device, args.profile)})
+    for record in records + [ours] + profiles:
         emit(record)
 
 
@@ -610,6 +625,10 @@ def run(args: argparse.Namespace) -> int:
     deadline = Deadline(args.time_budget)
     if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
         raise UserError("--steps and --batch_size must be >= 1 and --warmup >= 0")
+    if args.profile < 0:
+        raise UserError("--profile must be 0 (off) or a number of steps")
+    if args.profile and args.sweep:
+        raise UserError("--profile profiles the one-step measurement: drop --sweep (or --profile)")
     if args.epochs < 0 or args.time_budget < 0 or args.video_copies < 1:
         raise UserError("--epochs and --time-budget must be 0 or more, --video-copies 1 or more")
     if args.n_threads is None:
