@@ -9,7 +9,7 @@ channel, with ``mean`` and ``std`` in the units of the scaled values. This cover
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Mapping, Tuple
 
 Triple = Tuple[float, float, float]
