@@ -233,7 +233,10 @@ plan_4() {
     [[ $SMOKE == 1 ]] || stage end-to-end-r18-gpu-decode 60 "${R3D[@]}" bench train --only end-to-end --no-baseline \
         --decode-device cuda "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${E2E_STEPS[@]}" "${ON_TRAIN[@]}" \
         "${COPIES[@]}" --batch_size "$BATCH" --n_threads "$WORKERS"
-    stage loader-per-core-seedlike 50 "${R3D[@]}" bench loader "${ON_SEEDLIKE[@]}" "${SIZE[@]}" --batch_size "$BATCH" \
+    # recognition's decoding per core, both sides, no model: the most recognition gains at equal workers
+    stage recognition-decode-seedlike 30 "${R3D[@]}" bench test "${ON_TEST_SEEDLIKE[@]}" "${SIZE[@]}" --subset training \
+        --decode-only
+    stage loader-per-core-seedlike 40 "${R3D[@]}" bench loader "${ON_SEEDLIKE[@]}" "${SIZE[@]}" --batch_size "$BATCH" \
         --n_threads "$WORKERS" --n-batches 8 --repeat 2 --baseline "${GPU_DECODE[@]}"
 }
 

@@ -77,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_switch(parser, "--warm-up", default=True,
                help="run each side once, untimed, before timing it (default; --no-warm-up times the first pass, "
                     "with its one-time costs)")
+    add_flag(parser, "--decode-only", action="store_true",
+             help="no model: each side's frames per CPU second, reading every window of the videos in this process "
+                  "(bench/test_decode.py): the most recognition can gain at equal workers where decoding bounds it")
     add_flag(parser, "--assemble-device", default=None, choices=("cpu", "cuda"),
              help="with --decode-device cuda: where the JPEG chunks are decoded (default: the model's device; "
                   "cpu: the same steps on the CPU, for a machine without a GPU)")
@@ -217,6 +220,13 @@ def run(args: argparse.Namespace) -> int:
                       sample_size=args.sample_size, sample_duration=args.sample_duration, num_workers=args.n_threads)
     ours_data = data.with_changes(decode_device=args.decode_device)
     videos, _, annotation = resolve_videos(data, args.subset)
+    if args.decode_only:
+        from resnet3d.bench.test_decode import measure_decoding
+
+        common = {"videos": len(videos), "clip": f"{args.sample_duration}x{args.sample_size}x{args.sample_size}"}
+        for record in measure_decoding(videos, data):
+            emit({**record, **common})
+        return 0
     torch.manual_seed(0)
     options = model_options(args.model)
     extra = {"sample_size": args.sample_size, "sample_duration": args.sample_duration} if "sample_size" in options else {}
