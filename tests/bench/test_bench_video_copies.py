@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import pytest
 
@@ -44,7 +45,11 @@ def test_each_video_of_the_subset_is_listed_n_times_as_a_link_to_its_own_frames(
 
 
 @pytest.mark.slow
-def test_bench_test_recognises_every_copy(tmp_path, capsys):
+def test_bench_test_recognises_every_copy(tmp_path, capsys, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+
     def videos(*extra):
         status = main(["bench", "test", "--synthetic-dir", str(tmp_path / "data"), "--videos", "4", "--frames", "8",
                        "--height", "32", "--width", "40", "--model_depth", "10", "--resnet_widen_factor", "0.25",
@@ -56,3 +61,4 @@ def test_bench_test_recognises_every_copy(tmp_path, capsys):
         return lines[0]["videos"]
 
     assert videos("--video-copies", "3") == 3 * videos()
+    assert list(scratch.iterdir()) == []  # the copies' links went with the run

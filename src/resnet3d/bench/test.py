@@ -146,9 +146,10 @@ def _dataset(args: argparse.Namespace) -> Tuple[str, str, str]:
     return str(root / "jpg"), str(annotation), "kinetics"
 
 
-def _copies(args: argparse.Namespace, video_path: str, annotation_path: str, dataset: str) -> Tuple[str, str]:
-    """The data set with each video of ``--subset`` listed ``--video-copies`` times, in a
-    temporary folder (symlinks: the user's folders are only read)."""
+def _copies(args: argparse.Namespace, video_path: str, annotation_path: str, dataset: str,
+            workdir: str) -> Tuple[str, str]:
+    """The data set with each video of ``--subset`` listed ``--video-copies`` times, in
+    ``workdir`` (symlinks: the user's folders are only read)."""
     from resnet3d.bench.video_copies import with_video_copies
     from resnet3d.errors import UserError
 
@@ -157,7 +158,6 @@ def _copies(args: argparse.Namespace, video_path: str, annotation_path: str, dat
     if dataset != "kinetics":
         raise UserError(f"--video-copies needs a data set in the kinetics layout (<label>/<key> folders), "
                         f"not --dataset {dataset}")
-    workdir = tempfile.mkdtemp(prefix="resnet3d-bench-copies-")
     return with_video_copies(video_path, annotation_path, args.video_copies, workdir, subset=args.subset)
 
 
@@ -203,6 +203,12 @@ def _assemble_device(args: argparse.Namespace, device: torch.device) -> Optional
 
 
 def run(args: argparse.Namespace) -> int:
+    # the --video-copies links live as long as the run, Ctrl-C or an error included
+    with tempfile.TemporaryDirectory(prefix="resnet3d-bench-copies-") as workdir:
+        return _run(args, workdir)
+
+
+def _run(args: argparse.Namespace, workdir: str) -> int:
     from resnet3d.commands.test import resolve_device
     from resnet3d.data import DataConfig
     from resnet3d.data.dataset import resolve_videos
@@ -215,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     assemble_on = _assemble_device(args, device)  # refused before the baseline's minutes, not after
     video_path, annotation_path, dataset = _dataset(args)
     if args.video_copies != 1:
-        video_path, annotation_path = _copies(args, video_path, annotation_path, dataset)
+        video_path, annotation_path = _copies(args, video_path, annotation_path, dataset, workdir)
     data = DataConfig(dataset=dataset, video_path=video_path, annotation_path=annotation_path,
                       sample_size=args.sample_size, sample_duration=args.sample_duration, num_workers=args.n_threads)
     ours_data = data.with_changes(decode_device=args.decode_device)
