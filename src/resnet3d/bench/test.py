@@ -211,8 +211,10 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, workdir: str) -> int:
     from resnet3d.commands.test import resolve_device
     from resnet3d.data import DataConfig
+    from resnet3d.data.config import canonical_subset
     from resnet3d.data.dataset import resolve_videos
     from resnet3d.engine.predict import prepare_model
+    from resnet3d.engine.subsets import require_videos
     from resnet3d.models import create_model, model_options
 
     device = resolve_device(args.device)
@@ -226,6 +228,7 @@ def _run(args: argparse.Namespace, workdir: str) -> int:
                       sample_size=args.sample_size, sample_duration=args.sample_duration, num_workers=args.n_threads)
     ours_data = data.with_changes(decode_device=args.decode_device)
     videos, _, annotation = resolve_videos(data, args.subset)
+    require_videos(len(videos), annotation_path, canonical_subset(args.subset), "choose one with --subset")
     if args.decode_only:
         from resnet3d.bench.test_decode import measure_decoding
 
