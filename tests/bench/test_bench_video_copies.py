@@ -44,6 +44,15 @@ def test_each_video_of_the_subset_is_listed_n_times_as_a_link_to_its_own_frames(
         with_video_copies(info.jpg_path, info.annotation_path, 2, str(tmp_path / "other"), subset="testing")
 
 
+def test_entries_that_are_not_labelled_objects_are_skipped_not_a_traceback(tmp_path):
+    annotation = tmp_path / "odd.json"
+    annotation.write_text(json.dumps({"labels": ["a"], "database": {
+        "v1": {"subset": "training", "annotations": {"label": "a"}}, "v2": "not an entry", "v3": None}}))
+    _, copied = with_video_copies(str(tmp_path / "jpg"), str(annotation), 2, str(tmp_path / "work"))
+    with open(copied) as handle:
+        assert sorted(json.load(handle)["database"]) == ["copy1-v1", "v1"]
+
+
 @pytest.mark.slow
 def test_bench_test_recognises_every_copy(tmp_path, capsys, monkeypatch):
     scratch = tmp_path / "scratch"

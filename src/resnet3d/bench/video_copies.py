@@ -32,7 +32,7 @@ def with_video_copies(video_path: str, annotation_path: str, copies: int, workdi
     database = {}
     for key, entry in entries:
         label = (entry.get("annotations") or {}).get("label") if isinstance(entry, dict) else None
-        if entry.get("subset") != subset or not label:
+        if not label or entry.get("subset") != subset:  # not a labelled entry (a dict): not copied
             continue
         os.makedirs(os.path.join(root, "jpg", label), exist_ok=True)
         for copy in range(copies):
