@@ -7,7 +7,7 @@ import json
 import pytest
 
 from resnet3d import cli
-from resnet3d.bench.step_profile import kind_of, summarize
+from resnet3d.bench.step_profile import device_kernels, kind_of, summarize
 
 TINY = ["--model", "resnet", "--model_depth", "10", "--resnet_widen_factor", "0.25", "--n_classes", "8",
         "--sample_size", "32", "--sample_duration", "8", "--batch_size", "4", "--device", "cpu"]
@@ -66,3 +66,26 @@ def test_profile_lines_for_both_sides(capsys):
 def test_profile_with_sweep_is_refused(capsys):
     assert cli.main(["bench", "train", *TINY, "--only", "step", "--sweep", "--profile", "2"]) == 2
     assert "--profile profiles the one-step measurement" in capsys.readouterr().err
+
+
+def test_device_copies_of_record_function_ranges_are_not_counted_as_kernels():
+    """``Optimizer.step#SGD.step`` shows on the device too ("gpu_user_annotation"), spanning the
+    optimiser's kernels: summed with them it would count them twice."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    def event(key, device_type, **flag):
+        return SimpleNamespace(key=key, device_type=device_type, **flag)
+
+    step = "Optimizer.step#SGD.step"
+    kernel = "void at::native::multi_tensor_apply_kernel<FusedSgdMathFunctor<...>>"
+    flagged = [event(step, DeviceType.CPU, is_user_annotation=True),
+               event(step, DeviceType.CUDA, is_user_annotation=True),
+               event(kernel, DeviceType.CUDA, is_user_annotation=False),
+               event("Memcpy HtoD (Pinned -> Device)", DeviceType.CUDA, is_user_annotation=False),
+               event("aten::add_", DeviceType.CPU, is_user_annotation=False)]
+    assert [e.key for e in device_kernels(flagged)] == [kernel, "Memcpy HtoD (Pinned -> Device)"]
+    # torch 2.4: no flag; the range's device event carries its CPU event's name
+    unflagged = [event(step, DeviceType.CPU), event(step, DeviceType.CUDA), event(kernel, DeviceType.CUDA)]
+    assert [e.key for e in device_kernels(unflagged)] == [kernel]
