@@ -131,7 +131,7 @@ def test_a_step_profile_row_names_where_the_time_goes(tmp_path):
     done = _report(out)
     assert done.returncode == 0, done.stderr
     (row,) = _rows(done.stdout)[1]
-    assert row["ours"] == ("31.5 ms of kernel time per step (convolution 55%, batch_norm 30%, copy 15%; "
+    assert row["ours"] == ("31.5 ms profiled per step (convolution 55%, batch_norm 30%, copy 15%; "
                            "largest: sm90_xmma_wgrad_implicit_gemm_ndhwc 29%)")
-    assert row["baseline"] == "46 ms of kernel time per step (convolution 70%, batch_norm 20%, elementwise 10%)"
+    assert row["baseline"] == "46 ms profiled per step (convolution 70%, batch_norm 20%, elementwise 10%)"
     assert row["ratio"] == "–"

@@ -89,3 +89,8 @@ def test_device_copies_of_record_function_ranges_are_not_counted_as_kernels():
     # torch 2.4: no flag; the range's device event carries its CPU event's name
     unflagged = [event(step, DeviceType.CPU), event(step, DeviceType.CUDA), event(kernel, DeviceType.CUDA)]
     assert [e.key for e in device_kernels(unflagged)] == [kernel]
+
+
+def test_profile_with_only_end_to_end_is_refused(capsys):
+    assert cli.main(["bench", "train", *TINY, "--only", "end-to-end", "--profile", "2"]) == 2
+    assert "--profile profiles the step measurement" in capsys.readouterr().err

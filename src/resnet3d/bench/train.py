@@ -627,6 +627,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--steps and --batch_size must be >= 1 and --warmup >= 0")
     if args.profile < 0:
         raise UserError("--profile must be 0 (off) or a number of steps")
+    if args.profile and args.only == "end-to-end":
+        raise UserError("--profile profiles the step measurement: use it with --only step (or all)")
     if args.profile and args.sweep:
         raise UserError("--profile profiles the one-step measurement: drop --sweep (or --profile)")
     if args.epochs < 0 or args.time_budget < 0 or args.video_copies < 1:
