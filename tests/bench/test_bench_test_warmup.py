@@ -8,12 +8,12 @@ read 0.29 on tiny data).
 """
 from __future__ import annotations
 
-import json
 
 import pytest
 
+from bench_helpers import bench_test_lines
+
 from resnet3d.bench import test as bench_test
-from resnet3d.cli import main
 
 
 def _run(tmp_path, capsys, monkeypatch, *extra):
@@ -30,13 +30,7 @@ def _run(tmp_path, capsys, monkeypatch, *extra):
 
     monkeypatch.setattr(bench_test, "_baseline", baseline)
     monkeypatch.setattr(bench_test, "_ours", ours)
-    status = main(["bench", "test", "--synthetic-dir", str(tmp_path / "data"), "--videos", "4", "--frames", "8",
-                   "--height", "32", "--width", "40", "--model_depth", "10", "--resnet_widen_factor", "0.25",
-                   "--n_classes", "8", "--sample_size", "32", "--sample_duration", "4", "--n_threads", "0",
-                   "--batch_size", "4", "--device", "cpu", "--compare-fold", *extra])
-    assert status == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    return calls, lines
+    return calls, bench_test_lines(tmp_path / "data", capsys, "--compare-fold", *extra)
 
 
 @pytest.mark.slow

@@ -11,8 +11,9 @@ import tempfile
 
 import pytest
 
+from bench_helpers import bench_test_lines
+
 from resnet3d.bench.video_copies import with_video_copies
-from resnet3d.cli import main
 from resnet3d.errors import UserError
 from resnet3d.synthetic import make_action_dataset
 
@@ -60,12 +61,7 @@ def test_bench_test_recognises_every_copy(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
     def videos(*extra):
-        status = main(["bench", "test", "--synthetic-dir", str(tmp_path / "data"), "--videos", "4", "--frames", "8",
-                       "--height", "32", "--width", "40", "--model_depth", "10", "--resnet_widen_factor", "0.25",
-                       "--n_classes", "8", "--sample_size", "32", "--sample_duration", "4", "--n_threads", "0",
-                       "--batch_size", "4", "--device", "cpu", "--no-warm-up", *extra])
-        assert status == 0
-        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        lines = bench_test_lines(tmp_path / "data", capsys, "--no-warm-up", *extra)
         assert {line["videos"] for line in lines} == {lines[0]["videos"]}
         return lines[0]["videos"]
 
