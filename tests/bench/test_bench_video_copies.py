@@ -67,3 +67,11 @@ def test_bench_test_recognises_every_copy(tmp_path, capsys, monkeypatch):
 
     assert videos("--video-copies", "3") == 3 * videos()
     assert list(scratch.iterdir()) == []  # the copies' links went with the run
+
+
+def test_copies_need_the_kinetics_layout(tmp_path):
+    """Both benches refuse other layouts through the one check in with_video_copies."""
+    with pytest.raises(UserError, match="needs a data set in the kinetics layout .* not --dataset ucf101"):
+        with_video_copies(str(tmp_path / "jpg"), str(tmp_path / "none.json"), 2, str(tmp_path / "work"),
+                          dataset="ucf101")
+    assert not (tmp_path / "work").exists()

@@ -155,10 +155,8 @@ def _copies(args: argparse.Namespace, video_path: str, annotation_path: str, dat
 
     if args.video_copies < 1:
         raise UserError("--video-copies must be 1 or more")
-    if dataset != "kinetics":
-        raise UserError(f"--video-copies needs a data set in the kinetics layout (<label>/<key> folders), "
-                        f"not --dataset {dataset}")
-    return with_video_copies(video_path, annotation_path, args.video_copies, workdir, subset=args.subset)
+    return with_video_copies(video_path, annotation_path, args.video_copies, workdir, subset=args.subset,
+                             dataset=dataset)
 
 
 def _baseline(model, videos, data, device: torch.device, workers: int) -> Tuple[float, Dict[str, int]]:

@@ -444,10 +444,8 @@ def _data(args, workdir: str):
                                    n_frames=args.sample_duration + 8, size=(height, width), val_share=0.0)
         video_path, annotation_path, dataset = info.jpg_path, info.annotation_path, info.dataset
     if args.video_copies > 1:
-        if dataset != "kinetics":
-            raise UserError(f"--video-copies needs a data set in the kinetics layout (<label>/<key> folders), "
-                            f"not --dataset {dataset}")
-        video_path, annotation_path = with_video_copies(video_path, annotation_path, args.video_copies, workdir)
+        video_path, annotation_path = with_video_copies(video_path, annotation_path, args.video_copies, workdir,
+                                                        dataset=dataset)
     return video_path, annotation_path, dataset
 
 

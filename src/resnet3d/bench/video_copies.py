@@ -17,11 +17,15 @@ from resnet3d.fileio import atomic_write_json
 
 
 def with_video_copies(video_path: str, annotation_path: str, copies: int, workdir: str,
-                      subset: str = "training") -> Tuple[str, str]:
+                      subset: str = "training", dataset: str = "kinetics") -> Tuple[str, str]:
     """A kinetics-layout data set in ``workdir`` listing each video of ``subset`` ``copies``
     times, every copy a symlink to the video's own folder. The loader still opens and decodes
     every frame of every clip; the files are merely hot in the page cache, as those of a data set
-    that fits in RAM are. The user's folders are only read."""
+    that fits in RAM are. The user's folders are only read. ``dataset``: the annotation's
+    flavour, refused unless its folders are in the kinetics layout."""
+    if dataset != "kinetics":
+        raise UserError(f"--video-copies needs a data set in the kinetics layout (<label>/<key> folders), "
+                        f"not --dataset {dataset}")
     try:
         with open(annotation_path, "r", encoding="utf-8") as handle:
             annotation = json.load(handle)
