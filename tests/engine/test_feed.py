@@ -103,3 +103,115 @@ def test_an_epoch_of_jpeg_byte_batches_decodes_them_in_the_feed(tmp_path):
     result = train_one_epoch(parts, loader, 1, Schedule(0.01, 0.0), len(loader), show_progress=False)
     assert result.count == 8 and math.isfinite(result.loss)
     assert result.bad_frames >= 1  # the damaged frame's clip, every time it is drawn
+
+
+# -- DeviceFeed.batches: batches in flight, JPEG bytes decoded in the decode thread ---------------
+
+
+class _Recorded:
+    """An iterable of batches that records how many were taken, and when each was handed out."""
+
+    def __init__(self, batches):
+        self.batches = batches
+        self.taken = 0
+
+    def __iter__(self):
+        for batch in self.batches:
+            self.taken += 1
+            yield batch
+
+
+def test_batches_come_in_order_with_the_next_one_already_sent():
+    source = _Recorded([{**_batch(), "target": torch.tensor([n, n])} for n in range(5)])
+    feed = DeviceFeed(torch.device("cpu"), ("clip", "target"))
+    seen = []
+    for batch, on_device, waited in feed.batches(source):
+        seen.append(int(on_device["target"][0]))
+        assert on_device["target"] is not None and waited >= 0
+        assert source.taken == min(len(seen) + 1, 5)  # the step's batch, and the next one under way
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_the_seconds_waited_count_the_loader():
+    import time
+
+    def slow():
+        time.sleep(0.05)
+        yield _batch()
+
+    (_, _, waited), = list(DeviceFeed(torch.device("cpu"), ("clip",)).batches(slow()))
+    assert waited >= 0.05
+
+
+def _jpeg_batch(n: int) -> dict:
+    return {"jpeg": torch.zeros(4, dtype=torch.uint8), "target": torch.tensor([n]), "bad_frames": torch.zeros(1)}
+
+
+def test_jpeg_byte_batches_are_decoded_in_the_decode_thread_and_others_in_the_caller(monkeypatch):
+    import threading
+
+    import resnet3d.data as data
+
+    where = {}  # the batch's first target -> the thread that made its clips
+
+    def assemble(batch, device, non_blocking=True):
+        where[int(batch["target"][0])] = threading.current_thread().name
+        if "jpeg" in batch:
+            batch["bad_frames"] += 1  # as assemble_clips counts frames that did not decode
+            return torch.full((1, 2, 4, 4, 3), int(batch["target"][0]), dtype=torch.uint8)
+        return batch["clip"]
+
+    monkeypatch.setattr(data, "clips_to_device", assemble)
+    feed = DeviceFeed(torch.device("cpu"), ("clip", "target"))
+    out = [(int(on_device["clip"][0, 0, 0, 0, 0]), float(batch["bad_frames"][0]) if "jpeg" in batch else None)
+           for batch, on_device, _ in feed.batches([_jpeg_batch(7), _batch(), _jpeg_batch(9)])]
+    assert out[0] == (7, 1.0) and out[2] == (9, 1.0)  # counts changed by decoding are read after it
+    assert where[7].startswith("resnet3d-decode") and where[9].startswith("resnet3d-decode")
+    assert where[1] == threading.current_thread().name  # _batch()'s target starts with 1
+
+
+def test_a_decoding_failure_surfaces_in_the_loop_as_itself(monkeypatch):
+    import resnet3d.data as data
+    from resnet3d.errors import UserError
+
+    def assemble(batch, device, non_blocking=True):
+        raise UserError("no frame of this batch decodes (the first: a/image_00001.jpg); check the JPEG files")
+
+    monkeypatch.setattr(data, "clips_to_device", assemble)
+    feed = DeviceFeed(torch.device("cpu"), ("clip", "target"))
+    with pytest.raises(UserError, match="no frame of this batch decodes"):
+        list(feed.batches([_jpeg_batch(1)]))
+
+
+def test_leaving_early_drops_the_batches_in_flight(monkeypatch):
+    import contextlib
+
+    import resnet3d.data as data
+
+    monkeypatch.setattr(data, "clips_to_device", lambda batch, device, non_blocking=True: torch.zeros(1, dtype=torch.uint8))
+    source = _Recorded([_jpeg_batch(n) for n in range(10)])
+    with contextlib.closing(DeviceFeed(torch.device("cpu"), ("clip", "target")).batches(source)) as fed:
+        for _ in fed:
+            break
+    assert source.taken == 2  # the one used and the one in flight; nothing more is read
+
+
+@cuda
+def test_cuda_batches_decoded_in_the_thread_equal_those_decoded_in_the_caller(tmp_path):
+    """The decoding thread sets the device and the side stream itself (both are per thread): its
+    clips match the same batches assembled in the calling thread, while the compute stream is busy."""
+    from resnet3d.data import DataConfig, build_dataset, build_loader
+    from resnet3d.data.gpu_decode import assemble_clips
+    from resnet3d.synthetic import make_action_dataset
+
+    info = make_action_dataset(str(tmp_path), n_classes=2, videos_per_class=4, n_frames=6, size=(32, 40), val_share=0.0)
+    cfg = DataConfig(dataset=info.dataset, video_path=info.jpg_path, annotation_path=info.annotation_path,
+                     sample_size=16, sample_duration=6, num_workers=0, decode_device="cuda")
+    batches = list(build_loader(build_dataset(cfg, "training", seed=0), 4, train=True, num_workers=0, seed=0))
+    device = torch.device("cuda", torch.cuda.current_device())
+    wanted = [assemble_clips(dict(batch), device).cpu() for batch in batches]
+    feed = DeviceFeed(torch.device("cuda"), ("clip", "target"))
+    torch.cuda._sleep(SLEEP_CYCLES // 4)  # a step still running
+    got = [on_device["clip"].cpu() for _, on_device, _ in feed.batches(batches)]
+    assert len(got) == len(wanted) and all(torch.equal(a, b) for a, b in zip(got, wanted))
+    torch.cuda.synchronize()

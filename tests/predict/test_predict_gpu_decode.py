@@ -200,6 +200,34 @@ def test_a_video_whose_frames_do_not_decode_is_an_error_entry(wide, model, tmp_p
     assert val[0]["key"] in want["errors"]
 
 
+def test_encoded_chunks_decode_in_the_decode_thread_two_ahead(monkeypatch):
+    """The main thread scores chunk k while ``feed.decode_thread`` decodes chunk k + 1: chunks
+    come out in order, each of JPEG bytes with the future of its views, the others (errors) with
+    none."""
+    import threading
+
+    from resnet3d.engine import predict
+
+    taken = []
+
+    def chunks():
+        for n, chunk in enumerate([{"jpeg": {}}, {"jpeg": {}}, {"jpeg": {}, "error": "unreadable"}, {"jpeg": {}}]):
+            taken.append(n)
+            yield {**chunk, "unit": n}
+
+    monkeypatch.setattr(predict, "assemble_views",
+                        lambda chunk, plan, device: (chunk["unit"], threading.current_thread().name))
+    seen = []
+    for chunk, decoding in predict._decoded_ahead(chunks(), plan=None, device=torch.device("cpu")):
+        seen.append((chunk["unit"], None if decoding is None else decoding.result()[0]))
+        assert len(taken) == min(chunk["unit"] + 2, 4)  # the next chunk is already under way
+        if decoding is not None:
+            assert decoding.result()[1].startswith("resnet3d-decode")
+    assert seen == [(0, 0), (1, 1), (2, None), (3, 3)]
+    plain = list(predict._decoded_ahead(iter([{"unit": 0}]), plan=None, device=None))
+    assert plain == [({"unit": 0}, None)]  # the workers decoded: nothing to do
+
+
 def test_resume_refuses_results_of_the_other_decode_device(wide, model, tmp_path):
     _recognise(wide, model, tmp_path / "val.json", encoded=False)
     with pytest.raises(UserError, match="decode_device"):

@@ -1,8 +1,8 @@
 """One training epoch and one validation pass. They return numbers; the trainer logs and saves.
 
-The GPU does not wait on the host: the next batch is fetched and copied to the device (on a side
-stream, ``resnet3d.engine.feed``) while the current step runs, and a step's loss and accuracy are
-read one step late, from a copy that waits for that step only. That late read is also when
+The GPU does not wait on the host: the next two batches are fetched and copied (or decoded) to
+the device (on a side stream, ``resnet3d.engine.feed``) while the current step runs, and a step's
+loss and accuracy are read one step late, from a copy that waits for that step only. That late read is also when
 processes agree, through the one reduction ``all_sum``, on the global numbers, on a non-finite
 loss and on a stop request (SIGTERM); under NCCL those host numbers travel over a gloo group of
 their own (``engine.distributed``), so the agreement does not wait for the step just launched.
@@ -162,40 +162,26 @@ def train_one_epoch(
         return False
 
     feed = DeviceFeed(parts.device, ("clip", "target") + AUGMENT_KEYS)
-    iterator = iter(batches)
-
-    def fetch() -> Optional[Tuple[dict, dict]]:
-        """The next batch from the loader (the wait is counted), its device copy under way."""
-        nonlocal wait
-        before = time.perf_counter()
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return None
-        wait += time.perf_counter() - before
-        return batch, feed.send(batch)
-
     step = start_step
-    current = fetch()
-    while current is not None:
-        batch, sent = current
-        step += 1
-        on_device = feed.ready(sent)
-        clips, targets = on_device.pop("clip"), on_device.pop("target")  # what remains: flip, jitter
-        counters = batch_counters(batch)
-        counters = {"bad_frames": counters.get("bad_frames", 0), "bad_videos": counters.get("bad_video", 0)}
-        lr, weight_decay = schedule.values(epoch, (step - 1) / max(total_steps, 1))
-        set_lr(parts.optimizer, lr, weight_decay)
-        loss_sum, correct = train_step(parts, clips, targets, on_device)
-        clips_seen += len(targets)
-        entry = (step, lr, HostReadout([loss_sum, correct]), float(len(targets)), counters)
-        current = fetch()  # the loader and the copy work while the step runs
-        if pending is not None and settle(pending):
-            pending = None
-            if result.nonfinite is None:
-                settle(entry)  # a stop request: the step just taken counts, then we stop
-            break
-        pending = entry
+    # the next batches are copied (or decoded) on the device while each step runs (DeviceFeed.batches)
+    with contextlib.closing(feed.batches(batches)) as fed:
+        for batch, on_device, waited in fed:
+            wait += waited
+            step += 1
+            clips, targets = on_device.pop("clip"), on_device.pop("target")  # what remains: flip, jitter
+            counters = batch_counters(batch)  # after the batch is on the device: decoding may change them
+            counters = {"bad_frames": counters.get("bad_frames", 0), "bad_videos": counters.get("bad_video", 0)}
+            lr, weight_decay = schedule.values(epoch, (step - 1) / max(total_steps, 1))
+            set_lr(parts.optimizer, lr, weight_decay)
+            loss_sum, correct = train_step(parts, clips, targets, on_device)
+            clips_seen += len(targets)
+            entry = (step, lr, HostReadout([loss_sum, correct]), float(len(targets)), counters)
+            if pending is not None and settle(pending):
+                pending = None
+                if result.nonfinite is None:
+                    settle(entry)  # a stop request: the step just taken counts, then we stop
+                break
+            pending = entry
     if pending is not None:
         settle(pending)
     _finish(progress)
@@ -226,29 +212,19 @@ def validate(parts: StepParts, batches: Iterable[dict], video_targets: torch.Ten
     progress = Progress(total_steps, desc=f"epoch {epoch} val", unit="batch",
                         enabled=show_progress and parts.dist.is_main)
     feed = DeviceFeed(parts.device, ("clip", "target"))
-    iterator = iter(batches)
-
-    def fetch() -> Optional[Tuple[dict, dict]]:
-        """The next batch, its device copy under way on the side stream (as in training)."""
-        batch = next(iterator, None)
-        return None if batch is None else (batch, feed.send(batch))
-
-    current = fetch()
-    while current is not None:
-        batch, sent = current
-        on_device = feed.ready(sent)
+    # as in training: the next batches are copied (or decoded) while this one runs
+    for batch, on_device, _ in feed.batches(batches):
         clips, targets = on_device["clip"], on_device["target"]
         x = _layout(parts, parts.eval_transform(clips))
         with _autocast(parts):
             logits = model(x)
-        current = fetch()  # the next batch is loaded and copied while this one runs
         logits = logits.float()
         labelled = targets >= 0
         loss_sum += parts.criterion(logits, targets).double()
         correct += ((logits.argmax(dim=1) == targets) & labelled).sum().double()
         count += labelled.sum().double()
         scores.add(batch["video"], logits)
-        counters = batch_counters(batch)  # after the send: decoding JPEG bytes may change them
+        counters = batch_counters(batch)  # after the batch is on the device: decoding JPEG bytes may change them
         bad[0] += counters.get("bad_frames", 0)
         bad[1] += counters.get("bad_video", 0)
         progress.update(1)

@@ -7,7 +7,8 @@ and writes one results file (formats: ``resnet3d.engine.results``). How it runs:
 - DataLoader workers read *chunks* of views (``resnet3d.engine.windows``): uint8 until the
   device, every frame decoded once even where windows overlap; with ``decode_device`` "cuda"
   they read only the frames' JPEG bytes, and the main process decodes, crops and resizes each
-  chunk on the GPU (one batched nvJPEG call per chunk, ``windows.assemble_views``);
+  chunk on the GPU (one batched nvJPEG call per chunk, ``windows.assemble_views``), in a thread
+  of its own two chunks ahead (``engine.feed.decode_thread``) while the main thread scores;
 - the main process fills each model batch with views of several videos (the originals ran one
   video per batch, so short videos left the GPU mostly idle), normalises on the device, runs the
   model under bf16 autocast with channels_last_3d on CUDA, and keeps one batch in flight while
@@ -29,9 +30,11 @@ import logging
 import sys
 import time
 import uuid
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -40,6 +43,7 @@ from resnet3d.data.clip import UnreadableVideo
 from resnet3d.data.shared_memory import fit_prefetch
 from resnet3d.hardware import default_num_workers
 from resnet3d.engine import results as resultfiles
+from resnet3d.engine.feed import AHEAD, decode_thread, on_device_of, with_index
 from resnet3d.engine.precision import autocast_dtype
 from resnet3d.engine.scoring import RowBatcher, Scorer, Tally, prepare_for_inference, prepare_model, result_entry
 from resnet3d.engine.windows import ViewPlan, WindowDataset, assemble_views, group_units
@@ -350,7 +354,7 @@ def run_recognition(
 
     failed = set()  # units whose JPEGs did not decode here: their later chunks are dropped
     try:
-        for chunk in _timed(loader, waited):
+        for chunk, decoding in _decoded_ahead(_timed(loader, waited), options.plan, assemble_on):
             if first_chunk is None:
                 first_chunk = time.monotonic()
                 waited[0] = 0.0  # the start-up is first_chunk_s
@@ -360,9 +364,9 @@ def run_recognition(
             if "error" in chunk:
                 finish(tally.on_error(unit, chunk["error"]))
                 continue
-            if "jpeg" in chunk:
+            if decoding is not None:
                 try:
-                    rows, n_bad = assemble_views(chunk, options.plan, assemble_on)
+                    rows, n_bad = _result(decoding, waited)
                 except UnreadableVideo as error:
                     failed.add(unit)
                     finish(tally.on_error(unit, str(error)))
@@ -424,6 +428,41 @@ def _timed(iterable, waited: List[float]):
             return
         waited[0] += time.monotonic() - before
         yield item
+
+
+def _decoded_ahead(chunks: Iterable[dict], plan: ViewPlan, device: Optional[torch.device],
+                   ahead: int = AHEAD) -> Iterator[Tuple[dict, Optional["Future[Tuple[torch.Tensor, int]]"]]]:
+    """``(chunk, None)`` for chunks the workers decoded (``device`` None). Chunks of JPEG bytes
+    come with the future of ``assemble_views`` on ``device``, run in ``feed.decode_thread`` and
+    ``ahead`` chunks in flight: the decoding (which blocks its caller until the whole chunk is
+    decoded) then overlaps the main thread's scoring of the chunks before it."""
+    if device is None:
+        for chunk in chunks:
+            yield chunk, None
+        return
+    device = with_index(device)
+
+    def assemble(chunk: dict) -> Tuple[torch.Tensor, int]:
+        with on_device_of(device):
+            return assemble_views(chunk, plan, device)
+
+    in_flight: Deque[Tuple[dict, Optional[Future]]] = deque()
+    for chunk in chunks:
+        encoded = "jpeg" in chunk and "error" not in chunk
+        in_flight.append((chunk, decode_thread().submit(assemble, chunk) if encoded else None))
+        if len(in_flight) >= ahead:
+            yield in_flight.popleft()
+    while in_flight:
+        yield in_flight.popleft()
+
+
+def _result(decoding: "Future[Tuple[torch.Tensor, int]]", waited: List[float]) -> Tuple[torch.Tensor, int]:
+    """The decoded chunk, adding the seconds blocked on it to ``waited[0]`` (data wait)."""
+    before = time.monotonic()
+    try:
+        return decoding.result()
+    finally:
+        waited[0] += time.monotonic() - before
 
 
 def _assemble_device(decode_device: str, device: torch.device,
