@@ -273,10 +273,11 @@ def add_decode_flags(group: argparse._ActionsContainer, decode_device: bool = Tr
                "libjpeg-turbo's fast integer IDCT and chroma upsampling (default on; --no-fast-decode: exact)")
     if not decode_device:
         return
-    add_flag(group, "--decode-device", default=quiet, choices=("cpu", "cuda"),
+    add_flag(group, "--decode-device", default=quiet, choices=("cpu", "cuda", "mixed"),
              help="where training, validation and recognition decode JPEG frames: cpu (loader workers, "
-                  "libjpeg-turbo; default) or cuda (workers read the bytes; nvJPEG through torchvision decodes, "
-                  "crops and resizes each batch on the GPU: for machines with few cores per GPU)")
+                  "libjpeg-turbo; default), cuda (workers read the bytes; nvJPEG through torchvision decodes, "
+                  "crops and resizes each batch on the GPU) or mixed (both at once, the GPU's share of the batches "
+                  "found as the run goes: for machines with few cores per GPU)")
 
 
 DECODE_SETTINGS = ("decoder", "decode_tolerance", "fast_decode", "decode_device")

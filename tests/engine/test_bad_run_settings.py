@@ -82,10 +82,11 @@ def test_bf16_training_on_the_cpu_is_refused_with_the_fix(motion_data, tmp_path,
     assert "--precision bf16 on the CPU" in err and "use --precision fp32" in err and "Traceback" not in err
 
 
-def test_decode_device_cuda_without_a_gpu_names_the_flag(motion_data, tmp_path, capsys):
-    assert _main(motion_data, tmp_path, "--batch_size", "4", "--decode-device", "cuda") == 2
+@pytest.mark.parametrize("where", ["cuda", "mixed"])
+def test_decode_device_cuda_without_a_gpu_names_the_flag(motion_data, tmp_path, capsys, where):
+    assert _main(motion_data, tmp_path, "--batch_size", "4", "--decode-device", where) == 2
     err = capsys.readouterr().err
-    assert "--decode-device cuda" in err and "use --decode-device cpu" in err and "Traceback" not in err
+    assert f"--decode-device {where}" in err and "use --decode-device cpu" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("extra, warned", [([], True), (["--nproc-per-node", "2"], False)])

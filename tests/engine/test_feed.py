@@ -215,3 +215,48 @@ def test_cuda_batches_decoded_in_the_thread_equal_those_decoded_in_the_caller(tm
     got = [on_device["clip"].cpu() for _, on_device, _ in feed.batches(batches)]
     assert len(got) == len(wanted) and all(torch.equal(a, b) for a, b in zip(got, wanted))
     torch.cuda.synchronize()
+
+
+def test_a_mixed_epoch_trains_on_batches_of_both_kinds_with_real_workers(tmp_path):
+    """decode_device "mixed" through the training loop: two worker processes hand over batches of
+    pixels and batches of JPEG bytes (the latter decoded in the feed's thread, on the CPU here),
+    every clip counts, and the loop reports its waits to the loader's share."""
+    from resnet3d.data import DataConfig, DeviceTransform, build_dataset, build_loader
+    from resnet3d.data.loader import decode_share_of
+    from resnet3d.engine.loop import StepParts, train_one_epoch
+    from resnet3d.engine.schedules import Schedule
+    from resnet3d.models import create_model
+    from resnet3d.normalization import KINETICS
+    from resnet3d.synthetic import make_action_dataset
+
+    info = make_action_dataset(str(tmp_path), n_classes=2, videos_per_class=8, n_frames=6, size=(32, 40), val_share=0.0)
+    cfg = DataConfig(dataset=info.dataset, video_path=info.jpg_path, annotation_path=info.annotation_path,
+                     sample_size=16, sample_duration=6, num_workers=2, decode_device="mixed")
+    loader = build_loader(build_dataset(cfg, "training", seed=0), 2, train=True, num_workers=2, seed=0, drop_last=True)
+    share = decode_share_of(loader)
+    share.share = 0.5
+    observed = []
+    real_observe = share.observe
+    share.observe = lambda *waits: observed.append(waits) or real_observe(*waits)
+
+    class Recording:
+        """The loader, noting which kind each batch is (the loop finds the share through .dataset)."""
+
+        dataset = loader.dataset
+        kinds = []
+
+        def __iter__(self):
+            for batch in loader:
+                self.kinds.append("jpeg" if "jpeg" in batch else "clip")
+                yield batch
+
+    torch.manual_seed(0)
+    model = create_model("resnet", 10, n_classes=2, widen_factor=0.125)
+    parts = StepParts(model=model, eval_model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+                      scaler=None, device=torch.device("cpu"), amp_dtype=None,
+                      train_transform=DeviceTransform(KINETICS, train=True), eval_transform=DeviceTransform(KINETICS))
+    batches = Recording()
+    result = train_one_epoch(parts, batches, 1, Schedule(0.01, 0.0), len(loader), show_progress=False)
+    assert result.count == 16 and math.isfinite(result.loss)
+    assert set(batches.kinds) == {"jpeg", "clip"}
+    assert len(observed) == len(loader) - 1 and all(w >= 0 for waits in observed for w in waits)

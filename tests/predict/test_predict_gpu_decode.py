@@ -70,10 +70,11 @@ def model():
 
 
 def _recognise(info, model, out, *, encoded, workers=0, n_clips=0, n_crops=1, resume=None, **settings):
+    """``encoded``: False (the workers decode), True (decode_device "cuda") or "mixed"."""
     from resnet3d.engine.predict import run_recognition
 
-    config = recognition_config(info, out.parent, workers=workers, top_k=4,
-                                decode_device="cuda" if encoded else "cpu", **settings)
+    decode_device = "mixed" if encoded == "mixed" else "cuda" if encoded else "cpu"
+    config = recognition_config(info, out.parent, workers=workers, top_k=4, decode_device=decode_device, **settings)
     summary = run_recognition(config, model=model, device=CPU, output=out, n_clips=n_clips, n_crops=n_crops,
                               overwrite=resume is None, resume=resume, show_progress=False, announce=False,
                               assemble_device=CPU if encoded else None)
@@ -120,6 +121,23 @@ def test_encoded_recognition_matches_the_normal_path(wide, model, tmp_path, flav
     assert exact_difference <= EXACT_TOLERANCE and fast_difference <= FAST_TOLERANCE
     assert (encoded["videos"], encoded["model_calls"], encoded["bad_frames"]) == (8, fast["model_calls"], 0)
     assert encoded["decode_device"] == "cuda" and fast["decode_device"] == "cpu"
+
+
+def test_mixed_recognition_decodes_some_chunks_on_the_device_and_matches(wide, model, tmp_path, monkeypatch):
+    """decode_device "mixed": two workers hand over some chunks as JPEG bytes (decoded on the
+    device, the CPU here) and decode the others; the scores are the normal path's within the
+    fast mode's tolerance (each chunk is one mode's or the other's), and the line reports the share."""
+    from resnet3d.engine import predict
+
+    assembled = []
+    real_assemble = predict.assemble_views
+    monkeypatch.setattr(predict, "assemble_views", lambda *a, **k: assembled.append(1) or real_assemble(*a, **k))
+    views = dict(flavour="successor", stride=4, n_clips=0, n_crops=1, crop="center", average=True)
+    fast, want = _recognise(wide, model, tmp_path / "fast.json", encoded=False, **views)
+    mixed, got = _recognise(wide, model, tmp_path / "mixed.json", encoded="mixed", workers=2, **views)
+    assert _compare(got, want, FAST_TOLERANCE) <= FAST_TOLERANCE
+    assert mixed["videos"] == 8 and mixed["decode_device"] == "mixed" and 0 <= mixed["gpu_decode_share"] <= 1
+    assert 0 < len(assembled) < 8  # 8 one-chunk videos, every fourth chunk of each worker on the device
 
 
 @pytest.mark.parametrize("scheme, crop", [("seed", "center"), ("sliding", "nocrop"), ("sliding", "three"),
@@ -202,8 +220,8 @@ def test_a_video_whose_frames_do_not_decode_is_an_error_entry(wide, model, tmp_p
 
 def test_encoded_chunks_decode_in_the_decode_thread_two_ahead(monkeypatch):
     """The main thread scores chunk k while ``feed.decode_thread`` decodes chunk k + 1: chunks
-    come out in order, each of JPEG bytes with the future of its views, the others (errors) with
-    none."""
+    come out in order, each of JPEG bytes with the finished future of its views, the others
+    (errors) with none."""
     import threading
 
     from resnet3d.engine import predict
@@ -218,13 +236,15 @@ def test_encoded_chunks_decode_in_the_decode_thread_two_ahead(monkeypatch):
     monkeypatch.setattr(predict, "assemble_views",
                         lambda chunk, plan, device: (chunk["unit"], threading.current_thread().name))
     seen = []
-    for chunk, decoding in predict._decoded_ahead(chunks(), plan=None, device=torch.device("cpu")):
+    for chunk, decoding, waits in predict._decoded_ahead(chunks(), plan=None, device=torch.device("cpu")):
+        assert decoding is None or decoding.done()
         seen.append((chunk["unit"], None if decoding is None else decoding.result()[0]))
         assert len(taken) == min(chunk["unit"] + 2, 4)  # the next chunk is already under way
+        assert waits.loader >= 0 and waits.decode >= 0
         if decoding is not None:
             assert decoding.result()[1].startswith("resnet3d-decode")
     assert seen == [(0, 0), (1, 1), (2, None), (3, 3)]
-    plain = list(predict._decoded_ahead(iter([{"unit": 0}]), plan=None, device=None))
+    plain = [(chunk, decoding) for chunk, decoding, _ in predict._decoded_ahead(iter([{"unit": 0}]), None, None)]
     assert plain == [({"unit": 0}, None)]  # the workers decoded: nothing to do
 
 
@@ -274,14 +294,16 @@ def test_decode_device_cuda_is_refused_without_a_gpu(motion, our_checkpoint, tmp
 
 
 @pytest.mark.slow
-def test_bench_test_measures_the_encoded_mode(tmp_path, capsys):
+@pytest.mark.parametrize("mode", ["cuda", "mixed"])
+def test_bench_test_measures_the_encoded_mode(tmp_path, capsys, mode):
     status = main(["bench", "test", "--synthetic-dir", str(tmp_path / "data"), "--videos", "4", "--frames", "12",
                    "--height", "48", "--width", "64", "--model_depth", "10", "--resnet_widen_factor", "0.5",
                    "--n_classes", "8", "--sample_size", "32", "--sample_duration", "8", "--n_threads", "1",
-                   "--batch_size", "8", "--device", "cpu", "--decode-device", "cuda", "--assemble-device", "cpu"])
+                   "--batch_size", "8", "--device", "cpu", "--decode-device", mode, "--assemble-device", "cpu"])
     assert status == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [line["baseline"] for line in lines] == [True, False]
     ours = lines[1]
-    assert ours["decode_device"] == "cuda" and ours["assemble_device"] == "cpu" and "decoded on cpu" in ours["scheme"]
+    assert ours["decode_device"] == mode and ours["assemble_device"] == "cpu" and "decoded on cpu" in ours["scheme"]
     assert ours["errors"] == 0 and ours["bad_frames"] == 0 and ours["top1_agreement"] >= 0.5
+    assert ("gpu_decode_share" in ours) == (mode == "mixed")

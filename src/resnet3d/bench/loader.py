@@ -31,7 +31,7 @@ from resnet3d.cliargs import add_flag
 from resnet3d.compat import add_decode_flags, decode_settings
 from resnet3d.data import DataConfig, build_dataset, build_loader, set_epoch
 from resnet3d.data import spatial, temporal
-from resnet3d.data.config import DATASETS, DECODE_DEVICES, TRAIN_CROPS
+from resnet3d.data.config import DATASETS, TRAIN_CROPS
 from resnet3d.data.gpu_decode import assemble_clips, batched_decoder, check_decode_device
 from resnet3d.errors import UserError
 from resnet3d.normalization import KINETICS
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=8, help="clips per batch")
     add_flag(parser, "--n-batches", type=int, default=10, help="batches timed (after one warm-up batch)")
     add_decode_flags(parser.add_argument_group("our loader's JPEG decoding"), decode_device=False)
-    add_flag(parser, "--decode-device", default="cpu", choices=DECODE_DEVICES,
+    add_flag(parser, "--decode-device", default="cpu", choices=("cpu", "cuda"),
              help="cuda: also measure, in the same run, the loader that hands JPEG bytes to the GPU and decodes, crops "
                   "and resizes each batch there (docs/data.md, 'Decoding on the GPU'), beside the CPU-decode loader")
     add_flag(parser, "--assemble-device", default=None, metavar="DEVICE",

@@ -67,9 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--device", default="auto", choices=("auto", "cuda", "cpu"))
     add_flag(parser, "--precision", default="auto", choices=("auto", "bf16", "fp32"), help="ours (the baseline is fp32)")
     add_flag(parser, "--no-baseline", action="store_true", help="measure ours only")
-    add_flag(parser, "--decode-device", default="cpu", choices=("cpu", "cuda"),
-             help="ours: cpu (the workers decode) or cuda (the workers read JPEG bytes; the GPU decodes, crops "
-                  "and resizes)")
+    add_flag(parser, "--decode-device", default="cpu", choices=("cpu", "cuda", "mixed"),
+             help="ours: cpu (the workers decode), cuda (the workers read JPEG bytes; the GPU decodes, crops "
+                  "and resizes) or mixed (both side by side, the GPU's share of the chunks found as it runs)")
     add_switch(parser, "--fold-bn", default=True,
                help="ours: fold each BatchNorm into the conv before it (default; the baseline never folds)")
     add_flag(parser, "--compare-fold", action="store_true",
@@ -298,7 +298,8 @@ def _ours(args: argparse.Namespace, model, videos, data, device: torch.device, n
         with open(summary["output"], "r", encoding="utf-8") as handle:
             ours = {k: names.index(v[0]["label"]) for k, v in json.load(handle)["results"].items()}
     rate = len(videos) / seconds
-    decoding = "" if assemble_on is None else f", JPEG bytes from the workers decoded on {assemble_on.type}"
+    decoding = "" if assemble_on is None else (f", JPEG bytes from the workers decoded on {assemble_on.type}"
+                                               + (" (a share of the chunks)" if args.decode_device == "mixed" else ""))
     record: Dict[str, object] = {
         "baseline": False, "scheme": "batches across videos, uint8 to the device, "
         + ("bf16 autocast + channels_last_3d" if device.type == "cuda" and args.precision != "fp32" else "fp32")
@@ -313,6 +314,8 @@ def _ours(args: argparse.Namespace, model, videos, data, device: torch.device, n
         "data_wait_share": round(summary["data_wait_s"] / seconds, 3) if seconds > 0 else 0.0}
     if assemble_on is not None:
         record["assemble_device"] = str(assemble_on)
+    if "gpu_decode_share" in summary:  # --decode-device mixed: where the share of chunks decoded there went
+        record.update({key: summary[key] for key in ("gpu_decode_share", "gpu_decode_share_history")})
     if baseline_rate:
         record["speedup"] = round(rate / baseline_rate, 2)
         result_id = result_names([v.key for v in videos], "seed")

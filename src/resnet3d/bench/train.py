@@ -96,8 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--stem-pad", type=int, default=0, metavar="N",
              help="--sweep: also measure the last precision in channels_last_3d with the stem's input channels "
                   "padded to a multiple of N (models/stem.py; 8 suits tensor cores)")
-    add_flag(parser, "--decode-device", default="cpu", choices=("cpu", "cuda"),
-             help="end to end, ours: where JPEG frames are decoded (cuda: nvJPEG on the GPU, docs/data.md)")
+    add_flag(parser, "--decode-device", default="cpu", choices=("cpu", "cuda", "mixed"),
+             help="end to end, ours: where JPEG frames are decoded (cuda: nvJPEG on the GPU; mixed: the workers and "
+                  "the GPU side by side; docs/data.md)")
     add_flag(parser, "--only", default="all", choices=("all", "step", "end-to-end"), help="which measurements")
     add_flag(parser, "--no-baseline", action="store_true", help="skip the originals' scheme")
     add_flag(parser, "--sweep", action="store_true",
@@ -464,9 +465,18 @@ def _check_end_to_end_inputs(args, device: torch.device) -> None:
         raise UserError(f"--annotation_path {args.annotation_path}: no such file")
 
 
+END_TO_END_SCHEMES = {
+    "cpu": "resnet3d loader (uint8 workers, device normalisation) + our step",
+    "cuda": "resnet3d loader (JPEG bytes from workers, nvJPEG decode and resize on the device) + our step",
+    "mixed": "resnet3d loader (a share of the batches as JPEG bytes decoded on the device, the rest decoded by the "
+             "workers; the share adjusted from the loop's waits) + our step",
+}
+
+
 def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadline) -> None:
     from resnet3d.bench.loader import SuccessorBaseline
     from resnet3d.data import DataConfig, build_dataset, build_loader, check_decode_device, set_epoch
+    from resnet3d.data.loader import decode_share_of
 
     check_decode_device(args.decode_device, device)  # before the baseline's minutes
     video_path, annotation_path, dataset_name = _data(args, workdir)
@@ -527,8 +537,7 @@ def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadl
         "what": "train_end_to_end", "baseline": False, **_common(args, device), "n_threads": args.n_threads,
         "precision": PRECISION_NAMES[dtype], "memory_format": _layout(channels_last),
         "compile_mode": args.compile_mode, "sgd": _sgd_name(parts), "decode_device": args.decode_device,
-        "scheme": ("resnet3d loader (uint8 workers, device normalisation) + our step" if args.decode_device == "cpu"
-                   else "resnet3d loader (JPEG bytes from workers, nvJPEG decode and resize on the device) + our step")}
+        "scheme": END_TO_END_SCHEMES[args.decode_device]}
     with compile_errors_explained(args.compile_mode):
         if args.epochs:
             loader = build_loader(dataset, args.batch_size, train=True, num_workers=args.n_threads, seed=0)
@@ -538,6 +547,9 @@ def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadl
                                   drop_last=True)
             ours.update(_one_stretch(args, parts, loader, batches))
     ours["pin_memory"] = bool(loader.pin_memory)
+    share = decode_share_of(loader)
+    if share is not None:  # --decode-device mixed: where the GPU's share of the batches went
+        ours.update(gpu_decode_share=round(share.share, 3), gpu_decode_share_history=share.history)
     if baseline is not None and ours.get("clips_per_s"):
         ours["speedup"] = round(ours["clips_per_s"] / baseline["clips_per_s"], 2)
     emit(ours)

@@ -28,7 +28,7 @@ DECODERS = ("auto", "simplejpeg", "pil")
 # where training and validation JPEGs are decoded: "cpu" in the loader workers (decode.py), or
 # "cuda": workers hand over the encoded bytes and the batch is decoded and cropped on the GPU
 # (gpu_decode.py; docs/data.md, "Decoding on the GPU")
-DECODE_DEVICES = ("cpu", "cuda")
+DECODE_DEVICES = ("cpu", "cuda", "mixed")
 SUBSETS = ("training", "validation", "testing")
 SUBSET_ALIASES = {"train": "training", "val": "validation", "test": "testing"}
 
@@ -94,7 +94,8 @@ class DataConfig:
     fast_decode: bool = True
     # "cuda": dataset items carry JPEG bytes and crop boxes instead of pixels, and
     # ``resnet3d.data.gpu_decode.assemble_clips`` decodes, crops and resizes each batch on the
-    # device (decode_tolerance and fast_decode do not apply: nvJPEG decodes at full size)
+    # device (decode_tolerance and fast_decode do not apply: nvJPEG decodes at full size).
+    # "mixed": a share of the batches so, the rest decoded by the workers (data.decode_share)
     decode_device: str = "cpu"
 
     def __post_init__(self) -> None:

@@ -7,7 +7,8 @@ An item is a dict (docs/architecture.md, "Batches")::
      frames in this clip), "bad_video": int (1 when the clip stands in for an unreadable video)}
 
 (with ``DataConfig.decode_device`` "cuda", ``"jpeg"``: the clip's ``EncodedClip``, frames still
-JPEG bytes, in place of ``"clip"``; ``gpu_decode.assemble_clips`` decodes the batch on the device)
+JPEG bytes, in place of ``"clip"``; ``gpu_decode.assemble_clips`` decodes the batch on the device;
+with "mixed", whole batches of either kind, ``data.decode_share``)
 
 and, in a training dataset, the clip's device-side augmentation, which ``DeviceTransform``
 applies to the batch: ``"flip": bool`` and ``"jitter": float32 (4,)`` (brightness, contrast,
@@ -33,6 +34,7 @@ from resnet3d.data import spatial, temporal
 from resnet3d.data.annotations import Annotation, VideoEntry, load_annotation, seconds_to_frames
 from resnet3d.data.clip import UnreadableVideo, read_clip, read_encoded_clip, report_once
 from resnet3d.data.config import DataConfig, canonical_subset
+from resnet3d.data.decode_share import DecodeShare
 from resnet3d.data.device import draw_augmentation
 from resnet3d.data.loader import new_batch_tensor
 from resnet3d.data.sources import naming_problem, source_for
@@ -267,6 +269,8 @@ class VideoDataset(torch.utils.data.Dataset):
         self.subset = subset
         self._ranges: Dict[int, Tuple[int, int]] = {}
         self._unreadable: Dict[int, str] = {}  # video index -> why it could not be read
+        # decode_device "mixed": which batches the workers hand to the GPU as JPEG bytes
+        self.decode_share: Optional[DecodeShare] = DecodeShare() if cfg.decode_device == "mixed" else None
         if sampling == "sliding":
             self.items = self._sliding_items()
         else:
@@ -276,9 +280,16 @@ class VideoDataset(torch.utils.data.Dataset):
     # -- public helpers -------------------------------------------------------------------------
     @property
     def encoded(self) -> bool:
-        """Whether items carry JPEG bytes for ``gpu_decode.assemble_clips`` (``"jpeg"``) instead
-        of decoded pixels (``"clip"``): ``DataConfig.decode_device`` "cuda"."""
-        return self.cfg.decode_device != "cpu"
+        """Whether every item carries JPEG bytes for ``gpu_decode.assemble_clips`` (``"jpeg"``)
+        instead of decoded pixels (``"clip"``): ``DataConfig.decode_device`` "cuda". With
+        "mixed", some batches do (``decode_share``)."""
+        return self.cfg.decode_device == "cuda"
+
+    def _encode_next(self) -> bool:
+        """Whether the batch (or lone item) about to be read is handed over as JPEG bytes."""
+        if self.decode_share is not None:
+            return self.decode_share.take()
+        return self.encoded
 
     @property
     def n_videos(self) -> int:
@@ -375,14 +386,14 @@ class VideoDataset(torch.utils.data.Dataset):
         size = self.cfg.sample_size
         return self.cfg.sample_duration, size, size, self.cfg.n_channels
 
-    def _load(self, item: int, epoch: int, out: Optional[torch.Tensor] = None) -> dict:
+    def _load(self, item: int, epoch: int, out: Optional[torch.Tensor] = None, encode: bool = False) -> dict:
         video_index, clip = self.items[item]
         if video_index in self._unreadable:
             raise UnreadableVideo(self._unreadable[video_index])
         rng = random.Random(f"{self.seed}/{epoch}/{item}")
         indices = self._indices(video_index, clip, rng)
         source = self._source(self.videos[video_index])
-        if self.encoded:
+        if encode:
             encoded, n_bad = read_encoded_clip(source, indices, self._box_picker(rng), self._out_size(), self.frame_range(video_index))
             sample = {"jpeg": encoded}
         else:
@@ -402,26 +413,27 @@ class VideoDataset(torch.utils.data.Dataset):
         return sample
 
     def __getitem__(self, index: Union[int, Tuple[int, int]]) -> dict:
-        return self._item(index)
+        return self._item(index, encode=self._encode_next())
 
     def __getitems__(self, indices: Sequence[Union[int, Tuple[int, int]]]) -> List[dict]:
         """The items of one batch (the DataLoader asks for them together). Their clips are
         written straight into one uint8 batch tensor, which ``resnet3d.data.loader.collate``
         passes on whole: no per-batch copy of the clips, no per-clip allocation."""
         shape = self.clip_shape()
-        if shape is None or self.encoded:
-            return [self._item(index) for index in indices]
+        encode = self._encode_next()  # one mode per batch: collate packs either kind, not both
+        if shape is None or encode:
+            return [self._item(index, encode=encode) for index in indices]
         batch = new_batch_tensor((len(indices),) + shape)
         return [self._item(index, batch[k]) for k, index in enumerate(indices)]
 
-    def _item(self, index: Union[int, Tuple[int, int]], out: Optional[torch.Tensor] = None) -> dict:
+    def _item(self, index: Union[int, Tuple[int, int]], out: Optional[torch.Tensor] = None, encode: bool = False) -> dict:
         item, epoch = (index if isinstance(index, tuple) else (index, 0))
         item = int(item)
         last_error = ""
         for attempt in range(MAX_SUBSTITUTES + 1):
             candidate = (item + attempt * 7919) % len(self.items)  # a prime stride spreads substitutes
             try:
-                sample = self._load(candidate, epoch, out)
+                sample = self._load(candidate, epoch, out, encode)
             except UnreadableVideo as error:
                 video_index = self.items[candidate][0]
                 last_error = self._unreadable.setdefault(video_index, str(error))

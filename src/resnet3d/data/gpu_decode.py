@@ -116,26 +116,27 @@ def check_decode_device(decode_device: str, device: Device) -> None:
     global _batched
     if decode_device == "cpu":
         return
-    if decode_device != "cuda":
-        raise UserError(f"--decode-device {decode_device}: use cpu or cuda")
+    if decode_device not in ("cuda", "mixed"):
+        raise UserError(f"--decode-device {decode_device}: use cpu, cuda or mixed")
+    flag = f"--decode-device {decode_device}"
     if not torch.cuda.is_available():
-        raise UserError("--decode-device cuda decodes JPEGs on a CUDA GPU, and torch sees none here "
+        raise UserError(f"{flag} decodes JPEGs on a CUDA GPU, and torch sees none here "
                         "(torch.cuda.is_available() is False): use --decode-device cpu")
     if torch.device(device).type != "cuda":
-        raise UserError(f"--decode-device cuda decodes on the GPU the model runs on, and it runs on {device}: "
+        raise UserError(f"{flag} decodes on the GPU the model runs on, and it runs on {device}: "
                         "use --decode-device cpu")
     decode = batched_decoder()
     if decode is None:
-        log.warning("--decode-device cuda: torchvision does not import, so the JPEGs of each batch are decoded by "
+        log.warning("%s: torchvision does not import, so the JPEGs of each batch are decoded by "
                     "simplejpeg in the main process (a slower CPU path); install the torchvision built for torch %s "
-                    "for nvJPEG decoding", torch.__version__)
+                    "for nvJPEG decoding", flag, torch.__version__)
         return
     problem = _probe(decode, torch.device(device))
     if problem is not None:
         _batched = None  # every batch would fail the batched call, then each frame alone, then decode on the CPU
-        log.warning("--decode-device cuda: torchvision's decode_jpeg does not run on %s (%s), so the JPEGs of each "
+        log.warning("%s: torchvision's decode_jpeg does not run on %s (%s), so the JPEGs of each "
                     "batch are decoded by simplejpeg in the main process (a slower CPU path); install the "
-                    "torchvision built for torch %s, with nvJPEG, for decoding on the GPU", device, problem,
+                    "torchvision built for torch %s, with nvJPEG, for decoding on the GPU", flag, device, problem,
                     torch.__version__)
 
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterator, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Iterator, List, Optional, Set, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from resnet3d.data.shared_memory import fit_prefetch
 from resnet3d.hardware import usable_cores
+
+if TYPE_CHECKING:
+    from resnet3d.data.decode_share import DecodeShare
 
 log = logging.getLogger("resnet3d.data")
 _warned_worker_counts: Set[int] = set()
@@ -184,6 +187,9 @@ def build_loader(
                                             sharers=int(os.environ.get("LOCAL_WORLD_SIZE", "1"))),
             "worker_init_fn": _worker_init,
         }
+    share = getattr(dataset, "decode_share", None)
+    if share is not None:  # a change of share shows after the batches the loader already holds
+        share.lag = workers * extra.get("prefetch_factor", 0)
     return WorkerLoader(
         dataset,
         batch_size=batch_size,
@@ -207,6 +213,11 @@ def _batch_bytes(dataset: Dataset, batch_size: int) -> int:
     for n in shape:
         numel *= n
     return numel * batch_size
+
+
+def decode_share_of(loader) -> Optional["DecodeShare"]:
+    """The ``DecodeShare`` of a loader over a decode_device "mixed" dataset (None otherwise)."""
+    return getattr(getattr(loader, "dataset", None), "decode_share", None)
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

@@ -27,10 +27,16 @@ import contextlib
 import threading
 import time
 from collections import deque
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import (TYPE_CHECKING, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple,
+                    TypeVar, Union)
 
 import torch
+
+if TYPE_CHECKING:
+    from resnet3d.data.decode_share import DecodeShare
 
 
 _side_streams: Dict[torch.device, "torch.cuda.Stream"] = {}
@@ -142,30 +148,64 @@ class DeviceFeed:
             tensor.record_stream(compute)
         return sent
 
-    def batches(self, batches: Iterable[dict], ahead: int = AHEAD) -> Iterator[Tuple[dict, Dict[str, torch.Tensor], float]]:
+    def batches(self, batches: Iterable[dict], ahead: int = AHEAD,
+                share: Optional["DecodeShare"] = None) -> Iterator[Tuple[dict, Dict[str, torch.Tensor], float]]:
         """``(batch, its tensors on the device, seconds waited for it)`` for each of ``batches``.
 
         ``ahead`` batches are sent before the oldest is handed over, so while a step runs the
         next batch is already copied (or decoded) and the one after it is under way. The seconds
-        waited are this call's time blocked on the loader and on the batch's copy or decoding:
-        the loop's data wait. Close the iterator (``contextlib.closing``) when leaving early;
-        batches in flight then finish in the background and are dropped."""
-        iterator = iter(batches)
-        in_flight: Deque[Tuple[dict, Sent]] = deque()
-        exhausted = False
-        while True:
-            started = time.perf_counter()
-            while not exhausted and len(in_flight) < max(1, ahead):
-                batch = next(iterator, None)
-                if batch is None:
-                    exhausted = True
-                else:
-                    in_flight.append((batch, self.send(batch)))
-            if not in_flight:
-                return
-            batch, sent = in_flight.popleft()
-            on_device = self.ready(sent)
-            yield batch, on_device, time.perf_counter() - started
+        waited are the time blocked on the loader and on the batch's decoding: the loop's data
+        wait. ``share``: see ``started_ahead``. Close the iterator (``contextlib.closing``) when
+        leaving early; batches in flight then finish in the background and are dropped."""
+        for batch, sent, waits in started_ahead(batches, self.send, ahead, share):
+            yield batch, self.ready(sent), waits.loader + waits.decode
+
+
+@dataclass(frozen=True)
+class Waits:
+    """What the main thread waited for before an item was handed over (``started_ahead``)."""
+
+    loader: float  # seconds blocked on the loader
+    decode: float  # seconds blocked on the item's decoding in ``decode_thread``
+
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+
+def started_ahead(items: Iterable[T], start: Callable[[T], S], ahead: int = AHEAD,
+                  share: Optional["DecodeShare"] = None) -> Iterator[Tuple[T, S, Waits]]:
+    """``(item, start(item), waits)`` for each item, ``start`` called ``ahead`` items before the
+    item is handed over. Where ``start`` returned a ``Future`` (work given to ``decode_thread``),
+    it is done when handed over: the wait for it is ``waits.decode``.
+
+    ``share`` (decode_device "mixed", ``data.decode_share_of(loader)``) is told, for each item
+    after the first, both waits and the seconds since the previous item: how it finds the share
+    of the batches the GPU decodes."""
+    iterator = iter(items)
+    in_flight: Deque[Tuple[T, S]] = deque()
+    exhausted = False
+    previous: Optional[float] = None  # when the previous item was handed over
+    while True:
+        started = time.perf_counter()
+        while not exhausted and len(in_flight) < max(1, ahead):
+            try:
+                item = next(iterator)
+            except StopIteration:
+                exhausted = True
+            else:
+                in_flight.append((item, start(item)))
+        if not in_flight:
+            return
+        loaded = time.perf_counter()
+        item, begun = in_flight.popleft()
+        if isinstance(begun, Future):
+            futures.wait([begun])
+        now = time.perf_counter()
+        if share is not None and previous is not None:
+            share.observe(loaded - started, now - loaded, now - previous)
+        previous = now
+        yield item, begun, Waits(loader=loaded - started, decode=now - loaded)
 
 
 class HostReadout:

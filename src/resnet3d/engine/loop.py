@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from resnet3d.data import AUGMENT_KEYS, batch_counters
+from resnet3d.data.loader import decode_share_of
 from resnet3d.engine.distributed import DistInfo, all_sum
 from resnet3d.engine.feed import DeviceFeed, HostReadout
 from resnet3d.engine.optim import set_lr, set_train_mode
@@ -164,7 +165,7 @@ def train_one_epoch(
     feed = DeviceFeed(parts.device, ("clip", "target") + AUGMENT_KEYS)
     step = start_step
     # the next batches are copied (or decoded) on the device while each step runs (DeviceFeed.batches)
-    with contextlib.closing(feed.batches(batches)) as fed:
+    with contextlib.closing(feed.batches(batches, share=decode_share_of(batches))) as fed:
         for batch, on_device, waited in fed:
             wait += waited
             step += 1
@@ -213,7 +214,7 @@ def validate(parts: StepParts, batches: Iterable[dict], video_targets: torch.Ten
                         enabled=show_progress and parts.dist.is_main)
     feed = DeviceFeed(parts.device, ("clip", "target"))
     # as in training: the next batches are copied (or decoded) while this one runs
-    for batch, on_device, _ in feed.batches(batches):
+    for batch, on_device, _ in feed.batches(batches, share=decode_share_of(batches)):
         clips, targets = on_device["clip"], on_device["target"]
         x = _layout(parts, parts.eval_transform(clips))
         with _autocast(parts):

@@ -30,11 +30,10 @@ import logging
 import sys
 import time
 import uuid
-from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -43,7 +42,8 @@ from resnet3d.data.clip import UnreadableVideo
 from resnet3d.data.shared_memory import fit_prefetch
 from resnet3d.hardware import default_num_workers
 from resnet3d.engine import results as resultfiles
-from resnet3d.engine.feed import AHEAD, decode_thread, on_device_of, with_index
+from resnet3d.data.decode_share import DecodeShare
+from resnet3d.engine.feed import AHEAD, Waits, decode_thread, on_device_of, started_ahead, with_index
 from resnet3d.engine.precision import autocast_dtype
 from resnet3d.engine.scoring import RowBatcher, Scorer, Tally, prepare_for_inference, prepare_model, result_entry
 from resnet3d.engine.windows import ViewPlan, WindowDataset, assemble_views, group_units
@@ -332,7 +332,7 @@ def run_recognition(
     counts = {"videos": 0, "errors": 0, "bad_frames": 0}
     setup_done = time.monotonic()  # the model folded and on its device, the loader built
     first_chunk: Optional[float] = None  # when the workers' first chunk arrived (their start-up)
-    waited = [0.0]  # seconds blocked on the workers after their first chunk
+    waited = [0.0]  # seconds blocked on the workers and on decoding (decode_device cuda) after the first chunk
 
     def finish(unit_numbers: List[int]) -> None:
         for number in unit_numbers:
@@ -354,10 +354,11 @@ def run_recognition(
 
     failed = set()  # units whose JPEGs did not decode here: their later chunks are dropped
     try:
-        for chunk, decoding in _decoded_ahead(_timed(loader, waited), options.plan, assemble_on):
+        for chunk, decoding, waits in _decoded_ahead(loader, options.plan, assemble_on, dataset.decode_share):
             if first_chunk is None:
-                first_chunk = time.monotonic()
-                waited[0] = 0.0  # the start-up is first_chunk_s
+                first_chunk = time.monotonic()  # the wait for the first chunk is the start-up: first_chunk_s
+            else:
+                waited[0] += waits.loader + waits.decode
             unit = int(chunk["unit"])
             if unit in failed:
                 continue
@@ -366,7 +367,7 @@ def run_recognition(
                 continue
             if decoding is not None:
                 try:
-                    rows, n_bad = _result(decoding, waited)
+                    rows, n_bad = decoding.result()  # done: _decoded_ahead waited for it
                 except UnreadableVideo as error:
                     failed.add(unit)
                     finish(tally.on_error(unit, str(error)))
@@ -405,6 +406,9 @@ def run_recognition(
                "data_wait_s": waited[0],
                "bad_frames": counts["bad_frames"], "decode_device": options.decode_device, "folded_bn": n_folded,
                "videos_per_s": counts["videos"] / seconds if seconds > 0 else 0.0}
+    if dataset.decode_share is not None:  # decode_device "mixed": the GPU's final share of the chunks
+        summary.update(gpu_decode_share=round(dataset.decode_share.share, 3),
+                       gpu_decode_share_history=dataset.decode_share.history)
     if dist.is_main and announce:
         rate = f", {summary['videos_per_s']:.2f} videos/s" if counts["videos"] else ""
         extra = f", {counts['errors']} unreadable (listed under 'errors')" if counts["errors"] else ""
@@ -416,53 +420,26 @@ def run_recognition(
     return summary
 
 
-def _timed(iterable, waited: List[float]):
-    """``iterable``'s items, adding the seconds spent waiting for each to ``waited[0]``."""
-    iterator = iter(iterable)
-    while True:
-        before = time.monotonic()
-        try:
-            item = next(iterator)
-        except StopIteration:
-            waited[0] += time.monotonic() - before
-            return
-        waited[0] += time.monotonic() - before
-        yield item
-
-
 def _decoded_ahead(chunks: Iterable[dict], plan: ViewPlan, device: Optional[torch.device],
-                   ahead: int = AHEAD) -> Iterator[Tuple[dict, Optional["Future[Tuple[torch.Tensor, int]]"]]]:
-    """``(chunk, None)`` for chunks the workers decoded (``device`` None). Chunks of JPEG bytes
-    come with the future of ``assemble_views`` on ``device``, run in ``feed.decode_thread`` and
-    ``ahead`` chunks in flight: the decoding (which blocks its caller until the whole chunk is
-    decoded) then overlaps the main thread's scoring of the chunks before it."""
-    if device is None:
-        for chunk in chunks:
-            yield chunk, None
-        return
+                   share: Optional[DecodeShare] = None) -> Iterator[Tuple[dict, Optional[Future], Waits]]:
+    """``(chunk, None, waits)`` for chunks the workers decoded; chunks of JPEG bytes come with the
+    (finished) future of ``assemble_views`` on ``device``, run in ``feed.decode_thread``
+    ``AHEAD`` chunks ahead: the decoding (which blocks its caller until the whole chunk is
+    decoded) overlaps the main thread's scoring of the chunks before it. ``share``: decode_device
+    "mixed" (``feed.started_ahead``)."""
+    if device is None:  # every chunk decoded by the workers: nothing to start ahead
+        return started_ahead(chunks, lambda chunk: None, ahead=1)
     device = with_index(device)
 
     def assemble(chunk: dict) -> Tuple[torch.Tensor, int]:
         with on_device_of(device):
             return assemble_views(chunk, plan, device)
 
-    in_flight: Deque[Tuple[dict, Optional[Future]]] = deque()
-    for chunk in chunks:
+    def start(chunk: dict) -> Optional[Future]:
         encoded = "jpeg" in chunk and "error" not in chunk
-        in_flight.append((chunk, decode_thread().submit(assemble, chunk) if encoded else None))
-        if len(in_flight) >= ahead:
-            yield in_flight.popleft()
-    while in_flight:
-        yield in_flight.popleft()
+        return decode_thread().submit(assemble, chunk) if encoded else None
 
-
-def _result(decoding: "Future[Tuple[torch.Tensor, int]]", waited: List[float]) -> Tuple[torch.Tensor, int]:
-    """The decoded chunk, adding the seconds blocked on it to ``waited[0]`` (data wait)."""
-    before = time.monotonic()
-    try:
-        return decoding.result()
-    finally:
-        waited[0] += time.monotonic() - before
+    return started_ahead(chunks, start, AHEAD, share)
 
 
 def _assemble_device(decode_device: str, device: torch.device,
@@ -491,6 +468,8 @@ def _loader(dataset: WindowDataset, num_workers: int):
     if workers:
         prefetch = fit_prefetch(_chunk_bytes(dataset), workers, 2, sharers=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         extra = {"prefetch_factor": prefetch, "worker_init_fn": one_thread_per_worker, "persistent_workers": False}
+    if dataset.decode_share is not None:  # a change of share shows after the chunks the loader already holds
+        dataset.decode_share.lag = workers * extra.get("prefetch_factor", 0)
     return WorkerLoader(dataset, batch_size=None, num_workers=workers, pin_memory=False, **extra)
 
 

@@ -33,6 +33,7 @@ from resnet3d.data import temporal
 from resnet3d.data.clip import UnreadableVideo, read_clip
 from resnet3d.data.config import DataConfig
 from resnet3d.data.dataset import Video, VideoDataset
+from resnet3d.data.decode_share import DecodeShare
 from resnet3d.data.sources import naming_problem, source_for
 from resnet3d.data.spatial import Box, center_box
 
@@ -257,7 +258,8 @@ class WindowDataset(torch.utils.data.IterableDataset):
     With ``cfg.decode_device`` "cuda" (the *encoded* mode) a chunk carries, in place of "rows",
     its frames' JPEG bytes (``"jpeg"``, ``"order"``, ``"path"``: ``read_encoded_views``), and the
     main process turns it into the same rows on the device (``assemble_views``); "bad_frames"
-    then counts only the missing frames and unreadable headers the worker found.
+    then counts only the missing frames and unreadable headers the worker found. With "mixed",
+    ``decode_share`` says which chunks are handed over so (``data.decode_share``).
     """
 
     def __init__(self, videos: List[Video], units: List[Unit], cfg: DataConfig, plan: ViewPlan) -> None:
@@ -266,7 +268,8 @@ class WindowDataset(torch.utils.data.IterableDataset):
         self.units = units
         self.cfg = cfg
         self.plan = plan
-        self.encoded = cfg.decode_device != "cpu"
+        self.encoded = cfg.decode_device == "cuda"  # every chunk as JPEG bytes
+        self.decode_share: Optional[DecodeShare] = DecodeShare() if cfg.decode_device == "mixed" else None
         # frame_range() resolves n_frames files, segments in seconds and video probes.
         self._ranges = VideoDataset(videos, [], cfg, train=False, sampling="center")
 
@@ -307,10 +310,12 @@ class WindowDataset(torch.utils.data.IterableDataset):
             try:
                 size = None
                 if self.plan.crop != "center":
-                    size = header_size(source, frames) if self.encoded else frame_size(source, frames)
+                    from_headers = self.encoded or self.decode_share is not None
+                    size = header_size(source, frames) if from_headers else frame_size(source, frames)
                 for first in range(0, len(starts), per_chunk):
                     chunk_starts = starts[first : first + per_chunk]
-                    if self.encoded:
+                    encode = self.decode_share.take() if self.decode_share is not None else self.encoded
+                    if encode:
                         jpeg, order, segments, n_bad = read_encoded_views(source, frames, chunk_starts, self.plan,
                                                                           size, video_range)
                         views = {"jpeg": jpeg, "order": order, "path": str(video.path)}
