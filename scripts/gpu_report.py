@@ -119,10 +119,12 @@ def describe(record: dict) -> str:
         if record.get("compile_mode") not in (None, "none"):
             setting += f" compile {record['compile_mode']}"
     parts.append(str(setting or ""))
-    if record.get("decode_device") == "cuda":
+    if record.get("decode_device") in ("cuda", "mixed"):
         where = record.get("assemble_device")
-        parts.append("--decode-device cuda" + (f" --assemble-device {where}" if where and not
-                                                str(where).startswith("cuda") else ""))
+        parts.append(f"--decode-device {record['decode_device']}" + (f" --assemble-device {where}" if where and not
+                                                                      str(where).startswith("cuda") else ""))
+    if record.get("n_threads") is not None and record.get("what") == "train_end_to_end":
+        parts.append(f"{record['n_threads']} workers")
     for key in ("epochs", "stem_pad"):
         if record.get(key) is not None:
             parts.append(f"--{key.replace('_', '-')} {record[key]}")
@@ -150,7 +152,8 @@ def ours_cell(record: dict) -> str:
                        ("top1_agreement", "top-1 agreement {:g}"), ("rss_main_growth_mib", "main RSS growth {:g} MiB"),
                        ("rss_workers_growth_mib", "workers' RSS growth {:g} MiB"),
                        ("untimed_steps", "timed after {:g} untimed steps"),
-                       ("setup_s", "set-up {:g} s"), ("first_chunk_s", "workers' first chunk after {:g} s")):
+                       ("setup_s", "set-up {:g} s"), ("first_chunk_s", "workers' first chunk after {:g} s"),
+                       ("gpu_decode_share", "GPU's share of the batches at the end {:g}")):
         if isinstance(record.get(key), (int, float)):
             extras.append(label.format(record[key]))
     return cell + (f" ({'; '.join(extras)})" if extras else "")

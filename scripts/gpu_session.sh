@@ -5,7 +5,7 @@
 # from the repository root, with the wheels it lacks carried in .whl/ (docs/benchmarks.md says
 # how to fetch them):
 #
-#     bash scripts/gpu_session.sh PLAN        # PLAN: 1 (default), 2, 3 or 4, see plan_1 .. plan_4 below
+#     bash scripts/gpu_session.sh PLAN        # PLAN: 1 (default) to 5, see plan_1 .. plan_5 below
 #
 # Here, without a GPU, check the script's logic at toy sizes before spending device time:
 #
@@ -238,6 +238,37 @@ plan_4() {
         --decode-only
     stage loader-per-core-seedlike 40 "${R3D[@]}" bench loader "${ON_SEEDLIKE[@]}" "${SIZE[@]}" --batch_size "$BATCH" \
         --n_threads "$WORKERS" --n-batches 8 --repeat 2 --baseline "${GPU_DECODE[@]}"
+}
+
+# After plans 4 and 2: decoding with few cores per GPU, the common machine. The same ResNet-18
+# run end to end on quality-75 frames with 3 workers, decoded by the workers (cpu), by the GPU
+# (cuda: since 2026-11-27 in a thread of its own, two batches ahead) and by both (mixed, the
+# share found as it runs); then mixed with every worker, and recognition with the GPU decoding.
+plan_5() {
+    make_data &
+    local data=$!
+    tests 80 -k "decod or feed or mixed"  # the decoding thread and mixed mode on CUDA: first run there
+    FEW=3
+    MIXED_STEPS=(--steps 150 --warmup 8)
+    [[ $SMOKE == 1 ]] && MIXED_STEPS=("${E2E_STEPS[@]}")
+    wait $data
+    stage end-to-end-r18-cpu-3-workers 60 "${R3D[@]}" bench train --only end-to-end --no-baseline "${DEV[@]}" \
+        "${R18[@]}" "${SIZE[@]}" "${MIXED_STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" --batch_size "$BATCH" --n_threads $FEW
+    [[ $SMOKE == 1 ]] || stage end-to-end-r18-cuda-3-workers 60 "${R3D[@]}" bench train --only end-to-end --no-baseline \
+        --decode-device cuda "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${MIXED_STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" \
+        --batch_size "$BATCH" --n_threads $FEW
+    [[ $SMOKE == 1 ]] || stage end-to-end-r18-mixed-3-workers 70 "${R3D[@]}" bench train --only end-to-end --no-baseline \
+        --decode-device mixed "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${MIXED_STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" \
+        --batch_size "$BATCH" --n_threads $FEW
+    [[ $SMOKE == 1 ]] || stage end-to-end-r18-mixed 70 "${R3D[@]}" bench train --only end-to-end --no-baseline \
+        --decode-device mixed "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${E2E_STEPS[@]}" "${ON_TRAIN[@]}" "${COPIES[@]}" \
+        --batch_size "$BATCH" --n_threads "$WORKERS"
+    [[ $SMOKE == 1 ]] || stage recognition-r18-mixed 60 "${R3D[@]}" bench test --decode-device mixed "${DEV[@]}" \
+        "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" "${TEST_COPIES[@]}" --subset training --n_threads "$WORKERS" \
+        --batch_size "$BATCH"
+    [[ $SMOKE == 1 ]] || stage recognition-r18-cuda 50 "${R3D[@]}" bench test --no-baseline --decode-device cuda \
+        "${DEV[@]}" "${R18[@]}" "${SIZE[@]}" "${ON_TEST[@]}" "${TEST_COPIES[@]}" --subset training \
+        --n_threads "$WORKERS" --batch_size "$BATCH"
 }
 
 environment

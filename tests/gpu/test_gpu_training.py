@@ -200,6 +200,16 @@ def test_training_with_jpeg_decoding_on_the_gpu(gpu_motion, tmp_path):
     _finite_losses(out, 2)
 
 
+def test_training_with_the_workers_and_the_gpu_decoding_side_by_side(gpu_motion, tmp_path):
+    """--decode-device mixed: batches of pixels from the workers and batches of JPEG bytes decoded
+    in the feed's thread on the GPU, in one run; it trains, validates and records the setting."""
+    out = tmp_path / "mixed-decode"
+    _train(gpu_motion, out, "--device", "cuda", "--epochs", 2, "--decode-device", "mixed")
+    assert json.loads((out / "opts.json").read_text())["data"]["decode_device"] == "mixed"
+    _finite_losses(out, 2)
+    _check_checkpoint(out / "model_2.pth", 2)
+
+
 @pytest.mark.parametrize("writer_channels_last", [False, True], ids=["contiguous-writer", "channels-last-writer"])
 def test_fused_sgd_continues_momentum_saved_in_the_other_memory_format(writer_channels_last):
     """CUDA's fused SGD kernel refuses momentum buffers whose strides differ from their parameter's

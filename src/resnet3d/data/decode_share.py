@@ -12,7 +12,9 @@ The share is found while the loop runs, from where the main thread waits (``Devi
 
 - waiting on the loader (the workers fall behind): more batches go to the GPU;
 - waiting on a batch being decoded on the GPU (the decoding thread falls behind): fewer do;
-- neither (the step itself is the bottleneck): the share stays.
+- neither (the step itself is the bottleneck): fewer do as well. The workers have time to spare
+  then, while decoding on the GPU may take time from the step (its kernels share the GPU, and
+  the loop cannot see that), so the share settles where the workers only just keep up.
 
 A change shows only in the batches the workers start after it, behind the ``lag`` batches the
 loader already holds, so after each change the controller lets ``lag`` batches pass before it
@@ -107,7 +109,7 @@ class DecodeShare:
         self._window = _Window()
         if loader_share > WAIT_THRESHOLD and loader_share >= decode_share:
             self._move(+1)
-        elif decode_share > WAIT_THRESHOLD:
+        else:  # the GPU's decoding holds the loop up, or nothing does and the workers can take more
             self._move(-1)
 
     def _move(self, direction: int) -> None:
