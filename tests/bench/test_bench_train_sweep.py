@@ -146,18 +146,22 @@ def test_end_to_end_with_gpu_decoding_needs_a_gpu(capsys):
     assert "--decode-device cuda" in captured.err and "Traceback" not in captured.err and captured.out == ""
 
 
-def test_end_to_end_mixed_reports_the_share(capsys, monkeypatch):
-    """--decode-device mixed end to end, its device steps on the CPU (the GPU check stood down):
+def test_end_to_end_mixed_reports_the_share(capsys):
+    """--decode-device mixed end to end, its device steps on the CPU (--assemble-device cpu):
     the line names the scheme and reports the GPU's final share and its history."""
-    import resnet3d.data as data
-
-    monkeypatch.setattr(data, "check_decode_device", lambda decode_device, device: None)
     records = bench(capsys, "--only", "end-to-end", "--no-baseline", "--n_threads", "2", "--generate-videos", "8",
-                    "--batch_size", "4", "--decode-device", "mixed", "--video-copies", "4")
+                    "--batch_size", "4", "--decode-device", "mixed", "--assemble-device", "cpu", "--video-copies", "4")
     (ours,) = records
     assert ours["decode_device"] == "mixed" and "a share of the batches" in ours["scheme"]
     assert 0.0 <= ours["gpu_decode_share"] <= 1.0 and isinstance(ours["gpu_decode_share_history"], list)
-    assert ours["clips_per_s"] > 0
+    assert ours["clips_per_s"] > 0 and ours["assemble_device"] == "cpu"
+
+
+def test_assemble_device_cpu_needs_a_device_decode(capsys):
+    assert cli.main(["bench", "train", *TINY, "--only", "end-to-end", "--generate-videos", "8", "--batch_size", "4",
+                     "--assemble-device", "cpu", "--decode-device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert "--assemble-device cpu goes with --device cpu" in captured.err and "Traceback" not in captured.err
 
 
 def test_sweep_measures_the_padded_stem_beside_the_plain_one(capsys):

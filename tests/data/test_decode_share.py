@@ -23,9 +23,9 @@ def test_every_nth_batch_goes_to_the_gpu(share, taken):
     assert sum(decider.take() for _ in range(16)) == taken
 
 
-def _feed(share: DecodeShare, batches: int, loader_wait: float, decode_wait: float) -> None:
+def _feed(share: DecodeShare, batches: int, loader_wait: float, decode_wait: float, seconds: float = 0.1) -> None:
     for _ in range(batches):
-        share.observe(loader_wait, decode_wait, 0.1)
+        share.observe(loader_wait, decode_wait, seconds)
 
 
 def test_waiting_on_the_loader_raises_the_share_and_on_decoding_lowers_it():
@@ -48,6 +48,21 @@ def test_with_no_wait_the_workers_take_more_and_small_waits_are_noise():
     assert share.history == [pytest.approx(0.3), pytest.approx(0.2)]
     _feed(share, MIN_WINDOW, 0.01, 0.0)  # 10%: they fell behind, the share turns back up
     assert share.share == pytest.approx(0.25)
+
+
+def test_slower_than_at_the_best_share_goes_back_there():
+    """The waits keep asking for more GPU decoding, but each step up costs a little speed
+    (decoding on the GPU taking time from the step, say): once the loop is more than 5% slower
+    than at the best share, the share goes back there, and the next try is half as far."""
+    share = DecodeShare(initial=0.3)
+    _feed(share, MIN_WINDOW, 0.05, 0.0, seconds=0.100)  # at 0.3; the loader keeps the loop waiting: up
+    _feed(share, MIN_WINDOW, 0.05, 0.0, seconds=0.103)  # at 0.4: 3% slower, within noise: up again
+    assert share.share == pytest.approx(0.5)
+    _feed(share, MIN_WINDOW, 0.05, 0.0, seconds=0.106)  # at 0.5: 6% slower than at 0.3: back
+    assert share.share == pytest.approx(0.3)
+    _feed(share, MIN_WINDOW, 0.05, 0.0, seconds=0.110)  # at 0.3 again, slower now (a busier machine):
+    assert share.share == pytest.approx(0.35)           # its rate is renewed, and the next try is half as far
+    assert share.history == [pytest.approx(v) for v in (0.4, 0.5, 0.3, 0.35)]
 
 
 def test_after_a_change_the_batches_already_in_the_loader_are_not_measured():

@@ -240,9 +240,8 @@ def test_a_mixed_epoch_trains_on_batches_of_both_kinds_with_real_workers(tmp_pat
     share.observe = lambda *waits: observed.append(waits) or real_observe(*waits)
 
     class Recording:
-        """The loader, noting which kind each batch is (the loop finds the share through .dataset)."""
+        """The loader, noting which kind each batch is."""
 
-        dataset = loader.dataset
         kinds = []
 
         def __iter__(self):
@@ -256,7 +255,8 @@ def test_a_mixed_epoch_trains_on_batches_of_both_kinds_with_real_workers(tmp_pat
                       scaler=None, device=torch.device("cpu"), amp_dtype=None,
                       train_transform=DeviceTransform(KINETICS, train=True), eval_transform=DeviceTransform(KINETICS))
     batches = Recording()
-    result = train_one_epoch(parts, batches, 1, Schedule(0.01, 0.0), len(loader), show_progress=False)
+    result = train_one_epoch(parts, batches, 1, Schedule(0.01, 0.0), len(loader), show_progress=False,
+                             decode_share=share)
     assert result.count == 16 and math.isfinite(result.loss)
     assert set(batches.kinds) == {"jpeg", "clip"}
     assert len(observed) == len(loader) - 1 and all(w >= 0 for waits in observed for w in waits)

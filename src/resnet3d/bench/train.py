@@ -53,6 +53,7 @@ from resnet3d.bench.step_profile import profile_step
 from resnet3d.bench.video_copies import with_video_copies
 from resnet3d.cliargs import add_flag
 from resnet3d.config import COMPILE_MODES, check_compile_mode, resolve_compile_mode
+from resnet3d.data.loader import decode_share_of
 from resnet3d.engine.compilation import compile_errors_explained, compile_model, reset_compiler
 from resnet3d.engine.precision import NAMES as PRECISION_NAMES, autocast_dtype
 from resnet3d.errors import UserError
@@ -99,6 +100,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--decode-device", default="cpu", choices=("cpu", "cuda", "mixed"),
              help="end to end, ours: where JPEG frames are decoded (cuda: nvJPEG on the GPU; mixed: the workers and "
                   "the GPU side by side; docs/data.md)")
+    add_flag(parser, "--assemble-device", default=None, choices=("cpu",),
+             help="with --device cpu and --decode-device cuda or mixed: run the device side's steps on the CPU "
+                  "(simplejpeg standing in for nvJPEG), as bench loader and bench test do: the mode's logic and its "
+                  "controller on a machine without a GPU")
     add_flag(parser, "--only", default="all", choices=("all", "step", "end-to-end"), help="which measurements")
     add_flag(parser, "--no-baseline", action="store_true", help="skip the originals' scheme")
     add_flag(parser, "--sweep", action="store_true",
@@ -450,11 +455,21 @@ def _data(args, workdir: str):
     return video_path, annotation_path, dataset
 
 
-def _check_end_to_end_inputs(args, device: torch.device) -> None:
-    """What the end-to-end measurement is given and cannot use stops the command at once."""
+def _check_decoding(args, device: torch.device) -> None:
+    """``--decode-device`` where it can run (one line otherwise); ``--assemble-device cpu`` stands
+    the GPU check down on the CPU, where the feed then decodes the JPEG batches."""
     from resnet3d.data import check_decode_device
 
-    check_decode_device(args.decode_device, device)
+    if args.assemble_device is None:
+        check_decode_device(args.decode_device, device)
+    elif args.decode_device == "cpu" or device.type != "cpu":
+        raise UserError("--assemble-device cpu goes with --device cpu and --decode-device cuda or mixed (the batches "
+                        "of JPEG bytes are decoded on the training device)")
+
+
+def _check_end_to_end_inputs(args, device: torch.device) -> None:
+    """What the end-to-end measurement is given and cannot use stops the command at once."""
+    _check_decoding(args, device)
     if not args.video_path:
         return
     if not args.annotation_path:
@@ -475,10 +490,9 @@ END_TO_END_SCHEMES = {
 
 def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadline) -> None:
     from resnet3d.bench.loader import SuccessorBaseline
-    from resnet3d.data import DataConfig, build_dataset, build_loader, check_decode_device, set_epoch
-    from resnet3d.data.loader import decode_share_of
+    from resnet3d.data import DataConfig, build_dataset, build_loader, set_epoch
 
-    check_decode_device(args.decode_device, device)  # before the baseline's minutes
+    _check_decoding(args, device)  # before the baseline's minutes
     video_path, annotation_path, dataset_name = _data(args, workdir)
     cfg = DataConfig(dataset=dataset_name, video_path=video_path, annotation_path=annotation_path,
                      sample_size=args.sample_size, sample_duration=args.sample_duration, num_workers=args.n_threads)
@@ -537,7 +551,8 @@ def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadl
         "what": "train_end_to_end", "baseline": False, **_common(args, device), "n_threads": args.n_threads,
         "precision": PRECISION_NAMES[dtype], "memory_format": _layout(channels_last),
         "compile_mode": args.compile_mode, "sgd": _sgd_name(parts), "decode_device": args.decode_device,
-        "scheme": END_TO_END_SCHEMES[args.decode_device]}
+        "scheme": END_TO_END_SCHEMES[args.decode_device],
+        **({"assemble_device": args.assemble_device} if args.assemble_device else {})}
     with compile_errors_explained(args.compile_mode):
         if args.epochs:
             loader = build_loader(dataset, args.batch_size, train=True, num_workers=args.n_threads, seed=0)
@@ -584,10 +599,12 @@ def _one_stretch(args, parts, loader, batches) -> Dict[str, Any]:
     schedule = Schedule(1e-3, 1e-3)
     iterator = batches(loader, 0)
     untimed = args.warmup + drain_steps(loader)
+    share = decode_share_of(loader)  # --decode-device mixed: adjusted by the untimed steps too
     if untimed:
-        train_one_epoch(parts, itertools.islice(iterator, untimed), 1, schedule, untimed, show_progress=False)
+        train_one_epoch(parts, itertools.islice(iterator, untimed), 1, schedule, untimed, show_progress=False,
+                        decode_share=share)
     timed = train_one_epoch(parts, itertools.islice(iterator, args.steps), 2, schedule, args.steps,
-                            show_progress=False)
+                            show_progress=False, decode_share=share)
     return {"clips_per_s": round(timed.clips_per_s, 2), "data_wait_share": round(timed.data_wait_share, 3),
             "untimed_steps": untimed, **_peak_memory(parts.device)}
 
@@ -609,7 +626,8 @@ def run_epochs(parts, loader, epochs: int, device: torch.device, deadline: Deadl
             emit({"what": "train_epoch", "skipped": list(range(epoch, epochs + 1)), "reason": deadline.reason()})
             break
         set_epoch(loader, epoch)
-        result = train_one_epoch(parts, loader, epoch, schedule, len(loader), show_progress=False)
+        result = train_one_epoch(parts, loader, epoch, schedule, len(loader), show_progress=False,
+                                 decode_share=decode_share_of(loader))
         memory = host_memory()
         row = {"what": "train_epoch", "epoch": epoch, "steps": result.steps, "clips": result.count,
                "clips_per_s": round(result.clips_per_s, 2), "data_wait_share": round(result.data_wait_share, 3),

@@ -13,8 +13,13 @@ The share is found while the loop runs, from where the main thread waits (``Devi
 - waiting on the loader (the workers fall behind): more batches go to the GPU;
 - waiting on a batch being decoded on the GPU (the decoding thread falls behind): fewer do;
 - neither (the step itself is the bottleneck): fewer do as well. The workers have time to spare
-  then, while decoding on the GPU may take time from the step (its kernels share the GPU, and
-  the loop cannot see that), so the share settles where the workers only just keep up.
+  then, while decoding on the GPU may take time from the step (its kernels share the GPU), so the
+  share settles where the workers only just keep up;
+- whatever the waits say, when the loop runs slower (by more than ``WORSE``) than it last ran at
+  the best share seen, the share goes back there: decoding on the GPU can slow the step, and on a
+  machine short of cores the workers and the decoding thread slow each other, which the waits do
+  not show. The best share's rate is measured again each time the share is there, so a run that
+  slows down as a whole (harder data, a busy machine) does not keep pulling back to a stale figure.
 
 A change shows only in the batches the workers start after it, behind the ``lag`` batches the
 loader already holds, so after each change the controller lets ``lag`` batches pass before it
@@ -32,7 +37,7 @@ docs/data.md "Pixels"); every random draw (frames, crop box, flip, jitter) still
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -41,6 +46,7 @@ INITIAL_STEP = 0.1
 MIN_STEP = 0.02
 WAIT_THRESHOLD = 0.02  # waits under 2% of the loop's time are noise, not a bottleneck
 MIN_WINDOW = 8  # batches measured before a decision, at the least
+WORSE = 0.05  # slower than the best share's rate by more than this: back to the best share
 
 
 @dataclass
@@ -69,6 +75,7 @@ class DecodeShare:
         self._direction = 0
         self._settling = 0
         self._window = _Window()
+        self._best: Optional[Tuple[float, float]] = None  # (share, batches/s) of the fastest window
 
     @property
     def share(self) -> float:
@@ -104,9 +111,16 @@ class DecodeShare:
         window.decode_wait += max(decode_wait, 0.0)
         if window.batches < max(MIN_WINDOW, self.lag) or window.seconds <= 0:
             return
+        rate = window.batches / window.seconds
         loader_share = window.loader_wait / window.seconds
         decode_share = window.decode_wait / window.seconds
         self._window = _Window()
+        best = self._best
+        if best is None or rate > best[1] or self.share == best[0]:
+            self._best = (self.share, rate)  # at the best share: its rate as it is now
+        elif rate < (1.0 - WORSE) * best[1]:
+            self._back_to(best[0])
+            return
         if loader_share > WAIT_THRESHOLD and loader_share >= decode_share:
             self._move(+1)
         else:  # the GPU's decoding holds the loop up, or nothing does and the workers can take more
@@ -117,8 +131,17 @@ class DecodeShare:
             self._step = max(MIN_STEP, self._step / 2)
         self._direction = direction
         new = min(1.0, max(0.0, self.share + direction * self._step))
-        if new == self.share:
-            return
+        if new != self.share:
+            self._set(new)
+
+    def _back_to(self, best: float) -> None:
+        """The loop got slower than at ``best``: back there, and the next change (if the waits
+        ask for one) goes half as far."""
+        self._step = max(MIN_STEP, self._step / 2)
+        self._direction = 0
+        self._set(best)
+
+    def _set(self, new: float) -> None:
         self.share = new
         self.history.append(round(new, 4))
         self._settling = self.lag

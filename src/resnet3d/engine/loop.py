@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from resnet3d.data import AUGMENT_KEYS, batch_counters
-from resnet3d.data.loader import decode_share_of
+from resnet3d.data.decode_share import DecodeShare
 from resnet3d.engine.distributed import DistInfo, all_sum
 from resnet3d.engine.feed import DeviceFeed, HostReadout
 from resnet3d.engine.optim import set_lr, set_train_mode
@@ -113,11 +113,14 @@ def train_one_epoch(
     stop_requested: Callable[[], bool] = lambda: False,
     on_batch: Optional[Callable[[dict], None]] = None,
     show_progress: bool = True,
+    decode_share: Optional[DecodeShare] = None,
 ) -> EpochResult:
     """Train over ``batches`` (this process's share of the epoch, from ``start_step`` on).
 
     ``on_batch`` receives, per step, the global numbers for train_batch.log:
     ``{batch, loss, acc, lr}``. The epoch's loss is the mean over clips of all processes.
+    ``decode_share``: the loader's, with decode_device "mixed" (``data.decode_share_of``), which
+    the loop's waits adjust.
     """
     set_train_mode(parts.model, True, parts.freeze_bn)
     sums = dict(start_sums or {"loss": 0.0, "correct": 0.0, "count": 0.0, "bad_frames": 0.0, "bad_videos": 0.0})
@@ -165,7 +168,7 @@ def train_one_epoch(
     feed = DeviceFeed(parts.device, ("clip", "target") + AUGMENT_KEYS)
     step = start_step
     # the next batches are copied (or decoded) on the device while each step runs (DeviceFeed.batches)
-    with contextlib.closing(feed.batches(batches, share=decode_share_of(batches))) as fed:
+    with contextlib.closing(feed.batches(batches, share=decode_share)) as fed:
         for batch, on_device, waited in fed:
             wait += waited
             step += 1
@@ -200,9 +203,11 @@ def train_one_epoch(
 
 @torch.no_grad()
 def validate(parts: StepParts, batches: Iterable[dict], video_targets: torch.Tensor, n_classes: int,
-             total_steps: Optional[int] = None, epoch: int = 0, show_progress: bool = True) -> Dict[str, float]:
+             total_steps: Optional[int] = None, epoch: int = 0, show_progress: bool = True,
+             decode_share: Optional[DecodeShare] = None) -> Dict[str, float]:
     """Loss and clip accuracy over the validation clips, and video accuracy from each video's
-    averaged clip scores; reduced over processes (each holds a disjoint share of the clips)."""
+    averaged clip scores; reduced over processes (each holds a disjoint share of the clips).
+    ``decode_share`` as in ``train_one_epoch``."""
     model = parts.eval_model
     model.eval()
     scores = VideoScores(video_targets, n_classes, parts.device)
@@ -214,7 +219,7 @@ def validate(parts: StepParts, batches: Iterable[dict], video_targets: torch.Ten
                         enabled=show_progress and parts.dist.is_main)
     feed = DeviceFeed(parts.device, ("clip", "target"))
     # as in training: the next batches are copied (or decoded) while this one runs
-    for batch, on_device, _ in feed.batches(batches, share=decode_share_of(batches)):
+    for batch, on_device, _ in feed.batches(batches, share=decode_share):
         clips, targets = on_device["clip"], on_device["target"]
         x = _layout(parts, parts.eval_transform(clips))
         with _autocast(parts):

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from resnet3d.config import USED_KEY, Config, ModelConfig
+from resnet3d.data.loader import decode_share_of
 from resnet3d.engine import checkpoint as ckpt
 from resnet3d.engine.distributed import (
     DistInfo,
@@ -702,7 +703,8 @@ def _epochs(state: Run, stop: StopRequest) -> int:
             with _clip_errors_explained(state):
                 result = train_one_epoch(state.parts, _train_batches(state, epoch, skip, total), epoch,
                                          state.schedule, total, start_step=skip, start_sums=sums,
-                                         stop_requested=lambda: stop.requested, on_batch=on_batch)
+                                         stop_requested=lambda: stop.requested, on_batch=on_batch,
+                                         decode_share=decode_share_of(state.train_loader))
             if result.nonfinite:
                 kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
                 say(info, f"resnet3d: error: non-finite loss at {result.nonfinite}; stopped without saving: {kept}. "
@@ -723,7 +725,8 @@ def _epochs(state: Run, stop: StopRequest) -> int:
             if run.val and (epoch % run.val_every == 0 or epoch == run.n_epochs):
                 with _clip_errors_explained(state):
                     metrics = validate(state.parts, _val_batches(state, epoch), state.val_targets,
-                                       _n_outputs(state), total_steps=len(state.val_loader), epoch=epoch)
+                                       _n_outputs(state), total_steps=len(state.val_loader), epoch=epoch,
+                                       decode_share=decode_share_of(state.val_loader))
                 logs["val"].log(epoch=epoch, loss=metrics["loss"], acc=metrics["acc"], video_acc=metrics["video_acc"])
                 logs["tb"].scalars(epoch, **{"val/loss": metrics["loss"], "val/acc": metrics["acc"],
                                              "val/video_acc": metrics["video_acc"]})
@@ -861,7 +864,7 @@ def _validate_only(state: Run) -> None:
     epoch = state.start.epoch - 1
     with _clip_errors_explained(state):
         metrics = validate(state.parts, _val_batches(state, max(epoch, 0)), state.val_targets, _n_outputs(state),
-                           total_steps=len(state.val_loader), epoch=epoch)
+                           total_steps=len(state.val_loader), epoch=epoch, decode_share=decode_share_of(state.val_loader))
     say(state.info, f"validation  loss {metrics['loss']:.4f}  acc {metrics['acc']:.4f}"
                     f"  video acc {metrics['video_acc']:.4f}"
                     f"  ({int(metrics['count'])} clips)"
