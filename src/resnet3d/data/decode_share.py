@@ -4,8 +4,8 @@ With "cpu" the workers decode every clip; with "cuda" the GPU does (the workers 
 Each has a ceiling: the workers' is cores x clips per core, the GPU's is its JPEG decoder's rate
 (on an H200 about 13,000 240p frames/s, 800 clips of 16 frames; docs/benchmarks.md). "mixed" hands
 a share of the batches (recognition: of the chunks) to the GPU as JPEG bytes and has the workers
-decode the rest, so the two ceilings add up: on a machine with few cores per GPU, more clips per
-second than either alone.
+decode the rest, so that the two ceilings add up: on a machine with few cores per GPU, more clips
+per second than either alone (the design; ``scripts/gpu_session.sh 5`` measures it on a GPU).
 
 The share is found while the loop runs, from where the main thread waits (``DeviceFeed.batches``,
 ``predict.run_recognition``):
