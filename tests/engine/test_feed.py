@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from resnet3d.engine.feed import DeviceFeed, HostReadout
+from resnet3d.engine.feed import AHEAD, DeviceFeed, HostReadout
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 SLEEP_CYCLES = 2_000_000_000  # about a second of GPU clock: far longer than the host work below
@@ -128,7 +128,7 @@ def test_batches_come_in_order_with_the_next_one_already_sent():
     for batch, on_device, waited in feed.batches(source):
         seen.append(int(on_device["target"][0]))
         assert on_device["target"] is not None and waited >= 0
-        assert source.taken == min(len(seen) + 1, 5)  # the step's batch, and the next one under way
+        assert source.taken == min(len(seen) + AHEAD - 1, 5)  # the step's batch, and the next ones under way
     assert seen == [0, 1, 2, 3, 4]
 
 
@@ -193,7 +193,7 @@ def test_leaving_early_drops_the_batches_in_flight(monkeypatch):
     with contextlib.closing(DeviceFeed(torch.device("cpu"), ("clip", "target")).batches(source)) as fed:
         for _ in fed:
             break
-    assert source.taken == 2  # the one used and the one in flight; nothing more is read
+    assert source.taken == AHEAD  # the one used and those in flight; nothing more is read
 
 
 @cuda

@@ -218,13 +218,14 @@ def test_a_video_whose_frames_do_not_decode_is_an_error_entry(wide, model, tmp_p
     assert val[0]["key"] in want["errors"]
 
 
-def test_encoded_chunks_decode_in_the_decode_thread_two_ahead(monkeypatch):
-    """The main thread scores chunk k while ``feed.decode_thread`` decodes chunk k + 1: chunks
+def test_encoded_chunks_decode_in_the_decode_thread_ahead(monkeypatch):
+    """The main thread scores chunk k while ``feed.decode_thread`` decodes the next ones: chunks
     come out in order, each of JPEG bytes with the finished future of its views, the others
     (errors) with none."""
     import threading
 
     from resnet3d.engine import predict
+    from resnet3d.engine.feed import AHEAD
 
     taken = []
 
@@ -239,7 +240,7 @@ def test_encoded_chunks_decode_in_the_decode_thread_two_ahead(monkeypatch):
     for chunk, decoding, waits in predict._decoded_ahead(chunks(), plan=None, device=torch.device("cpu")):
         assert decoding is None or decoding.done()
         seen.append((chunk["unit"], None if decoding is None else decoding.result()[0]))
-        assert len(taken) == min(chunk["unit"] + 2, 4)  # the next chunk is already under way
+        assert len(taken) == min(chunk["unit"] + AHEAD, 4)  # the next chunks are already under way
         assert waits.loader >= 0 and waits.decode >= 0
         if decoding is not None:
             assert decoding.result()[1].startswith("resnet3d-decode")

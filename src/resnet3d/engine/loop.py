@@ -1,6 +1,6 @@
 """One training epoch and one validation pass. They return numbers; the trainer logs and saves.
 
-The GPU does not wait on the host: the next two batches are fetched and copied (or decoded) to
+The GPU does not wait on the host: the next batches are fetched and copied (or decoded) to
 the device (on a side stream, ``resnet3d.engine.feed``) while the current step runs, and a step's
 loss and accuracy are read one step late, from a copy that waits for that step only. That late read is also when
 processes agree, through the one reduction ``all_sum``, on the global numbers, on a non-finite
