@@ -10,7 +10,8 @@ and writes one results file (formats: ``resnet3d.engine.results``). How it runs:
   chunk on the GPU (one batched nvJPEG call per chunk, ``windows.assemble_views``), in a thread
   of its own a few chunks ahead (``engine.feed.decode_thread``) while the main thread scores;
 - the main process fills each model batch with views of several videos (the originals ran one
-  video per batch, so short videos left the GPU mostly idle), normalises on the device, runs the
+  video per batch, so short videos left the GPU mostly idle; on CUDA each chunk, pinned by the
+  loader's thread, goes to the device as it arrives and the batches are joined there), normalises on the device, runs the
   model under bf16 autocast with channels_last_3d on CUDA, and keeps one batch in flight while
   it books the previous one (``resnet3d.engine.scoring``); the model that runs is a copy with each
   BatchNorm folded into the conv before it (``resnet3d.models.fold``; ``fold_bn`` off: as it is);

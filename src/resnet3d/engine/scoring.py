@@ -4,8 +4,8 @@
   on CUDA it keeps one batch in flight, so the GPU never waits while the host books results or
   assembles the next batch.
 - ``RowBatcher``: fills batches of a fixed size from chunks of any videos (the originals ran one
-  video per batch); host rows are joined in pinned memory, rows decoded on the device
-  (``decode_device`` "cuda") are joined there.
+  video per batch); host rows are joined in (pinned) host memory, rows on the device (sent
+  there as their chunk arrived, or decoded there: ``decode_device`` "cuda") are joined there.
 - ``Tally``: per-video sums of view scores (and per-window ones for per-segment output); says
   when a video is complete, including one that failed midway.
 """
