@@ -142,6 +142,6 @@ class DecodeShare:
         self._set(best)
 
     def _set(self, new: float) -> None:
-        self.share = new
-        self.history.append(round(new, 4))
+        self.share = round(new, 4)  # steps of 0.1 halved: 4 places hold them, without float dust
+        self.history.append(self.share)
         self._settling = self.lag
