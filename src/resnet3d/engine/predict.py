@@ -11,10 +11,11 @@ and writes one results file (formats: ``resnet3d.engine.results``). How it runs:
   of its own a few chunks ahead (``engine.feed.decode_thread``) while the main thread scores;
 - the main process fills each model batch with views of several videos (the originals ran one
   video per batch, so short videos left the GPU mostly idle; on CUDA each chunk, pinned by the
-  loader's thread, goes to the device as it arrives and the batches are joined there), normalises on the device, runs the
-  model under bf16 autocast with channels_last_3d on CUDA, and keeps one batch in flight while
-  it books the previous one (``resnet3d.engine.scoring``); the model that runs is a copy with each
-  BatchNorm folded into the conv before it (``resnet3d.models.fold``; ``fold_bn`` off: as it is);
+  loader's thread, goes to the device as it arrives and the batches are joined there),
+  normalises on the device, runs the model under bf16 autocast with channels_last_3d on CUDA,
+  and keeps one batch in flight while it books the previous one (``resnet3d.engine.scoring``);
+  the model that runs is a copy with each BatchNorm folded into the conv before it
+  (``resnet3d.models.fold``; ``fold_bn`` off: as it is);
 - each video's score is the mean of the softmax probabilities of its views (the successor's rule;
   the seed averaged log-probabilities, which we do not reproduce: docs/recognition.md);
 - finished videos go to the results file, rewritten atomically every ``save_every`` videos;
