@@ -37,7 +37,7 @@ from resnet3d.config import (
     RunConfig,
     resolve_compile_mode,
 )
-from resnet3d.data.config import DECODERS, DEFAULT_DECODE_TOLERANCE, DataConfig
+from resnet3d.data.config import DECODE_DEVICES, DECODERS, DEFAULT_DECODE_TOLERANCE, DataConfig
 from resnet3d.errors import UserError
 from resnet3d.hardware import default_num_workers
 from resnet3d.normalization import InputNorm, successor_norm
@@ -273,7 +273,7 @@ def add_decode_flags(group: argparse._ActionsContainer, decode_device: bool = Tr
                "libjpeg-turbo's fast integer IDCT and chroma upsampling (default on; --no-fast-decode: exact)")
     if not decode_device:
         return
-    add_flag(group, "--decode-device", default=quiet, choices=("cpu", "cuda", "mixed"),
+    add_flag(group, "--decode-device", default=quiet, choices=DECODE_DEVICES,
              help="where training, validation and recognition decode JPEG frames: cpu (loader workers, "
                   "libjpeg-turbo; default), cuda (workers read the bytes; nvJPEG through torchvision decodes, "
                   "crops and resizes each batch on the GPU) or mixed (both at once, the GPU's share of the batches "

@@ -37,6 +37,7 @@ import torch
 
 from resnet3d.bench.common import emit
 from resnet3d.cliargs import add_flag, add_switch
+from resnet3d.data.config import DECODE_DEVICES
 from resnet3d.hardware import default_num_workers
 
 
@@ -67,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--device", default="auto", choices=("auto", "cuda", "cpu"))
     add_flag(parser, "--precision", default="auto", choices=("auto", "bf16", "fp32"), help="ours (the baseline is fp32)")
     add_flag(parser, "--no-baseline", action="store_true", help="measure ours only")
-    add_flag(parser, "--decode-device", default="cpu", choices=("cpu", "cuda", "mixed"),
+    add_flag(parser, "--decode-device", default="cpu", choices=DECODE_DEVICES,
              help="ours: cpu (the workers decode), cuda (the workers read JPEG bytes; the GPU decodes, crops "
                   "and resizes) or mixed (both side by side, the GPU's share of the chunks found as it runs)")
     add_switch(parser, "--fold-bn", default=True,

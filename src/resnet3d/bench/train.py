@@ -53,6 +53,7 @@ from resnet3d.bench.step_profile import profile_step
 from resnet3d.bench.video_copies import with_video_copies
 from resnet3d.cliargs import add_flag
 from resnet3d.config import COMPILE_MODES, check_compile_mode, resolve_compile_mode
+from resnet3d.data.config import DECODE_DEVICES
 from resnet3d.data.loader import decode_share_of
 from resnet3d.engine.compilation import compile_errors_explained, compile_model, reset_compiler
 from resnet3d.engine.precision import NAMES as PRECISION_NAMES, autocast_dtype
@@ -97,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--stem-pad", type=int, default=0, metavar="N",
              help="--sweep: also measure the last precision in channels_last_3d with the stem's input channels "
                   "padded to a multiple of N (models/stem.py; 8 suits tensor cores)")
-    add_flag(parser, "--decode-device", default="cpu", choices=("cpu", "cuda", "mixed"),
+    add_flag(parser, "--decode-device", default="cpu", choices=DECODE_DEVICES,
              help="end to end, ours: where JPEG frames are decoded (cuda: nvJPEG on the GPU; mixed: the workers and "
                   "the GPU side by side; docs/data.md)")
     add_flag(parser, "--assemble-device", default=None, choices=("cpu",),

@@ -34,7 +34,7 @@ from resnet3d.data import spatial, temporal
 from resnet3d.data.annotations import Annotation, VideoEntry, load_annotation, seconds_to_frames
 from resnet3d.data.clip import UnreadableVideo, read_clip, read_encoded_clip, report_once
 from resnet3d.data.config import DataConfig, canonical_subset
-from resnet3d.data.decode_share import DecodeShare
+from resnet3d.data.decode_share import DecodeShare, as_jpeg_bytes, share_for
 from resnet3d.data.device import draw_augmentation
 from resnet3d.data.loader import new_batch_tensor
 from resnet3d.data.sources import naming_problem, source_for
@@ -270,7 +270,7 @@ class VideoDataset(torch.utils.data.Dataset):
         self._ranges: Dict[int, Tuple[int, int]] = {}
         self._unreadable: Dict[int, str] = {}  # video index -> why it could not be read
         # decode_device "mixed": which batches the workers hand to the GPU as JPEG bytes
-        self.decode_share: Optional[DecodeShare] = DecodeShare() if cfg.decode_device == "mixed" else None
+        self.decode_share: Optional[DecodeShare] = share_for(cfg.decode_device)
         if sampling == "sliding":
             self.items = self._sliding_items()
         else:
@@ -284,12 +284,6 @@ class VideoDataset(torch.utils.data.Dataset):
         instead of decoded pixels (``"clip"``): ``DataConfig.decode_device`` "cuda". With
         "mixed", some batches do (``decode_share``)."""
         return self.cfg.decode_device == "cuda"
-
-    def _encode_next(self) -> bool:
-        """Whether the batch (or lone item) about to be read is handed over as JPEG bytes."""
-        if self.decode_share is not None:
-            return self.decode_share.take()
-        return self.encoded
 
     @property
     def n_videos(self) -> int:
@@ -413,14 +407,15 @@ class VideoDataset(torch.utils.data.Dataset):
         return sample
 
     def __getitem__(self, index: Union[int, Tuple[int, int]]) -> dict:
-        return self._item(index, encode=self._encode_next())
+        return self._item(index, encode=as_jpeg_bytes(self.decode_share, self.cfg.decode_device))
 
     def __getitems__(self, indices: Sequence[Union[int, Tuple[int, int]]]) -> List[dict]:
         """The items of one batch (the DataLoader asks for them together). Their clips are
         written straight into one uint8 batch tensor, which ``resnet3d.data.loader.collate``
         passes on whole: no per-batch copy of the clips, no per-clip allocation."""
         shape = self.clip_shape()
-        encode = self._encode_next()  # one mode per batch: collate packs either kind, not both
+        # one kind per batch: collate packs either kind, not both
+        encode = as_jpeg_bytes(self.decode_share, self.cfg.decode_device)
         if shape is None or encode:
             return [self._item(index, encode=encode) for index in indices]
         batch = new_batch_tensor((len(indices),) + shape)

@@ -145,3 +145,15 @@ class DecodeShare:
         self.share = round(new, 4)  # steps of 0.1 halved: 4 places hold them, without float dust
         self.history.append(self.share)
         self._settling = self.lag
+
+
+def share_for(decode_device: str) -> Optional[DecodeShare]:
+    """A dataset's share: a fresh one for decode_device "mixed"; None for "cpu" and "cuda",
+    where every batch is of one kind."""
+    return DecodeShare() if decode_device == "mixed" else None
+
+
+def as_jpeg_bytes(share: Optional[DecodeShare], decode_device: str) -> bool:
+    """Whether the next batch (recognition: chunk) a dataset reads is handed over as JPEG bytes:
+    never with "cpu", always with "cuda", as ``share`` decides with "mixed"."""
+    return share.take() if share is not None else decode_device == "cuda"

@@ -16,8 +16,8 @@ device as they are sent. torchvision's ``decode_jpeg`` blocks its caller until n
 the whole batch (it synchronises its own stream; about 70 ms for 64 clips of 16 frames at 240p on
 an H200), and while the main thread is blocked it queues no step. Such batches are decoded in a
 thread of their own (``decode_thread``; torch releases the GIL in the call), and
-``DeviceFeed.batches`` keeps ``AHEAD`` (4) batches in flight, so that the thread goes from one batch to the
-next while the main thread queues steps.
+``DeviceFeed.batches`` keeps ``AHEAD`` (4) batches in flight, so that the thread goes from one
+batch to the next while the main thread queues steps.
 
 On the CPU the copies are plain synchronous operations, so the CPU path is unchanged.
 """
@@ -102,7 +102,7 @@ class DeviceFeed:
     bytes are decoded on the device in ``decode_thread``."""
 
     def __init__(self, device: torch.device, keys: Iterable[str]) -> None:
-        self.device = with_index(device) if torch.device(device).type == "cuda" else device
+        self.device = with_index(device)
         self.keys = tuple(keys)
         self.stream: Optional["torch.cuda.Stream"] = side_stream(device) if device.type == "cuda" else None
 
@@ -157,7 +157,7 @@ class DeviceFeed:
         """``(batch, its tensors on the device, seconds waited for it)`` for each of ``batches``.
 
         ``ahead`` batches are sent before the oldest is handed over, so while a step runs the
-        next batch is already copied (or decoded) and the one after it is under way. The seconds
+        next batches are already copied (or decoded, or under way in ``decode_thread``). The seconds
         waited are the time blocked on the loader and on the batch's decoding: the loop's data
         wait. ``share``: see ``started_ahead``. Close the iterator (``contextlib.closing``) when
         leaving early; batches in flight then finish in the background and are dropped."""

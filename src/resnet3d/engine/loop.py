@@ -2,10 +2,11 @@
 
 The GPU does not wait on the host: the next batches are fetched and copied (or decoded) to
 the device (on a side stream, ``resnet3d.engine.feed``) while the current step runs, and a step's
-loss and accuracy are read one step late, from a copy that waits for that step only. That late read is also when
-processes agree, through the one reduction ``all_sum``, on the global numbers, on a non-finite
-loss and on a stop request (SIGTERM); under NCCL those host numbers travel over a gloo group of
-their own (``engine.distributed``), so the agreement does not wait for the step just launched.
+loss and accuracy are read one step late, from a copy that waits for that step only. That late
+read is also when processes agree, through the one reduction ``all_sum``, on the global numbers,
+on a non-finite loss and on a stop request (SIGTERM); under NCCL those host numbers travel over a
+gloo group of their own (``engine.distributed``), so the agreement does not wait for the step
+just launched.
 """
 from __future__ import annotations
 

@@ -864,7 +864,8 @@ def _validate_only(state: Run) -> None:
     epoch = state.start.epoch - 1
     with _clip_errors_explained(state):
         metrics = validate(state.parts, _val_batches(state, max(epoch, 0)), state.val_targets, _n_outputs(state),
-                           total_steps=len(state.val_loader), epoch=epoch, decode_share=decode_share_of(state.val_loader))
+                           total_steps=len(state.val_loader), epoch=epoch,
+                           decode_share=decode_share_of(state.val_loader))
     say(state.info, f"validation  loss {metrics['loss']:.4f}  acc {metrics['acc']:.4f}"
                     f"  video acc {metrics['video_acc']:.4f}"
                     f"  ({int(metrics['count'])} clips)"

@@ -33,7 +33,7 @@ from resnet3d.data import temporal
 from resnet3d.data.clip import UnreadableVideo, read_clip
 from resnet3d.data.config import DataConfig
 from resnet3d.data.dataset import Video, VideoDataset
-from resnet3d.data.decode_share import DecodeShare
+from resnet3d.data.decode_share import DecodeShare, as_jpeg_bytes, share_for
 from resnet3d.data.sources import naming_problem, source_for
 from resnet3d.data.spatial import Box, center_box
 
@@ -269,7 +269,7 @@ class WindowDataset(torch.utils.data.IterableDataset):
         self.cfg = cfg
         self.plan = plan
         self.encoded = cfg.decode_device == "cuda"  # every chunk as JPEG bytes
-        self.decode_share: Optional[DecodeShare] = DecodeShare() if cfg.decode_device == "mixed" else None
+        self.decode_share: Optional[DecodeShare] = share_for(cfg.decode_device)
         # frame_range() resolves n_frames files, segments in seconds and video probes.
         self._ranges = VideoDataset(videos, [], cfg, train=False, sampling="center")
 
@@ -314,8 +314,7 @@ class WindowDataset(torch.utils.data.IterableDataset):
                     size = header_size(source, frames) if from_headers else frame_size(source, frames)
                 for first in range(0, len(starts), per_chunk):
                     chunk_starts = starts[first : first + per_chunk]
-                    encode = self.decode_share.take() if self.decode_share is not None else self.encoded
-                    if encode:
+                    if as_jpeg_bytes(self.decode_share, self.cfg.decode_device):
                         jpeg, order, segments, n_bad = read_encoded_views(source, frames, chunk_starts, self.plan,
                                                                           size, video_range)
                         views = {"jpeg": jpeg, "order": order, "path": str(video.path)}
