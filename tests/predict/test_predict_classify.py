@@ -226,3 +226,69 @@ def test_a_file_name_starting_with_a_dash_goes_after_double_dash(clips_dir, our_
     assert main(["classify", "--model", str(our_checkpoint), "--output", str(out), "--", "-take1.mp4"]) == 0
     (record,) = json.loads(out.read_text())
     assert Path(record["video"]).name == "-take1.mp4" and [c["segment"] for c in record["clips"]] == [[1, 5]]
+
+
+def _write_timed_mp4(path: Path, times_ms, faststart: bool = False) -> Path:
+    """H.264 frames at the given times (a variable frame rate when they are uneven), grey level
+    10 * (index + 1) (up to 25 frames; then it wraps); ``faststart`` puts the index before the frames, as web videos have it."""
+    import av
+    from fractions import Fraction
+
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", format="mp4", options=options) as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for index, ms in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * (index % 25 + 1), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_a_cut_download_is_classified_on_the_frames_that_decode_and_says_so(our_checkpoint, tmp_path, capsys):
+    """A faststart MP4 cut in half keeps its index, which announces 40 frames; about half decode.
+    It used to be classified on them without a word."""
+    whole = _write_timed_mp4(tmp_path / "whole.mp4", [40 * i for i in range(40)], faststart=True)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    data = whole.read_bytes()
+    (videos / "cut.mp4").write_bytes(data[: len(data) // 2])
+    (videos / "whole.mp4").write_bytes(data)
+    out = tmp_path / "labels.json"
+    assert main(["classify", str(videos), "--model", str(our_checkpoint), "--output", str(out)]) == 0
+    by_name = {Path(r["video"]).name: r for r in json.loads(out.read_text())}
+    assert "warning" not in by_name["whole.mp4"] and by_name["whole.mp4"]["clips"][-1]["segment"][1] == 40
+    cut = by_name["cut.mp4"]
+    decoded = cut["clips"][-1]["segment"][1]
+    assert 5 < decoded < 30 and "error" not in cut
+    assert cut["warning"] == (f"{videos / 'cut.mp4'}: truncated: decoded {decoded} of the ~40 frames the file "
+                              f"announces; the clips cover the {decoded} frames that decoded")
+    printed = capsys.readouterr()
+    assert cut["warning"] in printed.err
+    assert "2 of 2 videos classified (score), 1 of them only in part (warnings above)" in printed.out
+
+
+def test_the_overlay_copy_keeps_each_frames_time(our_checkpoint, tmp_path):
+    """A phone's variable frame rate: the copy used to be written at a constant rate, so its
+    frames drifted from the input's and from the audio."""
+    times = [0, 40, 80, 200, 240, 500, 540, 580, 1000, 1040, 1080, 1120]
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _write_timed_mp4(videos / "phone.mp4", times)
+    overlay = tmp_path / "overlay"
+    assert main(["classify", str(videos), "--model", str(our_checkpoint), "--output", str(tmp_path / "l.json"),
+                 "--overlay", str(overlay)]) == 0
+    import av
+
+    with av.open(str(overlay / "phone.mp4")) as container:
+        stream = container.streams.video[0]
+        frames = [(round(float(f.pts * stream.time_base) * 1000), f.to_ndarray(format="rgb24"))
+                  for f in container.decode(stream)]
+    assert [ms for ms, _ in frames] == times
+    greys = [round(float(picture[30:, 40:].mean()) / 10) for _, picture in frames]  # below the caption
+    assert greys == list(range(1, len(times) + 1))

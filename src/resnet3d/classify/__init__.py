@@ -8,7 +8,8 @@
 
 ``scores`` are softmax probabilities over all classes (the companion wrote raw network outputs);
 ``features`` are the model's pooled features (``forward_features``: 512 values for ResNet-18/34,
-2048 for ResNet-50 and deeper). A file that cannot be read gives ``{"video", "error", "clips": []}``.
+2048 for ResNet-50 and deeper). A file that cannot be read gives ``{"video", "error", "clips": []}``;
+one that decodes only in part (cut short, corrupt packets) keeps its clips and adds ``"warning"``.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def classify_video(path: str, name: str, scorer, class_names: Optional[Sequence[
     clips: List[Dict[str, Any]] = []
     batch: List[torch.Tensor] = []
     segments: List[List[int]] = []
+    problems: List[str] = []
 
     def book(ready) -> None:
         for outputs, batch_segments in ready:
@@ -47,7 +49,7 @@ def classify_video(path: str, name: str, scorer, class_names: Optional[Sequence[
 
     try:
         clips_of_video = video_clips(path, options.sample_size, options.sample_duration, options.stride,
-                                     options.sample_t_stride)
+                                     options.sample_t_stride, problems)
         for segment, clip in clips_of_video:
             batch.append(clip)
             segments.append(list(segment))
@@ -60,7 +62,10 @@ def classify_video(path: str, name: str, scorer, class_names: Optional[Sequence[
     except VideoReadError as error:
         book(scorer.drain())
         return {"video": name, "error": f"{path}: {error}", "clips": []}
-    return {"video": name, "clips": clips}
+    record: Dict[str, Any] = {"video": name, "clips": clips}
+    if problems:
+        record["warning"] = f"{path}: " + "; ".join(problems)
+    return record
 
 
 def _clip_record(segment: List[int], row: torch.Tensor, class_names: Optional[Sequence[str]], mode: str) -> Dict[str, Any]:

@@ -12,7 +12,8 @@ and last real frame, 1-based and inclusive (the companion tool's convention).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import os
+from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -23,59 +24,63 @@ from resnet3d.data.spatial import center_box, resize_clip
 from resnet3d.video_files import DisplayFrames
 
 RESIZE_GROUP = 32  # frames resized together (one interpolate call)
+# FFmpeg's decoding threads for one video (classify decodes one file at a time in its process)
+FFMPEG_THREADS = min(8, os.cpu_count() or 1)
 
 
 class VideoReadError(Exception):
     """The file cannot be opened or holds no decodable video frame."""
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    n_frames: int
-    fps: float
-    width: int
-    height: int
+def timed_frames(path: str, problems: Optional[List[str]] = None) -> Iterator[Tuple[np.ndarray, float]]:
+    """``(frame, seconds from the first frame)`` for every frame of the video stream, in order:
+    uint8 RGB (H, W, 3), upright and at the display aspect ratio (``DisplayFrames``), as
+    ``prepare frames`` extracts them (the same reader: cover-art streams are passed over and
+    corrupt packets skipped).
 
-
-def open_video(path: str):
-    import av
-
-    try:
-        container = av.open(path)
-    except Exception as error:  # FFmpeg's errors come in many types
-        raise VideoReadError(f"cannot open it as a video ({type(error).__name__}: {error})") from None
-    if not container.streams.video:
-        container.close()
-        raise VideoReadError("it holds no video stream")
-    return container
-
-
-def decode_frames(path: str) -> Iterator[np.ndarray]:
-    """Every frame of the first video stream as uint8 RGB (H, W, 3), in order, upright and at
-    the display aspect ratio (``DisplayFrames``), as ``prepare frames`` extracts them.
-
-    Raises VideoReadError when nothing decodes; a stream that breaks off midway yields the frames
-    before the damage (a warning names the file)."""
+    Raises VideoReadError when nothing decodes. A video that yields frames but ends well short of
+    the length its container announces (a cut download: its index survives, its data does not),
+    or that breaks off, is not an error: its frames come out, and one line per problem saying how
+    much of it decoded goes to ``problems`` (without that list, to the log, naming the file).
+    """
     import logging
 
-    container = open_video(path)
-    count = 0
-    with container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        display = DisplayFrames(stream)
+    from resnet3d.prepare.decode import VideoError, VideoReader
+
+    try:
+        reader = VideoReader(Path(path), threads=FFMPEG_THREADS)
+    except VideoError as error:
+        raise VideoReadError(str(error)) from None
+    found: List[str] = []
+    with reader:
+        display = DisplayFrames(reader.stream)
         try:
-            for frame in container.decode(stream):
-                count += 1
-                yield display.rgb(frame)
-        except Exception as error:
-            if count == 0:
-                raise VideoReadError(f"no frame decodes ({type(error).__name__}: {error})") from None
-            logging.getLogger("resnet3d.classify").warning(
-                "%s: decoding stopped after frame %d (%s: %s); the clips cover the frames before it",
-                path, count, type(error).__name__, error)
-    if count == 0:
-        raise VideoReadError("it holds no decodable frame")
+            for frame, seconds, _ in reader.frames():
+                yield display.rgb(frame), seconds
+        except VideoError as error:  # too many corrupt packets in a row
+            if reader.stats.decoded == 0:
+                raise VideoReadError(str(error)) from None
+            found.append(f"decoding stopped after frame {reader.stats.decoded} ({error})")
+        try:
+            reader.check_complete()
+        except VideoError as error:
+            if reader.stats.decoded == 0:
+                raise VideoReadError(str(error)) from None
+            if not found:
+                found.append(str(error))
+        if reader.stats.bad_packets and not found:
+            found.append(f"{reader.stats.bad_packets} corrupt packets skipped")
+    for problem in found:
+        line = f"{problem}; the clips cover the {reader.stats.decoded} frames that decoded"
+        if problems is None:
+            logging.getLogger("resnet3d.classify").warning("%s: %s", path, line)
+        else:
+            problems.append(line)
+
+
+def decode_frames(path: str, problems: Optional[List[str]] = None) -> Iterator[np.ndarray]:
+    """The frames of ``timed_frames`` without their times."""
+    return (frame for frame, _ in timed_frames(path, problems))
 
 
 def clip_starts(n_frames: int, duration: int, stride: int) -> List[int]:
@@ -112,14 +117,15 @@ def small_frames(frames: Iterator[np.ndarray], size: int) -> Iterator[torch.Tens
         yield from flush()
 
 
-def video_clips(path: str, size: int, duration: int, stride: Optional[int] = None, t_stride: int = 1
-                ) -> Iterator[Tuple[Tuple[int, int], torch.Tensor]]:
+def video_clips(path: str, size: int, duration: int, stride: Optional[int] = None, t_stride: int = 1,
+                problems: Optional[List[str]] = None) -> Iterator[Tuple[Tuple[int, int], torch.Tensor]]:
     """``((first, last), uint8 clip (T, size, size, 3))`` for each clip of the video, in order.
 
     ``t_stride`` > 1 keeps frames 1, 1 + t_stride, ... only (the training run's
     ``--sample_t_stride``): clips and ``stride`` count kept frames, while ``(first, last)`` stay
     the video's own frame numbers. Clips are emitted as soon as their frames are decoded; frames
-    no later clip needs are dropped.
+    no later clip needs are dropped. A video that decodes only in part gives the clips of the
+    frames that decoded, and says why in ``problems`` (``timed_frames``).
     """
     stride = stride or duration
     t_stride = max(1, t_stride)
@@ -127,7 +133,7 @@ def video_clips(path: str, size: int, duration: int, stride: Optional[int] = Non
     kept: dict = {}  # 1-based position among the kept frames -> small frame
     next_start = 1
     n = 0
-    every_kept = itertools.islice(decode_frames(path), 0, None, t_stride)
+    every_kept = itertools.islice(decode_frames(path, problems), 0, None, t_stride)
     for n, frame in enumerate(small_frames(every_kept, size), start=1):
         kept[n] = frame
         while next_start + duration - 1 <= n:
@@ -143,13 +149,3 @@ def video_clips(path: str, size: int, duration: int, stride: Optional[int] = Non
         indices = temporal.loop_pad(real, duration)
         yield (frame_number(next_start), frame_number(n)), torch.stack([kept[i] for i in indices])
         emitted_to_end = True
-
-
-def probe(path: str) -> VideoInfo:
-    """Frame rate and size of the first video stream (the frame count is known after decoding)."""
-    container = open_video(path)
-    with container:
-        stream = container.streams.video[0]
-        rate = float(stream.average_rate or stream.guessed_rate or 25)
-        return VideoInfo(n_frames=int(stream.frames or 0), fps=rate, width=stream.codec_context.width,
-                         height=stream.codec_context.height)

@@ -3,8 +3,9 @@
 The companion tool needed a second script, ffmpeg twice and a TrueType file; here the video is
 decoded again with PyAV, each frame gets the label of the clip that covers it (the latest clip
 starting at or before the frame) in PIL's default font on a dark box, and the frames are encoded
-as MP4 through PyAV at the input's frame rate. The copy has exactly the input's frame count;
-frames of odd width or height lose their last column or row (H.264 needs even sizes).
+as MP4 through PyAV, each at its own time in the input: the copy has exactly the input's frame
+count and timing, a variable frame rate (phones) included. Frames of odd width or height lose
+their last column or row (H.264 needs even sizes).
 """
 from __future__ import annotations
 
@@ -17,9 +18,14 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from resnet3d.classify.clips import decode_frames, open_video
+from resnet3d.classify.clips import timed_frames
 
 Caption = Tuple[int, int, str]  # first frame, last frame (1-based, inclusive), text
+
+# The copy's clock: frame times are written in this unit. MPEG-4 Part 2 (the encoder used without
+# libx264) takes time bases up to 1/65535; 1/60000 s also counts 24, 25, 30, 50, 60 and the NTSC
+# rates (1001/30000 s = 2002 ticks) exactly.
+TIME_BASE = Fraction(1, 60000)
 
 
 def captions(clips: Sequence[dict]) -> List[Caption]:
@@ -77,40 +83,31 @@ def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(image)
 
 
-def _codec() -> str:
-    import av
-
-    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
-
-
 def write_overlay(source: str, destination: Path, items: Sequence[Caption]) -> int:
     """Write the captioned copy of ``source`` to ``destination`` (atomically); returns its frame count."""
     import av
 
-    with open_video(source) as container:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
     destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = destination.with_name(f".{destination.name}.tmp")
     starts = [first for first, _, _ in items]
     count = 0
-    codec = _codec()
     try:
         with av.open(str(tmp), mode="w", format="mp4") as output:
             out_stream = None
-            for count, frame in enumerate(decode_frames(source), start=1):
+            last_pts = -1
+            # problems (a cut file) were reported when the video was classified
+            for count, (frame, seconds) in enumerate(timed_frames(source, problems=[]), start=1):
                 frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
                 if out_stream is None:
-                    out_stream = output.add_stream(codec, rate=Fraction(rate).limit_denominator(1001 * 1000))
-                    out_stream.width, out_stream.height, out_stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
-                    if codec == "libx264":
-                        out_stream.options = {"crf": "20", "preset": "veryfast"}
-                    else:
-                        out_stream.codec_context.bit_rate = 4_000_000
+                    out_stream = _open_stream(output, frame.shape[1], frame.shape[0], source)
                 text = caption_for(count, starts, items)
                 if text:
                     frame = draw_caption(np.ascontiguousarray(frame), text)
-                for packet in out_stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                # the input's own time; strictly increasing even where its timestamps are not
+                last_pts = max(last_pts + 1, round(seconds / TIME_BASE))
+                picture.pts, picture.time_base = last_pts, TIME_BASE
+                for packet in out_stream.encode(picture):
                     output.mux(packet)
             if out_stream is not None:
                 for packet in out_stream.encode():
@@ -120,3 +117,24 @@ def write_overlay(source: str, destination: Path, items: Sequence[Caption]) -> i
         tmp.unlink(missing_ok=True)
         raise
     return count
+
+
+def _open_stream(output, width: int, height: int, source: str):
+    """The copy's video stream: H.264 where PyAV's FFmpeg has libx264, else MPEG-4 Part 2. The
+    nominal rate (the input's average) only guides the encoder's rate control; frames carry
+    their own times."""
+    import av
+
+    from resnet3d.prepare.decode import VideoReader
+
+    with VideoReader(Path(source)) as reader:  # the stream timed_frames decodes
+        rate = reader.average_rate or 25.0
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    out_stream = output.add_stream(codec, rate=Fraction(rate).limit_denominator(1001 * 1000))
+    out_stream.width, out_stream.height, out_stream.pix_fmt = width, height, "yuv420p"
+    out_stream.codec_context.time_base = TIME_BASE
+    if codec == "libx264":
+        out_stream.options = {"crf": "20", "preset": "veryfast"}
+    else:
+        out_stream.codec_context.bit_rate = 4_000_000
+    return out_stream

@@ -160,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
                               stride=args.stride, batch_size=args.batch_size, sample_t_stride=t_stride)
     records = []
     errors = 0
+    partial = 0  # videos that decoded only in part
     stream = None
     if output.suffix.lower() == ".jsonl":
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -170,9 +171,13 @@ def run(args: argparse.Namespace) -> int:
             if "error" in record:
                 errors += 1
                 print(f"resnet3d classify: {record['error']}; listed with an error entry", file=sys.stderr)
-            elif args.overlay:
-                destination = Path(args.overlay) / overlays[number]
-                write_overlay(path, destination, captions(record["clips"]))
+            else:
+                if "warning" in record:
+                    partial += 1
+                    print(f"resnet3d classify: {record['warning']} (in its record as \"warning\")", file=sys.stderr)
+                if args.overlay:
+                    destination = Path(args.overlay) / overlays[number]
+                    write_overlay(path, destination, captions(record["clips"]))
             if args.verbose:
                 print(f"{name}: {len(record['clips'])} clips", file=sys.stderr)
             if stream is not None:
@@ -186,8 +191,9 @@ def run(args: argparse.Namespace) -> int:
         elif records:
             atomic_write_json(output, records)
     done = len(found) - errors
-    print(f"resnet3d classify: {done} of {len(found)} videos classified ({args.mode}); results in {output}"
-          + (f"; overlays in {args.overlay}" if args.overlay and done else ""))
+    print(f"resnet3d classify: {done} of {len(found)} videos classified ({args.mode})"
+          + (f", {partial} of them only in part (warnings above)" if partial else "")
+          + f"; results in {output}" + (f"; overlays in {args.overlay}" if args.overlay and done else ""))
     if done == 0:
         raise UserError("no video could be read; see the errors above")
     return 0
