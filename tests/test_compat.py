@@ -11,7 +11,7 @@ from resnet3d.config import Config, Regime
 from resnet3d.data.config import DataConfig
 from resnet3d.engine.schedules import build_schedule
 from resnet3d.errors import UserError
-from resnet3d.normalization import KINETICS, ACTIVITYNET
+from resnet3d.normalization import ACTIVITYNET, KINETICS, SEED
 
 SEED_LR_RESNETS = """opt.regimes = {
 -- start, end,    LR,   WD,
@@ -160,6 +160,11 @@ SUCCESSOR_OPTIONS = [
     (["--distributed", "--world_size", "2"], lambda c, n: any("torchrun" in line for line in n)),
 ]
 
+def _close(norm, mean, std, value_scale) -> bool:
+    return (norm.value_scale == value_scale and all(abs(a - b) < 1e-9 for a, b in zip(norm.mean, mean))
+            and all(abs(a - b) < 1e-9 for a, b in zip(norm.std, std)))
+
+
 # The successor's 2018 release and 2019 `--test` spellings, still in many users' scripts.
 SUCCESSOR_2018_OPTIONS = [
     (["--pretrain_path", "resnet-34-kinetics.pth", "--n_classes", "400", "--n_finetune_classes", "51"],
@@ -167,8 +172,16 @@ SUCCESSOR_2018_OPTIONS = [
     (["--ft_begin_index", "4"], lambda c, n: c.finetune.ft_begin_module == "layer4"),
     (["--model", "densenet", "--ft_begin_index", "5"], lambda c, n: c.finetune.ft_begin_module == "classifier"),
     (["--lr_patience", "4"], lambda c, n: c.optim.plateau_patience == 4),
-    (["--norm_value", "255", "--std_norm"], lambda c, n: c.data.input_norm == KINETICS),
-    (["--norm_value", "1"], lambda c, n: c.data.input_norm.value_scale == 255.0 and c.data.input_norm.std == (1.0, 1.0, 1.0)),
+    # 2018's own tables (0-255 units over --norm_value; Kinetics' std for both), and its
+    # --mean_dataset defaulted to activitynet: its default input is the seed's, 0-255 minus that mean
+    (["--norm_value", "1"], lambda c, n: c.data.input_norm == SEED),
+    (["--norm_value", "255", "--std_norm"], lambda c, n: _close(
+        c.data.input_norm, (114.7748 / 255, 107.7354 / 255, 99.4750 / 255), (38.7568578 / 255, 37.88248729 / 255,
+                                                                             40.02898126 / 255), 1.0)),
+    (["--norm_value", "255", "--std_norm", "--mean_dataset", "kinetics"], lambda c, n: _close(
+        c.data.input_norm, (110.63666788 / 255, 103.16065604 / 255, 96.29023126 / 255), (38.7568578 / 255,
+                                                                                         37.88248729 / 255, 40.02898126 / 255), 1.0)),
+    (["--std_norm", "--no_mean_norm"], lambda c, n: _close(c.data.input_norm, (0, 0, 0), (38.7568578, 37.88248729, 40.02898126), 255.0)),
     (["--test", "--test_subset", "val", "--test_stride", "8", "--test_crop", "nocrop", "--test_no_average"],
      lambda c, n: (c.inference.flavour, c.inference.stride, c.inference.crop, c.inference.average) == ("successor", 8, "nocrop", False)),
     (["--test", "--scale_in_test", "1.0", "--crop_position_in_test", "c", "--no_softmax_in_test"],

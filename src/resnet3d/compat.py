@@ -40,7 +40,7 @@ from resnet3d.config import (
 from resnet3d.data.config import DECODE_DEVICES, DECODERS, DEFAULT_DECODE_TOLERANCE, DataConfig
 from resnet3d.errors import UserError
 from resnet3d.hardware import default_num_workers
-from resnet3d.normalization import InputNorm, successor_norm
+from resnet3d.normalization import InputNorm, successor_2018_norm, successor_norm
 
 SEED, SUCCESSOR, SUCCESSOR_2018 = "seed", "successor", "successor-2018"
 
@@ -427,7 +427,9 @@ def _input_norm(args: argparse.Namespace) -> InputNorm:
             raise UserError(f"--mean/--std give the statistics that {' and '.join(clash)} would choose; give one")
         return mean_std_norm(args, value_scale)  # type: ignore[return-value]
     if old_spelling:
-        return successor_norm(v("mean_dataset"), value_scale, mean_norm, bool(v("std_norm")))
+        # its own tables, and its --mean_dataset defaulted to activitynet (2020: kinetics)
+        mean_dataset = v("mean_dataset") if given(args, "mean_dataset") else "activitynet"
+        return successor_2018_norm(mean_dataset, norm_value, mean_norm, bool(v("std_norm")))
     return successor_norm(v("mean_dataset"), value_scale, mean_norm, not v("no_std_norm"))
 
 

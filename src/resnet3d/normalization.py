@@ -47,6 +47,12 @@ SEED = InputNorm(mean=(114.7748, 107.7354, 99.4750), std=(1.0, 1.0, 1.0), value_
 
 NAMED = {"kinetics": KINETICS, "activitynet": ACTIVITYNET, "seed": SEED}
 
+# The successor's 2018 release had other tables, in 0-255 units, divided by its --norm_value; its
+# std was Kinetics' whatever --mean_dataset said. Its defaults (--norm_value 1, --mean_dataset
+# activitynet, no --std_norm) are the seed's normalisation, SEED, to the digit.
+MEAN_2018 = {"activitynet": (114.7748, 107.7354, 99.4750), "kinetics": (110.63666788, 103.16065604, 96.29023126)}
+STD_2018 = (38.7568578, 37.88248729, 40.02898126)
+
 
 def successor_norm(
     mean_dataset: str = "kinetics", value_scale: float = 1.0, mean_norm: bool = True, std_norm: bool = True
@@ -56,6 +62,16 @@ def successor_norm(
     mean = tuple(m * value_scale for m in base.mean) if mean_norm else (0.0, 0.0, 0.0)
     std = tuple(s * value_scale for s in base.std) if std_norm else (1.0, 1.0, 1.0)
     return InputNorm(mean=mean, std=std, value_scale=value_scale)  # type: ignore[arg-type]
+
+
+def successor_2018_norm(mean_dataset: str = "activitynet", norm_value: float = 1.0, mean_norm: bool = True,
+                        std_norm: bool = False) -> InputNorm:
+    """The 2018 successor's ``--mean_dataset/--norm_value/--no_mean_norm/--std_norm`` rule: inputs
+    are uint8 / norm_value (0-255 for 1, 0-1 for 255), minus the table's mean / norm_value, divided
+    by its std / norm_value only with ``--std_norm``."""
+    mean = tuple(m / norm_value for m in MEAN_2018[mean_dataset]) if mean_norm else (0.0, 0.0, 0.0)
+    std = tuple(s / norm_value for s in STD_2018) if std_norm else (1.0, 1.0, 1.0)
+    return InputNorm(mean=mean, std=std, value_scale=255.0 / norm_value)  # type: ignore[arg-type]
 
 
 def normalize_uint8(clips, norm: InputNorm, channel_dim: int = 1):

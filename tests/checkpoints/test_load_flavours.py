@@ -9,7 +9,7 @@ import torch
 
 from resnet3d.checkpoints import build_model_from_checkpoint, load_checkpoint, load_weights
 from resnet3d.models import create_model
-from resnet3d.normalization import KINETICS, InputNorm
+from resnet3d.normalization import KINETICS, SEED, InputNorm
 
 N_CLASSES = 7
 CLIP = (2, 3, 8, 32, 32)
@@ -92,6 +92,10 @@ def test_every_flavour_round_trips(tmp_path, resnet10, flavours, clip, flavour):
         assert loaded.class_names == [f"class {i}" for i in range(N_CLASSES)]
         assert loaded.input_norm == KINETICS
         assert loaded.extra["best_metric"] == 0.5 and loaded.extra["config"] == {"lr": 0.1}
+    elif flavour == "successor-2018":
+        # its release's default input, the seed's (0-255 minus the ActivityNet mean)
+        assert loaded.input_norm == SEED and loaded.class_names is None
+        assert any("2018 release" in note and "ActivityNet mean" in note for note in loaded.notes)
     else:
         assert loaded.input_norm is None and loaded.class_names is None
     if flavour in ("resnet3d", "successor"):

@@ -153,6 +153,30 @@ def test_finetune_replaces_the_head_and_trains_from_ft_begin_module(motion_data,
     assert any(not torch.equal(tuned["state_dict"][n], pretrained[n]) for n in weights if n.startswith("layer4."))
 
 
+def test_finetuning_a_2018_checkpoint_feeds_its_inputs_as_it_was_trained(motion_data):
+    """The 2018 README's fine-tuning command on a file saved by PyTorch < 0.4.1 (its released
+    models): that release trained on 0-255 values minus the ActivityNet mean, and the run used to
+    feed Kinetics mean/std on 0-1 values instead. A normalisation flag still wins."""
+    from resnet3d.models import create_model
+    from resnet3d.normalization import SEED
+
+    model = create_model("resnet", 10, n_classes=4, widen_factor=0.25, shortcut_type="A")
+    old = {f"module.{k}": v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save({"epoch": 200, "arch": "resnet-10", "state_dict": old}, motion_data / "resnet-10-2018.pth")
+    command = ["main", *data_args(motion_data), "--n_classes", "4", "--n_finetune_classes", "2",
+               "--pretrain_path", "resnet-10-2018.pth", "--ft_begin_index", "4", "--model", "resnet",
+               "--model_depth", "10", "--resnet_shortcut", "A", "--resnet_widen_factor", "0.25", "--batch_size", "4",
+               "--sample_size", "32", "--sample_duration", "8", "--n_threads", "0", "--no_cuda", "--n_epochs", "1",
+               "--max-steps-per-epoch", "1", "--no_val"]
+    done = resnet3d(*command, "--result_path", "tuned_2018")
+    assert "input normalisation from the checkpoint" in done.stdout
+    tuned = torch.load(motion_data / "tuned_2018" / "model_1.pth", weights_only=True)
+    assert tuned["input_norm"] == SEED.to_dict()
+    resnet3d(*command, "--result_path", "tuned_kinetics", "--mean_dataset", "kinetics")
+    chosen = torch.load(motion_data / "tuned_kinetics" / "model_1.pth", weights_only=True)["input_norm"]
+    assert chosen["value_scale"] == 1.0 and chosen["mean"] == [0.4345, 0.4051, 0.3775]
+
+
 def test_continue_from_a_successor_checkpoint(motion_data):
     """A successor save_<N>.pth (2018 'module.' keys, one optimiser group per parameter as its
     fine-tuning made them) continues at epoch N+1 with its momentum; no model flags needed."""

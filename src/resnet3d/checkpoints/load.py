@@ -27,7 +27,7 @@ from torch import nn
 
 from resnet3d.checkpoints.infer import infer_model_config
 from resnet3d.checkpoints.mismatch import compare_state_dicts, mismatch_message
-from resnet3d.checkpoints.renames import canonical_state_dict
+from resnet3d.checkpoints.renames import canonical_state_dict, saved_before_pytorch_041
 from resnet3d.errors import UserError
 from resnet3d.normalization import SEED, InputNorm
 
@@ -44,7 +44,8 @@ class LoadedCheckpoint:
     """What a checkpoint holds, in our terms.
 
     ``input_norm`` is None when the file does not say how its inputs were normalised (the
-    successor's files): the caller's flags decide (the successor's default is Kinetics mean/std).
+    successor's 2020 files): the caller's flags decide (the successor's default is Kinetics
+    mean/std). Files saved by PyTorch < 0.4.1 get the 2018 release's default (``SEED``).
     ``extra`` keeps every other top-level entry (scaler, config, rng_state, best_metric ...).
     """
 
@@ -334,6 +335,12 @@ def _from_state_dict(
             notes += infer_notes
             if config.get("stem_width") is not None and config["model"] == "wideresnet":
                 notes.append("the 2018 Wide ResNet layout (64-channel stem): built with stem_width=64")
+            if saved_before_pytorch_041(raw):
+                # the 2018 release's default input, with which its released models were trained
+                input_norm = SEED
+                notes.append("saved by PyTorch < 0.4.1, so by the successor's 2018 release, whose default input "
+                             "was 0-255 values minus the ActivityNet mean (the seed's): fed that way unless "
+                             "normalisation flags say otherwise")
     except UserError as error:
         raise UserError(f"{where}: {error}") from None
     extra = {k: v for k, v in container.items() if k not in (state_key, "epoch", "arch", "optimizer", "scheduler")}

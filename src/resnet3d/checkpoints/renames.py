@@ -66,6 +66,13 @@ def fill_num_batches_tracked(state_dict: Mapping[str, torch.Tensor]) -> Tuple[St
     return filled, added
 
 
+def saved_before_pytorch_041(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """BatchNorms with running statistics and no ``num_batches_tracked``: saved by PyTorch < 0.4.1
+    (before July 2018), so, for these models, by the successor's 2018 release."""
+    keys = list(state_dict)
+    return any(k.endswith(".running_mean") for k in keys) and not any(k.endswith(".num_batches_tracked") for k in keys)
+
+
 def canonical_state_dict(state_dict: Mapping[str, torch.Tensor]) -> Tuple[StateDict, List[str]]:
     """Apply every rename above; return the new state_dict and one note per rename applied."""
     notes: List[str] = []
