@@ -136,6 +136,20 @@ def test_nonfinite_loss_keeps_the_last_good_checkpoint(motion_data, unbroken):
     assert (result_path / "model_2.pth").read_bytes() == good
 
 
+def test_the_successors_save_name_finds_our_checkpoint(motion_data, unbroken):
+    """The successor's README recognises with ``--resume_path results/save_200.pth``; our runs
+    write model_<epoch>.pth, and that command stopped at 'no such file'."""
+    done = resnet3d("main", *data_args(motion_data), "--result_path", "unbroken", "--resume_path",
+                    "unbroken/save_2.pth", "--no_train", "--no_val", "--inference", "--inference_subset", "val",
+                    "--n_threads", "0", "--no_cuda")
+    assert "unbroken/save_2.pth does not exist: using " in done.stdout and "model_2.pth" in done.stdout
+    assert json.loads((unbroken / "val.json").read_text())["results"]
+    missing = resnet3d("main", *data_args(motion_data), "--result_path", "unbroken", "--resume_path",
+                       "unbroken/save_7.pth", "--no_train", "--no_val", "--inference", "--n_threads", "0", "--no_cuda",
+                       check=False)
+    assert missing.returncode == 2 and "save_7.pth: no such file" in missing.stderr
+
+
 def test_finetune_replaces_the_head_and_trains_from_ft_begin_module(motion_data, unbroken):
     """The successor's fine-tuning: --pretrain_path with --n_pretrain_classes, a new head for
     --n_classes, and only --ft_begin_module onwards trained."""

@@ -50,6 +50,17 @@ def continue_path(result_path: Path, begin_epoch: int) -> Path:
     )
 
 
+def under_the_other_name(path: Path) -> Optional[Path]:
+    """The same epoch's checkpoint under the other program's name: our ``model_<N>.pth`` for the
+    successor's ``save_<N>.pth`` and the reverse (scripts written for one name the other's
+    files); None for any other name."""
+    match = re.match(r"^(model|save)_(\d+)\.pth$", Path(path).name)
+    if match is None:
+        return None
+    other = "save" if match.group(1) == "model" else "model"
+    return Path(path).with_name(f"{other}_{match.group(2)}.pth")
+
+
 def rng_state() -> Dict[str, Any]:
     np_state = np.random.get_state()
     state: Dict[str, Any] = {

@@ -183,6 +183,11 @@ def open_checkpoint(config: Config, start: Start) -> Tuple[Optional[Path], Any]:
     source = continue_source(config)
     if run.resume == "auto" and source is None:
         start.notes.append(f"--resume auto: no checkpoint in {run.result_path} yet, starting at epoch 1")
+    other = ckpt.under_the_other_name(source) if source is not None and not source.exists() else None
+    if other is not None and other.is_file():
+        start.notes.append(f"{source} does not exist: using {other}, the same epoch's checkpoint under the other "
+                           "name (resnet3d writes model_<epoch>.pth, the successor wrote save_<epoch>.pth)")
+        source = other
     if source is not None:
         return source, load_checkpoint(source)
     if finetune.pretrained:
