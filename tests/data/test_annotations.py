@@ -90,6 +90,11 @@ def test_activitynet_leaves_segments_and_fps(tmp_path):
     ]
     test = load_annotation(path, "activitynet", "testing")
     assert test.entries[0].rel_path == "v_vid2" and test.entries[0].seconds is None
+    # the seed's default --dataset was activitynet: its users leave the flag out, and main's
+    # default is the successor's kinetics
+    with pytest.raises(UserError, match=r"activity_net\.v1-3\.min\.json is an ActivityNet file .* read as "
+                                        r"--dataset kinetics: pass --dataset activitynet"):
+        load_annotation(path, "kinetics", "training")
 
 
 def test_seconds_to_frames_rule():

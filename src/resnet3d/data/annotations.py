@@ -107,6 +107,10 @@ def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "
         class_names = activitynet_classes(data["taxonomy"], path)
     elif isinstance(data.get("labels"), list):
         class_names = [str(name) for name in data["labels"]]
+    elif "taxonomy" in data:
+        # the official ActivityNet file; the seed's default --dataset was activitynet, the successor's kinetics
+        raise UserError(f"annotation {path} is an ActivityNet file (it has a 'taxonomy' and no 'labels' list), read "
+                        f"as --dataset {dataset}: pass --dataset activitynet")
     else:
         raise UserError(f"annotation {path} has no 'labels' list{' or taxonomy' if dataset == 'activitynet' else ''}")
     known = set(class_names)
