@@ -292,3 +292,32 @@ def test_the_overlay_copy_keeps_each_frames_time(our_checkpoint, tmp_path):
     assert [ms for ms, _ in frames] == times
     greys = [round(float(picture[30:, 40:].mean()) / 10) for _, picture in frames]  # below the caption
     assert greys == list(range(1, len(times) + 1))
+
+
+def test_a_corrupt_frame_is_skipped_and_counted(our_checkpoint, tmp_path):
+    """One MJPEG frame zeroed in the middle of an AVI: the other 29 are classified, and the
+    record says a packet was skipped (the reader used to stop at the first bad packet)."""
+    import av
+
+    clean = tmp_path / "clean.avi"
+    with av.open(str(clean), "w") as container:
+        stream = container.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
+        for index in range(30):
+            picture = np.full((48, 64, 3), 8 * index, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = bytearray(clean.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]  # each frame's JPEG
+    assert len(starts) == 30
+    data[starts[10]:starts[11] - 8] = bytes(starts[11] - 8 - starts[10])  # frame 11's JPEG, zeroed
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "bad.avi").write_bytes(bytes(data))
+    out = tmp_path / "labels.json"
+    assert main(["classify", str(videos), "--model", str(our_checkpoint), "--output", str(out)]) == 0
+    (record,) = json.loads(out.read_text())
+    assert record["clips"][-1]["segment"][1] == 29
+    assert record["warning"].endswith("bad.avi: 1 corrupt packets skipped; the clips cover the 29 frames that decoded")

@@ -51,27 +51,32 @@ def timed_frames(path: str, problems: Optional[List[str]] = None) -> Iterator[Tu
         reader = VideoReader(Path(path), threads=FFMPEG_THREADS)
     except VideoError as error:
         raise VideoReadError(str(error)) from None
+    except Exception as error:  # FFmpeg's and PyAV's other failures come in many types
+        raise VideoReadError(f"cannot open it as a video ({type(error).__name__}: {error})") from None
     found: List[str] = []
+    shown = 0  # frames handed out
     with reader:
         display = DisplayFrames(reader.stream)
         try:
             for frame, seconds, _ in reader.frames():
                 yield display.rgb(frame), seconds
-        except VideoError as error:  # too many corrupt packets in a row
-            if reader.stats.decoded == 0:
-                raise VideoReadError(str(error)) from None
-            found.append(f"decoding stopped after frame {reader.stats.decoded} ({error})")
+                shown += 1
+        except Exception as error:  # too many corrupt packets in a row, a frame swscale refuses, ...
+            reason = str(error) if isinstance(error, VideoError) else f"{type(error).__name__}: {error}"
+            if shown == 0:
+                raise VideoReadError(reason) from None
+            found.append(f"decoding stopped after frame {shown} ({reason})")
         try:
             reader.check_complete()
         except VideoError as error:
-            if reader.stats.decoded == 0:
+            if shown == 0:
                 raise VideoReadError(str(error)) from None
             if not found:
                 found.append(str(error))
         if reader.stats.bad_packets and not found:
             found.append(f"{reader.stats.bad_packets} corrupt packets skipped")
     for problem in found:
-        line = f"{problem}; the clips cover the {reader.stats.decoded} frames that decoded"
+        line = f"{problem}; the clips cover the {shown} frames that decoded"
         if problems is None:
             logging.getLogger("resnet3d.classify").warning("%s: %s", path, line)
         else:
