@@ -321,3 +321,34 @@ def test_a_corrupt_frame_is_skipped_and_counted(our_checkpoint, tmp_path):
     (record,) = json.loads(out.read_text())
     assert record["clips"][-1]["segment"][1] == 29
     assert record["warning"].endswith("bad.avi: 1 corrupt packets skipped; the clips cover the 29 frames that decoded")
+
+
+def test_a_model_with_more_outputs_than_classes_names_the_others_by_index(motion, clips_dir, tmp_path, capsys):
+    """resnet3d main's default --n_classes is the successor's 400: trained so on a 4-class set, the
+    checkpoint holds 4 names for 400 outputs. test and classify refused it ("pass a labels file
+    with 400 names", which nobody has) while main --inference accepted it."""
+    from resnet3d.engine.checkpoint import save_checkpoint
+    from resnet3d.models import create_model
+    from resnet3d.normalization import KINETICS
+
+    model = create_model("resnet", 10, n_classes=6, widen_factor=0.25)
+    weights = tmp_path / "model_best.pth"
+    save_checkpoint(weights, {"epoch": 1, "arch": "resnet-10", "model_config": model.model_config,
+                              "state_dict": model.state_dict(), "optimizer": None, "scheduler": None,
+                              "class_names": list(motion.class_names), "input_norm": KINETICS.to_dict(),
+                              "sample_size": 32, "sample_duration": DURATION})
+    assert main(["test", "--weights", str(weights), "--n_threads", "0", "--quiet", "--device", "cpu",
+                 "--video_path", motion.jpg_path, "--annotation_path", motion.annotation_path, "--subset", "val",
+                 "--result_path", str(tmp_path / "run"), "--top-k", "6"]) == 0
+    assert "has 6 outputs for its 4 classes" in capsys.readouterr().err
+    results = json.loads((tmp_path / "run" / "val.json").read_text())["results"]
+    assert {e["label"] for entries in results.values() for e in entries} == {*motion.class_names, "4", "5"}
+    out = tmp_path / "labels.json"
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(weights), "--output", str(out)]) == 0
+    assert len(json.loads(out.read_text())[0]["clips"][0]["scores"]) == 6
+    # a labels file the user gives must still fit
+    labels = tmp_path / "names.txt"
+    labels.write_text("a\nb\nc\n")
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(weights), "--output", str(out),
+                 "--overwrite", "--labels", str(labels)]) == 2
+    assert "the model has 6 outputs but 3 class names were given in" in capsys.readouterr().err

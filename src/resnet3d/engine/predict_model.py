@@ -139,6 +139,13 @@ def load_inference_model(path: str, args: argparse.Namespace) -> InferenceModel:
     elif loaded.class_names:
         names = list(loaded.class_names)
     n_classes = int(model.model_config.get("n_classes", 0))
+    if names is not None and not getattr(args, "labels", None) and len(names) < n_classes:
+        # trained with more outputs than its data set's classes (resnet3d main's default --n_classes
+        # is the successor's 400): the extra outputs were never a target, so name them by index
+        notes.append(f"{path} has {n_classes} outputs for its {len(names)} classes (trained with --n_classes "
+                     f"{n_classes}); outputs {len(names)}-{n_classes - 1} are named by their index (a model that "
+                     f"fits: train with --n_classes {len(names)})")
+        names += [str(i) for i in range(len(names), n_classes)]
     if names is not None and len(names) != n_classes:
         raise UserError(f"{path}: the model has {n_classes} outputs but {len(names)} class names were given"
                         f"{' in ' + args.labels if getattr(args, 'labels', None) else ''}; pass a labels file with "
