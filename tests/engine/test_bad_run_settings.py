@@ -102,3 +102,36 @@ def test_n_gpu_on_the_cpu_says_it_runs_one_process(extra, warned, capsys):
     assert processes_per_node(config) == (2 if extra else 1)
     err = capsys.readouterr().err
     assert ("runs one process; for 2 CPU processes pass --nproc-per-node 2" in err) is warned
+
+
+def test_overwrite_never_removes_the_pretrained_weights_it_starts_from(motion_data, tmp_path, capsys):
+    """`--pretrain_path runft/model_best.pth --result_path runft --overwrite` loaded the weights,
+    then deleted them with the earlier run's files."""
+    assert _main(motion_data, tmp_path, "--batch_size", "4", "--max-steps-per-epoch", "1", "--no_val") == 0
+    weights = tmp_path / "run" / "model_1.pth"
+    kept = weights.read_bytes()
+    assert _main(motion_data, tmp_path, "--batch_size", "4", "--max-steps-per-epoch", "1", "--no_val",
+                 "--pretrain_path", str(weights), "--overwrite") == 2
+    assert "--overwrite would remove" in capsys.readouterr().err and weights.read_bytes() == kept
+
+
+@pytest.mark.parametrize("change", ["reordered", "added"])
+def test_a_continued_run_keeps_its_classes(motion_data, tmp_path, capsys, change):
+    """Continuing with an annotation whose labels are in another order trained the head on
+    swapped targets without a word; one with a class more asked for the --n_classes already given."""
+    import json
+
+    assert _main(motion_data, tmp_path, "--batch_size", "4", "--max-steps-per-epoch", "1", "--no_val") == 0
+    annotation = json.loads((motion_data / "data" / "annotation.json").read_text())
+    labels = annotation["labels"]
+    annotation["labels"] = labels[::-1] if change == "reordered" else labels + ["jump"]
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(annotation))
+    argv = ["main", "--video_path", str(motion_data / "data" / "jpg"), "--annotation_path", str(other),
+            "--dataset", "kinetics", "--result_path", str(tmp_path / "run"), "--resume_path",
+            str(tmp_path / "run" / "model_1.pth"), "--n_epochs", "2", "--no_cuda", "--batch_size", "4",
+            "--max-steps-per-epoch", "1", "--no_val", "--n_threads", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    expected = "lists the same 2 classes in another order" if change == "reordered" else "new: jump"
+    assert expected in err and "continues a run trained on its own classes" in err and "Traceback" not in err

@@ -352,3 +352,39 @@ def test_a_model_with_more_outputs_than_classes_names_the_others_by_index(motion
     assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(weights), "--output", str(out),
                  "--overwrite", "--labels", str(labels)]) == 2
     assert "the model has 6 outputs but 3 class names were given in" in capsys.readouterr().err
+
+
+def test_outputs_are_checked_before_any_work_and_never_replace_an_input(
+        motion, clips_dir, our_checkpoint, tmp_path, capsys):
+    """classify found an unwritable --output only after classifying every video, and
+    `--output MODEL --overwrite` (test: the weights or the annotation) replaced the input with
+    results."""
+    import shutil
+
+    weights = tmp_path / "model.pth"
+    shutil.copy(our_checkpoint, weights)
+    kept = weights.read_bytes()
+    base = ["classify", str(clips_dir / "a.mp4"), "--model", str(weights)]
+    assert main([*base, "--output", str(weights), "--overwrite"]) == 2
+    assert "is the file --model reads" in capsys.readouterr().err and weights.read_bytes() == kept
+    assert main([*base, "--output", str(clips_dir / "a.mp4"), "--overwrite"]) == 2
+    assert "is the file an input video reads" in capsys.readouterr().err
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert main([*base, "--output", str(blocker / "labels.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"--output {blocker / 'labels.json'}: cannot write there" in err and "classified" not in err
+    (tmp_path / "folder").mkdir()
+    assert main([*base, "--output", str(tmp_path / "folder"), "--overwrite"]) == 2
+    assert "is a folder; name a file" in capsys.readouterr().err
+
+    annotation = tmp_path / "annotation.json"
+    shutil.copy(motion.annotation_path, annotation)
+    test = ["test", "--weights", str(weights), "--n_threads", "0", "--quiet", "--device", "cpu",
+            "--video_path", motion.jpg_path, "--annotation_path", str(annotation), "--subset", "val"]
+    for output, flag in ((weights, "--weights"), (annotation, "--annotation_path")):
+        before = output.read_bytes()
+        assert main([*test, "--output", str(output), "--overwrite"]) == 2
+        assert f"is the file {flag} reads" in capsys.readouterr().err and output.read_bytes() == before
+    assert main([*test, "--output", str(annotation)]) == 2  # refused, not set aside as annotation.1.json
+    assert not (tmp_path / "annotation.1.json").exists()

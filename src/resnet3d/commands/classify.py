@@ -124,9 +124,10 @@ def run(args: argparse.Namespace) -> int:
     from resnet3d.engine.predict_model import load_inference_model
     from resnet3d.errors import UserError
     from resnet3d.fileio import atomic_write_json
+    from resnet3d.output_paths import check_writable, refuse_input_as_output
 
     output = Path(args.output)
-    if output.exists() and not args.overwrite:
+    if output.exists() and not args.overwrite and not output.is_dir():
         raise UserError(f"--output {output} already exists: pass --overwrite to replace it, or choose another name")
     if args.overlay and args.mode != "score":
         raise UserError("--overlay draws each clip's label, which --mode feature does not produce; use --mode score")
@@ -135,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch_size must be >= 1 (got {args.batch_size})")
     found = find_videos(args.inputs, args.input, args.video_root)
+    # before any video is classified: the results must have somewhere to go, and never over an input
+    refuse_input_as_output(output, "--output", [("--model", args.model), ("--labels", getattr(args, "labels", None)),
+                                                ("--input", args.input)] + [("an input video", f[0]) for f in found])
+    check_writable(output, "--output")
     overlays = overlay_names(found) if args.overlay else []
     if args.overlay:
         check_overlay_destinations(found, args.overlay, overlays, args.overwrite)

@@ -165,5 +165,6 @@ def run(args: argparse.Namespace) -> int:
     )
     run_recognition(config, model=loaded.model, device=device, class_names=loaded.class_names,
                     n_clips=args.clips, n_crops=args.crops, output=args.output, resume=args.resume,
-                    overwrite=args.overwrite, save_every=args.save_every, show_progress=not args.quiet)
+                    overwrite=args.overwrite, save_every=args.save_every, show_progress=not args.quiet,
+                    inputs=[("--weights", args.weights), ("--labels", getattr(args, "labels", None))])
     return 0

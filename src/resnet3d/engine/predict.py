@@ -51,6 +51,7 @@ from resnet3d.engine.scoring import RowBatcher, Scorer, Tally, prepare_for_infer
 from resnet3d.engine.windows import ViewPlan, WindowDataset, assemble_views, group_units
 from resnet3d.errors import UserError
 from resnet3d.progress import Progress
+from resnet3d.output_paths import refuse_input_as_output
 
 log = logging.getLogger("resnet3d.predict")
 
@@ -265,6 +266,7 @@ def run_recognition(
     show_progress: bool = True,
     announce: bool = True,
     assemble_device: Optional[torch.device] = None,
+    inputs: Sequence[Tuple[str, Optional[str]]] = (),
 ) -> Dict[str, Any]:
     """Recognise every video of ``config.inference.subset``; write the results file.
 
@@ -276,7 +278,8 @@ def run_recognition(
     (and ``show_progress`` a progress line on stderr). With ``config.data.decode_device`` "cuda",
     the chunks' JPEGs are decoded on ``device`` (refused, one line, where that cannot be), or on
     ``assemble_device`` when given (tests and benchmarks: "cpu" runs the same steps on the CPU,
-    with simplejpeg standing in for nvJPEG). Returns a summary: ``output``,
+    with simplejpeg standing in for nvJPEG). ``inputs``: (flag, path) of other files the caller read
+    (weights, labels), which the results file must not replace. Returns a summary: ``output``,
     ``videos`` (scored now), ``errors``, ``skipped`` (already done), ``seconds``,
     ``model_calls``, ``bad_frames``, ``decode_device``, ``folded_bn`` (BatchNorm layers folded into
     their convs: ``RecognitionOptions.fold_bn``), ``videos_per_s``, and where the time went:
@@ -300,6 +303,10 @@ def run_recognition(
     assemble_on = _assemble_device(options.decode_device, device, assemble_device)  # before any file moves
     out_path = output_path(config, options)
     data = config.data
+    resumed = config.run.resume if config.run.resume != "auto" else None
+    refuse_input_as_output(out_path, "the results file", [
+        ("--annotation_path", data.annotation_path), ("the checkpoint", resumed),
+        ("the pretrained weights", config.finetune.pretrained), *inputs])
     videos, _, annotation = resolve_videos(data, options.subset)
     require_videos(len(videos), data.annotation_path, canonical_subset(options.subset),
                    "choose the subset to recognise with --subset (--inference_subset, --test_subset)")

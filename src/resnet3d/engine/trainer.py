@@ -444,6 +444,8 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
     some_set = train_set or val_set
     class_names = list(some_set.class_names) if some_set is not None else []
 
+    if run.train and opened[0] is not None:
+        _check_continued_classes(opened[0], opened[1], class_names)
     model, config, start = build_model(config, len(class_names) or None, info, opened, start)
     val_target_map = None
     if start.class_names is not None:
@@ -539,6 +541,11 @@ def _check_fresh_result_path(config: Config, info: DistInfo) -> None:
                             "from: start over with --overwrite, or choose another --result_path")
         raise UserError(f"{config.run.result_path} already holds a run ({names}): continue it with --resume auto "
                         "(or --begin_epoch N), start over with --overwrite, or choose another --result_path")
+    weights = [p for p in (config.finetune.pretrained,) if p]
+    needed = [path for path in earlier if any(path.exists() and Path(w).exists() and path.samefile(w) for w in weights)]
+    if needed:  # the run starts from it: removing it would lose the only copy
+        raise UserError(f"--overwrite would remove {needed[0]}, the pretrained weights this run starts from: copy "
+                        f"them out of {config.run.result_path} first, or choose another --result_path")
     if info.is_main:
         for path in earlier:
             path.unlink()
@@ -820,6 +827,26 @@ def _mapped_targets(targets: torch.Tensor, target_map: torch.Tensor) -> torch.Te
 
 def _n_outputs_of(model: nn.Module) -> int:
     return int(model.model_config.get("n_classes", 0))
+
+
+def _check_continued_classes(source: Path, loaded: Any, data_names: List[str]) -> None:
+    """A continued run trains the classes it started with, in their order: its head's outputs
+    mean those classes. Another annotation (a class added, or the labels in another order) would
+    train the head on other targets without a word."""
+    names = list(getattr(loaded, "class_names", None) or [])
+    if not names or not data_names or names == data_names:
+        return
+    shown = lambda items: ", ".join(items[:4]) + (" ..." if len(items) > 4 else "")  # noqa: E731
+    if set(names) == set(data_names):
+        why = f"lists the same {len(names)} classes in another order ({shown(data_names)} against {shown(names)})"
+        fix = "continue with the annotation the run started with"
+    else:
+        added = [n for n in data_names if n not in set(names)]
+        gone = [n for n in names if n not in set(data_names)]
+        why = (f"has {len(data_names)} classes against the run's {len(names)}"
+               + (f"; new: {shown(added)}" if added else "") + (f"; missing: {shown(gone)}" if gone else ""))
+        fix = "to train on these classes, start a new run from its weights with --pretrain_path (a new head)"
+    raise UserError(f"the annotation {why}, but {source} continues a run trained on its own classes: {fix}")
 
 
 def _checkpoint_class_order(start: Start, data_names: List[str], n_outputs: int,
