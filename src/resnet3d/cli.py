@@ -93,7 +93,12 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         print(f"resnet3d: the '{command}' command is not part of this build yet.", file=sys.stderr)
         return 2
     parser = build_parser(command)
-    args = parser.parse_args(argv[1:])
+    args, unknown = parser.parse_known_args(argv[1:])
+    if unknown:  # what parse_args would say, and why when it is a file whose name starts with '-'
+        files = [arg for arg in unknown if arg.startswith("-") and os.path.exists(arg)]
+        hint = (f" ({files[0]} is a file: a name that starts with '-' goes after '--', as in "
+                f"'resnet3d {command} ... -- {files[0]}', or as ./{files[0]})" if files else "")
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     module = importlib.import_module(_module_name(command))
     try:
         status = module.run(args)

@@ -85,6 +85,7 @@ def test_overlay_copies_each_video_with_labels_drawn(clips_dir, our_checkpoint, 
                  "--overlay", str(overlay)]) == 0
     original, fps = _decode(clips_dir / "a.mp4")
     copied, copied_fps = _decode(overlay / "a.mp4")
+    assert json.loads(out.read_text())[0]["overlay"] == str(overlay / "a.mp4")
     assert len(copied) == len(original) == 20 and copied_fps == pytest.approx(fps)
     for before, after in zip(original, copied):
         caption = np.abs(after[:8, :30].astype(int) - before[:8, :30]).mean()
@@ -116,7 +117,7 @@ def test_overlay_never_replaces_an_input_video_and_earlier_overlays_only_with_ov
 
 def test_companion_command_line_and_no_silent_overwrite(clips_dir, successor_checkpoint, motion, tmp_path, capsys):
     listing = tmp_path / "input"
-    listing.write_text("a.mp4\nsub/b.mp4\n")
+    listing.write_text("# the companion's list: one video per line\na.mp4\n\nsub/b.mp4\n")
     labels = tmp_path / "class_names_list"
     labels.write_text("\n".join(motion.class_names) + "\n")
     out = tmp_path / "output.json"
@@ -226,6 +227,18 @@ def test_a_file_name_starting_with_a_dash_goes_after_double_dash(clips_dir, our_
     assert main(["classify", "--model", str(our_checkpoint), "--output", str(out), "--", "-take1.mp4"]) == 0
     (record,) = json.loads(out.read_text())
     assert Path(record["video"]).name == "-take1.mp4" and [c["segment"] for c in record["clips"]] == [[1, 5]]
+
+
+def test_a_dash_file_given_like_an_option_is_explained(clips_dir, our_checkpoint, tmp_path, monkeypatch, capsys):
+    """argparse said only 'unrecognized arguments: -take1.mp4'."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(clips_dir / "c.mp4", tmp_path / "-take1.mp4")
+    with pytest.raises(SystemExit) as stop:
+        main(["classify", "--model", str(our_checkpoint), "--output", "o.json", "-take1.mp4"])
+    assert stop.value.code == 2
+    assert "-take1.mp4 is a file: a name that starts with '-' goes after '--'" in capsys.readouterr().err
 
 
 def _write_timed_mp4(path: Path, times_ms, faststart: bool = False) -> Path:

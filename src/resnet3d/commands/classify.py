@@ -76,8 +76,9 @@ def find_videos(inputs: List[str], input_list: str, video_root: str) -> List[Tup
             lines = Path(input_list).read_text(encoding="utf-8").splitlines()
         except OSError as error:
             raise UserError(f"--input {input_list}: cannot read it ({error.strerror})") from None
-        for line in filter(None, (line.strip() for line in lines)):
-            found.append((str(Path(video_root) / line) if video_root else line, line, line))
+        for line in (line.strip() for line in lines):
+            if line and not line.startswith("#"):  # blank lines and comments are not videos
+                found.append((str(Path(video_root) / line) if video_root else line, line, line))
     if not found:
         raise UserError("no videos given: name video files or folders, or pass --input LIST")
     return found
@@ -183,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.overlay:
                     destination = Path(args.overlay) / overlays[number]
                     write_overlay(path, destination, captions(record["clips"]))
+                    record["overlay"] = str(destination)  # which copy belongs to which input
             if args.verbose:
                 print(f"{name}: {len(record['clips'])} clips", file=sys.stderr)
             if stream is not None:
