@@ -12,6 +12,7 @@ import simplejpeg
 
 from prepare_videos import decoded_frame_count, write_audio_only, write_truncated, write_video
 from resnet3d import cli
+from resnet3d.errors import UserError
 from resnet3d.prepare.decode import ResizeRule
 from resnet3d.prepare.extract import ExtractOptions, extract_video
 from resnet3d.prepare.frame_folders import image_name
@@ -381,3 +382,55 @@ def test_variable_frame_rate_matroska_is_complete_and_a_cut_one_is_not(tmp_path)
     cut.write_bytes(long_video.read_bytes()[: long_video.stat().st_size // 2])
     outcome = extract_video(cut, tmp_path / "cut", SMALL)
     assert outcome.status == "failed" and outcome.reason.startswith("truncated: decoded ")
+
+
+def test_a_layout_that_finds_no_video_is_an_error_naming_the_layout_that_would(tmp_path, capsys):
+    """--layout ucf101 on loose videos, --layout activitynet on class folders, videos a level too
+    deep: each used to write nothing and exit 0."""
+    loose = tmp_path / "loose"
+    write_video(loose / "v_a_g01_c01.avi", n_frames=2, codec="mjpeg")
+    write_video(loose / "v_b_g01_c01.avi", n_frames=2, codec="mjpeg")
+    frame_dir = tmp_path / "frames"
+    assert cli.main(["prepare", "frames", str(loose), str(frame_dir), "--layout", "ucf101", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"no video in a class folder of {loose}, but 2 directly in it (e.g. {loose}/v_a_g01_c01.avi)" in err
+    assert "--layout ucf101 reads VIDEO_DIR/<class>/<video> -> FRAME_DIR/<class>/<video>/" in err
+    assert "for loose videos pass --layout flat (VIDEO_DIR/<video> -> FRAME_DIR/<video>/)" in err
+    assert not frame_dir.exists()
+    assert cli.main(["prepare", "frames", str(loose), str(frame_dir), "--layout", "flat", "--no-progress"]) == 0
+    assert visible(frame_dir) == ["v_a_g01_c01", "v_b_g01_c01"]
+
+    classes = tmp_path / "classes"
+    write_video(classes / "jump" / "j1.mp4", n_frames=2)
+    with pytest.raises(UserError, match=r"no video directly in .*classes, but 1 in class folders \(e.g. .*jump/j1.mp4\): "
+                                        r"--layout activitynet reads VIDEO_DIR/<video> -> FRAME_DIR/v_<id>/; for class "
+                                        r"folders pass --layout kinetics, ucf101 or hmdb51"):
+        prepare_frames(classes, tmp_path / "an", SMALL, layout="activitynet", workers=1, progress=False)
+    write_video(tmp_path / "deep" / "train" / "jump" / "j2.mp4", n_frames=2)
+    with pytest.raises(UserError, match=r"only deeper \(e.g. .*deep/train/jump/j2.mp4\): --layout hmdb51 reads .*give "
+                                        r"the folder that holds the class folders"):
+        prepare_frames(tmp_path / "deep", tmp_path / "hm", SMALL, layout="hmdb51", workers=1, progress=False)
+    # prepare fps finds its videos the same way, and says the same
+    assert cli.main(["prepare", "fps", str(loose), str(frame_dir), "--layout", "ucf101"]) == 2
+    assert "for loose videos pass --layout flat" in capsys.readouterr().err
+
+
+def test_an_annotation_naming_none_of_the_videos_is_an_error(tmp_path):
+    import json
+
+    write_video(tmp_path / "videos" / "mine.mp4", n_frames=2)
+    annotation = tmp_path / "k.json"
+    annotation.write_text(json.dumps({"labels": ["a"], "database": {
+        "abcdefghijk_000001_000011": {"subset": "training", "annotations": {"label": "a"}}}}))
+    with pytest.raises(UserError, match=r"none of the 1 videos under .*videos is named by a key of .*k.json \(e.g. "
+                                        r"mine.mp4; the JSON's keys look like 'abcdefghijk_000001_000011'\)"):
+        prepare_frames(tmp_path / "videos", tmp_path / "f", SMALL, workers=1, progress=False, annotation=annotation)
+
+
+def test_videos_a_layout_ignores_beside_ones_it_takes_are_named(tmp_path):
+    videos = tmp_path / "videos"
+    write_video(videos / "jump" / "j1.mp4", n_frames=2)
+    write_video(videos / "stray.mp4", n_frames=2)
+    summary = prepare_frames(videos, tmp_path / "f", SMALL, layout="ucf101", workers=1, progress=False)
+    assert summary.done == 1
+    assert f"1 videos outside the 'ucf101' layout ignored (e.g. {videos}/stray.mp4)" in summary.line()

@@ -45,6 +45,7 @@ class Summary:
     seconds: float = 0.0
     failures: List[Tuple[str, str]] = field(default_factory=list)  # (video path, reason)
     ignored: int = 0  # videos outside the layout
+    ignored_examples: List[str] = field(default_factory=list)
     missing: int = 0  # annotation entries without a video
     failures_file: Optional[Path] = None
 
@@ -67,7 +68,7 @@ class Summary:
         text += f"; {self.frames} frames written in {self.seconds:.1f} s"
         if self.ignored:
             where = "not in the annotation" if self.layout == "annotation" else f"outside the '{self.layout}' layout"
-            text += f"; {self.ignored} videos {where} ignored"
+            text += f"; {self.ignored} videos {where} ignored (e.g. {', '.join(self.ignored_examples)})"
         if self.missing:
             text += f"; {self.missing} annotated videos not found under the video directory"
         if self.failures_file is not None:
@@ -217,6 +218,7 @@ def prepare_frames(
         layout=videos.layout,
         total=len(videos.jobs) + len(videos.duplicates),
         ignored=len(videos.ignored),
+        ignored_examples=[str(path) for path in videos.ignored[:3]],
         missing=len(videos.missing),
     )
     for video, reason in videos.duplicates:

@@ -140,7 +140,10 @@ def find_videos(video_dir: Path, layout: Optional[str] = None, annotation: Optio
     if not video_dir.is_dir():
         raise UserError(f"video directory {video_dir} does not exist (or is not a directory)")
     if annotation is not None:
-        return _deduplicate(_find_by_annotation(video_dir, annotation))
+        found = _find_by_annotation(video_dir, annotation)
+        if not found.jobs:
+            _nothing_listed(video_dir, annotation, found)
+        return _deduplicate(found)
     if layout is None:
         layout = detect_layout(video_dir)
     if layout not in LAYOUTS:
@@ -158,7 +161,67 @@ def find_videos(video_dir: Path, layout: Optional[str] = None, annotation: Optio
             jobs.append(VideoJob(video, Path(name)))
         for sub in _class_dirs(video_dir):
             ignored.extend(_videos_in(sub))
+    if not jobs:
+        _nothing_in_layout(video_dir, layout, ignored)
     return _deduplicate(VideoList(layout=layout, jobs=jobs, ignored=ignored))
+
+
+LAYOUT_SHAPES = {
+    "kinetics": "VIDEO_DIR/<class>/<video> -> FRAME_DIR/<class>/<video>/",
+    "ucf101": "VIDEO_DIR/<class>/<video> -> FRAME_DIR/<class>/<video>/",
+    "hmdb51": "VIDEO_DIR/<class>/<video> -> FRAME_DIR/<class>/<video>/",
+    "activitynet": "VIDEO_DIR/<video> -> FRAME_DIR/v_<id>/",
+    "flat": "VIDEO_DIR/<video> -> FRAME_DIR/<video>/",
+}
+
+
+def _deeper_videos(video_dir: Path) -> List[Path]:
+    """Videos two or more folders below VIDEO_DIR, where no layout looks (the first few)."""
+    found: List[Path] = []
+    for folder, subdirs, files in os.walk(video_dir):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        if len(Path(folder).relative_to(video_dir).parts) >= 2:
+            found.extend(Path(folder) / name for name in sorted(files) if is_video_file(name))
+            if len(found) >= 3:
+                break
+    return found
+
+
+def _nothing_in_layout(video_dir: Path, layout: str, ignored: List[Path]) -> None:
+    """No video where ``layout`` looks: say what it expects, what is there, and which layout takes it."""
+    expects = f"--layout {layout} reads {LAYOUT_SHAPES[layout]}"
+    if ignored and layout in CLASS_LAYOUTS:
+        raise UserError(
+            f"no video in a class folder of {video_dir}, but {len(ignored)} directly in it (e.g. {ignored[0]}): "
+            f"{expects}; for loose videos pass --layout flat ({LAYOUT_SHAPES['flat']}) or --layout activitynet "
+            f"({LAYOUT_SHAPES['activitynet']}), or sort them into class folders"
+        )
+    if ignored:
+        raise UserError(
+            f"no video directly in {video_dir}, but {len(ignored)} in class folders (e.g. {ignored[0]}): {expects}; "
+            f"for class folders pass --layout kinetics, ucf101 or hmdb51 ({LAYOUT_SHAPES['kinetics']}), or "
+            "--annotation JSON to place them by the JSON's keys"
+        )
+    deeper = _deeper_videos(video_dir)
+    if deeper:
+        raise UserError(
+            f"no video where --layout {layout} looks in {video_dir}, only deeper (e.g. {deeper[0]}): {expects}; "
+            "give the folder that holds the class folders (or the videos) as VIDEO_DIR, or pass --annotation JSON, "
+            "which finds videos at any depth"
+        )
+    raise UserError(f"no videos ({', '.join(e[1:] for e in VIDEO_EXTENSIONS)}) in {video_dir} or its subfolders")
+
+
+def _nothing_listed(video_dir: Path, annotation: Path, found: VideoList) -> None:
+    """No video under VIDEO_DIR is named by the annotation's keys."""
+    if not found.ignored:
+        raise UserError(f"no videos ({', '.join(e[1:] for e in VIDEO_EXTENSIONS)}) in {video_dir} or its subfolders")
+    example_key = found.missing[0] if found.missing else ""
+    raise UserError(
+        f"none of the {len(found.ignored)} videos under {video_dir} is named by a key of {annotation} (e.g. "
+        f"{found.ignored[0].name}; the JSON's keys look like '{example_key}'): check that the JSON describes these "
+        "videos, or drop --annotation and pass --layout"
+    )
 
 
 def _deduplicate(videos: VideoList) -> VideoList:
