@@ -304,3 +304,41 @@ def test_json_builders_replace_an_existing_file_only_with_overwrite(kinetics_csv
         assert Path(target).read_text() == "my own notes"
         assert cli.main(["prepare", *argv, "--overwrite"]) == 0
         assert json.loads(Path(target).read_text())["labels"]
+
+
+def test_kinetics_successor_form_names_class_folders_spelt_otherwise_than_their_labels(tmp_path, capsys):
+    """mmaction's rename_classnames writes 'passing_American_football_-in_game-' for the label
+    'passing American football (in game)': the missing videos are found there and the fix named."""
+    from PIL import Image
+
+    write(tmp_path / "csv" / "kinetics-400_train.csv", "label,youtube_id,time_start,time_end,split\n"
+          '"passing American football (in game)",aaaaaaaaaaa,1,11,train\n'
+          '"passing American football (in game)",bbbbbbbbbbb,2,12,train\n'
+          "air drumming,ccccccccccc,3,13,train\n"
+          "abseiling,ddddddddddd,4,14,train\n")
+    write(tmp_path / "csv" / "kinetics-400_val.csv", "label,youtube_id,time_start,time_end,split\n"
+          "air drumming,eeeeeeeeeee,5,15,val\n")
+    frame_dir = tmp_path / "jpg"
+    for folder, key in (("passing_American_football_-in_game-", "aaaaaaaaaaa_000001_000011"),
+                        ("passing_American_football_-in_game-", "bbbbbbbbbbb_000002_000012"),
+                        ("air_drumming", "ccccccccccc_000003_000013"),
+                        ("air_drumming", "eeeeeeeeeee_000005_000015"),
+                        ("abseiling", "ddddddddddd_000004_000014")):
+        (frame_dir / folder / key).mkdir(parents=True)
+        for index in (1, 2):
+            Image.new("RGB", (8, 6), (200, 0, 0)).save(frame_dir / folder / key / image_name(index), format="JPEG")
+    out = tmp_path / "ku.json"
+    assert cli.main(["prepare", "kinetics-json", str(tmp_path / "csv"), "400", str(frame_dir), "jpg", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "training 4 (1 with frames, 3 missing on disk)" in report
+    assert ("4 of the missing videos are on disk in 2 class folders spelt otherwise than their label ('air_drumming' for "
+            "'air drumming', 'passing_American_football_-in_game-' for 'passing American football (in game)'): training "
+            f"looks in {frame_dir}/<label>/<key>") in report
+    assert f"(mv '{frame_dir}/air_drumming' '{frame_dir}/air drumming') and run this command again" in report
+    # the fix, done: every video has its segment and nothing more is said
+    (frame_dir / "air_drumming").rename(frame_dir / "air drumming")
+    (frame_dir / "passing_American_football_-in_game-").rename(frame_dir / "passing American football (in game)")
+    assert cli.main(["prepare", "kinetics-json", str(tmp_path / "csv"), "400", str(frame_dir), "jpg", str(out),
+                     "--overwrite"]) == 0
+    report = capsys.readouterr().out
+    assert "training 4 (4 with frames, 0 missing on disk)" in report and "spelt otherwise" not in report

@@ -4,13 +4,16 @@
 
 plus, in the successor's flavour, ``annotations.segment``: ``[1, n_frames + 1]`` for a JPEG
 folder (``n_frames`` = the ``image*`` files in it) or ``[0, n_frames]`` for an HDF5 file. A
-video without frames on disk gets no segment and is counted as missing.
+video without frames on disk gets no segment and is counted as missing; when it is on disk in a
+class folder spelt otherwise than its label (``air_drumming`` for ``air drumming``), the summary
+says so and how to fix it, since training looks under the label exactly.
 
 The file is written with ``json.dump``'s default formatting, byte for byte what the originals'
 scripts write for the same input.
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,13 +65,45 @@ class SegmentReport:
     missing_examples: List[str] = field(default_factory=list)
     empty: Counter = field(default_factory=Counter)  # a folder without image* frames: segment [1, 1]
     empty_examples: List[str] = field(default_factory=list)
+    # missing videos found in a folder named like their label but not the same (mmaction's
+    # rename_classnames: 'passing_American_football_-in_game-'): folder -> (label, how many)
+    renamed: Dict[str, Tuple[str, int]] = field(default_factory=dict)
+    frame_dir: Optional[Path] = None
+
+
+def label_form(name: str) -> str:
+    """A class name with case, spaces, underscores and punctuation dropped, so that the folder
+    'passing_American_football_-in_game-' (mmaction's rename) or 'passing_american_football_in_game'
+    finds the label 'passing American football (in game)'."""
+    return "".join(character for character in name.casefold() if character.isalnum())
+
+
+class RenamedLabels:
+    """Class folders under a frame directory whose names differ from a label only in spelling."""
+
+    def __init__(self, frame_dir: Path) -> None:
+        self.frame_dir = frame_dir
+        self._by_form: Optional[Dict[str, List[str]]] = None
+        self._found: Dict[str, List[str]] = {}
+
+    def folders(self, label: str) -> List[str]:
+        """The folders spelt like ``label`` but not ``label`` itself, looked up once per label."""
+        if label not in self._found:
+            if self._by_form is None:
+                self._by_form = {}
+                for entry in os.scandir(self.frame_dir):
+                    if entry.is_dir() and not entry.name.startswith("."):
+                        self._by_form.setdefault(label_form(entry.name), []).append(entry.name)
+            self._found[label] = [n for n in self._by_form.get(label_form(label), []) if n != label]
+        return self._found[label]
 
 
 def add_segments(entries: Dict[str, dict], frame_dir: Path, file_type: str = "jpg") -> SegmentReport:
     """The successor's segments, from ``<frame_dir>/<label or test>/<key>`` (or ``.hdf5``)."""
     if not frame_dir.is_dir():
         raise UserError(f"frame directory {frame_dir} does not exist; extract frames first (resnet3d prepare frames)")
-    report = SegmentReport()
+    report = SegmentReport(frame_dir=frame_dir)
+    renamed = RenamedLabels(frame_dir)
     for key, entry in entries.items():
         annotations = entry["annotations"]
         label = annotations.get("label", TEST_FOLDER)
@@ -92,6 +127,12 @@ def add_segments(entries: Dict[str, dict], frame_dir: Path, file_type: str = "jp
             report.missing[entry["subset"]] += 1
             if len(report.missing_examples) < 3:
                 report.missing_examples.append(str(path))
+            name = path.name
+            for folder in renamed.folders(label):
+                if (frame_dir / folder / name).exists():
+                    count = report.renamed.get(folder, (label, 0))[1]
+                    report.renamed[folder] = (label, count + 1)
+                    break
     return report
 
 
@@ -117,10 +158,26 @@ def summary_line(
         line += f"; {database.repeated} repeated identical lines ignored"
     if segments is not None and segments.missing_examples:
         line += f"; missing e.g. {', '.join(segments.missing_examples)}"
+    if segments is not None and segments.renamed:
+        line += "; " + _renamed_note(segments)
     if segments is not None and segments.empty_examples:
         line += (f"; folders with no image_00001.jpg ... frames, e.g. {', '.join(segments.empty_examples)}: extract "
                  "them with 'resnet3d prepare frames', or rename the frames image_%05d.jpg")
     return line
+
+
+def _renamed_note(segments: SegmentReport) -> str:
+    """The missing videos that are on disk under a class folder spelt otherwise, and the fix."""
+    n_videos = sum(count for _, count in segments.renamed.values())
+    renamed = sorted(segments.renamed.items())
+    moves = [f"'{folder}' for '{label}'" for folder, (label, _) in renamed]
+    shown = ", ".join(moves[:3]) + (f" and {len(moves) - 3} more" if len(moves) > 3 else "")
+    folder, (label, _) = renamed[0]
+    return (f"{n_videos} of the missing videos are on disk in {len(moves)} class "
+            f"folder{'s' if len(moves) > 1 else ''} spelt otherwise than their label ({shown}): training looks in "
+            f"{segments.frame_dir}/<label>/<key>, the label exactly as the annotation file spells it; rename those "
+            f"folders to their labels (mv '{segments.frame_dir / folder}' '{segments.frame_dir / label}') and run "
+            "this command again")
 
 
 def split_key_label(text: str) -> Tuple[str, str]:
