@@ -65,6 +65,33 @@ def image_indices(folder: Path) -> List[int]:
     return sorted(int(m.group(1)) for m in map(IMAGE_RE.match, os.listdir(folder)) if m)
 
 
+FLOW_X_RE = re.compile(r"^flow_x_(\d+)\.jpg$")
+
+
+def flow_frame_count(folder: Path) -> Optional[int]:
+    """The frames of an optical-flow folder as training reads it (``u/`` + ``v/`` of
+    ``image_%05d.jpg``, or ``flow_x_%05d.jpg`` + ``flow_y_%05d.jpg``): the successor's count of the
+    x direction; None when ``folder`` is not a flow folder."""
+    if (folder / "u").is_dir() and (folder / "v").is_dir():
+        return count_image_files(folder / "u")
+    try:
+        n = sum(1 for name in os.listdir(folder) if FLOW_X_RE.match(name))
+    except OSError:
+        return None
+    return n or None
+
+
+def unread_frames(folder: Path) -> str:
+    """Why training would read none of the images in ``folder``, with the fix; "" when it reads
+    them or the folder holds no images. Images under other names (another tool's
+    ``img_00001.jpg``, ``.JPG``, ``.jpeg``) or with another zero padding (``image_0001.jpg``,
+    ``image_000001.jpg``, ffmpeg's %04d/%06d): the training loader's own explanation
+    (``resnet3d.data.sources``), so that preparation and training apply one rule and tell one story."""
+    from resnet3d.data.sources import JpegFolderSource
+
+    return JpegFolderSource(str(folder)).naming_problem()
+
+
 @dataclass
 class FolderState:
     """What an existing output folder holds."""
