@@ -342,3 +342,23 @@ def test_kinetics_successor_form_names_class_folders_spelt_otherwise_than_their_
                      "--overwrite"]) == 0
     report = capsys.readouterr().out
     assert "training 4 (4 with frames, 0 missing on disk)" in report and "spelt otherwise" not in report
+
+
+@pytest.mark.parametrize("pattern", ["image_{:04d}.jpg", "image_{:06d}.jpg", "image_{:05d}.JPG", "image_{:05d}.jpeg"])
+def test_kinetics_successor_form_does_not_count_frames_training_cannot_read(kinetics_csvs, tmp_path, capsys, pattern):
+    """The successor's count takes every 'image*' name; a folder of image_0001.jpg or .JPG frames
+    was 'with frames' although training reads none of them."""
+    from PIL import Image
+
+    frame_dir = tmp_path / "jpg"
+    frames(frame_dir / "abseiling" / "---QUuC4vJs_000003_000013", 5)
+    other = frame_dir / "abseiling" / "-3B32lodo2M_000059_000069"
+    other.mkdir(parents=True)
+    for index in (1, 2, 3):
+        Image.new("RGB", (8, 6), (0, 200, 0)).save(other / pattern.format(index), format="JPEG")
+    out = tmp_path / "k400.json"
+    assert cli.main(["prepare", "kinetics-json", str(tmp_path / "csv"), "400", str(frame_dir), "jpg", str(out)]) == 0
+    assert json.loads(out.read_text())["database"]["-3B32lodo2M_000059_000069"]["annotations"]["segment"] == [1, 4]
+    report = capsys.readouterr().out
+    assert "training 3 (1 with frames, 1 missing on disk, 1 with no frame)" in report
+    assert f"e.g. {other}: extract them with 'resnet3d prepare frames', or rename the frames image_%05d.jpg" in report

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 
 from resnet3d.errors import UserError
 from resnet3d.fileio import atomic_write_json
-from resnet3d.prepare.frame_folders import count_image_files
+from resnet3d.prepare.frame_folders import count_image_files, image_name, unread_frames
 
 SUBSETS = ("training", "validation", "testing")
 TEST_FOLDER = "test"  # Kinetics keeps its unlabelled test videos in <frame_dir>/test/
@@ -63,7 +63,7 @@ class SegmentReport:
     with_frames: Counter = field(default_factory=Counter)
     missing: Counter = field(default_factory=Counter)
     missing_examples: List[str] = field(default_factory=list)
-    empty: Counter = field(default_factory=Counter)  # a folder without image* frames: segment [1, 1]
+    empty: Counter = field(default_factory=Counter)  # a folder without frames training reads (segment [1, 1] if no image*)
     empty_examples: List[str] = field(default_factory=list)
     # missing videos found in a folder named like their label but not the same (mmaction's
     # rename_classnames: 'passing_American_football_-in_game-'): folder -> (label, how many)
@@ -106,6 +106,7 @@ def add_segments(entries: Dict[str, dict], frame_dir: Path, file_type: str = "jp
     renamed = RenamedLabels(frame_dir)
     for key, entry in entries.items():
         annotations = entry["annotations"]
+        unread = False
         label = annotations.get("label", TEST_FOLDER)
         if file_type == "hdf5":
             path = frame_dir / label / f"{key}.hdf5"
@@ -117,7 +118,9 @@ def add_segments(entries: Dict[str, dict], frame_dir: Path, file_type: str = "jp
             path = frame_dir / label / key
             if path.is_dir():
                 annotations["segment"] = [1, count_image_files(path) + 1]
-        if "segment" in annotations and annotations["segment"][1] <= annotations["segment"][0]:
+                # the successor counts every 'image*' name; training reads image_%05d.jpg only
+                unread = not (path / image_name(1)).is_file() and bool(unread_frames(path))
+        if "segment" in annotations and (annotations["segment"][1] <= annotations["segment"][0] or unread):
             report.empty[entry["subset"]] += 1  # kept, as the successor wrote it; training skips it
             if len(report.empty_examples) < 3:
                 report.empty_examples.append(str(path))
