@@ -65,3 +65,28 @@ def test_unwritable_targets_are_user_errors_naming_the_target(tmp_path):
     with pytest.raises(UserError, match=r"cannot write .*a_folder: Is a directory"):
         atomic_write_text(tmp_path / "a_folder", "x")
     assert sorted(os.listdir(tmp_path)) == ["a_file", "a_folder"] and not os.listdir(tmp_path / "a_folder")
+
+
+def test_user_json_with_a_byte_order_mark_is_read(tmp_path):
+    from resnet3d.fileio import read_user_json
+
+    path = tmp_path / "notepad.json"
+    path.write_bytes(b"\xef\xbb\xbf" + '{"labels": ["caf\u00e9"]}'.encode("utf-8"))
+    assert read_user_json(path, "annotation") == {"labels": ["caf\u00e9"]}
+
+
+def test_user_json_with_a_key_twice_names_it(tmp_path, caplog):
+    import logging
+
+    from resnet3d.errors import UserError
+    from resnet3d.fileio import read_user_json
+
+    path = tmp_path / "twice.json"
+    path.write_text('{"a": {"x": 1, "y": 2, "x": 3, "y": 2}, "b": [{"z": 1, "z": 2}]}')
+    with pytest.raises(UserError, match=r"results .*twice.json: keys 'x', 'z' appear more than once in one object, "
+                                        r"with different values"):
+        read_user_json(path, "results")
+    path.write_text('{"a": {"x": 1, "x": 1}}')
+    with caplog.at_level(logging.WARNING, logger="resnet3d"):
+        assert read_user_json(path, "results") == {"a": {"x": 1}}
+    assert "key 'x' appears twice or more" in caplog.text

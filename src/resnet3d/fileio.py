@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, IO, Iterator, Union
+from typing import Any, Callable, IO, Iterator, List, Tuple, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -107,15 +107,48 @@ def refuse_existing(path: PathLike, what: str, overwrite: bool) -> None:
         raise UserError(f"{what} {path} already exists: pass --overwrite to replace it, or choose another name")
 
 
+def _repeated_key_hook(conflicting: List[str], repeated: List[str]) -> Callable[[List[Tuple[str, Any]]], dict]:
+    """A ``json`` object_pairs_hook that builds the same dict ``json`` would (the last value of a
+    key wins) and lists keys given more than once in one object: in ``conflicting`` when their
+    values differ (the file holds two things under one name, and which one is meant is unknown),
+    else in ``repeated``."""
+
+    def hook(pairs: List[Tuple[str, Any]]) -> dict:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):  # rare: the cheap test first
+            first: dict = {}
+            for key, value in pairs:
+                if key not in first:
+                    first[key] = value
+                elif first[key] != value:
+                    if key not in conflicting:
+                        conflicting.append(key)
+                elif key not in repeated and key not in conflicting:
+                    repeated.append(key)
+        return obj
+
+    return hook
+
+
+def _key_list(keys: List[str]) -> str:
+    shown = ", ".join(repr(key) for key in keys[:5])
+    return shown + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+
 def read_user_json(path: PathLike, what: str) -> Any:
     """Parse a JSON file the user gave us; a missing or broken file is a UserError naming it.
 
     ``what`` says what the file is for ("annotation", "results"), so the message tells which
-    argument to fix; a syntax error names the line and column.
+    argument to fix; a syntax error names the line and column. A UTF-8 byte-order mark (Windows
+    Notepad writes one) is skipped. A key given twice in one object with different values (two
+    database entries under one video id), which ``json`` would silently resolve to the last, is
+    a UserError naming the keys; the same key and value twice is kept once, with a warning.
     """
+    conflicting: List[str] = []
+    repeated: List[str] = []
     try:
-        with open(path, "r", encoding="utf-8") as handle:
-            return json.load(handle)
+        with open(path, "r", encoding="utf-8-sig") as handle:
+            data = json.load(handle, object_pairs_hook=_repeated_key_hook(conflicting, repeated))
     except FileNotFoundError:
         from resnet3d.errors import UserError
 
@@ -129,3 +162,16 @@ def read_user_json(path: PathLike, what: str) -> Any:
 
         where = f"line {error.lineno} column {error.colno}: {error.msg}" if isinstance(error, json.JSONDecodeError) else str(error)
         raise UserError(f"{what} {path}: not valid JSON ({where})") from None
+    if conflicting:
+        from resnet3d.errors import UserError
+
+        raise UserError(f"{what} {path}: key{'s' if len(conflicting) > 1 else ''} {_key_list(conflicting)} "
+                        f"appear{'' if len(conflicting) > 1 else 's'} more than once in one object, with different "
+                        "values (JSON readers keep only the last, silently): keep one entry per key, or rename the others")
+    if repeated:
+        import logging
+
+        logging.getLogger("resnet3d").warning(
+            "%s %s: key%s %s appear%s twice or more in one object with the same value; read once",
+            what, path, "s" if len(repeated) > 1 else "", _key_list(repeated), "" if len(repeated) > 1 else "s")
+    return data

@@ -1,6 +1,7 @@
 """Annotation parsing for every flavour, on hand-made files; video path rules; error messages."""
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -237,3 +238,67 @@ def test_activitynet_fps_and_duration_must_be_numbers(tmp_path):
     cfg = _activitynet_set(tmp_path, {"odd": {"subset": "training", "fps": "fast", "annotations": _segments((0.0, 1.0))}})
     with pytest.raises(UserError, match=r"anet.json: database entry 'odd' has fps 'fast'; expected a positive number"):
         build_dataset(cfg, "training")
+
+
+def _entry(subset, label="a"):
+    return {"subset": subset, "annotations": {"label": label}}
+
+
+def test_subsets_spelled_train_val_test_or_with_spaces_are_read(tmp_path, caplog):
+    """The file's subsets are read as --subset reads them: train/val/test, any case, spaces
+    around; another spelling of the same subset is named, an unknown subset counted."""
+    database = {"t1": _entry("train"), "t2": _entry("Training"), "v1": _entry("val"), "v2": _entry("validation "),
+                "s1": {"subset": "test", "annotations": {}}, "d1": _entry("dev"), "d2": _entry("dev")}
+    path = write_json(tmp_path / "short.json", {"labels": ["a"], "database": database})
+    assert [e.key for e in load_annotation(path, "folder", "training").entries] == ["t1", "t2"]
+    validation = load_annotation(path, "folder", "val")
+    assert [e.key for e in validation.entries] == ["v1", "v2"]
+    assert validation.spellings == {"val": 1, "validation ": 1} and validation.other_subsets == {"dev": 2}
+    assert [e.key for e in load_annotation(path, "folder", "testing").entries] == ["s1"]
+    for key in ("t1", "t2", "v1", "v2"):
+        write_frames(tmp_path / "jpg" / "a" / key, ramp_frames(4))
+    cfg = DataConfig(dataset="folder", video_path=str(tmp_path / "jpg"), annotation_path=path, sample_size=8, sample_duration=2)
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        assert len(build_dataset(cfg, "validation").videos) == 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("validation entries spell their subset in 2 ways ('val' 1, 'validation ' 1)" in m for m in messages)
+    assert any("2 entries have a subset that is none of training, validation, testing" in m and "'dev' 2" in m
+               for m in messages)
+
+
+def test_a_database_key_given_twice_is_an_error_naming_it(tmp_path, caplog):
+    entry = '{"subset": "training", "annotations": {"label": "%s"}}'
+    conflicting = tmp_path / "twice.json"
+    conflicting.write_text('{"labels": ["a", "b"], "database": {"k1": %s, "k2": %s, "k1": %s}}'
+                           % (entry % "a", entry % "a", entry % "b"))
+    with pytest.raises(UserError, match=r"twice.json: key 'k1' appears more than once in one object, with "
+                                        r"different values .*keep one entry per key"):
+        load_annotation(str(conflicting), "kinetics", "training")
+    same = tmp_path / "same.json"
+    same.write_text('{"labels": ["a"], "database": {"k1": %s, "k1": %s}}' % (entry % "a", entry % "a"))
+    with caplog.at_level(logging.WARNING, logger="resnet3d"):
+        assert [e.key for e in load_annotation(str(same), "kinetics", "training").entries] == ["k1"]
+    assert any("same.json: key 'k1' appears twice or more in one object with the same value" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_label_listed_twice_is_named(tmp_path):
+    path = write_json(tmp_path / "labels.json", {"labels": ["walk", "walk", "run"],
+                                                  "database": {"k": _entry("training", "run")}})
+    with pytest.raises(UserError, match=r"labels.json: duplicate label 'walk' in 'labels' \(at positions 0, 1"):
+        load_annotation(path, "kinetics", "training")
+    taxonomy = TAXONOMY + [{"nodeId": 6, "nodeName": "Shot put", "parentId": 3, "parentName": "Cooking"}]
+    path = write_json(tmp_path / "anet.json", {"taxonomy": taxonomy, "database": {}})
+    with pytest.raises(UserError, match=r"duplicate label 'Shot put' in the taxonomy's leaves"):
+        load_annotation(path, "activitynet", "training")
+
+
+def test_an_annotation_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Windows Notepad saves UTF-8 with a BOM; the n_frames file too may carry one."""
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(KINETICS_SEED).encode("utf-8"))
+    folder = tmp_path / "jpg" / "abseiling" / "aaaaaaaaaaa_000001_000011"
+    write_frames(folder, ramp_frames(9), n_frames_file=False)
+    (folder / "n_frames").write_bytes(b"\xef\xbb\xbf7")
+    cfg = DataConfig(video_path=str(tmp_path / "jpg"), annotation_path=str(path), sample_size=8, sample_duration=4)
+    assert build_dataset(cfg, "training").frame_range(0) == (1, 8)

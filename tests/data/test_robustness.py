@@ -4,10 +4,15 @@ from __future__ import annotations
 import logging
 import shutil
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from resnet3d.data import DataConfig, batch_counters, build_dataset, build_loader, set_epoch
+from resnet3d.data.decode import DecodeError, decode_region
+from resnet3d.data.sources import JpegFolderSource
+from resnet3d.data.spatial import Box
 from resnet3d.errors import UserError
 
 from data_helpers import ramp_frames, write_frames, write_json
@@ -167,3 +172,182 @@ def test_a_bad_frame_is_logged_once_however_many_workers_read_it(tmp_path):
     assert done.stdout.split("\n").count("bad frames 1") == 2  # both workers met it
     lines = [line for line in done.stderr.splitlines() if "image_00004.jpg" in line]
     assert len(lines) == 1, done.stderr
+
+
+@pytest.mark.parametrize("digits", [4, 6])
+def test_frames_with_another_zero_padding_say_so_and_the_fix(tmp_path, caplog, digits):
+    """ffmpeg's %04d / %06d names (image_0001.jpg, image_000001.jpg) match the frame pattern but
+    are not the names read: the line says the padding is wrong, gives the rename and the fix, with
+    or without an n_frames file (prepare n-frames counts those frames)."""
+    cfg = _dataset(tmp_path, n_videos=2)
+    for n_frames_file in (True, False):
+        folder = tmp_path / "jpg" / "a" / f"k{int(n_frames_file)}"
+        for index in range(1, 9):
+            (folder / f"image_{index:05d}.jpg").rename(folder / f"image_{index:0{digits}d}.jpg")
+        if not n_frames_file:
+            (folder / "n_frames").unlink()
+    first = f"image_{1:0{digits}d}.jpg"
+    dataset = build_dataset(cfg, "training", sampling="center", train=False)
+    with pytest.raises(UserError) as caught:
+        dataset[0]
+    message = str(caught.value)
+    assert f"holds 8 frames numbered with {digits} digits like '{first}'" in message
+    assert "zero padding must be 5 digits" in message and f"'{first}' -> 'image_00001.jpg'" in message
+    assert "resnet3d prepare frames" in message
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        with pytest.raises(UserError):
+            build_dataset(cfg, "training", sampling="center", train=False)[1]
+    assert any("k1: no readable frame (the folder holds 8 frames numbered" in r.getMessage() for r in caplog.records)
+
+
+def test_an_n_frames_file_counting_more_frames_than_the_folder_holds_is_named(tmp_path, caplog):
+    cfg = _dataset(tmp_path, n_videos=2, n_frames=12)
+    (tmp_path / "jpg" / "a" / "k0" / "n_frames").write_text("30")
+    (tmp_path / "jpg" / "a" / "k1" / "image_00005.jpg").unlink()  # a hole: not the n_frames file's fault
+    dataset = build_dataset(cfg.with_changes(sample_duration=4), "training", sampling="even", n_clips=3, train=False)
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        items = [dataset[i] for i in range(len(dataset))]
+    assert sum(item["bad_frames"] for item in items) == 8 + 1  # k0's windows 14-17 and 27-30; k1's frame 5
+    lines = {r.getMessage().split(":")[0]: r.getMessage() for r in caplog.records}
+    k0 = lines[str(tmp_path / "jpg" / "a" / "k0" / "image_00014.jpg")]
+    n_frames = tmp_path / "jpg" / "a" / "k0" / "n_frames"
+    assert f"the n_frames file ({n_frames}) says 30 frames, but the folder's frames end at image_00012.jpg" in k0
+    assert "resnet3d prepare n-frames" in k0 and "delete it" in k0
+    k1 = lines[str(tmp_path / "jpg" / "a" / "k1" / "image_00005.jpg")]
+    assert k1.endswith("missing; a neighbouring frame stands in")
+
+
+def _full_box(width, height):
+    return Box(0, 0, width, height, width, height)
+
+
+def _frame_levels(clip):
+    return [round(float(f.float().mean()) / 10) for f in clip]
+
+
+def _save_png(path, level, size=16):
+    Image.fromarray(np.full((size, size, 3), level, dtype="uint8")).save(path, format="PNG")
+
+
+def test_a_png_named_jpg_is_decoded_and_an_empty_frame_is_named(tmp_path, caplog):
+    cfg = _dataset(tmp_path, n_videos=2)
+    folder = tmp_path / "jpg" / "a" / "k0"
+    _save_png(folder / "image_00003.jpg", 30)
+    (folder / "image_00006.jpg").write_bytes(b"")
+    for index in range(1, 9):  # k1: every frame a PNG, the first one too (it sets the crop box)
+        _save_png(tmp_path / "jpg" / "a" / "k1" / f"image_{index:05d}.jpg", 10 * index)
+    dataset = build_dataset(cfg, "training", sampling="center", train=False)
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        first, second = dataset[0], dataset[1]
+    assert first["bad_frames"] == 1 and _frame_levels(first["clip"])[2] == 3
+    assert _frame_levels(first["clip"])[5] in (5, 7)  # the empty frame: a neighbour stands in
+    assert second["bad_frames"] == 0 and second["bad_video"] == 0 and _frame_levels(second["clip"]) == list(range(1, 9))
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"{folder / 'image_00006.jpg'}: empty file (0 bytes); a neighbouring") for m in messages)
+    png_notes = [m for m in messages if "a PNG image, not a JPEG; read with PIL" in m]
+    assert len(png_notes) == 2 and not any("corrupt JPEG" in m for m in messages)  # once per folder
+
+
+def test_frames_that_are_not_images_say_what_they_are(tmp_path, caplog):
+    cfg = _dataset(tmp_path, n_videos=1)
+    folder = tmp_path / "jpg" / "a" / "k0"
+    (folder / "image_00002.jpg").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)  # a PNG cut short
+    (folder / "image_00004.jpg").write_bytes(b"<html>not found</html>")
+    (folder / "image_00006.jpg").write_bytes(b"\xff\xd8\xff\xe0 damaged")
+    dataset = build_dataset(cfg, "training", sampling="center", train=False)
+    _, failures, _ = JpegFolderSource(str(folder)).load(list(range(1, 9)), _full_box, (8, 8))
+    assert failures[2].startswith("damaged PNG image, not a JPEG (")
+    assert failures[4] == "not an image: neither JPEG nor a format PIL reads (first bytes b'<html>no')"
+    assert failures[6].startswith("corrupt JPEG (")
+    assert dataset[0]["bad_frames"] == 3
+
+
+def test_the_jpeg_fast_path_still_takes_the_jpeg_frames_beside_a_png(tmp_path):
+    """Only the frame that fails the JPEG path is decoded on its own; the others are resized
+    together in the clip's tensor."""
+    write_frames(tmp_path / "v", ramp_frames(8, 16, 16))
+    _save_png(tmp_path / "v" / "image_00004.jpg", 40)
+    regions, failures, _ = JpegFolderSource(str(tmp_path / "v")).load(list(range(1, 9)), _full_box, (8, 8))
+    assert not failures and sorted(regions) == [4] and sorted(regions.resized_at) == [1, 2, 3, 5, 6, 7, 8]
+    png = (tmp_path / "v" / "image_00004.jpg").read_bytes()
+    assert decode_region(png, _full_box(16, 16), (8, 8), decoder="pil").mean() == 40
+    with pytest.raises(DecodeError, match="a PNG image; --decoder simplejpeg reads JPEG only"):
+        decode_region(png, _full_box(16, 16), (8, 8), decoder="simplejpeg")
+
+
+def _audio_only_webm(path):
+    """A real WebM holding one Opus audio stream and no video."""
+    import av
+
+    try:
+        container = av.open(str(path), "w")
+        stream = container.add_stream("libopus", rate=48000)
+    except Exception as error:  # an FFmpeg build without libopus
+        pytest.skip(f"cannot write Opus audio ({error})")
+    with container:
+        for number in range(5):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="flt", layout="mono")
+            frame.sample_rate, frame.pts = 48000, number * 960
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def test_video_files_with_no_frames_give_the_exact_reason(tmp_path, caplog):
+    """What classify and prepare say about a file (empty, no video stream, cut short) is what
+    training, validation and recognition say too, instead of a list of possible causes."""
+    from resnet3d.engine.windows import Unit, ViewPlan, WindowDataset
+    from resnet3d.synthetic import write_mp4
+
+    folder = tmp_path / "videos" / "a"
+    write_mp4(folder / "good.mp4", ramp_frames(8, 16, 16))
+    (folder / "empty.mp4").write_bytes(b"")
+    data = (folder / "good.mp4").read_bytes()
+    (folder / "cut.mp4").write_bytes(data[: len(data) // 2])
+    _audio_only_webm(folder / "audio.webm")
+    keys = ["good", "empty", "cut", "audio"]
+    path = write_json(tmp_path / "v.json", {"labels": ["a"], "database": {
+        key: {"subset": "training", "annotations": {"label": "a"}} for key in keys}})
+    cfg = DataConfig(video_path=str(tmp_path / "videos"), annotation_path=path, file_type="video",
+                     sample_size=8, sample_duration=4)
+    reasons = {"empty": "empty file (0 bytes)", "cut": "unreadable or truncated: ",
+               "audio": "no video stream (streams: audio)"}
+    dataset = build_dataset(cfg, "training", sampling="center", train=False)
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        assert [dataset[i]["bad_video"] for i in range(4)] == [0, 1, 1, 1]
+        sliding = build_dataset(cfg, "training", sampling="sliding", stride=4, train=False)
+    assert len(sliding) == 2  # good.mp4's two windows
+    for number, key in enumerate(keys[1:], start=1):
+        name = str(folder / f"{key}.{'webm' if key == 'audio' else 'mp4'}")
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(name)]
+        assert len(lines) == 2 and all(f"{name}: no frames ({reasons[key]}" in line for line in lines), lines
+        windows = WindowDataset(dataset.videos, [Unit(key, (number,))], cfg, ViewPlan(4, 4))
+        assert f"no frames ({reasons[key]}" in list(windows.unit_chunks(0))[0]["error"]
+
+
+def test_hdf5_files_with_no_frames_give_the_reason(tmp_path, caplog):
+    h5py = pytest.importorskip("h5py")
+    folder = tmp_path / "hdf5" / "a"
+    folder.mkdir(parents=True)
+    with h5py.File(folder / "other.hdf5", "w") as handle:
+        handle.create_dataset("frames", data=np.zeros(3))
+    (folder / "empty.hdf5").write_bytes(b"")
+    path = write_json(tmp_path / "h.json", {"labels": ["a"], "database": {
+        key: {"subset": "training", "annotations": {"label": "a"}} for key in ("other", "empty")}})
+    cfg = DataConfig(video_path=str(tmp_path / "hdf5"), annotation_path=path, file_type="hdf5", sample_size=8, sample_duration=4)
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        build_dataset(cfg, "training", sampling="sliding", stride=4, train=False)
+    assert f"{folder / 'other.hdf5'}: no frames (the HDF5 file has no dataset 'video' (its datasets: frames)); skipped" in caplog.text
+    assert f"{folder / 'empty.hdf5'}: no frames (empty file (0 bytes)); skipped" in caplog.text
+
+
+def test_flow_folders_name_an_n_frames_file_past_their_frames(tmp_path):
+    from resnet3d.data.sources import FlowJpegFolderSource
+
+    frames = np.ascontiguousarray(ramp_frames(6, 16, 16)[..., 0])
+    write_frames(tmp_path / "f" / "u", frames, n_frames_file=False)
+    write_frames(tmp_path / "f" / "v", frames, n_frames_file=False)
+    (tmp_path / "f" / "n_frames").write_text("9")
+    got = FlowJpegFolderSource(str(tmp_path / "f")).frame_bytes([5, 6, 7])
+    assert isinstance(got[6], list) and "the n_frames file" in got[7] and "end at u/image_00006.jpg" in got[7]

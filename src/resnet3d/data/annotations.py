@@ -12,14 +12,19 @@ Flavours read here:
   ``{segment: [start_s, end_s], label}``, one sample each; seconds become frames with the video's
   fps (the JSON's ``fps`` (successor) or the folder's ``fps`` file (seed)).
 
-Errors name the file and the key. Nothing here touches the video files.
+Subset names are read as ``--subset`` reads them: ``train``/``val``/``test`` mean
+``training``/``validation``/``testing``, and case and surrounding spaces do not matter; other
+names are counted, never silently dropped. Errors name the file and the key. Nothing here touches
+the video files.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from resnet3d.data.config import SUBSET_ALIASES, SUBSETS, canonical_subset
 from resnet3d.errors import UserError
 from resnet3d.fileio import read_user_json
 
@@ -51,6 +56,33 @@ class Annotation:
     class_names: List[str]
     entries: List[VideoEntry]
     n_empty: int = 0  # entries dropped because their frame range holds no frame
+    # how the file spells the chosen subset ({"train": 13, "training": 2}), and the entries
+    # whose subset is none of the three under any spelling ({"dev": 4}), for the caller to report
+    spellings: Dict[str, int] = field(default_factory=dict)
+    other_subsets: Dict[str, int] = field(default_factory=dict)
+
+
+def entry_subset(value: Any) -> Optional[str]:
+    """An entry's ``subset`` as one of ``SUBSETS`` ("train", " Validation " and "validation" all
+    read as "validation"), or None for any other name."""
+    if not isinstance(value, str):
+        return None
+    name = value.strip().lower()
+    name = SUBSET_ALIASES.get(name, name)
+    return name if name in SUBSETS else None
+
+
+def _check_unique(class_names: List[str], path: str, where: str) -> None:
+    """A class listed twice would take two indices: the model's outputs and the labels then
+    disagree about every class after it."""
+    counts = Counter(class_names)
+    repeated = [name for name, count in counts.items() if count > 1]
+    if repeated:
+        name = repeated[0]
+        places = [str(i) for i, other in enumerate(class_names) if other == name]
+        more = f" (and {len(repeated) - 1} more repeated: {', '.join(map(repr, repeated[1:4]))})" if len(repeated) > 1 else ""
+        raise UserError(f"annotation {path}: duplicate label {name!r} in {where} (at positions {', '.join(places)}, "
+                        f"counting from 0){more}: each class must be listed once; remove the repeats")
 
 
 def seconds_to_frames(start_s: float, end_s: float, fps: float) -> Tuple[int, int]:
@@ -100,13 +132,17 @@ def _frames_from_segment(segment: Any, path: str, key: str) -> Optional[Tuple[in
 
 
 def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "{label}/{key}") -> Annotation:
-    """The entries of one subset ('training', 'validation' or 'testing') of an annotation file."""
+    """The entries of one subset ('training', 'validation' or 'testing'; 'train'/'val'/'test' too)
+    of an annotation file."""
     path = str(path)
+    subset = canonical_subset(subset)
     data = _read_json(path)
     if dataset == "activitynet" and "taxonomy" in data:
         class_names = activitynet_classes(data["taxonomy"], path)
+        _check_unique(class_names, path, "the taxonomy's leaves")
     elif isinstance(data.get("labels"), list):
         class_names = [str(name) for name in data["labels"]]
+        _check_unique(class_names, path, "'labels'")
     elif "taxonomy" in data:
         # the official ActivityNet file; the seed's default --dataset was activitynet, the successor's kinetics
         raise UserError(f"annotation {path} is an ActivityNet file (it has a 'taxonomy' and no 'labels' list), read "
@@ -116,11 +152,17 @@ def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "
     known = set(class_names)
     entries: List[VideoEntry] = []
     n_empty = 0
+    spellings: Counter = Counter()
+    other_subsets: Counter = Counter()
     for key, value in data["database"].items():
         if not isinstance(value, dict) or "subset" not in value:
             raise UserError(f"annotation {path}: database entry '{key}' has no 'subset'")
-        if value["subset"] != subset:
+        found = entry_subset(value["subset"])
+        if found is None:
+            other_subsets[str(value["subset"])] += 1
+        if found != subset:
             continue
+        spellings[value["subset"]] += 1
         annotations = value.get("annotations", {})
         if dataset == "activitynet":
             new, empty = _activitynet_entries(path, key, value, annotations, known, subset)
@@ -141,7 +183,8 @@ def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "
                 n_empty += 1
                 continue
         entries.append(VideoEntry(key=key, label=label, rel_path=_video_rel_path(dataset, key, label, folder_layout), frames=frames))
-    return Annotation(path=path, class_names=class_names, entries=entries, n_empty=n_empty)
+    return Annotation(path=path, class_names=class_names, entries=entries, n_empty=n_empty,
+                      spellings=dict(spellings), other_subsets=dict(other_subsets))
 
 
 def _activitynet_entries(path, key, value, annotations, known, subset) -> Tuple[List[VideoEntry], int]:

@@ -199,6 +199,16 @@ def resolve_videos(cfg: DataConfig, subset: str) -> Tuple[List[Video], List[str]
         )
     if ann.n_empty:
         log.warning("%s: %d %s entries have an empty frame range; skipped", ann.path, ann.n_empty, subset)
+    if len(ann.spellings) > 1:
+        spelled = ", ".join(f"{name!r} {count}" for name, count in sorted(ann.spellings.items()))
+        log.warning("%s: the %s entries spell their subset in %d ways (%s); all are read as %s",
+                    ann.path, subset, len(ann.spellings), spelled, subset)
+    if ann.other_subsets:
+        others = ", ".join(f"{name!r} {count}" for name, count in sorted(ann.other_subsets.items()))
+        report_once(f"{ann.path}\0other subsets",  # once per run, not once per subset read
+                    f"{ann.path}: {sum(ann.other_subsets.values())} entries have a subset that is none of training, "
+                    f"validation, testing (or train, val, test): {others}; they belong to no subset and are not "
+                    "read: rename their subset to use them")
     videos = [
         Video(
             key=e.key,
@@ -331,19 +341,31 @@ class VideoDataset(torch.utils.data.Dataset):
                 continue
             n = len(temporal.frame_range(begin, end, self.cfg.sample_t_stride))
             if n <= 0:
-                log.warning("%s: no frames; skipped", self.videos[v].path)
+                log.warning("%s; skipped", self._no_frames(v, begin, end))
                 continue
             starts = temporal.sliding_starts(n, self.cfg.sample_duration, self.stride, self.full_only)
             items += [(v, s) for s in starts]
         return items
 
+    def _no_frames(self, video_index: int, begin: int, end: int) -> str:
+        """'<path>: no frames (why)': the source's own reason when it has one (another frame
+        naming, an empty file, a file with no video stream), else what the frame range says."""
+        path = self.videos[video_index].path
+        source = self._source(self.videos[video_index])
+        why = naming_problem(source)
+        if not why and begin != 1:
+            return f"{path}: no frames in [{begin}, {end})"
+        if not why and self.cfg.file_type == "jpg":
+            why = f"the folder holds no frame files: none named like {os.path.relpath(source.describe(1), path)}"
+        elif not why:
+            why = "the file holds no frames" if self.cfg.file_type == "hdf5" else "the file is damaged or not a video"
+        return f"{path}: no frames ({why})"
+
     def _indices(self, video_index: int, clip: int, rng: random.Random) -> List[int]:
         begin, end = self.frame_range(video_index)
         frames = temporal.frame_range(begin, end, self.cfg.sample_t_stride)
         if not frames:
-            what = "no frames: the folder is empty, or the file is damaged or not a video" if begin == 1 else f"no frames in [{begin}, {end})"
-            what = naming_problem(self._source(self.videos[video_index])) or what
-            raise UnreadableVideo(f"{self.videos[video_index].path}: {what}")
+            raise UnreadableVideo(self._no_frames(video_index, begin, end))
         size = self.cfg.sample_duration
         if self.sampling == "random":
             return temporal.random_crop(frames, size, rng)

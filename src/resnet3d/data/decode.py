@@ -4,7 +4,9 @@ libjpeg-turbo can decode at a reduced size by dropping DCT coefficients. Knowing
 the output size in advance, we ask for the smallest 1/1, 1/2, 1/4 or 1/8 scale at which the crop
 still spans the output size, then cut the crop out of that smaller image (crop before resize).
 simplejpeg (``min_height``/``min_width``) and PIL (``Image.draft``) both expose it; simplejpeg
-measured faster (docs/data.md), PIL is the fallback for JPEG flavours simplejpeg refuses.
+measured faster (docs/data.md), PIL is the fallback for JPEG flavours simplejpeg refuses and for
+frames in another image format under a ``.jpg`` name (a PNG, as the successor's PIL loader read it):
+only frames that fail the JPEG path take it.
 
 ``ClipDecoder`` is the fast path for a whole clip: every frame shares one box, so frames are
 decoded straight into one small preallocated buffer, and a group's crops (a strided view of it)
@@ -27,8 +29,39 @@ from resnet3d.data.spatial import Box, resize_clip
 DIVISORS = (8, 4, 2)  # libjpeg-turbo's SIMD-accelerated reduced scales (1/8, 1/4, 1/2)
 
 
+JPEG_SOI = b"\xff\xd8"  # every JPEG starts with its start-of-image marker
+
+# signatures of the image formats PIL reads that turn up under a .jpg name
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+               (b"MM\x00*", "TIFF"))
+
+
 class DecodeError(Exception):
-    """A frame's bytes are not a JPEG we can read."""
+    """A frame's bytes are not a JPEG (or other image) we can read."""
+
+
+def image_format(data: bytes) -> str:
+    """"JPEG", another format's name from its signature ("PNG", "WebP", ...), or ""."""
+    if data[:2] == JPEG_SOI:
+        return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    for signature, name in _SIGNATURES:
+        if data.startswith(signature):
+            return name
+    return ""
+
+
+def undecodable_reason(data: bytes, error: Exception) -> str:
+    """Why a frame's bytes could not be decoded, as the bad-frame line words it."""
+    if not data:
+        return "empty file (0 bytes)"
+    kind = image_format(data)
+    if kind == "JPEG":
+        return f"corrupt JPEG ({error})"
+    if kind:
+        return f"damaged {kind} image, not a JPEG ({error})"
+    return f"not an image: neither JPEG nor a format PIL reads (first bytes {data[:8]!r})"
 
 
 def _simplejpeg():
@@ -38,6 +71,25 @@ def _simplejpeg():
         return simplejpeg
     except ImportError:  # pragma: no cover - simplejpeg is a dependency
         return None
+
+
+def image_size(data: bytes) -> Tuple[int, int]:
+    """(width, height) from the header: a JPEG's, else (the slow path, for frames the JPEG path
+    refuses) whatever image PIL can open."""
+    try:
+        return jpeg_size(data)
+    except DecodeError as error:
+        if not data:
+            raise DecodeError("empty file (0 bytes)") from None
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+        except Exception as pil_error:
+            if data[:2] == JPEG_SOI:
+                raise error from None  # a damaged JPEG: the JPEG decoder's reason
+            raise DecodeError(str(pil_error) or type(pil_error).__name__) from None
 
 
 def jpeg_size(data: bytes) -> Tuple[int, int]:
@@ -121,11 +173,16 @@ def decode_region(
 
     ``fast_decode`` takes libjpeg-turbo's fast paths: the integer "ifast" inverse DCT and chroma
     upsampling by replication instead of its smoothing filter (about 1 grey level from the exact
-    decode per pixel, 15% less time; docs/data.md). The PIL fallback always decodes exactly."""
-    width, height = jpeg_size(data)
+    decode per pixel, 15% less time; docs/data.md). The PIL fallback always decodes exactly; it
+    also reads frames in other formats (a PNG named .jpg) unless ``decoder`` is "simplejpeg"."""
+    width, height = image_size(data)
     box = box.for_size(width, height)
     min_h, min_w = scaled_size(width, height, scale_divisor(box, out_hw, tolerance))
-    sj = _simplejpeg() if decoder in ("auto", "simplejpeg") else None
+    jpeg = data[:2] == JPEG_SOI
+    if not jpeg and decoder == "simplejpeg":
+        raise DecodeError(f"a {image_format(data) or 'non-JPEG'} image; --decoder simplejpeg reads JPEG only "
+                          "(--decoder auto or pil reads it)")
+    sj = _simplejpeg() if decoder in ("auto", "simplejpeg") and jpeg else None
     if sj is not None:
         try:
             image = sj.decode_jpeg(
@@ -160,7 +217,7 @@ def _decode_pil(data: bytes, min_wh: Tuple[int, int], gray: bool) -> np.ndarray:
 
 def decode_full(data: bytes, gray: bool = False, decoder: Optional[str] = "auto") -> np.ndarray:
     """A whole frame at full size, uint8 (H, W, C)."""
-    width, height = jpeg_size(data)
+    width, height = image_size(data)
     return decode_region(data, Box(0, 0, width, height, width, height), (height, width), gray, decoder or "auto")
 
 
@@ -256,7 +313,11 @@ class ClipDecoder:
                     buffer=slot,
                 )
             except Exception:  # a larger frame (the buffer is too small), or bytes simplejpeg refuses
-                if jpeg_size(data) == (self.box.width, self.box.height):  # DecodeError if no header
+                try:
+                    size: Optional[Tuple[int, int]] = jpeg_size(data)
+                except DecodeError:  # no JPEG header: decode_region reads other formats with PIL, or says why not
+                    size = None
+                if size == (self.box.width, self.box.height):
                     if self.decoder == "simplejpeg":
                         raise DecodeError("simplejpeg cannot decode this frame") from None
                     decoder = "pil"  # a JPEG flavour simplejpeg refuses, or damage: PIL gets a try

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from resnet3d.data.config import DataConfig
-from resnet3d.data.decode import ClipDecoder, DecodeError, decode_region, jpeg_size
+from resnet3d.data.decode import (
+    JPEG_SOI, ClipDecoder, DecodeError, decode_region, image_format, image_size, undecodable_reason,
+)
 from resnet3d.data.spatial import Box, OutSize, output_size
 from resnet3d.video_files import DisplayFrames
 
@@ -34,20 +36,34 @@ Failures = Dict[int, str]
 IMAGE_NAME = "image_{:05d}.jpg"
 _IMAGE_RE = re.compile(r"^image_(\d+)\.jpg$")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+EMPTY_FILE = "empty file (0 bytes)"
 
 
 def naming_problem(source) -> str:
-    """The source's explanation of frames it holds under names it does not read, or ""."""
-    explain = getattr(source, "naming_problem", None)
+    """Why the source yields no frame, when it can tell, or "": frames held under names it does
+    not read (another tool's names, another zero padding), or a video file that is empty, has no
+    video stream or does not open. A message, not an exception: callers add it to their own."""
+    explain = getattr(source, "naming_problem", None) or getattr(source, "no_frames_reason", None)
     return explain() if explain is not None else ""
 
 
+def frame_number(name: str) -> Optional[int]:
+    """The index of a frame file named exactly as we read it (``image_00001.jpg``), else None:
+    ``image_0001.jpg`` matches the pattern but is not the name ``IMAGE_NAME`` gives frame 1."""
+    match = _IMAGE_RE.match(name)
+    if match is None:
+        return None
+    number = int(match.group(1))
+    return number if name == IMAGE_NAME.format(number) else None
+
+
 def read_value_file(path: str) -> Optional[float]:
-    """The number in a seed-style ``n_frames`` or ``fps`` file, or None if absent or unreadable."""
+    """The number in a seed-style ``n_frames`` or ``fps`` file, or None if absent or unreadable
+    (a byte-order mark, as Windows editors write, is ignored)."""
     try:
-        with open(path, "r", encoding="utf-8") as handle:
+        with open(path, "r", encoding="utf-8-sig") as handle:
             return float(handle.read().strip())
-    except (OSError, ValueError):
+    except (OSError, ValueError, UnicodeDecodeError):
         return None
 
 
@@ -125,25 +141,28 @@ class EncodedSource:
             if isinstance(parts, str) or parts is None:
                 failures[index] = parts or "missing"
                 continue
+            data = parts[0]
             try:
                 if clip is None:
-                    box = pick_box(*jpeg_size(parts[0]))
+                    box = pick_box(*image_size(data))
                     n_positions = len(indices) if len(parts) == 1 else 0  # flow pairs: plane by plane
                     clip = ClipDecoder(
                         box, output_size(out_hw, box), n_positions, self.gray, self.decoder,
                         self.decode_tolerance, self.fast_decode, out,
                     )
                 if len(parts) == 1:
-                    region = clip.add(position, parts[0])
-                    if region is not None:
+                    region = clip.add(position, data)
+                    if region is not None:  # decoded on its own: another size, or the slow path
                         regions[index] = region
+                        self._note_other_format(index, data)
                     continue
-                planes = [
-                    decode_region(data, clip.box, clip.out_hw, self.gray, self.decoder, self.decode_tolerance, self.fast_decode)
-                    for data in parts
-                ]
+                planes = []
+                for data in parts:
+                    planes.append(decode_region(data, clip.box, clip.out_hw, self.gray, self.decoder,
+                                                self.decode_tolerance, self.fast_decode))
+                    self._note_other_format(index, data)
             except DecodeError as error:
-                failures[index] = f"corrupt JPEG ({error})"
+                failures[index] = undecodable_reason(data, error)
                 continue
             if len({p.shape for p in planes}) > 1:
                 failures[index] = "flow planes differ in size"
@@ -154,32 +173,67 @@ class EncodedSource:
             regions.resized_at = {indices[position]: position for position in done}
         return regions, failures, None if clip is None else clip.box
 
+    def _note_other_format(self, index: int, data: bytes) -> None:
+        """Say once per video that its frames include another image format under a JPEG name
+        (a PNG saved as .jpg, which the successor's PIL loader read): decoded, but the slow way."""
+        if data[:2] == JPEG_SOI:
+            return
+        from resnet3d.data.clip import report_once  # clip imports this module
+
+        report_once(
+            f"{self.path}\0other-format",
+            f"{self.describe(index)}: a {image_format(data) or 'non-JPEG'} image, not a JPEG; read with PIL, "
+            f"slower than the JPEG path (other frames of {self.path} may be the same): convert them to JPEG, "
+            "or extract the frames again with 'resnet3d prepare frames', for full speed",
+        )
+
 
 class JpegFolderSource(EncodedSource):
     """``<dir>/image_00001.jpg`` ...; the seed's ``n_frames`` and ``fps`` files when present."""
 
     def frame_bytes(self, indices: Sequence[int]) -> Dict[int, object]:
         out: Dict[int, object] = {}
+        past_end: Optional[Tuple[int, str]] = None  # looked up once per call, when a frame is missing
         for index in indices:
             try:
-                out[index] = [read_bytes(os.path.join(self.path, IMAGE_NAME.format(index)))]
+                data = read_bytes(os.path.join(self.path, IMAGE_NAME.format(index)))
             except FileNotFoundError:
-                out[index] = "missing"
+                past_end = past_end or self._past_the_end()
+                out[index] = past_end[1] if index > past_end[0] else "missing"
             except OSError as error:
                 out[index] = f"unreadable ({error.strerror})"
+            else:
+                out[index] = [data] if data else EMPTY_FILE
         return out
+
+    def _highest_frame(self) -> int:
+        """The highest index among the frame files present (0 if none, or no folder)."""
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return 0
+        return max((n for n in map(frame_number, names) if n is not None), default=0)
 
     def n_frames(self) -> int:
         """The ``n_frames`` file (seed) if present, else the highest ``image_NNNNN.jpg`` index."""
         value = read_value_file(os.path.join(self.path, "n_frames"))
         if value is not None and value > 0:
             return int(value)
-        try:
-            names = os.listdir(self.path)
-        except OSError:
-            return 0
-        numbers = [int(m.group(1)) for m in map(_IMAGE_RE.match, names) if m]
-        return max(numbers, default=0)
+        return self._highest_frame()
+
+    def _past_the_end(self) -> Tuple[int, str]:
+        """(the last frame present, why a frame after it is missing). An ``n_frames`` file that
+        counts more frames than the folder holds (frames cut short, or a file written for other
+        frames) sends windows past the last frame; the line then names the file, not the frames."""
+        n_file = os.path.join(self.path, "n_frames")
+        claimed = read_value_file(n_file)
+        highest = self._highest_frame()
+        if claimed is None or not highest or claimed <= highest:
+            return highest, "missing"
+        return highest, (f"missing: the n_frames file ({n_file}) says {int(claimed)} frames, but the folder's frames "
+                         f"end at {os.path.relpath(self.describe(highest), self.path)}; if the frames are complete, rewrite the file with "
+                         f"'resnet3d prepare n-frames {self.path}' (or the whole frame folder) or delete it, else "
+                         "extract the frames again")
 
     def fps(self) -> Optional[float]:
         return read_value_file(os.path.join(self.path, "fps"))
@@ -189,18 +243,27 @@ class JpegFolderSource(EncodedSource):
 
     def naming_problem(self) -> str:
         """Why no frame was found when the folder holds images under other names (another tool's
-        ``img_00001.jpg`` or ``frame000001.jpg``): what is there, what is expected, and the fix.
-        "" when that is not the trouble."""
+        ``img_00001.jpg`` or ``frame000001.jpg``, or another zero padding, ``image_0001.jpg`` as
+        ffmpeg's %04d writes it): what is there, what is expected, and the fix. "" when that is
+        not the trouble."""
         try:
             names = os.listdir(self.path)
         except OSError:
             return ""
         images = sorted(name for name in names if name.lower().endswith(_IMAGE_SUFFIXES))
-        if not images or any(_IMAGE_RE.match(name) for name in images):
+        if not images or any(frame_number(name) is not None for name in images):
             return ""
+        expected = "image_%05d.jpg (image_00001.jpg, image_00002.jpg, ...), the names resnet3d and both originals read"
+        numbered = [name for name in images if _IMAGE_RE.match(name)]
+        if numbered:
+            digits = sorted({len(_IMAGE_RE.match(name).group(1)) for name in numbered})
+            first = min(numbered, key=lambda name: (int(_IMAGE_RE.match(name).group(1)), name))
+            return (f"the folder holds {len(numbered)} frames numbered with {' or '.join(map(str, digits))} digits "
+                    f"like '{first}', none named {expected}: the zero padding must be 5 digits; rename them "
+                    f"('{first}' -> '{IMAGE_NAME.format(int(_IMAGE_RE.match(first).group(1)))}', ...) or extract the "
+                    "frames again with 'resnet3d prepare frames VIDEO_DIR FRAME_DIR'")
         return (f"the folder holds {len(images)} image files named like '{images[0]}', none named "
-                f"image_%05d.jpg (image_00001.jpg, image_00002.jpg, ...), the names resnet3d and both originals "
-                "read: extract the frames again with 'resnet3d prepare frames VIDEO_DIR FRAME_DIR', or rename them")
+                f"{expected}: extract the frames again with 'resnet3d prepare frames VIDEO_DIR FRAME_DIR', or rename them")
 
 
 class FlowJpegFolderSource(JpegFolderSource):
@@ -217,6 +280,7 @@ class FlowJpegFolderSource(JpegFolderSource):
     def frame_bytes(self, indices: Sequence[int]) -> Dict[int, object]:
         names = self._names()
         out: Dict[int, object] = {}
+        past_end: Optional[Tuple[int, str]] = None
         for index in indices:
             parts: List[bytes] = []
             for name in names:
@@ -224,13 +288,14 @@ class FlowJpegFolderSource(JpegFolderSource):
                     parts.append(read_bytes(os.path.join(self.path, name.format(index))))
                 except OSError:
                     break
-            out[index] = parts if len(parts) == 2 else "missing"
+            if len(parts) < 2:
+                past_end = past_end or self._past_the_end()
+                out[index] = past_end[1] if index > past_end[0] else "missing"
+            else:
+                out[index] = parts if all(parts) else EMPTY_FILE
         return out
 
-    def n_frames(self) -> int:
-        value = read_value_file(os.path.join(self.path, "n_frames"))
-        if value is not None and value > 0:
-            return int(value)
+    def _highest_frame(self) -> int:
         x_name = self._names()[0]
         folder = os.path.join(self.path, os.path.dirname(x_name))
         pattern = re.compile("^" + re.escape(os.path.basename(x_name)).replace(r"\{:05d\}", r"(\d+)") + "$")
@@ -282,9 +347,11 @@ class Hdf5Source(EncodedSource):
                     out[index] = "missing"
                     continue
                 try:
-                    out[index] = [np.asarray(d[index - 1], dtype=np.uint8).tobytes() for d in datasets]
+                    parts = [np.asarray(d[index - 1], dtype=np.uint8).tobytes() for d in datasets]
                 except (OSError, ValueError) as error:
                     out[index] = f"unreadable ({error})"
+                else:
+                    out[index] = parts if all(parts) else "empty frame (0 bytes in the HDF5 file)"
         return out
 
     def n_frames(self) -> int:
@@ -293,6 +360,21 @@ class Hdf5Source(EncodedSource):
                 return min(len(handle[key]) for key in self.keys)
         except (OSError, KeyError):
             return 0
+
+    def no_frames_reason(self) -> str:
+        """Why the file holds no frame: it does not open, lacks the dataset, or the dataset is empty."""
+        if os.path.isfile(self.path) and os.path.getsize(self.path) == 0:
+            return EMPTY_FILE
+        try:
+            with self._open() as handle:
+                absent = [key for key in self.keys if key not in handle]
+                if absent:
+                    held = ", ".join(sorted(handle.keys())) or "none"
+                    return f"the HDF5 file has no dataset '{absent[0]}' (its datasets: {held})"
+                empty = [key for key in self.keys if len(handle[key]) == 0]
+                return f"the HDF5 file's dataset '{empty[0]}' is empty" if empty else ""
+        except OSError as error:
+            return f"unreadable HDF5 file ({error})"
 
 
 _reformatter = None
@@ -355,6 +437,27 @@ class VideoFileSource:
 
     def describe(self, index: int) -> str:
         return f"{self.path} frame {index}"
+
+    def no_frames_reason(self) -> str:
+        """Why the file gives no frame, in the words ``prepare`` and ``classify`` use: "empty file
+        (0 bytes)", "no video stream (streams: audio)", "unreadable or truncated: ...", "no frame
+        could be decoded (...)". Opened only once a video turned out to have no frames."""
+        from pathlib import Path
+
+        from resnet3d.prepare.decode import VideoError, VideoReader
+
+        try:
+            with VideoReader(Path(self.path)) as reader:
+                for _ in reader.frames():
+                    return ("frames decode, but the file announces neither a frame count nor a duration: "
+                            "re-encode it into a container that records them (MP4), or extract its frames with "
+                            "'resnet3d prepare frames' and train on those")
+                reader.check_complete()
+        except VideoError as error:
+            return str(error)
+        except Exception as error:  # anything else PyAV raises: still this file's reason
+            return f"unreadable ({type(error).__name__}: {error})"
+        return ""
 
     def load(
         self, indices: Sequence[int], pick_box: PickBox, out_hw: OutSize, out: Optional[torch.Tensor] = None
