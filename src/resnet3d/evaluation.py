@@ -47,11 +47,15 @@ def _read_json(path: str, what: str) -> Any:
 
 
 def subset_name(subset: str, present: Sequence[str]) -> str:
-    """The subset as the annotation spells it: 'val' -> 'validation' unless the file says 'val'."""
+    """The subset the entries are matched by: the file's own name when --subset spells it so,
+    else the shared format's ('val', 'Validation ' and 'validation' all mean 'validation', as
+    training reads them: ``annotations.entry_subset``)."""
+    from resnet3d.data.annotations import entry_subset
+
     if subset in present:
         return subset
-    canonical = SUBSET_ALIASES.get(subset, subset)
-    if canonical in present:
+    canonical = entry_subset(subset)
+    if canonical is not None and any(entry_subset(name) == canonical for name in present):
         return canonical
     known = sorted(set(present)) or ["(none)"]
     aliases = ", ".join(f"{short}={full}" for short, full in SUBSET_ALIASES.items())
@@ -61,7 +65,7 @@ def subset_name(subset: str, present: Sequence[str]) -> str:
 
 def load_ground_truth(path: str, subset: str = "validation") -> GroundTruth:
     """The labelled videos of one subset of an annotation JSON (ours, the originals', ActivityNet v1.3)."""
-    from resnet3d.data.annotations import activitynet_classes
+    from resnet3d.data.annotations import activitynet_classes, entry_subset
 
     data = _read_json(path, "ground truth")
     if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
@@ -75,8 +79,11 @@ def load_ground_truth(path: str, subset: str = "validation") -> GroundTruth:
     present = [str(v.get("subset")) for v in data["database"].values() if isinstance(v, dict)]
     name = subset_name(subset, present)
     labels: Dict[str, List[str]] = {}
+    exact = name in present  # else the entries are matched by their subset's meaning
     for key, value in data["database"].items():
-        if not isinstance(value, dict) or value.get("subset") != name:
+        if not isinstance(value, dict):
+            continue
+        if (value.get("subset") != name) if exact else (entry_subset(value.get("subset")) != name):
             continue
         annotations = value.get("annotations")
         if isinstance(annotations, dict):

@@ -24,13 +24,12 @@ def _train(motion_data, annotation, result_path, *extra):
                  "--no_cuda", *TINY, *extra])
 
 
-def test_short_subset_names_are_an_error_naming_the_subsets_found(motion_data, tmp_path, capsys):
+def test_short_subset_names_in_the_file_are_the_shared_formats(motion_data, tmp_path, capsys):
+    """docs/data.md promised that "train"/"val" in the file were accepted; they selected no
+    video. Other names ("valid") still fail, naming what the file holds (the next test)."""
     annotation = _renamed(motion_data, tmp_path, {"training": "train", "validation": "val"})
-    assert _train(motion_data, annotation, tmp_path / "run") == 2
-    err = capsys.readouterr().err
-    assert f"annotation {annotation}: no training videos" in err
-    assert "train 60" in err and "val 20" in err and "training, validation, testing" in err
-    assert not list((tmp_path / "run").glob("model_*.pth"))
+    assert _train(motion_data, annotation, tmp_path / "run", "--max_steps_per_epoch", "1") == 0
+    assert list((tmp_path / "run").glob("model_*.pth"))
 
 
 def test_no_validation_subset_names_no_val(motion_data, tmp_path, capsys):

@@ -401,3 +401,12 @@ def test_outputs_are_checked_before_any_work_and_never_replace_an_input(
         assert f"is the file {flag} reads" in capsys.readouterr().err and output.read_bytes() == before
     assert main([*test, "--output", str(annotation)]) == 2  # refused, not set aside as annotation.1.json
     assert not (tmp_path / "annotation.1.json").exists()
+
+
+def test_a_labels_file_saved_with_a_bom_names_the_first_class_cleanly(tmp_path):
+    """Notepad writes a UTF-8 BOM: it became an invisible first character of the first class."""
+    from resnet3d.engine.predict_model import read_labels
+
+    labels = tmp_path / "class_names_list"
+    labels.write_bytes("\ufeffwalk\nrun\n".encode("utf-8"))
+    assert read_labels(str(labels)) == ["walk", "run"]

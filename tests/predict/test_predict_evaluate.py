@@ -86,6 +86,10 @@ def test_subset_aliases_and_no_silent_zero(tmp_path):
         evaluation.load_ground_truth(gt_path, "test")
     # an annotation that literally says "val" is matched by its own word
     assert evaluation.load_ground_truth(str(_gt(tmp_path / "val-word", "val")), "val").subset == "val"
+    # a file that says "val" (or " Validation ") is read as training reads it: --subset validation finds it
+    for word in ("val", " Validation "):
+        gt = evaluation.load_ground_truth(str(_gt(tmp_path / f"word-{word.strip()}", word)), "validation")
+        assert gt.subset == "validation" and len(gt.labels) == 4
 
 
 def test_results_that_match_nothing_are_an_error(tmp_path):

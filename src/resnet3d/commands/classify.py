@@ -73,7 +73,7 @@ def find_videos(inputs: List[str], input_list: str, video_root: str) -> List[Tup
             found.append((str(path), item, path.name))
     if input_list:
         try:
-            lines = Path(input_list).read_text(encoding="utf-8").splitlines()
+            lines = Path(input_list).read_text(encoding="utf-8-sig").splitlines()
         except OSError as error:
             raise UserError(f"--input {input_list}: cannot read it ({error.strerror})") from None
         for line in (line.strip() for line in lines):

@@ -169,7 +169,7 @@ def read_config_file(path: str) -> Dict[str, Any]:
     if file.suffix.lower() not in (".toml", ".json"):
         raise UserError(f"--config {path}: config files are TOML (.toml) or JSON (.json); "
                         f"`resnet3d train --print-config` shows one to start from")
-    text = file.read_text(encoding="utf-8")
+    text = file.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is skipped
     if file.suffix.lower() == ".toml":
         try:
             import tomllib

@@ -100,7 +100,7 @@ def read_labels(path: str) -> List[str]:
     """Class names from a text file (one per line) or an annotation JSON (``labels`` / taxonomy)."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of the first name
     except OSError as error:
         raise UserError(f"--labels {path}: cannot read it ({error.strerror})") from None
     if file.suffix.lower() == ".json":

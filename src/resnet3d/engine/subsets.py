@@ -1,8 +1,9 @@
 """A subset with no video is a mistake to report, not an epoch of nothing.
 
-An annotation whose entries say ``"train"``/``"val"`` (or anything but the shared format's
-``training``/``validation``/``testing``) selects no video; training then ran epochs of zero clips
-and wrote loss 0, and recognition wrote an empty results file, both with exit status 0.
+An annotation whose entries name their subset otherwise than the shared format's
+``training``/``validation``/``testing`` (or its short spellings ``train``/``val``/``test``, which
+mean the same) selects no video; training then ran epochs of zero clips and wrote loss 0, and
+recognition wrote an empty results file, both with exit status 0.
 """
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def seed_fps(n_frames: int, duration_s: float) -> float:
 
 def read_number(path: Path) -> Optional[float]:
     try:
-        return float(path.read_text(encoding="utf-8").strip())
+        return float(path.read_text(encoding="utf-8-sig").strip())
     except (OSError, ValueError, UnicodeDecodeError):
         return None
 

@@ -67,7 +67,7 @@ def find_sources(frame_dir: Path) -> List[Source]:
 def sources_from_annotation(frame_dir: Path, annotation: Path, subset: str) -> List[Source]:
     """The ``subset`` videos of an annotation JSON that have frames under ``frame_dir``."""
     try:
-        with open(annotation, "r", encoding="utf-8") as handle:
+        with open(annotation, "r", encoding="utf-8-sig") as handle:
             database = json.load(handle)["database"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UserError(f"{annotation}: cannot read the annotation's 'database' ({error})") from None

@@ -88,7 +88,7 @@ def detect_layout(video_dir: Path) -> str:
 def annotation_folders(path: Path) -> Dict[str, Path]:
     """key -> the folder training expects for it (relative to the frame directory)."""
     try:
-        with open(path, "r", encoding="utf-8") as handle:
+        with open(path, "r", encoding="utf-8-sig") as handle:
             database = json.load(handle)["database"]
         items = list(database.items())
     except FileNotFoundError:
