@@ -199,6 +199,23 @@ def test_n_frames_over_folders_of_another_tools_frame_names_says_so(tmp_path):
         write_n_frames_files(root)
 
 
+def test_n_frames_leaves_folders_of_another_zero_padding_unread_and_says_so(tmp_path, capsys):
+    """image_0001.jpg (ffmpeg's %04d) matched the frame pattern: n-frames wrote a count for a
+    folder whose frames the loader never finds."""
+    root = tmp_path / "jpg"
+    frames(root / "a" / "v1", 3)
+    frames(root / "a" / "v2", 3)
+    for index in (1, 2, 3):
+        (root / "a" / "v2" / image_name(index)).rename(root / "a" / "v2" / f"image_{index:04d}.jpg")
+    assert cli.main(["prepare", "n-frames", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert (root / "a" / "v1" / "n_frames").read_text() == "3" and not (root / "a" / "v2" / "n_frames").exists()
+    assert "1 folders left without n_frames" in out and "numbered with 4 digits" in out
+    (root / "a" / "v1").rename(tmp_path / "elsewhere")
+    with pytest.raises(UserError, match="no folder under .* holds frames training reads: .*v2: .*4 digits"):
+        write_n_frames_files(root)
+
+
 def test_fps_files(tmp_path):
     videos = tmp_path / "videos"
     write_video(videos / "clip.mp4", n_frames=10, rate=25)

@@ -33,9 +33,13 @@ class NFramesReport:
     unchanged: int = 0
     empty: List[str] = field(default_factory=list)
     gaps: List[str] = field(default_factory=list)
+    unread: List[str] = field(default_factory=list)  # "<folder>: why training reads none of its frames"
 
     def __str__(self) -> str:
         text = f"n_frames in {self.frame_dir}: {self.written} written, {self.unchanged} already right"
+        if self.unread:
+            text += (f"; {len(self.unread)} folders left without n_frames, as training reads none of their "
+                     f"frames (e.g. {self.unread[0]})")
         if self.empty:
             text += f"; {len(self.empty)} empty video folders got n_frames 0 (e.g. {', '.join(self.empty[:3])})"
         if self.gaps:
@@ -65,7 +69,13 @@ def write_n_frames_files(frame_dir: Path) -> NFramesReport:
         raise UserError(f"no folder under {frame_dir} holds image_%05d.jpg frames: "
                         + (_other_frame_names(frame_dir) or "extract frames first (resnet3d prepare frames)"))
     parents_of_videos = {folder.parent for folder in frame_folders}
+    from resnet3d.data.sources import JpegFolderSource
+
     for path in frame_folders + [leaf for leaf in empty_leaves if leaf.parent in parents_of_videos]:
+        problem = JpegFolderSource(str(path)).naming_problem()
+        if problem:  # image_0001.jpg, ...: an n_frames file would count frames the loader never finds
+            report.unread.append(f"{path}: {problem}")
+            continue
         indices = image_indices(path)
         highest = max(indices, default=0)
         if not indices:
@@ -77,6 +87,8 @@ def write_n_frames_files(frame_dir: Path) -> NFramesReport:
             continue
         atomic_write_text(path / N_FRAMES_FILE, str(highest))
         report.written += 1
+    if report.unread and not (report.written or report.unchanged):
+        raise UserError(f"no folder under {frame_dir} holds frames training reads: {report.unread[0]}")
     return report
 
 
