@@ -11,6 +11,7 @@ import torch
 
 from predict_helpers import DURATION, ClipCounter, recognition_config
 
+from resnet3d.errors import UserError
 from resnet3d.engine.predict import run_recognition
 from resnet3d.engine.results import youtube_id
 
@@ -115,6 +116,17 @@ def test_resume_scores_only_the_missing_videos(motion, tiny_model, tmp_path):
     with ClipCounter(tiny_model) as counting:
         _run(config, tiny_model, resume=True)
     assert counting.clips == 0
+
+
+def test_resume_refuses_a_file_of_other_videos(motion, tiny_model, tmp_path):
+    """--resume on another data set's results kept them as if they were this run's."""
+    config = recognition_config(motion, tmp_path)
+    path = tmp_path / "val.json"
+    path.write_text(json.dumps({"results": {"someone_elses_video": [{"label": "x", "score": 1.0}]}}))
+    with pytest.raises(UserError, match=r"--resume: 1 of the 1 results in .*val\.json are of videos this subset "
+                                        r"does not hold \(e\.g\. someone_elses_video\)"):
+        _run(config, tiny_model, resume=True)
+    assert "someone_elses_video" in path.read_text()  # left as it was
 
 
 def test_without_resume_an_earlier_output_is_kept_aside(motion, tiny_model, tmp_path):

@@ -194,7 +194,7 @@ def recognition_settings(model: nn.Module, options: RecognitionOptions, data: An
 
 
 def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, Any],
-                 dist: Any) -> Tuple[Dict[str, Any], str]:
+                 dist: Any, video_ids: Optional[set] = None) -> Tuple[Dict[str, Any], str]:
     """Rank 0 decides what to do with what an earlier run left, and tells the other ranks.
 
     - ``resume`` True: keep the earlier results (an error if they came from other weights or
@@ -219,6 +219,11 @@ def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, 
         if resume:
             for path in earlier:
                 state["results"].update(resultfiles.read_existing(path)["results"])
+            foreign = [v for v in state["results"] if video_ids is not None and v not in video_ids]
+            if foreign:  # kept, they would pass for this run's results
+                raise UserError(f"--resume: {len(foreign)} of the {len(state['results'])} results in {output} are of "
+                                f"videos this subset does not hold (e.g. {foreign[0]}): it holds another data set's or "
+                                "subset's results; choose another --output, or replace it with --overwrite")
             if stored is None and earlier:
                 print(f"resnet3d: --resume: {output} does not record the weights and settings that produced it; "
                       "its results are kept as they are", file=sys.stderr, flush=True)
@@ -317,7 +322,7 @@ def run_recognition(
     _check_model_takes(model, options.plan)
 
     settings = recognition_settings(model, options, data) if dist.is_main else {}  # only rank 0 decides
-    state, token = _start_state(out_path, options, settings, dist)
+    state, token = _start_state(out_path, options, settings, dist, video_ids={unit.video_id for unit in units})
     done = set(state["results"])
     pending = [u for u in units if u.video_id not in done]
     mine = pending[dist.rank :: dist.world_size]
