@@ -212,6 +212,28 @@ def test_one_clip_of_every_frame_recognition_needs(tmp_path, no_torchvision):
         gpu_decode.assemble_clip(read_encoded_clip(source, wanted, center_box, (12, 12), (1, 11))[0], "cpu")
 
 
+def test_a_png_named_jpg_is_decoded_on_the_cpu_in_the_encoded_path(tmp_path, no_torchvision):
+    """The workers' path reads a PNG under a .jpg name with PIL; the encoded path (decode device
+    cuda or mixed) took it for a corrupt JPEG and stood a neighbour in."""
+    from PIL import Image
+
+    from resnet3d.data.clip import read_clip, read_encoded_clip
+    from resnet3d.data.sources import source_for
+    from resnet3d.data.spatial import center_box
+
+    cfg = _folder_set(tmp_path, [("k0", "a", _textured(10, 16, 20))])
+    folder = tmp_path / "jpg" / "a" / "k0"
+    Image.fromarray(np.full((16, 20, 3), 200, dtype="uint8")).save(folder / "image_00004.jpg", format="PNG")
+    source = source_for(str(folder), cfg)
+    wanted = list(range(1, 11))
+    want, want_bad = read_clip(source, wanted, center_box, (12, 12), (1, 11))
+    encoded, n_bad = read_encoded_clip(source, wanted, center_box, (12, 12), (1, 11))
+    assert encoded.on_cpu[3] and not any(encoded.on_cpu[:3])
+    got, decode_bad = gpu_decode.assemble_clip(encoded, "cpu")
+    assert want_bad == n_bad == decode_bad == 0
+    assert got.shape == want.shape and (got.int() - want.int()).abs().max() <= 1 and int(got[3].float().mean()) == 200
+
+
 def test_clips_to_device_takes_either_kind_of_batch(motion_set, no_torchvision):
     cpu, encoded = _pair(_config(motion_set))
     plain = _batch(cpu, [1, 2])

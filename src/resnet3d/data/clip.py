@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 import torch
 
-from resnet3d.data.decode import DecodeError, jpeg_size
+from resnet3d.data.decode import DecodeError, image_size, jpeg_size, undecodable_reason
 from resnet3d.data.sources import naming_problem
 from resnet3d.data.spatial import Box, OutSize, output_size, resize_clip
 
@@ -157,8 +157,8 @@ class EncodedClip:
     ``images`` holds each distinct frame the clip shows once, in frame order; ``positions`` says
     which of them each of the clip's T frames shows (loop padding and stand-ins repeat one).
     ``boxes`` are the clip's crop box in each image's own pixels (x0, y0, x1, y1), ``sizes`` the
-    images' (height, width) from their headers, ``on_cpu`` marks CMYK/YCCK JPEGs, which only the
-    CPU decoders turn into RGB."""
+    images' (height, width) from their headers, ``on_cpu`` marks CMYK/YCCK JPEGs and frames in another
+    format under a .jpg name (a PNG), which only the CPU decoders turn into RGB."""
 
     images: List[bytes]
     frames: List[int]  # each image's frame number in the video
@@ -173,6 +173,7 @@ class EncodedClip:
 # JPEG colour spaces that nvJPEG does not turn into RGB (Adobe CMYK and YCCK): such frames are
 # decoded by the CPU decoders (simplejpeg, else PIL) even in the "cuda" decode mode
 CPU_ONLY_COLORSPACES = ("CMYK", "YCCK")
+NOT_JPEG = "not JPEG"  # the "colour space" of a frame in another format (a PNG named .jpg): CPU only
 
 
 def jpeg_header(data: bytes) -> Tuple[int, int, str]:
@@ -202,8 +203,12 @@ def _headers(source, encoded: Dict[int, object], indices: Sequence[int], failure
         try:
             width, height, colorspace = jpeg_header(parts[0])
         except DecodeError as error:
-            failures[index] = f"corrupt JPEG ({error})"
-            continue
+            try:  # another image format under a .jpg name (a PNG): only the CPU decoders read it
+                width, height = image_size(parts[0])
+                colorspace = NOT_JPEG
+            except DecodeError:
+                failures[index] = undecodable_reason(parts[0], error)
+                continue
         good[index] = (parts[0], width, height, colorspace)
     return good
 
@@ -248,7 +253,7 @@ def read_encoded_clip(
         names=[source.describe(i) for i in shown],
         sizes=[(good[i][2], good[i][1]) for i in shown],
         boxes=boxes,
-        on_cpu=[good[i][3] in CPU_ONLY_COLORSPACES for i in shown],
+        on_cpu=[good[i][3] in CPU_ONLY_COLORSPACES or good[i][3] == NOT_JPEG for i in shown],
         positions=[row[i] for i in chosen],
         out_hw=output_size(out_hw, box),
     )
