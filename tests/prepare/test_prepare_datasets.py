@@ -251,11 +251,21 @@ def test_stats_of_known_colours(tmp_path, capsys):
     assert set(json.loads(lines[0])) >= {"mean", "std", "frames"} and lines[1].startswith("flags: --mean ")
 
 
-def test_stats_names_the_corrupt_frame(tmp_path):
+def test_stats_skip_and_count_frames_that_do_not_decode(tmp_path, caplog):
+    """One corrupt frame stopped the whole run; a PNG named .jpg (which training reads) too."""
+    from PIL import Image
+
     root = tmp_path / "jpg"
-    frames(root / "c" / "v", 2, colour=(9, 9, 9))
+    frames(root / "c" / "v", 3, colour=(9, 9, 9))
     (root / "c" / "v" / image_name(2)).write_bytes(b"\xff\xd8 not a whole JPEG")
-    with pytest.raises(UserError, match=r"c/v/image_00002.jpg: not a readable JPEG"):
+    Image.new("RGB", (16, 16), (9, 9, 9)).save(root / "c" / "v" / image_name(3), format="PNG")
+    with caplog.at_level("WARNING", logger="resnet3d.prepare"):
+        result = dataset_stats(root, samples=50, seed=0)  # 3 frames: each read once
+    assert result.frames == 2 and result.unreadable == 1 and result.mean[0] == pytest.approx(9 / 255, abs=0.01)
+    assert "1 of the frames drawn do not decode" in caplog.text and "c/v/image_00002.jpg: corrupt JPEG" in caplog.text
+    (root / "c" / "v" / image_name(1)).write_bytes(b"")
+    (root / "c" / "v" / image_name(3)).write_bytes(b"")
+    with pytest.raises(UserError, match=r"no readable frame in .*jpg \(first: .*image_00001.jpg: empty file"):
         dataset_stats(root, samples=50, seed=0)
 
 

@@ -34,6 +34,7 @@ class StatsResult:
     frames: int
     videos: int
     pixels: int
+    unreadable: int = 0  # frames drawn that did not decode (skipped, counted)
 
     def to_dict(self) -> dict:
         return {
@@ -43,6 +44,7 @@ class StatsResult:
             "frames": self.frames,
             "videos": self.videos,
             "pixels": self.pixels,
+            "unreadable_frames": self.unreadable,
         }
 
     def flags(self) -> str:
@@ -133,7 +135,9 @@ def dataset_stats(
     annotation: Optional[Path] = None,
     subset: str = "training",
 ) -> StatsResult:
-    import simplejpeg
+    import logging
+
+    from resnet3d.data.decode import DecodeError, decode_full, undecodable_reason
 
     if not frame_dir.is_dir():
         raise UserError(f"frame directory {frame_dir} does not exist")
@@ -149,22 +153,28 @@ def dataset_stats(
     pixels = 0
     frames = 0
     used = set()
+    unreadable: List[str] = []
     for source, frame in _frames_to_read(sources, samples, rng):
         if frame is None:
             continue
         where, data = frame
-        try:
-            rgb = simplejpeg.decode_jpeg(data, colorspace="RGB")
-        except ValueError as error:
-            raise UserError(f"{where}: not a readable JPEG ({error}); extract this video's frames again") from None
+        try:  # the training loader's decoder: grey, CMYK and other formats under a .jpg name too
+            rgb = decode_full(data)
+        except DecodeError as error:  # one bad frame does not spoil the statistics: skipped, counted
+            unreadable.append(f"{where}: {undecodable_reason(data, error)}")
+            continue
         values = rgb.reshape(-1, 3).astype(np.float64) / 255.0
         total += values.sum(axis=0)
         squares += np.square(values).sum(axis=0)
         pixels += values.shape[0]
         frames += 1
         used.add(source.path)
+    if unreadable:
+        logging.getLogger("resnet3d.prepare").warning(
+            "%d of the frames drawn do not decode and were left out (first: %s); extract those videos' frames "
+            "again", len(unreadable), unreadable[0])
     if not frames:
-        raise UserError(f"no readable frame in {frame_dir}")
+        raise UserError(f"no readable frame in {frame_dir}" + (f" (first: {unreadable[0]})" if unreadable else ""))
     mean = total / pixels
     std = np.sqrt(np.maximum(squares / pixels - np.square(mean), 0.0))
     return StatsResult(
@@ -173,5 +183,6 @@ def dataset_stats(
         frames=frames,
         videos=len(used),
         pixels=pixels,
+        unreadable=len(unreadable),
     )
 
