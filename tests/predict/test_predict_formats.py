@@ -117,3 +117,16 @@ def test_views_of_real_jpegs_centre_three_crops_and_nocrop(motion):
     assert (middle - centre[0].float()).abs().mean() < 2  # the middle crop is the centre crop
     whole, _, _ = read_views(source, frames, [0], ViewPlan(8, 32, crop="nocrop"), size, (1, 21))
     assert whole.shape == (1, 8, 32, 48, 3)  # short side 32, aspect kept
+
+
+def test_top_k_ranks_best_first_ties_by_class_index_from_lists_or_arrays():
+    import numpy as np
+
+    from resnet3d.engine.results import top_k
+
+    names = ["a", "b", "c", "d"]
+    scores = [0.1, 0.4, 0.4, 0.1]
+    want = [{"label": "b", "score": 0.4}, {"label": "c", "score": 0.4}, {"label": "a", "score": 0.1}]
+    assert top_k(scores, names, 3) == top_k(np.asarray(scores), names, 3) == want
+    assert [e["label"] for e in top_k(scores, names, 10)] == ["b", "c", "a", "d"]  # k beyond the classes
+    assert top_k(scores, names, 0) == want[:1]  # at least one

@@ -245,11 +245,11 @@ class Tally:
 def result_entry(state: _UnitState, class_names: Sequence[str], top_k: int, average: bool) -> Any:
     """The JSON value of one video: its top-k list, or (no averaging) one list per window."""
     if average:
-        mean = (state.total / max(state.scored, 1)).tolist()
+        mean = (state.total / max(state.scored, 1)).numpy()
         return resultfiles.top_k(mean, class_names, top_k)
     entries = []
     for window in sorted(state.windows):
         segment, total, count = state.windows[window]
         entries.append({"segment": [int(segment[0]), int(segment[1])],
-                        "result": resultfiles.top_k((total / count).tolist(), class_names, top_k)})
+                        "result": resultfiles.top_k((total / count).numpy(), class_names, top_k)})
     return entries
