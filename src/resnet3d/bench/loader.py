@@ -34,6 +34,7 @@ from resnet3d.data import spatial, temporal
 from resnet3d.data.config import DATASETS, TRAIN_CROPS
 from resnet3d.data.gpu_decode import assemble_clips, batched_decoder, check_decode_device
 from resnet3d.errors import UserError
+from resnet3d.engine.subsets import require_videos
 from resnet3d.normalization import KINETICS
 
 
@@ -114,7 +115,9 @@ class SuccessorBaseline(torch.utils.data.Dataset):
 
         item, epoch = index if isinstance(index, tuple) else (index, 0)
         video_index, _ = self.ours.items[item]
-        rng = random.Random(f"baseline/{epoch}/{item}")
+        # the same seed as ours: both sides draw the same window and crop for an item (ours draws
+        # its flip from a stream of its own), so a block's figures compare the same work
+        rng = random.Random(f"{self.ours.seed}/{epoch}/{item}")
         begin, end = self.ours.frame_range(video_index)
         indices = temporal.random_crop(temporal.frame_range(begin, end), self.ours.cfg.sample_duration, rng)
         frames = self._load_frames(self.ours.videos[video_index].path, indices)
@@ -164,32 +167,45 @@ class _Side:
         self.clips = 0
         self._workers_cpu: Optional[float] = None
 
+    @property
+    def queue_size(self) -> int:
+        """Batches the workers make ahead of the consumer: ``workers x prefetch_factor``."""
+        workers = int(getattr(self.loader, "num_workers", 0) or 0)
+        return workers * int(getattr(self.loader, "prefetch_factor", 0) or 0) if workers else 0
+
     def start(self, epoch: int) -> None:
-        """A fresh pass, with one untimed warm-up batch (worker start, first file opens; for an
-        encoded side also its assembly: on a GPU the first one starts CUDA, nvJPEG and cuBLAS,
-        about a second of main-process CPU that no later batch costs)."""
+        """A fresh pass, with untimed batches first: one warm-up batch (worker start, first file
+        opens; for an encoded side also its assembly: on a GPU the first one starts CUDA, nvJPEG
+        and cuBLAS, about a second of main-process CPU that no later batch costs), then the
+        ``queue_size`` batches the workers made ahead meanwhile. Those cost CPU before the
+        measurement starts; counted in it, they made a few timed batches look nearly free (15
+        workers queue 60 batches of 64 clips)."""
         self.epoch = epoch
         set_epoch(self.loader, epoch)
         self.iterator = iter(self.loader)
-        batch = next(self.iterator)
-        if self.device is not None:
-            assemble_clips(batch, self.device)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
+        for _ in range(1 + self.queue_size):
+            batch = self._next_batch()
+            if self.device is not None:
+                assemble_clips(batch, self.device)
+        if self.device is not None and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         self._workers_cpu = _worker_cpu_seconds(self.iterator)
+
+    def _next_batch(self):
+        try:
+            return next(self.iterator)
+        except StopIteration:  # a small data set: go round again (persistent workers stay)
+            set_epoch(self.loader, self.epoch + 1000)
+            self.epoch += 1000
+            self.iterator = iter(self.loader)
+            return next(self.iterator)
 
     def fetch(self) -> int:
         """One batch; adds the main process's CPU time while fetching it, plus everything this
         side's workers used since its last batch (they may work ahead while the other side is
         measured: that time is theirs and is counted here)."""
         begin = time.process_time()
-        try:
-            batch = next(self.iterator)
-        except StopIteration:  # a small data set: go round again (persistent workers stay)
-            set_epoch(self.loader, self.epoch + 1000)
-            self.epoch += 1000
-            self.iterator = iter(self.loader)
-            batch = next(self.iterator)
+        batch = self._next_batch()
         if self.device is not None:
             batch = {"clip": assemble_clips(batch, self.device)}
             if self.device.type == "cuda":
@@ -280,6 +296,7 @@ def _record(wall: Tuple[float, int], cpu: Optional[float], n_clips: int, args, c
         "file_type": args.file_type,
         "train_crop": args.train_crop,
         "repeats": max(1, args.repeat),
+        "untimed_batches": 1 + side.queue_size,  # per block: the warm-up and the drained prefetch queue
         "scheme": _scheme(side, cfg),
         **({} if baseline or side.device is not None else {"decode_tolerance": cfg.decode_tolerance,
                                                            "fast_decode": cfg.fast_decode}),
@@ -314,7 +331,14 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.n_threads,
         **decode_settings(args, decode_device=False),
     )
+    for flag, value in (("--n-batches", args.n_batches), ("--batch_size", args.batch_size), ("--repeat", args.repeat)):
+        if value < 1:
+            raise UserError(f"{flag} must be 1 or more (got {value})")
     dataset = build_dataset(cfg, "training")
+    require_videos(len(dataset.videos), cfg.annotation_path, "training", "the loader bench reads training clips")
+    if args.batch_size > len(dataset):
+        raise UserError(f"--batch_size {args.batch_size} is more than the {len(dataset)} training clips of "
+                        f"{cfg.annotation_path}: use at most {len(dataset)}")
     sides = [_Side("ours", _loader(dataset, args), False)]
     if args.baseline:
         if args.file_type != "jpg":
