@@ -35,13 +35,9 @@ def _ours(videos: List[Any], data, plan) -> int:
 
 def _baseline(videos: List[Any], data) -> int:
     """Views made by the originals' scheme, in this process."""
-    from resnet3d.bench.test import OneVideoBaseline
-    from resnet3d.data.dataset import VideoDataset
+    from resnet3d.bench.test import baseline_dataset
 
-    ranges = VideoDataset(videos, [], data, train=False, sampling="center")
-    n_frames = [ranges.frame_range(i)[1] - 1 for i in range(len(videos))]
-    dataset = OneVideoBaseline([video.path for video in videos], n_frames, data.sample_size, data.sample_duration,
-                               data.input_norm)
+    dataset = baseline_dataset(videos, data)
     return sum(len(dataset[i]) for i in range(len(dataset)))
 
 
