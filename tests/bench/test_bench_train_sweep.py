@@ -125,6 +125,7 @@ def test_epochs_report_host_memory_of_the_main_process_and_its_workers(tmp_path)
     assert [r["epoch"] for r in epochs] == [1, 2, 3]
     for record in epochs:
         assert record["what"] == "train_epoch" and record["steps"] == 4 and record["clips"] == 16
+        assert record["baseline"] is False  # every line says which side it measured
         assert record["clips_per_s"] > 0 and 0 <= record["data_wait_share"] <= 1
         assert record["rss_main_mib"] > 0 and record["rss_workers_mib"] > 0 and record["pss_total_mib"] > 0
         assert record["n_worker_processes"] >= 2
@@ -135,6 +136,21 @@ def test_epochs_report_host_memory_of_the_main_process_and_its_workers(tmp_path)
     assert summary["rss_workers_growth_mib"] == round(epochs[2]["rss_workers_mib"] - epochs[1]["rss_workers_mib"], 1)
     assert "pss_total_growth_mib" in summary and summary["clips_per_s"] > 0
     assert summary["sgd"] == "for-loop" and summary["compile_mode"] == "none" and summary["pin_memory"] is False
+
+
+@pytest.mark.slow
+def test_epochs_beside_the_baseline_print_no_speedup(tmp_path):
+    """Ours over whole epochs against the baseline's one timed stretch printed a ratio of two
+    different measurements."""
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet3d", "bench", "train", *TINY, "--only", "end-to-end", "--epochs", "1",
+         "--steps", "2", "--batch_size", "4", "--n_threads", "0", "--generate-videos", "8"],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    summary = records[-1]
+    assert any(r["baseline"] is True for r in records) and summary["baseline"] is False
+    assert summary["speedup"] is None and "--epochs" in summary["speedup_note"]
 
 
 def test_end_to_end_with_gpu_decoding_needs_a_gpu(capsys):

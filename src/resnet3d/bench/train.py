@@ -566,8 +566,13 @@ def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadl
     share = decode_share_of(loader)
     if share is not None:  # --decode-device mixed: where the GPU's share of the batches went
         ours.update(gpu_decode_share=round(share.share, 3), gpu_decode_share_history=share.history)
-    if baseline is not None and ours.get("clips_per_s"):
+    if baseline is not None and ours.get("clips_per_s") and not args.epochs:
         ours["speedup"] = round(ours["clips_per_s"] / baseline["clips_per_s"], 2)
+    elif baseline is not None and args.epochs:
+        # ours over whole epochs (a median, every epoch's start and its last batch included), the
+        # baseline over one timed stretch: two measurements whose ratio would say nothing
+        ours["speedup"] = None
+        ours["speedup_note"] = "not computed with --epochs: the baseline is timed over one stretch; run without --epochs"
     emit(ours)
 
 
@@ -630,7 +635,7 @@ def run_epochs(parts, loader, epochs: int, device: torch.device, deadline: Deadl
         result = train_one_epoch(parts, loader, epoch, schedule, len(loader), show_progress=False,
                                  decode_share=decode_share_of(loader))
         memory = host_memory()
-        row = {"what": "train_epoch", "epoch": epoch, "steps": result.steps, "clips": result.count,
+        row = {"what": "train_epoch", "baseline": False, "epoch": epoch, "steps": result.steps, "clips": result.count,
                "clips_per_s": round(result.clips_per_s, 2), "data_wait_share": round(result.data_wait_share, 3),
                **(memory.as_record() if memory is not None else {}), **_peak_memory(device)}
         emit(row)
