@@ -69,3 +69,25 @@ def test_the_baselines_warm_up_meets_every_batch_shape(tmp_path):
     videos, _, _ = resolve_videos(data, "training")
     warm = _one_per_batch_shape(videos, data)
     assert [v.key for v in warm] == [videos[0].key, training[2]]
+
+
+def test_a_generated_data_set_is_removed_after_the_run_and_a_kept_one_is_named_when_reused(
+        tmp_path, capsys, monkeypatch):
+    """Without --synthetic-dir each run left its generated set (about 100 MB) in /tmp; with it,
+    a later run silently reused a set made with other --videos/--frames."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    small = ["--videos", "8", "--frames", "8", "--height", "32", "--width", "40", "--sample_size", "32",
+             "--sample_duration", "4", "--decode-only"]
+    assert main(["bench", "test", *small]) == 0
+    assert list(scratch.iterdir()) == []
+    kept = tmp_path / "kept"
+    assert main(["bench", "test", "--synthetic-dir", str(kept), *small]) == 0
+    assert "reusing" not in capsys.readouterr().err
+    assert main(["bench", "test", "--synthetic-dir", str(kept), *small]) == 0
+    assert f"reusing the data set in {kept}" in capsys.readouterr().err
+    assert main(["bench", "test", "--synthetic-dir", str(kept), *small, "--batch_size", "0"]) == 2
+    assert "--batch_size must be 1 or more" in capsys.readouterr().err

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -140,8 +141,10 @@ class OneVideoBaseline(torch.utils.data.Dataset):
         return torch.stack(clips)
 
 
-def _dataset(args: argparse.Namespace) -> Tuple[str, str, str]:
-    """(video_path, annotation_path, dataset) of the data set to recognise."""
+def _dataset(args: argparse.Namespace, workdir: str) -> Tuple[str, str, str]:
+    """(video_path, annotation_path, dataset) of the data set to recognise. A generated one goes
+    to ``--synthetic-dir`` (kept, and reused by later runs) or into ``workdir`` (removed after the
+    run: each run left about 100 MB in /tmp)."""
     from resnet3d.errors import UserError
 
     if args.video_path:
@@ -150,9 +153,12 @@ def _dataset(args: argparse.Namespace) -> Tuple[str, str, str]:
         return args.video_path, args.annotation_path, args.dataset
     from resnet3d.synthetic import make_action_dataset
 
-    root = Path(args.synthetic_dir or tempfile.mkdtemp(prefix="resnet3d-bench-test-"))
+    root = Path(args.synthetic_dir or os.path.join(workdir, "generated"))
     annotation = root / "annotation.json"
-    if not annotation.exists():
+    if annotation.exists():
+        print(f"resnet3d bench test: reusing the data set in {root} (--videos, --frames, --height and --width "
+              "apply when it is made; remove the folder to make it again)", file=sys.stderr)
+    else:
         make_action_dataset(str(root), n_classes=8, videos_per_class=max(2, -(-args.videos // 8) * 2),
                             n_frames=args.frames, size=(args.height, args.width), fmt="jpg", val_share=0.5)
     return str(root / "jpg"), str(annotation), "kinetics"
@@ -255,13 +261,16 @@ def _run(args: argparse.Namespace, workdir: str) -> int:
     from resnet3d.data.dataset import resolve_videos
     from resnet3d.engine.predict import prepare_model
     from resnet3d.engine.subsets import require_videos
+    from resnet3d.errors import UserError
     from resnet3d.models import create_model, model_options
 
     device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     assemble_on = _assemble_device(args, device)  # refused before the baseline's minutes, not after
-    video_path, annotation_path, dataset = _dataset(args)
+    if args.batch_size < 1:
+        raise UserError(f"--batch_size must be 1 or more (got {args.batch_size})")
+    video_path, annotation_path, dataset = _dataset(args, workdir)
     if args.video_copies != 1:
         video_path, annotation_path = _copies(args, video_path, annotation_path, dataset, workdir)
     data = DataConfig(dataset=dataset, video_path=video_path, annotation_path=annotation_path,
