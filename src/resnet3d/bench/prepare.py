@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video_dir", type=Path, metavar="VIDEO_DIR", help="videos to extract (any layout)")
     add_flag(parser, "--quality", type=int, default=None,
              help="our JPEG quality; None: the one matching ffmpeg's file sizes (or 75 without ffmpeg)")
-    add_flag(parser, "--limit", type=int, default=None, help="use at most this many videos")
+    add_flag(parser, "--limit", type=int, default=None, help="use at most this many videos (0 or none: all)")
     add_flag(parser, "--repeat", type=int, default=1, help="runs of each side; the fastest counts")
     add_flag(parser, "--cpu", type=int, default=None, help="the core to pin both to; None: the first one allowed")
     add_flag(parser, "--ffmpeg", default="ffmpeg", help="the ffmpeg binary of the baseline")
@@ -140,6 +140,10 @@ def _ffmpeg_version(binary: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from resnet3d.prepare.videos import find_videos
 
+    if args.repeat < 1:
+        raise UserError(f"--repeat must be 1 or more (got {args.repeat})")
+    if args.limit is not None and args.limit < 0:
+        raise UserError(f"--limit must be 0 (every video) or more (got {args.limit})")
     listing = find_videos(args.video_dir)
     jobs = listing.jobs[: args.limit] if args.limit else listing.jobs
     if not jobs:
