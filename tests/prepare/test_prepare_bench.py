@@ -34,6 +34,6 @@ def test_bench_against_ffmpeg(tmp_path):
     write_video(tmp_path / "v" / "a.mp4", n_frames=6, size=(96, 64))
     baseline, ours = bench(tmp_path / "v")
     assert baseline["available"] is True and baseline["frames"] == 6
-    assert ours["frames"] == 6 and ours["same_frame_size"] is True
+    assert ours["frames"] == 6 and ours["same_frame_size"] is True and ours["same_frame_count"] is True
     assert ours["speedup_per_core"] > 0 and 1 <= ours["quality"] <= 100
     assert ours["baseline_mean_jpeg_bytes"] == baseline["mean_jpeg_bytes"]

@@ -213,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
             record["speedup_wall"] = round(
                 (ours["frames"] / ours["wall_s"]) / (baseline["frames"] / baseline["wall_s"]), 3)
             record["same_frame_size"] = _first_frame_sizes(ours_root, folders) == _first_frame_sizes(ffmpeg_root, folders)
+            # the same frames written (a variable-frame-rate video is where they differ: docs/prepare.md)
+            record["same_frame_count"] = ours["frames"] == baseline["frames"]
             record["baseline_mean_jpeg_bytes"] = baseline["mean_jpeg_bytes"]
         emit(record)
     return 0
