@@ -135,3 +135,38 @@ def test_a_continued_run_keeps_its_classes(motion_data, tmp_path, capsys, change
     err = capsys.readouterr().err
     expected = "lists the same 2 classes in another order" if change == "reordered" else "new: jump"
     assert expected in err and "continues a run trained on its own classes" in err and "Traceback" not in err
+
+
+def test_resume_auto_starts_over_a_run_that_stopped_before_its_first_checkpoint(motion_data, tmp_path, capsys):
+    """Killed in epoch 1 (preempted, a full disk): its logs but no checkpoint. --resume auto
+    said 'starting at epoch 1' and then refused, on every retry of a preemption script."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train.log").write_text("epoch\tloss\tacc\tlr\n1\t0.7\t0.5\t0.1\n")  # epoch 1 logged, no checkpoint
+    (run / "val.log").write_text("epoch\tloss\tacc\n")
+    assert _main(motion_data, tmp_path, "--batch_size", "4", "--max-steps-per-epoch", "1", "--no_val",
+                 "--resume", "auto") == 0
+    out = capsys.readouterr().out
+    assert "held the logs of a run that stopped before its first checkpoint" in out
+    assert (run / "model_1.pth").exists() and (run / "train.log").read_text().count("\n1\t") == 1
+
+
+@pytest.mark.parametrize("flag, value", [("--checkpoint", "0"), ("--max-steps-per-epoch", "-1")])
+def test_counts_that_cannot_work_are_refused_before_training(motion_data, tmp_path, capsys, flag, value):
+    """--checkpoint-every/--val-every 0 ended in a ZeroDivisionError after the first epoch;
+    --max-steps-per-epoch -1 trained zero steps and saved checkpoints."""
+    assert _main(motion_data, tmp_path, "--batch_size", "4", flag, value) == 2
+    assert "must be" in capsys.readouterr().err
+    assert not list((tmp_path / "run").glob("model_*.pth"))
+
+
+def test_train_refuses_val_every_zero_and_a_scheduler_beside_an_lr_file(motion_data, tmp_path, capsys):
+    (tmp_path / "lr.lua").write_text("opt.regimes = {\n  {1, 10, 1e-2, 0},\n}\n")
+    base = ["train", "--video-path", str(motion_data / "data" / "jpg"), "--annotation-path",
+            str(motion_data / "data" / "annotation.json"), "--model-depth", "10", "--n-classes", "2",
+            "--sample-size", "32", "--sample-duration", "8", "--workers", "0", "--device", "cpu",
+            "--batch-size", "4", "--epochs", "1", "--result-path", str(tmp_path / "t")]
+    assert main([*base, "--val-every", "0"]) == 2
+    assert "--val-every / [run] val_every: must be 1 or more" in capsys.readouterr().err
+    assert main([*base, "--lr-file", str(tmp_path / "lr.lua"), "--scheduler", "cosine"]) == 2
+    assert "--lr-file sets the regimes schedule and --scheduler cosine another" in capsys.readouterr().err

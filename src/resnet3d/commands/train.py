@@ -213,6 +213,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
     config = _recognition_step(config, args, overrides)
     _input_norm(args, overrides)
     if hasattr(args, "lr_file"):
+        asked = overrides.get("optim", {}).get("lr_scheduler")
+        if asked not in (None, "regimes"):  # --lr-file sets the regimes schedule: --scheduler lost silently
+            raise UserError(f"--lr-file sets the regimes schedule and --scheduler {asked} another; give one of them")
         path = find_lr_file(args.lr_file, "", config.run.result_path)
         optim = overrides.setdefault("optim", {})
         optim.update(lr_scheduler="regimes", regimes=[list(vars(r).values()) for r in parse_lr_lua(path)],

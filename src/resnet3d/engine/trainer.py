@@ -424,6 +424,12 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
     seed_everything(run.manual_seed, run.deterministic, device)
     if run.batch_size < 1:
         raise UserError(f"--batch_size {run.batch_size}: must be 1 or more (it is the global batch)")
+    for value, names, least in ((run.checkpoint_every, "--checkpoint / --checkpoint-every / [run] checkpoint_every", 1),
+                                (run.val_every, "--val-every / [run] val_every", 1),
+                                (run.max_steps_per_epoch, "--max-steps-per-epoch / [run] max_steps_per_epoch (0: all)", 0),
+                                (run.n_epochs, "--n_epochs / --epochs / [run] n_epochs", 0)):
+        if value < least:  # each ended in a ZeroDivisionError after an epoch, or trained nothing silently
+            raise UserError(f"{names}: must be {least} or more (got {value})")
     if run.batch_size % info.world_size:
         raise UserError(f"--batch_size {run.batch_size} is the global batch and must split evenly among "
                         f"{info.world_size} processes; use a multiple of {info.world_size}")
@@ -534,9 +540,20 @@ def _check_fresh_result_path(config: Config, info: DistInfo) -> None:
     if not earlier:
         return
     names = ", ".join(p.name for p in earlier[:6]) + (" ..." if len(earlier) > 6 else "")
+    no_checkpoint = ckpt.find_latest(Path(config.run.result_path)) is None
+    if config.run.resume == "auto" and no_checkpoint and not config.run.overwrite:
+        # "continue, or start when there is nothing to continue": a run that stopped before its
+        # first checkpoint (killed, preempted, a full disk) left logs of nothing that can go on;
+        # preemption scripts always pass --resume auto and were refused on every retry
+        if info.is_main:
+            for path in earlier:
+                path.unlink()
+            say(info, f"resnet3d: --resume auto: {config.run.result_path} held the logs of a run that stopped before "
+                      f"its first checkpoint ({names}): removed, starting at epoch 1")
+        return
     if not config.run.overwrite:
         # a run stopped before its first checkpoint (a bad flag, a crash) has nothing to continue
-        if config.run.resume == "auto" or ckpt.find_latest(Path(config.run.result_path)) is None:
+        if no_checkpoint:
             raise UserError(f"{config.run.result_path} holds files of a run ({names}) but no checkpoint to continue "
                             "from: start over with --overwrite, or choose another --result_path")
         raise UserError(f"{config.run.result_path} already holds a run ({names}): continue it with --resume auto "
