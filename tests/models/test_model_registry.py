@@ -126,3 +126,14 @@ def test_classifier_interface_is_uniform():
 def test_options_passed_as_none_take_their_defaults():
     model = meta_model("resnet", 18, shortcut_type=None, widen_factor=None, stem_width=None, n_classes=None)
     assert model.model_config == meta_model("resnet", 18).model_config
+
+
+def test_a_misspelt_model_name_is_named_in_the_error():
+    """'resnett' was reported as "unknown model ''"."""
+    import pytest
+
+    from resnet3d.errors import UserError
+    from resnet3d.models import model_options
+
+    with pytest.raises(UserError, match="unknown model 'resnett'; choose one of: resnet"):
+        model_options("resnett")

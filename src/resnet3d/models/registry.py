@@ -62,7 +62,8 @@ def list_models(family: Optional[str] = None) -> List[str]:
 
 def model_options(model: str) -> Dict[str, Any]:
     """The keyword options ``create_model`` accepts for a family, with their defaults."""
-    return _family(model if model in MODELS else model.rpartition("-")[0]).all_options()
+    family = model.rpartition("-")[0] if model not in MODELS and "-" in model else model  # "resnet-18" or "resnet"
+    return _family(family).all_options()
 
 
 def _family(name: str) -> ModelFamily:
