@@ -12,7 +12,8 @@ from resnet3d.errors import UserError
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _same_file(a: PathLike, b: PathLike) -> bool:
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """The same file, through links too; by name where either does not exist (yet)."""
     try:
         return os.path.samefile(a, b)
     except OSError:  # either does not exist (yet): compare the names
@@ -23,7 +24,7 @@ def refuse_input_as_output(output: PathLike, flag: str, inputs: Iterable[Tuple[s
     """``inputs``: (flag, path) pairs of what the command reads; an output naming one of them is
     refused, so that ``--overwrite`` cannot replace a checkpoint or an annotation with results."""
     for input_flag, path in inputs:
-        if path and os.path.exists(path) and _same_file(output, path):
+        if path and os.path.exists(path) and same_file(output, path):
             raise UserError(f"{flag} {output} is the file {input_flag} reads; choose another name")
 
 

@@ -39,14 +39,15 @@ def run(args: argparse.Namespace) -> int:
     from resnet3d import evaluation
     from resnet3d.errors import UserError
     from resnet3d.fileio import atomic_write_text, refuse_existing
+    from resnet3d.output_paths import same_file
 
     for flag, path in (("--output", args.output), ("--confusion", args.confusion)):
         if path is None:
             continue
-        if any(_same_file(path, given) for given in (args.ground_truth_path, args.result_path)):
+        if any(same_file(path, given) for given in (args.ground_truth_path, args.result_path)):
             raise UserError(f"{flag} {path} is one of the input files; choose another name")
         refuse_existing(path, flag, args.overwrite)
-    if args.output and args.confusion and _same_file(args.output, args.confusion):
+    if args.output and args.confusion and same_file(args.output, args.confusion):
         raise UserError(f"--output and --confusion both name {args.output}; choose two files")
     gt = evaluation.load_ground_truth(args.ground_truth_path, args.subset)
     predictions = evaluation.load_predictions(args.result_path)
@@ -69,7 +70,3 @@ def run(args: argparse.Namespace) -> int:
         evaluation.write_confusion(result, Path(args.confusion))
         print(f"wrote {args.confusion}")
     return 0
-
-
-def _same_file(a: str, b: str) -> bool:
-    return Path(a).resolve() == Path(b).resolve()

@@ -64,6 +64,7 @@ from resnet3d.engine.schedules import Schedule, build_schedule
 from resnet3d.engine.signals import StopRequest
 from resnet3d.engine.subsets import require_videos
 from resnet3d.errors import UserError
+from resnet3d.output_paths import same_file
 from resnet3d.fileio import atomic_write_json
 
 EXIT_NONFINITE = 3
@@ -541,32 +542,30 @@ def _check_fresh_result_path(config: Config, info: DistInfo) -> None:
         return
     names = ", ".join(p.name for p in earlier[:6]) + (" ..." if len(earlier) > 6 else "")
     no_checkpoint = ckpt.find_latest(Path(config.run.result_path)) is None
-    if config.run.resume == "auto" and no_checkpoint and not config.run.overwrite:
-        # "continue, or start when there is nothing to continue": a run that stopped before its
-        # first checkpoint (killed, preempted, a full disk) left logs of nothing that can go on;
-        # preemption scripts always pass --resume auto and were refused on every retry
-        if info.is_main:
-            for path in earlier:
-                path.unlink()
-            say(info, f"resnet3d: --resume auto: {config.run.result_path} held the logs of a run that stopped before "
-                      f"its first checkpoint ({names}): removed, starting at epoch 1")
-        return
-    if not config.run.overwrite:
+    # --resume auto is "continue, or start when there is nothing to continue": a run that stopped
+    # before its first checkpoint (killed, preempted, a full disk) left logs of nothing that can go
+    # on; preemption scripts always pass --resume auto and were refused on every retry
+    restart = config.run.resume == "auto" and no_checkpoint
+    if not (config.run.overwrite or restart):
         # a run stopped before its first checkpoint (a bad flag, a crash) has nothing to continue
         if no_checkpoint:
             raise UserError(f"{config.run.result_path} holds files of a run ({names}) but no checkpoint to continue "
                             "from: start over with --overwrite, or choose another --result_path")
         raise UserError(f"{config.run.result_path} already holds a run ({names}): continue it with --resume auto "
                         "(or --begin_epoch N), start over with --overwrite, or choose another --result_path")
-    weights = [p for p in (config.finetune.pretrained,) if p]
-    needed = [path for path in earlier if any(path.exists() and Path(w).exists() and path.samefile(w) for w in weights)]
+    pretrained = config.finetune.pretrained
+    needed = [path for path in earlier if pretrained and os.path.exists(pretrained) and same_file(path, pretrained)]
     if needed:  # the run starts from it: removing it would lose the only copy
         raise UserError(f"--overwrite would remove {needed[0]}, the pretrained weights this run starts from: copy "
                         f"them out of {config.run.result_path} first, or choose another --result_path")
     if info.is_main:
         for path in earlier:
             path.unlink()
-        say(info, f"resnet3d: --overwrite: removed the earlier run's {names}")
+        if config.run.overwrite:
+            say(info, f"resnet3d: --overwrite: removed the earlier run's {names}")
+        else:
+            say(info, f"resnet3d: --resume auto: {config.run.result_path} held the logs of a run that stopped before "
+                      f"its first checkpoint ({names}): removed, starting at epoch 1")
 
 
 def _restore_training_state(start: Start, optimizer, schedule: Schedule, scaler, info: DistInfo) -> None:

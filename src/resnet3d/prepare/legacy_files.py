@@ -22,6 +22,7 @@ from resnet3d.prepare.frame_folders import (
     image_indices,
     read_number,
     seed_fps,
+    unread_frames,
 )
 from resnet3d.prepare.videos import activitynet_folder_name, find_videos
 
@@ -69,10 +70,8 @@ def write_n_frames_files(frame_dir: Path) -> NFramesReport:
         raise UserError(f"no folder under {frame_dir} holds image_%05d.jpg frames: "
                         + (_other_frame_names(frame_dir) or "extract frames first (resnet3d prepare frames)"))
     parents_of_videos = {folder.parent for folder in frame_folders}
-    from resnet3d.data.sources import JpegFolderSource
-
     for path in frame_folders + [leaf for leaf in empty_leaves if leaf.parent in parents_of_videos]:
-        problem = JpegFolderSource(str(path)).naming_problem()
+        problem = unread_frames(path)
         if problem:  # image_0001.jpg, ...: an n_frames file would count frames the loader never finds
             report.unread.append(f"{path}: {problem}")
             continue
@@ -95,11 +94,9 @@ def write_n_frames_files(frame_dir: Path) -> NFramesReport:
 def _other_frame_names(frame_dir: Path) -> str:
     """What the first folder holding images under other names (another tool's ``img_00001.jpg``)
     holds and the fix; "" when there is none."""
-    from resnet3d.data.sources import JpegFolderSource
-
     for folder, subdirs, _ in os.walk(frame_dir):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        problem = JpegFolderSource(folder).naming_problem()
+        problem = unread_frames(Path(folder))
         if problem:
             return f"{folder}: {problem}"
     return ""
