@@ -50,3 +50,69 @@ def test_a_second_sigint_in_the_installing_process_stops_at_once():
         assert stop.requested and stop.exit_code == 130
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
+
+
+# -- a real training run stopped by signals sent the way a terminal or a scheduler sends them --
+
+def _run_until_training(motion_data, result_name, *extra):
+    """Start `resnet3d main` in a session of its own (its own process group, like a terminal
+    job) and return once two batches were logged."""
+    import time
+
+    from engine_helpers import TINY, data_args, subprocess_env
+
+    command = [sys.executable, "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", result_name,
+               *TINY, "--n_threads", "1",  # (the last --n_threads counts: a loader worker to be signalled)
+               "--batch_size", "4", "--n_epochs", "50", "--no_cuda", *extra]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=subprocess_env(), start_new_session=True)
+    batch_log = motion_data / result_name / "train_batch.log"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        if batch_log.is_file() and len(batch_log.read_text().splitlines()) >= 3:  # header + 2 batches
+            return process
+        time.sleep(0.02)
+    out, err = process.communicate(timeout=60)
+    raise AssertionError(f"training did not start:\n{out}\n{err}")
+
+
+def _assert_saved_and_stopped(motion_data, result_name, process, signum):
+    import torch
+
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == 128 + signum, out + err
+    assert "Traceback" not in err and "killed by signal" not in err, err
+    assert err.count(f"{signal.Signals(signum).name} received") == 1, err  # one line, not one per process
+    assert f"stopped by {signal.Signals(signum).name}" in err, err
+    saved = motion_data / result_name / "model_interrupted.pth"
+    assert saved.is_file(), err
+    assert torch.load(saved, weights_only=True)["step_in_epoch"] >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs process groups")
+def test_ctrl_c_on_a_two_process_run_saves_and_exits_130(motion_data):
+    """The terminal sends SIGINT to the launcher, both training processes and their loader
+    workers at once; torch's launcher used to send the workers a second SIGINT (they stopped
+    without a checkpoint) and die with its own traceback."""
+    process = _run_until_training(motion_data, "ctrl_c_ddp", "--nproc-per-node", "2")
+    os.killpg(process.pid, signal.SIGINT)
+    _assert_saved_and_stopped(motion_data, "ctrl_c_ddp", process, signal.SIGINT)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_launcher_alone_reaches_its_training_processes(motion_data):
+    """`kill PID` on the launcher: it passes the request on and returns the workers' status."""
+    process = _run_until_training(motion_data, "kill_launcher", "--nproc-per-node", "2")
+    process.send_signal(signal.SIGTERM)
+    _assert_saved_and_stopped(motion_data, "kill_launcher", process, signal.SIGTERM)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs process groups")
+def test_sigterm_to_the_whole_group_does_not_kill_the_loader_workers_first(motion_data):
+    """Slurm at the time limit signals every process of the job: torch's loader workers died on
+    it, and the trainer failed with "DataLoader worker ... killed by signal" instead of saving."""
+    process = _run_until_training(motion_data, "slurm_timeout")
+    os.killpg(process.pid, signal.SIGTERM)
+    _assert_saved_and_stopped(motion_data, "slurm_timeout", process, signal.SIGTERM)

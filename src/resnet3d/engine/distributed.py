@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import torch
 import torch.distributed as dist
 
+from resnet3d.engine.signals import LEFT_TO_ELASTIC, ForwardToWorkers
 from resnet3d.errors import UserError
 
 log = logging.getLogger("resnet3d.engine")
@@ -156,8 +157,11 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict
 
     ``entrypoint`` must be a module-level function (it is pickled into each worker). The
     workers find their rank in the environment, exactly as under torchrun. A failing worker
-    makes the whole launch raise, naming the rank and its error.
+    makes the whole launch raise, naming the rank and its error. SIGINT and SIGTERM are passed on
+    to the workers as a stop request (``ForwardToWorkers``), and their exit status returned.
     """
+    import multiprocessing
+
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -171,9 +175,16 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict
         max_restarts=0,
         monitor_interval=0.5,
     )
+    if hasattr(config, "signals_to_handle"):  # newer torch sets the variable from here
+        config.signals_to_handle = LEFT_TO_ELASTIC
+    # the workers are this process's multiprocessing children (torch starts them with spawn)
+    forward = ForwardToWorkers(lambda: [child.pid for child in multiprocessing.active_children() if child.pid])
     try:
-        return elastic_launch(config, entrypoint)(*args)
+        with forward:
+            return elastic_launch(config, entrypoint)(*args)
     except ChildFailedError as error:
+        if forward.stopped_at_once:
+            raise KeyboardInterrupt from None  # a second Ctrl-C: the workers stopped where they were
         failures = "; ".join(f"rank {rank}: {failure.message or 'exit code ' + str(failure.exitcode)}"
                              for rank, failure in sorted(error.failures.items()))
         raise UserError(f"a training process failed ({failures})") from None

@@ -6,7 +6,11 @@ agrees on across processes) at the end of each step; a second SIGINT stops at on
 
 Ctrl-C reaches every process of the terminal's process group, DataLoader workers included, and
 forked workers inherit the handler: only the process that installed it acts and speaks, so one
-Ctrl-C prints one line, and a worker keeps serving batches until the trainer stops.
+Ctrl-C prints one line, and a worker keeps serving batches until the trainer stops. Of several
+training processes only rank 0 speaks.
+
+A local multi-process run (``--nproc-per-node``) has a launching process above the training
+processes; ``ForwardToWorkers`` is its side (see its docstring).
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Dict, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 
 class StopRequest:
@@ -43,6 +47,8 @@ class StopRequest:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         if self.signal is None:
             self.signal = signum
+            if os.environ.get("RANK", "0") != "0":
+                return  # one line per run, not one per training process
             print(f"resnet3d: {signal.Signals(signum).name} received: finishing the current step, then saving "
                   "a checkpoint (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
 
@@ -63,3 +69,87 @@ class StopRequest:
 
     def __exit__(self, *exc: object) -> None:
         self.restore()
+
+
+def outlive_first_sigterm() -> None:
+    """Call in a DataLoader worker: the trainer decides when its workers stop.
+
+    torch's workers die on a SIGTERM that does not come from their parent, and the trainer then
+    fails with "DataLoader worker ... is killed by signal: Terminated" instead of saving. A
+    scheduler that pre-empts a job (Slurm at the time limit, a stop of the whole process group)
+    sends SIGTERM to every process at once, so the worker lets the first one pass: the trainer,
+    which had it too, finishes its step, saves, and shuts its workers down as usual. A second
+    SIGTERM (the loader's own terminate() for a worker that did not leave in time, or a
+    scheduler's insistence) ends the worker.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def let_one_pass(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, let_one_pass)
+
+
+# torch's elastic launcher turns these into an exception in the launching process unless told
+# otherwise through this variable (read when it starts the workers)
+ELASTIC_SIGNALS_VARIABLE = "TORCHELASTIC_SIGNALS_TO_HANDLE"
+LEFT_TO_ELASTIC = "SIGHUP,SIGQUIT"
+
+
+class ForwardToWorkers:
+    """The launching process of a local multi-process run: pass a stop request on, then wait.
+
+    torch's elastic launcher, left to itself, turns SIGINT and SIGTERM into an exception and sends
+    the same signal again to every worker. A Ctrl-C, which the terminal had already delivered to
+    the workers, so arrived twice: they stopped at once, without a checkpoint, and the launcher
+    died with torch's traceback (exit 1). A SIGTERM sent to the launcher alone (``kill PID``)
+    ended in SIGKILL after torch's 30 s.
+
+    Inside this context the launcher leaves SIGINT and SIGTERM to us: the first one sends each
+    worker one SIGTERM, which their ``StopRequest`` takes as "finish the step, save, exit"
+    (a worker that already had the terminal's SIGINT ignores it), and the launcher keeps waiting
+    for them, so their exit status (130 or 143) is the run's. Later signals are not passed on: a
+    second Ctrl-C reaches the workers from the terminal and stops them at once (one more SIGINT
+    from here would interrupt their clean-up). ``workers`` lists the processes to signal.
+    """
+
+    def __init__(self, workers: Callable[[], Iterable[int]]) -> None:
+        self.workers = workers
+        self.signals_seen: List[int] = []
+        self._previous: Dict[int, object] = {}
+        self._variable: Optional[str] = None
+
+    @property
+    def stopped_at_once(self) -> bool:
+        return self.signals_seen.count(signal.SIGINT) >= 2
+
+    def _send(self, signum: int) -> None:
+        for pid in self.workers():
+            try:
+                os.kill(pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass  # already gone
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signals_seen.append(signum)
+        if len(self.signals_seen) == 1:
+            self._send(signal.SIGTERM)
+
+    def __enter__(self) -> "ForwardToWorkers":
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach the main thread only; the launcher handles them there
+        self._variable = os.environ.get(ELASTIC_SIGNALS_VARIABLE)
+        os.environ[ELASTIC_SIGNALS_VARIABLE] = LEFT_TO_ELASTIC
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        self._previous.clear()
+        if self._variable is None:
+            os.environ.pop(ELASTIC_SIGNALS_VARIABLE, None)
+        else:
+            os.environ[ELASTIC_SIGNALS_VARIABLE] = self._variable

@@ -365,6 +365,8 @@ def worker_entry(config_dict: Dict[str, Any]) -> int:
     except UserError as error:
         print(f"resnet3d: error (rank {os.environ.get('RANK', '?')}): {error}", file=sys.stderr, flush=True)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped where it was (the launcher says so once)
+        return 130
 
 
 def require_recognition() -> None:
