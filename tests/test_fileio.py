@@ -90,3 +90,30 @@ def test_user_json_with_a_key_twice_names_it(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="resnet3d"):
         assert read_user_json(path, "results") == {"a": {"x": 1}}
     assert "key 'x' appears twice or more" in caplog.text
+
+
+@pytest.mark.skipif(not hasattr(__import__("resource"), "RLIMIT_FSIZE"), reason="needs a file size limit")
+def test_a_checkpoint_that_does_not_fit_names_the_file_and_keeps_the_old_one(tmp_path):
+    """torch.save reports a full disk as "[enforce fail at inline_container.cc] unexpected pos";
+    a file size limit fails the same write the same way (EFBIG instead of ENOSPC), on real bytes."""
+    import resource
+
+    import torch
+
+    from resnet3d.errors import UserError
+    from resnet3d.fileio import atomic_torch_save
+
+    target = tmp_path / "model_3.pth"
+    atomic_torch_save({"epoch": 2}, target)
+    old = target.read_bytes()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))
+    try:
+        with pytest.raises(UserError) as raised:
+            atomic_torch_save({"weights": torch.zeros(1 << 20)}, target)  # 4 MB
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert str(target) in str(raised.value) and "File too large" in str(raised.value)
+    assert "ulimit -f" in str(raised.value)
+    assert target.read_bytes() == old
+    assert os.listdir(tmp_path) == ["model_3.pth"]

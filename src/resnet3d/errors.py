@@ -21,6 +21,7 @@ _OS_HINTS = {
     errno.EROFS: "the file system is read-only: choose another path",
     errno.ENOSPC: "the disk is full: free space or choose another path",
     errno.EDQUOT: "the disk quota is exceeded: free space or choose another path",
+    errno.EFBIG: "larger than this process may write: raise the file size limit (ulimit -f) or choose another path",
 }
 
 

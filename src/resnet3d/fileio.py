@@ -85,10 +85,45 @@ def atomic_write_json(path: PathLike, obj: Any, indent: int | None = None) -> No
         json.dump(obj, handle, indent=indent)
 
 
+class _WriteErrorRecorder:
+    """A binary handle that remembers the OSError of a failed write.
+
+    torch.save reports a full disk as "RuntimeError: [enforce fail at inline_container.cc]
+    unexpected pos ..."; the OSError (ENOSPC) it swallowed is kept here to be named instead.
+    """
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._handle.flush()
+        except OSError as error:
+            self.error = error
+            raise
+
+    def __getattr__(self, name: str) -> Any:  # tell, seek, fileno...: the handle's own
+        return getattr(self._handle, name)
+
+
 def atomic_save(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
     """Atomically write binary content produced by ``write(handle)`` (e.g. ``torch.save``)."""
     with atomic_open(path, "wb") as handle:
-        write(handle)
+        recorder = _WriteErrorRecorder(handle)
+        try:
+            write(recorder)  # type: ignore[arg-type]
+        except Exception:
+            if recorder.error is not None:  # (the temporary file is removed on the way out)
+                raise _cannot_write(Path(path), recorder.error) from None
+            raise
 
 
 def atomic_torch_save(obj: Any, path: PathLike) -> None:

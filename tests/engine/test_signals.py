@@ -116,3 +116,28 @@ def test_sigterm_to_the_whole_group_does_not_kill_the_loader_workers_first(motio
     process = _run_until_training(motion_data, "slurm_timeout")
     os.killpg(process.pid, signal.SIGTERM)
     _assert_saved_and_stopped(motion_data, "slurm_timeout", process, signal.SIGTERM)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(__import__("resource"), "RLIMIT_FSIZE"), reason="needs a file size limit")
+def test_a_checkpoint_that_cannot_be_written_stops_every_process_with_one_message(motion_data):
+    """A full disk while saving: rank 0 names the file and the fix, rank 1 does not wait for it in
+    its next collective, and the loader workers do not keep the processes from exiting. (A file
+    size limit fails the write as a full disk does, without filling one.)"""
+    import resource
+
+    from engine_helpers import TINY, data_args, subprocess_env
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    done = subprocess.run([sys.executable, "-m", "resnet3d", "main", *data_args(motion_data), "--result_path",
+                           "disk_full", *TINY, "--n_threads", "2", "--batch_size", "4", "--n_epochs", "2",
+                           "--max-steps-per-epoch", "2", "--no_cuda", "--nproc-per-node", "2"],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=180,
+                          preexec_fn=limit_file_size)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "cannot write" in done.stderr and "File too large" in done.stderr and "--resume auto" in done.stderr
+    assert "rank 0 could not write its checkpoint" in done.stderr
+    assert not list((motion_data / "disk_full").glob("*.pth")) and not list((motion_data / "disk_full").glob(".*"))

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from resnet3d.data.shared_memory import fit_prefetch
-from resnet3d.engine.signals import outlive_first_sigterm
+from resnet3d.engine.signals import leave_stopping_to_the_parent
 from resnet3d.hardware import usable_cores
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def collate(items: list):
 def _worker_init(worker_id: int) -> None:
     # each worker decodes one clip at a time; intra-op threads would only oversubscribe the cores
     torch.set_num_threads(1)
-    outlive_first_sigterm()  # a pre-empted job's SIGTERM reaches us too: the trainer saves first
+    leave_stopping_to_the_parent()  # a Ctrl-C or a pre-emption reaches us too: the trainer saves first
 
 
 def build_loader(

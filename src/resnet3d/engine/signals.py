@@ -5,9 +5,10 @@ little; Ctrl-C sends SIGINT. The first signal sets a flag that the training loop
 agrees on across processes) at the end of each step; a second SIGINT stops at once.
 
 Ctrl-C reaches every process of the terminal's process group, DataLoader workers included, and
-forked workers inherit the handler: only the process that installed it acts and speaks, so one
-Ctrl-C prints one line, and a worker keeps serving batches until the trainer stops. Of several
-training processes only rank 0 speaks.
+forked processes inherit the handler: only the process that installed it acts and speaks, so one
+Ctrl-C prints one line. The training loader's workers go further (``leave_stopping_to_the_parent``)
+and keep serving batches until the trainer stops them. Of several training processes only rank 0
+speaks.
 
 A local multi-process run (``--nproc-per-node``) has a launching process above the training
 processes; ``ForwardToWorkers`` is its side (see its docstring).
@@ -71,24 +72,36 @@ class StopRequest:
         self.restore()
 
 
-def outlive_first_sigterm() -> None:
-    """Call in a DataLoader worker: the trainer decides when its workers stop.
+def leave_stopping_to_the_parent() -> None:
+    """Call in a DataLoader worker: only the trainer that started it stops it.
 
-    torch's workers die on a SIGTERM that does not come from their parent, and the trainer then
-    fails with "DataLoader worker ... is killed by signal: Terminated" instead of saving. A
-    scheduler that pre-empts a job (Slurm at the time limit, a stop of the whole process group)
-    sends SIGTERM to every process at once, so the worker lets the first one pass: the trainer,
-    which had it too, finishes its step, saves, and shuts its workers down as usual. A second
-    SIGTERM (the loader's own terminate() for a worker that did not leave in time, or a
-    scheduler's insistence) ends the worker.
+    A terminal's Ctrl-C and a scheduler's pre-emption (Slurm at the time limit, a stop of the
+    whole process group) signal every process of the job at once, loader workers included:
+    - torch's workers die on any SIGTERM (quietly when their parent sent it, as its loader's
+      ``terminate()`` does), and the trainer then failed with "DataLoader worker ... is killed by
+      signal: Terminated" instead of saving. Here a SIGTERM from anyone but the parent is let
+      pass: the trainer, which had it too, finishes its step, saves, and shuts its workers down
+      as usual (SIGKILL still ends a worker). Python's handlers cannot see who sent a signal, so
+      SIGTERM is blocked and a thread takes it with ``sigwaitinfo``, which says; where that call
+      does not exist, torch's behaviour stays.
+    - SIGINT is ignored: it interrupted the worker's hand-over of a batch now and then (one run
+      in three of a 2-process Ctrl-C ended in "Connection reset by peer" in the trainer).
     """
     if threading.current_thread() is not threading.main_thread():
         return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(signal, "sigwaitinfo"):
+        return
+    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # (threads started later inherit it)
 
-    def let_one_pass(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    def take_sigterms() -> None:
+        while True:
+            sender = signal.sigwaitinfo({signal.SIGTERM}).si_pid
+            if sender == parent or os.getppid() != parent:
+                os._exit(0)  # the parent's terminate(), answered as torch's own handler does
 
-    signal.signal(signal.SIGTERM, let_one_pass)
+    threading.Thread(target=take_sigterms, name="resnet3d-sigterm", daemon=True).start()
 
 
 # torch's elastic launcher turns these into an exception in the launching process unless told

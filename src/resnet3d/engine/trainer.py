@@ -40,6 +40,7 @@ from resnet3d.engine.distributed import (
     DistInfo,
     any_rank,
     barrier,
+    broadcast_object,
     destroy_process_group,
     env_info,
     init_process_group,
@@ -667,8 +668,20 @@ def _payload(state: Run, epoch: int, best: float, step_in_epoch: int = 0,
 
 
 def _save(state: Run, path: Path, payload: Dict[str, Any]) -> None:
+    """Rank 0 writes; every rank learns whether it could (a full disk stops them all at once,
+    instead of leaving the others waiting in their next collective)."""
+    failure: Optional[str] = None
     if state.info.is_main:
-        ckpt.save_checkpoint(path, payload)
+        try:
+            ckpt.save_checkpoint(path, payload)
+        except UserError as error:
+            failure = f"{error}; then --resume auto continues from the last checkpoint this run wrote, if any"
+    if state.info.distributed:
+        failure = broadcast_object(failure)
+        if failure and not state.info.is_main:
+            failure = "stopped: rank 0 could not write its checkpoint (its error says why)"
+    if failure:
+        raise UserError(failure)
 
 
 def _train_batches(state: Run, epoch: int, skip: int, total: int):
