@@ -141,3 +141,22 @@ def test_a_checkpoint_that_cannot_be_written_stops_every_process_with_one_messag
     assert "cannot write" in done.stderr and "File too large" in done.stderr and "--resume auto" in done.stderr
     assert "rank 0 could not write its checkpoint" in done.stderr
     assert not list((motion_data / "disk_full").glob("*.pth")) and not list((motion_data / "disk_full").glob(".*"))
+
+
+@pytest.mark.slow
+def test_a_second_run_into_a_busy_result_folder_is_refused_and_a_killed_run_leaves_no_lock(motion_data):
+    """Two runs in one folder would replace each other's checkpoints; the lock dies with its
+    holder, even by SIGKILL, so a pre-empted job's retry is never locked out."""
+    from engine_helpers import TINY, data_args, resnet3d
+
+    first = _run_until_training(motion_data, "busy")
+    second = resnet3d("main", *data_args(motion_data), "--result_path", "busy", *TINY, "--no_cuda",
+                      "--resume", "auto", check=False)
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert "in use by another training run" in second.stderr and f"process {first.pid} on" in second.stderr
+    assert "Traceback" not in second.stderr
+    first.kill()
+    first.communicate(timeout=60)
+    resnet3d("main", *data_args(motion_data), "--result_path", "busy", *TINY, "--no_cuda", "--resume", "auto",
+             "--n_epochs", "1", "--max-steps-per-epoch", "2")
+    assert not list((motion_data / "busy").glob(".*lock*"))  # released at the end of the run

@@ -62,6 +62,7 @@ from resnet3d.engine.compilation import compile_errors_explained, compile_model
 from resnet3d.engine.optim import build_optimizer, freeze, load_optimizer_state, trainable_names
 from resnet3d.engine.precision import NAMES, autocast_dtype
 from resnet3d.engine.schedules import Schedule, build_schedule
+from resnet3d.engine.run_lock import RunLock
 from resnet3d.engine.signals import StopRequest
 from resnet3d.engine.subsets import require_videos
 from resnet3d.errors import UserError
@@ -401,10 +402,13 @@ def train_worker(config: Config) -> int:
     device = resolve_device(config, info)
     init_process_group(info, device, config.hardware.dist_backend)
     stop = StopRequest().install()
+    lock = RunLock(Path(config.run.result_path))
     try:
         failure: Optional[UserError] = None
         state: Optional[Run] = None
         try:
+            if config.run.train and info.is_main:
+                lock.acquire()  # before anything in the folder is read, removed or written
             state = _setup(config, info, device)
         except UserError as error:
             failure = error
@@ -417,6 +421,7 @@ def train_worker(config: Config) -> int:
         assert state is not None
         return _epochs(state, stop)
     finally:
+        lock.release()
         stop.restore()
         destroy_process_group()
 
