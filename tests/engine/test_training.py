@@ -88,6 +88,26 @@ def test_continue_equals_unbroken(motion_data, unbroken):
     assert len(read_log(motion_data / "split" / "train.log")) == 2  # the log continues, not restarts
 
 
+def test_continuing_from_an_older_checkpoint_sets_the_later_ones_aside(motion_data, unbroken):
+    """Going back to epoch 1 of a run that reached epoch 2: its model_2.pth (and a model_best.pth
+    of epoch 2) would otherwise be what --resume auto picks after this run stops; they are moved
+    into a folder of their own, not deleted."""
+    result_path = motion_data / "went_back"
+    shutil.copytree(unbroken, result_path)
+    abandoned = {name: (result_path / name).read_bytes() for name in ("model_2.pth", "model_best.pth")
+                 if torch.load(result_path / name, weights_only=True)["epoch"] == 2}
+    assert "model_2.pth" in abandoned
+    done = resnet3d("main", *data_args(motion_data), "--result_path", "went_back", *EXACT, "--n_epochs", "2",
+                    "--begin_epoch", "2")
+    aside = [p for p in result_path.iterdir() if p.name.startswith("abandoned_")]
+    assert len(aside) == 1 and "moved its later checkpoints" in done.stdout
+    assert {p.name: p.read_bytes() for p in aside[0].iterdir()} == abandoned
+    assert _logs(result_path) == _logs(unbroken)  # the continued run is the same run again
+    resumed = resnet3d("main", *data_args(motion_data), "--result_path", "went_back", *EXACT, "--n_epochs", "2",
+                       "--resume", "auto")
+    assert "already done" in resumed.stdout and "moved" not in resumed.stdout
+
+
 def test_continue_without_clip_flags_keeps_the_checkpoints_clips(motion_data, unbroken):
     """The seed's continue command names no clip size: a run trained on 8x32x32 clips goes on
     with them (it went on at the default 16x112x112 without a word)."""

@@ -144,6 +144,35 @@ def find_latest(result_path: Path) -> Optional[Path]:
     return None if best is None else best[1]
 
 
+def checkpoints_after(result_path: Path, progress: Tuple[int, int], source: Optional[Path]) -> List[Path]:
+    """Our checkpoints in ``result_path`` beyond ``progress`` (epochs done, steps into the next):
+    what a run went on to write after the checkpoint a continued run starts from (``source``,
+    never listed). ``model_best.pth`` counts by the epoch it was saved at."""
+    result_path = Path(result_path)
+    if not result_path.is_dir():
+        return []
+    later = []
+    for candidate in sorted(result_path.glob("model_*.pth")):
+        if source is not None and candidate.exists() and source.exists() and candidate.samefile(source):
+            continue
+        match = _EPOCH_NAME.match(candidate.name)
+        if match:
+            reached = (int(match.group(1)), 0)
+        elif candidate.name in (INTERRUPTED_NAME, BEST_NAME):
+            try:
+                data = torch.load(candidate, map_location="cpu", weights_only=True, mmap=True)
+            except Exception:
+                continue  # not ours to judge: left where it is
+            if not is_ours(data):
+                continue
+            reached = progress_of(data)
+        else:
+            continue
+        if reached > progress:
+            later.append(candidate)
+    return later
+
+
 def previous_run_files(result_path: Path) -> List[Path]:
     """Files of an earlier run that a fresh run would replace."""
     result_path = Path(result_path)

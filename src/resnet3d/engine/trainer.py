@@ -25,6 +25,7 @@ import math
 import os
 import random
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -65,7 +66,7 @@ from resnet3d.engine.schedules import Schedule, build_schedule
 from resnet3d.engine.run_lock import RunLock
 from resnet3d.engine.signals import StopRequest
 from resnet3d.engine.subsets import require_videos
-from resnet3d.errors import UserError
+from resnet3d.errors import UserError, describe_os_error
 from resnet3d.output_paths import same_file
 from resnet3d.fileio import atomic_write_json
 
@@ -469,6 +470,8 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
         say(info, f"resnet3d: {note}")
     if start.source is None and run.train:
         _check_fresh_result_path(config, info)
+    elif run.train and info.is_main:
+        _set_aside_later_checkpoints(config, start, info)
     if config.inference is not None:
         require_recognition()
     if run.tensorboard and importlib.util.find_spec("tensorboard") is None:
@@ -574,6 +577,29 @@ def _check_fresh_result_path(config: Config, info: DistInfo) -> None:
         else:
             say(info, f"resnet3d: --resume auto: {config.run.result_path} held the logs of a run that stopped before "
                       f"its first checkpoint ({names}): removed, starting at epoch 1")
+
+
+def _set_aside_later_checkpoints(config: Config, start: Start, info: DistInfo) -> None:
+    """A run continued from an older checkpoint of its folder moves the abandoned run's later
+    checkpoints into a folder of their own: kept, but no longer what ``--resume auto`` (which
+    takes the most advanced checkpoint) or ``--begin_epoch`` would pick after this run."""
+    result_path = Path(config.run.result_path)
+    later = ckpt.checkpoints_after(result_path, (start.epoch - 1, start.step_in_epoch), start.source)
+    if not later:
+        return
+    aside = result_path / time.strftime("abandoned_%Y%m%d-%H%M%S")
+    try:
+        aside.mkdir()
+        for path in later:
+            os.replace(path, aside / path.name)
+    except OSError as error:
+        raise UserError(f"cannot move the later checkpoints of the abandoned run aside "
+                        f"({describe_os_error(error)}): move {', '.join(p.name for p in later)} out of "
+                        f"{result_path} yourself, then continue") from None
+    say(info, f"resnet3d: continuing from epoch {start.epoch - 1}"
+              + (f", step {start.step_in_epoch}" if start.step_in_epoch else "")
+              + f"; the run in {result_path} had gone further: moved its later checkpoints "
+              f"({', '.join(p.name for p in later)}) to {aside}")
 
 
 def _restore_training_state(start: Start, optimizer, schedule: Schedule, scaler, info: DistInfo) -> None:
