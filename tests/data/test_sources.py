@@ -128,6 +128,28 @@ def test_mp4_seeking_reads_the_right_frames(tmp_path):
     assert [round(b / 6) for b in brightness] == wanted
 
 
+def test_a_raw_h264_stream_without_count_or_duration_is_read(tmp_path):
+    """A raw elementary stream (.h264, as some cameras and tools write) records neither a frame
+    count nor a duration; its packets are counted, and its frames read like an MP4's."""
+    import av
+
+    path = tmp_path / "camera.h264"
+    with av.open(str(path), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        for i in range(1, 31):
+            frame = np.full((32, 48, 3), 8 * i, dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    with av.open(str(path)) as container:  # what the container itself says
+        assert not container.streams.video[0].frames and not container.duration
+    source = VideoFileSource(str(path))
+    assert source.n_frames() == 30
+    clip, bad = read_clip(source, [3, 4, 20], _full, (32, 48), (1, 31))
+    assert bad == 0
+    assert [round(float(f.float().mean()) / 8) for f in clip] == [3, 4, 20]
+
+
 def test_video_dataset_matches_jpeg_dataset(motion_set):
     """The same clips from MP4 files and from JPEG folders (both lossy copies of one render)."""
     common = dict(annotation_path=motion_set.annotation_path, sample_size=24, sample_duration=6, n_val_samples=2)

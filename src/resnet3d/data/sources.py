@@ -420,6 +420,8 @@ class VideoFileSource:
                     count = int(float(stream.duration * stream.time_base) * rate)
                 if count <= 0 and container.duration:
                     count = int(container.duration / 1_000_000 * rate)
+                if count <= 0:  # a raw stream (.h264) records neither: count its packets (no decoding)
+                    count = sum(1 for packet in container.demux(stream) if packet.size)
                 self._meta = (count, rate)
         return self._meta
 
@@ -484,7 +486,10 @@ class VideoFileSource:
                 seeked = False
                 if first > 1 and time_base:
                     target = start + int((first - 1) / rate / time_base)
-                    container.seek(target, stream=stream, backward=True, any_frame=False)
+                    try:
+                        container.seek(target, stream=stream, backward=True, any_frame=False)
+                    except OSError:  # a raw stream (.h264) cannot seek ("Operation not permitted")
+                        return self._load_from_start(wanted, pick_box, out_hw)
                     seeked = True
                 display = _display(stream)
                 counter = 0
