@@ -170,3 +170,22 @@ def test_train_refuses_val_every_zero_and_a_scheduler_beside_an_lr_file(motion_d
     assert "--val-every / [run] val_every: must be 1 or more" in capsys.readouterr().err
     assert main([*base, "--lr-file", str(tmp_path / "lr.lua"), "--scheduler", "cosine"]) == 2
     assert "--lr-file sets the regimes schedule and --scheduler cosine another" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--inference-subset", "test"], 'no testing videos: no entry has "subset": "testing"'),
+    (["--inference-subset", "testing-set"], "--inference_subset (--test_subset with the seed's flags; [inference] "
+                                            "subset in a config file): unknown subset 'testing-set'"),
+])
+def test_a_recognition_subset_without_videos_is_refused_before_training(motion_data, tmp_path, capsys, argv, message):
+    """The annotation has no testing subset: recognition found that out after the last epoch
+    (hours of training, then a one-line error); the run now stops before its first step."""
+    (tmp_path / "run.toml").write_text("[inference]\ntop_k = 1\n")
+    assert main(["train", "--config", str(tmp_path / "run.toml"), "--video-path", str(motion_data / "data" / "jpg"),
+                 "--annotation-path", str(motion_data / "data" / "annotation.json"), "--model-depth", "10",
+                 "--n-classes", "2", "--sample-size", "32", "--sample-duration", "8", "--workers", "0",
+                 "--device", "cpu", "--batch-size", "4", "--epochs", "1", "--result-path", str(tmp_path / "run"),
+                 *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "train.log").exists() and not list((tmp_path / "run").glob("model_*.pth"))

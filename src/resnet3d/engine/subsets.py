@@ -36,3 +36,24 @@ def require_videos(n_videos: int, annotation_path: str, subset: str, fix: str) -
         why = (f"no entry has \"subset\": \"{subset}\" (its subsets: {held}; the shared format spells them "
                "training, validation, testing)")
     raise UserError(f"annotation {annotation_path}: no {subset} videos: {why}; {fix}")
+
+
+# how messages name the setting of the recognition subset, in each of its spellings
+RECOGNITION_SUBSET = "--inference_subset (--test_subset with the seed's flags; [inference] subset in a config file)"
+
+
+def require_recognition_videos(data: Any, subset: str, read: Dict[str, int]) -> None:
+    """The subset that recognition reads after training holds videos, checked before training
+    starts: a misnamed or empty subset was found only after the last epoch, hours later. The
+    videos are chosen as recognition chooses them (``resolve_videos``); ``read`` holds the video
+    counts of the subsets the run has read already ({"validation": 20}), which are not read twice."""
+    from resnet3d.data.config import canonical_subset
+    from resnet3d.data.dataset import resolve_videos
+
+    try:
+        name = canonical_subset(subset)
+    except UserError as error:
+        raise UserError(f"{RECOGNITION_SUBSET}: {error}") from None
+    n_videos = read[name] if name in read else len(resolve_videos(data, name)[0])
+    require_videos(n_videos, data.annotation_path, name,
+                   f"choose the subset to recognise with {RECOGNITION_SUBSET}")

@@ -65,7 +65,7 @@ from resnet3d.engine.precision import NAMES, autocast_dtype
 from resnet3d.engine.schedules import Schedule, build_schedule
 from resnet3d.engine.run_lock import RunLock
 from resnet3d.engine.signals import StopRequest
-from resnet3d.engine.subsets import require_videos
+from resnet3d.engine.subsets import require_recognition_videos, require_videos
 from resnet3d.errors import UserError, describe_os_error
 from resnet3d.output_paths import same_file
 from resnet3d.fileio import atomic_write_json
@@ -457,6 +457,10 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
     if val_set is not None:
         require_videos(len(val_set.videos), config.data.annotation_path, "validation",
                        "fix the annotation's subset names, or pass --no_val to train without validation")
+    if config.inference is not None and (run.train or run.val):  # recognition follows them, maybe hours later
+        done = (("training", train_set), ("validation", val_set))
+        read = {name: len(s.videos) for name, s in done if s is not None}
+        require_recognition_videos(config.data, config.inference.subset, read)
     some_set = train_set or val_set
     class_names = list(some_set.class_names) if some_set is not None else []
 
