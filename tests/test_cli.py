@@ -154,3 +154,39 @@ def test_output_piped_into_a_reader_that_left_is_no_traceback(argv):
     os.close(writer)
     assert "Traceback" not in done.stderr
     assert done.returncode == 141
+
+
+def test_a_config_file_value_of_the_wrong_shape_is_one_line(tmp_path, monkeypatch, capsys):
+    """`mean = 0.5` under [data] input_norm was a TypeError traceback (exit 1)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text("[data.input_norm]\nmean = 0.5\nstd = [0.2, 0.2, 0.2]\n")
+    assert cli.main(["train", "--config", "run.toml", "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("resnet3d train: error: run.toml: [data] input_norm.mean: expected a list of 3 numbers, "
+                   "got 0.5\n")
+
+
+def test_a_missing_relative_path_of_a_config_file_says_where_it_was_looked_for(tmp_path, monkeypatch, capsys):
+    """Relative paths in a config file are relative to the working directory, as flags are: run
+    from elsewhere, the message names the file, the key, both forms of the path and the rule, and
+    points at the file's folder when the path is there. Checked before the run starts."""
+    (tmp_path / "runs" / "data" / "jpg").mkdir(parents=True)
+    (tmp_path / "runs" / "r18.toml").write_text('[data]\nvideo_path = "data/jpg"\nannotation_path = "data/a.json"\n'
+                                               '[hardware]\ndevice = "cpu"\n')
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "--config", "runs/r18.toml"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("resnet3d train: error: runs/r18.toml: [data] video_path data/jpg: no such file or folder "
+                          f"(looked for {tmp_path / 'data' / 'jpg'}); relative paths in a config file are relative "
+                          f"to the working directory ({tmp_path}), not to the file's folder; there is one beside the "
+                          f"config file: write {tmp_path / 'runs' / 'data' / 'jpg'}")
+    assert "Traceback" not in err
+    monkeypatch.chdir(tmp_path / "runs")  # from the file's folder: the next path is the one missing
+    assert cli.main(["train", "--config", "r18.toml"]) == 2
+    err = capsys.readouterr().err
+    assert "r18.toml: [data] annotation_path data/a.json: no such file or folder" in err
+    assert "there is one beside" not in err
+    # a flag that replaces the path is not the file's; --print-config reads no path
+    assert cli.main(["train", "--config", "r18.toml", "--annotation-path", "elsewhere.json"]) == 2
+    assert "elsewhere.json" in capsys.readouterr().err
+    assert cli.main(["train", "--config", "r18.toml", "--print-config"]) == 0

@@ -7,11 +7,11 @@ import pytest
 
 from resnet3d import cli, compat
 from resnet3d.commands import train as train_command
-from resnet3d.config import Config, Regime
+from resnet3d.config import Config, InferenceConfig, Regime
 from resnet3d.data.config import DataConfig
 from resnet3d.engine.schedules import build_schedule
 from resnet3d.errors import UserError
-from resnet3d.normalization import ACTIVITYNET, KINETICS, SEED
+from resnet3d.normalization import ACTIVITYNET, KINETICS, SEED, InputNorm
 
 SEED_LR_RESNETS = """opt.regimes = {
 -- start, end,    LR,   WD,
@@ -354,7 +354,8 @@ def test_config_file_then_flags(tmp_path, monkeypatch):
     ('[data]\ntrain_crop_min_scale = "x"\n', r"\[data\] train_crop_min_scale: expected a number, got 'x'"),
     ('[data]\nhflip = "yes"\n', r"\[data\] hflip: expected true or false, got 'yes'"),
     ('[model]\nmodel_depth = "deep"\n', r"\[model\] model_depth: expected an integer, got 'deep'"),
-    ('[optim]\nregimes = [[1, 5, "fast", 0.001]]\n', r"\[optim\] regimes\[0\] lr: expected a number, got 'fast'"),
+    ('[optim]\nregimes = [[1, 5, "fast", 0.001]]\n', r"\[optim\] regimes\[0\]\.lr: expected a number, got 'fast'"),
+    ('[optim]\nregimes = [{first_epoch = 1}]\n', r"\[optim\] regimes\[0\]: missing last_epoch, lr, weight_decay"),
     ('[run]\nbatch_size = "many"\n', r"\[run\] batch_size: expected an integer, got 'many'"),
     ('[hardware]\nn_gpus = "all"\n', r"\[hardware\] n_gpus: expected an integer, got 'all'"),
     ('[inference]\ntop_k = true\n', r"\[inference\] top_k: expected an integer, got True"),
@@ -364,6 +365,73 @@ def test_config_file_values_of_the_wrong_type_name_section_and_key(tmp_path, mon
     (tmp_path / "run.toml").write_text(text)
     with pytest.raises(UserError, match=message):
         translate(["--config", "run.toml"], command="train")
+
+
+NORM = "[data.input_norm]\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (NORM + "mean = 0.5\nstd = [1, 1, 1]\n", r"input_norm.mean: expected a list of 3 numbers, got 0.5$"),
+    (NORM + "mean = [0.4, 0.4]\nstd = [1, 1, 1]\n", r"input_norm.mean: expected a list of 3 numbers, got \[0.4, 0.4\]"),
+    (NORM + "mean = [[0.4, 0.4, 0.4]]\nstd = [1, 1, 1]\n", r"input_norm.mean: expected a list of 3 numbers"),
+    (NORM + "mean = [true, 0.4, 0.4]\nstd = [1, 1, 1]\n", r"input_norm.mean\[0\]: expected a number, got True"),
+    (NORM + 'mean = [0.4, 0.4, 0.4]\nstd = "x"\n', r"input_norm.std: expected a list of 3 numbers, got 'x'"),
+    (NORM + "mean = [0.4, 0.4, 0.4]\nstd = [0, 1, 1]\n",
+     r"input_norm.std: expected 3 numbers above 0 \(each channel is divided by its std\), got \[0, 1, 1\]"),
+    (NORM + "mean = [0.4, 0.4, 0.4]\nstd = [0.2, -0.2, 0.2]\n", r"input_norm.std: expected 3 numbers above 0"),
+    (NORM + "mean = [nan, 0.4, 0.4]\nstd = [1, 1, 1]\n", r"input_norm.mean: expected finite numbers, got \[nan"),
+    (NORM + "mean = [0.4, 0.4, 0.4]\nstd = [1, 1, 1]\nvalue_scale = 0\n",
+     r"input_norm.value_scale: expected a number above 0 \(1 for mean and std in 0-1 units, 255 for 0-255\)"),
+    (NORM + 'mean = [0.4, 0.4, 0.4]\nstd = [1, 1, 1]\nvalue_scale = "x"\n', r"input_norm.value_scale: expected a number"),
+    (NORM + "mean = [0.4, 0.4, 0.4]\n", r"\[data\] input_norm: missing std \(give mean, std; optional: value_scale\)"),
+    (NORM + "mean = [0.4, 0.4, 0.4]\nstd = [1, 1, 1]\nmeans = 1\n", r"unknown setting\(s\) means in \[data\] input_norm"),
+    ("[data]\ninput_norm = 0.5\n", r"\[data\] input_norm: expected a table of settings, got 0.5"),
+    ("[data]\njitter_strength = [0.4, 0.4]\n", r"\[data\] jitter_strength: expected a list of 4 numbers"),
+])
+def test_input_norm_of_the_wrong_shape_names_the_key(tmp_path, monkeypatch, text, message):
+    """Each was a traceback (TypeError, KeyError, ValueError) or, for std 0, a run of nan losses."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text(text)
+    with pytest.raises(UserError, match=r"^run.toml: .*" + message):
+        translate(["--config", "run.toml"], command="train")
+
+
+def test_input_norm_from_a_config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text(NORM + "mean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 1]\n")
+    config, _ = translate(["--config", "run.toml"], command="train")
+    assert config.data.input_norm == InputNorm(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 1.0), value_scale=1.0)
+    assert config.finetune.input_norm_from_checkpoint is False
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[hardware]\ndevice = "tpu"\n', r"\[hardware\] device: expected one of auto, cuda, cpu, got 'tpu'"),
+    ('[hardware]\ndevice = "cuda:1"\n',
+     r"\[hardware\] device: .*, got 'cuda:1' \(for a particular GPU write device = \"cuda\" and gpu_id = N"),
+    ('[hardware]\ndist_backend = "mpi"\n', r"\[hardware\] dist_backend: expected one of auto, nccl, gloo, got 'mpi'"),
+    ('[run]\nprecision = "fp8"\n', r"\[run\] precision: expected one of auto, bf16, fp16, fp32, got 'fp8'"),
+    ('[inference]\ncrop = "three"\n', r"\[inference\] crop: expected one of center, nocrop, got 'three' \(three crops"),
+    ('[inference]\nn_crops = 2\n', r"\[inference\] n_crops: expected one of 1, 3, got 2"),
+    ('[inference]\nflavour = "original"\n', r"\[inference\] flavour: expected one of successor, seed"),
+])
+def test_config_file_values_outside_their_choices_are_refused(tmp_path, monkeypatch, text, message):
+    """A device "tpu" ran on the CPU without a word (and "cuda:1" on GPU 0); the [inference]
+    values were refused only after training."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text(text)
+    with pytest.raises(UserError, match=r"^run.toml: " + message):
+        translate(["--config", "run.toml"], command="train")
+    with pytest.raises(SystemExit):  # the flag offers the same choices
+        translate(["--device", "tpu"], command="train")
+
+
+def test_json_null_where_a_setting_has_no_none(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"run": {"n_epochs": None}, "finetune": {"pretrained": None}}))
+    with pytest.raises(UserError, match=r"run.json: \[run\] n_epochs: expected an integer, got null; leave the key out"):
+        translate(["--config", "run.json"], command="train")
+    (tmp_path / "run.json").write_text(json.dumps({"finetune": {"pretrained": None}}))  # None means none here
+    assert translate(["--config", "run.json"], command="train")[0].finetune.pretrained is None
 
 
 @pytest.mark.parametrize("section", ["data", "model", "finetune", "optim", "run", "hardware", "inference"])
@@ -579,6 +647,21 @@ def test_train_recognition_step_from_flags_and_config_file(tmp_path, monkeypatch
     assert translate(["--config", "run.json", "--no-inference"], command="train")[0].inference is None
     with pytest.raises(UserError, match="give one"):
         translate(["--config", "run.json", "--no-inference", "--crops", "1"], command="train")
+
+
+@pytest.mark.parametrize("name, text", [("run.toml", "[inference]\n"), ("run.json", '{"inference": {}}')])
+def test_an_empty_inference_section_turns_recognition_on(tmp_path, monkeypatch, name, text):
+    """The section's header alone was dropped silently: no recognition ran. It means what
+    --inference alone means; --no-inference still drops it, and other empty sections change nothing."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_text(text)
+    assert translate(["--config", name], command="train")[0].inference == InferenceConfig()
+    assert translate(["--config", name, "--inference-top-k", "1"], command="train")[0].inference.top_k == 1
+    assert translate(["--config", name, "--no-inference"], command="train")[0].inference is None
+    (tmp_path / "other.toml").write_text("[data]\n[run]\n")
+    assert translate(["--config", "other.toml"], command="train")[0] == translate([], command="train")[0]
+    (tmp_path / "off.json").write_text('{"inference": null}')  # an opts.json of a run without recognition
+    assert translate(["--config", "off.json"], command="train")[0].inference is None
 
 
 def test_clip_size_comes_from_an_evaluated_checkpoint_unless_given(tmp_path, monkeypatch):

@@ -22,18 +22,35 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from resnet3d.data.config import DataConfig
 from resnet3d.errors import UserError
 from resnet3d.hardware import default_num_workers  # noqa: F401  (re-exported: the CLI's worker default)
+from resnet3d.normalization import InputNorm
 
 # ``--compile-mode``: "none" trains the model as it is; the others are torch.compile's own modes
 # (reduce-overhead adds CUDA graphs, max-autotune tunes kernels and adds CUDA graphs).
 # resnet3d.engine.compilation applies them.
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# The values the trainer and recognition act on; anything else used to be taken silently (a
+# device "tpu" ran on the CPU) or refused only after training (an inference crop "corner").
+# ``from_plain`` checks them (field metadata ``choices``); the flags offer the same lists.
+DEVICES = ("auto", "cuda", "cpu")
+DIST_BACKENDS = ("auto", "nccl", "gloo")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+INFERENCE_FLAVOURS = ("successor", "seed")  # resnet3d.engine.results.FLAVOURS
+INFERENCE_CROPS = ("center", "nocrop")  # what [inference] crop takes (three crops are n_crops = 3)
+INFERENCE_N_CROPS = (1, 3)
+
+
+def choices(allowed: Tuple[Any, ...], hint: str = "") -> Dict[str, Any]:
+    """Field metadata: a config file (or opts.json) value outside ``allowed`` is refused, with
+    ``hint`` after the list."""
+    return {"choices": allowed, "hint": hint}
 
 
 def check_compile_mode(mode: Any, where: str = "--compile-mode") -> str:
@@ -174,7 +191,8 @@ class RunConfig:
     manual_seed: int = 1
     deterministic: bool = False
     overwrite: bool = False  # allow a fresh run to replace an earlier run's logs and checkpoints
-    precision: str = "auto"  # auto (bf16 on Ampere or later GPUs, else fp32) | bf16 | fp16 | fp32
+    # auto (bf16 on Ampere or later GPUs, else fp32) | bf16 | fp16 | fp32
+    precision: str = field(default="auto", metadata=choices(PRECISIONS))
     channels_last: bool = True  # channels_last_3d memory format on CUDA (slower on the CPU, so not used there)
     compile_mode: str = "none"  # one of COMPILE_MODES
     tensorboard: bool = False
@@ -202,12 +220,15 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class HardwareConfig:
-    device: str = "auto"  # auto | cuda | cpu
+    # auto: CUDA when it is available, else the CPU. The GPU is chosen by gpu_id (and the
+    # processes), so torch's "cuda:1" is refused with that hint rather than run on GPU 0.
+    device: str = field(default="auto", metadata=choices(
+        DEVICES, 'for a particular GPU write device = "cuda" and gpu_id = N (0-based)'))
     n_gpus: Optional[int] = None  # None: every visible GPU
     gpu_id: int = 0  # first GPU to use (0-based; the seed's --gpu_id is 1-based)
     nproc_per_node: Optional[int] = None  # processes on this machine; None: n_gpus on CUDA, 1 on CPU
     batchnorm_sync: bool = False
-    dist_backend: str = "auto"  # auto: nccl on CUDA, gloo on CPU
+    dist_backend: str = field(default="auto", metadata=choices(DIST_BACKENDS))  # auto: nccl on CUDA, gloo on CPU
 
 
 @dataclass(frozen=True)
@@ -221,17 +242,17 @@ class InferenceConfig:
       ``<result_path>/<subset>.json``.
     """
 
-    flavour: str = "successor"
+    flavour: str = field(default="successor", metadata=choices(INFERENCE_FLAVOURS))
     subset: str = "val"
     stride: int = 16
-    crop: str = "center"
+    crop: str = field(default="center", metadata=choices(INFERENCE_CROPS, "three crops per frame is n_crops = 3"))
     average: bool = True
     top_k: int = 5
     batch_size: int = 0  # 0: the training batch size
     # multi-view testing: n_clips > 0 takes that many evenly spaced windows per video instead of
     # sliding ones; n_crops 3 takes three squares along each frame's long side
     n_clips: int = 0
-    n_crops: int = 1
+    n_crops: int = field(default=1, metadata=choices(INFERENCE_N_CROPS))
     # run a copy of the model with every BatchNorm folded into the conv before it (scores change
     # by float rounding only; resnet3d.models.fold); False runs the model as it is
     fold_bn: bool = True
@@ -282,6 +303,7 @@ def to_plain(obj: Any) -> Any:
 
 
 _KIND = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+_KINDS = {int: "integers", float: "numbers", bool: "true/false values", str: "strings"}
 
 
 def _convert(hint: Any, value: Any, source: str, label: str) -> Any:
@@ -289,11 +311,11 @@ def _convert(hint: Any, value: Any, source: str, label: str) -> Any:
     where = f"{source}: {label}"
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if value is None:
-        return None
     if origin is typing.Union:  # Optional[X]
         inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, source, label) if len(inner) == 1 else value
+        return _convert(inner[0], value, source, label) if len(inner) == 1 and value is not None else value
+    if value is None:  # JSON's null where the setting has no "none" (it failed later, far from the file)
+        raise UserError(f"{where}: expected {_kind(hint)}, got null; leave the key out for the default")
     if dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
@@ -306,10 +328,13 @@ def _convert(hint: Any, value: Any, source: str, label: str) -> Any:
             raise UserError(f"{where}: expected a table of settings, got {value!r}")
         return from_plain(hint, value, source, label)
     if origin in (tuple, Tuple):
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            value = [value]
+        items = list(value) if isinstance(value, (list, tuple)) else [value]  # a lone value: a list of one
+        if args and args[-1] is not Ellipsis:  # a fixed length, e.g. input_norm.mean's 3 channels
+            if len(items) != len(args):
+                raise UserError(f"{where}: expected {_kind(hint)}, got {value!r}")
+            return tuple(_convert(a, v, source, f"{label}[{i}]") for i, (a, v) in enumerate(zip(args, items)))
         item = args[0] if args else Any
-        return tuple(_convert(item, v, source, f"{label}[{i}]") for i, v in enumerate(value))
+        return tuple(_convert(item, v, source, f"{label}[{i}]") for i, v in enumerate(items))
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hint is int and isinstance(value, float) and value.is_integer():
@@ -319,9 +344,76 @@ def _convert(hint: Any, value: Any, source: str, label: str) -> Any:
     return value
 
 
+def _kind(hint: Any) -> str:
+    """What a message says a setting of type ``hint`` holds: "an integer", "a list of 3 numbers"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (tuple, Tuple) and args and args[-1] is not Ellipsis:
+        return f"a list of {len(args)} {_KINDS.get(args[0], 'values')}"
+    if origin in (tuple, Tuple):
+        return f"a list of {_KINDS.get(args[0], 'values') if args else 'values'}"
+    if dataclasses.is_dataclass(hint):
+        return "a table of settings"
+    return _KIND.get(hint, "a value")
+
+
 def _member(table: str, name: str) -> str:
-    """How messages name setting ``name`` of ``table``: a section at the top is "[data]"."""
-    return f"{table} {name}" if table else f"[{name}]"
+    """How messages name setting ``name`` of ``table``: a section at the top is "[data]", a key in
+    a section "[data] sample_size", and a key of a table inside a section is spelt as TOML's
+    dotted keys spell it: "[data] input_norm.mean", "[optim] regimes[0].lr"."""
+    if not table:
+        return f"[{name}]"
+    return f"{table}.{name}" if " " in table else f"{table} {name}"
+
+
+def _require(cls: Any, data: Mapping[str, Any], source: str, table: str) -> None:
+    """Settings without a default must be given: ``[data] input_norm`` needs mean and std (a
+    partial table is not merged into the default statistics; --mean and --std go together too)."""
+    needed = [f.name for f in dataclasses.fields(cls)
+              if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in needed if name not in data]
+    if missing:
+        optional = [f.name for f in dataclasses.fields(cls) if f.name not in needed]
+        also = f"; optional: {', '.join(optional)}" if optional else ""
+        where = f"{source}: {table}" if table else source
+        raise UserError(f"{where}: missing {', '.join(missing)} (give {', '.join(needed)}{also})")
+
+
+def _check_choices(cls: Any, values: Mapping[str, Any], source: str, table: str) -> None:
+    """Settings whose field metadata lists ``choices`` hold one of them (see ``choices``)."""
+    for item in dataclasses.fields(cls):
+        allowed = item.metadata.get("choices")
+        if allowed is None or item.name not in values or values[item.name] in allowed:
+            continue
+        hint = f" ({item.metadata['hint']})" if item.metadata.get("hint") else ""
+        raise UserError(f"{source}: {_member(table, item.name)}: expected one of {', '.join(map(str, allowed))}, "
+                        f"got {values[item.name]!r}{hint}")
+
+
+def _check_input_norm(norm: InputNorm, source: str, table: str) -> None:
+    """What the types cannot say: each channel is divided by its std and scaled by value_scale, so
+    0 gave inf (a nan loss from the first step) and a negative turned the channel over, silently;
+    nan or inf anywhere spoils every clip."""
+    where = lambda name: f"{source}: {_member(table, name)}"  # noqa: E731
+    for name, values in (("mean", norm.mean), ("std", norm.std), ("value_scale", (norm.value_scale,))):
+        if not all(math.isfinite(v) for v in values):
+            raise UserError(f"{where(name)}: expected finite numbers, got {_shown(values)}")
+    if not all(s > 0 for s in norm.std):
+        raise UserError(f"{where('std')}: expected 3 numbers above 0 (each channel is divided by its std), "
+                        f"got {_shown(norm.std)}")
+    if norm.value_scale <= 0:
+        raise UserError(f"{where('value_scale')}: expected a number above 0 (1 for mean and std in 0-1 units, "
+                        f"255 for 0-255), got {_shown(norm.value_scale)}")
+
+
+def _shown(values: Any) -> str:
+    """Numbers as the file wrote them: 1 for 1.0, a list for a tuple."""
+    if isinstance(values, (list, tuple)):
+        return "[" + ", ".join(_shown(v) for v in values) + "]"
+    return f"{values:g}" if isinstance(values, float) else repr(values)
+
+
+# Checks of built settings beyond their types, by class: (object, source, table) -> None.
+_VALUE_CHECKS: Dict[Any, Callable[[Any, str, str], None]] = {InputNorm: _check_input_norm}
 
 
 def from_plain(cls: Any, data: Mapping[str, Any], source: str = "config", table: str = "") -> Any:
@@ -343,16 +435,19 @@ def from_plain(cls: Any, data: Mapping[str, Any], source: str = "config", table:
         place = f" in {table}" if table else ""
         raise UserError(f"{source}: unknown {what} {', '.join(unknown)}{place}{hint}; "
                         f"known: {', '.join(sorted(known))}")
+    _require(cls, data, source, table)
     hints = typing.get_type_hints(cls)
-    if hasattr(cls, "from_dict") and cls is not Config and getattr(cls, "__module__", "") != __name__:
-        # A section owned by another package (DataConfig) keeps its own rules for its nested
-        # values; its plain settings are checked here, where the file and section are known.
-        plain = {name: (value if dataclasses.is_dataclass(hints[name]) else
-                        _convert(hints[name], value, source, _member(table, name)))
-                 for name, value in data.items()}
-        return cls.from_dict(plain)
+    # Every value, nested tables too ([data] input_norm), is checked here, where the file and the
+    # key are known; the classes' own checks then see the right types only.
     kwargs = {name: _convert(hints[name], value, source, _member(table, name)) for name, value in data.items()}
-    return cls(**kwargs)
+    _check_choices(cls, kwargs, source, table)
+    if hasattr(cls, "from_dict") and cls is not Config and getattr(cls, "__module__", "") != __name__:
+        built = cls.from_dict(kwargs)  # a class owned by another package (DataConfig, InputNorm)
+    else:
+        built = cls(**kwargs)
+    if cls in _VALUE_CHECKS:
+        _VALUE_CHECKS[cls](built, source, table)
+    return built
 
 
 def merge(base: Config, overrides: Mapping[str, Mapping[str, Any]], source: str) -> Config:
@@ -363,9 +458,11 @@ def merge(base: Config, overrides: Mapping[str, Mapping[str, Any]], source: str)
             continue  # an opts.json given as a config file: its record of what a run used is no setting
         if section not in SECTIONS:
             raise UserError(f"{source}: unknown section [{section}]; known: {', '.join(SECTIONS)}")
-        if not values:
-            continue
         current = getattr(base, section)
+        if not values and current is not None:
+            # An empty table changes no setting; only a section that is off ([inference] when no
+            # recognition is set up) is turned on by its header alone, with its defaults.
+            continue
         if current is None:
             hint = typing.get_type_hints(Config)[section]
             current_dict: Dict[str, Any] = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Dict, Mapping, Tuple
@@ -27,7 +28,19 @@ from resnet3d.compat import (
     mean_std_norm,
     parse_lr_lua,
 )
-from resnet3d.config import COMPILE_MODES, Config, InferenceConfig, merge, resolve_compile_mode
+from resnet3d.config import (
+    COMPILE_MODES,
+    DEVICES,
+    DIST_BACKENDS,
+    INFERENCE_CROPS,
+    INFERENCE_FLAVOURS,
+    INFERENCE_N_CROPS,
+    PRECISIONS,
+    Config,
+    InferenceConfig,
+    merge,
+    resolve_compile_mode,
+)
 from resnet3d.data.config import DATASETS, FILE_TYPES, INPUT_TYPES, TRAIN_CROPS, TRAIN_T_CROPS, DataConfig
 from resnet3d.engine.schedules import SCHEDULES
 from resnet3d.errors import UserError
@@ -97,7 +110,7 @@ FLAGS: Tuple[Tuple[str, str, str, Dict[str, Any]], ...] = (
     ("--seed", "run", "manual_seed", {"type": int}),
     ("--deterministic", "run", "deterministic", {"switch": True}),
     ("--overwrite", "run", "overwrite", {"action": "store_true"}),
-    ("--precision", "run", "precision", {"choices": ("auto", "bf16", "fp16", "fp32")}),
+    ("--precision", "run", "precision", {"choices": PRECISIONS}),
     ("--channels-last", "run", "channels_last", {"switch": True}),
     ("--compile", "run", "compile", {"switch": True, "help": "torch.compile the model: --compile-mode default (default off)"}),
     ("--compile-mode", "run", "compile_mode",
@@ -106,18 +119,18 @@ FLAGS: Tuple[Tuple[str, str, str, Dict[str, Any]], ...] = (
     ("--curves", "run", "curves", {"switch": True, "help": "curves.png (default on)"}),
     ("--max-steps-per-epoch", "run", "max_steps_per_epoch", {"type": int}),
     # hardware
-    ("--device", "hardware", "device", {"choices": ("auto", "cuda", "cpu")}),
+    ("--device", "hardware", "device", {"choices": DEVICES}),
     ("--n-gpus", "hardware", "n_gpus", {"type": int}),
     ("--gpu-id", "hardware", "gpu_id", {"type": int, "help": "first GPU (0-based)"}),
     ("--nproc-per-node", "hardware", "nproc_per_node", {"type": int}),
     ("--sync-bn", "hardware", "batchnorm_sync", {"switch": True}),
-    ("--dist-backend", "hardware", "dist_backend", {"choices": ("auto", "nccl", "gloo")}),
+    ("--dist-backend", "hardware", "dist_backend", {"choices": DIST_BACKENDS}),
     # per-video recognition after training (needs --inference or an [inference] section)
     ("--inference-subset", "inference", "subset", {"help": "subset to recognise (train/val/test accepted)"}),
     ("--inference-format", "inference", "flavour",
-     {"choices": ("successor", "seed"), "help": "results format: successor <subset>.json, seed <subset>_video.json"}),
+     {"choices": INFERENCE_FLAVOURS, "help": "results format: successor <subset>.json, seed <subset>_video.json"}),
     ("--inference-stride", "inference", "stride", {"type": int, "help": "frames between window starts"}),
-    ("--inference-crop", "inference", "crop", {"choices": ("center", "nocrop")}),
+    ("--inference-crop", "inference", "crop", {"choices": INFERENCE_CROPS}),
     ("--inference-average", "inference", "average",
      {"switch": True, "help": "one result per video (--no-inference-average: one per window)"}),
     ("--inference-top-k", "inference", "top_k", {"type": int, "help": "labels per video"}),
@@ -126,7 +139,7 @@ FLAGS: Tuple[Tuple[str, str, str, Dict[str, Any]], ...] = (
     ("--clips", "inference", "n_clips",
      {"type": int, "help": "N evenly spaced windows per video instead of sliding windows (multi-view testing)"}),
     ("--crops", "inference", "n_crops",
-     {"type": int, "choices": (1, 3), "help": "3: three squares along the long side (multi-view testing)"}),
+     {"type": int, "choices": INFERENCE_N_CROPS, "help": "3: three squares along the long side (multi-view testing)"}),
 )
 
 
@@ -292,12 +305,40 @@ def _checkpoint_fills(from_file: Mapping[str, Any], overrides: Dict[str, Dict[st
             overrides.setdefault("finetune", {})[marker] = False
 
 
+# Paths a config file may hold that must exist before the run starts. Not run.resume: a missing
+# save_<N>.pth is found as model_<N>.pth (the trainer's notice), and "auto" is no path.
+INPUT_PATHS = (("data", "video_path"), ("data", "annotation_path"), ("finetune", "pretrained"))
+
+
+def check_config_file_paths(config: Config, from_file: Mapping[str, Any], source: str) -> None:
+    """A path that came from the config file and does not exist is one line naming the file, the
+    key, the path as written and where it was looked for. Relative paths in a config file are
+    relative to the working directory, as flags and the originals' opts.json are, not to the
+    file's folder: the message says so, and points at the file's folder when the path is there."""
+    for section, key in INPUT_PATHS:
+        written = (from_file.get(section) or {}).get(key)
+        if not written or getattr(getattr(config, section), key) != written or os.path.exists(written):
+            continue  # not from the file (a flag replaced it), or there
+        if os.path.isabs(written):
+            raise UserError(f"{source}: [{section}] {key} {written}: no such file or folder")
+        looked = os.path.abspath(written)
+        beside = Path(source).resolve().parent / written
+        hint = f"; there is one beside the config file: write {beside}" if beside.exists() else ""
+        tilde = "; ~ is not expanded in a config file: write the whole path" if written.startswith("~") else ""
+        raise UserError(f"{source}: [{section}] {key} {written}: no such file or folder (looked for {looked}); "
+                        f"relative paths in a config file are relative to the working directory ({os.getcwd()}), "
+                        f"not to the file's folder{hint}{tilde}")
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.print_config:
         json.dump(config.to_dict(), sys.stdout, indent=2)
         print()
         return 0
+    source = getattr(args, "config", None)
+    if source:  # the data code's message names a flag (--video_path); this one names the file and key
+        check_config_file_paths(config, read_config_file(source), source)
     from resnet3d.engine.trainer import run as run_training
 
     return run_training(config)
