@@ -160,3 +160,48 @@ def test_a_second_run_into_a_busy_result_folder_is_refused_and_a_killed_run_leav
     resnet3d("main", *data_args(motion_data), "--result_path", "busy", *TINY, "--no_cuda", "--resume", "auto",
              "--n_epochs", "1", "--max-steps-per-epoch", "2")
     assert not list((motion_data / "busy").glob(".*lock*"))  # released at the end of the run
+
+
+def _start_recognition(motion_data, result_name, *extra):
+    """`resnet3d main` recognising the 60 training videos with a fresh ResNet-18 at 112x112 (slow
+    enough on a CPU to be stopped in the middle); returns once its set-up is written."""
+    import time
+
+    from engine_helpers import data_args, subprocess_env
+
+    command = [sys.executable, "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", result_name,
+               "--no_train", "--no_val", "--inference", "--inference_subset", "training", "--n_classes", "2",
+               "--model_depth", "18", "--sample_size", "112", "--sample_duration", "8", "--n_threads", "1",
+               "--inference_batch_size", "2", "--no_cuda", "--manual_seed", "1", *extra]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=subprocess_env(), start_new_session=True)
+    setup_written = motion_data / result_name / "opts_eval.json"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None and not setup_written.is_file():
+        time.sleep(0.02)
+    time.sleep(1.0)  # the loader's workers started, and some videos were scored
+    return command, process
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, processes", [(signal.SIGTERM, "1"), (signal.SIGINT, "2")])
+def test_recognition_stops_at_the_first_signal_and_keeps_what_it_scored(motion_data, signum, processes):
+    """Recognition has no step to finish: the first Ctrl-C or SIGTERM saves the videos scored so
+    far and exits (in `main` the first Ctrl-C used to promise a checkpoint and change nothing,
+    and SIGTERM killed the loader workers, then the run)."""
+    import json
+
+    name = f"recognition_{signal.Signals(signum).name}_{processes}"
+    command, process = _start_recognition(motion_data, name, "--nproc-per-node", processes)
+    os.killpg(process.pid, signum)
+    out, err = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("recognition ended before the signal (a very fast machine)")
+    assert process.returncode == 128 + signum, out + err
+    assert "Traceback" not in err and "killed by signal" not in err, err
+    assert "are saved in" in err and "continues from them" in err, err
+    assert "finishing the current step" not in err  # no promise of a checkpoint
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    results = json.loads((motion_data / name / "training.json").read_text())["results"]
+    assert len(results) == 60

@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from resnet3d.config import Config, HardwareConfig, InferenceConfig, RunConfig
     from resnet3d.data.config import canonical_subset
     from resnet3d.engine.predict import run_recognition
+    from resnet3d.engine.signals import StopRequest
     from resnet3d.engine.predict_model import load_inference_model
     from resnet3d.errors import UserError
 
@@ -163,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
                                   average=args.average, top_k=top_k, batch_size=args.batch_size,
                                   fold_bn=args.fold_bn),
     )
-    run_recognition(config, model=loaded.model, device=device, class_names=loaded.class_names,
-                    n_clips=args.clips, n_crops=args.crops, output=args.output, resume=args.resume,
-                    overwrite=args.overwrite, save_every=args.save_every, show_progress=not args.quiet,
-                    inputs=[("--weights", args.weights), ("--labels", getattr(args, "labels", None))])
+    with StopRequest(at_once=True):  # SIGTERM too saves the videos scored so far, as Ctrl-C does
+        run_recognition(config, model=loaded.model, device=device, class_names=loaded.class_names,
+                        n_clips=args.clips, n_crops=args.crops, output=args.output, resume=args.resume,
+                        overwrite=args.overwrite, save_every=args.save_every, show_progress=not args.quiet,
+                        inputs=[("--weights", args.weights), ("--labels", getattr(args, "labels", None))])
     return 0

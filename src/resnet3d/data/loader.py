@@ -145,8 +145,10 @@ def collate(items: list):
     return batch
 
 
-def _worker_init(worker_id: int) -> None:
-    # each worker decodes one clip at a time; intra-op threads would only oversubscribe the cores
+def init_loader_worker(worker_id: int) -> None:
+    """``worker_init_fn`` of the training and recognition loaders."""
+    # each worker decodes one clip (or chunk) at a time; intra-op threads would only oversubscribe
+    # the cores the other workers use
     torch.set_num_threads(1)
     leave_stopping_to_the_parent()  # a Ctrl-C or a pre-emption reaches us too: the trainer saves first
 
@@ -187,7 +189,7 @@ def build_loader(
             "persistent_workers": persistent_workers,
             "prefetch_factor": fit_prefetch(_batch_bytes(dataset, batch_size), workers, prefetch_factor,
                                             sharers=int(os.environ.get("LOCAL_WORLD_SIZE", "1"))),
-            "worker_init_fn": _worker_init,
+            "worker_init_fn": init_loader_worker,
         }
     share = getattr(dataset, "decode_share", None)
     if share is not None:  # a change of share shows after the batches the loader already holds

@@ -397,13 +397,19 @@ def run_recognition(
         for rows, meta in batcher.batches(flush=True):
             book(scorer.submit(rows, meta))
         book(scorer.drain())
-    except KeyboardInterrupt:
-        # Ctrl-C: what was scored is saved below (finally); the command's one line says how to go on
+    except KeyboardInterrupt as interrupt:
+        # Ctrl-C or SIGTERM: what was scored is saved below (finally); the command's one line says
+        # how to go on, and exits with the signal's status
         kept = len(writer.results) + len(writer.errors)  # what the save below writes
-        where = f"the partial files beside {out_path}" if dist.distributed else str(out_path)
         how = ("recognising again with the same weights and settings continues from them"
                if options.resume is None else "continue with --resume")
-        raise KeyboardInterrupt(f"{kept} of {len(units)} videos are saved in {where}; {how}") from None
+        if dist.distributed:  # (each process saves its own share; counting them all would need the others)
+            saved = f"{kept} of the {len(mine)} videos of rank {dist.rank} are saved in the partial files beside {out_path}"
+        else:
+            saved = f"{kept} of {len(units)} videos are saved in {out_path}"
+        stopped = KeyboardInterrupt(f"{saved}; {how}")
+        stopped.exit_code = getattr(interrupt, "exit_code", 130)  # type: ignore[attr-defined]
+        raise stopped from None
     finally:
         # whatever happened, what was scored stays on disk for --resume
         writer.save(extra=token_note)
@@ -480,14 +486,13 @@ def _loader(dataset: WindowDataset, num_workers: int, pin_memory: bool = False):
     at once (a DMA), where the batcher joins them: the copy of every view (~9 ms per batch of 64
     16x112x112 views) is off the main thread, which on a GPU bounds recognition. On the CPU the
     batcher joins the chunks as they are."""
-    from resnet3d.data.loader import WorkerLoader
-    from resnet3d.engine.windows import one_thread_per_worker
+    from resnet3d.data.loader import WorkerLoader, init_loader_worker
 
     workers = max(0, min(int(num_workers), len(dataset.units)))
     extra: Dict[str, Any] = {}
     if workers:
         prefetch = fit_prefetch(_chunk_bytes(dataset), workers, 2, sharers=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-        extra = {"prefetch_factor": prefetch, "worker_init_fn": one_thread_per_worker, "persistent_workers": False}
+        extra = {"prefetch_factor": prefetch, "worker_init_fn": init_loader_worker, "persistent_workers": False}
     if dataset.decode_share is not None:  # a change of share shows after the chunks the loader already holds
         dataset.decode_share.lag = workers * extra.get("prefetch_factor", 0)
     return WorkerLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory, **extra)

@@ -19,14 +19,28 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Callable, Dict, Iterable, List, Optional
 
 
+# a signal this soon after the one that stopped the work is the same request arriving again (the
+# terminal's Ctrl-C and the launcher's SIGTERM passed on): it must not cut the saving short
+_SAME_REQUEST_S = 1.0
+
+
 class StopRequest:
-    def __init__(self) -> None:
+    """``at_once``: work that keeps what it has done whenever it stops (recognition saves the
+    videos scored so far) stops at the first SIGINT or SIGTERM, by a KeyboardInterrupt whose
+    ``exit_code`` is 128 + the signal; a repeat within a second is ignored. Otherwise (training)
+    the first signal is a request read at the end of each step, and a second Ctrl-C stops at once.
+    """
+
+    def __init__(self, at_once: bool = False) -> None:
         self.signal: Optional[int] = None
+        self.at_once = at_once
         self._previous: Dict[int, object] = {}
         self._owner_pid: Optional[int] = None
+        self._raised_at: Optional[float] = None
 
     @property
     def requested(self) -> bool:
@@ -44,6 +58,9 @@ class StopRequest:
     def _handle(self, signum: int, frame: object) -> None:
         if os.getpid() != self._owner_pid:
             return  # a forked worker: the installing process decides when to stop
+        if self.at_once:
+            self._stop_now(signum)
+            return
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         if self.signal is None:
@@ -52,6 +69,15 @@ class StopRequest:
                 return  # one line per run, not one per training process
             print(f"resnet3d: {signal.Signals(signum).name} received: finishing the current step, then saving "
                   "a checkpoint (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    def _stop_now(self, signum: int) -> None:
+        if self._raised_at is not None and time.monotonic() - self._raised_at < _SAME_REQUEST_S:
+            return
+        self.signal = self.signal or signum
+        self._raised_at = time.monotonic()
+        interrupt = KeyboardInterrupt()
+        interrupt.exit_code = 128 + signum  # type: ignore[attr-defined]
+        raise interrupt
 
     def install(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():

@@ -363,13 +363,22 @@ def run(config: Config) -> int:
 
 def worker_entry(config_dict: Dict[str, Any]) -> int:
     """The entry point of each process ``launch_local`` starts (module level: it is pickled)."""
+    import multiprocessing
+
+    # torch starts these processes with spawn, which makes spawn their default too: their loader
+    # workers would each import torch again and receive the pickled data set, and could not keep
+    # a pre-emption's SIGTERM from killing them (leave_stopping_to_the_parent needs a worker with
+    # no thread of its own yet). Back to the platform's default, as under torchrun.
+    multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)
     try:
         return train_worker(Config.from_dict(config_dict, "the launcher"))
     except UserError as error:
         print(f"resnet3d: error (rank {os.environ.get('RANK', '?')}): {error}", file=sys.stderr, flush=True)
         return 2
-    except KeyboardInterrupt:  # a second Ctrl-C: stopped where it was (the launcher says so once)
-        return 130
+    except KeyboardInterrupt as interrupt:  # a second Ctrl-C, or recognition stopped: the launcher exits with it
+        if str(interrupt) and os.environ.get("RANK", "0") == "0":
+            print(f"resnet3d: interrupted: {interrupt}", file=sys.stderr, flush=True)
+        return getattr(interrupt, "exit_code", 130)
 
 
 def require_recognition() -> None:
@@ -759,7 +768,7 @@ def _epochs(state: Run, stop: StopRequest) -> int:
     if not run.train:
         if run.val:
             _validate_only(state)
-        return _recognition(state)
+        return _recognition(state, stop)
     logs = _open_logs(state)
     if not start.step_in_epoch:
         _restore_rng(start, info)  # (a continued epoch restores them once its loader started)
@@ -830,7 +839,7 @@ def _epochs(state: Run, stop: StopRequest) -> int:
     finally:
         for log in logs.values():
             log.close()
-    return _recognition(state)
+    return _recognition(state, stop)
 
 
 # torch's words for a clip smaller than a convolution's or pooling's window
@@ -973,9 +982,10 @@ def _validate_only(state: Run) -> None:
                           {"epoch": epoch, **{k: float(v) for k, v in metrics.items()}}, indent=2)
 
 
-def _recognition(state: Run) -> int:
+def _recognition(state: Run, stop: StopRequest) -> int:
     if state.config.inference is None:
         return 0
+    stop.at_once = True  # recognition keeps what it scored whenever it stops: no step to finish first
     predict = importlib.import_module(PREDICT_MODULE)
     predict.run_recognition(state.config, model=state.model, device=state.device, dist=state.info,
                             class_names=state.class_names or None)

@@ -339,12 +339,6 @@ class WindowDataset(torch.utils.data.IterableDataset):
                 return
 
 
-def one_thread_per_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: each worker decodes one chunk at a time; intra-op threads
-    would only oversubscribe the cores the other workers use."""
-    torch.set_num_threads(1)
-
-
 def group_units(videos: Sequence[Video], names: Dict[str, str]) -> List[Unit]:
     """One unit per result id, in annotation order; segments of one video share their unit."""
     order: Dict[str, List[int]] = {}
