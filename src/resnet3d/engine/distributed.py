@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import uuid
 from dataclasses import dataclass
@@ -183,8 +184,15 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict
         with forward:
             return elastic_launch(config, entrypoint)(*args)
     except ChildFailedError as error:
-        if forward.stopped_at_once:
-            raise KeyboardInterrupt from None  # a second Ctrl-C: the workers stopped where they were
+        if forward.signals_seen:
+            # a second Ctrl-C (the workers stopped where they were), or a signal that came while a
+            # process was still starting, before it could take signals as a request
+            name = signal.Signals(forward.signals_seen[0]).name
+            stopped = KeyboardInterrupt(f"{name} stopped a process before it could save (while it started, or by a "
+                                        "second Ctrl-C); --resume auto continues from the last checkpoint written, "
+                                        "if any")
+            stopped.exit_code = 128 + forward.signals_seen[0]  # type: ignore[attr-defined]
+            raise stopped from None
         failures = "; ".join(f"rank {rank}: {failure.message or 'exit code ' + str(failure.exitcode)}"
                              for rank, failure in sorted(error.failures.items()))
         raise UserError(f"a training process failed ({failures})") from None

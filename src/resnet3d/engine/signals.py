@@ -15,6 +15,7 @@ processes; ``ForwardToWorkers`` is its side (see its docstring).
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -134,6 +135,8 @@ def leave_stopping_to_the_parent() -> None:
 # otherwise through this variable (read when it starts the workers)
 ELASTIC_SIGNALS_VARIABLE = "TORCHELASTIC_SIGNALS_TO_HANDLE"
 LEFT_TO_ELASTIC = "SIGHUP,SIGQUIT"
+# where torch logs a worker's end (its exit status and traceback) in the launching process
+_TORCH_LAUNCHER_LOGGERS = ("torch.distributed.elastic.multiprocessing.api", "torch.multiprocessing.spawn")
 
 
 class ForwardToWorkers:
@@ -159,10 +162,6 @@ class ForwardToWorkers:
         self._previous: Dict[int, object] = {}
         self._variable: Optional[str] = None
 
-    @property
-    def stopped_at_once(self) -> bool:
-        return self.signals_seen.count(signal.SIGINT) >= 2
-
     def _send(self, signum: int) -> None:
         for pid in self.workers():
             try:
@@ -175,7 +174,14 @@ class ForwardToWorkers:
         if len(self.signals_seen) == 1:
             self._send(signal.SIGTERM)
 
+    def filter(self, record: logging.LogRecord) -> bool:
+        """As a logging filter: torch's own report of a worker stopped by the signal passed on
+        (a traceback per worker, in torch's log format) is not news after a Ctrl-C."""
+        return not self.signals_seen
+
     def __enter__(self) -> "ForwardToWorkers":
+        for name in _TORCH_LAUNCHER_LOGGERS:
+            logging.getLogger(name).addFilter(self)
         if threading.current_thread() is not threading.main_thread():
             return self  # signals reach the main thread only; the launcher handles them there
         self._variable = os.environ.get(ELASTIC_SIGNALS_VARIABLE)
@@ -185,6 +191,8 @@ class ForwardToWorkers:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for name in _TORCH_LAUNCHER_LOGGERS:
+            logging.getLogger(name).removeFilter(self)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous.clear()
