@@ -6,9 +6,9 @@ agrees on across processes) at the end of each step; a second SIGINT stops at on
 
 Ctrl-C reaches every process of the terminal's process group, DataLoader workers included, and
 forked processes inherit the handler: only the process that installed it acts and speaks, so one
-Ctrl-C prints one line. The training loader's workers go further (``leave_stopping_to_the_parent``)
-and keep serving batches until the trainer stops them. Of several training processes only rank 0
-speaks.
+Ctrl-C prints one line. The loaders' workers (training and recognition) go further
+(``leave_stopping_to_the_parent``) and keep serving until their process stops them. Of several
+training processes only rank 0 speaks.
 
 A local multi-process run (``--nproc-per-node``) has a launching process above the training
 processes; ``ForwardToWorkers`` is its side (see its docstring).
@@ -110,7 +110,8 @@ def leave_stopping_to_the_parent() -> None:
       pass: the trainer, which had it too, finishes its step, saves, and shuts its workers down
       as usual (SIGKILL still ends a worker). Python's handlers cannot see who sent a signal, so
       SIGTERM is blocked and a thread takes it with ``sigwaitinfo``, which says; where that call
-      does not exist, torch's behaviour stays.
+      does not exist, torch's behaviour stays. The block holds only in a forked worker (the
+      default on Linux): a spawned one already has threads of its own, which may take the signal.
     - SIGINT is ignored: it interrupted the worker's hand-over of a batch now and then (one run
       in three of a 2-process Ctrl-C ended in "Connection reset by peer" in the trainer).
     """
