@@ -79,8 +79,9 @@ def test_torchs_own_loader_would_carry_the_writers_kernel_over():
 
 def test_the_trainer_restores_a_fused_runs_optimizer_into_a_cpu_run():
     from resnet3d.engine.distributed import DistInfo
+    from resnet3d.engine.model_start import Start
     from resnet3d.engine.schedules import build_schedule
-    from resnet3d.engine.trainer import Start, _restore_training_state
+    from resnet3d.engine.trainer import _restore_training_state
 
     model, x, y = model_and_batch()
     fused = sgd(model, fused=True)

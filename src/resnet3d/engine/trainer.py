@@ -5,10 +5,11 @@ GPU through torch's elastic launcher when asked (``--n_gpus K``, ``--nproc-per-n
 runs in this process (one device, or a worker started by torchrun). Every process then runs
 ``train_worker``:
 
-1. setup: device, seeds, data sets, the model (fresh, pretrained, or continued from a
-   checkpoint, which then supplies its own architecture and input normalisation), trainable
-   parameters, optimiser and schedule. Processes agree that setup worked before any of them
-   starts training, so a bad flag never leaves the others waiting forever.
+1. setup: device, seeds, data sets, the model (``model_start``: fresh, pretrained, or continued
+   from a checkpoint, which then supplies its own architecture and input normalisation), the
+   result folder (``result_folder``), trainable parameters, optimiser and schedule. Processes
+   agree that setup worked before any of them starts training, so a bad flag never leaves the
+   others waiting forever.
 2. epochs: train (``loop.train_one_epoch``), validate (``loop.validate``), log, checkpoint,
    curves. Only rank 0 writes files.
 3. per-video recognition when asked (issue 5: ``resnet3d.engine.predict.run_recognition``).
@@ -25,16 +26,15 @@ import math
 import os
 import random
 import sys
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from resnet3d.config import USED_KEY, Config, ModelConfig
+from resnet3d.config import USED_KEY, Config
 from resnet3d.data.loader import decode_share_of
 from resnet3d.engine import checkpoint as ckpt
 from resnet3d.engine.distributed import (
@@ -59,31 +59,31 @@ from resnet3d.engine.logs import (
     rows_through,
 )
 from resnet3d.engine.loop import StepParts, train_one_epoch, validate
+from resnet3d.engine.messages import say, warn
+from resnet3d.engine.model_start import (
+    Start,
+    arch_name,
+    build_model,
+    check_continued_classes,
+    checkpoint_class_order,
+    evaluation_settings,
+    open_checkpoint,
+)
 from resnet3d.engine.compilation import compile_errors_explained, compile_model
 from resnet3d.engine.optim import build_optimizer, freeze, load_optimizer_state, trainable_names
 from resnet3d.engine.precision import NAMES, autocast_dtype
+from resnet3d.engine.result_folder import check_fresh_result_path, set_aside_later_checkpoints
 from resnet3d.engine.schedules import Schedule, build_schedule
 from resnet3d.engine.run_lock import RunLock
 from resnet3d.engine.signals import StopRequest
 from resnet3d.engine.subsets import require_recognition_videos, require_videos
-from resnet3d.errors import UserError, describe_os_error
-from resnet3d.output_paths import same_file
+from resnet3d.errors import UserError
 from resnet3d.fileio import atomic_write_json
 
 EXIT_NONFINITE = 3
 # Not validation.json: that is where `resnet3d test` puts its results for the default subset.
 VAL_METRICS_NAME = "val_metrics.json"
 PREDICT_MODULE = "resnet3d.engine.predict"
-
-
-def say(info: DistInfo, message: str, stream=None) -> None:
-    """One line from rank 0 (every other rank stays quiet)."""
-    if info.is_main:
-        print(message, file=stream or sys.stdout, flush=True)
-
-
-def warn(info: DistInfo, message: str) -> None:
-    say(info, f"resnet3d: warning: {message}", sys.stderr)
 
 
 # -- processes and devices ----------------------------------------------------------------------
@@ -144,202 +144,6 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device) -> Non
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-
-
-# -- model: fresh, pretrained, or continued ----------------------------------------------------
-
-
-@dataclass
-class Start:
-    """Where the run starts and what it carries over from a checkpoint."""
-
-    epoch: int = 1  # first epoch to train
-    step_in_epoch: int = 0  # steps of that epoch already done (an interrupted checkpoint)
-    partial_sums: Optional[Dict[str, float]] = None
-    source: Optional[Path] = None
-    ours: Dict[str, Any] = field(default_factory=dict)  # optimizer/scheduler/... of our checkpoints
-    best_metric: float = -math.inf
-    notes: List[str] = field(default_factory=list)
-    # the checkpoint's own class names, in the order of its outputs (a run that only evaluates
-    # names its results with them, whatever order the annotation lists its labels in)
-    class_names: Optional[List[str]] = None
-
-
-def continue_source(config: Config) -> Optional[Path]:
-    """The checkpoint a run continues from: --resume PATH/auto, --resume_path, --begin_epoch N."""
-    run = config.run
-    result_path = Path(run.result_path)
-    if run.resume == "auto":
-        return ckpt.find_latest(result_path)
-    if run.resume:
-        return Path(run.resume)
-    if run.begin_epoch > 1:
-        return ckpt.continue_path(result_path, run.begin_epoch)
-    return None
-
-
-def open_checkpoint(config: Config, start: Start) -> Tuple[Optional[Path], Any]:
-    """The checkpoint the run starts from: ``(path continued from or None, LoadedCheckpoint or
-    None)``; a continued run's checkpoint wins over pretrained weights."""
-    from resnet3d.checkpoints import load_checkpoint
-
-    run, finetune = config.run, config.finetune
-    source = continue_source(config)
-    if run.resume == "auto" and source is None:
-        start.notes.append(f"--resume auto: no checkpoint in {run.result_path} yet, starting at epoch 1")
-    other = ckpt.under_the_other_name(source) if source is not None and not source.exists() else None
-    if other is not None and other.is_file():
-        start.notes.append(f"{source} does not exist: using {other}, the same epoch's checkpoint under the other "
-                           "name (resnet3d writes model_<epoch>.pth, the successor wrote save_<epoch>.pth)")
-        source = other
-    if source is not None:
-        return source, load_checkpoint(source)
-    if finetune.pretrained:
-        return None, load_checkpoint(finetune.pretrained, bgr_premodel=finetune.bgr_premodel)
-    return None, None
-
-
-def evaluation_settings(config: Config, loaded: Any, start: Start, continued: bool = False) -> Config:
-    """A run that only evaluates a checkpoint (no training), or continues one (``--begin_epoch``,
-    ``--resume``), takes the clip size the checkpoint records (ours do) unless the flags chose one:
-    the model is tested on the clips it learnt, and a continued run goes on with the clips it had
-    (the seed's continuation command names no clip size)."""
-    if loaded is None or (config.run.train and not continued):
-        return config
-    finetune, data = config.finetune, config.data
-    changes: Dict[str, int] = {}
-    for key, wanted in (("sample_size", finetune.sample_size_from_checkpoint),
-                        ("sample_duration", finetune.sample_duration_from_checkpoint)):
-        recorded = loaded.extra.get(key)
-        if wanted and isinstance(recorded, int) and not isinstance(recorded, bool) and recorded != getattr(data, key):
-            changes[key] = recorded
-    if not changes:
-        return config
-    shown = ", ".join(f"{key} {value}" for key, value in changes.items())
-    start.notes.append(f"{shown} from {loaded.describe_source()} (the clips it was trained on; flags override)")
-    return replace(config, data=data.with_changes(**changes))
-
-
-def build_model(config: Config, n_data_classes: Optional[int], info: DistInfo,
-                opened: Tuple[Optional[Path], Any] = (None, None),
-                start: Optional[Start] = None) -> Tuple[nn.Module, Config, Start]:
-    """The model this run trains or tests, the config updated with what the checkpoint says
-    (architecture, input normalisation), and where to start. ``opened`` is
-    ``open_checkpoint``'s answer."""
-    from resnet3d.checkpoints import build_model_from_checkpoint
-    from resnet3d.models import create_model
-
-    run, finetune = config.run, config.finetune
-    start = start or Start(epoch=1)
-    source, loaded = opened
-    if loaded is not None and not run.train and loaded.class_names:
-        start.class_names = list(loaded.class_names)
-    # Flags the weights cannot show; they apply to checkpoints that do not record a config.
-    invisible = {"conv1_t_stride": config.model.conv1_t_stride, "no_max_pool": config.model.no_max_pool}
-    if source is not None:
-        ours = loaded.source_format == ckpt.FORMAT
-        overrides = invisible if _records_no_config(loaded) else {}
-        model, loaded = build_model_from_checkpoint(loaded, **overrides)
-        completed = loaded.epoch
-        if run.begin_epoch > 1 and not run.resume:
-            completed = run.begin_epoch - 1  # the seed's rule: model_<N-1> means N-1 epochs done
-        if completed is None:
-            start.notes.append(f"{source} does not record its epoch: counting it as epoch 0")
-            completed = 0
-        start.epoch = completed + 1
-        start.source = source
-        if ours:
-            extra = loaded.extra
-            start.step_in_epoch = int(extra.get("step_in_epoch", 0) or 0)
-            if start.step_in_epoch:
-                start.partial_sums = {k: float(v) for k, v in (extra.get("partial_sums") or {}).items()}
-            best = extra.get("best_metric")
-            start.best_metric = float(best) if best is not None else -math.inf
-            start.ours = {"optimizer": loaded.optimizer, "scheduler": loaded.scheduler, "scaler": extra.get("scaler"),
-                          "rng_state": extra.get("rng_state"), "rng_states": extra.get("rng_states")}
-        else:
-            start.ours = {"optimizer": loaded.optimizer, "foreign": loaded.source_format}
-        partly = f", step {start.step_in_epoch} of the next" if start.step_in_epoch else ""
-        start.notes.append(f"{'continuing from' if run.train else 'evaluating'} {source} ({loaded.arch or loaded.model_config.get('model')}, "
-                           f"{completed} epoch(s) done{partly})")
-    elif loaded is not None:  # pretrained weights
-        _check_explicit_architecture(config, loaded)
-        overrides: Dict[str, Any] = {}
-        if finetune.n_pretrain_classes:
-            if loaded.n_classes is not None and loaded.n_classes != finetune.n_pretrain_classes:
-                raise UserError(f"--n_pretrain_classes {finetune.n_pretrain_classes}, but {finetune.pretrained} has "
-                                f"{loaded.n_classes} classes: pass --n_pretrain_classes {loaded.n_classes}, or leave "
-                                "it out (the head's size is read from the weights)")
-            overrides["n_classes"] = finetune.n_pretrain_classes
-        if _records_no_config(loaded):
-            overrides.update(invisible)
-        new_classes = config.model.n_classes if run.train else None
-        model, loaded = build_model_from_checkpoint(loaded, new_n_classes=new_classes, **overrides)
-        head = (f", head replaced: {loaded.n_classes if new_classes is None else new_classes} classes"
-                if new_classes is not None else "")
-        start.notes.append(f"pretrained weights from {finetune.pretrained}{head}")
-    else:
-        model = create_model(config.model.model, config.model.depth,
-                             **config.model.create_kwargs(config.data.sample_size, config.data.sample_duration))
-        if not run.train:
-            start.notes.append("no weights given: validating/testing a freshly initialised model "
-                               "(pass --premodel_path / --pretrain_path or --resume_path)")
-
-    model_config = model.model_config
-    n_outputs = int(model_config.get("n_classes", 0))
-    if n_data_classes is not None and n_outputs < n_data_classes:
-        hint = " (fine-tuning replaces the head)" if source is None else ""
-        raise UserError(f"the model has {n_outputs} outputs but the data set has {n_data_classes} classes: "
-                        f"pass --n_classes {n_data_classes}{hint}")
-    if n_data_classes is not None and n_outputs > n_data_classes:
-        start.notes.append(f"the model has {n_outputs} outputs for {n_data_classes} classes in the data set "
-                           f"(--n_classes {n_data_classes} would fit them exactly)")
-    data = config.data
-    if loaded is not None and loaded.input_norm is not None and finetune.input_norm_from_checkpoint:
-        if loaded.input_norm != data.input_norm:
-            start.notes.append(f"input normalisation from the checkpoint: mean {list(loaded.input_norm.mean)}, "
-                               f"std {list(loaded.input_norm.std)}, value scale {loaded.input_norm.value_scale}")
-        data = data.with_changes(input_norm=loaded.input_norm)
-    if data.n_channels != int(model_config.get("n_input_channels", 3)):
-        raise UserError(f"the model takes {model_config.get('n_input_channels')} input channels but "
-                        f"--input_type {data.input_type} gives {data.n_channels}")
-    resolved = replace(config, data=data, model=ModelConfig.from_model_config(model_config))
-    return model, resolved, start
-
-
-def _check_explicit_architecture(config: Config, loaded) -> None:
-    """Pretrained weights bring their own architecture. A setting given explicitly (flag or config
-    file) that the weights contradict is an error naming both, not silently dropped: the user
-    asked for a model the weights are not."""
-    from resnet3d.checkpoints.mismatch import describe
-
-    ignored = ("n_classes", "n_input_channels")  # the head is replaced; channels follow --input_type
-    recorded = loaded.model_config
-    differ = [key for key in config.finetune.explicit_model
-              if key not in ignored and recorded.get(key) is not None
-              and getattr(config.model, key, recorded[key]) != recorded[key]]
-    if not differ:
-        return
-    asked = ", ".join(f"{key} {getattr(config.model, key)}" for key in differ)
-    holds = ", ".join(f"{key} {recorded[key]}" for key in differ)
-    raise UserError(f"{config.finetune.pretrained} holds {describe(recorded)}, but {asked} was asked for: "
-                    f"fine-tuning keeps the weights' architecture ({holds}); leave out those settings (flags or "
-                    "config file), or choose weights of the model you want")
-
-
-def _records_no_config(loaded) -> bool:
-    """True for checkpoints (the successor's, bare state_dicts) whose weights cannot show
-    conv1_t_stride and no_max_pool, so the flags decide them."""
-    from resnet3d.models import model_options
-
-    if loaded.source_format in (ckpt.FORMAT, "torch7", "torchvision"):
-        return False
-    return "conv1_t_stride" in model_options(loaded.model_config["model"])
-
-
-def arch_name(model_config: Dict[str, Any]) -> str:
-    depth = model_config.get("model_depth")
-    return f"{model_config['model']}-{depth}" if depth else str(model_config["model"])
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -474,17 +278,17 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
     class_names = list(some_set.class_names) if some_set is not None else []
 
     if run.train and opened[0] is not None:
-        _check_continued_classes(opened[0], opened[1], class_names)
+        check_continued_classes(opened[0], opened[1], class_names)
     model, config, start = build_model(config, len(class_names) or None, info, opened, start)
     val_target_map = None
     if start.class_names is not None:
-        class_names, val_target_map = _checkpoint_class_order(start, class_names, _n_outputs_of(model), info)
+        class_names, val_target_map = checkpoint_class_order(start, class_names, _n_outputs_of(model), info)
     for note in start.notes:
         say(info, f"resnet3d: {note}")
     if start.source is None and run.train:
-        _check_fresh_result_path(config, info)
+        check_fresh_result_path(config, info)
     elif run.train and info.is_main:
-        _set_aside_later_checkpoints(config, start, info)
+        set_aside_later_checkpoints(config, start, info)
     if config.inference is not None:
         require_recognition()
     if run.tensorboard and importlib.util.find_spec("tensorboard") is None:
@@ -557,62 +361,6 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
                                                  "precision": NAMES[dtype], "channels_last": channels_last}}
         atomic_write_json(Path(run.result_path) / name, record, indent=2)
     return state
-
-
-def _check_fresh_result_path(config: Config, info: DistInfo) -> None:
-    """A fresh run never silently replaces an earlier run's logs and checkpoints."""
-    earlier = ckpt.previous_run_files(Path(config.run.result_path))
-    if not earlier:
-        return
-    names = ", ".join(p.name for p in earlier[:6]) + (" ..." if len(earlier) > 6 else "")
-    no_checkpoint = ckpt.find_latest(Path(config.run.result_path)) is None
-    # --resume auto is "continue, or start when there is nothing to continue": a run that stopped
-    # before its first checkpoint (killed, preempted, a full disk) left logs of nothing that can go
-    # on; preemption scripts always pass --resume auto and were refused on every retry
-    restart = config.run.resume == "auto" and no_checkpoint
-    if not (config.run.overwrite or restart):
-        # a run stopped before its first checkpoint (a bad flag, a crash) has nothing to continue
-        if no_checkpoint:
-            raise UserError(f"{config.run.result_path} holds files of a run ({names}) but no checkpoint to continue "
-                            "from: start over with --overwrite, or choose another --result_path")
-        raise UserError(f"{config.run.result_path} already holds a run ({names}): continue it with --resume auto "
-                        "(or --begin_epoch N), start over with --overwrite, or choose another --result_path")
-    pretrained = config.finetune.pretrained
-    needed = [path for path in earlier if pretrained and os.path.exists(pretrained) and same_file(path, pretrained)]
-    if needed:  # the run starts from it: removing it would lose the only copy
-        raise UserError(f"--overwrite would remove {needed[0]}, the pretrained weights this run starts from: copy "
-                        f"them out of {config.run.result_path} first, or choose another --result_path")
-    if info.is_main:
-        for path in earlier:
-            path.unlink()
-        if config.run.overwrite:
-            say(info, f"resnet3d: --overwrite: removed the earlier run's {names}")
-        else:
-            say(info, f"resnet3d: --resume auto: {config.run.result_path} held the logs of a run that stopped before "
-                      f"its first checkpoint ({names}): removed, starting at epoch 1")
-
-
-def _set_aside_later_checkpoints(config: Config, start: Start, info: DistInfo) -> None:
-    """A run continued from an older checkpoint of its folder moves the abandoned run's later
-    checkpoints into a folder of their own: kept, but no longer what ``--resume auto`` (which
-    takes the most advanced checkpoint) or ``--begin_epoch`` would pick after this run."""
-    result_path = Path(config.run.result_path)
-    later = ckpt.checkpoints_after(result_path, (start.epoch - 1, start.step_in_epoch), start.source)
-    if not later:
-        return
-    aside = result_path / time.strftime("abandoned_%Y%m%d-%H%M%S")
-    try:
-        aside.mkdir()
-        for path in later:
-            os.replace(path, aside / path.name)
-    except OSError as error:
-        raise UserError(f"cannot move the later checkpoints of the abandoned run aside "
-                        f"({describe_os_error(error)}): move {', '.join(p.name for p in later)} out of "
-                        f"{result_path} yourself, then continue") from None
-    say(info, f"resnet3d: continuing from epoch {start.epoch - 1}"
-              + (f", step {start.step_in_epoch}" if start.step_in_epoch else "")
-              + f"; the run in {result_path} had gone further: moved its later checkpoints "
-              f"({', '.join(p.name for p in later)}) to {aside}")
 
 
 def _restore_training_state(start: Start, optimizer, schedule: Schedule, scaler, info: DistInfo) -> None:
@@ -902,48 +650,6 @@ def _mapped_targets(targets: torch.Tensor, target_map: torch.Tensor) -> torch.Te
 
 def _n_outputs_of(model: nn.Module) -> int:
     return int(model.model_config.get("n_classes", 0))
-
-
-def _check_continued_classes(source: Path, loaded: Any, data_names: List[str]) -> None:
-    """A continued run trains the classes it started with, in their order: its head's outputs
-    mean those classes. Another annotation (a class added, or the labels in another order) would
-    train the head on other targets without a word."""
-    names = list(getattr(loaded, "class_names", None) or [])
-    if not names or not data_names or names == data_names:
-        return
-    shown = lambda items: ", ".join(items[:4]) + (" ..." if len(items) > 4 else "")  # noqa: E731
-    if set(names) == set(data_names):
-        why = f"lists the same {len(names)} classes in another order ({shown(data_names)} against {shown(names)})"
-        fix = "continue with the annotation the run started with"
-    else:
-        added = [n for n in data_names if n not in set(names)]
-        gone = [n for n in names if n not in set(data_names)]
-        why = (f"has {len(data_names)} classes against the run's {len(names)}"
-               + (f"; new: {shown(added)}" if added else "") + (f"; missing: {shown(gone)}" if gone else ""))
-        fix = "to train on these classes, start a new run from its weights with --pretrain_path (a new head)"
-    raise UserError(f"the annotation {why}, but {source} continues a run trained on its own classes: {fix}")
-
-
-def _checkpoint_class_order(start: Start, data_names: List[str], n_outputs: int,
-                            info: DistInfo) -> Tuple[List[str], Optional[torch.Tensor]]:
-    """An evaluated checkpoint's class names, and how the annotation's class indices map onto its
-    outputs when the two orders differ (None when they agree)."""
-    names = list(start.class_names or [])
-    if len(names) != n_outputs:
-        say(info, f"resnet3d: the checkpoint names {len(names)} classes for {n_outputs} outputs: its names are not "
-                  "used; results are named by the annotation's labels")
-        return data_names, None
-    if not data_names or data_names == names[:len(data_names)]:
-        return names, None
-    position = {name: i for i, name in enumerate(names)}
-    unknown = [name for name in data_names if name not in position]
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        warn(info, f"{len(unknown)} class(es) of the annotation are not among the checkpoint's ({shown}); "
-                   "their validation videos are left out of the accuracy")
-    say(info, "resnet3d: the annotation lists the classes in another order than the checkpoint: validation "
-              "targets follow the checkpoint's order")
-    return names, torch.tensor([position.get(name, -1) for name in data_names], dtype=torch.int64)
 
 
 def _plot(state: Run) -> None:

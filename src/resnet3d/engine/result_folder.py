@@ -1,0 +1,76 @@
+"""The result folder of a fresh or continued run.
+
+A fresh run never silently replaces an earlier run's logs and checkpoints: it is refused unless
+``--overwrite`` (or ``--resume auto``, where the earlier run left nothing to continue) lets it
+remove them. A run continued from an older checkpoint of its folder moves the later checkpoints
+of the run it abandons into a folder of their own.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from resnet3d.config import Config
+from resnet3d.engine import checkpoint as ckpt
+from resnet3d.engine.distributed import DistInfo
+from resnet3d.engine.messages import say
+from resnet3d.engine.model_start import Start
+from resnet3d.errors import UserError, describe_os_error
+from resnet3d.output_paths import same_file
+
+
+def check_fresh_result_path(config: Config, info: DistInfo) -> None:
+    """A fresh run never silently replaces an earlier run's logs and checkpoints."""
+    earlier = ckpt.previous_run_files(Path(config.run.result_path))
+    if not earlier:
+        return
+    names = ", ".join(p.name for p in earlier[:6]) + (" ..." if len(earlier) > 6 else "")
+    no_checkpoint = ckpt.find_latest(Path(config.run.result_path)) is None
+    # --resume auto is "continue, or start when there is nothing to continue": a run that stopped
+    # before its first checkpoint (killed, preempted, a full disk) left logs of nothing that can go
+    # on; preemption scripts always pass --resume auto and were refused on every retry
+    restart = config.run.resume == "auto" and no_checkpoint
+    if not (config.run.overwrite or restart):
+        # a run stopped before its first checkpoint (a bad flag, a crash) has nothing to continue
+        if no_checkpoint:
+            raise UserError(f"{config.run.result_path} holds files of a run ({names}) but no checkpoint to continue "
+                            "from: start over with --overwrite, or choose another --result_path")
+        raise UserError(f"{config.run.result_path} already holds a run ({names}): continue it with --resume auto "
+                        "(or --begin_epoch N), start over with --overwrite, or choose another --result_path")
+    pretrained = config.finetune.pretrained
+    needed = [path for path in earlier if pretrained and os.path.exists(pretrained) and same_file(path, pretrained)]
+    if needed:  # the run starts from it: removing it would lose the only copy
+        raise UserError(f"--overwrite would remove {needed[0]}, the pretrained weights this run starts from: copy "
+                        f"them out of {config.run.result_path} first, or choose another --result_path")
+    if info.is_main:
+        for path in earlier:
+            path.unlink()
+        if config.run.overwrite:
+            say(info, f"resnet3d: --overwrite: removed the earlier run's {names}")
+        else:
+            say(info, f"resnet3d: --resume auto: {config.run.result_path} held the logs of a run that stopped before "
+                      f"its first checkpoint ({names}): removed, starting at epoch 1")
+
+
+def set_aside_later_checkpoints(config: Config, start: Start, info: DistInfo) -> None:
+    """A run continued from an older checkpoint of its folder moves the abandoned run's later
+    checkpoints into a folder of their own: kept, but no longer what ``--resume auto`` (which
+    takes the most advanced checkpoint) or ``--begin_epoch`` would pick after this run."""
+    result_path = Path(config.run.result_path)
+    later = ckpt.checkpoints_after(result_path, (start.epoch - 1, start.step_in_epoch), start.source)
+    if not later:
+        return
+    aside = result_path / time.strftime("abandoned_%Y%m%d-%H%M%S")
+    try:
+        aside.mkdir()
+        for path in later:
+            os.replace(path, aside / path.name)
+    except OSError as error:
+        raise UserError(f"cannot move the later checkpoints of the abandoned run aside "
+                        f"({describe_os_error(error)}): move {', '.join(p.name for p in later)} out of "
+                        f"{result_path} yourself, then continue") from None
+    say(info, f"resnet3d: continuing from epoch {start.epoch - 1}"
+              + (f", step {start.step_in_epoch}" if start.step_in_epoch else "")
+              + f"; the run in {result_path} had gone further: moved its later checkpoints "
+              f"({', '.join(p.name for p in later)}) to {aside}")
