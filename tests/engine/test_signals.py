@@ -1,5 +1,6 @@
 """Ctrl-C reaches the whole process group: the trainer and its forked loader workers."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -173,14 +174,35 @@ def _start_recognition(motion_data, result_name, *extra):
                "--no_train", "--no_val", "--inference", "--inference_subset", "training", "--n_classes", "2",
                "--model_depth", "18", "--sample_size", "112", "--sample_duration", "8", "--n_threads", "1",
                "--inference_batch_size", "2", "--no_cuda", "--manual_seed", "1", *extra]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=subprocess_env(), start_new_session=True)
-    setup_written = motion_data / result_name / "opts_eval.json"
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
+                               start_new_session=True)
+    stderr = _Collected(process.stderr)
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None and not setup_written.is_file():
+    while time.monotonic() < deadline and process.poll() is None:
+        if re.search(r"recognition training\s+[1-9]", stderr.text()):  # a video was scored
+            return command, process, stderr
         time.sleep(0.02)
-    time.sleep(1.0)  # the loader's workers started, and some videos were scored
-    return command, process
+    raise AssertionError(f"recognition did not start:\n{stderr.text()}")
+
+
+class _Collected:
+    """A pipe read by a thread as it is written (the progress line shows how far a run got)."""
+
+    def __init__(self, pipe) -> None:
+        import threading
+
+        self._chunks = []
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe) -> None:
+        for chunk in iter(lambda: os.read(pipe.fileno(), 65536), b""):
+            self._chunks.append(chunk)
+
+    def text(self, wait: bool = False) -> str:
+        if wait:
+            self._thread.join(timeout=120)
+        return b"".join(self._chunks).decode(errors="replace")
 
 
 @pytest.mark.slow
@@ -192,9 +214,10 @@ def test_recognition_stops_at_the_first_signal_and_keeps_what_it_scored(motion_d
     import json
 
     name = f"recognition_{signal.Signals(signum).name}_{processes}"
-    command, process = _start_recognition(motion_data, name, "--nproc-per-node", processes)
+    command, process, stderr = _start_recognition(motion_data, name, "--nproc-per-node", processes)
     os.killpg(process.pid, signum)
-    out, err = process.communicate(timeout=120)
+    process.wait(timeout=120)
+    out, err = process.stdout.read().decode(), stderr.text(wait=True)
     if process.returncode == 0:
         pytest.skip("recognition ended before the signal (a very fast machine)")
     assert process.returncode == 128 + signum, out + err

@@ -180,8 +180,10 @@ def worker_entry(config_dict: Dict[str, Any]) -> int:
         print(f"resnet3d: error (rank {os.environ.get('RANK', '?')}): {error}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt as interrupt:  # a second Ctrl-C, or recognition stopped: the launcher exits with it
-        if str(interrupt) and os.environ.get("RANK", "0") == "0":
-            print(f"resnet3d: interrupted: {interrupt}", file=sys.stderr, flush=True)
+        if os.environ.get("RANK", "0") == "0":
+            why = str(interrupt) or ("stopped at once (a second Ctrl-C, or a Ctrl-C while starting): nothing of the "
+                                     "current epoch is saved; --resume auto continues from the last checkpoint, if any")
+            print(f"resnet3d: interrupted: {why}", file=sys.stderr, flush=True)
         return getattr(interrupt, "exit_code", 130)
 
 
