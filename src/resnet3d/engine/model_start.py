@@ -96,7 +96,7 @@ def evaluation_settings(config: Config, loaded: Any, start: Start, continued: bo
     return replace(config, data=data.with_changes(**changes))
 
 
-def build_model(config: Config, n_data_classes: Optional[int], info: DistInfo,
+def build_model(config: Config, n_data_classes: Optional[int],
                 opened: Tuple[Optional[Path], Any] = (None, None),
                 start: Optional[Start] = None) -> Tuple[nn.Module, Config, Start]:
     """The model this run trains or tests, the config updated with what the checkpoint says

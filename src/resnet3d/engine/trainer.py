@@ -281,7 +281,7 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
 
     if run.train and opened[0] is not None:
         check_continued_classes(opened[0], opened[1], class_names)
-    model, config, start = build_model(config, len(class_names) or None, info, opened, start)
+    model, config, start = build_model(config, len(class_names) or None, opened, start)
     val_target_map = None
     if start.class_names is not None:
         class_names, val_target_map = checkpoint_class_order(start, class_names, _n_outputs_of(model), info)
