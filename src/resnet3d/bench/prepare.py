@@ -64,8 +64,15 @@ def _run_pinned(commands: List[List[str]], cpu: int) -> Tuple[float, float]:
         done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, preexec_fn=_pinned(cpu))
         if done.returncode != 0:
-            raise UserError(f"{' '.join(command)} failed: {done.stderr.decode(errors='replace').strip()[-500:]}")
+            raise UserError(f"the baseline's {' '.join(command)} failed: {_last_line(done.stderr)}; measure a folder "
+                            "of videos that ffmpeg reads (move this one out of it)")
     return time.perf_counter() - start, _children_cpu() - cpu_before
+
+
+def _last_line(stderr: bytes) -> str:
+    """ffmpeg's reason: the last line it wrote (its banner and stream list come before)."""
+    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1][-300:] if lines else "no message"
 
 
 def _jpegs(root: Path) -> List[Path]:
