@@ -170,10 +170,14 @@ def worker_entry(config_dict: Dict[str, Any]) -> int:
     import multiprocessing
 
     # torch starts these processes with spawn, which makes spawn their default too: their loader
-    # workers would each import torch again and receive the pickled data set, and could not keep
-    # a pre-emption's SIGTERM from killing them (leave_stopping_to_the_parent needs a worker with
-    # no thread of its own yet). Back to the platform's default, as under torchrun.
-    multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)
+    # workers would each import torch again, and could not keep a pre-emption's SIGTERM from
+    # killing them (leave_stopping_to_the_parent needs a worker with no thread of its own yet).
+    # Plain fork is no answer here: this process runs threads of torch's launcher and gloo, and
+    # CPython 3.11 can deadlock in a child forked beside them (seen once in five continued
+    # 2-process runs). A fork server is one thread, with torch already imported.
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        multiprocessing.set_forkserver_preload(["torch", "resnet3d.data"])
+        multiprocessing.set_start_method("forkserver", force=True)
     try:
         return train_worker(Config.from_dict(config_dict, "the launcher"))
     except UserError as error:
