@@ -108,6 +108,19 @@ def test_continuing_from_an_older_checkpoint_sets_the_later_ones_aside(motion_da
     assert "already done" in resumed.stdout and "moved" not in resumed.stdout
 
 
+def test_a_run_refused_during_its_set_up_changes_nothing_in_its_folder(motion_data, unbroken):
+    """--overwrite removed the earlier run, and going back moved the later checkpoints aside,
+    before a flag found later in the set-up (bf16 on the CPU) refused the run."""
+    result_path = motion_data / "refused_late"
+    shutil.copytree(unbroken, result_path)
+    before = sorted(p.name for p in result_path.iterdir())
+    for extra in (["--overwrite"], ["--begin_epoch", "2"]):
+        done = resnet3d("main", *data_args(motion_data), "--result_path", "refused_late", *EXACT, "--n_epochs", "2",
+                        "--precision", "bf16", *extra, check=False)
+        assert done.returncode == 2 and "bf16" in done.stderr, done.stderr
+        assert sorted(p.name for p in result_path.iterdir()) == before, extra
+
+
 def test_continue_without_clip_flags_keeps_the_checkpoints_clips(motion_data, unbroken):
     """The seed's continue command names no clip size: a run trained on 8x32x32 clips goes on
     with them (it went on at the default 16x112x112 without a word)."""

@@ -72,7 +72,7 @@ class RunLock:
         self._handle.seek(0)
         self._handle.truncate()
         json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                   "command": " ".join(sys.argv)}, self._handle)
+                   "command": " ".join(sys.argv), "cwd": os.getcwd()}, self._handle)
         self._handle.flush()
 
     def release(self) -> None:
@@ -104,4 +104,6 @@ def _read_holder(handle: IO[str]) -> str:
         holder = {}
     if not holder:
         return "it is starting"
-    return f"process {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}: {holder.get('command')}"
+    where = f" (in {holder['cwd']})" if holder.get("cwd") else ""  # its command's relative paths start there
+    return (f"process {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}: "
+            f"{holder.get('command')}{where}")

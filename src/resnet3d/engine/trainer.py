@@ -26,7 +26,7 @@ import math
 import os
 import random
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -72,7 +72,7 @@ from resnet3d.engine.model_start import (
 from resnet3d.engine.compilation import compile_errors_explained, compile_model
 from resnet3d.engine.optim import build_optimizer, freeze, load_optimizer_state, trainable_names
 from resnet3d.engine.precision import NAMES, autocast_dtype
-from resnet3d.engine.result_folder import check_fresh_result_path, set_aside_later_checkpoints
+from resnet3d.engine.result_folder import FolderChanges, fresh_result_path, later_checkpoints
 from resnet3d.engine.schedules import Schedule, build_schedule
 from resnet3d.engine.run_lock import RunLock
 from resnet3d.engine.signals import StopRequest
@@ -167,17 +167,10 @@ def run(config: Config) -> int:
 
 def worker_entry(config_dict: Dict[str, Any]) -> int:
     """The entry point of each process ``launch_local`` starts (module level: it is pickled)."""
-    import multiprocessing
-
-    # torch starts these processes with spawn, which makes spawn their default too: their loader
-    # workers would each import torch again, and could not keep a pre-emption's SIGTERM from
-    # killing them (leave_stopping_to_the_parent needs a worker with no thread of its own yet).
-    # Plain fork is no answer here: this process runs threads of torch's launcher and gloo, and
-    # CPython 3.11 can deadlock in a child forked beside them (seen once in five continued
-    # 2-process runs). A fork server is one thread, with torch already imported.
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        multiprocessing.set_forkserver_preload(["torch", "resnet3d.data"])
-        multiprocessing.set_start_method("forkserver", force=True)
+    # (torch starts these processes with spawn, which becomes their default too: their loader
+    # workers are spawned. A plain fork beside the launcher's and gloo's threads can deadlock in
+    # CPython 3.11 (a review saw a continued 2-process run hang for good, 1 of 5); a fork server
+    # is the parent torch's workers watch instead of this process, so they outlived a failed run.)
     try:
         return train_worker(Config.from_dict(config_dict, "the launcher"))
     except UserError as error:
@@ -215,35 +208,56 @@ class Run:
     # annotation class index -> the model's output index (-1: a class the model does not know),
     # when an evaluated checkpoint orders its classes differently from the annotation
     val_target_map: Optional[torch.Tensor] = None
+    folder_changes: FolderChanges = field(default_factory=FolderChanges)
 
 
 def train_worker(config: Config) -> int:
     info = env_info()
     device = resolve_device(config, info)
     init_process_group(info, device, config.hardware.dist_backend)
-    stop = StopRequest().install()
+    # a run that does not train has no step to finish and nothing to save: it stops at the first signal
+    stop = StopRequest(at_once=not config.run.train).install()
     lock = RunLock(Path(config.run.result_path))
     try:
-        failure: Optional[UserError] = None
         state: Optional[Run] = None
         try:
             if config.run.train and info.is_main:
                 lock.acquire()  # before anything in the folder is read, removed or written
             state = _setup(config, info, device)
         except UserError as error:
-            failure = error
-        if info.distributed and any_rank(failure is not None, device):
-            if failure is not None:
-                print(f"resnet3d: error (rank {info.rank}): {failure}", file=sys.stderr, flush=True)
-            return 2
-        if failure is not None:
-            raise failure
+            if _failed_on_some_rank(error, info, device):
+                return 2
+        else:
+            if _failed_on_some_rank(None, info, device):
+                return 2
         assert state is not None
+        try:  # every check passed everywhere: only now the earlier run's files go
+            state.folder_changes.apply(info)
+        except UserError as error:
+            if _failed_on_some_rank(error, info, device):
+                return 2
+        else:
+            if _failed_on_some_rank(None, info, device):
+                return 2
         return _epochs(state, stop)
     finally:
         lock.release()
         stop.restore()
         destroy_process_group()
+
+
+def _failed_on_some_rank(failure: Optional[UserError], info: DistInfo, device: torch.device) -> bool:
+    """Every rank learns whether one failed (or the one process raises its error): True when the
+    run must stop, with the failing rank's message printed."""
+    if not info.distributed:
+        if failure is not None:
+            raise failure
+        return False
+    if not any_rank(failure is not None, device):
+        return False
+    if failure is not None:
+        print(f"resnet3d: error (rank {info.rank}): {failure}", file=sys.stderr, flush=True)
+    return True
 
 
 def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
@@ -291,10 +305,11 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
         class_names, val_target_map = checkpoint_class_order(start, class_names, _n_outputs_of(model), info)
     for note in start.notes:
         say(info, f"resnet3d: {note}")
+    folder_changes = FolderChanges()  # (made once the whole set-up passed: train_worker)
     if start.source is None and run.train:
-        check_fresh_result_path(config, info)
+        folder_changes = fresh_result_path(config)
     elif run.train and info.is_main:
-        set_aside_later_checkpoints(config, start, info)
+        folder_changes = later_checkpoints(config, start)
     if config.inference is not None:
         require_recognition()
     if run.tensorboard and importlib.util.find_spec("tensorboard") is None:
@@ -347,7 +362,7 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
         dist=info, freeze_bn=config.finetune.freeze_bn, channels_last=channels_last,
     )
     state = Run(config=config, info=info, device=device, model=model, parts=parts, schedule=schedule, start=start,
-                class_names=class_names, val_target_map=val_target_map)
+                class_names=class_names, val_target_map=val_target_map, folder_changes=folder_changes)
     if train_set is not None:
         state.train_loader = build_loader(train_set, local_batch, train=True, num_workers=workers,
                                           distributed=info.distributed, seed=run.manual_seed,
@@ -697,6 +712,11 @@ def _validate_only(state: Run) -> None:
 def _recognition(state: Run, stop: StopRequest) -> int:
     if state.config.inference is None:
         return 0
+    if stop.requested:  # a signal after the last epoch's check: recognition has not begun
+        interrupt = KeyboardInterrupt(f"stopped by {stop.name} before recognition began; the run's checkpoints are "
+                                      "saved: recognise with resnet3d test, or --no_train --resume_path")
+        interrupt.exit_code = stop.exit_code  # type: ignore[attr-defined]
+        raise interrupt
     stop.at_once = True  # recognition keeps what it scored whenever it stops: no step to finish first
     predict = importlib.import_module(PREDICT_MODULE)
     predict.run_recognition(state.config, model=state.model, device=state.device, dist=state.info,
