@@ -228,3 +228,12 @@ def test_recognition_stops_at_the_first_signal_and_keeps_what_it_scored(motion_d
     assert again.returncode == 0, again.stdout + again.stderr
     results = json.loads((motion_data / name / "training.json").read_text())["results"]
     assert len(results) == 60
+
+
+def test_a_run_refused_at_set_up_leaves_no_folders_it_created(motion_data):
+    from engine_helpers import TINY, data_args, resnet3d
+
+    done = resnet3d("main", *data_args(motion_data), "--result_path", "new_parent/new_child", *TINY, "--no_cuda",
+                    "--precision", "bf16", check=False)  # refused on the CPU, after the lock was taken
+    assert done.returncode == 2 and "bf16" in done.stderr, done.stderr
+    assert not (motion_data / "new_parent").exists()

@@ -20,7 +20,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, List, Optional
 
 from resnet3d.errors import UserError, describe_os_error
 
@@ -39,13 +39,14 @@ class RunLock:
         self.result_path = Path(result_path)
         self.path = self.result_path / LOCK_NAME
         self._handle: Optional[IO[str]] = None
-        self._created_folder = False
+        self._created: List[Path] = []
 
     def acquire(self) -> None:
         """Hold the folder's lock, or raise a UserError naming the run that holds it."""
         if fcntl is None:
             return
-        self._created_folder = not self.result_path.exists()
+        # the folders this run creates (the result folder and any missing parents), innermost first
+        self._created = [folder for folder in (self.result_path, *self.result_path.parents) if not folder.exists()]
         try:
             self.result_path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -82,9 +83,11 @@ class RunLock:
             self.path.unlink()  # while still holding it (see _same_file_still_there)
         self._handle.close()
         self._handle = None
-        if self._created_folder:
-            with contextlib.suppress(OSError):
-                self.result_path.rmdir()  # only when empty: a run refused at set-up leaves no folder
+        for folder in self._created:
+            try:
+                folder.rmdir()  # only when empty: a run refused at set-up leaves no folder behind
+            except OSError:
+                break
 
 
 def _same_file_still_there(handle: IO[str], path: Path) -> bool:

@@ -68,8 +68,9 @@ class StopRequest:
             self.signal = signum
             if os.environ.get("RANK", "0") != "0":
                 return  # one line per run, not one per training process
+            again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
             print(f"resnet3d: {signal.Signals(signum).name} received: finishing the current step, then saving "
-                  "a checkpoint (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+                  f"a checkpoint{again}", file=sys.stderr, flush=True)
 
     def _stop_now(self, signum: int) -> None:
         if self._raised_at is not None and time.monotonic() - self._raised_at < _SAME_REQUEST_S:
