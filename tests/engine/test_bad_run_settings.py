@@ -176,6 +176,7 @@ def test_train_refuses_val_every_zero_and_a_scheduler_beside_an_lr_file(motion_d
     (["--inference-subset", "test"], 'no testing videos: no entry has "subset": "testing"'),
     (["--inference-subset", "testing-set"], "--inference_subset (--test_subset with the seed's flags; [inference] "
                                             "subset in a config file): unknown subset 'testing-set'"),
+    (["--inference-subset", "validation", "--inference-top-k", "0"], "[inference] top_k (--inference-top-k) must be 1 or more"),
 ])
 def test_a_recognition_subset_without_videos_is_refused_before_training(motion_data, tmp_path, capsys, argv, message):
     """The annotation has no testing subset: recognition found that out after the last epoch

@@ -109,6 +109,8 @@ def options_from_config(config: Any, *, n_clips: int = 0, n_crops: int = 1, outp
         scheme = "seed" if inference.flavour == "seed" else "sliding"
     if inference.stride < 1:
         raise UserError(f"--inference_stride must be >= 1 (got {inference.stride})")
+    if inference.top_k < 1:  # (0 or less wrote one label per video)
+        raise UserError(f"[inference] top_k (--inference-top-k) must be 1 or more (got {inference.top_k})")
     plan = ViewPlan(sample_duration=data.sample_duration, sample_size=data.sample_size, scheme=scheme,
                     stride=inference.stride, n_clips=max(1, n_clips),
                     crop="three" if n_crops == 3 else inference.crop, chunk_rows=chunk_rows)

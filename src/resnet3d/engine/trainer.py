@@ -294,6 +294,7 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
         done = (("training", train_set), ("validation", val_set))
         read = {name: len(s.videos) for name, s in done if s is not None}
         require_recognition_videos(config.data, config.inference.subset, read)
+        importlib.import_module(PREDICT_MODULE).options_from_config(config)  # its settings, checked now too
     some_set = train_set or val_set
     class_names = list(some_set.class_names) if some_set is not None else []
 
