@@ -183,9 +183,9 @@ def test_distributed_shares_are_merged_by_rank_0(motion, tiny_model, tmp_path, m
 
     monkeypatch.setattr(distributed, "broadcast_object", broadcast)
     config = recognition_config(motion, tmp_path)
-    # no BatchNorm folding here: it traces the model with torch.fx, which patches module globals
-    # while it traces and is not thread-safe (real ranks are processes); two threads tracing at
-    # once left numpy replaced by an fx Proxy in this test process now and then
+    # no BatchNorm folding here: it traces the model with torch.fx, which patches nn.Module's call
+    # and module globals for the whole process while it traces, so the other rank's forward pass
+    # in the other thread went into the trace now and then (real ranks are processes)
     config = replace(config, inference=replace(config.inference, fold_bn=False))
     import copy
 
