@@ -106,6 +106,9 @@ def test_continuing_from_an_older_checkpoint_sets_the_later_ones_aside(motion_da
     resumed = resnet3d("main", *data_args(motion_data), "--result_path", "went_back", *EXACT, "--n_epochs", "2",
                        "--resume", "auto")
     assert "already done" in resumed.stdout and "moved" not in resumed.stdout
+    fresh = resnet3d("main", *data_args(motion_data), "--result_path", "went_back", *EXACT, "--n_epochs", "1",
+                     "--overwrite")
+    assert f"kept {aside[0].name}" in fresh.stdout and aside[0].is_dir()  # not --overwrite's to remove
 
 
 def test_a_run_refused_during_its_set_up_changes_nothing_in_its_folder(motion_data, unbroken):

@@ -95,6 +95,9 @@ def fresh_result_path(config: Config) -> FolderChanges:
                         f"them out of {config.run.result_path} first, or choose another --result_path")
     if config.run.overwrite:
         note = f"resnet3d: --overwrite: removed the earlier run's {names}"
+        kept = sorted(p.name for p in Path(config.run.result_path).glob("abandoned_*") if p.is_dir())
+        if kept:  # checkpoints an earlier run set aside: not this flag's to remove
+            note += f"; kept {', '.join(kept)} (checkpoints set aside earlier: remove them yourself if unneeded)"
     else:
         note = (f"resnet3d: --resume auto: {config.run.result_path} held the logs of a run that stopped before "
                 f"its first checkpoint ({names}): removed, starting at epoch 1")
