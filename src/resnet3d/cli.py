@@ -116,7 +116,9 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     except KeyboardInterrupt as interrupt:
         # a command that can be continued says how in the interrupt's message
         print(f"resnet3d {command}: interrupted" + (f": {interrupt}" if str(interrupt) else ""), file=sys.stderr)
-        return getattr(interrupt, "exit_code", 130)  # 143 when SIGTERM stopped it
+        from resnet3d.engine.signals import signal_of
+
+        return 128 + signal_of(interrupt)  # 143 when SIGTERM stopped it
     return int(status or 0)
 
 

@@ -25,7 +25,7 @@ import difflib
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from resnet3d.data.config import DataConfig
 from resnet3d.errors import UserError
@@ -412,9 +412,6 @@ def _shown(values: Any) -> str:
     return f"{values:g}" if isinstance(values, float) else repr(values)
 
 
-# Checks of built settings beyond their types, by class: (object, source, table) -> None.
-_VALUE_CHECKS: Dict[Any, Callable[[Any, str, str], None]] = {InputNorm: _check_input_norm}
-
 
 def from_plain(cls: Any, data: Mapping[str, Any], source: str = "config", table: str = "") -> Any:
     """Build dataclass ``cls`` from a dict (opts.json, a config file, a checkpoint).
@@ -445,8 +442,8 @@ def from_plain(cls: Any, data: Mapping[str, Any], source: str = "config", table:
         built = cls.from_dict(kwargs)  # a class owned by another package (DataConfig, InputNorm)
     else:
         built = cls(**kwargs)
-    if cls in _VALUE_CHECKS:
-        _VALUE_CHECKS[cls](built, source, table)
+    if cls is InputNorm:  # (the one setting whose values need more than their types checked)
+        _check_input_norm(built, source, table)
     return built
 
 

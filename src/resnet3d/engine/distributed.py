@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from resnet3d.engine.signals import LEFT_TO_ELASTIC, ForwardToWorkers
+from resnet3d.engine.signals import LEFT_TO_ELASTIC, ForwardToWorkers, stopped_by
 from resnet3d.errors import UserError
 
 log = logging.getLogger("resnet3d.engine")
@@ -187,12 +187,10 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict
         if forward.signals_seen:
             # a second Ctrl-C (the workers stopped where they were), or a signal that came while a
             # process was still starting, before it could take signals as a request
-            name = signal.Signals(forward.signals_seen[0]).name
-            stopped = KeyboardInterrupt(f"{name} stopped a process before it could save (while it started, or by a "
-                                        "second Ctrl-C); --resume auto continues from the last checkpoint written, "
-                                        "if any")
-            stopped.exit_code = 128 + forward.signals_seen[0]  # type: ignore[attr-defined]
-            raise stopped from None
+            first = forward.signals_seen[0]
+            raise stopped_by(first, f"{signal.Signals(first).name} stopped a process before it could save (while it "
+                                    "started, or by a second Ctrl-C); --resume auto continues from the last "
+                                    "checkpoint written, if any") from None
         failures = "; ".join(f"rank {rank}: {failure.message or 'exit code ' + str(failure.exitcode)}"
                              for rank, failure in sorted(error.failures.items()))
         raise UserError(f"a training process failed ({failures})") from None

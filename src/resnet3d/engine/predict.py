@@ -48,6 +48,7 @@ from resnet3d.data.decode_share import DecodeShare
 from resnet3d.engine.feed import AHEAD, Waits, decode_thread, on_device_of, started_ahead, with_index
 from resnet3d.engine.precision import autocast_dtype
 from resnet3d.engine.scoring import RowBatcher, Scorer, Tally, prepare_for_inference, prepare_model, result_entry
+from resnet3d.engine.signals import signal_of, stopped_by
 from resnet3d.engine.windows import ViewPlan, WindowDataset, assemble_views, group_units
 from resnet3d.errors import UserError
 from resnet3d.progress import Progress
@@ -409,9 +410,7 @@ def run_recognition(
             saved = f"{kept} of the {len(mine)} videos of rank {dist.rank} are saved in the partial files beside {out_path}"
         else:
             saved = f"{kept} of {len(units)} videos are saved in {out_path}"
-        stopped = KeyboardInterrupt(f"{saved}; {how}")
-        stopped.exit_code = getattr(interrupt, "exit_code", 130)  # type: ignore[attr-defined]
-        raise stopped from None
+        raise stopped_by(signal_of(interrupt), f"{saved}; {how}") from None
     finally:
         # whatever happened, what was scored stays on disk for --resume
         writer.save(extra=token_note)

@@ -29,10 +29,23 @@ from typing import Callable, Dict, Iterable, List, Optional
 _SAME_REQUEST_S = 1.0
 
 
+def stopped_by(signum: int, message: str = "") -> KeyboardInterrupt:
+    """The KeyboardInterrupt that ends work stopped by ``signum``: the command prints ``message``
+    and exits with 128 + ``signal_of`` it (143 for SIGTERM)."""
+    interrupt = KeyboardInterrupt(message)
+    interrupt.signum = signum  # type: ignore[attr-defined]
+    return interrupt
+
+
+def signal_of(interrupt: BaseException) -> int:
+    """The signal an interrupt stands for: a plain Ctrl-C's KeyboardInterrupt carries none."""
+    return int(getattr(interrupt, "signum", signal.SIGINT))
+
+
 class StopRequest:
     """``at_once``: work that keeps what it has done whenever it stops (recognition saves the
-    videos scored so far) stops at the first SIGINT or SIGTERM, by a KeyboardInterrupt whose
-    ``exit_code`` is 128 + the signal; a repeat within a second is ignored. Otherwise (training)
+    videos scored so far) stops at the first SIGINT or SIGTERM, by a KeyboardInterrupt
+    (``stopped_by``); a repeat within a second is ignored. Otherwise (training)
     the first signal is a request read at the end of each step, and a second Ctrl-C stops at once.
     """
 
@@ -77,9 +90,7 @@ class StopRequest:
             return
         self.signal = self.signal or signum
         self._raised_at = time.monotonic()
-        interrupt = KeyboardInterrupt()
-        interrupt.exit_code = 128 + signum  # type: ignore[attr-defined]
-        raise interrupt
+        raise stopped_by(signum)
 
     def install(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():

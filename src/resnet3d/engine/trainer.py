@@ -28,7 +28,7 @@ import random
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
 
 import numpy as np
 import torch
@@ -75,7 +75,7 @@ from resnet3d.engine.precision import NAMES, autocast_dtype
 from resnet3d.engine.result_folder import FolderChanges, fresh_result_path, later_checkpoints
 from resnet3d.engine.schedules import Schedule, build_schedule
 from resnet3d.engine.run_lock import RunLock
-from resnet3d.engine.signals import StopRequest
+from resnet3d.engine.signals import StopRequest, signal_of, stopped_by
 from resnet3d.engine.subsets import require_recognition_videos, require_videos
 from resnet3d.errors import UserError
 from resnet3d.fileio import atomic_write_json
@@ -84,6 +84,7 @@ EXIT_NONFINITE = 3
 # Not validation.json: that is where `resnet3d test` puts its results for the default subset.
 VAL_METRICS_NAME = "val_metrics.json"
 PREDICT_MODULE = "resnet3d.engine.predict"
+T = TypeVar("T")
 
 
 # -- processes and devices ----------------------------------------------------------------------
@@ -181,7 +182,7 @@ def worker_entry(config_dict: Dict[str, Any]) -> int:
             why = str(interrupt) or ("stopped at once (a second Ctrl-C, or a Ctrl-C while starting): nothing of the "
                                      "current epoch is saved; --resume auto continues from the last checkpoint, if any")
             print(f"resnet3d: interrupted: {why}", file=sys.stderr, flush=True)
-        return getattr(interrupt, "exit_code", 130)
+        return 128 + signal_of(interrupt)
 
 
 def require_recognition() -> None:
@@ -219,26 +220,21 @@ def train_worker(config: Config) -> int:
     stop = StopRequest(at_once=not config.run.train).install()
     lock = RunLock(Path(config.run.result_path))
     try:
-        state: Optional[Run] = None
-        try:
+        def set_up() -> Run:
             if config.run.train and info.is_main:
                 lock.acquire()  # before anything in the folder is read, removed or written
-            state = _setup(config, info, device)
-        except UserError as error:
-            if _failed_on_some_rank(error, info, device):
-                return 2
-        else:
-            if _failed_on_some_rank(None, info, device):
-                return 2
-        assert state is not None
-        try:  # every check passed everywhere: only now the earlier run's files go
+            return _setup(config, info, device)
+
+        state = _on_every_rank(set_up, info, device)
+        if state is None:
+            return 2
+
+        def change_the_folder() -> bool:  # every check passed everywhere: only now the earlier run's files go
             state.folder_changes.apply(info)
-        except UserError as error:
-            if _failed_on_some_rank(error, info, device):
-                return 2
-        else:
-            if _failed_on_some_rank(None, info, device):
-                return 2
+            return True
+
+        if not _on_every_rank(change_the_folder, info, device):
+            return 2
         return _epochs(state, stop)
     finally:
         lock.release()
@@ -246,18 +242,23 @@ def train_worker(config: Config) -> int:
         destroy_process_group()
 
 
-def _failed_on_some_rank(failure: Optional[UserError], info: DistInfo, device: torch.device) -> bool:
-    """Every rank learns whether one failed (or the one process raises its error): True when the
-    run must stop, with the failing rank's message printed."""
-    if not info.distributed:
+def _on_every_rank(step: Callable[[], T], info: DistInfo, device: torch.device) -> Optional[T]:
+    """``step()``'s result, or None when it raised a UserError here or on another rank: every rank
+    learns of a failure (the failing rank prints it), so none waits for the others forever. One
+    process raises its error."""
+    failure: Optional[UserError] = None
+    result: Optional[T] = None
+    try:
+        result = step()
+    except UserError as error:
+        if not info.distributed:
+            raise
+        failure = error
+    if info.distributed and any_rank(failure is not None, device):
         if failure is not None:
-            raise failure
-        return False
-    if not any_rank(failure is not None, device):
-        return False
-    if failure is not None:
-        print(f"resnet3d: error (rank {info.rank}): {failure}", file=sys.stderr, flush=True)
-    return True
+            print(f"resnet3d: error (rank {info.rank}): {failure}", file=sys.stderr, flush=True)
+        return None
+    return result
 
 
 def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
@@ -714,10 +715,8 @@ def _recognition(state: Run, stop: StopRequest) -> int:
     if state.config.inference is None:
         return 0
     if stop.requested:  # a signal after the last epoch's check: recognition has not begun
-        interrupt = KeyboardInterrupt(f"stopped by {stop.name} before recognition began; the run's checkpoints are "
-                                      "saved: recognise with resnet3d test, or --no_train --resume_path")
-        interrupt.exit_code = stop.exit_code  # type: ignore[attr-defined]
-        raise interrupt
+        raise stopped_by(stop.signal, f"stopped by {stop.name} before recognition began; the run's checkpoints "
+                                      "are saved: recognise with resnet3d test, or --no_train --resume_path")
     stop.at_once = True  # recognition keeps what it scored whenever it stops: no step to finish first
     predict = importlib.import_module(PREDICT_MODULE)
     predict.run_recognition(state.config, model=state.model, device=state.device, dist=state.info,
