@@ -1,13 +1,35 @@
 """A dependency-free progress line with rate and ETA.
 
-On a terminal it redraws one line; in a log file it prints a line every ``log_every`` seconds,
-so long runs under nohup stay readable.
+On a terminal it redraws one line; in a log file it prints a line every ``log_every`` seconds
+(10 unless RESNET3D_PROGRESS_EVERY says otherwise), so long runs under nohup stay readable.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
+import warnings
 from typing import IO, Optional
+
+
+PROGRESS_EVERY_ENV = "RESNET3D_PROGRESS_EVERY"
+_DEFAULT_LOG_EVERY = 10.0
+
+
+def log_interval() -> float:
+    """Seconds between progress lines in a log file: RESNET3D_PROGRESS_EVERY, else 10."""
+    text = os.environ.get(PROGRESS_EVERY_ENV, "").strip()
+    if not text:
+        return _DEFAULT_LOG_EVERY
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also catches nan
+        warnings.warn(f"{PROGRESS_EVERY_ENV}={text!r} is not a number of seconds >= 0; "
+                      f"progress lines come every {_DEFAULT_LOG_EVERY:g} s", stacklevel=2)
+        return _DEFAULT_LOG_EVERY
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -25,7 +47,7 @@ class Progress:
         unit: str = "it",
         stream: Optional[IO[str]] = None,
         enabled: bool = True,
-        log_every: float = 10.0,
+        log_every: Optional[float] = None,
     ) -> None:
         self.total = total
         self.desc = desc
@@ -33,7 +55,10 @@ class Progress:
         self.stream = sys.stderr if stream is None else stream  # resolved now: pytest swaps sys.stderr
         self.enabled = enabled
         self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.log_every = log_every if not self.interactive else 0.1
+        if self.interactive:
+            self.log_every = 0.1
+        else:
+            self.log_every = log_interval() if log_every is None else log_every
         self.count = 0
         self.start = time.monotonic()
         self._last_draw = self.start

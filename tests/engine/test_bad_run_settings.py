@@ -190,3 +190,16 @@ def test_a_recognition_subset_without_videos_is_refused_before_training(motion_d
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "run" / "train.log").exists() and not list((tmp_path / "run").glob("model_*.pth"))
+
+
+def test_a_last_batch_of_one_clip_per_process_names_each_process_share(motion_data, tmp_path):
+    """2 processes split 60 clips 30 and 30, in batches of 29: each has a last batch of one clip,
+    which the global numbers (60 clips, --batch_size 58) did not show."""
+    from engine_helpers import resnet3d
+
+    done = resnet3d("main", *data_args(motion_data), "--result_path", str(tmp_path / "run"), "--n_epochs", "1",
+                    "--no_cuda", *TINY, "--no_val", "--batch_size", "58", "--nproc-per-node", "2", check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert ("60 training clips per epoch, --batch_size 58; each of the 2 processes takes 30 of them in batches "
+            "of 29") in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -174,12 +174,15 @@ def _start_recognition(motion_data, result_name, *extra):
                "--no_train", "--no_val", "--inference", "--inference_subset", "training", "--n_classes", "2",
                "--model_depth", "18", "--sample_size", "112", "--sample_duration", "8", "--n_threads", "1",
                "--inference_batch_size", "2", "--no_cuda", "--manual_seed", "1", *extra]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
+    # a progress line per scored video (a log file gets one per 10 s: a fast machine printed only
+    # the last, 60/60, and the signal came after recognition)
+    env = {**subprocess_env(), "RESNET3D_PROGRESS_EVERY": "0"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                start_new_session=True)
     stderr = _Collected(process.stderr)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and process.poll() is None:
-        if re.search(r"recognition training\s+[1-9]", stderr.text()):  # a video was scored
+        if re.search(r"recognition training\s+[1-9]/", stderr.text()):  # a video was scored, 51 or more to go
             return command, process, stderr
         time.sleep(0.02)
     raise AssertionError(f"recognition did not start:\n{stderr.text()}")
@@ -237,3 +240,19 @@ def test_a_run_refused_at_set_up_leaves_no_folders_it_created(motion_data):
                     "--precision", "bf16", check=False)  # refused on the CPU, after the lock was taken
     assert done.returncode == 2 and "bf16" in done.stderr, done.stderr
     assert not (motion_data / "new_parent").exists()
+
+
+def test_loader_workers_start_with_the_stop_signals_blocked():
+    """A spawned worker imports torch for a second or two before its set-up takes the signals
+    over; a Ctrl-C to the job meanwhile ended it with a traceback. The block passes through fork
+    and exec, and the parent's own mask is as it was afterwards."""
+    from resnet3d.engine.signals import children_start_deaf_to_stops
+
+    show = [sys.executable, "-c", "import signal; print(sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])))"]
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with children_start_deaf_to_stops():
+        inside = subprocess.run(show, capture_output=True, text=True, check=True).stdout
+    outside = subprocess.run(show, capture_output=True, text=True, check=True).stdout
+    assert {int(signal.SIGINT), int(signal.SIGTERM)} <= set(eval(inside))
+    assert not {int(signal.SIGINT), int(signal.SIGTERM)} & set(eval(outside))
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before

@@ -71,6 +71,22 @@ def test_checkpoint_round_trip_and_latest(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_only_our_checkpoints_count_as_a_runs_progress(tmp_path):
+    """A model_interrupted.pth that is not ours (another program's, or a bare state dict) or does
+    not load is neither continued from nor set aside; the originals' save_<N>.pth never is."""
+    ckpt.save_checkpoint(tmp_path / "model_3.pth", {"epoch": 3})
+    torch.save({"epoch": 9, "state_dict": {}}, tmp_path / ckpt.INTERRUPTED_NAME)  # no format stamp
+    torch.save({"epoch": 9}, tmp_path / "save_9.pth")
+    assert ckpt.find_latest(tmp_path).name == "model_3.pth"
+    assert ckpt.checkpoints_after(tmp_path, (1, 0), None) == [tmp_path / "model_3.pth"]
+    (tmp_path / ckpt.INTERRUPTED_NAME).write_bytes(b"cut short")
+    assert ckpt.find_latest(tmp_path).name == "model_3.pth"
+    ckpt.save_checkpoint(tmp_path / ckpt.BEST_NAME, {"epoch": 2})
+    ckpt.save_checkpoint(tmp_path / ckpt.INTERRUPTED_NAME, {"epoch": 3, "step_in_epoch": 4})
+    assert ckpt.find_latest(tmp_path).name == ckpt.INTERRUPTED_NAME
+    assert ckpt.checkpoints_after(tmp_path, (2, 0), tmp_path / "model_3.pth") == [tmp_path / ckpt.INTERRUPTED_NAME]
+
+
 def _tiny():
     return create_model("resnet", 10, n_classes=3, widen_factor=0.25)
 
@@ -107,8 +123,18 @@ def test_negative_optimiser_settings_are_user_errors(field, flag):
     """Not torch's ValueError traceback from inside SGD's constructor."""
     model = nn.Linear(2, 2)
     for value in (-1.0, float("nan")):
-        with pytest.raises(UserError, match=f"{flag}.*{value}: must be 0 or more"):
+        with pytest.raises(UserError, match=rf"{flag}.*\[optim\] {field}\) {value}: must be 0 or more"):
             build_optimizer(model.parameters(), OptimConfig(**{field: value}))
+
+
+def test_a_milestone_before_the_first_epoch_is_refused():
+    """A milestone counts finished epochs; 0 lowered the rate from the first epoch on, silently."""
+    from resnet3d.engine.schedules import build_schedule
+
+    for milestones in ((0, 10), (-5,)):
+        with pytest.raises(UserError, match=r"\[optim\] multistep_milestones\) (0|-5): .*1 or more"):
+            build_schedule(OptimConfig(multistep_milestones=milestones), n_epochs=20)
+    assert build_schedule(OptimConfig(multistep_milestones=(1, 10)), n_epochs=20).values(1)[0] == pytest.approx(0.01)
 
 
 def test_optimizer_follows_the_config():

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from resnet3d.data.shared_memory import fit_prefetch
-from resnet3d.engine.signals import leave_stopping_to_the_parent
+from resnet3d.engine.signals import children_start_deaf_to_stops, leave_stopping_to_the_parent
 from resnet3d.hardware import usable_cores
 
 if TYPE_CHECKING:
@@ -30,10 +30,18 @@ _warned_worker_counts: Set[int] = set()
 
 class WorkerLoader(DataLoader):
     """torch's DataLoader, with one line of ours about more workers than cores instead of torch's
-    warning, which it repeats for every loader built and every epoch's iterator."""
+    warning, which it repeats for every loader built and every epoch's iterator. With
+    ``init_loader_worker`` its workers start deaf to Ctrl-C and SIGTERM until that function takes
+    the signals over."""
 
     def check_worker_number_rationality(self) -> None:
         warn_many_workers(self.num_workers)
+
+    def __iter__(self):
+        if self.num_workers == 0 or self.worker_init_fn is not init_loader_worker:
+            return super().__iter__()  # (a worker that never takes the signals over must not start deaf)
+        with children_start_deaf_to_stops():  # the workers start here (persistent ones at the first call)
+            return super().__iter__()
 
 
 def warn_many_workers(num_workers: int) -> None:

@@ -122,24 +122,31 @@ def progress_of(data: Dict[str, Any]) -> Tuple[int, int]:
     return int(data.get("epoch", 0)), int(data.get("step_in_epoch", 0) or 0)
 
 
+def _progress_of_file(candidate: Path) -> Optional[Tuple[int, int]]:
+    """(epochs done, steps into the next) of a checkpoint file of ours: from its name for
+    ``model_<epoch>.pth``, read from it for the others; None for a file that is not ours or
+    does not load (it is left where it is, and never hides the regular checkpoints)."""
+    match = _EPOCH_NAME.match(candidate.name)
+    if match:
+        return int(match.group(1)), 0
+    try:
+        data = torch.load(candidate, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    return progress_of(data) if isinstance(data, dict) and is_ours(data) else None
+
+
 def find_latest(result_path: Path) -> Optional[Path]:
     """The most advanced checkpoint of ours in ``result_path`` (for ``--resume auto``)."""
     result_path = Path(result_path)
     if not result_path.is_dir():
         return None
     best: Optional[Tuple[Tuple[int, int], Path]] = None
-    candidates: List[Path] = [p for p in result_path.glob("model_*.pth")
-                              if _EPOCH_NAME.match(p.name) or p.name == INTERRUPTED_NAME]
-    for candidate in candidates:
-        match = _EPOCH_NAME.match(candidate.name)
-        if match:
-            progress = (int(match.group(1)), 0)
-        else:
-            try:
-                progress = progress_of(torch.load(candidate, map_location="cpu", weights_only=True, mmap=True))
-            except Exception:
-                continue  # a damaged interrupted file never hides the regular checkpoints
-        if best is None or progress > best[0]:
+    for candidate in result_path.glob("model_*.pth"):
+        if not (_EPOCH_NAME.match(candidate.name) or candidate.name == INTERRUPTED_NAME):
+            continue
+        progress = _progress_of_file(candidate)
+        if progress is not None and (best is None or progress > best[0]):
             best = (progress, candidate)
     return None if best is None else best[1]
 
@@ -147,28 +154,19 @@ def find_latest(result_path: Path) -> Optional[Path]:
 def checkpoints_after(result_path: Path, progress: Tuple[int, int], source: Optional[Path]) -> List[Path]:
     """Our checkpoints in ``result_path`` beyond ``progress`` (epochs done, steps into the next):
     what a run went on to write after the checkpoint a continued run starts from (``source``,
-    never listed). ``model_best.pth`` counts by the epoch it was saved at."""
+    never listed). ``model_best.pth`` counts by the epoch it was saved at. (The originals' own
+    ``save_<N>.pth`` files are not a run of ours and are never moved.)"""
     result_path = Path(result_path)
     if not result_path.is_dir():
         return []
     later = []
     for candidate in sorted(result_path.glob("model_*.pth")):
+        if not (_EPOCH_NAME.match(candidate.name) or candidate.name in (INTERRUPTED_NAME, BEST_NAME)):
+            continue
         if source is not None and candidate.exists() and source.exists() and candidate.samefile(source):
             continue
-        match = _EPOCH_NAME.match(candidate.name)
-        if match:
-            reached = (int(match.group(1)), 0)
-        elif candidate.name in (INTERRUPTED_NAME, BEST_NAME):
-            try:
-                data = torch.load(candidate, map_location="cpu", weights_only=True, mmap=True)
-            except Exception:
-                continue  # not ours to judge: left where it is
-            if not is_ours(data):
-                continue
-            reached = progress_of(data)
-        else:
-            continue
-        if reached > progress:
+        reached = _progress_of_file(candidate)
+        if reached is not None and reached > progress:
             later.append(candidate)
     return later
 

@@ -86,8 +86,10 @@ def set_train_mode(model: nn.Module, training: bool, freeze_bn: bool = False) ->
 def build_optimizer(parameters: Iterable[nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
     if optim.optimizer != "sgd":
         raise UserError(f"optimizer {optim.optimizer!r}: only sgd is supported")
-    for flag, value in (("--learning_rate (--lr)", optim.learning_rate), ("--momentum", optim.momentum),
-                        ("--dampening", optim.dampening), ("--weight_decay", optim.weight_decay)):
+    for flag, value in (("--learning_rate (--lr, [optim] learning_rate)", optim.learning_rate),
+                        ("--momentum ([optim] momentum)", optim.momentum),
+                        ("--dampening ([optim] dampening)", optim.dampening),
+                        ("--weight_decay ([optim] weight_decay)", optim.weight_decay)):
         if not value >= 0:  # (also NaN)
             raise UserError(f"{flag} {value}: must be 0 or more")
     if optim.nesterov and (optim.momentum <= 0 or optim.dampening != 0):

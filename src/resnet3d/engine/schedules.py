@@ -164,6 +164,10 @@ SCHEDULES = ("multistep", "plateau", "cosine", "regimes", "constant")
 def build_schedule(optim: OptimConfig, n_epochs: int) -> Schedule:
     kind = optim.lr_scheduler
     if kind == "multistep":
+        early = [m for m in optim.multistep_milestones if m < 1]
+        if early:  # a milestone counts finished epochs: 0 or less lowered the rate from the first epoch on
+            raise UserError(f"--multistep_milestones (--milestones, [optim] multistep_milestones) {early[0]}: "
+                            "each is a number of finished epochs, 1 or more")
         return MultiStepSchedule(optim.learning_rate, optim.weight_decay, optim.multistep_milestones,
                                  optim.multistep_gamma, keep_milestones_on_resume=not optim.overwrite_milestones)
     if kind == "plateau":

@@ -21,7 +21,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, Dict, Iterable, List, Optional
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 
 # a signal this soon after the one that stopped the work is the same request arriving again (the
@@ -111,6 +112,26 @@ class StopRequest:
         self.restore()
 
 
+@contextmanager
+def children_start_deaf_to_stops() -> Iterator[None]:
+    """Processes started inside begin with SIGINT and SIGTERM blocked, until their own set-up
+    (``leave_stopping_to_the_parent``) takes the signals over.
+
+    A signal mask passes through fork and exec, so the block holds from a worker's first
+    instruction, in all its threads: a spawned loader worker is still importing torch for a second
+    or two, and a Ctrl-C to the whole job then ended it with a KeyboardInterrupt traceback, and
+    the run with "DataLoader worker ... killed by signal". Here a signal that comes meanwhile waits
+    (it is delivered once the block is lifted, and a worker's set-up ignores or sorts it)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a pending Ctrl-C reaches this process now
+
+
 def leave_stopping_to_the_parent() -> None:
     """Call in a DataLoader worker: only the trainer that started it stops it.
 
@@ -122,13 +143,17 @@ def leave_stopping_to_the_parent() -> None:
       pass: the trainer, which had it too, finishes its step, saves, and shuts its workers down
       as usual (SIGKILL still ends a worker). Python's handlers cannot see who sent a signal, so
       SIGTERM is blocked and a thread takes it with ``sigwaitinfo``, which says; where that call
-      does not exist, torch's behaviour stays. The block holds only in a forked worker (the
-      default on Linux): a spawned one already has threads of its own, which may take the signal.
+      does not exist, torch's behaviour stays. The block is in place from the worker's start,
+      in every thread, when its loader started it inside ``children_start_deaf_to_stops``.
     - SIGINT is ignored: it interrupted the worker's hand-over of a batch now and then (one run
       in three of a 2-process Ctrl-C ended in "Connection reset by peer" in the trainer).
+    - A parent that stops while it fetches a batch from the worker hangs up on the worker's
+      file-descriptor server (multiprocessing's resource sharer), whose thread then printed a
+      traceback after the run's last line: that hang-up is not reported.
     """
     if threading.current_thread() is not threading.main_thread():
         return
+    _quiet_when_the_parent_hangs_up()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not hasattr(signal, "sigwaitinfo"):
         return
@@ -142,6 +167,19 @@ def leave_stopping_to_the_parent() -> None:
                 os._exit(0)  # the parent's terminate(), answered as torch's own handler does
 
     threading.Thread(target=take_sigterms, name="resnet3d-sigterm", daemon=True).start()
+
+
+def _quiet_when_the_parent_hangs_up() -> None:
+    """In a loader worker, only background threads that report through ``sys.excepthook`` reach
+    it (torch sends the main thread's errors to the parent): of those, multiprocessing's resource
+    sharer reports a connection the parent broke off as it stopped."""
+    report = sys.excepthook
+
+    def hook(kind, value, traceback) -> None:
+        if not issubclass(kind, (ConnectionError, EOFError)):
+            report(kind, value, traceback)
+
+    sys.excepthook = hook
 
 
 # torch's elastic launcher turns these into an exception in the launching process unless told

@@ -643,11 +643,16 @@ def _single_value_batch_error(state: Run) -> UserError:
     map is 1x1x1 (tiny clips, or the last, partial batch of an epoch)."""
     data, run = state.config.data, state.config.run
     n_train = len(state.train_loader.dataset)
+    world = state.info.world_size
+    shares = ""
+    if world > 1:  # each process batches its own share: the global numbers alone do not show the 1
+        shares = (f"; each of the {world} processes takes {len(state.train_loader.sampler)} of them in batches "
+                  f"of {state.train_loader.batch_size}")
     return UserError(
         f"a training batch of one clip leaves a BatchNorm layer a single value per channel at "
         f"--sample_size {data.sample_size} --sample_duration {data.sample_duration}: pass a --batch_size "
         f"that does not leave a last batch of one clip ({n_train} training clips per epoch, --batch_size "
-        f"{run.batch_size}), or a larger --sample_size")
+        f"{run.batch_size}{shares}), or a larger --sample_size")
 
 
 def _n_outputs(state: Run) -> int:
