@@ -209,7 +209,7 @@ class _Collected:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, processes", [(signal.SIGTERM, "1"), (signal.SIGINT, "2")])
+@pytest.mark.parametrize("signum, processes", [(signal.SIGTERM, "1"), (signal.SIGINT, "2"), (signal.SIGTERM, "2")])
 def test_recognition_stops_at_the_first_signal_and_keeps_what_it_scored(motion_data, signum, processes):
     """Recognition has no step to finish: the first Ctrl-C or SIGTERM saves the videos scored so
     far and exits (in `main` the first Ctrl-C used to promise a checkpoint and change nothing,
