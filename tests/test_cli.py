@@ -190,3 +190,21 @@ def test_a_missing_relative_path_of_a_config_file_says_where_it_was_looked_for(t
     assert cli.main(["train", "--config", "r18.toml", "--annotation-path", "elsewhere.json"]) == 2
     assert "elsewhere.json" in capsys.readouterr().err
     assert cli.main(["train", "--config", "r18.toml", "--print-config"]) == 0
+
+
+def test_a_config_file_path_may_start_at_the_home_folder(tmp_path, monkeypatch, capsys):
+    """A config file goes through no shell: `~/data/jpg` was taken literally (a folder named ~)."""
+    import json
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text('[data]\nvideo_path = "~/data/jpg"\nannotation_path = "~/a.json"\n'
+                                       '[run]\nresult_path = "~/runs/r18"\nresume = "auto"\n')
+    assert cli.main(["train", "--config", "run.toml", "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    home = tmp_path / "home"
+    assert printed["data"]["video_path"] == str(home / "data" / "jpg")
+    assert printed["data"]["annotation_path"] == str(home / "a.json")
+    assert (printed["run"]["result_path"], printed["run"]["resume"]) == (str(home / "runs" / "r18"), "auto")
+    assert cli.main(["train", "--config", "run.toml"]) == 2  # checked as expanded
+    assert f"[data] video_path {home / 'data' / 'jpg'}: no such file or folder" in capsys.readouterr().err

@@ -203,7 +203,21 @@ def read_config_file(path: str) -> Dict[str, Any]:
         if values is not None and not isinstance(values, dict):
             raise UserError(f"{path}: '{section}' must be a section (a table of settings), found {values!r}")
     # an opts.json holds "inference": null for a run without recognition: nothing to set
-    return {section: values for section, values in data.items() if values is not None}
+    return _home_expanded({section: values for section, values in data.items() if values is not None})
+
+
+# Path settings of a config file, whose "~" means the home folder as it does in a shell (a config
+# file goes through no shell); "auto" for run.resume is no path and stays as it is.
+HOME_PATHS = (("data", "video_path"), ("data", "annotation_path"), ("finetune", "pretrained"),
+              ("run", "result_path"), ("run", "resume"))
+
+
+def _home_expanded(data: Dict[str, Any]) -> Dict[str, Any]:
+    for section, key in HOME_PATHS:
+        value = (data.get(section) or {}).get(key)
+        if isinstance(value, str) and value.startswith("~"):
+            data[section] = {**data[section], key: os.path.expanduser(value)}
+    return data
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -324,10 +338,9 @@ def check_config_file_paths(config: Config, from_file: Mapping[str, Any], source
         looked = os.path.abspath(written)
         beside = Path(source).resolve().parent / written
         hint = f"; there is one beside the config file: write {beside}" if beside.exists() else ""
-        tilde = "; ~ is not expanded in a config file: write the whole path" if written.startswith("~") else ""
         raise UserError(f"{source}: [{section}] {key} {written}: no such file or folder (looked for {looked}); "
                         f"relative paths in a config file are relative to the working directory ({os.getcwd()}), "
-                        f"not to the file's folder{hint}{tilde}")
+                        f"not to the file's folder{hint}")
 
 
 def run(args: argparse.Namespace) -> int:
