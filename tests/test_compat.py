@@ -730,3 +730,20 @@ def test_a_config_file_of_another_format_is_named_as_such(tmp_path, monkeypatch)
     (tmp_path / "run.yaml").write_text("data:\n  sample_size: 112\n")
     with pytest.raises(UserError, match=r"run.yaml: config files are TOML \(.toml\) or JSON \(.json\)"):
         translate(["--config", "run.yaml"], command="train")
+
+
+def test_the_optimisation_settings_given_are_recorded_for_a_continued_run(tmp_path, monkeypatch):
+    """A continued run takes the settings not given from its checkpoint: each command records
+    which were given (flags, a config file, an lr.lua, whose rows set the rate and weight decay)."""
+    monkeypatch.chdir(tmp_path)
+    config, _ = translate("--video_path v --annotation_path a.json --learning_rate 0.01 --nesterov".split())
+    assert config.optim.explicit_optim == ("learning_rate", "nesterov")
+    config, _ = translate("--video_path v --annotation_path a.json".split())
+    assert config.optim.explicit_optim == ()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "lr.lua").write_text(SEED_LR_RESNETS)
+    config, _ = translate("--video_path v --annotation_path a.json --momentum 0.5".split())
+    assert config.optim.explicit_optim == ("learning_rate", "lr_scheduler", "momentum", "regimes", "weight_decay")
+    (tmp_path / "run.toml").write_text("[optim]\nmomentum = 0.8\n")
+    config, _ = translate(["--config", "run.toml", "--lr", "0.2"], command="train")
+    assert config.optim.explicit_optim == ("learning_rate", "momentum")

@@ -533,6 +533,9 @@ def _optim_config(args: argparse.Namespace, root: str, result_path: str) -> Tupl
     elif scheduler == "regimes":
         raise UserError(f"--lr_scheduler regimes needs an lr.lua: pass --lr_path or put one at {result_path}/lr.lua")
     dampening = 0.0 if v("nesterov") else v("dampening")  # torch refuses nesterov with dampening
+    explicit = {key for dest, key in OPTIM_FLAG_KEYS.items() if given(args, dest)}
+    if regimes_path is not None:  # the lr.lua sets the rate and weight decay of its epochs
+        explicit |= {"lr_scheduler", "regimes", "learning_rate", "weight_decay"}
     optim = OptimConfig(
         optimizer="sgd",
         learning_rate=v("learning_rate"),
@@ -547,8 +550,18 @@ def _optim_config(args: argparse.Namespace, root: str, result_path: str) -> Tupl
         warmup_epochs=getattr(args, "lr_warmup_epochs", None) or 0.0,
         regimes=regimes,
         regimes_path=str(regimes_path) if regimes_path else None,
+        explicit_optim=tuple(sorted(explicit)),
     )
     return optim, notice
+
+
+# ``main``'s optimisation flags (destinations) -> the OptimConfig setting each one sets
+OPTIM_FLAG_KEYS = {
+    "learning_rate": "learning_rate", "momentum": "momentum", "dampening": "dampening",
+    "weight_decay": "weight_decay", "nesterov": "nesterov", "lr_scheduler": "lr_scheduler",
+    "multistep_milestones": "multistep_milestones", "plateau_patience": "plateau_patience",
+    "lr_patience": "plateau_patience", "lr_warmup_epochs": "warmup_epochs",
+}
 
 
 def check_regime_flags(regimes: Sequence[Regime], where: str, given_flags: Sequence[Tuple[str, float, str]],

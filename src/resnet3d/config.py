@@ -175,6 +175,9 @@ class OptimConfig:
     min_lr: float = 0.0
     regimes: Tuple[Regime, ...] = ()
     regimes_path: Optional[str] = None  # where the regimes came from (lr.lua), for the record
+    # the settings above given explicitly (flags, a config file, an lr.lua): a continued run takes
+    # the others from its checkpoint, as it was trained (model_start.continued_optimisation)
+    explicit_optim: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

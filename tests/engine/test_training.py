@@ -88,6 +88,22 @@ def test_continue_equals_unbroken(motion_data, unbroken):
     assert len(read_log(motion_data / "split" / "train.log")) == 2  # the log continues, not restarts
 
 
+def test_a_continued_run_keeps_its_learning_rate_unless_given_again(motion_data, unbroken):
+    """Neither original's continuation command names the learning rate: the rate, momentum and
+    schedule of the run continued come from its checkpoint (the default 0.1 replaced the run's
+    0.01 at epoch 2, silently); a rate given again is used, and the difference said."""
+    continued = [*data_args(motion_data), *[arg for arg in EXACT if arg not in ("--learning_rate", "0.01")],
+                 "--n_epochs", "2"]
+    resnet3d("main", *data_args(motion_data), "--result_path", "kept_lr", *EXACT, "--n_epochs", "1")
+    shutil.copytree(motion_data / "kept_lr", motion_data / "given_lr")
+    resumed = resnet3d("main", *continued, "--result_path", "kept_lr", "--resume_path", "kept_lr/model_1.pth")
+    assert "learning_rate 0.01 from" in resumed.stdout and "flags override" in resumed.stdout
+    assert _logs(motion_data / "kept_lr") == _logs(unbroken)
+    given = resnet3d("main", *continued, "--result_path", "given_lr", "--begin_epoch", "2", "--learning_rate", "0.05")
+    assert "learning_rate 0.05 as given (the run it continues used learning_rate 0.01)" in given.stdout
+    assert [row["lr"] for row in read_log(motion_data / "given_lr" / "train.log")] == ["0.01", "0.05"]
+
+
 def test_continuing_from_an_older_checkpoint_sets_the_later_ones_aside(motion_data, unbroken):
     """Going back to epoch 1 of a run that reached epoch 2: its model_2.pth (and a model_best.pth
     of epoch 2) would otherwise be what --resume auto picks after this run stops; they are moved

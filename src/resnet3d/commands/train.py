@@ -251,6 +251,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
     explicit = set(from_file.get("model") or {}) | set(overrides.get("model", {}))
     if explicit:
         overrides.setdefault("finetune", {})["explicit_model"] = sorted(explicit)
+    chosen_optim = (set(from_file.get("optim") or {}) | set(overrides.get("optim", {}))) - {"explicit_optim"}
+    if chosen_optim:  # (an opts.json given as the config file names them all: its values win)
+        overrides.setdefault("optim", {})["explicit_optim"] = sorted(chosen_optim)
     config = merge(config, overrides, "the command line")
     if config.optim.lr_scheduler == "regimes":
         check_regime_flags(config.optim.regimes, config.optim.regimes_path or f"{source} [optim] regimes",

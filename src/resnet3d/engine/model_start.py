@@ -96,6 +96,52 @@ def evaluation_settings(config: Config, loaded: Any, start: Start, continued: bo
     return replace(config, data=data.with_changes(**changes))
 
 
+# The optimisation settings a continued run keeps from its checkpoint unless they are given again.
+# Not the milestones: the schedule's own state keeps those unless --overwrite_milestones, as the
+# successor's scheduler state does.
+CARRIED_OPTIM = ("learning_rate", "momentum", "dampening", "weight_decay", "nesterov", "lr_scheduler",
+                 "multistep_gamma", "plateau_patience", "plateau_factor", "warmup_epochs", "min_lr", "regimes")
+
+
+def continued_optimisation(config: Config, loaded: Any, start: Start) -> Config:
+    """A continued run trains on as the run it continues did: the optimisation settings that
+    were not given again come from the checkpoint's record of its run. Neither original's
+    continuation command names a learning rate (the successor restores it with its optimiser
+    and scheduler, the seed reads the run's lr.lua again), and taking the defaults instead
+    changed the rate silently (0.01 became 0.1 at the continued epoch). A setting given again
+    that differs from the record is used, and said."""
+    recorded = (getattr(loaded, "extra", None) or {}).get("config")
+    recorded = recorded.get("optim") if isinstance(recorded, dict) else None
+    if not isinstance(recorded, dict):
+        return config  # not one of ours (the successor's save_N.pth: the trainer warns), or older
+    from resnet3d.config import merge
+
+    optim, source = config.optim, loaded.describe_source()
+    keys = [key for key in CARRIED_OPTIM if key in recorded]
+    as_recorded = merge(config, {"optim": {key: recorded[key] for key in keys}}, source).optim  # (checks them)
+    differ = [key for key in keys if getattr(as_recorded, key) != getattr(optim, key)]
+    taken = [key for key in differ if key not in optim.explicit_optim]
+    given_again = [key for key in differ if key in optim.explicit_optim]
+    if given_again:
+        start.notes.append(", ".join(f"{_setting(key, getattr(optim, key))} as given" for key in given_again)
+                           + f" (the run it continues used "
+                           f"{', '.join(_setting(key, getattr(as_recorded, key)) for key in given_again)})")
+    if not taken:
+        return config
+    start.notes.append(f"{', '.join(_setting(key, getattr(as_recorded, key)) for key in taken)} from {source} "
+                       "(the run it continues; flags override)")
+    carried = {key: getattr(as_recorded, key) for key in taken}
+    if "regimes" in carried:
+        carried["regimes_path"] = recorded.get("regimes_path")
+    return replace(config, optim=replace(optim, **carried))
+
+
+def _setting(key: str, value: Any) -> str:
+    if key == "regimes":
+        return f"the {len(value)} learning-rate regimes"
+    return f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+
+
 def build_model(config: Config, n_data_classes: Optional[int],
                 opened: Tuple[Optional[Path], Any] = (None, None),
                 start: Optional[Start] = None) -> Tuple[nn.Module, Config, Start]:

@@ -66,6 +66,7 @@ from resnet3d.engine.model_start import (
     build_model,
     check_continued_classes,
     checkpoint_class_order,
+    continued_optimisation,
     evaluation_settings,
     open_checkpoint,
 )
@@ -282,6 +283,8 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
     start = Start(epoch=1)
     opened = open_checkpoint(config, start)
     config = evaluation_settings(config, opened[1], start, continued=opened[0] is not None)  # before the data sets
+    if opened[0] is not None and config.run.train:
+        config = continued_optimisation(config, opened[1], start)
     run = config.run
     train_set = build_dataset(config.data, "training", seed=run.manual_seed) if run.train else None
     val_set = build_dataset(config.data, "validation", seed=run.manual_seed) if run.val else None
