@@ -38,7 +38,14 @@ def test_a_last_batch_of_one_tiny_clip_names_the_batch_size(motion_data, tmp_pat
     err = capsys.readouterr().err
     assert "a training batch of one clip leaves a BatchNorm layer a single value per channel" in err
     assert "60 training clips per epoch, --batch_size 59" in err
-    # the stopped run left its logs but no checkpoint: the next try is not sent to --resume auto
+    # the stopped run left the logs' headers only: the corrected command runs (it was refused
+    # until --overwrite), and says what it replaced
+    assert _main(motion_data, tmp_path, "--batch_size", "4", "--no_val", "--max-steps-per-epoch", "1") == 0
+    out = capsys.readouterr().out
+    assert "held the empty logs of a run that stopped before its first step" in out
+    # logs with rows and no checkpoint are kept: refused, as before
+    for checkpoint in (tmp_path / "run").glob("model_*.pth"):
+        checkpoint.unlink()
     assert _main(motion_data, tmp_path, "--batch_size", "4", "--no_val") == 2
     err = capsys.readouterr().err
     assert "but no checkpoint to continue from: start over with --overwrite" in err and "--resume auto" not in err

@@ -201,6 +201,47 @@ def test_ucf101_errors(tmp_path):
         ucf101_json(notes, tmp_path, tmp_path / "out")
 
 
+def test_ucf101_lists_of_your_own_may_name_classes_and_videos_with_spaces(tmp_path):
+    """`prepare frames` takes a class folder 'Apply EyeMakeup'; its classInd.txt line
+    '1 Apply EyeMakeup' was refused as not '<index> <class name>'."""
+    notes = tmp_path / "notes"
+    write(notes / "classInd.txt", "1 Apply EyeMakeup\n2 Archery\n", crlf=True)
+    write(notes / "trainlist01.txt", "Apply EyeMakeup/v_apply 1.avi 1\nArchery/v_Archery_g08_c01.avi 2\n", crlf=True)
+    write(notes / "testlist01.txt", "Apply EyeMakeup/v_apply 2.avi\nArchery/v_Archery_g01_c01.avi 2\n")
+    frames(tmp_path / "jpg" / "Apply EyeMakeup" / "v_apply 1", 2)
+    ucf101_json(notes, tmp_path / "jpg", tmp_path / "out")
+    written = json.loads((tmp_path / "out" / "ucf101_01.json").read_text())
+    assert written["labels"] == ["Apply EyeMakeup", "Archery"]
+    assert written["database"]["v_apply 1"] == {"subset": "training",
+                                                "annotations": {"label": "Apply EyeMakeup", "segment": [1, 3]}}
+    assert written["database"]["v_apply 2"]["subset"] == "validation"
+    write(notes / "trainlist01.txt", "Apply EyeMakeup/v_apply 1.avi\n")
+    with pytest.raises(UserError, match=r"line 1: expected '<class>/<video>.avi <class index>'"):
+        ucf101_json(notes, tmp_path / "jpg", tmp_path / "out2")
+
+
+def test_ucf101_json_with_the_frame_folder_one_level_off_writes_nothing(tmp_path):
+    """`prepare ucf101-json ucfTrainTestlist ucf101 out/` with the frames in ucf101/jpg wrote
+    three JSONs of 'missing on disk' videos and exited 0; the fixed rerun then needed --overwrite.
+    The videos themselves (for --file_type video) count as there."""
+    notes = tmp_path / "notes"
+    write(notes / "classInd.txt", UCF_CLASSES)
+    write(notes / "trainlist01.txt", UCF_TRAIN)
+    write(notes / "testlist01.txt", UCF_TEST)
+    frames(tmp_path / "ucf101" / "jpg" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01", 2)
+    with pytest.raises(UserError, match=r"none of the 3 videos the split files list has frames under .*ucf101 "
+                                        r"\(looked for e.g. .*v_ApplyEyeMakeup_g08_c01\); they are one level deeper: "
+                                        r"give .*ucf101/jpg$"):
+        ucf101_json(notes, tmp_path / "ucf101", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    ucf101_json(notes, tmp_path / "ucf101" / "jpg", tmp_path / "out")  # one found is enough
+    videos = tmp_path / "UCF-101" / "ApplyEyeMakeup"
+    videos.mkdir(parents=True)
+    (videos / "v_ApplyEyeMakeup_g08_c01.avi").write_bytes(b"a video")
+    ucf101_json(notes, tmp_path / "UCF-101", tmp_path / "out_videos")
+    assert (tmp_path / "out_videos" / "ucf101_01.json").exists()
+
+
 def test_ucf101_a_bad_split_writes_no_json(tmp_path):
     """Split 2 lacks its test list: before, ucf101_01.json was written and then the command failed."""
     notes = tmp_path / "notes"
@@ -288,7 +329,8 @@ def test_json_builders_replace_an_existing_file_only_with_overwrite(kinetics_csv
     splits = tmp_path / "splits"
     write(splits / "brush_hair_test_split1.txt", "a_0.avi 1 \n")
     out = tmp_path / "out"
-    (tmp_path / "jpg").mkdir()
+    frames(tmp_path / "jpg" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01", 1)  # (a split with no video there is refused)
+    frames(tmp_path / "jpg" / "brush_hair" / "a_0", 1)
     kinetics = tmp_path / "kinetics.json"
     runs = {
         str(kinetics): ["kinetics-json", *map(str, kinetics_csvs), str(kinetics)],

@@ -81,6 +81,12 @@ def fresh_result_path(config: Config) -> FolderChanges:
     # before its first checkpoint (killed, preempted, a full disk) left logs of nothing that can go
     # on; preemption scripts always pass --resume auto and were refused on every retry
     restart = config.run.resume == "auto" and no_checkpoint
+    if no_checkpoint and not config.run.overwrite and _logs_of_nothing(earlier):
+        # a run refused at its first step (a batch of one clip, out of memory) left headers only:
+        # nothing to keep, and refusing the corrected command would only be in the way
+        return FolderChanges(remove=earlier, removed_note=(
+            f"resnet3d: {config.run.result_path} held the empty logs of a run that stopped before its first step "
+            f"({names}): replaced"))
     if not (config.run.overwrite or restart):
         # a run stopped before its first checkpoint (a bad flag, a crash) has nothing to continue
         if no_checkpoint:
@@ -102,6 +108,18 @@ def fresh_result_path(config: Config) -> FolderChanges:
         note = (f"resnet3d: --resume auto: {config.run.result_path} held the logs of a run that stopped before "
                 f"its first checkpoint ({names}): removed, starting at epoch 1")
     return FolderChanges(remove=earlier, removed_note=note)
+
+
+def _logs_of_nothing(files: List[Path]) -> bool:
+    """Only our logs, and not one row in them."""
+    from resnet3d.engine.logs import read_log
+
+    if any(path.suffix != ".log" for path in files):
+        return False
+    try:
+        return not any(read_log(path) for path in files)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False  # not ours to judge: kept
 
 
 def later_checkpoints(config: Config, start: Start) -> FolderChanges:

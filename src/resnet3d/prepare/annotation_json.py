@@ -13,6 +13,8 @@ scripts write for the same input.
 """
 from __future__ import annotations
 
+import glob
+
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -206,9 +208,29 @@ def write_split_files(
     outputs = {split: out_dir / file_name.format(split) for split in databases}
     for out in outputs.values():
         refuse_existing(out, "output", overwrite)
+    segments = {split: add_segments(database.entries, frame_dir) for split, database in databases.items()}
+    _refuse_when_nothing_is_there(databases, segments, frame_dir)
     lines = []
     for split, database in databases.items():
-        segments = add_segments(database.entries, frame_dir)
         write_annotation(outputs[split], labels, database.entries)
-        lines.append(summary_line(outputs[split], labels, database, segments))
+        lines.append(summary_line(outputs[split], labels, database, segments[split]))
     return "\n".join(lines)
+
+
+def _refuse_when_nothing_is_there(databases: Dict[int, "Database"], segments: Dict[int, SegmentReport],
+                                  frame_dir: Path) -> None:
+    """Not one listed video under ``frame_dir``, as frame folders or as video files (a JSON
+    without segments still serves ``--file_type video``): the folder is the wrong one, most
+    often one level off. The JSONs would be useless, and a rerun would need --overwrite."""
+    if any(sum(report.with_frames.values()) + sum(report.empty.values()) for report in segments.values()):
+        return
+    entries = [(key, entry) for database in databases.values() for key, entry in database.entries.items()]
+    looked = [frame_dir / entry["annotations"].get("label", TEST_FOLDER) / key for key, entry in entries[:50]]
+    if not looked or any(next(path.parent.glob(f"{glob.escape(path.name)}.*"), None) for path in looked if path.parent.is_dir()):
+        return  # the videos themselves are there
+    example = looked[0]
+    deeper = sorted(sub for sub in frame_dir.iterdir() if sub.is_dir() and (sub / example.parent.name / example.name).exists())
+    hint = (f"they are one level deeper: give {deeper[0]}" if deeper else
+            "give the folder that holds the class folders of the extracted frames (resnet3d prepare frames)")
+    raise UserError(f"none of the {len(entries)} videos the split files list has frames under {frame_dir} "
+                    f"(looked for e.g. {example}); {hint}")

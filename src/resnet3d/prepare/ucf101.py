@@ -24,10 +24,10 @@ def read_class_index(path: Path) -> List[str]:
     seen: Dict[str, str] = {}
     for number, text in text_lines(path):
         at = where(path, number)
-        parts = text.split()
+        parts = text.split(maxsplit=1)  # a class name of your own may hold spaces (its folder's name)
         if len(parts) != 2 or not parts[0].isdigit():
             raise UserError(f"{at}: expected '<index> <class name>', got '{text}'")
-        index, name = int(parts[0]), parts[1]
+        index, name = int(parts[0]), parts[1].strip()
         if index != len(labels) + 1:
             raise UserError(f"{at}: class index {index}, expected {len(labels) + 1} (indices count up from 1)")
         if name in seen:
@@ -43,10 +43,12 @@ def _read_list(path: Path, subset: str, labels: List[str], database: Database) -
     index_of = {name: i + 1 for i, name in enumerate(labels)}
     for number, text in text_lines(path):
         at = where(path, number)
-        parts = text.split()
-        if subset == "training" and len(parts) != 2 or subset == "validation" and len(parts) not in (1, 2):
-            form = "<class>/<video>.avi <class index>" if subset == "training" else "<class>/<video>.avi"
-            raise UserError(f"{at}: expected '{form}', got '{text}'")
+        # '<class>/<video>.avi[ <class index>]': the path may hold spaces (folders of your own)
+        parts = text.rsplit(maxsplit=1)
+        if len(parts) != 2 or not parts[1].isdigit():
+            parts = [text]
+        if subset == "training" and len(parts) != 2:
+            raise UserError(f"{at}: expected '<class>/<video>.avi <class index>', got '{text}'")
         label, key = split_key_label(parts[0])
         if not label or not key:
             raise UserError(f"{at}: expected '<class>/<video file>', got '{parts[0]}'")
