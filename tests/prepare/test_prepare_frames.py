@@ -410,6 +410,10 @@ def test_a_layout_that_finds_no_video_is_an_error_naming_the_layout_that_would(t
     with pytest.raises(UserError, match=r"only deeper \(e.g. .*deep/train/jump/j2.mp4\): --layout hmdb51 reads .*give "
                                         r"the folder that holds the class folders"):
         prepare_frames(tmp_path / "deep", tmp_path / "hm", SMALL, layout="hmdb51", workers=1, progress=False)
+    (tmp_path / "linked").mkdir()  # a symlinked data set folder, as extraction follows it
+    (tmp_path / "linked" / "UCF-101").symlink_to(tmp_path / "deep" / "train")
+    with pytest.raises(UserError, match=r"only deeper \(e.g. .*linked/UCF-101/jump/j2.mp4\)"):
+        prepare_frames(tmp_path / "linked", tmp_path / "ln", SMALL, layout="ucf101", workers=1, progress=False)
     # prepare fps finds its videos the same way, and says the same
     assert cli.main(["prepare", "fps", str(loose), str(frame_dir), "--layout", "ucf101"]) == 2
     assert "for loose videos pass --layout flat" in capsys.readouterr().err

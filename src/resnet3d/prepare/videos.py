@@ -178,9 +178,11 @@ LAYOUT_SHAPES = {
 def _deeper_videos(video_dir: Path) -> List[Path]:
     """Videos two or more folders below VIDEO_DIR, where no layout looks (the first few)."""
     found: List[Path] = []
-    for folder, subdirs, files in os.walk(video_dir):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        if len(Path(folder).relative_to(video_dir).parts) >= 2:
+    # symlinked folders are followed, as extraction follows them; the depth bound stops a cycle
+    for folder, subdirs, files in os.walk(video_dir, followlinks=True):
+        depth = len(Path(folder).relative_to(video_dir).parts)
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".")) if depth < 5 else []
+        if depth >= 2:
             found.extend(Path(folder) / name for name in sorted(files) if is_video_file(name))
             if len(found) >= 3:
                 break
