@@ -245,22 +245,26 @@ def test_finetuning_a_2018_checkpoint_feeds_its_inputs_as_it_was_trained(motion_
 
 def test_continue_from_a_successor_checkpoint(motion_data):
     """A successor save_<N>.pth (2018 'module.' keys, one optimiser group per parameter as its
-    fine-tuning made them) continues at epoch N+1 with its momentum; no model flags needed."""
+    fine-tuning made them) continues at epoch N+1 with its momentum; no model flags needed. Its
+    rate, factor and milestones come from its optimiser and scheduler, as the successor's own
+    resume takes them (the flags' defaults made a run at 0.01, milestone 2, go on at 0.1)."""
     from resnet3d.models import create_model
 
     model = create_model("resnet", 10, n_classes=2, widen_factor=0.25)
-    optimizer = torch.optim.SGD([{"params": p} for p in model.parameters()], lr=0.1, momentum=0.9)
+    optimizer = torch.optim.SGD([{"params": p} for p in model.parameters()], lr=0.01, momentum=0.8)
     model(torch.randn(2, 3, 8, 32, 32)).sum().backward()
     optimizer.step()
     torch.save({"epoch": 3, "arch": "resnet-10", "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
                 "optimizer": optimizer.state_dict(),
-                "scheduler": torch.optim.lr_scheduler.MultiStepLR(optimizer, [50]).state_dict()},
+                "scheduler": torch.optim.lr_scheduler.MultiStepLR(optimizer, [2], gamma=0.5).state_dict()},
                motion_data / "save_3.pth")
     done = resnet3d("main", *data_args(motion_data), "--result_path", "from_successor", "--resume_path", "save_3.pth",
                     "--n_epochs", "4", "--batch_size", "4", "--max-steps-per-epoch", "2", "--sample_size", "32",
                     "--sample_duration", "8", "--n_threads", "0", "--no_cuda")
     assert "3 epoch(s) done" in done.stdout and "does not fit" not in done.stderr
-    assert [r["epoch"] for r in read_log(motion_data / "from_successor" / "train.log")] == ["4"]
+    assert "learning_rate 0.01, momentum 0.8, weight_decay 0, multistep_gamma 0.5 from" in done.stdout
+    assert "schedule state is not carried over" not in done.stderr
+    assert [(r["epoch"], r["lr"]) for r in read_log(motion_data / "from_successor" / "train.log")] == [("4", "0.005")]
     saved = torch.load(motion_data / "from_successor" / "model_4.pth", weights_only=True)
     assert saved["model_config"]["widen_factor"] == 0.25 and saved["arch"] == "resnet-10"
     assert len(saved["optimizer"]["param_groups"]) == 1

@@ -110,10 +110,9 @@ def continued_optimisation(config: Config, loaded: Any, start: Start) -> Config:
     and scheduler, the seed reads the run's lr.lua again), and taking the defaults instead
     changed the rate silently (0.01 became 0.1 at the continued epoch). A setting given again
     that differs from the record is used, and said."""
-    recorded = (getattr(loaded, "extra", None) or {}).get("config")
-    recorded = recorded.get("optim") if isinstance(recorded, dict) else None
-    if not isinstance(recorded, dict):
-        return config  # not one of ours (the successor's save_N.pth: the trainer warns), or older
+    recorded = recorded_optimisation(loaded)
+    if not recorded:
+        return config  # nothing recorded (a seed .t7 holds weights only)
     from resnet3d.config import merge
 
     optim, source = config.optim, loaded.describe_source()
@@ -134,6 +133,32 @@ def continued_optimisation(config: Config, loaded: Any, start: Start) -> Config:
     if "regimes" in carried:
         carried["regimes_path"] = recorded.get("regimes_path")
     return replace(config, optim=replace(optim, **carried))
+
+
+def recorded_optimisation(loaded: Any) -> Optional[Dict[str, Any]]:
+    """The optimisation settings of the run a checkpoint comes from: ours record the run's
+    config; the successor's ``save_<N>.pth`` its optimiser's settings and its scheduler's state
+    (MultiStepLR: the rate it started from and its factor; ReduceLROnPlateau: the rate reached,
+    from which it goes on)."""
+    config = (getattr(loaded, "extra", None) or {}).get("config")
+    if isinstance(config, dict) and isinstance(config.get("optim"), dict):
+        return config["optim"]
+    groups = (getattr(loaded, "optimizer", None) or {}).get("param_groups") or []
+    if getattr(loaded, "source_format", None) != "successor" or not groups:
+        return None
+    group, scheduler = groups[0], getattr(loaded, "scheduler", None) or {}
+    found: Dict[str, Any] = {key: float(group[key]) for key in ("momentum", "dampening", "weight_decay") if key in group}
+    if "nesterov" in group:
+        found["nesterov"] = bool(group["nesterov"])
+    if "milestones" in scheduler:
+        first = (scheduler.get("base_lrs") or [group.get("initial_lr", group.get("lr"))])[0]
+        found.update(lr_scheduler="multistep", multistep_gamma=float(scheduler.get("gamma", 0.1)))
+        if first is not None:
+            found["learning_rate"] = float(first)
+    elif "patience" in scheduler and "lr" in group:
+        found.update(lr_scheduler="plateau", learning_rate=float(group["lr"]),
+                     plateau_patience=int(scheduler["patience"]), plateau_factor=float(scheduler.get("factor", 0.1)))
+    return found
 
 
 def _setting(key: str, value: Any) -> str:
@@ -180,7 +205,7 @@ def build_model(config: Config, n_data_classes: Optional[int],
             start.ours = {"optimizer": loaded.optimizer, "scheduler": loaded.scheduler, "scaler": extra.get("scaler"),
                           "rng_state": extra.get("rng_state"), "rng_states": extra.get("rng_states")}
         else:
-            start.ours = {"optimizer": loaded.optimizer, "foreign": loaded.source_format}
+            start.ours = {"optimizer": loaded.optimizer, "foreign": loaded.source_format, "scheduler": loaded.scheduler}
         partly = f", step {start.step_in_epoch} of the next" if start.step_in_epoch else ""
         start.notes.append(f"{'continuing from' if run.train else 'evaluating'} {source} ({loaded.arch or loaded.model_config.get('model')}, "
                            f"{completed} epoch(s) done{partly})")

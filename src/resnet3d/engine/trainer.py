@@ -398,8 +398,13 @@ def _restore_training_state(start: Start, optimizer, schedule: Schedule, scaler,
             start.notes.append(f"the optimizer state of {start.source} does not fit ({error}); momentum restarts")
             warn(info, start.notes[-1])
     if carried.get("foreign"):
-        warn(info, f"{start.source} is a {carried['foreign']} checkpoint: its learning-rate schedule state is not "
-                   "carried over; the schedule follows the flags from the continued epoch on")
+        theirs = carried.get("scheduler") or {}
+        if "milestones" in theirs and schedule.name == "multistep":  # the successor's MultiStepLR
+            schedule.load_state_dict({"name": "multistep", "milestones": sorted(int(m) for m in theirs["milestones"]),
+                                      "gamma": theirs.get("gamma")})  # (its milestones, unless --overwrite_milestones)
+        elif schedule.name != "plateau" or "patience" not in theirs:  # (plateau goes on from the rate reached)
+            warn(info, f"{start.source} is a {carried['foreign']} checkpoint: its learning-rate schedule state is not "
+                       "carried over; the schedule follows the flags from the continued epoch on")
         return
     if carried.get("scheduler"):
         schedule.load_state_dict(carried["scheduler"])
