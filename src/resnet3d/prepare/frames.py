@@ -62,7 +62,7 @@ class Summary:
 
     def line(self) -> str:
         parts = [f"{self.done} done", f"{self.skipped} skipped", f"{self.failed} failed"]
-        text = f"prepare frames: {self.total} videos: " + ", ".join(parts)
+        text = f"prepare frames: {self.total} video{'' if self.total == 1 else 's'}: " + ", ".join(parts)
         if self.adopted:
             text += f" ({self.adopted} of the skipped were finished by another tool; n_frames/fps added)"
         text += f"; {self.frames} frames written in {self.seconds:.1f} s"
