@@ -47,9 +47,12 @@ def one_process(motion_data):
     return _numbers(motion_data / "ddp_reference")
 
 
-def test_two_processes_match_one(motion_data, one_process):
+def test_two_processes_match_one(motion_data, one_process, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # (the run's own temporary folders land here)
     done = resnet3d("main", *data_args(motion_data), "--result_path", "ddp_two", *RUN, "--nproc-per-node", "2")
     assert done.stdout.count("epoch 2/2") == 1  # only rank 0 reports
+    # torch's launcher left a torchelastic_* folder in /tmp after every run
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(("torchelastic_", "resnet3d-launch-"))]
     _assert_same_run(_numbers(motion_data / "ddp_two"), one_process)
     # the loss moved: the comparison is not between two untrained models
     assert one_process["train_batch.log"][0]["loss"] != one_process["train_batch.log"][-1]["loss"]

@@ -19,7 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import shutil
 import socket
+import tempfile
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -166,6 +168,9 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    # torch's launcher keeps its workers' error files in a folder of its own under /tmp and
+    # leaves it there (one torchelastic_* folder per run); ours is removed when the launch ends
+    log_dir = tempfile.mkdtemp(prefix="resnet3d-launch-")
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -175,6 +180,7 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict
         rdzv_endpoint=f"127.0.0.1:{free_port()}",
         max_restarts=0,
         monitor_interval=0.5,
+        **_logs_in(log_dir),
     )
     if hasattr(config, "signals_to_handle"):  # newer torch sets the variable from here
         config.signals_to_handle = LEFT_TO_ELASTIC
@@ -183,7 +189,7 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict
     try:
         with forward:
             return elastic_launch(config, entrypoint)(*args)
-    except ChildFailedError as error:
+    except ChildFailedError as error:  # (read from the error files before they go, below)
         if forward.signals_seen:
             # a second Ctrl-C (the workers stopped where they were), or a signal that came while a
             # process was still starting, before it could take signals as a request
@@ -194,3 +200,14 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict
         failures = "; ".join(f"rank {rank}: {failure.message or 'exit code ' + str(failure.exitcode)}"
                              for rank, failure in sorted(error.failures.items()))
         raise UserError(f"a training process failed ({failures})") from None
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def _logs_in(log_dir: str) -> Dict[str, Any]:
+    """LaunchConfig's setting for where the launcher keeps its workers' logs and error files."""
+    try:
+        from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
+    except ImportError:  # (a torch without it keeps its own default)
+        return {}
+    return {"logs_specs": DefaultLogsSpecs(log_dir=log_dir)}
