@@ -37,6 +37,7 @@ from torch import nn
 from resnet3d.config import USED_KEY, Config
 from resnet3d.data.loader import decode_share_of
 from resnet3d.engine import checkpoint as ckpt
+from resnet3d.engine.carried_settings import continued_optimisation
 from resnet3d.engine.distributed import (
     DistInfo,
     any_rank,
@@ -66,7 +67,6 @@ from resnet3d.engine.model_start import (
     build_model,
     check_continued_classes,
     checkpoint_class_order,
-    continued_optimisation,
     evaluation_settings,
     open_checkpoint,
 )
