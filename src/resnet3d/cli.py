@@ -66,6 +66,13 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return _main(argv)
+    except KeyboardInterrupt:
+        # a Ctrl-C while the command's modules still load (torch takes a second or two), before
+        # the command's own handling: one line, not the import's traceback
+        words = list(sys.argv[1:] if argv is None else argv)[:1]
+        command = f"resnet3d {words[0]}" if words and words[0] in COMMANDS else "resnet3d"
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # `resnet3d --help | head`, `resnet3d evaluate ... | head`: the reader left; silence the
         # flush at interpreter exit too.

@@ -89,3 +89,36 @@ def test_ctrl_c_stops_a_pool_run_with_one_line_and_it_resumes(tmp_path):
 
     summary = prepare_frames(videos, frames, ExtractOptions(rule=ResizeRule(short_side=None)), workers=1, progress=False)
     assert summary.failed == 0 and summary.done + summary.skipped == N_VIDEOS
+
+
+def _starting_worker(pid: int) -> bool:
+    """Whether a pool worker of ``pid`` runs Python already (spawned: it imports for a while)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return any(b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes() for child in children)
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads a process's children from /proc")
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.2, 0.3])
+def test_ctrl_c_while_a_pool_worker_starts_is_one_line(tmp_path, delay):
+    """A spawned worker imports for a second before its initializer takes Ctrl-C over: a Ctrl-C
+    then printed its KeyboardInterrupt traceback (and the pool's 'Bad file descriptor'). Workers
+    now start with the signals blocked. The signal goes ``delay`` s after a worker's Python began."""
+    videos = tmp_path / "videos"
+    for index in range(N_VIDEOS):
+        write_video(videos / "all" / f"v{index}.mp4", n_frames=FRAMES, size=(320, 240))
+    command = [sys.executable, "-m", "resnet3d", "prepare", "frames", str(videos), str(tmp_path / "frames"),
+               "--short-side", "480", "--workers", "2", "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not _starting_worker(process.pid) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    err = err.decode()
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "resnet3d prepare: interrupted" and "Traceback" not in err, err

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from resnet3d.engine.signals import children_start_deaf_to_stops
 from resnet3d.errors import UserError
 from resnet3d.fileio import atomic_write_text
 from resnet3d.hardware import usable_cores
@@ -100,10 +101,15 @@ def exclusive_lock(frame_dir: Path) -> Iterator[None]:
 
 
 def _quiet_worker() -> None:
-    """Workers leave Ctrl-C to the parent, which stops them; no traceback per worker."""
+    """Workers leave Ctrl-C to the parent, which stops them; no traceback per worker. They start
+    with SIGINT and SIGTERM blocked (``_pool_pass`` submits inside ``children_start_deaf_to_stops``:
+    a Ctrl-C while a spawned worker still imported printed its traceback); a signal that came
+    meanwhile is delivered here, once the handler is in place."""
     import signal
 
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def run_jobs(
@@ -151,7 +157,8 @@ def _pool_pass(
                 while pending and len(in_flight) < 2 * workers:
                     job = pending.popleft()
                     try:
-                        in_flight[executor.submit(extract, job.video, frame_dir / job.output, options)] = job
+                        with children_start_deaf_to_stops():  # (a submit may start a worker)
+                            in_flight[executor.submit(extract, job.video, frame_dir / job.output, options)] = job
                     except BrokenProcessPool:
                         pending.appendleft(job)
                         raise
