@@ -20,10 +20,10 @@ def test_defaults_follow_the_successor():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"dataset": "imagenet"}, "dataset='imagenet'"),
-    ({"file_type": "png"}, "file_type='png'"),
-    ({"train_crop": "c"}, "train_crop='c'"),
-    ({"sample_duration": 0}, "sample_duration must be at least 1"),
+    ({"dataset": "imagenet"}, "--dataset ([data] dataset) 'imagenet' is not one of"),
+    ({"file_type": "png"}, "--file_type ([data] file_type) 'png'"),
+    ({"train_crop": "c"}, "--train_crop ([data] train_crop) 'c'"),
+    ({"sample_duration": 0}, "--sample_duration ([data] sample_duration) must be at least 1"),
     ({"train_crop_min_scale": 1.5}, "train_crop_min_scale"),
     ({"num_workers": -1}, "--n_threads"),
     ({"sample_size": "big"}, "[data] sample_size: expected an integer, got 'big'"),

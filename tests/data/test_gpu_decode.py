@@ -373,7 +373,7 @@ def test_loader_with_two_worker_processes(motion_set, no_torchvision):
 # -- configuration and errors -------------------------------------------------------------------
 
 def test_config_refuses_what_the_encoded_mode_cannot_read():
-    with pytest.raises(UserError, match="decode_device='gpu' is not one of"):
+    with pytest.raises(UserError, match=r"--decode-device \(\[data\] decode_device\) 'gpu' is not one of"):
         DataConfig(decode_device="gpu")
     with pytest.raises(UserError, match="--file_type jpg or hdf5"):
         DataConfig(decode_device="cuda", file_type="video")

@@ -47,6 +47,12 @@ def canonical_subset(subset: str) -> str:
     return name
 
 
+def _named(field_name: str) -> str:
+    """How a message names a data setting: its flag and its config-file key."""
+    flag = "--decode-device" if field_name == "decode_device" else f"--{field_name}"
+    return f"{flag} ([data] {field_name})"
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """What to read, how to sample it, and how the model expects its values.
@@ -110,12 +116,12 @@ class DataConfig:
         )
         for name, value, allowed in checks:
             if value not in allowed:
-                raise UserError(f"data option {name}='{value}' is not one of: {', '.join(allowed)}")
+                raise UserError(f"{_named(name)} '{value}' is not one of: {', '.join(allowed)}")
         self._check_numbers()
         positive = ("sample_size", "sample_duration", "sample_t_stride", "n_val_samples", "n_scales")
         for name in positive:
             if getattr(self, name) < 1:
-                raise UserError(f"data option {name} must be at least 1 (got {getattr(self, name)})")
+                raise UserError(f"{_named(name)} must be at least 1 (got {getattr(self, name)})")
         if not 0 < self.train_crop_min_scale <= 1:
             raise UserError(f"train_crop_min_scale must be in (0, 1] (got {self.train_crop_min_scale})")
         if not 0 < self.train_crop_min_ratio <= 1:
