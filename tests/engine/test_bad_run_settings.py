@@ -210,3 +210,23 @@ def test_a_last_batch_of_one_clip_per_process_names_each_process_share(motion_da
     assert ("60 training clips per epoch, --batch_size 58; each of the 2 processes takes 30 of them in batches "
             "of 29") in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_missing_video_of_the_recognition_subset_is_reported_once(motion_data, tmp_path):
+    """`main --inference` checks the recognition subset before training and reads it again after:
+    its missing-video line was printed twice."""
+    import json
+
+    from engine_helpers import resnet3d
+
+    annotation = json.loads((motion_data / "data" / "annotation.json").read_text())
+    validation = [key for key, entry in annotation["database"].items() if entry["subset"] == "validation"]
+    for key in validation[:4]:
+        annotation["database"][key]["subset"] = "testing"
+    annotation["database"]["ghost"] = {"subset": "testing", "annotations": {"label": annotation["labels"][0]}}
+    (motion_data / "data" / "annotation_testing.json").write_text(json.dumps(annotation))
+    args = [arg if arg != "data/annotation.json" else "data/annotation_testing.json" for arg in data_args(motion_data)]
+    done = resnet3d("main", *args, "--result_path", str(tmp_path / "run"), *TINY, "--no_cuda", "--n_epochs", "1",
+                    "--max-steps-per-epoch", "1", "--no_val", "--batch_size", "4", "--inference",
+                    "--inference_subset", "testing")
+    assert done.stderr.count("1 of 5 testing entries have no frame folder") == 1, done.stderr

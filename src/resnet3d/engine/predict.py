@@ -299,7 +299,7 @@ def run_recognition(
     from resnet3d.data import DeviceTransform
     from resnet3d.data.config import canonical_subset
     from resnet3d.data.dataset import resolve_videos
-    from resnet3d.engine.subsets import require_videos
+    from resnet3d.engine.subsets import require_videos, warned_already
     from resnet3d.engine.distributed import DistInfo
 
     dist = dist or DistInfo()
@@ -315,7 +315,8 @@ def run_recognition(
     refuse_input_as_output(out_path, "the results file", [
         ("--annotation_path", data.annotation_path), ("the checkpoint", resumed),
         ("the pretrained weights", config.finetune.pretrained), *inputs])
-    videos, _, annotation = resolve_videos(data, options.subset)
+    with warned_already(data, options.subset):
+        videos, _, annotation = resolve_videos(data, options.subset)
     require_videos(len(videos), data.annotation_path, canonical_subset(options.subset),
                    "choose the subset to recognise with --subset (--inference_subset, --test_subset)")
     names = resultfiles.result_names([v.key for v in videos], options.flavour)

@@ -7,8 +7,10 @@ recognition wrote an empty results file, both with exit status 0.
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from typing import Any, Dict
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Set, Tuple
 
 from resnet3d.errors import UserError
 from resnet3d.fileio import read_user_json
@@ -54,6 +56,32 @@ def require_recognition_videos(data: Any, subset: str, read: Dict[str, int]) -> 
         name = canonical_subset(subset)
     except UserError as error:
         raise UserError(f"{RECOGNITION_SUBSET}: {error}") from None
-    n_videos = read[name] if name in read else len(resolve_videos(data, name)[0])
+    if name in read:
+        n_videos = read[name]
+    else:
+        n_videos = len(resolve_videos(data, name)[0])
+        _RESOLVED_BEFORE_TRAINING.add((str(data.annotation_path), name))
     require_videos(n_videos, data.annotation_path, name,
                    f"choose the subset to recognise with {RECOGNITION_SUBSET}")
+
+
+# (annotation, subset) pairs this process resolved before training, and so warned about (missing
+# videos, empty segments): recognition after training resolves them again, without the repeat
+_RESOLVED_BEFORE_TRAINING: Set[Tuple[str, str]] = set()
+
+
+@contextmanager
+def warned_already(data: Any, subset: str) -> Iterator[None]:
+    """The data code's warnings are held back inside when this subset's were given before training."""
+    from resnet3d.data.config import canonical_subset
+
+    if (str(data.annotation_path), canonical_subset(subset)) not in _RESOLVED_BEFORE_TRAINING:
+        yield
+        return
+    logger = logging.getLogger("resnet3d.data")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
