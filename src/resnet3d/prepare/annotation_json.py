@@ -14,7 +14,6 @@ scripts write for the same input.
 from __future__ import annotations
 
 import glob
-
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -226,10 +225,13 @@ def _refuse_when_nothing_is_there(databases: Dict[int, "Database"], segments: Di
         return
     entries = [(key, entry) for database in databases.values() for key, entry in database.entries.items()]
     looked = [frame_dir / entry["annotations"].get("label", TEST_FOLDER) / key for key, entry in entries[:50]]
-    if not looked or any(next(path.parent.glob(f"{glob.escape(path.name)}.*"), None) for path in looked if path.parent.is_dir()):
-        return  # the videos themselves are there
+    videos_there = any(next(path.parent.glob(f"{glob.escape(path.name)}.*"), None)
+                       for path in looked if path.parent.is_dir())
+    if not looked or videos_there:
+        return
     example = looked[0]
-    deeper = sorted(sub for sub in frame_dir.iterdir() if sub.is_dir() and (sub / example.parent.name / example.name).exists())
+    deeper = sorted(sub for sub in frame_dir.iterdir()
+                    if sub.is_dir() and (sub / example.parent.name / example.name).exists())
     hint = (f"they are one level deeper: give {deeper[0]}" if deeper else
             "give the folder that holds the class folders of the extracted frames (resnet3d prepare frames)")
     raise UserError(f"none of the {len(entries)} videos the split files list has frames under {frame_dir} "
