@@ -268,3 +268,29 @@ def test_continue_from_a_successor_checkpoint(motion_data):
     saved = torch.load(motion_data / "from_successor" / "model_4.pth", weights_only=True)
     assert saved["model_config"]["widen_factor"] == 0.25 and saved["arch"] == "resnet-10"
     assert len(saved["optimizer"]["param_groups"]) == 1
+
+
+def test_continue_from_a_successor_plateau_checkpoint(motion_data):
+    """A successor run on ReduceLROnPlateau goes on from the rate it reached, with its best loss
+    and its count of epochs without progress (they restarted from the flags)."""
+    from resnet3d.models import create_model
+
+    model = create_model("resnet", 10, n_classes=2, widen_factor=0.25)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=3, factor=0.5)
+    for loss in (0.25, 0.3, 0.3, 0.3, 0.3):  # 4 epochs without progress: the rate halves to 0.005
+        plateau.step(loss)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.005) and plateau.num_bad_epochs == 0
+    plateau.step(0.3)  # one more bad epoch
+    torch.save({"epoch": 6, "arch": "resnet-10", "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": plateau.state_dict()}, motion_data / "save_6.pth")
+    done = resnet3d("main", *data_args(motion_data), "--result_path", "from_plateau", "--resume_path", "save_6.pth",
+                    "--n_epochs", "7", "--batch_size", "4", "--max-steps-per-epoch", "2", "--sample_size", "32",
+                    "--sample_duration", "8", "--n_threads", "0", "--no_cuda", "--n_classes", "2")
+    assert "learning_rate 0.005" in done.stdout and "lr_scheduler plateau" in done.stdout, done.stdout
+    assert "schedule state is not carried over" not in done.stderr
+    assert [row["lr"] for row in read_log(motion_data / "from_plateau" / "train.log")] == ["0.005"]
+    state = torch.load(motion_data / "from_plateau" / "model_7.pth", weights_only=True)["scheduler"]
+    val_loss = float(read_log(motion_data / "from_plateau" / "val.log")[0]["loss"])
+    improved = val_loss < 0.25 * (1 - 1e-4)
+    assert (state["best"], state["bad_epochs"]) == ((val_loss, 0) if improved else (0.25, 2)), (state, val_loss)

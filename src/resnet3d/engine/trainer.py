@@ -402,7 +402,10 @@ def _restore_training_state(start: Start, optimizer, schedule: Schedule, scaler,
         if "milestones" in theirs and schedule.name == "multistep":  # the successor's MultiStepLR
             schedule.load_state_dict({"name": "multistep", "milestones": sorted(int(m) for m in theirs["milestones"]),
                                       "gamma": theirs.get("gamma")})  # (its milestones, unless --overwrite_milestones)
-        elif schedule.name != "plateau" or "patience" not in theirs:  # (plateau goes on from the rate reached)
+        elif "patience" in theirs and schedule.name == "plateau":  # its ReduceLROnPlateau: best loss, bad epochs
+            schedule.load_state_dict({"name": "plateau", "best": float(theirs.get("best", math.inf)),
+                                      "bad_epochs": int(theirs.get("num_bad_epochs", 0)), "lr": schedule.lr})
+        else:
             warn(info, f"{start.source} is a {carried['foreign']} checkpoint: its learning-rate schedule state is not "
                        "carried over; the schedule follows the flags from the continued epoch on")
         return
