@@ -176,7 +176,7 @@ class OptimConfig:
     regimes: Tuple[Regime, ...] = ()
     regimes_path: Optional[str] = None  # where the regimes came from (lr.lua), for the record
     # the settings above given explicitly (flags, a config file, an lr.lua): a continued run takes
-    # the others from its checkpoint, as it was trained (model_start.continued_optimisation)
+    # the others from its checkpoint, as it was trained (engine.carried_settings)
     explicit_optim: Tuple[str, ...] = ()
 
 

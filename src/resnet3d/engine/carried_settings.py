@@ -7,6 +7,7 @@ takes every optimisation setting it is not given again from the checkpoint's rec
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, Dict, Optional
 
@@ -75,6 +76,22 @@ def recorded_optimisation(loaded: Any) -> Optional[Dict[str, Any]]:
         found.update(lr_scheduler="plateau", learning_rate=float(group["lr"]),
                      plateau_patience=int(scheduler["patience"]), plateau_factor=float(scheduler.get("factor", 0.1)))
     return found
+
+
+def successor_schedule_state(scheduler: Optional[Dict[str, Any]], schedule_name: str,
+                             lr: float) -> Optional[Dict[str, Any]]:
+    """The successor's scheduler state as our schedule's ``state_dict``, where the two agree:
+    a MultiStepLR's milestones (kept unless --overwrite_milestones, by our schedule's rule) and
+    a ReduceLROnPlateau's best loss and epochs without progress (``lr``: the rate it goes on
+    from, already taken by ``continued_optimisation``). None: nothing to carry over."""
+    scheduler = scheduler or {}
+    if "milestones" in scheduler and schedule_name == "multistep":
+        return {"name": "multistep", "milestones": sorted(int(m) for m in scheduler["milestones"]),
+                "gamma": scheduler.get("gamma")}
+    if "patience" in scheduler and schedule_name == "plateau":
+        return {"name": "plateau", "best": float(scheduler.get("best", math.inf)),
+                "bad_epochs": int(scheduler.get("num_bad_epochs", 0)), "lr": lr}
+    return None
 
 
 def _setting(key: str, value: Any) -> str:

@@ -37,7 +37,7 @@ from torch import nn
 from resnet3d.config import USED_KEY, Config
 from resnet3d.data.loader import decode_share_of
 from resnet3d.engine import checkpoint as ckpt
-from resnet3d.engine.carried_settings import continued_optimisation
+from resnet3d.engine.carried_settings import continued_optimisation, successor_schedule_state
 from resnet3d.engine.distributed import (
     DistInfo,
     any_rank,
@@ -398,13 +398,9 @@ def _restore_training_state(start: Start, optimizer, schedule: Schedule, scaler,
             start.notes.append(f"the optimizer state of {start.source} does not fit ({error}); momentum restarts")
             warn(info, start.notes[-1])
     if carried.get("foreign"):
-        theirs = carried.get("scheduler") or {}
-        if "milestones" in theirs and schedule.name == "multistep":  # the successor's MultiStepLR
-            schedule.load_state_dict({"name": "multistep", "milestones": sorted(int(m) for m in theirs["milestones"]),
-                                      "gamma": theirs.get("gamma")})  # (its milestones, unless --overwrite_milestones)
-        elif "patience" in theirs and schedule.name == "plateau":  # its ReduceLROnPlateau: best loss, bad epochs
-            schedule.load_state_dict({"name": "plateau", "best": float(theirs.get("best", math.inf)),
-                                      "bad_epochs": int(theirs.get("num_bad_epochs", 0)), "lr": schedule.lr})
+        theirs = successor_schedule_state(carried.get("scheduler"), schedule.name, schedule.values(start.epoch)[0])
+        if theirs is not None:
+            schedule.load_state_dict(theirs)
         else:
             warn(info, f"{start.source} is a {carried['foreign']} checkpoint: its learning-rate schedule state is not "
                        "carried over; the schedule follows the flags from the continued epoch on")
