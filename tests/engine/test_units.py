@@ -228,3 +228,25 @@ def test_one_autocast_rule_for_training_benchmarks_and_recognition():
                       if "def autocast_dtype" in path.read_text(encoding="utf-8"))
     assert defining == ["engine/precision.py"]
     assert predict.autocast_dtype is precision.autocast_dtype
+
+
+def test_rendezvous_ports_come_from_below_the_ephemeral_range(monkeypatch):
+    import socket
+
+    from resnet3d.engine import distributed
+
+    # outgoing connections take ports from the ephemeral range at any moment; ours stay below it
+    monkeypatch.setattr(distributed, "_ephemeral_port_floor", lambda: 40000)
+    ports = {distributed.free_port() for _ in range(20)}
+    assert all(28000 <= port < 40000 for port in ports) and len(ports) > 1
+    with socket.socket() as taken:  # a port in use is never offered
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setattr(distributed, "_ephemeral_port_floor", lambda: taken.getsockname()[1] + 1)
+
+        class OnlyTheTakenPort:
+            def sample(self, population, k):
+                return [population[-1]]
+
+        monkeypatch.setattr(distributed.random, "Random", OnlyTheTakenPort)
+        assert distributed.free_port() != taken.getsockname()[1]

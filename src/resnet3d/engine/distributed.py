@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import shutil
 import socket
 import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
@@ -149,10 +151,32 @@ def broadcast_object(obj: Any) -> Any:
     return holder[0]
 
 
+def _ephemeral_port_floor() -> int:
+    """The lowest port the kernel hands out to outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on, for a launcher's rendezvous.
+
+    Chosen below the ephemeral range: a port the kernel picks for ``bind(0)`` can be handed to
+    any process's next outgoing connection between this check and the launcher's own bind (a
+    rare "address already in use" on a busy machine); ports below it go only to explicit binds.
+    """
+    floor = _ephemeral_port_floor()
+    below = range(max(1024, floor - 12000), floor)
+    candidates = random.Random().sample(below, min(50, len(below)))
+    for port in [*candidates, 0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise OSError("no free TCP port on 127.0.0.1")
 
 
 def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict[int, Any]:
