@@ -16,6 +16,7 @@ import sys
 from typing import Optional, Sequence
 
 from resnet3d import __version__
+from resnet3d.cliargs import DefaultsHelpFormatter
 from resnet3d.errors import UserError, describe_os_error
 
 # name -> one-line summary (the module is resnet3d.commands.<name>)
@@ -57,7 +58,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         prog=f"resnet3d {command}",
         description=COMMANDS[command],
         allow_abbrev=False,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     module.add_arguments(parser)
     return parser

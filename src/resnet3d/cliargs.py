@@ -47,3 +47,15 @@ def add_switch(
     action = group.add_argument(*on, dest=dest, action="store_true", default=default, help=help)
     group.add_argument(*off, dest=dest, action="store_false", default=default, help=argparse.SUPPRESS)
     return action
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each flag's default, where it says something: not for a default of None,
+    False or '' (nothing given), and not a second time where the help text already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, "") or "default" in text:
+            return text
+        return super()._get_help_string(action) or text
+

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from typing import Union
+from pathlib import Path
+from typing import FrozenSet, Iterator, Optional, Union
 
 import numpy as np
 
 # Containers PyAV (FFmpeg) opens; compared in lower case.
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
+# (.ts, .mts, .m2ts: MPEG transport streams, as camcorders and broadcast recordings write them.)
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp",
+                    ".ts", ".mts", ".m2ts")
 
 
 def is_video_file(path: Union[str, "os.PathLike[str]"]) -> bool:
@@ -16,6 +19,42 @@ def is_video_file(path: Union[str, "os.PathLike[str]"]) -> bool:
     metadata files beside copied videos; they are not videos)."""
     name = os.path.basename(os.fspath(path))
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+
+
+def video_files_below(folder: Path, min_depth: int = 0, max_depth: Optional[int] = None) -> Iterator[Path]:
+    """Every video file under ``folder``: each folder's files by name, then its subfolders by name.
+
+    Symlinked folders are followed (a data set is often a tree of links), except one that leads
+    back to a folder above it, so a link cycle ends. Hidden files and folders are passed over. A
+    dangling link with a video's name is listed too: reading it then fails with a message naming
+    it, where leaving it out would drop a video without a word. ``min_depth``/``max_depth`` count
+    folders below ``folder`` (its own files are at depth 0).
+    """
+    def walk(directory: Path, above: FrozenSet[str], depth: int) -> Iterator[Path]:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError:  # unreadable folder: nothing of it can be listed
+            return
+        if depth >= min_depth:
+            yield from (Path(entry.path) for entry in entries
+                        if is_video_file(entry.name) and not _is_dir(entry))
+        if max_depth is not None and depth >= max_depth:
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or not _is_dir(entry):
+                continue
+            real = os.path.realpath(entry.path)
+            if real not in above:
+                yield from walk(Path(entry.path), above | {real}, depth + 1)
+
+    yield from walk(Path(folder), frozenset({os.path.realpath(folder)}), 0)
+
+
+def _is_dir(entry: "os.DirEntry[str]") -> bool:
+    try:
+        return entry.is_dir()  # follows links; False for a dangling one
+    except OSError:
+        return False
 
 
 class DisplayFrames:

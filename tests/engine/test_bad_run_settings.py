@@ -33,13 +33,21 @@ def test_n_pretrain_classes_that_disagree_with_the_weights(motion_data, tmp_path
 
 def test_a_last_batch_of_one_tiny_clip_names_the_batch_size(motion_data, tmp_path, capsys):
     """60 training clips in batches of 59 leave one clip whose 1x1x1 feature map gives BatchNorm
-    one value per channel: torch's ValueError became a one-line error with the fix."""
+    one value per channel: torch's ValueError became a one-line error with the fix. It came at
+    the epoch's last batch, after a first step had logged a row that then blocked the corrected
+    command; it is now found before the first step."""
     assert _main(motion_data, tmp_path, "--batch_size", "59", "--no_val") == 2
     err = capsys.readouterr().err
     assert "a training batch of one clip leaves a BatchNorm layer a single value per channel" in err
     assert "60 training clips per epoch, --batch_size 59" in err
-    # the stopped run left the logs' headers only: the corrected command runs (it was refused
-    # until --overwrite), and says what it replaced
+    assert not (tmp_path / "run" / "train_batch.log").exists()
+    # frozen BatchNorm normalises with its running statistics: a batch of one clip trains
+    assert _main(motion_data, tmp_path / "frozen", "--batch_size", "59", "--no_val", "--freeze-bn") == 0
+    # batches of one clip throughout: the first step fails, leaving the logs' headers only
+    assert _main(motion_data, tmp_path, "--batch_size", "1", "--no_val") == 2
+    assert "a training batch of one clip" in capsys.readouterr().err
+    assert (tmp_path / "run" / "train_batch.log").exists()
+    # the corrected command runs (it was refused until --overwrite), and says what it replaced
     assert _main(motion_data, tmp_path, "--batch_size", "4", "--no_val", "--max-steps-per-epoch", "1") == 0
     out = capsys.readouterr().out
     assert "held the empty logs of a run that stopped before its first step" in out

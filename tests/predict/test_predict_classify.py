@@ -52,7 +52,7 @@ def test_clip_starts_and_segments_with_loop_padding(clips_dir):
 def test_score_mode_json_with_our_checkpoint_needs_no_model_flags(clips_dir, our_checkpoint, motion, tmp_path):
     out = tmp_path / "labels.json"
     status = main(["classify", str(clips_dir), "--model", str(our_checkpoint), "--output", str(out)])
-    assert status == 0
+    assert status == 1  # broken.mp4: as prepare frames, a script sees that a video is missing
     records = json.loads(out.read_text())
     assert [Path(r["video"]).name for r in records] == ["a.mp4", "broken.mp4", "c.mp4", "b.mp4"]
     by_name = {Path(r["video"]).name: r for r in records}
@@ -104,6 +104,9 @@ def test_overlay_never_replaces_an_input_video_and_earlier_overlays_only_with_ov
     original = (videos / "a.mp4").read_bytes()
     base = ["classify", str(videos), "--model", str(our_checkpoint), "--output", str(tmp_path / "out.json")]
     assert main([*base, "--overlay", str(videos), "--overwrite"]) == 2
+    assert "is inside the input folder" in capsys.readouterr().err and (videos / "a.mp4").read_bytes() == original
+    named = ["classify", str(videos / "a.mp4"), "--model", str(our_checkpoint), "--output", str(tmp_path / "o.json")]
+    assert main([*named, "--overlay", str(videos), "--overwrite"]) == 2
     assert "would write" in capsys.readouterr().err and (videos / "a.mp4").read_bytes() == original
 
     overlay = tmp_path / "overlay"

@@ -294,8 +294,8 @@ def test_kinetics_pipeline_from_unsorted_downloads(kinetics_csvs, tmp_path, caps
     assert cli.main(["prepare", "frames", str(videos), str(frame_dir), "--annotation", str(seed_json),
                      "--short-side", "32", "--workers", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "4 done" in out and "1 videos not in the annotation ignored" in out
-    assert "1 annotated videos not found" in out  # -3B32lodo2M has no video
+    assert "4 done" in out and "1 video not in the annotation ignored" in out
+    assert "1 annotated video not found" in out  # -3B32lodo2M has no video
     out_json = tmp_path / "k.json"
     successor_kinetics_json(tmp_path / "csv", 400, frame_dir, "jpg", out_json)
     database = json.loads(out_json.read_text())["database"]

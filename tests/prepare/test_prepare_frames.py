@@ -437,4 +437,35 @@ def test_videos_a_layout_ignores_beside_ones_it_takes_are_named(tmp_path):
     write_video(videos / "stray.mp4", n_frames=2)
     summary = prepare_frames(videos, tmp_path / "f", SMALL, layout="ucf101", workers=1, progress=False)
     assert summary.done == 1
-    assert f"1 videos outside the 'ucf101' layout ignored (e.g. {videos}/stray.mp4)" in summary.line()
+    assert f"1 video outside the 'ucf101' layout ignored (e.g. {videos}/stray.mp4)" in summary.line()
+
+
+def test_videos_below_a_class_folder_and_dangling_links_are_not_lost_without_a_word(tmp_path):
+    """A video one folder below its class folder was neither extracted nor counted, and a
+    dangling link named like a video vanished from the count and the failures list."""
+    videos = tmp_path / "videos"
+    write_video(videos / "jump" / "j1.mp4", n_frames=2)
+    write_video(videos / "jump" / "takes" / "j2.mp4", n_frames=2)
+    (videos / "jump" / "gone.mp4").symlink_to(tmp_path / "deleted.mp4")
+    summary = prepare_frames(videos, tmp_path / "f", SMALL, workers=1, progress=False)
+    assert (summary.done, summary.failed) == (1, 1)
+    assert f"1 video outside the 'kinetics' layout ignored (e.g. {videos}/jump/takes/j2.mp4)" in summary.line()
+    rows = (tmp_path / "f" / FAILURES_FILE).read_text().splitlines()
+    assert rows[1].startswith(f"{videos}/jump/gone.mp4\t")
+
+
+def test_annotation_mode_follows_symlinked_folders(tmp_path):
+    """As the layouts do: a download folder linked into VIDEO_DIR was not searched."""
+    import json
+
+    write_video(tmp_path / "store" / "abcdefghijk_000001_000011.mp4", n_frames=2)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "linked").symlink_to(tmp_path / "store", target_is_directory=True)
+    (videos / "loop").symlink_to(videos, target_is_directory=True)  # a cycle ends
+    annotation = tmp_path / "k.json"
+    annotation.write_text(json.dumps({"labels": ["a"], "database": {
+        "abcdefghijk_000001_000011": {"subset": "training", "annotations": {"label": "a"}}}}))
+    summary = prepare_frames(videos, tmp_path / "f", SMALL, workers=1, progress=False, annotation=annotation)
+    assert summary.done == 1 and summary.missing == 0
+    assert (tmp_path / "f" / "a" / "abcdefghijk_000001_000011" / "image_00001.jpg").is_file()

@@ -5,7 +5,7 @@ decoded again with PyAV, each frame gets the label of the clip that covers it (t
 starting at or before the frame) in PIL's default font on a dark box, and the frames are encoded
 as MP4 through PyAV, each at its own time in the input: the copy has exactly the input's frame
 count and timing, a variable frame rate (phones) included. Frames of odd width or height lose
-their last column or row (H.264 needs even sizes).
+their last column or row (H.264 needs even sizes); a side of one pixel is doubled instead.
 """
 from __future__ import annotations
 
@@ -83,6 +83,40 @@ def draw_caption(frame: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(image)
 
 
+def even_sized(frame: np.ndarray) -> np.ndarray:
+    """``frame`` cut to even height and width (H.264 in 4:2:0 needs them); a side of one pixel
+    is doubled, as cutting it would leave nothing."""
+    if frame.shape[0] == 1 or frame.shape[1] == 1:
+        frame = np.repeat(np.repeat(frame, 2 if frame.shape[0] == 1 else 1, axis=0),
+                          2 if frame.shape[1] == 1 else 1, axis=1)
+    return frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
+
+
+class OverlayClock:
+    """Each frame's time in the copy (in ``TIME_BASE`` units): the input's own time, strictly increasing.
+
+    Where the input's times jump back by more than a few frames (files joined end to end, a
+    stream whose clock restarts), the rest of the input is shifted to follow on one frame interval
+    (``step``, from the average rate) later, as a player shows it; smaller backward steps (a
+    repeated timestamp) only take the next free tick, so they cost no drift.
+    """
+
+    RESTART_FRAMES = 3  # a backward jump of more frame intervals than this is a restart, not jitter
+
+    def __init__(self, step: int = round(1 / 25 / TIME_BASE)) -> None:
+        self.step = step
+        self.offset = 0
+        self.last = -1
+
+    def pts(self, seconds: float) -> int:
+        own = round(seconds / TIME_BASE) + self.offset
+        if own < self.last - self.RESTART_FRAMES * self.step:
+            self.offset += self.last + self.step - own
+            own = self.last + self.step
+        self.last = max(self.last + 1, own)
+        return self.last
+
+
 def write_overlay(source: str, destination: Path, items: Sequence[Caption]) -> int:
     """Write the captioned copy of ``source`` to ``destination`` (atomically); returns its frame count."""
     import av
@@ -94,19 +128,18 @@ def write_overlay(source: str, destination: Path, items: Sequence[Caption]) -> i
     try:
         with av.open(str(tmp), mode="w", format="mp4") as output:
             out_stream = None
-            last_pts = -1
+            clock = OverlayClock()
             # problems (a cut file) were reported when the video was classified
             for count, (frame, seconds) in enumerate(timed_frames(source, problems=[]), start=1):
-                frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
+                frame = even_sized(frame)
                 if out_stream is None:
                     out_stream = _open_stream(output, frame.shape[1], frame.shape[0], source)
+                    clock.step = round(1 / (out_stream.average_rate or 25) / TIME_BASE)
                 text = caption_for(count, starts, items)
                 if text:
                     frame = draw_caption(np.ascontiguousarray(frame), text)
                 picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-                # the input's own time; strictly increasing even where its timestamps are not
-                last_pts = max(last_pts + 1, round(seconds / TIME_BASE))
-                picture.pts, picture.time_base = last_pts, TIME_BASE
+                picture.pts, picture.time_base = clock.pts(seconds), TIME_BASE
                 for packet in out_stream.encode(picture):
                     output.mux(packet)
             if out_stream is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from resnet3d.cliargs import DefaultsHelpFormatter
 from resnet3d.errors import UserError
 
 BENCHES = {
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         prog=f"resnet3d bench {args.what}",
         description=BENCHES[args.what],
         allow_abbrev=False,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     module.add_arguments(parser)
     return int(module.run(parser.parse_args(args.options)) or 0)

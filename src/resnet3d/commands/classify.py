@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 from resnet3d.cliargs import add_flag, add_switch
 
@@ -59,13 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def find_videos(inputs: List[str], input_list: str, video_root: str) -> List[Tuple[str, str, str]]:
     """``(path, name in the output, overlay file name)`` for every video to classify, in order."""
     from resnet3d.errors import UserError
-    from resnet3d.video_files import VIDEO_EXTENSIONS, is_video_file
+    from resnet3d.video_files import VIDEO_EXTENSIONS, video_files_below
 
     found: List[Tuple[str, str, str]] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and is_video_file(p))
+            files = list(video_files_below(path))  # symlinked folders followed, as prepare frames does
             if not files:
                 raise UserError(f"{item}: no video files in this folder (looked for {', '.join(VIDEO_EXTENSIONS)})")
             found += [(str(p), str(p), str(p.relative_to(path))) for p in files]
@@ -78,10 +78,18 @@ def find_videos(inputs: List[str], input_list: str, video_root: str) -> List[Tup
             raise UserError(f"--input {input_list}: cannot read it ({error.strerror})") from None
         for line in (line.strip() for line in lines):
             if line and not line.startswith("#"):  # blank lines and comments are not videos
-                found.append((str(Path(video_root) / line) if video_root else line, line, line))
+                found.append((str(Path(video_root) / line) if video_root else line, line, _overlay_relative(line)))
     if not found:
         raise UserError("no videos given: name video files or folders, or pass --input LIST")
     return found
+
+
+def _overlay_relative(line: str) -> str:
+    """Where a listed video's overlay goes under the overlay folder: its own relative path, or
+    its file name where the path is absolute or climbs out with '..' (joined to the folder, such
+    a path would leave it, up to writing over a file of the user's)."""
+    path = Path(line)
+    return path.name if path.is_absolute() or ".." in path.parts else line
 
 
 def overlay_names(found: List[Tuple[str, str, str]]) -> List[str]:
@@ -99,16 +107,29 @@ def overlay_names(found: List[Tuple[str, str, str]]) -> List[str]:
 
 
 def check_overlay_destinations(found: List[Tuple[str, str, str]], overlay: str, names: List[str],
-                               overwrite: bool) -> None:
-    """Never write an overlay over an input video; over an earlier overlay only with --overwrite."""
+                               overwrite: bool, input_folders: Sequence[str] = ()) -> None:
+    """Never write an overlay over an input video or into an input folder; over an earlier
+    overlay only with --overwrite. Checked before the first video is read."""
     from resnet3d.errors import UserError
 
+    folder = Path(overlay)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--overlay {overlay} is a file; it names the folder the overlay videos go to")
     inputs = {Path(path).resolve() for path, _, _ in found}
-    destinations = [Path(overlay) / name for name in names]
+    for item in [Path(i) for i in input_folders if Path(i).is_dir()]:
+        if folder.resolve() == item.resolve() or item.resolve() in folder.resolve().parents:
+            raise UserError(f"--overlay {overlay} is inside the input folder {item}: a later run on that folder would "
+                            "classify the overlays as videos of their own; choose a folder outside it")
+    destinations = [folder / name for name in names]
     for destination in destinations:
         if destination.resolve() in inputs:
             raise UserError(f"--overlay {overlay} would write {destination} over the input video of that name; "
                             "choose another --overlay folder")
+        for parent in destination.relative_to(folder).parents:
+            blocking = folder / parent
+            if parent != Path(".") and blocking.exists() and not blocking.is_dir():
+                raise UserError(f"--overlay: {blocking} is a file, in the way of the folder {destination.parent}; "
+                                "move it, or choose another --overlay folder")
     existing = [d for d in destinations if d.exists()]
     if existing and not overwrite:
         raise UserError(f"--overlay: {existing[0]} already exists ({len(existing)} of the {len(destinations)} "
@@ -143,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(output, "--output")
     overlays = overlay_names(found) if args.overlay else []
     if args.overlay:
-        check_overlay_destinations(found, args.overlay, overlays, args.overwrite)
+        check_overlay_destinations(found, args.overlay, overlays, args.overwrite, args.inputs)
     loaded = load_inference_model(args.model, args)
     for note in loaded.notes:
         print(f"resnet3d classify: {note}", file=sys.stderr)
@@ -167,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
     records = []
     errors = 0
     partial = 0  # videos that decoded only in part
+    overlay_failures = 0
     stream = None
     if output.suffix.lower() == ".jsonl":
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -183,8 +205,14 @@ def run(args: argparse.Namespace) -> int:
                     print(f"resnet3d classify: {record['warning']} (in its record as \"warning\")", file=sys.stderr)
                 if args.overlay:
                     destination = Path(args.overlay) / overlays[number]
-                    write_overlay(path, destination, captions(record["clips"]))
-                    record["overlay"] = str(destination)  # which copy belongs to which input
+                    try:
+                        write_overlay(path, destination, captions(record["clips"]))
+                        record["overlay"] = str(destination)  # which copy belongs to which input
+                    except Exception as error:  # a side output: its failure must not cost the other videos
+                        overlay_failures += 1
+                        record["overlay_error"] = f"{destination}: {type(error).__name__}: {error}"
+                        print(f"resnet3d classify: {name}: the overlay could not be written ({record['overlay_error']}); "
+                              "its result is kept, with \"overlay_error\"", file=sys.stderr)
             if args.verbose:
                 print(f"{name}: {len(record['clips'])} clips", file=sys.stderr)
             if stream is not None:
@@ -198,9 +226,13 @@ def run(args: argparse.Namespace) -> int:
         elif records:
             atomic_write_json(output, records)
     done = len(found) - errors
+    overlays_written = done - overlay_failures
     print(f"resnet3d classify: {done} of {len(found)} videos classified ({args.mode})"
           + (f", {partial} of them only in part (warnings above)" if partial else "")
-          + f"; results in {output}" + (f"; overlays in {args.overlay}" if args.overlay and done else ""))
+          + f"; results in {output}"
+          + (f"; overlays in {args.overlay}" if args.overlay and overlays_written else "")
+          + (f"; {overlay_failures} overlay(s) could not be written (above)" if overlay_failures else ""))
     if done == 0:
         raise UserError("no video could be read; see the errors above")
-    return 0
+    # as prepare frames: a script sees that something is missing; the results file holds the rest
+    return 1 if errors or overlay_failures else 0

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Callable, Dict
 
-from resnet3d.cliargs import add_flag, add_switch
+from resnet3d.cliargs import DefaultsHelpFormatter, add_flag, add_switch
 from resnet3d.errors import UserError
 
 ACTIONS: Dict[str, str] = {
@@ -31,7 +31,7 @@ def _sub(subparsers, name: str) -> argparse.ArgumentParser:
         name,
         help=ACTIONS[name].replace("%", "%%"),  # help strings are %-formatted
         description=ACTIONS[name],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
 
 

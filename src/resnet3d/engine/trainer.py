@@ -372,6 +372,10 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
         state.train_loader = build_loader(train_set, local_batch, train=True, num_workers=workers,
                                           distributed=info.distributed, seed=run.manual_seed,
                                           pin_memory=device.type == "cuda")
+        if run.train and _last_batch_of_one_fails(state):
+            # found at the first such batch, the error would come after steps that wrote log rows,
+            # and those rows (a run with no checkpoint) would then stand in the corrected command's way
+            raise _single_value_batch_error(state)
     if val_set is not None:
         state.val_loader = build_loader(val_set, local_batch, train=False, num_workers=workers,
                                         distributed=info.distributed, seed=run.manual_seed,
@@ -643,6 +647,37 @@ def _clip_errors_explained(state: Run) -> Iterator[None]:
                 f"clips of {data.sample_duration}x{data.sample_size}x{data.sample_size} frames are too small for "
                 f"{arch_name(state.model.model_config)} ({str(error).splitlines()[0]}): raise --sample_duration "
                 "and/or --sample_size") from None
+
+
+def _last_batch_of_one_fails(state: Run) -> bool:
+    """Whether this process's epochs end in a batch of one clip that BatchNorm cannot train on:
+    a BatchNorm layer (not frozen) that sees a single value per channel for one clip."""
+    loader = state.train_loader
+    if len(loader.sampler) % loader.batch_size != 1 or _steps_per_epoch(state) < len(loader):
+        return False
+    if state.config.finetune.freeze_bn:
+        return False
+    norms = [m for m in state.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return False
+    values_per_channel: List[int] = []
+    hooks = [m.register_forward_pre_hook(lambda _, args: values_per_channel.append(args[0][0, 0].numel()))
+             for m in norms]
+    data = state.config.data
+    channels = int(state.model.model_config.get("n_input_channels", 3))
+    one_clip = torch.zeros(1, channels, data.sample_duration, data.sample_size, data.sample_size, device=state.device)
+    was_training = state.model.training
+    try:
+        state.model.eval()  # (eval: the probe must not move the running statistics)
+        with torch.no_grad():
+            state.model(one_clip)
+    except RuntimeError:  # a clip too small for the model: the first step says so
+        return False
+    finally:
+        state.model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return min(values_per_channel, default=2) == 1
 
 
 def _single_value_batch_error(state: Run) -> UserError:

@@ -69,9 +69,11 @@ class Summary:
         text += f"; {self.frames} frames written in {self.seconds:.1f} s"
         if self.ignored:
             where = "not in the annotation" if self.layout == "annotation" else f"outside the '{self.layout}' layout"
-            text += f"; {self.ignored} videos {where} ignored (e.g. {', '.join(self.ignored_examples)})"
+            text += (f"; {self.ignored} video{'' if self.ignored == 1 else 's'} {where} ignored "
+                     f"(e.g. {', '.join(self.ignored_examples)})")
         if self.missing:
-            text += f"; {self.missing} annotated videos not found under the video directory"
+            text += (f"; {self.missing} annotated video{'' if self.missing == 1 else 's'} not found under the "
+                     "video directory")
         if self.failures_file is not None:
             text += f"; failures listed in {self.failures_file}"
         return text

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from resnet3d.errors import UserError
-from resnet3d.video_files import VIDEO_EXTENSIONS, is_video_file
+from resnet3d.video_files import VIDEO_EXTENSIONS, is_video_file, video_files_below
 
 LAYOUTS = ("kinetics", "activitynet", "ucf101", "hmdb51", "flat")
 CLASS_LAYOUTS = ("kinetics", "ucf101", "hmdb51")
@@ -60,7 +60,9 @@ class VideoList:
 
 
 def _videos_in(folder: Path) -> List[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_video_file(p))
+    """The videos directly in ``folder``, by name; a dangling link named like a video too (its
+    extraction fails and is listed, where leaving it out would lose it without a word)."""
+    return list(video_files_below(folder, max_depth=0))
 
 
 def _class_dirs(video_dir: Path) -> List[Path]:
@@ -115,21 +117,16 @@ def _find_by_annotation(video_dir: Path, annotation: Path) -> VideoList:
         by_id.setdefault(key[:-14], []).append(key)
     jobs: List[VideoJob] = []
     ignored: List[Path] = []
-    for folder, subdirs, files in os.walk(video_dir):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        for name in sorted(files):
-            video = Path(folder) / name
-            if not is_video_file(video):
+    for video in video_files_below(video_dir):  # at any depth, symlinked folders followed
+        key = video.stem
+        if key not in folders:
+            stripped = key[2:] if key.startswith("v_") else key
+            candidates = [stripped] if stripped in folders else by_id.get(key, [])
+            if len(candidates) != 1:
+                ignored.append(video)
                 continue
-            key = video.stem
-            if key not in folders:
-                stripped = key[2:] if key.startswith("v_") else key
-                candidates = [stripped] if stripped in folders else by_id.get(key, [])
-                if len(candidates) != 1:
-                    ignored.append(video)
-                    continue
-                key = candidates[0]
-            jobs.append(VideoJob(video, folders[key]))
+            key = candidates[0]
+        jobs.append(VideoJob(video, folders[key]))
     found = {job.output for job in jobs}
     missing = [key for key, folder in folders.items() if folder not in found]
     return VideoList(layout="annotation", jobs=jobs, ignored=ignored, missing=missing)
@@ -150,19 +147,24 @@ def find_videos(video_dir: Path, layout: Optional[str] = None, annotation: Optio
         raise UserError(f"unknown layout '{layout}'; choose one of {', '.join(LAYOUTS)}")
     jobs: List[VideoJob] = []
     ignored: List[Path] = []
+    loose: List[Path] = []
     if layout in CLASS_LAYOUTS:
-        ignored.extend(_videos_in(video_dir))
+        loose = _videos_in(video_dir)
+        ignored.extend(loose)
         for class_dir in _class_dirs(video_dir):
             for video in _videos_in(class_dir):
                 jobs.append(VideoJob(video, Path(class_dir.name) / video.stem))
+            # below a class folder no layout looks: counted, with examples (depth-bounded: a frame
+            # folder tree kept inside VIDEO_DIR would otherwise be walked to its last JPEG folder)
+            ignored.extend(video_files_below(class_dir, min_depth=1, max_depth=2))
     else:
         for video in _videos_in(video_dir):
             name = activitynet_folder_name(video.stem) if layout == "activitynet" else video.stem
             jobs.append(VideoJob(video, Path(name)))
         for sub in _class_dirs(video_dir):
-            ignored.extend(_videos_in(sub))
+            ignored.extend(video_files_below(sub, max_depth=2))
     if not jobs:
-        _nothing_in_layout(video_dir, layout, ignored)
+        _nothing_in_layout(video_dir, layout, loose if layout in CLASS_LAYOUTS else ignored)
     return _deduplicate(VideoList(layout=layout, jobs=jobs, ignored=ignored))
 
 
