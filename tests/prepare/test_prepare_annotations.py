@@ -185,6 +185,25 @@ def test_ucf101_crlf_lists_exact_json(tmp_path):
     assert (tmp_path / "out" / "ucf101_02.json").read_text() == expected
 
 
+def test_ucf101_json_on_hdf5_frames_writes_their_segments(tmp_path):
+    """`prepare frames --hdf5` then `prepare ucf101-json`: every video was reported missing on disk
+    and the JSONs had no segments."""
+    pytest.importorskip("h5py")
+    from resnet3d.prepare.hdf5 import write_video
+
+    notes = tmp_path / "ucfTrainTestlist"
+    write(notes / "classInd.txt", UCF_CLASSES)
+    write(notes / "trainlist01.txt", UCF_TRAIN)
+    write(notes / "testlist01.txt", UCF_TEST)
+    frame_dir = tmp_path / "h5"
+    (frame_dir / "Archery").mkdir(parents=True)
+    write_video(frame_dir / "Archery" / "v_Archery_g08_c01.hdf5", [b"a", b"b", b"c"])
+    summary = ucf101_json(notes, frame_dir, tmp_path / "out")
+    database = json.loads((tmp_path / "out" / "ucf101_01.json").read_text())["database"]
+    assert database["v_Archery_g08_c01"]["annotations"]["segment"] == [0, 3]  # the successor's HDF5 form
+    assert "training 2 (1 with frames, 1 missing on disk)" in summary
+
+
 def test_ucf101_errors(tmp_path):
     notes = tmp_path / "notes"
     write(notes / "classInd.txt", UCF_CLASSES, crlf=True)

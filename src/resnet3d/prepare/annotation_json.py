@@ -100,7 +100,10 @@ class RenamedLabels:
 
 
 def add_segments(entries: Dict[str, dict], frame_dir: Path, file_type: str = "jpg") -> SegmentReport:
-    """The successor's segments, from ``<frame_dir>/<label or test>/<key>`` (or ``.hdf5``)."""
+    """The successor's segments, from ``<frame_dir>/<label or test>/<key>`` (or ``.hdf5``).
+
+    ``file_type`` "auto" takes each video's frame folder, else its ``.hdf5`` file (what
+    ``prepare frames --hdf5`` wrote): the split-file converters have no flag for it."""
     if not frame_dir.is_dir():
         raise UserError(f"frame directory {frame_dir} does not exist; extract frames first (resnet3d prepare frames)")
     report = SegmentReport(frame_dir=frame_dir)
@@ -109,7 +112,8 @@ def add_segments(entries: Dict[str, dict], frame_dir: Path, file_type: str = "jp
         annotations = entry["annotations"]
         unread = False
         label = annotations.get("label", TEST_FOLDER)
-        if file_type == "hdf5":
+        if file_type == "hdf5" or (file_type == "auto" and not (frame_dir / label / key).is_dir()
+                                   and (frame_dir / label / f"{key}.hdf5").is_file()):
             path = frame_dir / label / f"{key}.hdf5"
             if path.is_file():
                 from resnet3d.prepare.hdf5 import read_n_frames
@@ -207,7 +211,7 @@ def write_split_files(
     outputs = {split: out_dir / file_name.format(split) for split in databases}
     for out in outputs.values():
         refuse_existing(out, "output", overwrite)
-    segments = {split: add_segments(database.entries, frame_dir) for split, database in databases.items()}
+    segments = {split: add_segments(database.entries, frame_dir, "auto") for split, database in databases.items()}
     _refuse_when_nothing_is_there(databases, segments, frame_dir)
     lines = []
     for split, database in databases.items():
