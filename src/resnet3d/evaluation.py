@@ -271,7 +271,8 @@ def evaluate(gt: GroundTruth, predictions: Predictions, k: int = 1, ignore: bool
 
 def format_report(result: Evaluation, per_class: bool = True, max_rows: Optional[int] = None) -> str:
     """The printed report: counts, top-1/top-k, mean class accuracy, then the per-class table."""
-    lines = [f"subset {result.subset}: {result.n_videos} videos, {result.n_matched} with a result"
+    videos_word = "video" if result.n_videos == 1 else "videos"
+    lines = [f"subset {result.subset}: {result.n_videos} {videos_word}, {result.n_matched} with a result"
              + (f", {result.n_errors} unreadable" if result.n_errors else "")
              + (f" ({len(result.unmatched_results)} results matched no video)" if result.unmatched_results else "")]
     basis = f"of the {result.denominator} videos {'with a result' if result.ignore else 'in the subset'}"

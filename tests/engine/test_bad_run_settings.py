@@ -238,3 +238,10 @@ def test_a_missing_video_of_the_recognition_subset_is_reported_once(motion_data,
                     "--max-steps-per-epoch", "1", "--no_val", "--batch_size", "4", "--inference",
                     "--inference_subset", "testing")
     assert done.stderr.count("1 of 5 testing entries have no frame folder") == 1, done.stderr
+
+
+def test_plateau_without_validation_says_the_rate_stays(motion_data, tmp_path, capsys):
+    """ReduceLROnPlateau steps on the validation loss: under --no_val it never moved, without a word."""
+    assert _main(motion_data, tmp_path, "--lr_scheduler", "plateau", "--no_val", "--batch_size", "4",
+                 "--max-steps-per-epoch", "1") == 0
+    assert "--no_val gives none: it stays where it starts" in capsys.readouterr().out

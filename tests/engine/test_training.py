@@ -209,7 +209,11 @@ def test_finetune_replaces_the_head_and_trains_from_ft_begin_module(motion_data,
     done = resnet3d("main", *data_args(motion_data), "--result_path", "finetuned", *EXACT, "--n_epochs", "1",
                     "--pretrain_path", "unbroken/model_1.pth", "--n_pretrain_classes", "2", "--n_classes", "3",
                     "--ft_begin_module", "layer4")
-    assert "head replaced: 3 classes" in done.stdout and "training" in done.stdout
+    assert "head replaced: 2 -> 3 classes" in done.stdout and "training" in done.stdout
+    same = resnet3d("main", *data_args(motion_data), "--result_path", "finetuned_same", *EXACT, "--n_epochs", "1",
+                    "--pretrain_path", "unbroken/model_1.pth", "--n_classes", "2", "--max-steps-per-epoch", "1",
+                    "--no_val")
+    assert "head kept: 2 classes, as many as the run's" in same.stdout  # it said "head replaced"
     tuned = torch.load(motion_data / "finetuned" / "model_1.pth", weights_only=True)
     assert tuned["model_config"]["n_classes"] == 3 and tuned["state_dict"]["fc.weight"].shape[0] == 3
     weights = [n for n, t in pretrained.items() if t.is_floating_point() and ("conv" in n or n.endswith(("weight", "bias")))

@@ -461,7 +461,7 @@ class VideoDataset(torch.utils.data.Dataset):
             return sample
         raise UserError(
             f"{MAX_SUBSTITUTES + 1} videos in a row had no readable frame (the last: {last_error}); "
-            "check --video_path, --file_type and the files"
+            "check --video_path, --file_type, --input_type (flow frames or RGB) and the files"
         )
 
 

@@ -150,9 +150,13 @@ def build_model(config: Config, n_data_classes: Optional[int],
         if _records_no_config(loaded):
             overrides.update(invisible)
         new_classes = config.model.n_classes if run.train else None
+        pretrained_classes = overrides.get("n_classes", loaded.n_classes)
         model, loaded = build_model_from_checkpoint(loaded, new_n_classes=new_classes, **overrides)
-        head = (f", head replaced: {loaded.n_classes if new_classes is None else new_classes} classes"
-                if new_classes is not None else "")
+        head = ""
+        if new_classes is not None and new_classes != pretrained_classes:
+            head = f", head replaced: {pretrained_classes} -> {new_classes} classes"
+        elif new_classes is not None:  # (as in the originals: the same count keeps the trained head)
+            head = f", head kept: {new_classes} classes, as many as the run's"
         start.notes.append(f"pretrained weights from {finetune.pretrained}{head}")
     else:
         model = create_model(config.model.model, config.model.depth,

@@ -318,7 +318,8 @@ def run_recognition(
     with warned_already(data, options.subset):
         videos, _, annotation = resolve_videos(data, options.subset)
     require_videos(len(videos), data.annotation_path, canonical_subset(options.subset),
-                   "choose the subset to recognise with --subset (--inference_subset, --test_subset)")
+                   "choose the subset to recognise: resnet3d test --subset, resnet3d main --inference_subset "
+                   "(the seed's --test_subset)")
     names = resultfiles.result_names([v.key for v in videos], options.flavour)
     units = group_units(videos, names)
     n_outputs = _n_outputs(model)
@@ -440,7 +441,8 @@ def run_recognition(
         if counts["bad_frames"]:
             extra += f", {counts['bad_frames']} unreadable frames replaced by their neighbours"
         skipped = f", {summary['skipped']} already done" if summary["skipped"] else ""
-        print(f"resnet3d: recognised {counts['videos']} videos of {options.subset}{extra}{skipped} in "
+        videos_word = "video" if counts["videos"] == 1 else "videos"
+        print(f"resnet3d: recognised {counts['videos']} {videos_word} of {options.subset}{extra}{skipped} in "
               f"{seconds:.1f} s{rate}; results in {out_path}", flush=True)
     return summary
 

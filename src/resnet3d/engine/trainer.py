@@ -329,6 +329,9 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
         n_all = sum(p.numel() for p in model.parameters())
         if n_train < n_all:
             say(info, f"resnet3d: training {n_train:,} of {n_all:,} parameters")
+        if config.optim.lr_scheduler == "plateau" and not run.val:
+            say(info, "resnet3d: note: --lr_scheduler plateau lowers the learning rate on the validation loss, and "
+                      "--no_val gives none: it stays where it starts (as in the successor)")
     stepped: nn.Module = model
     if config.hardware.batchnorm_sync and info.distributed:
         if device.type == "cuda":
