@@ -138,6 +138,11 @@ def build_model(config: Config, n_data_classes: Optional[int],
         partly = f", step {start.step_in_epoch} of the next" if start.step_in_epoch else ""
         start.notes.append(f"{'continuing from' if run.train else 'evaluating'} {source} ({loaded.arch or loaded.model_config.get('model')}, "
                            f"{completed} epoch(s) done{partly})")
+        differ = _explicit_settings_differing(config, loaded.model_config)
+        if differ:  # (the successor's resume lines repeat the first run's flags; a slip there changes nothing)
+            asked = ", ".join(f"{key} {getattr(config.model, key)}" for key in differ)
+            holds = ", ".join(f"{key} {loaded.model_config[key]}" for key in differ)
+            start.notes.append(f"{asked} given, but {source} holds {holds}: its architecture is kept")
     elif loaded is not None:  # pretrained weights
         _check_explicit_architecture(config, loaded)
         overrides: Dict[str, Any] = {}
@@ -193,11 +198,8 @@ def _check_explicit_architecture(config: Config, loaded) -> None:
     asked for a model the weights are not."""
     from resnet3d.checkpoints.mismatch import describe
 
-    ignored = ("n_classes", "n_input_channels")  # the head is replaced; channels follow --input_type
     recorded = loaded.model_config
-    differ = [key for key in config.finetune.explicit_model
-              if key not in ignored and recorded.get(key) is not None
-              and getattr(config.model, key, recorded[key]) != recorded[key]]
+    differ = _explicit_settings_differing(config, recorded)
     if not differ:
         return
     asked = ", ".join(f"{key} {getattr(config.model, key)}" for key in differ)
@@ -205,6 +207,14 @@ def _check_explicit_architecture(config: Config, loaded) -> None:
     raise UserError(f"{config.finetune.pretrained} holds {describe(recorded)}, but {asked} was asked for: "
                     f"fine-tuning keeps the weights' architecture ({holds}); leave out those settings (flags or "
                     "config file), or choose weights of the model you want")
+
+
+def _explicit_settings_differing(config: Config, recorded: Dict[str, Any]) -> List[str]:
+    """Architecture settings given explicitly (flag or config file) that ``recorded`` contradicts."""
+    ignored = ("n_classes", "n_input_channels")  # the head is replaced; channels follow --input_type
+    return [key for key in config.finetune.explicit_model
+            if key not in ignored and recorded.get(key) is not None
+            and getattr(config.model, key, recorded[key]) != recorded[key]]
 
 
 def _records_no_config(loaded) -> bool:
