@@ -469,3 +469,9 @@ def test_annotation_mode_follows_symlinked_folders(tmp_path):
     summary = prepare_frames(videos, tmp_path / "f", SMALL, workers=1, progress=False, annotation=annotation)
     assert summary.done == 1 and summary.missing == 0
     assert (tmp_path / "f" / "a" / "abcdefghijk_000001_000011" / "image_00001.jpg").is_file()
+
+
+def test_a_video_file_given_as_video_dir_is_named_as_such(tmp_path):
+    video = write_video(tmp_path / "one.mp4", n_frames=2) or tmp_path / "one.mp4"
+    with pytest.raises(UserError, match=r"one.mp4 is a file: prepare frames takes the folder that holds the videos"):
+        prepare_frames(video, tmp_path / "f", SMALL, workers=1, progress=False)

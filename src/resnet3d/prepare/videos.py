@@ -134,6 +134,9 @@ def _find_by_annotation(video_dir: Path, annotation: Path) -> VideoList:
 
 def find_videos(video_dir: Path, layout: Optional[str] = None, annotation: Optional[Path] = None) -> VideoList:
     """Every video the layout (or the annotation) covers, sorted, each with its output folder."""
+    if video_dir.is_file():
+        raise UserError(f"{video_dir} is a file: prepare frames takes the folder that holds the videos (VIDEO_DIR); "
+                        "for one video, give a folder holding it (its frames go to FRAME_DIR/<name>/)")
     if not video_dir.is_dir():
         raise UserError(f"video directory {video_dir} does not exist (or is not a directory)")
     if annotation is not None:
