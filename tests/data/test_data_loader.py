@@ -137,3 +137,25 @@ def test_more_workers_than_cores_is_one_line_of_ours(motion_set, caplog, monkeyp
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["2 loader worker processes on 1 usable cores (--n_threads / --workers): more workers than cores "
                      "queue for the same cores and rarely load faster; taken as given"]
+
+
+def test_persistent_workers_exit_normally_when_the_program_ends(motion_set, tmp_path):
+    """Workers a loader still held at the end were killed by multiprocessing's exit handler, which
+    left one /tmp/pymp-* folder per worker (the socket batches' file descriptors pass through)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        from resnet3d.data import DataConfig, build_dataset, build_loader, set_epoch
+        cfg = DataConfig(video_path={str(motion_set.jpg_path)!r}, annotation_path={str(motion_set.annotation_path)!r},
+                         sample_size=16, sample_duration=4)
+        loader = build_loader(build_dataset(cfg, "training", seed=0), 4, train=True, num_workers=2, seed=0)
+        for epoch in (0, 1):
+            set_epoch(loader, epoch)
+            assert len(list(loader)) == 2
+        """)  # (the loader is alive until the interpreter exits)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("pymp-")]

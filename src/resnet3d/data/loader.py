@@ -10,9 +10,11 @@
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
-from typing import TYPE_CHECKING, Iterator, List, Optional, Set, Tuple
+import weakref
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Set, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
@@ -38,10 +40,37 @@ class WorkerLoader(DataLoader):
         warn_many_workers(self.num_workers)
 
     def __iter__(self):
+        if self.num_workers and self.persistent_workers:
+            _with_persistent_workers.add(self)
         if self.num_workers == 0 or self.worker_init_fn is not init_loader_worker:
             return super().__iter__()  # (a worker that never takes the signals over must not start deaf)
         with children_start_deaf_to_stops():  # the workers start here (persistent ones at the first call)
             return super().__iter__()
+
+
+_with_persistent_workers: "weakref.WeakSet[WorkerLoader]" = weakref.WeakSet()
+
+
+def release_workers(*loaders: Any) -> None:
+    """Stop the loaders' persistent workers now, through their normal exit.
+
+    torch leaves them running until the process ends, when multiprocessing's exit handler kills
+    them: a killed worker runs no clean-up, and each left its ``/tmp/pymp-*`` folder (the socket
+    it passed batches' file descriptors through) behind, one per worker and run.
+    """
+    for loader in loaders:
+        iterator = getattr(loader, "_iterator", None)
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        if iterator is not None:
+            loader._iterator = None
+
+
+# Registered after multiprocessing's own exit handler (torch imported it), so it runs first: the
+# workers still alive at the end of a command exit before that handler would kill them. (Processes
+# that multiprocessing started run no atexit handlers: the trainer releases its loaders itself.)
+atexit.register(lambda: release_workers(*list(_with_persistent_workers)))
 
 
 def warn_many_workers(num_workers: int) -> None:

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from resnet3d.config import USED_KEY, Config
-from resnet3d.data.loader import decode_share_of
+from resnet3d.data.loader import decode_share_of, release_workers
 from resnet3d.engine import checkpoint as ckpt
 from resnet3d.engine.carried_settings import continued_optimisation, successor_schedule_state
 from resnet3d.engine.distributed import (
@@ -220,6 +220,7 @@ def train_worker(config: Config) -> int:
     # a run that does not train has no step to finish and nothing to save: it stops at the first signal
     stop = StopRequest(at_once=not config.run.train).install()
     lock = RunLock(Path(config.run.result_path))
+    state: Optional[Run] = None
     try:
         def set_up() -> Run:
             if config.run.train and info.is_main:
@@ -238,6 +239,8 @@ def train_worker(config: Config) -> int:
             return 2
         return _epochs(state, stop)
     finally:
+        if state is not None:  # (a process that torch's launcher started runs no atexit handler)
+            release_workers(state.train_loader, state.val_loader)
         lock.release()
         stop.restore()
         destroy_process_group()
