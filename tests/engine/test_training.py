@@ -104,6 +104,21 @@ def test_a_continued_run_keeps_its_learning_rate_unless_given_again(motion_data,
     assert [row["lr"] for row in read_log(motion_data / "given_lr" / "train.log")] == ["0.01", "0.05"]
 
 
+def test_resume_auto_continues_from_model_best_when_it_is_the_only_checkpoint(motion_data, unbroken):
+    """With the default --checkpoint 10, a run killed before epoch 10 has only model_best.pth:
+    --resume auto removed it as 'a run without a checkpoint' and started over at epoch 1."""
+    killed = motion_data / "best_only"
+    shutil.copytree(unbroken, killed)
+    for epoch_checkpoint in killed.glob("model_[0-9]*.pth"):
+        epoch_checkpoint.unlink()
+    best_epoch = torch.load(killed / "model_best.pth", weights_only=True)["epoch"]
+    resumed = resnet3d("main", *data_args(motion_data), "--result_path", "best_only", *EXACT, "--n_epochs", "3",
+                       "--resume", "auto")
+    assert "continuing from" in resumed.stdout and "model_best.pth" in resumed.stdout, resumed.stdout
+    assert [row["epoch"] for row in read_log(killed / "train.log")] == [str(e) for e in range(1, 4)]
+    assert len(read_log(killed / "train.log")) == 3 and best_epoch in (1, 2)
+
+
 def test_continuing_from_an_older_checkpoint_sets_the_later_ones_aside(motion_data, unbroken):
     """Going back to epoch 1 of a run that reached epoch 2: its model_2.pth (and a model_best.pth
     of epoch 2) would otherwise be what --resume auto picks after this run stops; they are moved

@@ -87,6 +87,18 @@ def test_only_our_checkpoints_count_as_a_runs_progress(tmp_path):
     assert ckpt.checkpoints_after(tmp_path, (2, 0), tmp_path / "model_3.pth") == [tmp_path / ckpt.INTERRUPTED_NAME]
 
 
+def test_model_best_is_a_checkpoint_to_continue_from(tmp_path):
+    """With --checkpoint 10 a run killed in its first nine epochs has only model_best.pth:
+    --resume auto took the folder for one without a checkpoint, removed model_best.pth and
+    started over (and preferred an older model_interrupted.pth to it)."""
+    ckpt.save_checkpoint(tmp_path / ckpt.BEST_NAME, {"epoch": 3})
+    assert ckpt.find_latest(tmp_path).name == ckpt.BEST_NAME
+    ckpt.save_checkpoint(tmp_path / ckpt.INTERRUPTED_NAME, {"epoch": 0, "step_in_epoch": 10})
+    assert ckpt.find_latest(tmp_path).name == ckpt.BEST_NAME
+    ckpt.save_checkpoint(tmp_path / "model_3.pth", {"epoch": 3})  # the same state: named by its epoch
+    assert ckpt.find_latest(tmp_path).name == "model_3.pth"
+
+
 def _tiny():
     return create_model("resnet", 10, n_classes=3, widen_factor=0.25)
 

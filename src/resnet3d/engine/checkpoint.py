@@ -137,14 +137,18 @@ def _progress_of_file(candidate: Path) -> Optional[Tuple[int, int]]:
 
 
 def find_latest(result_path: Path) -> Optional[Path]:
-    """The most advanced checkpoint of ours in ``result_path`` (for ``--resume auto``)."""
+    """The most advanced checkpoint of ours in ``result_path`` (for ``--resume auto``).
+
+    ``model_best.pth`` counts: it holds a whole run state like the others, and with the default
+    ``--checkpoint 10`` it is a killed run's only checkpoint for its first nine epochs. At equal
+    progress a ``model_<epoch>.pth`` is named (the same state, under the name that says where)."""
     result_path = Path(result_path)
     if not result_path.is_dir():
         return None
     best: Optional[Tuple[Tuple[int, int], Path]] = None
-    for candidate in result_path.glob("model_*.pth"):
-        if not (_EPOCH_NAME.match(candidate.name) or candidate.name == INTERRUPTED_NAME):
-            continue
+    candidates = [p for p in result_path.glob("model_*.pth")
+                  if _EPOCH_NAME.match(p.name) or p.name in (INTERRUPTED_NAME, BEST_NAME)]
+    for candidate in sorted(candidates, key=lambda p: (p.name == BEST_NAME, p.name)):
         progress = _progress_of_file(candidate)
         if progress is not None and (best is None or progress > best[0]):
             best = (progress, candidate)
