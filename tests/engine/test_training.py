@@ -191,6 +191,24 @@ def test_sigterm_writes_a_checkpoint_and_resume_is_exact(motion_data, unbroken):
     assert _logs(result_path) == _logs(unbroken)
 
 
+def test_an_interrupted_epoch_goes_on_only_in_its_own_batches(motion_data, unbroken):
+    """Continuing model_interrupted.pth (stopped at step 3 in batches of 4) with --batch_size 6
+    skipped 3 batches of 6: clips of the epoch went unseen, without a word."""
+    result_path = motion_data / "rebatched"
+    result_path.mkdir()
+    for name in ("train.log", "train_batch.log", "val.log"):
+        shutil.copy(unbroken / name, result_path / name)
+    state = torch.load(unbroken / "model_1.pth", weights_only=True)
+    state.update(step_in_epoch=3, partial_sums={"loss": 2.0, "correct": 5.0, "clips": 12.0})
+    torch.save(state, result_path / "model_interrupted.pth")
+    other = [arg if arg != "4" else "6" for arg in EXACT]  # --batch_size 6
+    refused = resnet3d("main", *data_args(motion_data), "--result_path", "rebatched", *other, "--n_epochs", "2",
+                       "--resume", "auto", check=False)
+    assert refused.returncode == 2, refused.stderr
+    assert "stopped in the middle of epoch 2 (step 3) with --batch_size 4 on 1 process(es)" in refused.stderr
+    assert "Finish the epoch with --batch_size 4" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_nonfinite_loss_keeps_the_last_good_checkpoint(motion_data, unbroken):
     result_path = motion_data / "exploding"
     shutil.copytree(unbroken, result_path)  # (the other tests compare against the unbroken run's logs)

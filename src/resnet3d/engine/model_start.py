@@ -35,6 +35,9 @@ class Start:
     source: Optional[Path] = None
     ours: Dict[str, Any] = field(default_factory=dict)  # optimizer/scheduler/... of our checkpoints
     best_metric: float = -math.inf
+    # (global batch size, processes) of the run an interrupted checkpoint stopped: the steps it
+    # did are counted in its batches, and each process's share of the epoch follows the processes
+    interrupted_batching: Optional[Tuple[int, int]] = None
     notes: List[str] = field(default_factory=list)
     # the checkpoint's own class names, in the order of its outputs (a run that only evaluates
     # names its results with them, whatever order the annotation lists its labels in)
@@ -129,6 +132,9 @@ def build_model(config: Config, n_data_classes: Optional[int],
             start.step_in_epoch = int(extra.get("step_in_epoch", 0) or 0)
             if start.step_in_epoch:
                 start.partial_sums = {k: float(v) for k, v in (extra.get("partial_sums") or {}).items()}
+                batch = ((extra.get("config") or {}).get("run") or {}).get("batch_size")
+                if batch is not None:
+                    start.interrupted_batching = (int(batch), int(extra.get("world_size", 1) or 1))
             best = extra.get("best_metric")
             start.best_metric = float(best) if best is not None else -math.inf
             start.ours = {"optimizer": loaded.optimizer, "scheduler": loaded.scheduler, "scaler": extra.get("scaler"),

@@ -308,6 +308,8 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
     if run.train and opened[0] is not None:
         check_continued_classes(opened[0], opened[1], class_names)
     model, config, start = build_model(config, len(class_names) or None, opened, start)
+    if run.train:
+        _refuse_other_batching_mid_epoch(start, run.batch_size, info.world_size)
     val_target_map = None
     if start.class_names is not None:
         class_names, val_target_map = checkpoint_class_order(start, class_names, _n_outputs_of(model), info)
@@ -397,6 +399,22 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
                                                  "precision": NAMES[dtype], "channels_last": channels_last}}
         atomic_write_json(Path(run.result_path) / name, record, indent=2)
     return state
+
+
+def _refuse_other_batching_mid_epoch(start: Start, batch_size: int, world_size: int) -> None:
+    """An interrupted epoch goes on after the batches it did, counted in its own batch size and
+    split among its own processes: with others, clips would be skipped or seen twice in it."""
+    if not start.step_in_epoch or start.interrupted_batching is None:
+        return
+    saved_batch, saved_world = start.interrupted_batching
+    if (saved_batch, saved_world) == (batch_size, world_size):
+        return
+    raise UserError(
+        f"{start.source} stopped in the middle of epoch {start.epoch} (step {start.step_in_epoch}) with --batch_size "
+        f"{saved_batch} on {saved_world} process(es); this run has --batch_size {batch_size} on {world_size}: the "
+        f"rest of that epoch needs the same, to see each clip once. Finish the epoch with --batch_size {saved_batch}"
+        + (f" on {saved_world} process(es)" if saved_world != world_size else "")
+        + ", then stop the run at an epoch's end (Ctrl-C during validation) to change it")
 
 
 def _restore_training_state(start: Start, optimizer, schedule: Schedule, scaler, info: DistInfo) -> None:
