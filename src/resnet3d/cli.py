@@ -121,6 +121,16 @@ def _main(argv: Optional[Sequence[str]]) -> int:
             raise
         print(f"resnet3d {command}: error: {describe_os_error(error)}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        # torch's error for a loader worker that died (the out-of-memory killer, most often): one
+        # line with the cause and the fix, not the loader's traceback (training saves its steps first)
+        from resnet3d.data.loader import worker_death
+
+        died = worker_death(error)
+        if died is None:
+            raise
+        print(f"resnet3d {command}: error: {died}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as interrupt:
         # a command that can be continued says how in the interrupt's message
         print(f"resnet3d {command}: interrupted" + (f": {interrupt}" if str(interrupt) else ""), file=sys.stderr)

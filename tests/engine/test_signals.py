@@ -256,3 +256,42 @@ def test_loader_workers_start_with_the_stop_signals_blocked():
     assert {int(signal.SIGINT), int(signal.SIGTERM)} <= set(eval(inside))
     assert not {int(signal.SIGINT), int(signal.SIGTERM)} & set(eval(outside))
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+
+
+def _children(pid: int):
+    """The processes ``pid`` started (its loader workers), from /proc."""
+    found = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                with open(f"/proc/{stat}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(stat))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the loader worker through /proc")
+def test_a_loader_worker_killed_mid_epoch_saves_the_steps_and_says_why(motion_data):
+    """The out-of-memory killer takes a loader worker: the run ended with torch's 57-line
+    traceback and lost the epoch's steps; now one line with the cause and the fix, and the steps
+    saved as an interrupted epoch that --resume auto continues."""
+    import torch
+
+    from engine_helpers import TINY, data_args, resnet3d
+
+    process = _run_until_training(motion_data, "oom_killed")
+    workers = _children(process.pid)
+    assert workers, "no loader worker found"
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == 1, out + err
+    assert "Traceback" not in err and "killed by signal: Killed" in err, err
+    assert "most often the system's out-of-memory killer" in err and "lower --n_threads" in err, err
+    saved = motion_data / "oom_killed" / "model_interrupted.pth"
+    assert saved.is_file() and torch.load(saved, weights_only=True)["step_in_epoch"] >= 2, err
+    resnet3d("main", *data_args(motion_data), "--result_path", "oom_killed", *TINY, "--batch_size", "4",
+             "--n_epochs", "1", "--no_cuda", "--resume", "auto")

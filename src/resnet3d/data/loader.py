@@ -48,6 +48,17 @@ class WorkerLoader(DataLoader):
             return super().__iter__()
 
 
+def worker_death(error: BaseException) -> Optional[str]:
+    """torch's error for a loader worker that died (killed, crashed) as one line with the likely
+    cause and the fix; None for any other error."""
+    text = str(error)
+    if not isinstance(error, RuntimeError) or "DataLoader worker (pid" not in text:
+        return None
+    first = text.strip().splitlines()[0].rstrip(". ")
+    return (f"{first}: most often the system's out-of-memory killer (the kernel log, dmesg, names it); lower "
+            "--n_threads (each worker holds the clips it decodes ahead) or give the run more memory")
+
+
 _with_persistent_workers: "weakref.WeakSet[WorkerLoader]" = weakref.WeakSet()
 
 

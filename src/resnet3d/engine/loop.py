@@ -21,10 +21,12 @@ from torch import nn
 
 from resnet3d.data import AUGMENT_KEYS, batch_counters
 from resnet3d.data.decode_share import DecodeShare
+from resnet3d.data.loader import worker_death
 from resnet3d.engine.distributed import DistInfo, all_sum
 from resnet3d.engine.feed import DeviceFeed, HostReadout
 from resnet3d.engine.optim import set_lr, set_train_mode
 from resnet3d.engine.schedules import Schedule
+from resnet3d.errors import UserError
 from resnet3d.metrics import VideoScores
 from resnet3d.progress import Progress
 
@@ -55,6 +57,7 @@ class EpochResult:
     steps: int = 0  # steps done in this epoch, including those before a resume
     stopped: bool = False  # a stop was requested (signal); the epoch is incomplete
     nonfinite: Optional[str] = None  # a description of the first non-finite loss
+    loader_died: Optional[str] = None  # a loader worker died (one process only): why, and the fix
     sums: Dict[str, float] = field(default_factory=dict)  # for an interrupted epoch's checkpoint
     bad_frames: int = 0
     bad_videos: int = 0
@@ -169,24 +172,34 @@ def train_one_epoch(
     feed = DeviceFeed(parts.device, ("clip", "target") + AUGMENT_KEYS)
     step = start_step
     # the next batches are copied (or decoded) on the device while each step runs (DeviceFeed.batches)
-    with contextlib.closing(feed.batches(batches, share=decode_share)) as fed:
-        for batch, on_device, waited in fed:
-            wait += waited
-            step += 1
-            clips, targets = on_device.pop("clip"), on_device.pop("target")  # what remains: flip, jitter
-            counters = batch_counters(batch)  # after the batch is on the device: decoding may change them
-            counters = {"bad_frames": counters.get("bad_frames", 0), "bad_videos": counters.get("bad_video", 0)}
-            lr, weight_decay = schedule.values(epoch, (step - 1) / max(total_steps, 1))
-            set_lr(parts.optimizer, lr, weight_decay)
-            loss_sum, correct = train_step(parts, clips, targets, on_device)
-            clips_seen += len(targets)
-            entry = (step, lr, HostReadout([loss_sum, correct]), float(len(targets)), counters)
-            if pending is not None and settle(pending):
-                pending = None
-                if result.nonfinite is None:
-                    settle(entry)  # a stop request: the step just taken counts, then we stop
-                break
-            pending = entry
+    try:
+        with contextlib.closing(feed.batches(batches, share=decode_share)) as fed:
+            for batch, on_device, waited in fed:
+                wait += waited
+                step += 1
+                clips, targets = on_device.pop("clip"), on_device.pop("target")  # what remains: flip, jitter
+                counters = batch_counters(batch)  # after the batch is on the device: decoding may change them
+                counters = {"bad_frames": counters.get("bad_frames", 0), "bad_videos": counters.get("bad_video", 0)}
+                lr, weight_decay = schedule.values(epoch, (step - 1) / max(total_steps, 1))
+                set_lr(parts.optimizer, lr, weight_decay)
+                loss_sum, correct = train_step(parts, clips, targets, on_device)
+                clips_seen += len(targets)
+                entry = (step, lr, HostReadout([loss_sum, correct]), float(len(targets)), counters)
+                if pending is not None and settle(pending):
+                    pending = None
+                    if result.nonfinite is None:
+                        settle(entry)  # a stop request: the step just taken counts, then we stop
+                    break
+                pending = entry
+    except RuntimeError as error:
+        # A worker killed (out of memory) or crashed: on one process the steps taken so far are
+        # settled and the trainer saves them as an interrupted epoch; a distributed run cannot
+        # stop its other processes in step from here, so it ends with the one-line error.
+        result.loader_died = worker_death(error)
+        if result.loader_died is None:
+            raise
+        if parts.dist.world_size > 1:
+            raise UserError(result.loader_died) from None
     if pending is not None:
         settle(pending)
     _finish(progress)

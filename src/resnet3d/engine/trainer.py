@@ -603,6 +603,15 @@ def _epochs(state: Run, stop: StopRequest) -> int:
                 say(info, f"resnet3d: error: non-finite loss at {result.nonfinite}; stopped without saving: {kept}. "
                           "Lower --learning_rate (or check the data) and continue with --resume auto.", sys.stderr)
                 return EXIT_NONFINITE
+            if result.loader_died:
+                kept = f"the last checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
+                if result.steps > skip:  # steps of this epoch were taken: kept as an interrupted epoch
+                    kept = f"saved {result_path / ckpt.INTERRUPTED_NAME}"
+                    _save(state, result_path / ckpt.INTERRUPTED_NAME,
+                          _payload(state, epoch - 1, best, result.steps, result.sums))
+                say(info, f"resnet3d: error: at epoch {epoch}, step {result.steps} of {total}: {result.loader_died}; "
+                          f"{kept}. Continue with --resume auto.", sys.stderr)
+                return 1
             if result.stopped and result.steps < total:
                 path = result_path / ckpt.INTERRUPTED_NAME
                 _save(state, path, _payload(state, epoch - 1, best, result.steps, result.sums))
