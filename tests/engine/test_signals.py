@@ -157,9 +157,11 @@ def test_a_second_run_into_a_busy_result_folder_is_refused_and_a_killed_run_leav
     assert "in use by another training run" in second.stderr and f"process {first.pid} on" in second.stderr
     assert "Traceback" not in second.stderr
     first.kill()
-    first.communicate(timeout=60)
+    first.wait(timeout=60)  # the trainer alone: its loader worker lives on for a few seconds,
+    # and held the lock with it (inherited through the fork), so a retry at once was refused
     resnet3d("main", *data_args(motion_data), "--result_path", "busy", *TINY, "--no_cuda", "--resume", "auto",
              "--n_epochs", "1", "--max-steps-per-epoch", "2")
+    first.communicate(timeout=60)
     assert not list((motion_data / "busy").glob(".*lock*"))  # released at the end of the run
 
 

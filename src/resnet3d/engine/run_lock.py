@@ -20,7 +20,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import IO, List, Optional
+from typing import IO, List, Optional, Set
 
 from resnet3d.errors import UserError, describe_os_error
 
@@ -32,6 +32,30 @@ except ImportError:  # Windows: no flock; runs are not locked there
 log = logging.getLogger("resnet3d.engine")
 
 LOCK_NAME = ".resnet3d-run.lock"
+
+# The descriptors of the locks this process holds. A flock belongs to the open file, which a
+# fork shares: loader workers forked while the trainer holds the lock held it with it, so a
+# trainer killed by SIGKILL left its folder locked until its orphaned workers noticed (seconds)
+# and a retry started at once was refused. A forked child points its copy at /dev/null instead
+# (the descriptor number stays valid for the copied file object, which never closes it).
+_held_descriptors: Set[int] = set()
+
+
+def _drop_inherited_locks() -> None:
+    if not _held_descriptors:
+        return
+    nothing = os.open(os.devnull, os.O_RDONLY)
+    try:
+        for descriptor in _held_descriptors:
+            with contextlib.suppress(OSError):
+                os.dup2(nothing, descriptor)
+    finally:
+        os.close(nothing)
+    _held_descriptors.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 class RunLock:
@@ -68,6 +92,7 @@ class RunLock:
                 return
             if _same_file_still_there(handle, self.path):
                 self._handle = handle
+                _held_descriptors.add(handle.fileno())
             else:  # the previous holder removed it between our open and our lock: lock the new one
                 handle.close()
         self._handle.seek(0)
@@ -81,6 +106,7 @@ class RunLock:
             return
         with contextlib.suppress(OSError):
             self.path.unlink()  # while still holding it (see _same_file_still_there)
+        _held_descriptors.discard(self._handle.fileno())
         self._handle.close()
         self._handle = None
         for folder in self._created:
