@@ -166,6 +166,10 @@ def test_validation_metrics_and_validation_results_are_two_files(trained, tmp_pa
     assert set(json.loads((tmp_path / "validation.json").read_text())) == {"results"}
     assert {"loss", "acc", "video_acc"} <= set(json.loads((tmp_path / "val_metrics.json").read_text()))
     assert not (tmp_path / "validation.1.json").exists()
+    # a second evaluation into the folder keeps the first one's numbers and record (they were replaced)
+    first = (tmp_path / "val_metrics.json").read_text()
+    assert _main_test(trained, info.annotation_path, tmp_path) == 0
+    assert (tmp_path / "val_metrics.1.json").read_text() == first and (tmp_path / "opts_eval.1.json").is_file()
 
 
 def test_explicit_clip_size_flags_are_kept_by_main(trained, tmp_path):

@@ -395,6 +395,8 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
         Path(run.result_path).mkdir(parents=True, exist_ok=True)
         # A run that only validates or tests keeps the training run's opts.json beside it.
         name = "opts.json" if run.train else "opts_eval.json"
+        if not run.train:  # an earlier evaluation's record is kept, as its results are
+            _keep_earlier(Path(run.result_path) / name, run.overwrite)
         record = {**config.to_dict(), USED_KEY: {"device": str(device), "processes": info.world_size,
                                                  "precision": NAMES[dtype], "channels_last": channels_last}}
         atomic_write_json(Path(run.result_path) / name, record, indent=2)
@@ -787,8 +789,19 @@ def _validate_only(state: Run) -> None:
                     f"  ({int(metrics['count'])} clips)"
                     + _bad_data_note(int(metrics["bad_frames"]), int(metrics["bad_videos"])))
     if state.info.is_main:
-        atomic_write_json(Path(state.config.run.result_path) / VAL_METRICS_NAME,
-                          {"epoch": epoch, **{k: float(v) for k, v in metrics.items()}}, indent=2)
+        path = Path(state.config.run.result_path) / VAL_METRICS_NAME
+        _keep_earlier(path, state.config.run.overwrite)
+        atomic_write_json(path, {"epoch": epoch, **{k: float(v) for k, v in metrics.items()}}, indent=2)
+
+
+def _keep_earlier(path: Path, overwrite: bool) -> None:
+    """An earlier run's file of this name is renamed to ``<stem>.<n>.json`` (--overwrite: replaced)."""
+    from resnet3d.engine.results import set_aside
+
+    if path.is_file() and not overwrite:
+        kept = set_aside(path)
+        print(f"resnet3d: {path} already existed: kept it as {kept.name} (--overwrite replaces it)",
+              file=sys.stderr, flush=True)
 
 
 def _recognition(state: Run, stop: StopRequest) -> int:
