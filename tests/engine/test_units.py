@@ -149,6 +149,19 @@ def test_a_milestone_before_the_first_epoch_is_refused():
     assert build_schedule(OptimConfig(multistep_milestones=(1, 10)), n_epochs=20).values(1)[0] == pytest.approx(0.01)
 
 
+def test_cosine_and_plateau_settings_out_of_range_are_refused():
+    """--warmup-epochs -1 started the cosine at half the rate, and --min-lr 1 over --lr 0.01 made
+    the 'decay' climb to 0.99: both were taken without a word."""
+    from resnet3d.engine.schedules import build_schedule
+
+    with pytest.raises(UserError, match=r"--warmup-epochs \(\[optim\] warmup_epochs\) -1.0: must be 0 or more"):
+        build_schedule(OptimConfig(lr_scheduler="cosine", warmup_epochs=-1.0), n_epochs=10)
+    for scheduler in ("cosine", "plateau"):
+        with pytest.raises(UserError, match=r"--min-lr \(\[optim\] min_lr\) 1.0: must be between 0 and the learning"):
+            build_schedule(OptimConfig(lr_scheduler=scheduler, learning_rate=0.01, min_lr=1.0), n_epochs=10)
+    assert build_schedule(OptimConfig(lr_scheduler="cosine", min_lr=0.001), n_epochs=10).values(10, 1.0)[0] < 0.01
+
+
 def test_optimizer_follows_the_config():
     model = _tiny()
     opt = build_optimizer(model.parameters(), OptimConfig(learning_rate=0.3, momentum=0.8, weight_decay=0.1, nesterov=True))

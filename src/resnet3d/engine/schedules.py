@@ -161,6 +161,14 @@ class PlateauSchedule(Schedule):
 SCHEDULES = ("multistep", "plateau", "cosine", "regimes", "constant")
 
 
+def _check_floor(optim: OptimConfig) -> None:
+    """The rate the schedule ends at (cosine) or never goes below (plateau): between 0 and the
+    starting rate, or the "decay" climbs (a floor of 1 took a 0.01 run up to 0.99)."""
+    if not 0 <= optim.min_lr <= optim.learning_rate:
+        raise UserError(f"--min-lr ([optim] min_lr) {optim.min_lr}: must be between 0 and the learning rate "
+                        f"({optim.learning_rate}), the floor --lr_scheduler {optim.lr_scheduler} lowers it towards")
+
+
 def build_schedule(optim: OptimConfig, n_epochs: int) -> Schedule:
     kind = optim.lr_scheduler
     if kind == "multistep":
@@ -170,10 +178,14 @@ def build_schedule(optim: OptimConfig, n_epochs: int) -> Schedule:
                             "each is a number of finished epochs, 1 or more")
         return MultiStepSchedule(optim.learning_rate, optim.weight_decay, optim.multistep_milestones,
                                  optim.multistep_gamma, keep_milestones_on_resume=not optim.overwrite_milestones)
+    if kind in ("plateau", "cosine"):
+        _check_floor(optim)
     if kind == "plateau":
         return PlateauSchedule(optim.learning_rate, optim.weight_decay, optim.plateau_patience,
                                optim.plateau_factor, min_lr=optim.min_lr)
     if kind == "cosine":
+        if not optim.warmup_epochs >= 0:
+            raise UserError(f"--warmup-epochs ([optim] warmup_epochs) {optim.warmup_epochs}: must be 0 or more")
         return CosineSchedule(optim.learning_rate, optim.weight_decay, n_epochs, optim.warmup_epochs, optim.min_lr)
     if kind == "regimes":
         return RegimeSchedule(optim.learning_rate, optim.weight_decay, optim.regimes)
