@@ -191,6 +191,19 @@ def test_sigterm_writes_a_checkpoint_and_resume_is_exact(motion_data, unbroken):
     assert _logs(result_path) == _logs(unbroken)
 
 
+def test_a_killed_checkpoint_write_leaves_nothing_behind_for_long(motion_data, unbroken):
+    """A SIGKILL during a checkpoint write left its temporary file (a checkpoint's size) for good:
+    neither --resume nor --overwrite removed it."""
+    result_path = motion_data / "killed_write"
+    shutil.copytree(unbroken, result_path)
+    (result_path / ".model_3.pth.k2j4x1.tmp").write_bytes(b"half a checkpoint")
+    (result_path / ".notes.tmp").write_text("the user's own")
+    done = resnet3d("main", *data_args(motion_data), "--result_path", "killed_write", *EXACT, "--n_epochs", "2",
+                    "--resume", "auto")
+    assert "removed what a killed run left of checkpoint writes: .model_3.pth.k2j4x1.tmp" in done.stdout
+    assert not (result_path / ".model_3.pth.k2j4x1.tmp").exists() and (result_path / ".notes.tmp").exists()
+
+
 def test_an_interrupted_epoch_goes_on_only_in_its_own_batches(motion_data, unbroken):
     """Continuing model_interrupted.pth (stopped at step 3 in batches of 4) with --batch_size 6
     skipped 3 batches of 6: clips of the epoch went unseen, without a word."""

@@ -175,6 +175,21 @@ def checkpoints_after(result_path: Path, progress: Tuple[int, int], source: Opti
     return later
 
 
+def remove_partial_writes(result_path: Path) -> List[str]:
+    """Remove the temporary files of checkpoint writes a killed run left (``.model_3.pth.x1y2.tmp``:
+    atomic writes go to such a file, then rename it). Called under the run's lock, when no other
+    run can be writing them; returns the names removed."""
+    removed = []
+    for partial in Path(result_path).glob(".model_*.pth.*.tmp"):
+        try:
+            size = partial.stat().st_size
+            partial.unlink()
+        except OSError:
+            continue
+        removed.append(f"{partial.name} ({size / 2**20:.1f} MiB)")
+    return sorted(removed)
+
+
 def previous_run_files(result_path: Path) -> List[Path]:
     """Files of an earlier run that a fresh run would replace."""
     result_path = Path(result_path)

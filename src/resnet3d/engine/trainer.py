@@ -225,6 +225,9 @@ def train_worker(config: Config) -> int:
         def set_up() -> Run:
             if config.run.train and info.is_main:
                 lock.acquire()  # before anything in the folder is read, removed or written
+                partial = ckpt.remove_partial_writes(Path(config.run.result_path))
+                if partial:
+                    say(info, f"resnet3d: removed what a killed run left of checkpoint writes: {', '.join(partial)}")
             return _setup(config, info, device)
 
         state = _on_every_rank(set_up, info, device)
