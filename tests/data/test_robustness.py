@@ -326,6 +326,34 @@ def test_video_files_with_no_frames_give_the_exact_reason(tmp_path, caplog):
         assert f"no frames ({reasons[key]}" in list(windows.unit_chunks(0))[0]["error"]
 
 
+@pytest.mark.parametrize("file_type", ["video", "hdf5"])
+def test_an_empty_file_with_a_segment_in_the_annotation_is_said_to_be_empty(tmp_path, caplog, file_type):
+    """With the frame range given by the annotation the file is opened only when a clip is read:
+    a 0-byte file then read as the reader's 'Invalid data found' / 'file signature not found'."""
+    if file_type == "hdf5":
+        pytest.importorskip("h5py")
+    from resnet3d.synthetic import write_mp4
+
+    folder = tmp_path / "videos" / "a"
+    write_mp4(folder / "good.mp4", ramp_frames(8, 16, 16))
+    empty = folder / ("empty.mp4" if file_type == "video" else "empty.hdf5")
+    empty.write_bytes(b"")
+    if file_type == "hdf5":
+        import simplejpeg
+
+        from resnet3d.prepare.hdf5 import write_video
+
+        write_video(folder / "good.hdf5", [simplejpeg.encode_jpeg(np.zeros((16, 16, 3), np.uint8))] * 8)
+    path = write_json(tmp_path / "v.json", {"labels": ["a"], "database": {
+        key: {"subset": "training", "annotations": {"label": "a", "segment": [1, 9]}} for key in ("good", "empty")}})
+    cfg = DataConfig(video_path=str(tmp_path / "videos"), annotation_path=path, file_type=file_type,
+                     sample_size=8, sample_duration=4)
+    dataset = build_dataset(cfg, "training", sampling="center", train=False)
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        assert dataset[1]["bad_video"] == 1
+    assert f"{empty}: no readable frame (empty file (0 bytes))" in caplog.text, caplog.text
+
+
 def test_hdf5_files_with_no_frames_give_the_reason(tmp_path, caplog):
     h5py = pytest.importorskip("h5py")
     folder = tmp_path / "hdf5" / "a"

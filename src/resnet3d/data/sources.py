@@ -39,6 +39,15 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 EMPTY_FILE = "empty file (0 bytes)"
 
 
+def _is_empty(path) -> bool:
+    """A file of 0 bytes (a download or copy that never wrote): said as such, not as the reader's
+    "Invalid data found" or "file signature not found"."""
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False
+
+
 def naming_problem(source) -> str:
     """Why the source yields no frame, when it can tell, or "": frames held under names it does
     not read (another tool's names, another zero padding), or a video file that is empty, has no
@@ -335,7 +344,8 @@ class Hdf5Source(EncodedSource):
         try:
             handle = self._open()
         except OSError as error:
-            return {index: f"HDF5 file unreadable ({error})" for index in indices}
+            reason = EMPTY_FILE if _is_empty(self.path) else f"HDF5 file unreadable ({error})"
+            return {index: reason for index in indices}
         with handle:
             try:
                 datasets = [handle[key] for key in self.keys]
@@ -472,7 +482,8 @@ class VideoFileSource:
             container = self._open()
         except Exception as error:
             reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-            return {}, {i: f"cannot open the video ({reason})" for i in wanted}, None
+            reason = EMPTY_FILE if _is_empty(self.path) else f"cannot open the video ({reason})"
+            return {}, {i: reason for i in wanted}, None
         with container:
             try:
                 stream = container.streams.video[0]
