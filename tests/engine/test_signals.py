@@ -297,3 +297,21 @@ def test_a_loader_worker_killed_mid_epoch_saves_the_steps_and_says_why(motion_da
     assert saved.is_file() and torch.load(saved, weights_only=True)["step_in_epoch"] >= 2, err
     resnet3d("main", *data_args(motion_data), "--result_path", "oom_killed", *TINY, "--batch_size", "4",
              "--n_epochs", "1", "--no_cuda", "--resume", "auto")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the training processes through /proc")
+def test_a_training_process_killed_is_said_once_without_the_launchers_traceback(motion_data):
+    """The launcher logged the failed rank with a traceback of its own waiting loop (seven
+    "E1127 ... Traceback" lines) before our one line."""
+    process = _run_until_training(motion_data, "rank_killed", "--nproc-per-node", "2")
+    ranks = []
+    for child in _children(process.pid):
+        with open(f"/proc/{child}/cmdline", "rb") as handle:
+            if b"spawn_main" in handle.read():
+                ranks.append(child)
+    assert len(ranks) == 2, ranks
+    os.kill(ranks[1], signal.SIGKILL)
+    out, err = process.communicate(timeout=180)
+    assert process.returncode != 0, out + err
+    assert "a training process failed (rank" in err and "Traceback" not in err, err

@@ -16,6 +16,7 @@ numbers would wait for step k, and the GPU would idle while Python fetches the n
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -26,7 +27,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -211,7 +212,7 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict
     # the workers are this process's multiprocessing children (torch starts them with spawn)
     forward = ForwardToWorkers(lambda: [child.pid for child in multiprocessing.active_children() if child.pid])
     try:
-        with forward:
+        with forward, _launcher_quiet():
             return elastic_launch(config, entrypoint)(*args)
     except ChildFailedError as error:  # (read from the error files before they go, below)
         if forward.signals_seen:
@@ -226,6 +227,24 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict
         raise UserError(f"a training process failed ({failures})") from None
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _launcher_quiet() -> Iterator[None]:
+    """The launcher logs a failed process with a traceback of its own waiting loop (a rank killed
+    by the out-of-memory killer printed seven "E1127 ... Traceback" lines); the failure is said
+    once, in the one line built from its error files below."""
+    # (some of its modules set their own logger's level, so the parent's alone would not do)
+    names = ["torch.distributed.elastic"] + [name for name in logging.root.manager.loggerDict
+                                             if name.startswith("torch.distributed.elastic.")]
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _logs_in(log_dir: str) -> Dict[str, Any]:
