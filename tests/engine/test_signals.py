@@ -315,3 +315,32 @@ def test_a_training_process_killed_is_said_once_without_the_launchers_traceback(
     out, err = process.communicate(timeout=180)
     assert process.returncode != 0, out + err
     assert "a training process failed (rank" in err and "Traceback" not in err, err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the launcher's death reaches its processes on Linux")
+def test_training_processes_stop_and_save_when_their_launcher_is_killed(motion_data):
+    """kill -9 of the launcher alone: its training processes trained on, then waited for ever in
+    torch's wrapper for the launcher to read their status (holding their GPU memory)."""
+    import time
+
+    import torch
+
+    process = _run_until_training(motion_data, "launcher_killed", "--nproc-per-node", "2")
+    ranks = []
+    for child in _children(process.pid):
+        with open(f"/proc/{child}/cmdline", "rb") as handle:
+            if b"spawn_main" in handle.read():
+                ranks.append(child)
+    assert len(ranks) == 2, ranks
+    process.kill()
+    process.wait(timeout=60)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{rank}") for rank in ranks):
+        time.sleep(0.2)
+    alive = [rank for rank in ranks if os.path.exists(f"/proc/{rank}")]
+    for rank in alive:
+        os.kill(rank, signal.SIGKILL)
+    assert not alive, "training processes outlived their launcher"
+    saved = motion_data / "launcher_killed" / "model_interrupted.pth"
+    assert saved.is_file() and torch.load(saved, weights_only=True)["step_in_epoch"] >= 2

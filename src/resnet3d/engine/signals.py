@@ -251,3 +251,25 @@ class ForwardToWorkers:
             os.environ.pop(ELASTIC_SIGNALS_VARIABLE, None)
         else:
             os.environ[ELASTIC_SIGNALS_VARIABLE] = self._variable
+
+
+def stop_with_the_launcher(launcher: int) -> None:
+    """Ask the kernel for a SIGTERM when the launcher that started this process dies (Linux).
+
+    Killed alone (kill -9), the launcher forwards nothing: its training processes trained on, or
+    waited for it for ever. The SIGTERM is the stop request a scheduler sends: the step under way
+    finishes and is saved, and the process ends."""
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the launcher's own forwarding still applies
+        return
+    if os.getppid() != launcher:  # it died before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)
+

@@ -76,7 +76,7 @@ from resnet3d.engine.precision import NAMES, autocast_dtype
 from resnet3d.engine.result_folder import FolderChanges, fresh_result_path, later_checkpoints
 from resnet3d.engine.schedules import Schedule, build_schedule
 from resnet3d.engine.run_lock import RunLock
-from resnet3d.engine.signals import StopRequest, signal_of, stopped_by
+from resnet3d.engine.signals import StopRequest, signal_of, stop_with_the_launcher, stopped_by
 from resnet3d.engine.subsets import require_recognition_videos, require_videos
 from resnet3d.errors import UserError
 from resnet3d.fileio import atomic_write_json
@@ -173,6 +173,19 @@ def worker_entry(config_dict: Dict[str, Any]) -> int:
     # workers are spawned. A plain fork beside the launcher's and gloo's threads can deadlock in
     # CPython 3.11 (a review saw a continued 2-process run hang for good, 1 of 5); a fork server
     # is the parent torch's workers watch instead of this process, so they outlived a failed run.)
+    launcher = os.getppid()
+    stop_with_the_launcher(launcher)
+    status = _worker_status(config_dict)
+    if os.getppid() != launcher:
+        # the launcher is gone (kill -9): nobody reads this status, and torch's wrapper around this
+        # function would wait for it to be read for ever, holding the process (and its GPU memory)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _worker_status(config_dict: Dict[str, Any]) -> int:
     try:
         return train_worker(Config.from_dict(config_dict, "the launcher"))
     except UserError as error:
