@@ -346,6 +346,9 @@ def test_config_file_then_flags(tmp_path, monkeypatch):
     (tmp_path / "bad.json").write_text('{"data": {"sample_size": 3,}}')
     with pytest.raises(UserError, match="bad.json line 1"):
         translate(["--config", "bad.json"], command="train")
+    (tmp_path / "twice.json").write_text('{"data": {"sample_size": 32, "sample_size": 64}}')  # JSON kept the last
+    with pytest.raises(UserError, match="twice.json: 'sample_size' is given twice in one table"):
+        translate(["--config", "twice.json"], command="train")
 
 
 @pytest.mark.parametrize("text, message", [
@@ -359,6 +362,14 @@ def test_config_file_then_flags(tmp_path, monkeypatch):
     ('[run]\nbatch_size = "many"\n', r"\[run\] batch_size: expected an integer, got 'many'"),
     ('[hardware]\nn_gpus = "all"\n', r"\[hardware\] n_gpus: expected an integer, got 'all'"),
     ('[inference]\ntop_k = true\n', r"\[inference\] top_k: expected an integer, got True"),
+    # names and choices a typo would turn into an error only at the model's or the schedule's start
+    ('[model]\nmodel = "resnt"\n', r"run.toml: \[model\] model: expected one of resnet, .*, got 'resnt'"),
+    ('[model]\nshortcut_type = "D"\n', r"\[model\] shortcut_type: expected one of A, B, C, got 'D'"),
+    ('[optim]\nlr_scheduler = "cosin"\n', r"\[optim\] lr_scheduler: expected one of multistep, .*, got 'cosin'"),
+    # a key written as its flag is named ('milestones' suggested overwrite_milestones); a section too
+    ('[optim]\nmilestones = [2, 3]\n', r"milestones in \[optim\] \(did you mean multistep_milestones\?\)"),
+    ('[optim]\nlr = 0.1\n', r"lr in \[optim\] \(did you mean learning_rate\?\); known: (?!.*explicit_optim)"),
+    ('[runn]\nn_epochs = 2\n', r"unknown section \[runn\] \(did you mean \[run\]\?\)"),
 ])
 def test_config_file_values_of_the_wrong_type_name_section_and_key(tmp_path, monkeypatch, text, message):
     monkeypatch.chdir(tmp_path)

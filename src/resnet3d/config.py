@@ -45,11 +45,21 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 INFERENCE_FLAVOURS = ("successor", "seed")  # resnet3d.engine.results.FLAVOURS
 INFERENCE_CROPS = ("center", "nocrop")  # what [inference] crop takes (three crops are n_crops = 3)
 INFERENCE_N_CROPS = (1, 3)
+LR_SCHEDULERS = ("multistep", "plateau", "cosine", "regimes", "constant")  # resnet3d.engine.schedules
+OPTIMIZERS = ("sgd",)
+SHORTCUT_TYPES = ("A", "B", "C")  # the ResNet families' downsampling shortcuts (resnet3d.models.backbone)
 
 
-def choices(allowed: Tuple[Any, ...], hint: str = "") -> Dict[str, Any]:
-    """Field metadata: a config file (or opts.json) value outside ``allowed`` is refused, with
-    ``hint`` after the list."""
+def _model_names() -> Tuple[str, ...]:
+    """The model families (read when a config file is checked: the registry imports torch)."""
+    from resnet3d.models import MODELS
+
+    return tuple(MODELS)
+
+
+def choices(allowed: Any, hint: str = "") -> Dict[str, Any]:
+    """Field metadata: a config file (or opts.json) value outside ``allowed`` (a tuple, or a
+    function giving one) is refused, with ``hint`` after the list."""
     return {"choices": allowed, "hint": hint}
 
 
@@ -87,14 +97,14 @@ class Regime:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    model: str = "resnet"
+    model: str = field(default="resnet", metadata=choices(_model_names))
     model_depth: Optional[int] = 18  # families without depths (C3D) ignore it
     n_classes: int = 400
     n_input_channels: int = 3
     conv1_t_size: int = 7
     conv1_t_stride: int = 1
     no_max_pool: bool = False
-    shortcut_type: str = "B"
+    shortcut_type: str = field(default="B", metadata=choices(SHORTCUT_TYPES))
     widen_factor: float = 1.0
     k: int = 2
     cardinality: int = 32
@@ -159,13 +169,13 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    optimizer: str = "sgd"
+    optimizer: str = field(default="sgd", metadata=choices(OPTIMIZERS))
     learning_rate: float = 0.1
     momentum: float = 0.9
     dampening: float = 0.0
     weight_decay: float = 1e-3
     nesterov: bool = False
-    lr_scheduler: str = "multistep"  # multistep | plateau | cosine | regimes | constant
+    lr_scheduler: str = field(default="multistep", metadata=choices(LR_SCHEDULERS))
     multistep_milestones: Tuple[int, ...] = (50, 100, 150)
     multistep_gamma: float = 0.1
     overwrite_milestones: bool = False
@@ -385,6 +395,8 @@ def _check_choices(cls: Any, values: Mapping[str, Any], source: str, table: str)
     """Settings whose field metadata lists ``choices`` hold one of them (see ``choices``)."""
     for item in dataclasses.fields(cls):
         allowed = item.metadata.get("choices")
+        if callable(allowed):
+            allowed = allowed()
         if allowed is None or item.name not in values or values[item.name] in allowed:
             continue
         hint = f" ({item.metadata['hint']})" if item.metadata.get("hint") else ""
@@ -416,7 +428,8 @@ def _shown(values: Any) -> str:
 
 
 
-def from_plain(cls: Any, data: Mapping[str, Any], source: str = "config", table: str = "") -> Any:
+def from_plain(cls: Any, data: Mapping[str, Any], source: str = "config", table: str = "",
+               aliases: Optional[Mapping[str, str]] = None) -> Any:
     """Build dataclass ``cls`` from a dict (opts.json, a config file, a checkpoint).
 
     ``table`` is how messages name ``data`` in ``source``: "[data]" for a section, "" for the
@@ -429,12 +442,15 @@ def from_plain(cls: Any, data: Mapping[str, Any], source: str = "config", table:
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        close = difflib.get_close_matches(unknown[0], known, n=1)
+        # the record the program keeps of what was given explicitly is no setting to suggest
+        public = [name for name in known if not name.startswith("explicit_")]
+        close = [(aliases or {}).get(unknown[0])] if (aliases or {}).get(unknown[0]) in public else \
+            difflib.get_close_matches(unknown[0], public, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         what = "section(s)" if cls is Config else "setting(s)"
         place = f" in {table}" if table else ""
         raise UserError(f"{source}: unknown {what} {', '.join(unknown)}{place}{hint}; "
-                        f"known: {', '.join(sorted(known))}")
+                        f"known: {', '.join(sorted(public))}")
     _require(cls, data, source, table)
     hints = typing.get_type_hints(cls)
     # Every value, nested tables too ([data] input_norm), is checked here, where the file and the
@@ -450,14 +466,19 @@ def from_plain(cls: Any, data: Mapping[str, Any], source: str = "config", table:
     return built
 
 
-def merge(base: Config, overrides: Mapping[str, Mapping[str, Any]], source: str) -> Config:
-    """A new Config with ``{section: {key: value}}`` applied on top of ``base``."""
+def merge(base: Config, overrides: Mapping[str, Mapping[str, Any]], source: str,
+          aliases: Optional[Mapping[str, Mapping[str, str]]] = None) -> Config:
+    """A new Config with ``{section: {key: value}}`` applied on top of ``base``. ``aliases``
+    (``{section: {flag name: key}}``) names the key a misspelt one most likely meant
+    (``milestones`` is ``multistep_milestones``, as the flag ``--milestones`` sets it)."""
     changed: Dict[str, Any] = {}
     for section, values in overrides.items():
         if section == USED_KEY:
             continue  # an opts.json given as a config file: its record of what a run used is no setting
         if section not in SECTIONS:
-            raise UserError(f"{source}: unknown section [{section}]; known: {', '.join(SECTIONS)}")
+            close = difflib.get_close_matches(section, SECTIONS, n=1)
+            hint = f" (did you mean [{close[0]}]?)" if close else ""
+            raise UserError(f"{source}: unknown section [{section}]{hint}; known: {', '.join(SECTIONS)}")
         current = getattr(base, section)
         if not values and current is not None:
             # An empty table changes no setting; only a section that is off ([inference] when no
@@ -471,5 +492,6 @@ def merge(base: Config, overrides: Mapping[str, Mapping[str, Any]], source: str)
             current_dict = to_plain(current)
             section_cls = type(current)
         current_dict.update(values)
-        changed[section] = from_plain(section_cls, current_dict, source, f"[{section}]")
+        changed[section] = from_plain(section_cls, current_dict, source, f"[{section}]",
+                                      aliases=(aliases or {}).get(section))
     return dataclasses.replace(base, **changed)

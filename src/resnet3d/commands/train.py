@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.compat import (
@@ -194,9 +194,11 @@ def read_config_file(path: str) -> Dict[str, Any]:
             raise UserError(f"{path}: not valid TOML ({error})") from None
     else:
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as error:
             raise UserError(f"{path} line {error.lineno}: not valid JSON ({error.msg})") from None
+        except UserError as error:
+            raise UserError(f"{path}: {error}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a table of sections ([data], [model], ...) at the top")
     for section, values in data.items():
@@ -220,13 +222,34 @@ def _home_expanded(data: Dict[str, Any]) -> Dict[str, Any]:
     return data
 
 
+def _flag_names_of_keys() -> Dict[str, Dict[str, str]]:
+    """``{section: {flag name: key}}`` where a flag's name is not its key's (``--lr``: ``learning_rate``):
+    a config file written with the flag's name gets the key suggested."""
+    names: Dict[str, Dict[str, str]] = {}
+    for flag, section, key, _ in FLAGS:
+        name = flag[2:].replace("-", "_")
+        if name != key:
+            names.setdefault(section, {})[name] = key
+    return names
+
+
+def _no_duplicate_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    """A JSON object whose key is given twice: JSON keeps the last one without a word (TOML refuses)."""
+    seen: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise UserError(f"'{key}' is given twice in one table: remove one of them")
+        seen[key] = value
+    return seen
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """Defaults <- config file <- flags, as one frozen Config."""
     config = Config(data=DataConfig())
     source = getattr(args, "config", None)
     from_file: Dict[str, Any] = read_config_file(source) if source else {}
     if from_file:
-        config = merge(config, from_file, source)
+        config = merge(config, from_file, source, aliases=_flag_names_of_keys())
     overrides: Dict[str, Dict[str, Any]] = {}
     for flag, section, key, _ in FLAGS:
         dest = _dest(flag)

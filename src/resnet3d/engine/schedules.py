@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from resnet3d.config import OptimConfig, Regime
+from resnet3d.config import LR_SCHEDULERS, OptimConfig, Regime
 from resnet3d.errors import UserError
 
 
@@ -158,7 +158,7 @@ class PlateauSchedule(Schedule):
             self.lr = float(state["lr"])
 
 
-SCHEDULES = ("multistep", "plateau", "cosine", "regimes", "constant")
+SCHEDULES = LR_SCHEDULERS
 
 
 def _check_floor(optim: OptimConfig) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from resnet3d.config import SHORTCUT_TYPES as CONFIG_SHORTCUT_TYPES
 from resnet3d.errors import UserError
 from resnet3d.models.base import VideoClassifier, init_conv_bn
 from resnet3d.models.blocks import (
@@ -48,7 +49,7 @@ RESNET_OPTIONS: Dict[str, Any] = {
     "widen_factor": 1.0,
     "stem_width": None,
 }
-SHORTCUT_TYPES = ("A", "B", "C")
+SHORTCUT_TYPES = CONFIG_SHORTCUT_TYPES  # (one list: config files are checked against it)
 
 # (n_input_channels, width, conv1_t_size, conv1_t_stride) -> the stem's layers, in order
 Stem = Callable[[int, int, int, int], NamedLayers]
