@@ -44,6 +44,8 @@ def add_switch(
     off = _with_underscore_aliases((f"--no-{bare}",))
     dest = bare.replace("-", "_")
     group = parser.add_mutually_exclusive_group()
+    if help != argparse.SUPPRESS and off[0] not in help:  # (the off spelling has no line of its own in --help)
+        help = f"{help}; {off[0]} turns it off" if help else f"(off: {off[0]})"
     action = group.add_argument(*on, dest=dest, action="store_true", default=default, help=help)
     group.add_argument(*off, dest=dest, action="store_false", default=default, help=argparse.SUPPRESS)
     return action

@@ -245,3 +245,10 @@ def test_plateau_without_validation_says_the_rate_stays(motion_data, tmp_path, c
     assert _main(motion_data, tmp_path, "--lr_scheduler", "plateau", "--no_val", "--batch_size", "4",
                  "--max-steps-per-epoch", "1") == 0
     assert "--no_val gives none: it stays where it starts" in capsys.readouterr().out
+
+
+def test_overwrite_and_resume_together_are_refused(motion_data, tmp_path, capsys):
+    """--resume auto --overwrite continued the run and ignored --overwrite without a word."""
+    assert _main(motion_data, tmp_path, "--resume_path", str(tmp_path / "model_1.pth"), "--overwrite") == 2
+    assert "--overwrite starts a run over" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -155,6 +155,11 @@ def run(config: Config) -> int:
     """Train/validate/test as ``config`` says; start local worker processes when asked."""
     if config.inference is not None:
         require_recognition()
+    continuing = config.run.resume or config.run.begin_epoch > 1
+    if config.run.train and continuing and config.run.overwrite:
+        # (--overwrite was ignored: the run continued, and nothing was started over)
+        raise UserError("--overwrite starts a run over, removing the earlier one's logs and checkpoints, and "
+                        "--resume (--resume_path, --begin_epoch) continues it from a checkpoint: give one of the two")
     if launched_by_torchrun():
         return train_worker(config)
     nproc = processes_per_node(config)
