@@ -160,3 +160,19 @@ def test_video_dataset_matches_jpeg_dataset(motion_set):
         a, b = jpg[i], mp4[i]
         assert torch.equal(a["segment"], b["segment"]) and a["target"] == b["target"]
         assert (a["clip"].float() - b["clip"].float()).abs().mean() < 8
+
+
+@pytest.mark.parametrize("text", ["abc", "", "0", "-5"])
+def test_an_n_frames_file_without_a_count_is_named_once(tmp_path, caplog, text):
+    """It was passed over without a word (the frames present were counted)."""
+    import logging
+
+    write_frames(tmp_path / "v", ramp_frames(6, 8, 8))
+    (tmp_path / "v" / "n_frames").write_text(text)
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        assert JpegFolderSource(str(tmp_path / "v")).n_frames() == 6
+        assert JpegFolderSource(str(tmp_path / "v")).n_frames() == 6
+    lines = [r.getMessage() for r in caplog.records if "n_frames" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert f"{tmp_path / 'v' / 'n_frames'}: holds {repr(text) if text else 'nothing'}, not a frame count" in lines[0]
+    assert "the 6 frames present are counted instead" in lines[0] and "resnet3d prepare n-frames" in lines[0]

@@ -76,6 +76,16 @@ def read_value_file(path: str) -> Optional[float]:
         return None
 
 
+def _shown_text(path: str) -> str:
+    """A small file's text as a message quotes it ('abc', '-5', nothing)."""
+    try:
+        with open(path, "r", encoding="utf-8-sig", errors="replace") as handle:
+            text = handle.read(40).strip()
+    except OSError as error:
+        return f"nothing readable ({error.strerror})"
+    return repr(text) if text else "nothing"
+
+
 def read_bytes(path: str) -> bytes:
     """A whole (small) file. Plain ``os`` calls: about a third cheaper per frame than ``open().read()``,
     which builds a buffered file object for a single read."""
@@ -225,10 +235,19 @@ class JpegFolderSource(EncodedSource):
 
     def n_frames(self) -> int:
         """The ``n_frames`` file (seed) if present, else the highest ``image_NNNNN.jpg`` index."""
-        value = read_value_file(os.path.join(self.path, "n_frames"))
+        n_file = os.path.join(self.path, "n_frames")
+        value = read_value_file(n_file)
         if value is not None and value > 0:
             return int(value)
-        return self._highest_frame()
+        highest = self._highest_frame()
+        consistent = value == 0 and highest == 0  # (an extraction that found no frame: said where it is skipped)
+        if os.path.isfile(n_file) and not consistent:  # there, but no count: said once per run
+            from resnet3d.data.clip import report_once
+
+            report_once("n_frames:" + n_file, f"{n_file}: holds {_shown_text(n_file)}, not a frame count: the "
+                                              f"{highest} frames present are counted instead; rewrite it with "
+                                              f"'resnet3d prepare n-frames {self.path}', or delete it")
+        return highest
 
     def _past_the_end(self) -> Tuple[int, str]:
         """(the last frame present, why a frame after it is missing). An ``n_frames`` file that
