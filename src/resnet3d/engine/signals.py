@@ -83,7 +83,7 @@ class StopRequest:
             if os.environ.get("RANK", "0") != "0":
                 return  # one line per run, not one per training process
             again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
-            print(f"resnet3d: {signal.Signals(signum).name} received: finishing the current step, then saving "
+            print(f"resnet3d: {signal.Signals(signum).name} received: finishing the steps under way (one more is queued ahead), then saving "
                   f"a checkpoint{again}", file=sys.stderr, flush=True)
 
     def _stop_now(self, signum: int) -> None:
