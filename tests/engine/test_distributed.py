@@ -69,8 +69,15 @@ def test_two_torchrun_nodes_on_localhost(motion_data, one_process):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
         for rank in (0, 1)
     ]
-    outputs = [launcher.communicate(timeout=300) for launcher in launchers]
-    for launcher, (out, err) in zip(launchers, outputs):
-        assert launcher.returncode == 0, f"{out}\n{err}"
+    try:
+        outputs = [launcher.communicate(timeout=300) for launcher in launchers]
+    except subprocess.TimeoutExpired:  # both launchers' words, not only the first's timeout
+        for launcher in launchers:
+            launcher.kill()
+        outputs = [launcher.communicate() for launcher in launchers]
+        raise AssertionError("the two nodes did not finish:\n" + "\n".join(
+            f"node {rank}:\n{out}\n{err}" for rank, (out, err) in enumerate(outputs))) from None
+    for rank, (launcher, (out, err)) in enumerate(zip(launchers, outputs)):
+        assert launcher.returncode == 0, f"node {rank}:\n{out}\n{err}"
     assert "epoch 2/2" in outputs[0][0] and "epoch 2/2" not in outputs[1][0]
     _assert_same_run(_numbers(motion_data / "ddp_nodes"), one_process)

@@ -27,3 +27,9 @@ def test_tensorboard_curves_equal_the_log_files(motion_data):
         assert [step for step, _ in scalars[tag]] == [int(r["epoch"]) for r in rows], tag
         assert [value for _, value in scalars[tag]] == pytest.approx([float(r[column]) for r in rows], rel=1e-5), tag
     assert [value for _, value in scalars["train/lr"]] == pytest.approx([0.02, 0.02])
+    # --overwrite starts over: the earlier run's curves went on showing beside the new run's
+    resnet3d("main", *data_args(motion_data), "--result_path", "tb", *TINY, "--batch_size", "8",
+             "--n_epochs", "1", "--max-steps-per-epoch", "2", "--learning_rate", "0.05", "--tensorboard", "--no_cuda",
+             "--overwrite")
+    again = _scalars(results / "tensorboard")
+    assert [value for _, value in again["train/lr"]] == pytest.approx([0.05])

@@ -196,4 +196,6 @@ def previous_run_files(result_path: Path) -> List[Path]:
     names = ["train.log", "train_batch.log", "val.log", BEST_NAME, INTERRUPTED_NAME]
     found = [result_path / n for n in names if (result_path / n).is_file()]
     found += sorted(p for p in result_path.glob("model_*.pth") if _EPOCH_NAME.match(p.name))
+    # --tensorboard's event files: kept, they showed the earlier run's curves beside the new run's
+    found += sorted((result_path / "tensorboard").glob("events.out.tfevents.*"))
     return found
