@@ -58,15 +58,16 @@ def test_two_processes_match_one(motion_data, one_process, tmp_path, monkeypatch
     assert one_process["train_batch.log"][0]["loss"] != one_process["train_batch.log"][-1]["loss"]
 
 
-def test_two_torchrun_nodes_on_localhost(motion_data, one_process):
+def test_two_torchrun_nodes_on_localhost(motion_data, one_process, tmp_path):
     """The multi-node path: two torchrun launchers, one per 'machine', meeting at node 0."""
     port = free_port()
+    env = dict(subprocess_env(), TMPDIR=str(tmp_path))  # (torchrun leaves a torchelastic_* folder per run)
     launchers = [
         subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),
              "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
              "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", "ddp_nodes", *RUN],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for rank in (0, 1)
     ]
     try:

@@ -65,8 +65,12 @@ def _run_until_training(motion_data, result_name, *extra):
     command = [sys.executable, "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", result_name,
                *TINY, "--n_threads", "1",  # (the last --n_threads counts: a loader worker to be signalled)
                "--batch_size", "4", "--n_epochs", "50", "--no_cuda", *extra]
+    # the temporary files of processes these tests kill (a launcher's log folder, a worker's
+    # socket folder) stay in the test's folder, not in /tmp
+    scratch = motion_data / f"tmp-{result_name}"
+    scratch.mkdir(exist_ok=True)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=subprocess_env(), start_new_session=True)
+                               env=dict(subprocess_env(), TMPDIR=str(scratch)), start_new_session=True)
     batch_log = motion_data / result_name / "train_batch.log"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and process.poll() is None:
