@@ -161,6 +161,7 @@ def run(config: Config) -> int:
         raise UserError("--overwrite starts a run over, removing the earlier one's logs and checkpoints, and "
                         "--resume (--resume_path, --begin_epoch) continues it from a checkpoint: give one of the two")
     if launched_by_torchrun():
+        stop_with_the_launcher(os.getppid())  # (torchrun's agent, killed alone, forwards nothing either)
         return train_worker(config)
     nproc = processes_per_node(config)
     if nproc > 1:
