@@ -243,6 +243,26 @@ def test_stop_request_finishes_the_step_in_flight():
     assert not full.stopped and full.steps == 6 and full.count == 24
 
 
+def test_validation_does_not_score_a_clip_standing_in_for_an_unreadable_video():
+    """The stand-in is another video's clip: scored, it counted that video twice (its clip loss,
+    its accuracy and its video average), while the unreadable video was only counted."""
+    from resnet3d.engine.loop import validate
+
+    model = _Poisoned(bad_step=99)
+    batch = _batches(1)[0]
+    batch["video"] = torch.tensor([0, 1, 2, 3])
+    readable = {key: value[:3] for key, value in batch.items()}
+    with_stand_in = dict(batch, video=torch.tensor([0, 1, 2, 0]), target=torch.tensor([0, 1, 0, 0]),
+                         clip=torch.cat([batch["clip"][:3], batch["clip"][:1]]),
+                         bad_video=torch.tensor([0, 0, 0, 1]))
+    targets = torch.tensor([0, 1, 0, 1])  # video 3 (the unreadable one) has no clip of its own
+    want = validate(_parts(model), [dict(readable, bad_video=torch.zeros(3, dtype=torch.int64))], targets, 2,
+                    show_progress=False)
+    got = validate(_parts(model), [with_stand_in], targets, 2, show_progress=False)
+    assert got["count"] == want["count"] == 3 and got["bad_videos"] == 1
+    assert (got["loss"], got["acc"], got["video_acc"]) == pytest.approx((want["loss"], want["acc"], want["video_acc"]))
+
+
 def test_one_autocast_rule_for_training_benchmarks_and_recognition():
     """--precision means the same in every command: one definition, in engine/precision.py."""
     import resnet3d

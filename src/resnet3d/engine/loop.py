@@ -239,11 +239,19 @@ def validate(parts: StepParts, batches: Iterable[dict], video_targets: torch.Ten
         with _autocast(parts):
             logits = model(x)
         logits = logits.float()
+        videos = batch["video"]
+        stand_ins = batch.get("bad_video")  # (after the batch is on the device: decoding may set it)
+        if torch.is_tensor(stand_ins) and stand_ins.numel() == len(targets) and bool(stand_ins.any()):
+            # a clip standing in for an unreadable video is another video's clip: scored, it would
+            # count that video twice (counted below as a replaced video, not scored)
+            kept = stand_ins == 0
+            logits, targets = logits[kept.to(logits.device)], targets[kept.to(targets.device)]
+            videos = videos[kept.to(videos.device)]
         labelled = targets >= 0
         loss_sum += parts.criterion(logits, targets).double()
         correct += ((logits.argmax(dim=1) == targets) & labelled).sum().double()
         count += labelled.sum().double()
-        scores.add(batch["video"], logits)
+        scores.add(videos, logits)
         counters = batch_counters(batch)  # after the batch is on the device: decoding JPEG bytes may change them
         bad[0] += counters.get("bad_frames", 0)
         bad[1] += counters.get("bad_video", 0)
