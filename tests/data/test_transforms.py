@@ -57,8 +57,11 @@ def test_center_crop_matches_the_successor():
 
 
 def test_sliding_windows_seed_and_successor_rules():
-    # successor: every stride while inside the video, the last ones loop-padded
+    # successor: every stride up to the first window past the end, which is loop-padded and the last
     assert temporal.sliding_starts(40, 16, 16) == [0, 16, 32]
+    assert temporal.sliding_starts(30, 8, 1) == list(range(0, 24))  # starts 1-24: 24 windows, not 30
+    assert temporal.sliding_starts(30, 8, 4) == [0, 4, 8, 12, 16, 20, 24]
+    assert temporal.sliding_starts(32, 16, 16) == [0, 16] and temporal.sliding_starts(5, 16, 4) == [0]
     # seed: 1-based starts 1, 17, ... while start <= n - 16
     assert temporal.sliding_starts(40, 16, 16, full_only=True) == [0, 16]
     assert temporal.sliding_starts(32, 16, 16, full_only=True) == [0]

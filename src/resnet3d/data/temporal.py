@@ -69,13 +69,19 @@ def even_crop(indices: Sequence[int], size: int, n_samples: int, which: int) -> 
 def sliding_starts(n_indices: int, size: int, stride: int, full_only: bool = False) -> List[int]:
     """Start positions of sliding windows over a video.
 
-    ``full_only=False`` is the successor's inference: windows every ``stride`` frames while the
-    start is inside the video, the last ones loop-padded. ``full_only=True`` is the seed's
-    ``--test_video``: 1-based starts 1, 1+stride, ... while the start is <= n - size (at least one
-    window, even on a short video).
+    ``full_only=False`` is the successor's inference (its ``SlidingWindow``): windows every
+    ``stride`` frames up to the first one that runs past the last frame, which is loop-padded and
+    is the last (with a stride below ``size`` the later starts would only repeat the end, ever more
+    padded). ``full_only=True`` is the seed's ``--test_video``: 1-based starts 1, 1+stride, ...
+    while the start is <= n - size (at least one window, even on a short video).
     """
     stride = max(1, stride)
     if full_only:
         starts = list(range(0, n_indices - size, stride))
         return starts or [0]
-    return list(range(0, max(1, n_indices), stride))
+    starts = []
+    for start in range(0, max(1, n_indices), stride):
+        starts.append(start)
+        if start + size > n_indices:
+            break
+    return starts
