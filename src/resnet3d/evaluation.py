@@ -139,9 +139,11 @@ def _bare(result_id: str) -> str:
 def match_ids(gt_keys: Sequence[str], result_ids: Sequence[str]) -> Dict[str, str]:
     """ground-truth key -> the result id that belongs to it.
 
-    An exact id wins; then the id without the seed's ``<label>/`` prefix; then the youtube id
-    of either side. A youtube id shared by two results (or two ground-truth videos) matches
-    nothing through that id, so no video takes another's result.
+    An exact id wins; then the id without the seed's ``<label>/`` prefix; then the youtube id,
+    where one side names the video by it alone (the seed's results: ``abcdefghijk``; a full key
+    ``abcdefghijk_000500_000510`` is another clip of that video, not this one). A youtube id shared
+    by two results (or two ground-truth videos) matches nothing through that id, so no video takes
+    another's result.
     """
     exact = {rid: rid for rid in result_ids}
     by_bare: Dict[str, List[str]] = {}
@@ -163,7 +165,8 @@ def match_ids(gt_keys: Sequence[str], result_ids: Sequence[str]) -> Dict[str, st
             continue
         yid = youtube_id(key)
         candidates = by_youtube.get(yid, [])
-        if len(candidates) == 1 and gt_youtube_count[yid] == 1:
+        one_side_bare = len(candidates) == 1 and (key == yid or _bare(candidates[0]) == yid)
+        if one_side_bare and gt_youtube_count[yid] == 1:
             matched[key] = candidates[0]
     return matched
 

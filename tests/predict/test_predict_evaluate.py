@@ -102,6 +102,10 @@ def test_a_shared_youtube_id_never_takes_anothers_result():
     gt_keys = ["same_000000_000010", "same_000020_000030", "other_000000_000010"]
     matched = evaluation.match_ids(gt_keys, ["same", "other", "same_000020_000030"])
     assert matched == {"same_000020_000030": "same_000020_000030", "other_000000_000010": "other"}
+    # another clip of the same YouTube video is not this clip's result (it was credited to it)
+    assert evaluation.match_ids(["v1aaaaaaaaa_000001_000011"], ["v1aaaaaaaaa_000500_000510"]) == {}
+    assert evaluation.match_ids(["v1aaaaaaaaa"], ["v1aaaaaaaaa_000500_000510"]) == {
+        "v1aaaaaaaaa": "v1aaaaaaaaa_000500_000510"}
 
 
 def test_per_segment_results_are_averaged_and_errors_are_counted(tmp_path):
