@@ -237,6 +237,25 @@ def test_main_continues_only_results_of_the_same_weights(motion, tiny_model, tmp
 
 
 @pytest.mark.slow
+def test_one_process_continuing_a_distributed_run_leaves_no_shares(motion, tiny_model, tmp_path):
+    """An interrupted 2-process run left its shares beside the results; one process continued it
+    and left them there, and every later --resume read them over the finished file again."""
+    config = recognition_config(motion, tmp_path)
+    _run(config, tiny_model)
+    path = tmp_path / "val.json"
+    full = json.loads(path.read_text())["results"]
+    first, *rest = full
+    path.write_text(json.dumps({"results": {key: full[key] for key in rest[:1]}}))
+    share = tmp_path / ".val.json.rank1of2.json"  # what rank 1 had saved when it stopped
+    share.write_text(json.dumps({"results": {first: full[first]}, "token": "earlier"}))
+    with ClipCounter(tiny_model) as counting:
+        _run(config, tiny_model, resume=True)
+    assert counting.clips == 2 * 3  # the share's video and the file's were not recognised again
+    assert json.loads(path.read_text())["results"].keys() == full.keys()
+    assert not share.exists()
+
+
+@pytest.mark.slow
 def test_activitynet_segments_of_one_video_make_one_result(motion, tiny_model, tmp_path):
     """Every annotated segment of an ActivityNet video is one sample; the video gets one result
     (the mean over the windows of all its segments), or one entry per window without averaging."""

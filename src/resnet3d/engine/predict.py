@@ -424,6 +424,11 @@ def run_recognition(
         writer.save(extra={"token": token, "complete": True})
         if dist.is_main:
             _merge_shares(out_path, options, state, token, dist.world_size, order)
+    else:
+        # the shares of an earlier distributed run this one continued: their results were read at
+        # the start and are in the file now; left, every later --resume read them over it again
+        for path in resultfiles.partial_paths(out_path):
+            path.unlink(missing_ok=True)
     ended = time.monotonic()
     seconds = ended - started
     summary = {"output": str(out_path), "videos": counts["videos"], "errors": counts["errors"],
