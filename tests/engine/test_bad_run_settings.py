@@ -252,3 +252,18 @@ def test_overwrite_and_resume_together_are_refused(motion_data, tmp_path, capsys
     assert _main(motion_data, tmp_path, "--resume_path", str(tmp_path / "model_1.pth"), "--overwrite") == 2
     assert "--overwrite starts a run over" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_two_process_recognition_counts_every_processs_videos(motion_data, tmp_path):
+    """The closing line counted rank 0's share only (half of the videos)."""
+    import json
+
+    from engine_helpers import resnet3d
+
+    annotation = json.loads((motion_data / "data" / "annotation.json").read_text())
+    n_validation = sum(entry["subset"] == "validation" for entry in annotation["database"].values())
+    done = resnet3d("main", *data_args(motion_data), "--result_path", str(tmp_path / "run"), *TINY, "--no_cuda",
+                    "--n_epochs", "1", "--max-steps-per-epoch", "1", "--no_val", "--batch_size", "4", "--inference",
+                    "--nproc-per-node", "2")
+    assert f"recognised {n_validation} videos of val" in done.stdout, done.stdout
+    assert len(json.loads((tmp_path / "run" / "val.json").read_text())["results"]) == n_validation

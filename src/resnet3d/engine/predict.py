@@ -424,6 +424,11 @@ def run_recognition(
         writer.save(extra={"token": token, "complete": True})
         if dist.is_main:
             _merge_shares(out_path, options, state, token, dist.world_size, order)
+        # the closing line and the summary speak of the whole run, not of rank 0's share
+        from resnet3d.engine.distributed import all_sum
+
+        totals = all_sum([counts["videos"], counts["errors"], counts["bad_frames"]], device).tolist()
+        counts = {"videos": int(totals[0]), "errors": int(totals[1]), "bad_frames": int(totals[2])}
     else:
         # the shares of an earlier distributed run this one continued: their results were read at
         # the start and are in the file now; left, every later --resume read them over it again
