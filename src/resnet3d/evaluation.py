@@ -33,6 +33,13 @@ class GroundTruth:
     subset: str
     class_names: List[str]
     labels: Dict[str, List[str]]  # video key -> its labels (ActivityNet videos may have several)
+    unlabelled: List[str] = field(default_factory=list)  # keys of the subset without a label: left out
+
+    @property
+    def labels_not_listed(self) -> List[str]:
+        """Ground-truth labels missing from the label list: their videos count, in no class."""
+        listed = set(self.class_names)
+        return sorted({label for found in self.labels.values() for label in found if label not in listed})
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ def load_ground_truth(path: str, subset: str = "validation") -> GroundTruth:
     present = [str(v.get("subset")) for v in data["database"].values() if isinstance(v, dict)]
     name = subset_name(subset, present)
     labels: Dict[str, List[str]] = {}
+    unlabelled: List[str] = []
     exact = name in present  # else the entries are matched by their subset's meaning
     for key, value in data["database"].items():
         if not isinstance(value, dict):
@@ -94,10 +102,12 @@ def load_ground_truth(path: str, subset: str = "validation") -> GroundTruth:
             found = []
         if found:
             labels[str(key)] = list(dict.fromkeys(str(label) for label in found))
+        else:
+            unlabelled.append(str(key))
     if not labels:
         raise UserError(f"ground truth {path}: the {name} videos carry no labels (a test subset?); "
                         "evaluate a subset with annotations, e.g. --subset validation")
-    return GroundTruth(path=str(path), subset=name, class_names=class_names, labels=labels)
+    return GroundTruth(path=str(path), subset=name, class_names=class_names, labels=labels, unlabelled=unlabelled)
 
 
 def _ranked(entry: Any, path: str, video_id: str) -> List[str]:
@@ -132,8 +142,10 @@ def load_predictions(path: str) -> Predictions:
 
 
 def _bare(result_id: str) -> str:
-    """The seed's ``<label>/<youtube_id>`` and ``test/<youtube_id>`` -> the part after the last '/'."""
-    return result_id.rsplit("/", 1)[-1]
+    """The seed's ``<label>/<youtube_id>`` and ``test/<youtube_id>`` -> the part after the last '/';
+    an ActivityNet frame-folder name ``v_<11-character youtube id>`` -> the id, as the JSON keys it."""
+    bare = result_id.rsplit("/", 1)[-1]
+    return bare[2:] if bare.startswith("v_") and len(bare) == 13 else bare
 
 
 def match_ids(gt_keys: Sequence[str], result_ids: Sequence[str]) -> Dict[str, str]:
@@ -186,6 +198,8 @@ class Evaluation:
     confusion: List[List[int]]  # rows: true class, columns: top-1 prediction (matched videos only)
     unmatched_results: List[str]
     unknown_labels: List[str]
+    unlabelled: List[str] = field(default_factory=list)  # ground-truth videos without a label (left out)
+    labels_not_listed: List[str] = field(default_factory=list)  # ground-truth labels not in the list
 
     @property
     def denominator(self) -> int:
@@ -214,6 +228,8 @@ class Evaluation:
             "per_class": self.per_class,
             "unmatched_results": len(self.unmatched_results),
             "labels_not_in_ground_truth": self.unknown_labels,
+            "unlabelled_videos": len(self.unlabelled),
+            "ground_truth_labels_not_listed": self.labels_not_listed,
         }
 
 
@@ -269,7 +285,8 @@ def evaluate(gt: GroundTruth, predictions: Predictions, k: int = 1, ignore: bool
     return Evaluation(subset=gt.subset, k=k, ignore=ignore, n_videos=len(keys), n_matched=len(matched),
                       n_results=len(predictions.ranked), n_errors=len(error_matches), hits=hits,
                       class_names=gt.class_names, per_class=per_class, confusion=confusion,
-                      unmatched_results=unmatched, unknown_labels=unknown_predicted)
+                      unmatched_results=unmatched, unknown_labels=unknown_predicted,
+                      unlabelled=list(gt.unlabelled), labels_not_listed=gt.labels_not_listed)
 
 
 def format_report(result: Evaluation, per_class: bool = True, max_rows: Optional[int] = None) -> str:
@@ -278,6 +295,12 @@ def format_report(result: Evaluation, per_class: bool = True, max_rows: Optional
     lines = [f"subset {result.subset}: {result.n_videos} {videos_word}, {result.n_matched} with a result"
              + (f", {result.n_errors} unreadable" if result.n_errors else "")
              + (f" ({len(result.unmatched_results)} results matched no video)" if result.unmatched_results else "")]
+    if result.unlabelled:  # (the successor's evaluation stopped at such an entry)
+        lines.append(f"{len(result.unlabelled)} {result.subset} entries carry no label (e.g. '{result.unlabelled[0]}'): "
+                     "left out of every figure below")
+    if result.labels_not_listed:
+        lines.append(f"ground-truth labels missing from the annotation's label list: "
+                     f"{', '.join(result.labels_not_listed[:5])}: their videos count in the accuracy, in no class")
     basis = f"of the {result.denominator} videos {'with a result' if result.ignore else 'in the subset'}"
     lines.append(f"top-1 accuracy: {result.accuracy(1):.4f}  ({result.hits[1]} {basis})")
     if result.k != 1:

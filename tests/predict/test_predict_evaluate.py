@@ -171,3 +171,21 @@ def test_cli_replaces_summary_and_confusion_only_with_overwrite(tmp_path, capsys
     assert main(["evaluate", str(gt), str(res), "--output", str(res), "--overwrite"]) == 2
     assert f"--output {res} is one of the input files" in capsys.readouterr().err
     assert json.loads(res.read_text())["results"]  # the results file is intact
+
+
+def test_unlabelled_and_unlisted_ground_truth_is_said_and_activitynet_folder_names_match(tmp_path):
+    """A validation entry without a label left the subset without a word (the denominator
+    shrank), a label missing from the list counted in no class without one, and results named
+    by ActivityNet's frame folders (v_<id>) matched nothing."""
+    path = _gt(tmp_path)
+    doc = json.loads(path.read_text())
+    doc["database"]["fffffffffff_000000_000010"] = {"subset": "validation", "annotations": {}}
+    doc["database"]["ggggggggggg_000000_000010"] = {"subset": "validation", "annotations": {"label": "gliding"}}
+    path.write_text(json.dumps(doc))
+    gt = evaluation.load_ground_truth(str(path), "validation")
+    result = evaluation.evaluate(gt, evaluation.load_predictions(str(_results(tmp_path, "full"))))
+    report = evaluation.format_report(result)
+    assert "1 validation entries carry no label (e.g. 'fffffffffff_000000_000010'): left out" in report
+    assert "ground-truth labels missing from the annotation's label list: gliding" in report
+    assert result.summary()["unlabelled_videos"] == 1
+    assert evaluation.match_ids(["abcdefghijk"], ["v_abcdefghijk"]) == {"abcdefghijk": "v_abcdefghijk"}
