@@ -67,10 +67,13 @@ def flavours(resnet10):
         },
         "bare": dict(state),
         "bare-dataparallel": {"module." + k: v for k, v in state.items()},
+        # a compiled model's state_dict (torch.compile's wrapper), inside DataParallel's
+        "bare-compiled": {"module._orig_mod." + k: v for k, v in state.items()},
     }
 
 
-@pytest.mark.parametrize("flavour", ["resnet3d", "successor", "successor-2018", "bare", "bare-dataparallel"])
+@pytest.mark.parametrize("flavour", ["resnet3d", "successor", "successor-2018", "bare", "bare-dataparallel",
+                                     "bare-compiled"])
 def test_every_flavour_round_trips(tmp_path, resnet10, flavours, clip, flavour):
     path = tmp_path / f"{flavour}.pth"
     torch.save(flavours[flavour], path)

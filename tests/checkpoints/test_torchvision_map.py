@@ -96,8 +96,10 @@ def test_mc3_and_r2plus1d_are_refused_with_the_reason(tmp_path):
     torch.save(torchvision_r3d_state_dict(kernel=(1, 3, 3)), path)
     with pytest.raises(UserError, match="MC3"):
         load_checkpoint(path)
+    # torchvision's own r2plus1d_18 names (its blocks' Conv2Plus1D is a Sequential: conv1.0.0, conv1.0.3)
     r2plus1d = {"stem.0.weight": torch.zeros(45, 3, 1, 7, 7), "stem.3.weight": torch.zeros(64, 45, 3, 1, 1),
-                "layer1.0.conv1.0.0.weight": torch.zeros(144, 64, 1, 3, 3), "layer1.0.conv1.0.weight": torch.zeros(1)}
+                "layer1.0.conv1.0.0.weight": torch.zeros(144, 64, 1, 3, 3),
+                "layer1.0.conv1.0.3.weight": torch.zeros(64, 144, 3, 1, 1)}
     torch.save(r2plus1d, path)
     with pytest.raises(UserError, match=r"R\(2\+1\)D"):
         load_checkpoint(path)

@@ -233,8 +233,15 @@ def _infer_c3d(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
     # fc6 sees 512 x T' x S' x S' values, T' = ceil(T / 16), S' = ceil(S / 32): take the widest S'.
     cells = _shape(state_dict, "fc6.weight")[1] // 512
     side = max(s for s in range(1, int(cells**0.5) + 1) if cells % (s * s) == 0)
-    config.update(sample_size=side * 32, sample_duration=cells // (side * side) * 16)
+    config.update(sample_size=c3d_clip_side(side, 32, 112), sample_duration=c3d_clip_side(cells // (side * side), 16, 16))
     return config
+
+
+def c3d_clip_side(cells: int, per_cell: int, usual: int) -> int:
+    """A clip side that gives ``cells`` cells after C3D's pooling (any side in
+    ``(per_cell * (cells - 1), per_cell * cells]``): the seed's ``usual`` one where it fits (112 px
+    and 4 cells: 128 fits too, but the seed trained on 112), else the largest."""
+    return usual if per_cell * (cells - 1) < usual <= per_cell * cells else per_cell * cells
 
 
 def detect_family(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:

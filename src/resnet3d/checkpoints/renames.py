@@ -20,18 +20,24 @@ import torch
 StateDict = Dict[str, torch.Tensor]
 
 _DATAPARALLEL_PREFIX = "module."
+# torch.compile's wrapper, saved with the model (``torch.save(compiled.state_dict())``): "_orig_mod."
+# in front of every key, also inside DataParallel's "module." ("module._orig_mod.conv1.weight")
+_WRAPPER_PREFIXES = (_DATAPARALLEL_PREFIX, "_orig_mod.")
 _DENSE_LAYER_2018 = re.compile(r"(\.denselayer\d+\.)(norm|conv|relu)\.(\d+)\.")
 _DENSENET_STEM_2018 = {"features.conv0.": "features.conv1.", "features.norm0.": "features.norm1."}
 
 
 def strip_dataparallel_prefix(state_dict: Mapping[str, torch.Tensor]) -> Tuple[StateDict, int]:
-    """Remove ``module.`` (repeatedly, for nested wrappers) when every key carries it."""
+    """Remove the wrappers' prefixes, DataParallel's ``module.`` and torch.compile's ``_orig_mod.``
+    (repeatedly, for nested wrappers) when every key carries one."""
     renamed = dict(state_dict)
     stripped = 0
-    while renamed and all(key.startswith(_DATAPARALLEL_PREFIX) for key in renamed):
-        renamed = {key[len(_DATAPARALLEL_PREFIX) :]: value for key, value in renamed.items()}
+    while True:
+        prefix = next((p for p in _WRAPPER_PREFIXES if renamed and all(key.startswith(p) for key in renamed)), None)
+        if prefix is None:
+            return renamed, (len(renamed) if stripped else 0)
+        renamed = {key[len(prefix) :]: value for key, value in renamed.items()}
         stripped += 1
-    return renamed, (len(renamed) if stripped else 0)
 
 
 def rename_densenet_2018(state_dict: Mapping[str, torch.Tensor]) -> Tuple[StateDict, int]:
@@ -78,7 +84,8 @@ def canonical_state_dict(state_dict: Mapping[str, torch.Tensor]) -> Tuple[StateD
     notes: List[str] = []
     result, count = strip_dataparallel_prefix(state_dict)
     if count:
-        notes.append(f"removed the DataParallel prefix 'module.' from {count} keys")
+        notes.append(f"removed the wrappers' prefix ('module.' of DataParallel, '_orig_mod.' of torch.compile) "
+                     f"from {count} keys")
     result, count = rename_densenet_2018(result)
     if count:
         notes.append(f"renamed {count} keys of the 2018 DenseNet layout (norm.1 -> norm1, conv0 -> conv1, ...)")

@@ -38,7 +38,10 @@ _BLOCK_UNIT = re.compile(r"^(layer\d+\.\d+\.)conv(\d)\.(\d+)\.(.+)$")
 
 
 def is_torchvision_video_resnet(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    return "stem.0.weight" in state_dict and "layer1.0.conv1.0.weight" in state_dict
+    """torchvision's VideoResNet family: r3d_18 and mc3_18 (``layer1.0.conv1.0`` is a Conv3d) and
+    r2plus1d_18 (there a Conv2Plus1D, whose first convolution is ``layer1.0.conv1.0.0``)."""
+    return "stem.0.weight" in state_dict and ("layer1.0.conv1.0.weight" in state_dict
+                                              or "layer1.0.conv1.0.0.weight" in state_dict)
 
 
 def _refuse_unmappable(state_dict: Mapping[str, torch.Tensor]) -> None:

@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from resnet3d.classify.overlay import captions, write_overlay
     from resnet3d.commands.test import resolve_device
     from resnet3d.data import DeviceTransform
+    from resnet3d.engine.model_start import check_clip_fits
     from resnet3d.engine.precision import autocast_dtype
     from resnet3d.engine.predict import Scorer, prepare_model
     from resnet3d.engine.predict_model import load_inference_model
@@ -177,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         t_stride = int(loaded.recorded_data.get("sample_t_stride", 1) or 1)
     if t_stride < 1:
         raise UserError(f"--sample-t-stride must be >= 1 (got {t_stride})")
+    check_clip_fits(loaded.model, channels, loaded.sample_duration, loaded.sample_size)
     device = resolve_device("cpu" if args.no_cuda else args.device)
     model = prepare_model(loaded.model, device, channels_last=True, fold_bn=args.fold_bn)
     transform = DeviceTransform(loaded.input_norm, train=False)

@@ -238,6 +238,47 @@ def arch_name(model_config: Dict[str, Any]) -> str:
     return f"{model_config['model']}-{depth}" if depth else str(model_config["model"])
 
 
+# torch's words for a clip smaller than a convolution's or pooling's window
+_TOO_SMALL = ("smaller than kernel size", "Output size is too small", "Kernel size can't be greater")
+
+
+def clip_too_small(error: BaseException, model_config: Dict[str, Any], duration: int, size: int) -> Optional[UserError]:
+    """torch's error for a clip the model's windows outgrow, as one line with the flags that fix
+    it; None for any other error."""
+    if not isinstance(error, RuntimeError) or not any(words in str(error) for words in _TOO_SMALL):
+        return None
+    return UserError(f"clips of {duration}x{size}x{size} frames are too small for {arch_name(model_config)} "
+                     f"({str(error).splitlines()[0]}): raise --sample_duration and/or --sample_size")
+
+
+def check_clip_fits(model: nn.Module, channels: int, duration: int, size: int) -> None:
+    """Before the first video: the model takes ``channels`` and clips of this size. Found at the
+    first batch, a mismatch was a traceback from the middle of recognition. The clip goes through
+    a copy of the architecture on the meta device: shapes only, no memory, no arithmetic."""
+    from resnet3d.models import create_model
+
+    config = getattr(model, "model_config", None)
+    if not config:
+        return
+    takes = int(config.get("n_input_channels", 3))
+    if takes != channels:
+        kind = {2: "optical flow (x and y)", 3: "RGB"}.get(takes, f"{takes}-channel input")
+        given = {2: "flow", 3: "rgb"}.get(channels, str(channels))
+        wanted = {2: "flow", 3: "rgb"}.get(takes)
+        hint = f": pass --input-type {wanted} (and frames of that kind)" if wanted else ""
+        raise UserError(f"the model takes {takes} input channels ({kind}), but the frames are read as {given} "
+                        f"({channels} channels){hint}")
+    with torch.device("meta"):
+        shape_only = create_model(**config).eval()
+    try:
+        shape_only(torch.zeros(1, channels, duration, size, size, device="meta"))
+    except RuntimeError as error:
+        too_small = clip_too_small(error, config, duration, size)
+        if too_small is None:
+            return  # (an operation without a meta kernel: the real first batch decides)
+        raise too_small from None
+
+
 # -- a checkpoint's classes against the annotation's -----------------------------------------------
 
 

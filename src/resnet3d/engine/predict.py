@@ -46,6 +46,7 @@ from resnet3d.hardware import default_num_workers
 from resnet3d.engine import results as resultfiles
 from resnet3d.data.decode_share import DecodeShare
 from resnet3d.engine.feed import AHEAD, Waits, decode_thread, on_device_of, started_ahead, with_index
+from resnet3d.engine.model_start import check_clip_fits
 from resnet3d.engine.precision import autocast_dtype
 from resnet3d.engine.scoring import RowBatcher, Scorer, Tally, prepare_for_inference, prepare_model, result_entry
 from resnet3d.engine.signals import signal_of, stopped_by
@@ -325,6 +326,7 @@ def run_recognition(
     n_outputs = _n_outputs(model)
     labels = _class_names(class_names, annotation.class_names, n_outputs)
     _check_model_takes(model, options.plan)
+    check_clip_fits(model, data.n_channels, options.plan.sample_duration, options.plan.sample_size)
 
     settings = recognition_settings(model, options, data) if dist.is_main else {}  # only rank 0 decides
     state, token = _start_state(out_path, options, settings, dist, video_ids={unit.video_id for unit in units})

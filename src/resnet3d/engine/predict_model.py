@@ -164,14 +164,28 @@ def load_inference_model(path: str, args: argparse.Namespace) -> InferenceModel:
         norm = KINETICS
         notes.append(f"{path} does not say how its inputs were normalised: using the successor's default "
                      "(Kinetics mean/std on 0-1 values); pass --input-norm to change it")
-    size = getattr(args, "sample_size", None) or _as_int(extra.get("sample_size")) or DEFAULT_SAMPLE_SIZE
-    duration = getattr(args, "sample_duration", None) or _as_int(extra.get("sample_duration")) or DEFAULT_SAMPLE_DURATION
-    if loaded.model_config.get("model") == "c3d":
-        size = loaded.model_config.get("sample_size", size) or size
-        duration = loaded.model_config.get("sample_duration", duration) or duration
+    # the flag, else what the checkpoint records, else (a C3D without global pooling) the clip its
+    # fc6 was trained on, else the originals' default
+    c3d = loaded.model_config if loaded.model_config.get("model") == "c3d" else {}
+    size = (getattr(args, "sample_size", None) or _as_int(extra.get("sample_size")) or c3d.get("sample_size")
+            or DEFAULT_SAMPLE_SIZE)
+    duration = (getattr(args, "sample_duration", None) or _as_int(extra.get("sample_duration"))
+                or c3d.get("sample_duration") or DEFAULT_SAMPLE_DURATION)
+    _check_c3d_clip(c3d, int(size), int(duration), path)
     return InferenceModel(model=model, class_names=names, input_norm=norm, sample_size=int(size),
                           sample_duration=int(duration), source_format=loaded.source_format, notes=notes,
                           recorded_data=recorded_data(extra))
+
+
+def _check_c3d_clip(config: Dict[str, Any], size: int, duration: int, path: str) -> None:
+    """A C3D without global pooling takes only clips whose pooled cells fill its fc6."""
+    if not config.get("sample_size") or config.get("global_pooling"):
+        return
+    cells = (-(-config["sample_size"] // 32), -(-config["sample_duration"] // 16))
+    if (-(-size // 32), -(-duration // 16)) != cells:
+        raise UserError(f"{path}: this C3D's fc6 was trained on clips of {cells[1]} x {cells[0]} x {cells[0]} pooled "
+                        f"cells ({16 * (cells[1] - 1) + 1}-{16 * cells[1]} frames of {32 * (cells[0] - 1) + 1}-"
+                        f"{32 * cells[0]} px); --sample-duration {duration} --sample-size {size} does not give them")
 
 
 def recorded_data(extra: Dict[str, Any]) -> Dict[str, Any]:

@@ -67,6 +67,7 @@ from resnet3d.engine.model_start import (
     build_model,
     check_continued_classes,
     checkpoint_class_order,
+    clip_too_small,
     evaluation_settings,
     open_checkpoint,
 )
@@ -681,10 +682,6 @@ def _epochs(state: Run, stop: StopRequest) -> int:
     return _recognition(state, stop)
 
 
-# torch's words for a clip smaller than a convolution's or pooling's window
-_TOO_SMALL = ("smaller than kernel size", "Output size is too small", "Kernel size can't be greater")
-
-
 @contextlib.contextmanager
 def _clip_errors_explained(state: Run) -> Iterator[None]:
     """torch's errors for clips the model cannot take, and torch.compile's failures (at the first
@@ -697,13 +694,11 @@ def _clip_errors_explained(state: Run) -> Iterator[None]:
                 raise
             raise _single_value_batch_error(state) from None
         except RuntimeError as error:  # (a clip too small for the model fails compiled models' tracing too)
-            if not any(words in str(error) for words in _TOO_SMALL):
-                raise
             data = state.config.data
-            raise UserError(
-                f"clips of {data.sample_duration}x{data.sample_size}x{data.sample_size} frames are too small for "
-                f"{arch_name(state.model.model_config)} ({str(error).splitlines()[0]}): raise --sample_duration "
-                "and/or --sample_size") from None
+            too_small = clip_too_small(error, state.model.model_config, data.sample_duration, data.sample_size)
+            if too_small is None:
+                raise
+            raise too_small from None
 
 
 def _last_batch_of_one_fails(state: Run) -> bool:
