@@ -498,6 +498,7 @@ MODEL_FLAG_KEYS = {
     "conv1_t_stride": "conv1_t_stride", "no_max_pool": "no_max_pool", "resnet_shortcut": "shortcut_type",
     "shortcut_type": "shortcut_type", "resnet_widen_factor": "widen_factor", "wide_resnet_k": "k",
     "resnext_cardinality": "cardinality", "batch_norm": "batch_norm", "global_pooling": "global_pooling",
+    "n_classes": "n_classes",
 }
 
 

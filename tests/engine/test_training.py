@@ -239,10 +239,11 @@ def test_the_successors_save_name_finds_our_checkpoint(motion_data, unbroken):
     write model_<epoch>.pth, and that command stopped at 'no such file'."""
     done = resnet3d("main", *data_args(motion_data), "--result_path", "unbroken", "--resume_path",
                     "unbroken/save_2.pth", "--no_train", "--no_val", "--inference", "--inference_subset", "val",
-                    "--n_threads", "0", "--no_cuda", "--model", "resnet", "--model_depth", "50")
+                    "--n_threads", "0", "--no_cuda", "--model", "resnet", "--model_depth", "50", "--n_classes", "7")
     assert "unbroken/save_2.pth does not exist: using " in done.stdout and "model_2.pth" in done.stdout
     # the successor's resume line repeats the first run's flags: one that differs is named, not obeyed
-    assert "model_depth 50 given, but " in done.stdout and "model_2.pth holds model_depth 10: its architecture" in done.stdout
+    assert "model_depth 50, n_classes 7 given, but " in done.stdout, done.stdout
+    assert "model_2.pth holds model_depth 10, n_classes 2: its architecture" in done.stdout
     assert json.loads((unbroken / "val.json").read_text())["results"]
     missing = resnet3d("main", *data_args(motion_data), "--result_path", "unbroken", "--resume_path",
                        "unbroken/save_7.pth", "--no_train", "--no_val", "--inference", "--n_threads", "0", "--no_cuda",

@@ -144,7 +144,7 @@ def build_model(config: Config, n_data_classes: Optional[int],
         partly = f", step {start.step_in_epoch} of the next" if start.step_in_epoch else ""
         start.notes.append(f"{'continuing from' if run.train else 'evaluating'} {source} ({loaded.arch or loaded.model_config.get('model')}, "
                            f"{completed} epoch(s) done{partly})")
-        differ = _explicit_settings_differing(config, loaded.model_config)
+        differ = _explicit_settings_differing(config, loaded.model_config, ignored=("n_input_channels",))
         if differ:  # (the successor's resume lines repeat the first run's flags; a slip there changes nothing)
             asked = ", ".join(f"{key} {getattr(config.model, key)}" for key in differ)
             holds = ", ".join(f"{key} {loaded.model_config[key]}" for key in differ)
@@ -215,9 +215,10 @@ def _check_explicit_architecture(config: Config, loaded) -> None:
                     "config file), or choose weights of the model you want")
 
 
-def _explicit_settings_differing(config: Config, recorded: Dict[str, Any]) -> List[str]:
-    """Architecture settings given explicitly (flag or config file) that ``recorded`` contradicts."""
-    ignored = ("n_classes", "n_input_channels")  # the head is replaced; channels follow --input_type
+def _explicit_settings_differing(config: Config, recorded: Dict[str, Any],
+                                 ignored: Tuple[str, ...] = ("n_classes", "n_input_channels")) -> List[str]:
+    """Architecture settings given explicitly (flag or config file) that ``recorded`` contradicts
+    (fine-tuning replaces the head, and the channels follow --input_type: not compared there)."""
     return [key for key in config.finetune.explicit_model
             if key not in ignored and recorded.get(key) is not None
             and getattr(config.model, key, recorded[key]) != recorded[key]]
