@@ -208,3 +208,25 @@ def test_a_config_file_path_may_start_at_the_home_folder(tmp_path, monkeypatch, 
     assert (printed["run"]["result_path"], printed["run"]["resume"]) == (str(home / "runs" / "r18"), "auto")
     assert cli.main(["train", "--config", "run.toml"]) == 2  # checked as expanded
     assert f"[data] video_path {home / 'data' / 'jpg'}: no such file or folder" in capsys.readouterr().err
+
+
+def test_a_misspelt_flag_is_said_in_two_lines_with_the_closest_flag(capsys):
+    """argparse printed the whole usage first (73 lines for main) and no suggestion."""
+    from resnet3d.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--epoch", "3"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["resnet3d train: error: unrecognized arguments: --epoch 3 (did you mean --epochs?)",
+                                "(all its flags: resnet3d train --help)"]
+
+
+def test_main_takes_unique_prefixes_of_its_flags_as_the_successor_did():
+    """The successor's argparse took `--n_epoch 3`; our other commands take whole names only."""
+    from resnet3d.cli import build_parser
+
+    args, unknown = build_parser("main").parse_known_args(["--n_epoch", "3", "--learning_r", "0.5"])
+    assert (args.n_epochs, args.learning_rate, unknown) == (3, 0.5, [])
+    _, unknown = build_parser("train").parse_known_args(["--epoch", "3"])
+    assert unknown == ["--epoch", "3"]

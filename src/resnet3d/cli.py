@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from resnet3d import __version__
 from resnet3d.cliargs import DefaultsHelpFormatter
@@ -51,13 +51,32 @@ def _print_overview(stream=None) -> None:
     print("\n".join(lines), file=stream)
 
 
+class CommandParser(argparse.ArgumentParser):
+    """argparse, with a command line's mistake said in two lines: the message (with the closest
+    flag, for one it does not know), then where the flags are listed. argparse printed the whole
+    usage first (73 lines for ``main``), burying the one line that matters."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n(all its flags: {self.prog} --help)\n")
+
+    def closest_flag(self, given: str) -> str:
+        """' (did you mean --x?)' for a misspelt flag, else ''."""
+        if not given.startswith("-"):
+            return ""
+        close = difflib.get_close_matches(given.split("=", 1)[0], list(self._option_string_actions), n=1, cutoff=0.7)
+        return f" (did you mean {close[0]}?)" if close else ""
+
+
 def build_parser(command: str) -> argparse.ArgumentParser:
-    """The parser of one subcommand (also used by tests and by the docs)."""
+    """The parser of one subcommand (also used by tests and by the docs).
+
+    ``main`` takes unique prefixes of its flags (``--n_epoch``), as the successor's argparse did;
+    the other commands, whose flags are ours, take whole names only."""
     module = importlib.import_module(_module_name(command))
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog=f"resnet3d {command}",
         description=COMMANDS[command],
-        allow_abbrev=False,
+        allow_abbrev=command == "main",
         formatter_class=DefaultsHelpFormatter,
     )
     module.add_arguments(parser)
@@ -105,7 +124,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     if unknown:  # what parse_args would say, and why when it is a file whose name starts with '-'
         files = [arg for arg in unknown if arg.startswith("-") and os.path.exists(arg)]
         hint = (f" ({files[0]} is a file: a name that starts with '-' goes after '--', as in "
-                f"'resnet3d {command} ... -- {files[0]}', or as ./{files[0]})" if files else "")
+                f"'resnet3d {command} ... -- {files[0]}', or as ./{files[0]})" if files
+                else parser.closest_flag(unknown[0]))
         parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     module = importlib.import_module(_module_name(command))
     try:
