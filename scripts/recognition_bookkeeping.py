@@ -32,8 +32,12 @@ def run(n_videos: int) -> float:
     names = [f"class {i}" for i in range(N_CLASSES)]
     scorer = Scorer(Zeros(), DeviceTransform(KINETICS, train=False), torch.device("cpu"))
     batcher, tally = RowBatcher(BATCH), Tally(keep_windows=False)
-    writer = resultfiles.ResultWriter(Path(tempfile.mkdtemp()) / "results.json", "successor", 100,
-                                      order=[str(i) for i in range(n_videos)])
+    with tempfile.TemporaryDirectory(prefix="resnet3d-bookkeeping-") as folder:  # (removed after the run)
+        return _timed(n_videos, names, scorer, batcher, tally, Path(folder) / "results.json")
+
+
+def _timed(n_videos, names, scorer, batcher, tally, results: Path) -> float:
+    writer = resultfiles.ResultWriter(results, "successor", 100, order=[str(i) for i in range(n_videos)])
     rows = torch.zeros(WINDOWS, 2, 4, 4, 3, dtype=torch.uint8)
     window, segment = torch.arange(WINDOWS), torch.zeros(WINDOWS, 2, dtype=torch.int64)
 
