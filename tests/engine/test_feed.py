@@ -255,8 +255,13 @@ def test_a_mixed_epoch_trains_on_batches_of_both_kinds_with_real_workers(tmp_pat
                       scaler=None, device=torch.device("cpu"), amp_dtype=None,
                       train_transform=DeviceTransform(KINETICS, train=True), eval_transform=DeviceTransform(KINETICS))
     batches = Recording()
-    result = train_one_epoch(parts, batches, 1, Schedule(0.01, 0.0), len(loader), show_progress=False,
-                             decode_share=share)
+    try:
+        result = train_one_epoch(parts, batches, 1, Schedule(0.01, 0.0), len(loader), show_progress=False,
+                                 decode_share=share)
+    finally:  # (the patched share keeps the loader in a reference cycle: its workers would outlive the test)
+        from resnet3d.data.loader import release_workers
+
+        release_workers(loader)
     assert result.count == 16 and math.isfinite(result.loss)
     assert set(batches.kinds) == {"jpeg", "clip"}
     assert len(observed) == len(loader) - 1 and all(w >= 0 for waits in observed for w in waits)
