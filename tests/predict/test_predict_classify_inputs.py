@@ -161,3 +161,18 @@ def test_overlay_folders_that_cannot_work_are_refused_before_any_video(our_check
     assert {"inside the input": "inside the input folder", "a file": "is a file",
             "a file in the way": "in the way of the folder"}[where] in message
     assert os.listdir(videos) == ["sub"]
+
+
+def test_a_folder_listed_in_the_input_list_gives_its_videos(our_checkpoint, tmp_path):
+    """It was one error entry, 'unreadable or truncated: Is a directory'."""
+    _video(tmp_path / "root" / "clips" / "a.mp4")
+    _video(tmp_path / "root" / "clips" / "deeper" / "b.mp4", seed=1)
+    listing = tmp_path / "list.txt"
+    listing.write_text("clips\n")
+    out, overlay = tmp_path / "labels.json", tmp_path / "overlay"
+    assert main(["classify", "--input", str(listing), "--video_root", str(tmp_path / "root"), "--model",
+                 str(our_checkpoint), "--output", str(out), "--overlay", str(overlay)]) == 0
+    records = json.loads(out.read_text())
+    assert [Path(r["video"]).name for r in records] == ["a.mp4", "b.mp4"] and not any("error" in r for r in records)
+    assert sorted(p.relative_to(overlay).as_posix() for p in overlay.rglob("*.mp4")) == ["clips/a.mp4",
+                                                                                         "clips/deeper/b.mp4"]

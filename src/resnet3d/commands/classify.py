@@ -77,8 +77,14 @@ def find_videos(inputs: List[str], input_list: str, video_root: str) -> List[Tup
         except OSError as error:
             raise UserError(f"--input {input_list}: cannot read it ({error.strerror})") from None
         for line in (line.strip() for line in lines):
-            if line and not line.startswith("#"):  # blank lines and comments are not videos
-                found.append((str(Path(video_root) / line) if video_root else line, line, _overlay_relative(line)))
+            if not line or line.startswith("#"):  # blank lines and comments are not videos
+                continue
+            path = Path(video_root) / line if video_root else Path(line)
+            if path.is_dir():  # a folder listed as a video: its videos, as a folder given on the command line
+                found += [(str(p), str(p), str(Path(_overlay_relative(line)) / p.relative_to(path)))
+                          for p in video_files_below(path)]
+            else:
+                found.append((str(path), line, _overlay_relative(line)))
     if not found:
         raise UserError("no videos given: name video files or folders, or pass --input LIST")
     return found
