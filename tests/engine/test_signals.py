@@ -303,17 +303,23 @@ def test_a_loader_worker_killed_mid_epoch_saves_the_steps_and_says_why(motion_da
              "--n_epochs", "1", "--no_cuda", "--resume", "auto")
 
 
+def _training_processes(launcher: int):
+    """The training processes a launcher started (spawned: ``spawn_main`` in their command line)."""
+    found = []
+    for child in _children(launcher):
+        with open(f"/proc/{child}/cmdline", "rb") as handle:
+            if b"spawn_main" in handle.read():
+                found.append(child)
+    return found
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the training processes through /proc")
 def test_a_training_process_killed_is_said_once_without_the_launchers_traceback(motion_data):
     """The launcher logged the failed rank with a traceback of its own waiting loop (seven
     "E1127 ... Traceback" lines) before our one line."""
     process = _run_until_training(motion_data, "rank_killed", "--nproc-per-node", "2")
-    ranks = []
-    for child in _children(process.pid):
-        with open(f"/proc/{child}/cmdline", "rb") as handle:
-            if b"spawn_main" in handle.read():
-                ranks.append(child)
+    ranks = _training_processes(process.pid)
     assert len(ranks) == 2, ranks
     os.kill(ranks[1], signal.SIGKILL)
     out, err = process.communicate(timeout=180)
@@ -331,11 +337,7 @@ def test_training_processes_stop_and_save_when_their_launcher_is_killed(motion_d
     import torch
 
     process = _run_until_training(motion_data, "launcher_killed", "--nproc-per-node", "2")
-    ranks = []
-    for child in _children(process.pid):
-        with open(f"/proc/{child}/cmdline", "rb") as handle:
-            if b"spawn_main" in handle.read():
-                ranks.append(child)
+    ranks = _training_processes(process.pid)
     assert len(ranks) == 2, ranks
     process.kill()
     process.wait(timeout=60)

@@ -252,12 +252,19 @@ def clip_too_small(error: BaseException, model_config: Dict[str, Any], duration:
                      f"({str(error).splitlines()[0]}): raise --sample_duration and/or --sample_size")
 
 
+def shape_only_copy(model_config: Dict[str, Any]) -> nn.Module:
+    """The architecture on PyTorch's meta device, in eval mode: a clip goes through it as shapes
+    only (no memory, no arithmetic), so the real model's weights, statistics and device are untouched."""
+    from resnet3d.models import create_model
+
+    with torch.device("meta"):
+        return create_model(**model_config).eval()
+
+
 def check_clip_fits(model: nn.Module, channels: int, duration: int, size: int) -> None:
     """Before the first video: the model takes ``channels`` and clips of this size. Found at the
     first batch, a mismatch was a traceback from the middle of recognition. The clip goes through
-    a copy of the architecture on the meta device: shapes only, no memory, no arithmetic."""
-    from resnet3d.models import create_model
-
+    ``shape_only_copy``."""
     config = getattr(model, "model_config", None)
     if not config:
         return
@@ -269,10 +276,8 @@ def check_clip_fits(model: nn.Module, channels: int, duration: int, size: int) -
         hint = f": pass --input-type {wanted} (and frames of that kind)" if wanted else ""
         raise UserError(f"the model takes {takes} input channels ({kind}), but the frames are read as {given} "
                         f"({channels} channels){hint}")
-    with torch.device("meta"):
-        shape_only = create_model(**config).eval()
     try:
-        shape_only(torch.zeros(1, channels, duration, size, size, device="meta"))
+        shape_only_copy(config)(torch.zeros(1, channels, duration, size, size, device="meta"))
     except RuntimeError as error:
         too_small = clip_too_small(error, config, duration, size)
         if too_small is None:

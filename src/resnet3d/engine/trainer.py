@@ -70,6 +70,7 @@ from resnet3d.engine.model_start import (
     clip_too_small,
     evaluation_settings,
     open_checkpoint,
+    shape_only_copy,
 )
 from resnet3d.engine.compilation import compile_errors_explained, compile_model
 from resnet3d.engine.optim import build_optimizer, freeze, load_optimizer_state, trainable_names
@@ -709,26 +710,18 @@ def _last_batch_of_one_fails(state: Run) -> bool:
         return False
     if state.config.finetune.freeze_bn:
         return False
-    norms = [m for m in state.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return False
+    config = state.model.model_config
+    shape_only = shape_only_copy(config)
     values_per_channel: List[int] = []
-    hooks = [m.register_forward_pre_hook(lambda _, args: values_per_channel.append(args[0][0, 0].numel()))
-             for m in norms]
+    for module in shape_only.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.register_forward_pre_hook(lambda _, args: values_per_channel.append(args[0][0, 0].numel()))
     data = state.config.data
-    channels = int(state.model.model_config.get("n_input_channels", 3))
-    one_clip = torch.zeros(1, channels, data.sample_duration, data.sample_size, data.sample_size, device=state.device)
-    was_training = state.model.training
+    channels = int(config.get("n_input_channels", 3))
     try:
-        state.model.eval()  # (eval: the probe must not move the running statistics)
-        with torch.no_grad():
-            state.model(one_clip)
+        shape_only(torch.zeros(1, channels, data.sample_duration, data.sample_size, data.sample_size, device="meta"))
     except RuntimeError:  # a clip too small for the model: the first step says so
         return False
-    finally:
-        state.model.train(was_training)
-        for hook in hooks:
-            hook.remove()
     return min(values_per_channel, default=2) == 1
 
 

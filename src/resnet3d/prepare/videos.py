@@ -17,14 +17,14 @@ not sorted into class folders, such as Kinetics split folders of ``<key>.mp4`` f
 """
 from __future__ import annotations
 
+import itertools
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from resnet3d.errors import UserError
-from resnet3d.video_files import VIDEO_EXTENSIONS, is_video_file, video_files_below
+from resnet3d.video_files import VIDEO_EXTENSIONS, video_files_below
 
 LAYOUTS = ("kinetics", "activitynet", "ucf101", "hmdb51", "flat")
 CLASS_LAYOUTS = ("kinetics", "ucf101", "hmdb51")
@@ -182,16 +182,8 @@ LAYOUT_SHAPES = {
 
 def _deeper_videos(video_dir: Path) -> List[Path]:
     """Videos two or more folders below VIDEO_DIR, where no layout looks (the first few)."""
-    found: List[Path] = []
-    # symlinked folders are followed, as extraction follows them; the depth bound stops a cycle
-    for folder, subdirs, files in os.walk(video_dir, followlinks=True):
-        depth = len(Path(folder).relative_to(video_dir).parts)
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".")) if depth < 5 else []
-        if depth >= 2:
-            found.extend(Path(folder) / name for name in sorted(files) if is_video_file(name))
-            if len(found) >= 3:
-                break
-    return found
+    # symlinked folders are followed, as extraction follows them
+    return list(itertools.islice(video_files_below(video_dir, min_depth=2, max_depth=5), 3))
 
 
 def _nothing_in_layout(video_dir: Path, layout: str, ignored: List[Path]) -> None:
