@@ -43,6 +43,7 @@ def test_documented_command_parses(line):
     command = argv[0]
     assert command in COMMANDS, f"unknown command in docs: {line}"
     parser = build_parser(command)
+    parser.allow_abbrev = False  # (main takes flag prefixes; the docs spell every flag in full)
     try:
         args = parser.parse_args(argv[1:])
     except SystemExit as exit_:
