@@ -169,8 +169,7 @@ def _close(norm, mean, std, value_scale) -> bool:
 SUCCESSOR_2018_OPTIONS = [
     (["--pretrain_path", "resnet-34-kinetics.pth", "--n_classes", "400", "--n_finetune_classes", "51"],
      lambda c, n: c.model.n_classes == 51 and c.finetune.n_pretrain_classes == 400),
-    (["--ft_begin_index", "4"], lambda c, n: c.finetune.ft_begin_module == "layer4"),
-    (["--model", "densenet", "--ft_begin_index", "5"], lambda c, n: c.finetune.ft_begin_module == "classifier"),
+    (["--ft_begin_index", "4"], lambda c, n: c.finetune.ft_begin_index == 4 and not c.finetune.ft_begin_module),
     (["--lr_patience", "4"], lambda c, n: c.optim.plateau_patience == 4),
     # 2018's own tables (0-255 units over --norm_value; Kinetics' std for both), and its
     # --mean_dataset defaulted to activitynet: its default input is the seed's, 0-255 minus that mean

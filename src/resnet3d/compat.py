@@ -473,8 +473,8 @@ def _finetune_config(args: argparse.Namespace, root: str, model: ModelConfig) ->
     if v("ft_begin_index"):
         if ft_begin_module:
             raise UserError("--ft_begin_index (2018) and --ft_begin_module say the same thing; give one")
-        ft_begin_module = ft_begin_module_from_index(model.model, v("ft_begin_index"))
-    if ft_begin_module and v("freeze_params"):
+        check_ft_begin_index(v("ft_begin_index"))
+    if (ft_begin_module or v("ft_begin_index")) and v("freeze_params"):
         raise UserError("--ft_begin_module and --freeze_params both choose the trained layers; give one")
     if v("freeze_params") < 0:
         raise UserError(f"--freeze_params must be >= 0 (got {v('freeze_params')})")
@@ -482,6 +482,7 @@ def _finetune_config(args: argparse.Namespace, root: str, model: ModelConfig) ->
         pretrained=pretrained,
         n_pretrain_classes=v("n_pretrain_classes"),
         ft_begin_module=ft_begin_module,
+        ft_begin_index=v("ft_begin_index"),
         freeze_params=v("freeze_params"),
         freeze_bn=bool(getattr(args, "freeze_bn", None)),
         bgr_premodel=bool(v("bgr_premodel")),
@@ -502,13 +503,11 @@ MODEL_FLAG_KEYS = {
 }
 
 
-def ft_begin_module_from_index(model: str, index: int) -> str:
-    """The 2018 successor's --ft_begin_index: block k on (layer<k>, denseblock<k>), 5 = the head."""
+def check_ft_begin_index(index: int) -> None:
+    """The 2018 successor's --ft_begin_index: block k on (layer<k>, denseblock<k>), 5 = the head
+    (resolved against the built model by ``engine.optim.trainable_names``)."""
     if not 1 <= index <= 5:
         raise UserError(f"--ft_begin_index must be 0 (train all) or 1..5 (got {index})")
-    if model == "densenet":
-        return "classifier" if index == 5 else f"denseblock{index}"
-    return "fc" if index == 5 else f"layer{index}"
 
 
 def _optim_config(args: argparse.Namespace, root: str, result_path: str) -> Tuple[OptimConfig, Optional[str]]:

@@ -151,6 +151,9 @@ class FinetuneConfig:
     pretrained: Optional[str] = None  # --pretrain_path / --premodel_path
     n_pretrain_classes: int = 0  # 0: read the class count from the checkpoint
     ft_begin_module: str = ""  # successor: train this top-level module and everything after it
+    # 2018 successor: train block k (layer<k> / denseblock<k>) on, 5 = the head; read against the
+    # model as built, which pretrained weights may have made a DenseNet whatever --model said
+    ft_begin_index: int = 0
     freeze_params: int = 0  # seed: train only the last N parameterised layers (0: all)
     freeze_bn: bool = False  # BatchNorm uses and keeps its running statistics
     bgr_premodel: bool = False  # seed: swap the first conv's input channels 1 and 3

@@ -100,6 +100,15 @@ def test_files_that_are_no_checkpoint_at_all_say_so(tmp_path, content, reason):
     assert "weights_only=False" not in message
 
 
+@pytest.mark.parametrize("name", ["model.pth", "model.t7"])
+def test_a_file_of_zeros_is_called_that_not_a_damaged_torch7_file(tmp_path, name):
+    """Zeros read as Torch7 are one nil object and junk; the user needs to hear "copy it again"."""
+    path = tmp_path / name
+    path.write_bytes(bytes(3 << 20))
+    with pytest.raises(UserError, match=r"all its 3145728 bytes are zero .*copy the checkpoint again"):
+        load_checkpoint(path)
+
+
 @pytest.mark.parametrize("legacy", [False, True])
 def test_a_truncated_checkpoint_is_damaged_not_unsafe(tmp_path, legacy):
     whole = tmp_path / "whole.pth"

@@ -116,6 +116,19 @@ def test_ft_begin_module_trains_that_module_on():
     assert top_level_name("module.features.denseblock1.denselayer1.conv1.weight") == "denseblock1"
 
 
+def test_ft_begin_index_names_the_block_of_the_model_as_built():
+    """--ft_begin_index reads layer<K> / denseblock<K> off the model itself: fine-tuning builds the
+    pretrained file's architecture, and a DenseNet file with no --model got "no module layer4"."""
+    densenet = create_model("densenet", 121, n_classes=3)
+    names = trainable_names(densenet, ft_begin_index=4)
+    assert names and {top_level_name(n) for n in names} == {"denseblock4", "norm5", "classifier"}
+    assert trainable_names(densenet, ft_begin_index=5) == {"classifier.weight", "classifier.bias"}
+    assert trainable_names(_tiny(), ft_begin_index=5) == {"fc.weight", "fc.bias"}
+    assert {top_level_name(n) for n in trainable_names(_tiny(), ft_begin_index=3)} == {"layer3", "layer4", "fc"}
+    with pytest.raises(UserError, match="must be 0 .* or 1..5"):
+        trainable_names(_tiny(), ft_begin_index=6)
+
+
 def test_freeze_params_counts_layers_from_the_output():
     model = _tiny()
     assert trainable_names(model, freeze_params=1) == {"fc.weight", "fc.bias"}

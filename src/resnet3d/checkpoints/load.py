@@ -186,6 +186,16 @@ def _is_torch7(head: bytes, path: Path) -> bool:
     return path.suffix.lower() == ".t7"
 
 
+def _all_zero(path: Path, chunk_size: int = 1 << 20) -> bool:
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(chunk_size)
+            if not chunk:
+                return True
+            if chunk.count(0) != len(chunk):
+                return False
+
+
 def _is_tensor_dict(value: Any) -> bool:
     return isinstance(value, Mapping) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
 
@@ -217,6 +227,10 @@ def load_checkpoint(path: PathLike, bgr_premodel: bool = False) -> LoadedCheckpo
         raise UserError(f"{path}: no such file")
     with open(path, "rb") as handle:
         head = handle.read(8)
+    if head == bytes(8) and _all_zero(path):
+        # read as Torch7, zeros are one nil object followed by junk: say what the file really is
+        raise UserError(f"{path}: not a checkpoint: all its {path.stat().st_size} bytes are zero (a copy or "
+                        "download that never received its data); copy the checkpoint again")
     if _is_torch7(head, path):
         loaded = _load_torch7(path)
     else:

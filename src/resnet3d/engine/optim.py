@@ -4,6 +4,9 @@ Fine-tuning follows both originals:
 - ``ft_begin_module`` (successor): parameters from the first one whose top-level module has that
   name (``conv1``, ``layer3``, ``fc``; DenseNet's ``features.`` prefix is skipped, as the
   successor's ``get_module_name`` does) to the last one train; earlier ones are frozen.
+- ``ft_begin_index K`` (2018 successor): the same from block K (``layer<K>`` of a ResNet,
+  ``denseblock<K>`` of a DenseNet; 5 = the head), read against the model as built: fine-tuning
+  builds the pretrained file's architecture, which need not be what ``--model`` said.
 - ``freeze_params N`` (seed): only the last N layers that hold parameters train (a conv, a BN
   and a linear layer count one each, as the seed's ``unfreeze_layers`` counts modules with a
   weight or bias, walking from the output back).
@@ -39,9 +42,25 @@ def top_level_name(parameter_name: str) -> str:
     return parts[i]
 
 
-def trainable_names(model: nn.Module, ft_begin_module: str = "", freeze_params: int = 0) -> Optional[Set[str]]:
+def module_of_block(model: nn.Module, index: int) -> str:
+    """The top-level module ``--ft_begin_index index`` names in ``model``."""
+    if not 1 <= index <= 5:
+        raise UserError(f"--ft_begin_index / ft_begin_index must be 0 (train all) or 1..5 (got {index})")
+    modules = list(dict.fromkeys(top_level_name(name) for name, _ in model.named_parameters()))
+    wanted = ("fc", "classifier") if index == 5 else (f"layer{index}", f"denseblock{index}")
+    for name in wanted:
+        if name in modules:
+            return name
+    raise UserError(f"--ft_begin_index {index}: this model has no {' or '.join(wanted)} (its modules in order "
+                    f"are: {', '.join(modules)}); name the first module to train with --ft_begin_module")
+
+
+def trainable_names(model: nn.Module, ft_begin_module: str = "", freeze_params: int = 0,
+                    ft_begin_index: int = 0) -> Optional[Set[str]]:
     """Names of the parameters to train; None means all of them."""
     names = [name for name, _ in model.named_parameters()]
+    if ft_begin_index and not ft_begin_module:
+        ft_begin_module = module_of_block(model, ft_begin_index)
     if ft_begin_module:
         for at, name in enumerate(names):
             if top_level_name(name) == ft_begin_module:

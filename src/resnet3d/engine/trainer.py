@@ -353,7 +353,8 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
     trainable = None
     if run.train:
         finetune = config.finetune
-        trainable = freeze(model, trainable_names(model, finetune.ft_begin_module, finetune.freeze_params))
+        trainable = freeze(model, trainable_names(model, finetune.ft_begin_module, finetune.freeze_params,
+                                                  finetune.ft_begin_index))
         n_train = sum(p.numel() for p in trainable)
         n_all = sum(p.numel() for p in model.parameters())
         if n_train < n_all:
