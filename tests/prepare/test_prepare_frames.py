@@ -16,7 +16,7 @@ from resnet3d.errors import UserError
 from resnet3d.prepare.decode import ResizeRule
 from resnet3d.prepare.extract import ExtractOptions, extract_video
 from resnet3d.prepare.frame_folders import image_name
-from resnet3d.prepare.frames import CRASH_REASON, FAILURES_FILE, prepare_frames, run_jobs
+from resnet3d.prepare.frames import CRASH_REASON, FAILURES_FILE, LOCK_FILE, exclusive_lock, prepare_frames, run_jobs
 from resnet3d.prepare.videos import VideoJob
 
 SMALL = ExtractOptions(rule=ResizeRule(short_side=32), quality=90)
@@ -203,7 +203,7 @@ def test_leftovers_of_a_killed_run_are_cleared(one_video):
     leftover.mkdir(parents=True)
     (leftover / image_name(1)).write_bytes(b"half")
     assert run(videos, frames).done == 1
-    assert sorted(p.name for p in frames.iterdir()) == [".resnet3d-prepare.lock", "clip"]
+    assert sorted(p.name for p in frames.iterdir()) == ["clip"]
 
 
 def test_fps_resampling_and_quality(one_video):
@@ -317,11 +317,51 @@ def test_second_run_on_same_dir_is_refused(tmp_path):
     write_video(videos / "a.mp4", n_frames=2)
     frames = tmp_path / "frames"
     frames.mkdir()
-    with open(frames / ".resnet3d-prepare.lock", "a+") as held:
+    with open(frames / LOCK_FILE, "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(UserError, match="another 'resnet3d prepare frames'"):
+        held.write("4242 somehost\n")
+        held.flush()
+        with pytest.raises(UserError, match="another 'resnet3d prepare frames' .*process 4242 on somehost"):
             prepare_frames(videos, frames, SMALL, workers=1, progress=False)
+        assert (frames / LOCK_FILE).exists()  # the refused run leaves the holder's lock alone
+        assert not (frames / "a").exists()
     shutil.rmtree(frames)
+
+
+def test_a_finished_run_leaves_no_lock_file_and_the_next_run_takes_a_new_one(tmp_path):
+    """The lock file went with the run (it was left in every FRAME_DIR). Removing it must not let
+    two runs in: a run that locked the file just before the holder removed it sees that the name
+    now points elsewhere and locks the new file, where the next run finds it."""
+    import fcntl
+
+    videos = tmp_path / "videos"
+    write_video(videos / "a.mp4", n_frames=2)
+    frames = tmp_path / "frames"
+    assert prepare_frames(videos, frames, SMALL, workers=1, progress=False).done == 1
+    assert sorted(p.name for p in frames.iterdir()) == ["a"]
+
+    stale = open(frames / LOCK_FILE, "a+")  # a run that opened the lock file ...
+    calls = []
+    real_stat = os.stat
+
+    def holder_finishes_meanwhile(path, *args, **kwargs):
+        if str(path).endswith(LOCK_FILE) and not calls:
+            calls.append(path)
+            os.unlink(path)  # ... while the holder removed it and let go
+        return real_stat(path, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "stat", holder_finishes_meanwhile)
+        with exclusive_lock(frames):
+            assert calls  # the first file was gone when checked: the lock is on the new file
+            with open(frames / LOCK_FILE) as current:
+                with pytest.raises(BlockingIOError):
+                    fcntl.flock(current, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with pytest.raises(UserError, match="another 'resnet3d prepare frames'"):
+                with exclusive_lock(frames):
+                    pass
+    stale.close()
+    assert not (frames / LOCK_FILE).exists()
 
 
 def test_a_full_disk_stops_the_run_and_odd_errors_fail_one_video(one_video, monkeypatch):
@@ -338,7 +378,7 @@ def test_a_full_disk_stops_the_run_and_odd_errors_fail_one_video(one_video, monk
     monkeypatch.setattr(extract, "_write_frames", no_space)
     with pytest.raises(UserError, match="No space left on device; make room and run again"):
         run(videos, frames)
-    assert not [p for p in frames.iterdir() if p.name != ".resnet3d-prepare.lock"]
+    assert not list(frames.iterdir())  # the lock file goes with the run, however it ends
 
     def bug(video, folder, options):
         raise ValueError("something odd")
@@ -391,11 +431,16 @@ def test_a_layout_that_finds_no_video_is_an_error_naming_the_layout_that_would(t
     write_video(loose / "v_a_g01_c01.avi", n_frames=2, codec="mjpeg")
     write_video(loose / "v_b_g01_c01.avi", n_frames=2, codec="mjpeg")
     frame_dir = tmp_path / "frames"
-    assert cli.main(["prepare", "frames", str(loose), str(frame_dir), "--layout", "ucf101", "--no-progress"]) == 2
+    assert cli.main(["prepare", "frames", str(loose), str(frame_dir), "--layout", "kinetics", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert f"no video in a class folder of {loose}, but 2 directly in it (e.g. {loose}/v_a_g01_c01.avi)" in err
-    assert "--layout ucf101 reads VIDEO_DIR/<class>/<video> -> FRAME_DIR/<class>/<video>/" in err
+    assert "--layout kinetics reads VIDEO_DIR/<class>/<video> -> FRAME_DIR/<class>/<video>/" in err
     assert "for loose videos pass --layout flat (VIDEO_DIR/<video> -> FRAME_DIR/<video>/)" in err
+    # UCF-101's split files name each video's class; flat frame folders would never be found in training
+    assert cli.main(["prepare", "frames", str(loose), str(frame_dir), "--layout", "ucf101", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"no video in a class folder of {loose}, but 2 directly in it" in err and "--layout flat" not in err
+    assert f"resnet3d prepare ucf101-json ANNOTATION_DIR {loose} OUT_DIR" in err
     assert not frame_dir.exists()
     assert cli.main(["prepare", "frames", str(loose), str(frame_dir), "--layout", "flat", "--no-progress"]) == 0
     assert visible(frame_dir) == ["v_a_g01_c01", "v_b_g01_c01"]
@@ -403,8 +448,13 @@ def test_a_layout_that_finds_no_video_is_an_error_naming_the_layout_that_would(t
     classes = tmp_path / "classes"
     write_video(classes / "jump" / "j1.mp4", n_frames=2)
     with pytest.raises(UserError, match=r"no video directly in .*classes, but 1 in class folders \(e.g. .*jump/j1.mp4\): "
-                                        r"--layout activitynet reads VIDEO_DIR/<video> -> FRAME_DIR/v_<id>/; for class "
+                                        r"--layout flat reads VIDEO_DIR/<video> -> FRAME_DIR/<video>/; for class "
                                         r"folders pass --layout kinetics, ucf101 or hmdb51"):
+        prepare_frames(classes, tmp_path / "an", SMALL, layout="flat", workers=1, progress=False)
+    # ActivityNet's subfolders are splits (train_val/, test/): its JSON places them in v_<id>/
+    with pytest.raises(UserError, match=r"no video directly in .*classes, but 1 in its subfolders \(e.g. .*jump/j1.mp4\): "
+                                        r"--layout activitynet reads VIDEO_DIR/<video> -> FRAME_DIR/v_<id>/; pass "
+                                        r"--annotation with the ActivityNet JSON"):
         prepare_frames(classes, tmp_path / "an", SMALL, layout="activitynet", workers=1, progress=False)
     write_video(tmp_path / "deep" / "train" / "jump" / "j2.mp4", n_frames=2)
     with pytest.raises(UserError, match=r"only deeper \(e.g. .*deep/train/jump/j2.mp4\): --layout hmdb51 reads .*give "
@@ -415,7 +465,7 @@ def test_a_layout_that_finds_no_video_is_an_error_naming_the_layout_that_would(t
     with pytest.raises(UserError, match=r"only deeper \(e.g. .*linked/UCF-101/jump/j2.mp4\)"):
         prepare_frames(tmp_path / "linked", tmp_path / "ln", SMALL, layout="ucf101", workers=1, progress=False)
     # prepare fps finds its videos the same way, and says the same
-    assert cli.main(["prepare", "fps", str(loose), str(frame_dir), "--layout", "ucf101"]) == 2
+    assert cli.main(["prepare", "fps", str(loose), str(frame_dir), "--layout", "kinetics"]) == 2
     assert "for loose videos pass --layout flat" in capsys.readouterr().err
 
 

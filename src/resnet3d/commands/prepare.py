@@ -26,6 +26,11 @@ ACTIONS: Dict[str, str] = {
 }
 
 
+# the successor's ``generate_video_jpgs.py VIDEO_DIR JPG_DIR DATASET`` -> our layout (MiT has class folders)
+SUCCESSOR_DATASETS = {"kinetics": "kinetics", "mit": "kinetics", "ucf101": "ucf101", "hmdb51": "hmdb51",
+                      "activitynet": "activitynet"}
+
+
 def _sub(subparsers, name: str) -> argparse.ArgumentParser:
     return subparsers.add_parser(
         name,
@@ -44,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = _sub(subparsers, "frames")
     p.add_argument("video_dir", type=Path, metavar="VIDEO_DIR")
     p.add_argument("frame_dir", type=Path, metavar="FRAME_DIR")
+    p.add_argument("dataset", nargs="?", default=None, choices=tuple(SUCCESSOR_DATASETS), metavar="DATASET",
+                   help="the successor's generate_video_jpgs.py form (kinetics, mit, ucf101, hmdb51, activitynet): "
+                        "the same as --layout")
     placement = p.add_mutually_exclusive_group()
     add_flag(placement, "--layout", choices=LAYOUTS, default=None,
              help="how VIDEO_DIR is organised; None: class subfolders mean kinetics, loose files flat")
@@ -144,6 +152,12 @@ def _frames(args: argparse.Namespace) -> int:
         raise UserError(f"--short-side {args.short_side}: give a positive length, or 0 to keep the size")
     if args.fps is not None and args.fps <= 0:
         raise UserError(f"--fps {args.fps}: give a positive frame rate")
+    layout = args.layout
+    if args.dataset is not None:
+        if args.annotation is not None or (layout is not None and layout != SUCCESSOR_DATASETS[args.dataset]):
+            given = "--annotation" if args.annotation is not None else f"--layout {layout}"
+            raise UserError(f"DATASET '{args.dataset}' and {given} both say how VIDEO_DIR is organised: give one of them")
+        layout = SUCCESSOR_DATASETS[args.dataset]
     rule = ResizeRule(short_side=None, height=args.height) if args.height else ResizeRule(short_side=args.short_side or None)
     options = ExtractOptions(
         rule=rule, fps=args.fps, quality=args.quality, hdf5=args.format == "hdf5",
@@ -154,7 +168,7 @@ def _frames(args: argparse.Namespace) -> int:
 
         require_h5py()
     summary = prepare_frames(
-        args.video_dir, args.frame_dir, options, layout=args.layout, workers=args.workers, progress=args.progress,
+        args.video_dir, args.frame_dir, options, layout=layout, workers=args.workers, progress=args.progress,
         annotation=args.annotation,
     )
     print(summary.line())

@@ -90,7 +90,7 @@ class RunLock:
                 log.warning("cannot lock %s (%s): a second run started into this folder would not be noticed",
                             self.path, error.strerror)
                 return
-            if _same_file_still_there(handle, self.path):
+            if same_file_still_there(handle, self.path):
                 self._handle = handle
                 _held_descriptors.add(handle.fileno())
             else:  # the previous holder removed it between our open and our lock: lock the new one
@@ -105,7 +105,7 @@ class RunLock:
         if self._handle is None:
             return
         with contextlib.suppress(OSError):
-            self.path.unlink()  # while still holding it (see _same_file_still_there)
+            self.path.unlink()  # while still holding it (see same_file_still_there)
         _held_descriptors.discard(self._handle.fileno())
         self._handle.close()
         self._handle = None
@@ -116,7 +116,9 @@ class RunLock:
                 break
 
 
-def _same_file_still_there(handle: IO[str], path: Path) -> bool:
+def same_file_still_there(handle: IO[str], path: Path) -> bool:
+    """Whether ``path`` still names the file ``handle`` holds open (a lock taken on a file that its
+    finishing holder has just removed locks nothing)."""
     try:
         on_disk = os.stat(path)
     except FileNotFoundError:

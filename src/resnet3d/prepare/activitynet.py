@@ -4,8 +4,9 @@ optionally the seed's ``fps`` file into each frame folder.
 The JSON keeps everything it had; each ``database[<id>]`` gains ``"fps"``. Where the rate comes
 from:
 
-- from a directory of videos (``v_<id>.mp4`` or ``<id>.mp4``): the video stream's average frame
-  rate, to 2 decimals, the figure ``ffprobe`` prints and the successor reads;
+- from a directory of videos (``v_<id>.mp4`` or ``<id>.mp4``, directly in it or, when none is,
+  in split folders such as ``train_val/`` and ``test/``): the video stream's average frame rate,
+  to 2 decimals, the figure ``ffprobe`` prints and the successor reads;
 - from a directory of frame folders (``v_<id>/``): the folder's ``fps`` file, else the frames
   in the folder divided by the JSON's ``duration``.
 
@@ -23,7 +24,7 @@ from resnet3d.fileio import atomic_write_json, atomic_write_text, read_user_json
 from resnet3d.prepare.decode import VideoError, VideoReader
 from resnet3d.prepare.frame_folders import FPS_FILE, count_image_files, format_fps, read_number, seed_fps
 from resnet3d.prepare.videos import activitynet_folder_name
-from resnet3d.video_files import is_video_file
+from resnet3d.video_files import is_video_file, video_files_below
 
 
 def load_official_json(path: Path) -> dict:
@@ -90,6 +91,8 @@ def add_fps(
         raise UserError(f"{source_dir} does not exist (give the ActivityNet videos or frame folders)")
     videos = sorted(p for p in source_dir.iterdir() if p.is_file() and is_video_file(p))
     folders = sorted(p for p in source_dir.iterdir() if p.is_dir() and p.name.startswith("v_"))
+    if not videos and not folders:  # split folders (train_val/, test/), as the archives hand them out
+        videos = list(video_files_below(source_dir))
     report = FpsReport(out_json=out_json or json_path, database_size=len(database))
     if videos:
         if fps_files and frame_dir is None:

@@ -212,27 +212,35 @@ def write_split_files(
     for out in outputs.values():
         refuse_existing(out, "output", overwrite)
     segments = {split: add_segments(database.entries, frame_dir, "auto") for split, database in databases.items()}
-    _refuse_when_nothing_is_there(databases, segments, frame_dir)
+    flat = _refuse_when_nothing_is_there(databases, segments, frame_dir)
     lines = []
     for split, database in databases.items():
         write_annotation(outputs[split], labels, database.entries)
         lines.append(summary_line(outputs[split], labels, database, segments[split]))
+    if flat:
+        lines.append(f"{frame_dir} holds the videos themselves, not in class folders: extract them to where these JSONs "
+                     f"expect them with 'resnet3d prepare frames {frame_dir} FRAME_DIR --annotation JSON' (once per JSON), "
+                     "then run this command again on FRAME_DIR with --overwrite for the segments")
     return "\n".join(lines)
 
 
 def _refuse_when_nothing_is_there(databases: Dict[int, "Database"], segments: Dict[int, SegmentReport],
-                                  frame_dir: Path) -> None:
+                                  frame_dir: Path) -> bool:
     """Not one listed video under ``frame_dir``, as frame folders or as video files (a JSON
-    without segments still serves ``--file_type video``): the folder is the wrong one, most
-    often one level off. The JSONs would be useless, and a rerun would need --overwrite."""
+    without segments still serves ``--file_type video``, and one made from a flat folder of
+    videos places them: ``prepare frames --annotation``): the folder is the wrong one, most
+    often one level off. The JSONs would be useless, and a rerun would need --overwrite.
+    True when ``frame_dir`` is such a flat folder of videos."""
     if any(sum(report.with_frames.values()) + sum(report.empty.values()) for report in segments.values()):
-        return
+        return False
     entries = [(key, entry) for database in databases.values() for key, entry in database.entries.items()]
     looked = [frame_dir / entry["annotations"].get("label", TEST_FOLDER) / key for key, entry in entries[:50]]
     videos_there = any(next(path.parent.glob(f"{glob.escape(path.name)}.*"), None)
                        for path in looked if path.parent.is_dir())
-    if not looked or videos_there:
-        return
+    # a flat folder of the videos themselves: the JSON places them (prepare frames --annotation)
+    flat = any(next(frame_dir.glob(f"{glob.escape(path.name)}.*"), None) for path in looked)
+    if not looked or videos_there or flat:
+        return flat and not videos_there
     example = looked[0]
     deeper = sorted(sub for sub in frame_dir.iterdir()
                     if sub.is_dir() and (sub / example.parent.name / example.name).exists())

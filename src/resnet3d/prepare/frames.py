@@ -11,14 +11,16 @@ import collections
 import contextlib
 import dataclasses
 import os
+import socket
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from resnet3d.engine.run_lock import same_file_still_there
 from resnet3d.engine.signals import children_start_deaf_to_stops
 from resnet3d.errors import UserError
 from resnet3d.fileio import atomic_write_text
@@ -81,25 +83,69 @@ class Summary:
 
 @contextlib.contextmanager
 def exclusive_lock(frame_dir: Path) -> Iterator[None]:
-    """One ``prepare frames`` per FRAME_DIR at a time: two would redo each other's videos."""
+    """One ``prepare frames`` per FRAME_DIR at a time: two would redo each other's videos.
+
+    The lock is an flock on ``FRAME_DIR/.resnet3d-prepare.lock``; the kernel drops it when its
+    holder dies, however it dies. The file is removed when the run ends, so that a finished
+    FRAME_DIR holds only frames. Removing a lock file races with a process taking it: B opens the
+    file, A removes it and unlocks, B locks the removed file while C creates a new one and locks
+    that, and both run. So the holder removes the file while it still holds the lock, and a
+    process that got the lock checks that the file it locked is still the one under that name;
+    if not (a finishing holder removed it meanwhile), it opens the name again. Whoever holds the
+    lock on the file that the name points to is therefore the only holder.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no lock
         yield
         return
     path = frame_dir / LOCK_FILE
-    with open(path, "a+") as handle:
+    handle: Optional[IO[str]]
+    while True:
+        handle = open(path, "a+", encoding="utf-8")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _lock_holder(handle)
+            handle.close()
             raise UserError(
-                f"another 'resnet3d prepare frames' is writing into {frame_dir} (lock {path}); "
+                f"another 'resnet3d prepare frames' is writing into {frame_dir} ({holder}; lock {path}); "
                 "wait for it to finish or stop it"
             ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        except OSError as error:  # a file system without locks (some network mounts)
+            handle.close()
+            print(f"resnet3d prepare: warning: cannot lock {path} ({error.strerror}): a second "
+                  "'prepare frames' into this folder at the same time would not be noticed", file=sys.stderr)
+            handle = None
+            break
+        if same_file_still_there(handle, path):
+            break
+        handle.close()  # the previous holder removed it between our open and our lock
+    if handle is None:
+        with contextlib.suppress(OSError):
+            path.unlink()  # the empty file open() made; nobody can hold a lock on it
+        yield
+        return
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+        handle.flush()
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # while still holding the lock (see above)
+        handle.close()  # closing drops the lock
+
+
+def _lock_holder(handle: IO[str]) -> str:
+    """"process <pid> on <host>", as the holder wrote it into the lock file."""
+    try:
+        handle.seek(0)
+        pid, host = handle.read().split()
+    except (OSError, ValueError):
+        return "it is starting"
+    return f"process {pid} on {host}"
 
 
 def _quiet_worker() -> None:
@@ -187,11 +233,18 @@ def _pool_pass(
         executor.shutdown(wait=True)
 
 
-def write_failures(frame_dir: Path, failures: Sequence[Tuple[str, str]]) -> Optional[Path]:
-    """``prepare_failures.tsv`` (video path, reason) when anything failed; a stale one from an
-    earlier run is removed when nothing did."""
+def write_failures(
+    frame_dir: Path, failures: Sequence[Tuple[str, str]], settled: Optional[Callable[[str], bool]] = None
+) -> Optional[Path]:
+    """``prepare_failures.tsv`` (video path, reason): this run's failures, plus the rows of an
+    earlier list that this run did not settle (``settled(video)`` False; without ``settled`` it
+    settles them all). A data set is often extracted into one FRAME_DIR by one run per split
+    folder (``train/``, then ``val/``): the second run's clean pass removed the first run's list.
+    The file is removed when no row is left. Returns the path when this run had failures."""
     path = frame_dir / FAILURES_FILE
-    if not failures:
+    kept = [row for row in _read_failures(path) if settled is not None and not settled(row[0])]
+    rows = sorted(set(kept) | {(video, reason) for video, reason in failures})
+    if not rows:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return None
@@ -199,9 +252,33 @@ def write_failures(frame_dir: Path, failures: Sequence[Tuple[str, str]]) -> Opti
     def clean(text: str) -> str:
         return " ".join(text.split("\t")).replace("\n", " ").replace("\r", " ")
 
-    lines = ["video\treason"] + [f"{clean(video)}\t{clean(reason)}" for video, reason in sorted(failures)]
+    lines = ["video\treason"] + [f"{clean(video)}\t{clean(reason)}" for video, reason in rows]
     atomic_write_text(path, "\n".join(lines) + "\n")
-    return path
+    return path if failures else None
+
+
+def _settled_by(attempted: Iterable[str], video_dir: Optional[Path]) -> Callable[[str], bool]:
+    """Which rows of an earlier failure list a run settles: those of the videos it attempted, and,
+    when it went through the whole of ``video_dir`` (not interrupted), those of videos under it
+    that are gone. Rows of other video folders stay, and so do those of videos this run passed
+    over (with --annotation, one split's JSON leaves out videos that another split uses)."""
+    absolute = {os.path.abspath(video) for video in attempted}
+    root = None if video_dir is None else os.path.abspath(video_dir).rstrip(os.sep) + os.sep
+
+    def settled(video: str) -> bool:
+        path = os.path.abspath(video)
+        return path in absolute or (root is not None and path.startswith(root) and not os.path.lexists(path))
+
+    return settled
+
+
+def _read_failures(path: Path) -> List[Tuple[str, str]]:
+    """The rows of an earlier failure list; none when there is none (or it is unreadable)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [(video, reason) for video, _, reason in (line.partition("\t") for line in lines[1:]) if reason]
 
 
 def prepare_frames(
@@ -237,15 +314,17 @@ def prepare_frames(
     with exclusive_lock(frame_dir):
         bar = Progress(total=len(videos.jobs), desc="prepare frames", unit="videos", stream=stream, enabled=progress)
         completed = False
+        seen: List[str] = [str(video) for video, _ in videos.duplicates]  # the videos this run got to
         try:
             for job, outcome in run_jobs(videos.jobs, frame_dir, options, workers, extract):
+                seen.append(str(job.video))
                 summary.add(job, outcome)
                 bar.update(done=summary.done, skipped=summary.skipped, failed=summary.failed)
             completed = True
         finally:
             summary.seconds = time.monotonic() - start
             bar.close()
-            # An interrupted run still lists what failed so far, but keeps an earlier list.
             if completed or summary.failures:
-                summary.failures_file = write_failures(frame_dir, summary.failures)
+                settled = _settled_by(seen, video_dir if completed else None)
+                summary.failures_file = write_failures(frame_dir, summary.failures, settled)
     return summary

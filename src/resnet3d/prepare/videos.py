@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -28,8 +29,10 @@ from resnet3d.video_files import VIDEO_EXTENSIONS, video_files_below
 
 LAYOUTS = ("kinetics", "activitynet", "ucf101", "hmdb51", "flat")
 CLASS_LAYOUTS = ("kinetics", "ucf101", "hmdb51")
+SPLIT_FILE_LAYOUTS = {"ucf101": "ucf101-json", "hmdb51": "hmdb51-json"}  # the lists give each video's class
 YOUTUBE_ID_LENGTH = 11
 TEST_FOLDER = "test"  # where Kinetics keeps its unlabelled test videos
+KINETICS_KEY = re.compile(r"^.+_\d{6}_\d{6}$")  # <youtube_id>_<time_start:06d>_<time_end:06d>
 
 
 def activitynet_folder_name(stem: str) -> str:
@@ -82,6 +85,13 @@ def detect_layout(video_dir: Path) -> str:
         return "kinetics"
     if loose:
         return "flat"
+    deeper = _deeper_videos(video_dir)
+    if deeper:  # split folders of class folders (train/<class>/<video>), a level too high
+        raise UserError(
+            f"no video directly in {video_dir} or in its class folders, only deeper (e.g. {deeper[0]}): prepare frames "
+            "reads VIDEO_DIR/<class>/<video> or VIDEO_DIR/<video>; give the folder that holds the class folders (or "
+            "the videos) as VIDEO_DIR, or pass --annotation JSON, which finds videos at any depth"
+        )
     raise UserError(
         f"no videos ({', '.join(e[1:] for e in VIDEO_EXTENSIONS)}) in {video_dir} or its subfolders"
     )
@@ -114,7 +124,8 @@ def _find_by_annotation(video_dir: Path, annotation: Path) -> VideoList:
     # YouTube id still finds its key when only one key has that id.
     by_id: Dict[str, List[str]] = {}
     for key in folders:
-        by_id.setdefault(key[:-14], []).append(key)
+        if KINETICS_KEY.match(key):  # (other data sets' keys have no id to strip)
+            by_id.setdefault(key[:-14], []).append(key)
     jobs: List[VideoJob] = []
     ignored: List[Path] = []
     for video in video_files_below(video_dir):  # at any depth, symlinked folders followed
@@ -154,12 +165,19 @@ def find_videos(video_dir: Path, layout: Optional[str] = None, annotation: Optio
     if layout in CLASS_LAYOUTS:
         loose = _videos_in(video_dir)
         ignored.extend(loose)
+        hollow: List[Tuple[Path, Path]] = []  # (class folder, a video below it)
         for class_dir in _class_dirs(video_dir):
-            for video in _videos_in(class_dir):
+            direct = _videos_in(class_dir)
+            for video in direct:
                 jobs.append(VideoJob(video, Path(class_dir.name) / video.stem))
             # below a class folder no layout looks: counted, with examples (depth-bounded: a frame
             # folder tree kept inside VIDEO_DIR would otherwise be walked to its last JPEG folder)
-            ignored.extend(video_files_below(class_dir, min_depth=1, max_depth=2))
+            below = list(video_files_below(class_dir, min_depth=1, max_depth=2))
+            ignored.extend(below)
+            if below and not direct:
+                hollow.append((class_dir, below[0]))
+        if hollow and jobs:
+            _refuse_hollow_class_folders(video_dir, layout, hollow)
     else:
         for video in _videos_in(video_dir):
             name = activitynet_folder_name(video.stem) if layout == "activitynet" else video.stem
@@ -189,11 +207,29 @@ def _deeper_videos(video_dir: Path) -> List[Path]:
 def _nothing_in_layout(video_dir: Path, layout: str, ignored: List[Path]) -> None:
     """No video where ``layout`` looks: say what it expects, what is there, and which layout takes it."""
     expects = f"--layout {layout} reads {LAYOUT_SHAPES[layout]}"
+    if ignored and layout in SPLIT_FILE_LAYOUTS:
+        # training reads FRAME_DIR/<class>/<video>/: --layout flat would make frames it never finds
+        command = SPLIT_FILE_LAYOUTS[layout]
+        raise UserError(
+            f"no video in a class folder of {video_dir}, but {len(ignored)} directly in it (e.g. {ignored[0]}): "
+            f"{expects}, where training looks for them. The split files name each video's class: write the JSON "
+            f"from them with this folder in place of FRAME_DIR (resnet3d prepare {command} ANNOTATION_DIR {video_dir} "
+            f"OUT_DIR), then place the videos by it (resnet3d prepare frames {video_dir} FRAME_DIR --annotation "
+            "OUT_DIR/<the JSON>, once per split JSON), or sort them into class folders"
+        )
     if ignored and layout in CLASS_LAYOUTS:
         raise UserError(
             f"no video in a class folder of {video_dir}, but {len(ignored)} directly in it (e.g. {ignored[0]}): "
             f"{expects}; for loose videos pass --layout flat ({LAYOUT_SHAPES['flat']}) or --layout activitynet "
             f"({LAYOUT_SHAPES['activitynet']}), or sort them into class folders"
+        )
+    if ignored and layout == "activitynet":
+        # ActivityNet has no classes per video: subfolders are splits (train_val/, test/), and
+        # training reads FRAME_DIR/v_<id>/ whatever folder a video came from
+        raise UserError(
+            f"no video directly in {video_dir}, but {len(ignored)} in its subfolders (e.g. {ignored[0]}): {expects}; "
+            "pass --annotation with the ActivityNet JSON (activity_net.v1-3.min.json), which finds the videos at any "
+            "depth and writes each to FRAME_DIR/v_<id>/, or give each subfolder as VIDEO_DIR"
         )
     if ignored:
         raise UserError(
@@ -209,6 +245,23 @@ def _nothing_in_layout(video_dir: Path, layout: str, ignored: List[Path]) -> Non
             "which finds videos at any depth"
         )
     raise UserError(f"no videos ({', '.join(e[1:] for e in VIDEO_EXTENSIONS)}) in {video_dir} or its subfolders")
+
+
+def _refuse_hollow_class_folders(video_dir: Path, layout: str, hollow: List[Tuple[Path, Path]]) -> None:
+    """A folder of VIDEO_DIR whose videos all sit in its subfolders would be dropped whole: most
+    often split folders (``train/<class>/<video>`` beside a ``test/`` of loose videos, as
+    Kinetics downloads are laid out), read as classes. Counting them as ignored left a run that
+    extracted the test set and exited 0."""
+    folder, example = hollow[0]
+    more = f" (and {len(hollow) - 1} more: {', '.join(str(f) for f, _ in hollow[1:4])})" if len(hollow) > 1 else ""
+    raise UserError(
+        f"{folder}/ holds videos only in its subfolders (e.g. {example}){more}, where --layout {layout} does not look "
+        f"({LAYOUT_SHAPES[layout]}), so all of them would be left out. If it holds a split's class folders "
+        f"({folder.name}/<class>/<video>), place every video by the annotation JSON with --annotation JSON (it finds "
+        "videos at any depth; for Kinetics build it from the CSVs: prepare kinetics-json TRAIN_CSV VAL_CSV TEST_CSV "
+        f"JSON), or give each split folder as VIDEO_DIR ({folder}); if it does not belong to the data set, move it out "
+        f"of {video_dir}. Nothing written"
+    )
 
 
 def _nothing_listed(video_dir: Path, annotation: Path, found: VideoList) -> None:
