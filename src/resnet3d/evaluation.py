@@ -141,17 +141,23 @@ def load_predictions(path: str) -> Predictions:
     return Predictions(path=str(path), ranked=ranked, errors={str(k): str(v) for k, v in errors.items()})
 
 
+def _without_v(name: str) -> str:
+    """An ActivityNet frame-folder name ``v_<11-character youtube id>`` -> the id, as the official
+    JSON keys it (some annotation files key the videos ``v_<id>`` instead: both forms match)."""
+    return name[2:] if name.startswith("v_") and len(name) == 13 else name
+
+
 def _bare(result_id: str) -> str:
-    """The seed's ``<label>/<youtube_id>`` and ``test/<youtube_id>`` -> the part after the last '/';
-    an ActivityNet frame-folder name ``v_<11-character youtube id>`` -> the id, as the JSON keys it."""
-    bare = result_id.rsplit("/", 1)[-1]
-    return bare[2:] if bare.startswith("v_") and len(bare) == 13 else bare
+    """The seed's ``<label>/<youtube_id>`` and ``test/<youtube_id>`` -> the part after the last '/',
+    without an ActivityNet ``v_`` prefix."""
+    return _without_v(result_id.rsplit("/", 1)[-1])
 
 
 def match_ids(gt_keys: Sequence[str], result_ids: Sequence[str]) -> Dict[str, str]:
     """ground-truth key -> the result id that belongs to it.
 
-    An exact id wins; then the id without the seed's ``<label>/`` prefix; then the youtube id,
+    An exact id wins; then the id without the seed's ``<label>/`` prefix (and ActivityNet's ``v_``,
+    on either side); then the youtube id,
     where one side names the video by it alone (the seed's results: ``abcdefghijk``; a full key
     ``abcdefghijk_000500_000510`` is another clip of that video, not this one). A youtube id shared
     by two results (or two ground-truth videos) matches nothing through that id, so no video takes
@@ -164,14 +170,18 @@ def match_ids(gt_keys: Sequence[str], result_ids: Sequence[str]) -> Dict[str, st
         by_bare.setdefault(_bare(rid), []).append(rid)
         by_youtube.setdefault(youtube_id(_bare(rid)), []).append(rid)
     gt_youtube_count: Dict[str, int] = {}
+    gt_bare_count: Dict[str, int] = {}
     for key in gt_keys:
         gt_youtube_count[youtube_id(key)] = gt_youtube_count.get(youtube_id(key), 0) + 1
+        gt_bare_count[_without_v(key)] = gt_bare_count.get(_without_v(key), 0) + 1
     matched: Dict[str, str] = {}
     for key in gt_keys:
         if key in exact:
             matched[key] = key
             continue
         candidates = by_bare.get(key, [])
+        if not candidates and gt_bare_count[_without_v(key)] == 1:  # ground truth keyed v_<id>, results <id>
+            candidates = by_bare.get(_without_v(key), [])
         if len(candidates) == 1:
             matched[key] = candidates[0]
             continue
@@ -294,7 +304,8 @@ def format_report(result: Evaluation, per_class: bool = True, max_rows: Optional
     videos_word = "video" if result.n_videos == 1 else "videos"
     lines = [f"subset {result.subset}: {result.n_videos} {videos_word}, {result.n_matched} with a result"
              + (f", {result.n_errors} unreadable" if result.n_errors else "")
-             + (f" ({len(result.unmatched_results)} results matched no video)" if result.unmatched_results else "")]
+             + (f" ({len(result.unmatched_results)} {'result' if len(result.unmatched_results) == 1 else 'results'} "
+                "matched no video)" if result.unmatched_results else "")]
     if result.unlabelled:  # (the successor's evaluation stopped at such an entry)
         lines.append(f"{len(result.unlabelled)} {result.subset} entries carry no label (e.g. '{result.unlabelled[0]}'): "
                      "left out of every figure below")

@@ -45,3 +45,24 @@ def test_inspect_refuses_an_unsafe_file_with_status_2(tmp_path, capsys):
     torch.save({"state_dict": {}, "x": print}, path)
     assert main(["models", "inspect", str(path)]) == 2
     assert "never unpickles arbitrary code" in capsys.readouterr().err
+
+
+def test_inspect_suggests_fixes_it_takes_and_they_work(tmp_path, capsys):
+    """Its fixes were spelled for `main` (--conv1_t_size 7, --batch_norm, --input_type flow), flags
+    inspect refuses; they are --set OPTION=VALUE, and typing them makes the check pass."""
+    cases = [  # checkpoint options, the wrong --set, the fix
+        ({"model": "resnet", "model_depth": 10, "n_classes": 5, "conv1_t_size": 3, "widen_factor": 0.25},
+         "conv1_t_size=7", "--set conv1_t_size=3"),
+        ({"model": "resnet", "model_depth": 10, "n_classes": 5, "n_input_channels": 2, "widen_factor": 0.25},
+         "n_input_channels=3", "--set n_input_channels=2"),
+        ({"model": "c3d", "n_classes": 5, "batch_norm": True, "global_pooling": True},
+         "batch_norm=False", "--set batch_norm=True"),
+    ]
+    for index, (options, wrong, fix) in enumerate(cases):
+        path = tmp_path / f"weights_{index}.pth"
+        torch.save(create_model(**options).state_dict(), path)
+        assert main(["models", "inspect", str(path), "--set", wrong]) == 1
+        out = capsys.readouterr().out
+        assert f"fix: {fix}" in out, out
+        assert main(["models", "inspect", str(path), *fix.split()]) == 0
+        assert "loads        yes" in capsys.readouterr().out

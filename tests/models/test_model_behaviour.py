@@ -264,3 +264,20 @@ def test_resnet_forward_matches_the_successors_computation(kwargs):
             max_pool=not kwargs.get("no_max_pool", False),
         )
         assert torch.allclose(model(clip), expected, rtol=1e-4, atol=1e-5)
+
+
+
+# --- DenseNet clip size -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options, smallest", [({}, (15, 29, 29)), ({"no_max_pool": True}, (8, 15, 15))])
+def test_densenet_smallest_clip_is_the_documented_one(options, smallest):
+    """docs/models.md: its stem and three transitions halve the clip, so it needs at least these
+    (the commands turn torch's error into one line: engine.model_start.clip_too_small)."""
+    with torch.device("meta"):
+        model = resnet3d.create_model("densenet", 121, n_classes=3, **options).eval()
+    t, h, w = smallest
+    assert model(torch.zeros(1, 3, t, h, w, device="meta")).shape == (1, 3)
+    for clip in ((t - 1, h, w), (t, h - 1, w), (t, h, w - 1)):
+        with pytest.raises(RuntimeError, match="smaller than kernel size|Output size is too small"):
+            model(torch.zeros(1, 3, *clip, device="meta"))

@@ -58,6 +58,7 @@ def _requested_overrides(args: argparse.Namespace) -> Dict[str, Any]:
 def inspect_checkpoint(path: str, bgr_premodel: bool = False, overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Everything ``inspect`` reports, as a dict (``loads`` says whether the model loaded)."""
     from resnet3d.checkpoints.load import build_model_from_checkpoint, load_checkpoint
+    from resnet3d.checkpoints.mismatch import INSPECT_FLAGS
 
     loaded = load_checkpoint(path, bgr_premodel=bgr_premodel)
     config = loaded.model_config
@@ -85,7 +86,7 @@ def inspect_checkpoint(path: str, bgr_premodel: bool = False, overrides: Optiona
     if asked and "-" not in asked and "model_depth" not in overrides and asked != config.get("model"):
         overrides["model_depth"] = config.get("model_depth")
     try:
-        model, info = build_model_from_checkpoint(loaded, **overrides)
+        model, info = build_model_from_checkpoint(loaded, spelling=INSPECT_FLAGS, **overrides)
     except UserError as error:
         report.update(loads=False, error=str(error))
     else:

@@ -28,6 +28,17 @@ SUCCESSOR_FLAGS = {
     "sample_size": "--sample_size {}",
     "sample_duration": "--sample_duration {}",
 }
+# ``resnet3d models inspect``: four flags of its own; every other create_model option is checked
+# with ``--set OPTION=VALUE``, so that is how its fixes are spelled.
+INSPECT_FLAGS = {
+    "model": "--model {}",
+    "n_classes": "--n_classes {}",
+    "model_depth": "--model_depth {}",
+    "shortcut_type": "--resnet_shortcut {}",
+    **{key: f"--set {key}={{}}" for key in (
+        "n_input_channels", "conv1_t_size", "conv1_t_stride", "no_max_pool", "widen_factor", "k", "cardinality",
+        "stem_width", "batch_norm", "global_pooling", "dropout_ratio", "sample_size", "sample_duration")},
+}
 MAX_ROWS = 12
 
 
@@ -77,12 +88,12 @@ def diff_table(diff: StateDictDiff, max_rows: int = MAX_ROWS) -> str:
 def _flag(key: str, value: Any, spelling: Mapping[str, str] = SUCCESSOR_FLAGS) -> str:
     if isinstance(value, float) and value.is_integer() and key != "widen_factor":
         value = int(value)
+    if key in spelling:  # the command's own spelling first (models inspect: --set batch_norm=True)
+        return spelling[key].format(value)
     if key == "n_input_channels":
         return {2: "--input_type flow", 3: "--input_type rgb"}.get(value, f"n_input_channels={value}")
     if key in ("batch_norm", "global_pooling", "no_max_pool"):
         return f"--{key}" if value else f"no --{key}"
-    if key in spelling:
-        return spelling[key].format(value)
     return f"{key}={value}"
 
 
