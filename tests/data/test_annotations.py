@@ -302,3 +302,34 @@ def test_an_annotation_saved_with_a_byte_order_mark_is_read(tmp_path):
     (folder / "n_frames").write_bytes(b"\xef\xbb\xbf7")
     cfg = DataConfig(video_path=str(tmp_path / "jpg"), annotation_path=str(path), sample_size=8, sample_duration=4)
     assert build_dataset(cfg, "training").frame_range(0) == (1, 8)
+
+
+def test_entries_with_labels_that_are_no_class_are_counted_in_one_error(tmp_path):
+    """One error per run for each such entry took a run per entry to find them all."""
+    database = {f"k{i}": {"subset": "training", "annotations": {"label": label}}
+                for i, label in enumerate(["a", "swim", "dance", "swim", "a"])}
+    path = write_json(tmp_path / "k.json", {"labels": ["a"], "database": database})
+    with pytest.raises(UserError) as caught:
+        load_annotation(path, "kinetics", "training")
+    message = str(caught.value)
+    assert message.startswith(f"annotation {path}: database entry 'k1' has label 'swim', which is not in 'labels'")
+    assert "(3 training entries have a label that is not in 'labels': 'swim' (2), 'dance' (1))" in message
+    assert "add the class to the file's labels" in message and "correct the entries' labels" in message
+    data = {"taxonomy": TAXONOMY, "database": {"v": {"subset": "training", "fps": 30.0, "annotations": [
+        {"segment": [0.0, 2.0], "label": "Long jump"}, {"segment": [3.0, 4.0], "label": "Surfing"}]}}}
+    with pytest.raises(UserError, match=r"entry 'v' has label 'Surfing', which is not a taxonomy leaf: add the class"):
+        load_annotation(write_json(tmp_path / "a.json", data), "activitynet", "training")
+
+
+def test_entries_whose_segment_holds_no_frame_are_summarised_with_the_first_key(tmp_path, caplog):
+    write_frames(tmp_path / "jpg" / "a" / "k0", ramp_frames(4, 16, 16))
+    database = {"k0": {"subset": "training", "annotations": {"label": "a", "segment": [1, 5]}},
+                "k1": {"subset": "training", "annotations": {"label": "a", "segment": [1, 1]}},
+                "k2": {"subset": "training", "annotations": {"label": "a", "segment": [1, 1]}}}
+    path = write_json(tmp_path / "k.json", {"labels": ["a"], "database": database})
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        dataset = build_dataset(DataConfig(video_path=str(tmp_path / "jpg"), annotation_path=path), "training")
+    assert [v.key for v in dataset.videos] == ["k0"]
+    line = next(r.getMessage() for r in caplog.records if "holds no frame" in r.getMessage())
+    assert line.startswith(f"{path}: 2 training entries have a segment that holds no frame (first: 'k1' (segment [1, 1])")
+    assert "extract their frames and make the annotation again" in line

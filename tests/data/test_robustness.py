@@ -107,8 +107,14 @@ def test_a_whole_unreadable_data_set_is_a_clear_error(tmp_path):
     cfg = _dataset(tmp_path, n_videos=2)
     for jpg in (tmp_path / "jpg").rglob("*.jpg"):
         jpg.write_bytes(b"garbage")
-    with pytest.raises(UserError, match="no readable frame"):
+    with pytest.raises(UserError, match=r"none of the 2 training videos has a readable frame \(the last: .*garbage"):
         build_dataset(cfg, "training")[0]
+    (tmp_path / "many").mkdir()
+    many = _dataset(tmp_path / "many", n_videos=24)
+    for jpg in (tmp_path / "many" / "jpg").rglob("*.jpg"):
+        jpg.write_bytes(b"garbage")
+    with pytest.raises(UserError, match=r"^21 videos in a row had no readable frame \(the last: "):
+        build_dataset(many, "training")[0]
 
 
 @pytest.mark.parametrize("pattern, n_frames_file", [("img_{:05d}.jpg", False), ("frame{:06d}.jpg", True)])
@@ -129,7 +135,7 @@ def test_frames_named_otherwise_say_what_is_there_and_the_fix(tmp_path, caplog, 
     assert f"holds 8 image files named like '{pattern.format(1)}', none named image_%05d.jpg" in lines[0]
     assert "resnet3d prepare frames" in lines[0] and "rename them" in lines[0]
     (tmp_path / "jpg" / "a" / "k0").rename(tmp_path / "k0")  # nothing readable left: the error keeps the reason
-    with pytest.raises(UserError, match=r"in a row had no readable frame \(the last: .*k1: .*named like"):
+    with pytest.raises(UserError, match=r"the one training video has no readable frame \(the last: .*k1: .*named like"):
         build_dataset(cfg.with_changes(), "training", sampling="center", train=False)[1]
 
 
@@ -214,7 +220,8 @@ def test_an_n_frames_file_counting_more_frames_than_the_folder_holds_is_named(tm
     assert f"the n_frames file ({n_frames}) says 30 frames, but the folder's frames end at image_00012.jpg" in k0
     assert "resnet3d prepare n-frames" in k0 and "delete it" in k0
     k1 = lines[str(tmp_path / "jpg" / "a" / "k1" / "image_00005.jpg")]
-    assert k1.endswith("missing; a neighbouring frame stands in")
+    assert k1.endswith("missing (a gap: the folder's frames run to image_00012.jpg); copy the folder again or extract "
+                       "its frames again to fill it; a neighbouring frame stands in")
 
 
 def _full_box(width, height):
@@ -368,6 +375,12 @@ def test_hdf5_files_with_no_frames_give_the_reason(tmp_path, caplog):
         build_dataset(cfg, "training", sampling="sliding", stride=4, train=False)
     assert f"{folder / 'other.hdf5'}: no frames (the HDF5 file has no dataset 'video' (its datasets: frames)); skipped" in caplog.text
     assert f"{folder / 'empty.hdf5'}: no frames (empty file (0 bytes)); skipped" in caplog.text
+    # with the frames given by the annotation's segment, the file is first opened for a clip: same reason
+    path = write_json(tmp_path / "s.json", {"labels": ["a"], "database": {
+        "other": {"subset": "training", "annotations": {"label": "a", "segment": [0, 3]}}}})
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"), pytest.raises(UserError) as caught:
+        build_dataset(cfg.with_changes(annotation_path=path), "training", sampling="center", train=False)[0]
+    assert "no readable frame (the HDF5 file has no dataset 'video' (its datasets: frames))" in str(caught.value)
 
 
 def test_flow_folders_name_an_n_frames_file_past_their_frames(tmp_path):
@@ -379,3 +392,133 @@ def test_flow_folders_name_an_n_frames_file_past_their_frames(tmp_path):
     (tmp_path / "f" / "n_frames").write_text("9")
     got = FlowJpegFolderSource(str(tmp_path / "f")).frame_bytes([5, 6, 7])
     assert isinstance(got[6], list) and "the n_frames file" in got[7] and "end at u/image_00006.jpg" in got[7]
+
+
+def _segment_dataset(tmp_path, file_type):
+    """Two videos of 6 real frames whose annotation segments (the successor's) ask for more:
+    k0 frames 1-19 (its end is past the frames), k1 frames 10-19 (wholly past them)."""
+    frames = ramp_frames(6, 16, 16)
+    if file_type == "hdf5":
+        pytest.importorskip("h5py")
+        import simplejpeg
+
+        from resnet3d.prepare.hdf5 import write_video
+
+        (tmp_path / "videos" / "a").mkdir(parents=True)
+        for key in ("k0", "k1"):
+            write_video(tmp_path / "videos" / "a" / f"{key}.hdf5", [simplejpeg.encode_jpeg(f) for f in frames])
+        segments = {"k0": [0, 19], "k1": [10, 20]}  # the successor's HDF5 JSON writes [0, n], read as [1, n + 1)
+    else:
+        for key in ("k0", "k1"):
+            write_frames(tmp_path / "videos" / "a" / key, frames, n_frames_file=False)
+        segments = {"k0": [1, 20], "k1": [10, 20]}
+    path = write_json(tmp_path / "s.json", {"labels": ["a"], "database": {
+        key: {"subset": "training", "annotations": {"label": "a", "segment": segment}} for key, segment in segments.items()}})
+    cfg = DataConfig(video_path=str(tmp_path / "videos"), annotation_path=path, file_type=file_type,
+                     sample_size=8, sample_duration=4)
+    return build_dataset(cfg, "training", sampling="even", n_clips=3, train=False), path
+
+
+@pytest.mark.parametrize("file_type", ["jpg", "hdf5"])
+def test_a_segment_past_the_frames_names_the_annotation_the_key_and_the_fix(tmp_path, caplog, file_type):
+    """A segment counted on other frames (frames extracted again at another rate after the
+    annotation was made) sent windows past the last frame, said only as 'missing'."""
+    dataset, path = _segment_dataset(tmp_path, file_type)
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        items = [dataset[i] for i in range(len(dataset))]
+    assert [item["bad_frames"] for item in items[:3]] == [0, 4, 4]  # windows 1-4, 8-11, 16-19 of k0
+    assert all(item["bad_video"] == 1 for item in items[3:])  # k1 has no frame in 10-19
+    held = "the folder's frames end at image_00006.jpg" if file_type == "jpg" else "the file holds 6 frames"
+    for key, first in (("k0", 1), ("k1", 10)):
+        line = next(r.getMessage() for r in caplog.records if f"/{key}" in r.getMessage())
+        assert f"missing: the annotation {path} gives '{key}' a segment of frames {first} to 19, but {held}" in line
+        assert "rebuild the annotation" in line and "extract the frames again" in line
+    assert "no readable frame" in next(r.getMessage() for r in caplog.records if "/k1" in r.getMessage())
+
+
+def test_a_frame_folder_gone_during_the_run_says_so(tmp_path, caplog):
+    """A folder moved or deleted (or a network drive dropped) after the data set was read said
+    'no readable frame (missing)', or with an n_frames file 'the folder holds no frame files'."""
+    cfg = _dataset(tmp_path, n_videos=3)
+    (tmp_path / "jpg" / "a" / "k2" / "n_frames").unlink()  # its frame count comes from the folder, read late
+    dataset = build_dataset(cfg, "training", sampling="center", train=False)
+    shutil.rmtree(tmp_path / "jpg" / "a" / "k1")
+    shutil.rmtree(tmp_path / "jpg" / "a" / "k2")
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        assert dataset[1]["bad_video"] == 1 and dataset[2]["bad_video"] == 1
+    for key in ("k1", "k2"):
+        line = next(r.getMessage() for r in caplog.records if f"/{key}:" in r.getMessage())
+        assert "the folder is gone (it was there when the data set was read" in line, line
+
+
+def test_a_frame_without_read_permission_says_to_check_the_permissions(tmp_path, monkeypatch):
+    """chmod 000 on a frame (or its folder): root reads it anyway, so the refusal is simulated at
+    the one call that opens frame files."""
+    import os
+
+    from resnet3d.data import sources
+
+    cfg = _dataset(tmp_path, n_videos=1)
+    locked = str(tmp_path / "jpg" / "a" / "k0" / "image_00003.jpg")
+    real = sources.read_bytes
+
+    def read_bytes(path):
+        if path == locked:
+            raise PermissionError(13, os.strerror(13), path)
+        return real(path)
+
+    monkeypatch.setattr(sources, "read_bytes", read_bytes)
+    got = JpegFolderSource(str(tmp_path / "jpg" / "a" / "k0")).frame_bytes([2, 3])
+    assert isinstance(got[2], list)
+    assert got[3] == "unreadable (Permission denied): check the permissions of the file and its folder"
+    assert build_dataset(cfg, "training", sampling="center", train=False)[0]["bad_frames"] == 1
+
+
+def _smooth_frame(height, width, level):
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 255 // width, y * 255 // height, np.full((height, width), level)], -1).astype(np.uint8)
+
+
+def _exif_rotated(image, path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display": the originals' PIL loader does not apply it
+    image.save(path, "JPEG", quality=95, exif=exif.tobytes())
+
+
+JPEG_FLAVOURS = {
+    "grey": lambda image, path: image.convert("L").save(path, "JPEG", quality=95),
+    "cmyk": lambda image, path: image.convert("CMYK").save(path, "JPEG", quality=95),
+    "progressive": lambda image, path: image.save(path, "JPEG", quality=95, progressive=True),
+    "exif": _exif_rotated,
+    "444": lambda image, path: image.save(path, "JPEG", quality=95, subsampling=0),
+    "422": lambda image, path: image.save(path, "JPEG", quality=95, subsampling=1),
+    "420": lambda image, path: image.save(path, "JPEG", quality=95, subsampling=2),
+    "sizes": lambda image, path: (image if int(path.name[6:11]) % 2 else image.resize((128, 96))).save(path, "JPEG", quality=95),
+    "smaller than the crop": lambda image, path: image.resize((20, 15)).save(path, "JPEG", quality=95),
+}
+
+
+@pytest.mark.parametrize("flavour", sorted(JPEG_FLAVOURS))
+def test_jpeg_flavours_give_the_pixels_pil_decodes(tmp_path, flavour):
+    """Grey, CMYK, progressive, EXIF-rotated and every chroma subsampling, frames of two sizes in
+    one folder, and frames smaller than the output: the clip is the frames as the originals' PIL
+    loader decodes them (``convert('RGB')``), centre-cropped and resized, in the exact mode."""
+    from resnet3d.data.spatial import center_box, resize_clip
+
+    folder = tmp_path / "jpg" / "a" / "k0"
+    folder.mkdir(parents=True)
+    for index in range(1, 5):
+        JPEG_FLAVOURS[flavour](Image.fromarray(_smooth_frame(48, 64, 40 * index)), folder / f"image_{index:05d}.jpg")
+    path = write_json(tmp_path / "k.json", {"labels": ["a"], "database": {"k0": {"subset": "training",
+                                                                                   "annotations": {"label": "a"}}}})
+    cfg = DataConfig(video_path=str(tmp_path / "jpg"), annotation_path=path, sample_size=32, sample_duration=4,
+                     decode_tolerance=1.0, fast_decode=False)
+    item = build_dataset(cfg, "training", sampling="center", train=False)[0]
+    assert item["bad_frames"] == 0 and item["clip"].shape == (4, 32, 32, 3)
+    for index, got in enumerate(item["clip"], start=1):
+        with Image.open(folder / f"image_{index:05d}.jpg") as image:
+            pixels = np.asarray(image.convert("RGB"))
+        box = center_box(pixels.shape[1], pixels.shape[0])
+        want = resize_clip(torch.from_numpy(np.ascontiguousarray(pixels[box.y0:box.y1, box.x0:box.x1]))[None], (32, 32))[0]
+        # the 128x96 frames are decoded at 1/2 scale (their crop still spans twice the output there)
+        assert (got.int() - want.int()).abs().max() <= (2 if flavour == "sizes" else 1), (flavour, index)

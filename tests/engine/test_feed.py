@@ -265,3 +265,20 @@ def test_a_mixed_epoch_trains_on_batches_of_both_kinds_with_real_workers(tmp_pat
     assert result.count == 16 and math.isfinite(result.loss)
     assert set(batches.kinds) == {"jpeg", "clip"}
     assert len(observed) == len(loader) - 1 and all(w >= 0 for waits in observed for w in waits)
+
+
+def test_a_loader_error_comes_after_the_batches_fetched_before_it():
+    """The feed fetches AHEAD batches before handing over the first: a loader that failed at the
+    third batch raised before the first step, and the steps a run keeps when its data gives out
+    (an interrupted epoch) were lost."""
+
+    def loader():
+        for value in range(2):
+            yield {"clip": torch.full((1,), value)}
+        raise RuntimeError("DataLoader worker (pid 1234) is killed by signal: Killed.")
+
+    handed = []
+    with pytest.raises(RuntimeError, match="is killed by signal"):
+        for batch, on_device, _ in DeviceFeed(torch.device("cpu"), ["clip"]).batches(loader()):
+            handed.append(int(on_device["clip"]))
+    assert handed == [0, 1]

@@ -56,6 +56,7 @@ class Annotation:
     class_names: List[str]
     entries: List[VideoEntry]
     n_empty: int = 0  # entries dropped because their frame range holds no frame
+    first_empty: str = ""  # the first of them, "'key' (segment [1, 1])" as the file writes it, for the message
     # how the file spells the chosen subset ({"train": 13, "training": 2}), and the entries
     # whose subset is none of the three under any spelling ({"dev": 4}), for the caller to report
     spellings: Dict[str, int] = field(default_factory=dict)
@@ -152,6 +153,8 @@ def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "
     known = set(class_names)
     entries: List[VideoEntry] = []
     n_empty = 0
+    first_empty = ""
+    unknown: List[Tuple[str, str]] = []  # (key, label) of entries whose label is not a class
     spellings: Counter = Counter()
     other_subsets: Counter = Counter()
     for key, value in data["database"].items():
@@ -165,8 +168,10 @@ def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "
         spellings[value["subset"]] += 1
         annotations = value.get("annotations", {})
         if dataset == "activitynet":
-            new, empty = _activitynet_entries(path, key, value, annotations, known, subset)
+            new, empty = _activitynet_entries(path, key, value, annotations, known, subset, unknown)
             entries.extend(new)
+            if empty and not n_empty:
+                first_empty = f"'{key}'"
             n_empty += empty
             continue
         if not isinstance(annotations, dict):
@@ -175,19 +180,38 @@ def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "
         if label is None and subset != "testing":
             raise UserError(f"annotation {path}: database entry '{key}' ({subset}) has no annotations.label")
         if label is not None and label not in known:
-            raise UserError(f"annotation {path}: database entry '{key}' has label '{label}', which is not in 'labels'")
+            unknown.append((key, str(label)))
+            continue
         frames = None
         if "segment" in annotations:
             frames = _frames_from_segment(annotations["segment"], path, key)
             if frames[1] <= frames[0]:
+                if not n_empty:
+                    first_empty = f"'{key}' (segment {annotations['segment']!r})"
                 n_empty += 1
                 continue
         entries.append(VideoEntry(key=key, label=label, rel_path=_video_rel_path(dataset, key, label, folder_layout), frames=frames))
-    return Annotation(path=path, class_names=class_names, entries=entries, n_empty=n_empty,
+    if unknown:
+        _unknown_labels_error(path, subset, unknown, "a taxonomy leaf" if dataset == "activitynet" and "taxonomy" in data
+                              else "in 'labels'")
+    return Annotation(path=path, class_names=class_names, entries=entries, n_empty=n_empty, first_empty=first_empty,
                       spellings=dict(spellings), other_subsets=dict(other_subsets))
 
 
-def _activitynet_entries(path, key, value, annotations, known, subset) -> Tuple[List[VideoEntry], int]:
+def _unknown_labels_error(path: str, subset: str, unknown: List[Tuple[str, str]], where: str) -> None:
+    """All the entries whose label is no class, counted in one error: fixing them one per run
+    would take a run per entry."""
+    key, label = unknown[0]
+    labels = Counter(label for _, label in unknown)
+    shown = ", ".join(f"{name!r} ({count})" for name, count in labels.most_common(5))
+    more = f" and {len(labels) - 5} more" if len(labels) > 5 else ""
+    counted = (f" ({len(unknown)} {subset} entries have a label that is not {where}: {shown}{more})"
+               if len(unknown) > 1 else "")
+    raise UserError(f"annotation {path}: database entry '{key}' has label '{label}', which is not {where}{counted}: "
+                    f"add the class to the file's labels (with --n_classes to match), or correct the entries' labels")
+
+
+def _activitynet_entries(path, key, value, annotations, known, subset, unknown) -> Tuple[List[VideoEntry], int]:
     rel = _video_rel_path("activitynet", key, None, "")
     fps = _positive_number(value, "fps", path, key)
     duration = _positive_number(value, "duration", path, key)
@@ -199,7 +223,10 @@ def _activitynet_entries(path, key, value, annotations, known, subset) -> Tuple[
     for number, segment in enumerate(annotations):
         label = segment.get("label") if isinstance(segment, dict) else None
         if label not in known:
-            raise UserError(f"annotation {path}: database entry '{key}' segment {number} has label {label!r}, which is not a taxonomy leaf")
+            if label is None:
+                raise UserError(f"annotation {path}: database entry '{key}' segment {number} has no label")
+            unknown.append((key, str(label)))
+            continue
         try:
             start, end = float(segment["segment"][0]), float(segment["segment"][1])
         except (KeyError, TypeError, ValueError, IndexError):

@@ -198,7 +198,10 @@ def resolve_videos(cfg: DataConfig, subset: str) -> Tuple[List[Video], List[str]
             ann.path, len(missing), len(ann.entries), subset, what, cfg.video_path, missing[0],
         )
     if ann.n_empty:
-        log.warning("%s: %d %s entries have an empty frame range; skipped", ann.path, ann.n_empty, subset)
+        log.warning("%s: %d %s entries have a segment that holds no frame (first: %s; the successor writes [1, 1] "
+                    "for a video whose frames were missing when it made the file); skipped: to use them, extract "
+                    "their frames and make the annotation again ('resnet3d prepare ...', docs/prepare.md)",
+                    ann.path, ann.n_empty, subset, ann.first_empty)
     if len(ann.spellings) > 1:
         spelled = ", ".join(f"{name!r} {count}" for name, count in sorted(ann.spellings.items()))
         log.warning("%s: the %s entries spell their subset in %d ways (%s); all are read as %s",
@@ -314,7 +317,13 @@ class VideoDataset(torch.utils.data.Dataset):
 
     # -- internals ------------------------------------------------------------------------------
     def _source(self, video: Video):
-        return source_for(video.path, self.cfg)
+        source = source_for(video.path, self.cfg)
+        if video.frames is not None and video.seconds is None and hasattr(source, "claim_segment"):
+            # the annotation's segment (successor) sets the frames: one past the source's end is its fault
+            begin, end = video.frames
+            source.claim_segment(end - 1, f"the annotation {self.cfg.annotation_path} gives '{video.key}' a segment "
+                                          f"of frames {begin}")
+        return source
 
     def _resolve_range(self, video: Video) -> Tuple[int, int]:
         """A video's frame range; ``resolve_videos`` has placed ActivityNet segments already, and
@@ -355,8 +364,8 @@ class VideoDataset(torch.utils.data.Dataset):
         why = naming_problem(source)
         if not why and begin != 1:
             return f"{path}: no frames in [{begin}, {end})"
-        if not why and self.cfg.file_type == "jpg":
-            why = f"the folder holds no frame files: none named like {os.path.relpath(source.describe(1), path)}"
+        if not why and hasattr(source, "absent_reason"):  # gone, unreadable, or no frame files
+            why = source.absent_reason() or f"no frame files: none named like {os.path.relpath(source.describe(1), path)}"
         elif not why:
             why = "the file holds no frames" if self.cfg.file_type == "hdf5" else "the file is damaged or not a video"
         return f"{path}: no frames ({why})"
@@ -455,12 +464,19 @@ class VideoDataset(torch.utils.data.Dataset):
                 video_index = self.items[candidate][0]
                 last_error = self._unreadable.setdefault(video_index, str(error))
                 report_once("unreadable:" + self.videos[video_index].path, f"{error}; this video is replaced by another and counted")
+                if len(self._unreadable) == len(self.videos):
+                    break  # (a small subset: the prime stride would only come back to the same videos)
                 continue
             if attempt:
                 sample["bad_video"] = 1
             return sample
+        if len(self._unreadable) == len(self.videos):
+            what = (f"none of the {len(self.videos)} {self.subset or 'data set'} videos has a readable frame"
+                    if len(self.videos) > 1 else f"the one {self.subset or 'data set'} video has no readable frame")
+        else:
+            what = f"{MAX_SUBSTITUTES + 1} videos in a row had no readable frame"
         raise UserError(
-            f"{MAX_SUBSTITUTES + 1} videos in a row had no readable frame (the last: {last_error}); "
+            f"{what} (the last: {last_error}); "
             "check --video_path, --file_type, --input_type (flow frames or RGB) and the files"
         )
 

@@ -131,6 +131,24 @@ class EncodedSource:
         self.decoder = decoder
         self.decode_tolerance = decode_tolerance
         self.fast_decode = fast_decode
+        # (last frame, what says so): the annotation's segment for this video, set by the dataset,
+        # so that frames missing past the source's end name the segment instead of "missing"
+        self.segment_claim: Optional[Tuple[int, str]] = None
+
+    def claim_segment(self, last: int, origin: str) -> None:
+        """Frames up to ``last`` are expected because ``origin`` says so: "the annotation A gives K a segment
+        of frames B" (to ``last``)."""
+        self.segment_claim = (last, origin)
+
+    def _segment_past_end(self, held: str) -> Optional[str]:
+        """Why a frame past the source's last one is missing when the annotation's segment asked
+        for it (``held``: where the frames end), or None when no segment claims more."""
+        if self.segment_claim is None:
+            return None
+        last, origin = self.segment_claim
+        return (f"missing: {origin} to {last}, but {held}; the segment was counted on other frames: "
+                "rebuild the annotation from the frames you have (the 'resnet3d prepare' command that made it, "
+                "docs/prepare.md), or extract the frames again")
 
     # -- to implement -------------------------------------------------------------------------
     def frame_bytes(self, indices: Sequence[int]) -> Dict[int, object]:
@@ -218,7 +236,9 @@ class JpegFolderSource(EncodedSource):
                 data = read_bytes(os.path.join(self.path, IMAGE_NAME.format(index)))
             except FileNotFoundError:
                 past_end = past_end or self._past_the_end()
-                out[index] = past_end[1] if index > past_end[0] else "missing"
+                out[index] = past_end[1] if index > past_end[0] else self._gap(past_end[0])
+            except PermissionError as error:
+                out[index] = f"unreadable ({error.strerror}): check the permissions of the file and its folder"
             except OSError as error:
                 out[index] = f"unreadable ({error.strerror})"
             else:
@@ -256,8 +276,11 @@ class JpegFolderSource(EncodedSource):
         n_file = os.path.join(self.path, "n_frames")
         claimed = read_value_file(n_file)
         highest = self._highest_frame()
-        if claimed is None or not highest or claimed <= highest:
-            return highest, "missing"
+        if not highest:  # no frame at all: frames under other names, no folder, an empty one
+            return highest, self.naming_problem() or self.absent_reason() or "missing"
+        if claimed is None or claimed <= highest:
+            held = f"the folder's frames end at {os.path.relpath(self.describe(highest), self.path)}"
+            return highest, self._segment_past_end(held) or "missing"
         return highest, (f"missing: the n_frames file ({n_file}) says {int(claimed)} frames, but the folder's frames "
                          f"end at {os.path.relpath(self.describe(highest), self.path)}; if the frames are complete, rewrite the file with "
                          f"'resnet3d prepare n-frames {self.path}' (or the whole frame folder) or delete it, else "
@@ -268,6 +291,26 @@ class JpegFolderSource(EncodedSource):
 
     def describe(self, index: int) -> str:
         return os.path.join(self.path, IMAGE_NAME.format(index))
+
+    def absent_reason(self) -> str:
+        """Why the folder yields no frame file at all: it is gone (it was there when the data set
+        was built: moved, deleted, or a network drive dropped), it cannot be listed, or it holds no
+        frame. "" when it holds frames."""
+        try:
+            os.listdir(self.path)
+        except FileNotFoundError:
+            return ("the folder is gone (it was there when the data set was read: moved, deleted, or a network "
+                    "drive dropped?)")
+        except OSError as error:
+            return f"the folder cannot be read ({error.strerror}): check its permissions"
+        if self._highest_frame():
+            return ""
+        return f"the folder holds no frame files: none named like {os.path.relpath(self.describe(1), self.path)}"
+
+    def _gap(self, highest: int) -> str:
+        """Why a frame before the folder's last one is missing: a hole in the numbering."""
+        return (f"missing (a gap: the folder's frames run to {os.path.relpath(self.describe(highest), self.path)}); "
+                "copy the folder again or extract its frames again to fill it")
 
     def naming_problem(self) -> str:
         """Why no frame was found when the folder holds images under other names (another tool's
@@ -318,7 +361,7 @@ class FlowJpegFolderSource(JpegFolderSource):
                     break
             if len(parts) < 2:
                 past_end = past_end or self._past_the_end()
-                out[index] = past_end[1] if index > past_end[0] else "missing"
+                out[index] = past_end[1] if index > past_end[0] else self._gap(past_end[0])
             else:
                 out[index] = parts if all(parts) else EMPTY_FILE
         return out
@@ -366,14 +409,17 @@ class Hdf5Source(EncodedSource):
             reason = EMPTY_FILE if _is_empty(self.path) else f"HDF5 file unreadable ({error})"
             return {index: reason for index in indices}
         with handle:
-            try:
-                datasets = [handle[key] for key in self.keys]
-            except KeyError:
-                return {index: f"HDF5 file has no dataset {'/'.join(self.keys)}" for index in indices}
+            absent = [key for key in self.keys if key not in handle]
+            if absent:  # as no_frames_reason says it: what the file holds instead
+                held = ", ".join(sorted(handle.keys())) or "none"
+                reason = f"the HDF5 file has no dataset '{absent[0]}' (its datasets: {held})"
+                return {index: reason for index in indices}
+            datasets = [handle[key] for key in self.keys]
             length = min(len(d) for d in datasets)
+            past_end = self._segment_past_end(f"the file holds {length} frames") or "missing"
             for index in indices:
                 if not 1 <= index <= length:
-                    out[index] = "missing"
+                    out[index] = past_end if index > length else "missing"
                     continue
                 try:
                     parts = [np.asarray(d[index - 1], dtype=np.uint8).tobytes() for d in datasets]

@@ -189,6 +189,7 @@ def started_ahead(items: Iterable[T], start: Callable[[T], S], ahead: int = AHEA
     iterator = iter(items)
     in_flight: Deque[Tuple[T, S]] = deque()
     exhausted = False
+    failed: Optional[Exception] = None  # the error the items raised, once those before it are handed over
     previous: Optional[float] = None  # when the previous item was handed over
     while True:
         started = time.perf_counter()
@@ -197,9 +198,16 @@ def started_ahead(items: Iterable[T], start: Callable[[T], S], ahead: int = AHEA
                 item = next(iterator)
             except StopIteration:
                 exhausted = True
+            except Exception as error:
+                # The loader failed at this batch (a dead worker, data that gave out): the batches
+                # fetched before it are still stepped on, and the error comes in its place, so the
+                # steps the caller settles and keeps are all those before it.
+                exhausted, failed = True, error
             else:
                 in_flight.append((item, start(item)))
         if not in_flight:
+            if failed is not None:
+                raise failed
             return
         loaded = time.perf_counter()
         item, begun = in_flight.popleft()

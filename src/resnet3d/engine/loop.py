@@ -21,7 +21,7 @@ from torch import nn
 
 from resnet3d.data import AUGMENT_KEYS, batch_counters
 from resnet3d.data.decode_share import DecodeShare
-from resnet3d.data.loader import worker_death
+from resnet3d.data.loader import user_error_text, worker_death
 from resnet3d.engine.distributed import DistInfo, all_sum
 from resnet3d.engine.feed import DeviceFeed, HostReadout
 from resnet3d.engine.optim import set_lr, set_train_mode
@@ -58,6 +58,7 @@ class EpochResult:
     stopped: bool = False  # a stop was requested (signal); the epoch is incomplete
     nonfinite: Optional[str] = None  # a description of the first non-finite loss
     loader_died: Optional[str] = None  # a loader worker died (one process only): why, and the fix
+    data_error: Optional[str] = None  # the data gave out mid-epoch (one process only): the UserError's line
     sums: Dict[str, float] = field(default_factory=dict)  # for an interrupted epoch's checkpoint
     bad_frames: int = 0
     bad_videos: int = 0
@@ -200,6 +201,13 @@ def train_one_epoch(
             raise
         if parts.dist.world_size > 1:
             raise UserError(result.loader_died) from None
+    except UserError as error:
+        # The data gave out mid-epoch (videos in a row with no readable frame: a folder or drive
+        # gone): as for a dead worker, one process settles the steps taken, which the trainer keeps
+        # as an interrupted epoch, instead of losing them with the error.
+        if parts.dist.world_size > 1:
+            raise
+        result.data_error = user_error_text(error)
     if pending is not None:
         settle(pending)
     _finish(progress)
@@ -221,6 +229,8 @@ def validate(parts: StepParts, batches: Iterable[dict], video_targets: torch.Ten
              decode_share: Optional[DecodeShare] = None) -> Dict[str, float]:
     """Loss and clip accuracy over the validation clips, and video accuracy from each video's
     averaged clip scores; reduced over processes (each holds a disjoint share of the clips).
+    ``bad_videos`` counts videos none of whose clips could be read (each left out of the
+    accuracies), ``stand_in_clips`` the clips that stood in for them.
     ``decode_share`` as in ``train_one_epoch``."""
     model = parts.eval_model
     model.eval()
@@ -260,12 +270,16 @@ def validate(parts: StepParts, batches: Iterable[dict], video_targets: torch.Ten
     totals = all_sum([float(loss_sum), float(correct), float(count), bad[0], bad[1]], parts.device).tolist()
     scores.sums = all_sum(scores.sums, parts.device)
     scores.counts = all_sum(scores.counts, parts.device)
-    g_loss, g_correct, g_count, bad_frames, bad_videos = totals
+    g_loss, g_correct, g_count, bad_frames, stand_in_clips = totals
+    # Each of an unreadable video's n_val_samples clips is a stand-in: counting those clips said
+    # "replaced videos 6" for 2 videos. A video is replaced when none of its clips was scored.
+    unscored = int((scores.counts.cpu() == 0).sum())
     return {
         "loss": g_loss / max(g_count, 1.0),
         "acc": g_correct / max(g_count, 1.0),
         "video_acc": scores.accuracy(),
         "count": g_count,
         "bad_frames": bad_frames,
-        "bad_videos": bad_videos,
+        "bad_videos": float(min(unscored, int(stand_in_clips))),
+        "stand_in_clips": stand_in_clips,
     }

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from resnet3d.config import USED_KEY, Config
-from resnet3d.data.loader import decode_share_of, release_workers
+from resnet3d.data.loader import decode_share_of, release_workers, user_error_text
 from resnet3d.engine import checkpoint as ckpt
 from resnet3d.engine.carried_settings import continued_optimisation, successor_schedule_state
 from resnet3d.engine.distributed import (
@@ -639,6 +639,14 @@ def _epochs(state: Run, stop: StopRequest) -> int:
                 say(info, f"resnet3d: error: at epoch {epoch}, step {result.steps} of {total}: {result.loader_died}; "
                           f"{kept}. Continue with --resume auto.", sys.stderr)
                 return 1
+            if result.data_error:
+                kept = f"the last checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
+                if result.steps > skip:  # the steps taken are kept as an interrupted epoch
+                    kept = f"saved {result_path / ckpt.INTERRUPTED_NAME}"
+                    _save(state, result_path / ckpt.INTERRUPTED_NAME,
+                          _payload(state, epoch - 1, best, result.steps, result.sums))
+                raise UserError(f"{result.data_error}; stopped at epoch {epoch}, step {result.steps} of {total}: "
+                                f"{kept}. Once that is fixed, continue with --resume auto")
             if result.stopped and result.steps < total:
                 path = result_path / ckpt.INTERRUPTED_NAME
                 _save(state, path, _payload(state, epoch - 1, best, result.steps, result.sums))
@@ -652,7 +660,7 @@ def _epochs(state: Run, stop: StopRequest) -> int:
                     f"  {result.clips_per_s:.1f} clips/s  data wait {100 * result.data_wait_share:.0f}%")
             bad = [result.bad_frames, result.bad_videos]  # training's, then validation's added
             if run.val and (epoch % run.val_every == 0 or epoch == run.n_epochs):
-                with _clip_errors_explained(state):
+                with _clip_errors_explained(state), _epoch_kept_if_validation_fails(state, epoch, best):
                     metrics = validate(state.parts, _val_batches(state, epoch), state.val_targets,
                                        _n_outputs(state), total_steps=len(state.val_loader), epoch=epoch,
                                        decode_share=decode_share_of(state.val_loader))
@@ -682,6 +690,23 @@ def _epochs(state: Run, stop: StopRequest) -> int:
         for log in logs.values():
             log.close()
     return _recognition(state, stop)
+
+
+@contextlib.contextmanager
+def _epoch_kept_if_validation_fails(state: Run, epoch: int, best: float) -> Iterator[None]:
+    """A validation set that gives out (every video unreadable, its folder gone) ended the run
+    after the epoch's training and before its checkpoint: the epoch was lost with the error. On
+    one process the epoch is saved first; the error then says where."""
+    try:
+        yield
+    except UserError as error:
+        if state.info.distributed:
+            raise
+        path = ckpt.epoch_path(Path(state.config.run.result_path), epoch)
+        _save(state, path, _payload(state, epoch, best))
+        raise UserError(f"{user_error_text(error)}; in the validation after epoch {epoch}: its training is saved in "
+                        f"{path}. Fix the validation data (or leave validation out with --no_val), then continue "
+                        "with --resume auto") from None
 
 
 @contextlib.contextmanager
