@@ -205,6 +205,25 @@ def test_activitynet_segment_after_the_last_frame_is_dropped_when_the_set_is_bui
     assert not caplog.records
 
 
+def test_activitynet_videos_without_segments_make_no_training_sample(tmp_path, caplog):
+    """Both originals make one sample per labelled segment, so a training or validation video
+    whose 'annotations' list is empty makes none (it became a sample of label None, a miss in every
+    accuracy); testing videos are unlabelled by nature and stay."""
+    cfg = _activitynet_set(tmp_path, {
+        "tea": {"subset": "training", "fps": 5.0, "annotations": _segments((0.0, 2.0))},
+        "bare": {"subset": "training", "fps": 5.0, "annotations": []},
+        "bare2": {"subset": "validation", "fps": 5.0, "annotations": []},
+        "unknown": {"subset": "testing", "fps": 5.0, "annotations": []},
+    })
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        training = build_dataset(cfg, "training")
+    assert [(v.key, v.target) for v in training.videos] == [("tea", 1)]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "1 training entries have no labelled segment" in lines[0], lines
+    assert "(first: 'bare')" in lines[0] and "add their segments" in lines[0]
+    assert [v.key for v in build_dataset(cfg, "testing").videos] == ["unknown"]
+
+
 def test_activitynet_without_fps_takes_frames_over_the_json_duration(tmp_path, caplog):
     """No 'fps' in the JSON and no fps file: 20 frames / 4 s = 5 fps, as 'prepare activitynet-json'
     computes it, said once (not '21 videos in a row had no readable frame')."""

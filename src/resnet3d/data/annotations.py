@@ -57,6 +57,10 @@ class Annotation:
     entries: List[VideoEntry]
     n_empty: int = 0  # entries dropped because their frame range holds no frame
     first_empty: str = ""  # the first of them, "'key' (segment [1, 1])" as the file writes it, for the message
+    # ActivityNet training/validation entries with no labelled segment: both originals make a sample
+    # per segment, so none of these; the first key, for the message
+    n_unlabelled: int = 0
+    first_unlabelled: str = ""
     # how the file spells the chosen subset ({"train": 13, "training": 2}), and the entries
     # whose subset is none of the three under any spelling ({"dev": 4}), for the caller to report
     spellings: Dict[str, int] = field(default_factory=dict)
@@ -154,6 +158,7 @@ def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "
     entries: List[VideoEntry] = []
     n_empty = 0
     first_empty = ""
+    unlabelled: List[str] = []  # keys of ActivityNet training/validation entries without segments
     unknown: List[Tuple[str, str]] = []  # (key, label) of entries whose label is not a class
     spellings: Counter = Counter()
     other_subsets: Counter = Counter()
@@ -168,6 +173,9 @@ def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "
         spellings[value["subset"]] += 1
         annotations = value.get("annotations", {})
         if dataset == "activitynet":
+            if subset != "testing" and not annotations:
+                unlabelled.append(key)
+                continue
             new, empty = _activitynet_entries(path, key, value, annotations, known, subset, unknown)
             entries.extend(new)
             if empty and not n_empty:
@@ -195,6 +203,7 @@ def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "
         _unknown_labels_error(path, subset, unknown, "a taxonomy leaf" if dataset == "activitynet" and "taxonomy" in data
                               else "in 'labels'")
     return Annotation(path=path, class_names=class_names, entries=entries, n_empty=n_empty, first_empty=first_empty,
+                      n_unlabelled=len(unlabelled), first_unlabelled=unlabelled[0] if unlabelled else "",
                       spellings=dict(spellings), other_subsets=dict(other_subsets))
 
 
@@ -215,7 +224,7 @@ def _activitynet_entries(path, key, value, annotations, known, subset, unknown) 
     rel = _video_rel_path("activitynet", key, None, "")
     fps = _positive_number(value, "fps", path, key)
     duration = _positive_number(value, "duration", path, key)
-    if subset == "testing" or not annotations:
+    if subset == "testing":
         return [VideoEntry(key=key, label=None, rel_path=rel, fps=fps, duration=duration)], 0
     if not isinstance(annotations, list):
         raise UserError(f"annotation {path}: database entry '{key}' should hold a list of segments in 'annotations'")

@@ -202,6 +202,11 @@ def resolve_videos(cfg: DataConfig, subset: str) -> Tuple[List[Video], List[str]
                     "for a video whose frames were missing when it made the file); skipped: to use them, extract "
                     "their frames and make the annotation again ('resnet3d prepare ...', docs/prepare.md)",
                     ann.path, ann.n_empty, subset, ann.first_empty)
+    if ann.n_unlabelled:
+        # (a sample with no label trained nothing and counted as a miss in every accuracy)
+        log.warning("%s: %d %s entries have no labelled segment in 'annotations' (first: '%s'); skipped, as both "
+                    "originals skip them: add their segments to use them", ann.path, ann.n_unlabelled, subset,
+                    ann.first_unlabelled)
     if len(ann.spellings) > 1:
         spelled = ", ".join(f"{name!r} {count}" for name, count in sorted(ann.spellings.items()))
         log.warning("%s: the %s entries spell their subset in %d ways (%s); all are read as %s",
