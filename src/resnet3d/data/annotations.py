@@ -153,7 +153,10 @@ def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "
         raise UserError(f"annotation {path} is an ActivityNet file (it has a 'taxonomy' and no 'labels' list), read "
                         f"as --dataset {dataset}: pass --dataset activitynet")
     else:
-        raise UserError(f"annotation {path} has no 'labels' list{' or taxonomy' if dataset == 'activitynet' else ''}")
+        # A file of unlabelled videos only (your own test set) needs no class list: recognition
+        # names the classes from the weights. Labelled entries need it (checked below).
+        class_names = []
+    listed = bool(class_names) or "labels" in data or "taxonomy" in data
     known = set(class_names)
     entries: List[VideoEntry] = []
     n_empty = 0
@@ -199,6 +202,10 @@ def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "
                 n_empty += 1
                 continue
         entries.append(VideoEntry(key=key, label=label, rel_path=_video_rel_path(dataset, key, label, folder_layout), frames=frames))
+    if unknown and not listed:
+        raise UserError(f"annotation {path} has no 'labels' list{' or taxonomy' if dataset == 'activitynet' else ''}, "
+                        f"and its {subset} entries have labels (e.g. '{unknown[0][0]}': '{unknown[0][1]}'): add "
+                        "\"labels\": [the class names, in the order of the model's outputs]")
     if unknown:
         _unknown_labels_error(path, subset, unknown, "a taxonomy leaf" if dataset == "activitynet" and "taxonomy" in data
                               else "in 'labels'")
