@@ -133,13 +133,13 @@ def test_a_loader_workers_user_error_is_its_one_line():
     CLI prints the message alone."""
     import torch.utils.data
 
-    from resnet3d.errors import UserError
+    from resnet3d.errors import UserError, user_error_text
 
     with pytest.raises(UserError) as caught:
         for _ in torch.utils.data.DataLoader(_RefusingDataset(), num_workers=1):
             pass
     assert "Traceback" in str(caught.value)
-    assert cli._user_message(caught.value) == "data/jpg/a/clip: no readable frame; check --video_path"
+    assert user_error_text(caught.value) == "data/jpg/a/clip: no readable frame; check --video_path"
 
 
 @pytest.mark.slow

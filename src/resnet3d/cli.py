@@ -17,7 +17,7 @@ from typing import NoReturn, Optional, Sequence
 
 from resnet3d import __version__
 from resnet3d.cliargs import DefaultsHelpFormatter
-from resnet3d.errors import UserError, describe_os_error
+from resnet3d.errors import UserError, describe_os_error, user_error_text
 
 # name -> one-line summary (the module is resnet3d.commands.<name>)
 COMMANDS = {
@@ -131,7 +131,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     try:
         status = module.run(args)
     except UserError as error:
-        print(f"resnet3d {command}: error: {_user_message(error)}", file=sys.stderr)
+        print(f"resnet3d {command}: error: {user_error_text(error)}", file=sys.stderr)
         return 2
     except OSError as error:
         # A path the file system refuses (a file where a folder must go, no permission, a full
@@ -158,20 +158,6 @@ def _main(argv: Optional[Sequence[str]]) -> int:
 
         return 128 + signal_of(interrupt)  # 143 when SIGTERM stopped it
     return int(status or 0)
-
-
-_WORKER_WRAPPER = "Caught UserError in DataLoader worker"
-_ERROR_LINE = f"{UserError.__module__}.{UserError.__qualname__}: "
-
-
-def _user_message(error: UserError) -> str:
-    """The message itself: torch re-raises a loader worker's UserError with the worker's
-    traceback text around it ("Caught UserError in DataLoader worker process 0. Original
-    Traceback ..."), which would bury the one line under a stack trace."""
-    text = str(error)
-    if text.startswith(_WORKER_WRAPPER) and _ERROR_LINE in text:
-        return text.rsplit(_ERROR_LINE, 1)[1].strip()
-    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,20 @@ class UserError(Exception):
     """
 
 
+_WORKER_WRAPPER = "Caught UserError in DataLoader worker"
+
+
+def user_error_text(error: BaseException) -> str:
+    """A UserError's one line, also when torch re-raised it from a loader worker wrapped in the
+    worker's traceback text ("Caught UserError in DataLoader worker process 0. Original Traceback
+    ... resnet3d.errors.UserError: <the line>"), which would bury the line under a stack trace."""
+    text = str(error)
+    line = f"{UserError.__module__}.{UserError.__qualname__}: "
+    if text.startswith(_WORKER_WRAPPER) and line in text:
+        return text.rsplit(line, 1)[1].strip()
+    return text
+
+
 _OS_HINTS = {
     errno.EEXIST: "a file of that name is in the way of a folder",
     errno.ENOTDIR: "a part of the path is a file, not a folder",

@@ -59,20 +59,6 @@ def worker_death(error: BaseException) -> Optional[str]:
             "--n_threads (each worker holds the clips it decodes ahead) or give the run more memory")
 
 
-_WORKER_WRAPPER = "Caught UserError in DataLoader worker"
-
-
-def user_error_text(error: BaseException) -> str:
-    """A UserError's one line, also when torch re-raised it from a loader worker wrapped in the
-    worker's traceback text ("Caught UserError in DataLoader worker process 0. Original Traceback
-    ... resnet3d.errors.UserError: <the line>")."""
-    text = str(error)
-    line = f"{type(error).__module__}.{type(error).__qualname__}: "
-    if text.startswith(_WORKER_WRAPPER) and line in text:
-        return text.rsplit(line, 1)[1].strip()
-    return text
-
-
 _with_persistent_workers: "weakref.WeakSet[WorkerLoader]" = weakref.WeakSet()
 
 

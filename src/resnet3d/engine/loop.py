@@ -21,12 +21,12 @@ from torch import nn
 
 from resnet3d.data import AUGMENT_KEYS, batch_counters
 from resnet3d.data.decode_share import DecodeShare
-from resnet3d.data.loader import user_error_text, worker_death
+from resnet3d.data.loader import worker_death
 from resnet3d.engine.distributed import DistInfo, all_sum
 from resnet3d.engine.feed import DeviceFeed, HostReadout
 from resnet3d.engine.optim import set_lr, set_train_mode
 from resnet3d.engine.schedules import Schedule
-from resnet3d.errors import UserError
+from resnet3d.errors import UserError, user_error_text
 from resnet3d.metrics import VideoScores
 from resnet3d.progress import Progress
 

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from resnet3d.config import USED_KEY, Config
-from resnet3d.data.loader import decode_share_of, release_workers, user_error_text
+from resnet3d.data.loader import decode_share_of, release_workers
 from resnet3d.engine import checkpoint as ckpt
 from resnet3d.engine.carried_settings import continued_optimisation, successor_schedule_state
 from resnet3d.engine.distributed import (
@@ -80,7 +80,7 @@ from resnet3d.engine.schedules import Schedule, build_schedule
 from resnet3d.engine.run_lock import RunLock
 from resnet3d.engine.signals import StopRequest, signal_of, stop_with_the_launcher, stopped_by
 from resnet3d.engine.subsets import require_recognition_videos, require_videos
-from resnet3d.errors import UserError
+from resnet3d.errors import UserError, user_error_text
 from resnet3d.fileio import atomic_write_json
 
 EXIT_NONFINITE = 3
