@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, IO, Iterator, List, Tuple, Union
+from typing import Any, Callable, IO, Iterator, List, Set, Tuple, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -170,6 +170,9 @@ def _key_list(keys: List[str]) -> str:
     return shown + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
+_warned_repeats: Set[Tuple[str, Tuple[str, ...]]] = set()
+
+
 def read_user_json(path: PathLike, what: str) -> Any:
     """Parse a JSON file the user gave us; a missing or broken file is a UserError naming it.
 
@@ -203,7 +206,10 @@ def read_user_json(path: PathLike, what: str) -> Any:
         raise UserError(f"{what} {path}: key{'s' if len(conflicting) > 1 else ''} {_key_list(conflicting)} "
                         f"appear{'' if len(conflicting) > 1 else 's'} more than once in one object, with different "
                         "values (JSON readers keep only the last, silently): keep one entry per key, or rename the others")
-    if repeated:
+    warning_key = (os.path.abspath(path), tuple(repeated))
+    if repeated and warning_key not in _warned_repeats:
+        # once per process: a run reads its annotation once per subset (training, validation)
+        _warned_repeats.add(warning_key)
         import logging
 
         logging.getLogger("resnet3d").warning(
