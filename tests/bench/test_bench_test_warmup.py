@@ -24,9 +24,10 @@ def _run(tmp_path, capsys, monkeypatch, *extra):
         calls.append(("baseline", len(videos)))
         return real_baseline(model, videos, data, device, workers)
 
-    def ours(args, model, videos, data, device, names, assemble_on, fold_bn, baseline_top1, baseline_rate):
+    def ours(args, model, videos, data, device, names, assemble_on, fold_bn, baseline_top1, baseline_rate, *rest):
         calls.append(("ours", fold_bn, "timed" if baseline_rate is not None else "untimed"))
-        return real_ours(args, model, videos, data, device, names, assemble_on, fold_bn, baseline_top1, baseline_rate)
+        return real_ours(args, model, videos, data, device, names, assemble_on, fold_bn, baseline_top1, baseline_rate,
+                         *rest)
 
     monkeypatch.setattr(bench_test, "_baseline", baseline)
     monkeypatch.setattr(bench_test, "_ours", ours)
@@ -45,6 +46,9 @@ def test_each_side_is_warmed_up_before_it_is_timed(tmp_path, capsys, monkeypatch
     # our passes say where their fixed costs went (set-up, the workers' start-up)
     assert all(line["setup_s"] > 0 and line["first_chunk_s"] >= 0 for line in lines[1:])
     assert all(0 <= line["data_wait_share"] <= 1 for line in lines[1:])
+    # CPU seconds of each side, its workers included (the steadier figure on a shared machine)
+    assert all(line["cpu_seconds"] > 0 and line["videos_per_cpu_s"] > 0 for line in lines)
+    assert all(line["model_threads"] >= 1 and line["speedup_per_cpu"] > 0 for line in lines[1:])
 
     calls, lines = _run(tmp_path, capsys, monkeypatch, "--no-warm-up")
     assert calls == [("baseline", videos), ("ours", True, "timed"), ("ours", False, "timed")]

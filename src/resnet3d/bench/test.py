@@ -211,21 +211,35 @@ def _read_every_file(videos) -> None:
                 continue
 
 
-def _baseline(model, videos, data, device: torch.device, workers: int) -> Tuple[float, Dict[str, int]]:
-    """Seconds and top-1 class per video of the one-video-per-batch scheme."""
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its children that have ended (the
+    loader workers, joined at the end of each pass): on a shared machine, the figure that other
+    load changes least."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _baseline(model, videos, data, device: torch.device, workers: int) -> Tuple[float, Dict[str, int], float]:
+    """Seconds, top-1 class per video and CPU seconds (``cpu_seconds``) of the one-video-per-batch
+    scheme."""
     from resnet3d.data.loader import WorkerLoader
 
     dataset = baseline_dataset(videos, data)
     loader = WorkerLoader(dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
     top1: Dict[str, int] = {}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
+    batches = iter(loader)
     with torch.inference_mode():
-        for video, clips in zip(videos, loader):
+        for video, clips in zip(videos, batches):
             scores = torch.softmax(model(clips.to(device)), dim=1).mean(dim=0)
             top1[video.key] = int(scores.argmax())
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start, top1
+    seconds = time.perf_counter() - start
+    del batches  # its workers end and are joined here, so that their CPU time is counted
+    return seconds, top1, cpu_seconds() - cpu_start
 
 
 def _assemble_device(args: argparse.Namespace, device: torch.device) -> Optional[torch.device]:
@@ -308,21 +322,25 @@ def _run(args: argparse.Namespace, workdir: str) -> int:
     folds = [args.fold_bn, not args.fold_bn] if args.compare_fold else [args.fold_bn]
     baseline_top1: Optional[Dict[str, int]] = None
     baseline_rate = None
+    baseline_per_cpu: Optional[float] = None
     if args.warm_up:
         _read_every_file(videos)
     if not args.no_baseline:
         if args.warm_up:  # one video per batch shape (number of windows) it meets
             _baseline(model, _one_per_batch_shape(videos, data), data, device, min(1, args.n_threads))
-        seconds, baseline_top1 = _baseline(model, videos, data, device, args.n_threads)
+        seconds, baseline_top1, baseline_cpu = _baseline(model, videos, data, device, args.n_threads)
         baseline_rate = len(videos) / seconds
+        baseline_per_cpu = len(videos) / baseline_cpu if baseline_cpu > 0 else None
         emit({**base, "baseline": True, "scheme": "one video per batch, PIL + float per frame, fp32",
-              "seconds": round(seconds, 3), "videos_per_s": round(baseline_rate, 3)})
+              "seconds": round(seconds, 3), "videos_per_s": round(baseline_rate, 3),
+              "cpu_seconds": round(baseline_cpu, 3), "videos_per_cpu_s": _rounded(baseline_per_cpu),
+              "torch_threads": torch.get_num_threads()})
     if args.warm_up:  # every batch shape ours meets, the last partial batch's too
         _ours(args, model, videos, ours_data, device, names, assemble_on, folds[0], None, None)
     rates: Dict[bool, float] = {}
     for fold_bn in folds:
         record, rates[fold_bn] = _ours(args, model, videos, ours_data, device, names, assemble_on, fold_bn,
-                                       baseline_top1, baseline_rate)
+                                       baseline_top1, baseline_rate, baseline_per_cpu)
         if len(rates) == 2:  # the second of --compare-fold's lines: folded against unfolded
             record["folded_vs_unfolded"] = round(rates[True] / rates[False], 3)
         emit({**base, **record})
@@ -331,7 +349,7 @@ def _run(args: argparse.Namespace, workdir: str) -> int:
 
 def _ours(args: argparse.Namespace, model, videos, data, device: torch.device, names: List[str],
           assemble_on: Optional[torch.device], fold_bn: bool, baseline_top1: Optional[Dict[str, int]],
-          baseline_rate: Optional[float]) -> Tuple[Dict[str, object], float]:
+          baseline_rate: Optional[float], baseline_per_cpu: Optional[float] = None) -> Tuple[Dict[str, object], float]:
     """Our side's JSON record (without the common keys) and its videos/s."""
     from resnet3d.config import Config, InferenceConfig, RunConfig
     from resnet3d.engine.predict import run_recognition
@@ -344,10 +362,10 @@ def _ours(args: argparse.Namespace, model, videos, data, device: torch.device, n
                         inference=InferenceConfig(flavour="seed", subset=args.subset, stride=args.sample_duration,
                                                   crop="center", top_k=1, batch_size=args.batch_size,
                                                   fold_bn=fold_bn))
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_seconds()
         summary = run_recognition(config, model=model, device=device, class_names=names, overwrite=True,
                                   show_progress=False, announce=False, assemble_device=assemble_on)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
         with open(summary["output"], "r", encoding="utf-8") as handle:
             ours = {k: names.index(v[0]["label"]) for k, v in json.load(handle)["results"].items()}
     rate = len(videos) / seconds
@@ -358,7 +376,9 @@ def _ours(args: argparse.Namespace, model, videos, data, device: torch.device, n
         + ("bf16 autocast + channels_last_3d" if device.type == "cuda" and args.precision != "fp32" else "fp32")
         + (", BN folded into the convs" if summary["folded_bn"] else "")
         + decoding,
-        "seconds": round(seconds, 3), "videos_per_s": round(rate, 3), "batch_size": args.batch_size,
+        "seconds": round(seconds, 3), "videos_per_s": round(rate, 3),
+        "cpu_seconds": round(cpu, 3), "videos_per_cpu_s": _rounded(len(videos) / cpu if cpu > 0 else None),
+        "model_threads": summary["model_threads"], "batch_size": args.batch_size,
         "fold_bn": fold_bn, "folded_bn": summary["folded_bn"],
         "decode_device": args.decode_device, "bad_frames": summary["bad_frames"], "errors": summary["errors"],
         # the pass's fixed costs, which a few hundred videos do not amortise as a data set does
@@ -371,7 +391,13 @@ def _ours(args: argparse.Namespace, model, videos, data, device: torch.device, n
         record.update({key: summary[key] for key in ("gpu_decode_share", "gpu_decode_share_history")})
     if baseline_rate:
         record["speedup"] = round(rate / baseline_rate, 2)
+        if baseline_per_cpu and cpu > 0:  # on a shared machine, the steadier ratio
+            record["speedup_per_cpu"] = round(len(videos) / cpu / baseline_per_cpu, 2)
         result_id = result_names([v.key for v in videos], "seed")
         agree = [ours.get(result_id[key]) == value for key, value in (baseline_top1 or {}).items()]
         record["top1_agreement"] = round(sum(agree) / max(1, len(agree)), 3)
     return record, rate
+
+
+def _rounded(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 3)

@@ -13,12 +13,15 @@ one that decodes only in part (cut short, corrupt packets) keeps its clips and a
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
+from resnet3d.classify.ahead import made_ahead
 from resnet3d.classify.clips import VideoReadError, video_clips
+from resnet3d.engine.scoring import CpuThreadSplit
 
 MODES = ("score", "feature")
 
@@ -33,13 +36,32 @@ class ClassifyOptions:
     sample_t_stride: int = 1  # keep every n-th frame, as the model was trained
 
 
-def classify_video(path: str, name: str, scorer, class_names: Optional[Sequence[str]],
-                   options: ClassifyOptions) -> Dict[str, Any]:
-    """One file -> its record. ``scorer`` is a ``resnet3d.engine.predict.Scorer`` whose outputs
-    are softmax scores (score mode) or pooled features (feature mode)."""
-    clips: List[Dict[str, Any]] = []
+def clip_batches(path: str, options: ClassifyOptions,
+                 problems: List[str]) -> Iterator[Tuple[torch.Tensor, List[List[int]]]]:
+    """``(uint8 (N, T, S, S, 3) clips, their segments)`` of one file, ``options.batch_size`` clips
+    at a time (the last batch may be smaller)."""
     batch: List[torch.Tensor] = []
     segments: List[List[int]] = []
+    for segment, clip in video_clips(path, options.sample_size, options.sample_duration, options.stride,
+                                     options.sample_t_stride, problems):
+        batch.append(clip)
+        segments.append(list(segment))
+        if len(batch) == options.batch_size:
+            yield torch.stack(batch), segments
+            batch, segments = [], []
+    if batch:
+        yield torch.stack(batch), segments
+
+
+def classify_video(path: str, name: str, scorer, class_names: Optional[Sequence[str]],
+                   options: ClassifyOptions, threads: Optional[CpuThreadSplit] = None) -> Dict[str, Any]:
+    """One file -> its record. ``scorer`` is a ``resnet3d.engine.predict.Scorer`` whose outputs
+    are softmax scores (score mode) or pooled features (feature mode).
+
+    A thread of its own decodes the next batch of clips while the model scores the current one
+    (``ahead.made_ahead``). ``threads`` (a CPU device): the model's threads beside that decoding,
+    told what each batch cost each side."""
+    clips: List[Dict[str, Any]] = []
     problems: List[str] = []
 
     def book(ready) -> None:
@@ -47,17 +69,21 @@ def classify_video(path: str, name: str, scorer, class_names: Optional[Sequence[
             for segment, row in zip(batch_segments, outputs):
                 clips.append(_clip_record(segment, row, class_names, options.mode))
 
+    mark = time.process_time()  # the whole process: this thread, the decoding one and FFmpeg's
     try:
-        clips_of_video = video_clips(path, options.sample_size, options.sample_duration, options.stride,
-                                     options.sample_t_stride, problems)
-        for segment, clip in clips_of_video:
-            batch.append(clip)
-            segments.append(list(segment))
-            if len(batch) == options.batch_size:
-                book(scorer.submit(torch.stack(batch), segments))
-                batch, segments = [], []
-        if batch:
-            book(scorer.submit(torch.stack(batch), segments))
+        for batch, segments in made_ahead(clip_batches(path, options, problems)):
+            if threads is None or not threads.settling:
+                book(scorer.submit(batch, segments))
+                continue
+            began, began_here = time.process_time(), time.thread_time()
+            ready = scorer.submit(batch, segments)
+            # settling, the model runs on this thread alone; the rest of the process's CPU went to
+            # decoding (the decoding thread and FFmpeg's), which goes on while the model runs
+            model = time.thread_time() - began_here
+            threads.on_decoded(max(0.0, began - mark), len(batch))
+            threads.on_batch(model, len(batch))
+            mark = began + model
+            book(ready)
         book(scorer.drain())
     except VideoReadError as error:
         book(scorer.drain())

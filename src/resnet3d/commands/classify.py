@@ -193,6 +193,11 @@ def run(args: argparse.Namespace) -> int:
                     softmax=args.mode == "score", forward=forward)
     options = ClassifyOptions(mode=args.mode, sample_size=loaded.sample_size, sample_duration=loaded.sample_duration,
                               stride=args.stride, batch_size=args.batch_size, sample_t_stride=t_stride)
+    # on the CPU, the model's threads share the cores with the decoding of the next clips
+    from resnet3d.classify.clips import FFMPEG_THREADS
+    from resnet3d.engine.scoring import CpuThreadSplit
+
+    threads = CpuThreadSplit(device, workers=FFMPEG_THREADS, settle_batches=1)
     records = []
     errors = 0
     partial = 0  # videos that decoded only in part
@@ -203,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         stream = open(output, "w", encoding="utf-8")
     try:
         for number, (path, name, _) in enumerate(found):
-            record = classify_video(path, name, scorer, loaded.class_names, options)
+            record = classify_video(path, name, scorer, loaded.class_names, options, threads)
             if "error" in record:
                 errors += 1
                 print(f"resnet3d classify: {record['error']}; listed with an error entry", file=sys.stderr)
@@ -229,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 records.append(record)
     finally:
+        threads.restore()
         if stream is not None:
             stream.close()
         elif records:

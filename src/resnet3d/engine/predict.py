@@ -12,10 +12,11 @@ and writes one results file (formats: ``resnet3d.engine.results``). How it runs:
 - the main process fills each model batch with views of several videos (the originals ran one
   video per batch, so short videos left the GPU mostly idle; on CUDA each chunk, pinned by the
   loader's thread, goes to the device as it arrives and the batches are joined there),
-  normalises on the device, runs the model under bf16 autocast with channels_last_3d on CUDA,
+  normalises on the device, runs the model in channels_last_3d (under bf16 autocast on CUDA),
   and keeps one batch in flight while it books the previous one (``resnet3d.engine.scoring``);
   the model that runs is a copy with each BatchNorm folded into the conv before it
-  (``resnet3d.models.fold``; ``fold_bn`` off: as it is);
+  (``resnet3d.models.fold``; ``fold_bn`` off: as it is); on a CPU device the model's threads
+  share the cores with the decoding workers by what each side costs (``CpuThreadSplit``);
 - each video's score is the mean of the softmax probabilities of its views (the successor's rule;
   the seed averaged log-probabilities, which we do not reproduce: docs/recognition.md);
 - finished videos go to the results file, rewritten atomically every ``save_every`` videos;
@@ -48,7 +49,8 @@ from resnet3d.data.decode_share import DecodeShare
 from resnet3d.engine.feed import AHEAD, Waits, decode_thread, on_device_of, started_ahead, with_index
 from resnet3d.engine.model_start import check_clip_fits
 from resnet3d.engine.precision import autocast_dtype
-from resnet3d.engine.scoring import RowBatcher, Scorer, Tally, prepare_for_inference, prepare_model, result_entry
+from resnet3d.engine.scoring import (CpuThreadSplit, RowBatcher, Scorer, Tally, prepare_for_inference, prepare_model,
+                                     result_entry)
 from resnet3d.engine.signals import signal_of, stopped_by
 from resnet3d.engine.windows import ViewPlan, WindowDataset, assemble_views, group_units
 from resnet3d.errors import UserError
@@ -294,7 +296,9 @@ def run_recognition(
     their convs: ``RecognitionOptions.fold_bn``), ``videos_per_s``, and where the time went:
     ``setup_s`` (reading the annotation, folding, moving the model, building the loader),
     ``first_chunk_s`` (the workers' start-up until their first chunk) and ``data_wait_s`` (blocked
-    on the workers after that: near 0 when the device or the main process is the bound).
+    on the workers after that: near 0 when the device or the main process is the bound), and
+    ``model_threads`` (the model's intra-op threads: on a CPU device with workers, set from the
+    first batches' costs, ``scoring.CpuThreadSplit``).
     """
     started = time.monotonic()
     from resnet3d.data import DeviceTransform
@@ -373,6 +377,18 @@ def run_recognition(
         for scores, meta in ready:
             finish(tally.on_scores(scores, meta))
 
+    # on the CPU: the model's threads beside the workers, set from the first batches' costs
+    threads = CpuThreadSplit(device, loader.num_workers)
+
+    def score(rows: torch.Tensor, meta: Dict[str, torch.Tensor]) -> None:
+        if not threads.settling:
+            book(scorer.submit(rows, meta))
+            return
+        began = time.process_time()
+        ready = scorer.submit(rows, meta)
+        threads.on_batch(time.process_time() - began, len(rows))
+        book(ready)
+
     failed = set()  # units whose JPEGs did not decode here: their later chunks are dropped
     try:
         for chunk, decoding, waits in _decoded_ahead(loader, options.plan, assemble_on, dataset.decode_share):
@@ -395,14 +411,15 @@ def run_recognition(
                     continue
                 chunk = {**chunk, "rows": rows, "bad_frames": int(chunk["bad_frames"]) + n_bad}
             tally.on_chunk(chunk)
+            threads.on_chunk(chunk)
             rows = chunk["rows"]
             if device.type == "cuda" and rows.device.type == "cpu":  # pinned by the loader: a DMA, no host copy here
                 rows = rows.to(device, non_blocking=True)
             batcher.add(unit, rows, chunk["window"], chunk["segment"])
             for rows, meta in batcher.batches():
-                book(scorer.submit(rows, meta))
+                score(rows, meta)
         for rows, meta in batcher.batches(flush=True):
-            book(scorer.submit(rows, meta))
+            score(rows, meta)
         book(scorer.drain())
     except KeyboardInterrupt as interrupt:
         # Ctrl-C or SIGTERM: what was scored is saved below (finally); the command's one line says
@@ -417,6 +434,7 @@ def run_recognition(
         raise stopped_by(signal_of(interrupt), f"{saved}; {how}") from None
     finally:
         # whatever happened, what was scored stays on disk for --resume
+        threads.restore()
         writer.save(extra=token_note)
         progress.close()
     if tally.units:  # every view was scored, so every video must be complete
@@ -441,7 +459,7 @@ def run_recognition(
     summary = {"output": str(out_path), "videos": counts["videos"], "errors": counts["errors"],
                "skipped": len(units) - len(pending), "seconds": seconds, "model_calls": scorer.calls,
                "setup_s": setup_done - started, "first_chunk_s": (first_chunk or ended) - setup_done,
-               "data_wait_s": waited[0],
+               "data_wait_s": waited[0], "model_threads": threads.threads,
                "bad_frames": counts["bad_frames"], "decode_device": options.decode_device, "folded_bn": n_folded,
                "videos_per_s": counts["videos"] / seconds if seconds > 0 else 0.0}
     if dataset.decode_share is not None:  # decode_device "mixed": the GPU's final share of the chunks

@@ -8,6 +8,8 @@
   there as their chunk arrived, or decoded there: ``decode_device`` "cuda") are joined there.
 - ``Tally``: per-video sums of view scores (and per-window ones for per-segment output); says
   when a video is complete, including one that failed midway.
+- ``CpuThreadSplit``: on a CPU device, how many intra-op threads the model gets beside the
+  loader workers that decode on the same cores.
 """
 from __future__ import annotations
 
@@ -86,7 +88,8 @@ def prepare_for_inference(model: nn.Module, device: torch.device, channels_last:
                           fold_bn: bool = True) -> Tuple[nn.Module, int]:
     """(the model to run, number of BatchNorm layers folded into their convs).
 
-    ``model`` is put in eval mode and moved to ``device`` as before. With ``fold_bn`` the model
+    ``model`` is put in eval mode and moved to ``device`` as before (and, with ``channels_last``,
+    to channels_last_3d: on every device, in place). With ``fold_bn`` the model
     that runs is a copy with every conv->BN pair folded (``resnet3d.models.fold``): the BN passes
     over the activations disappear, the outputs change only by float rounding, and ``model``
     keeps its own weights, so a checkpoint saved from it later (or the results' weights digest)
@@ -98,7 +101,10 @@ def prepare_for_inference(model: nn.Module, device: torch.device, channels_last:
         from resnet3d.models.fold import fold_batchnorm
 
         model, n_folded = fold_batchnorm(model)
-    if channels_last and device.type == "cuda":
+    if channels_last:
+        # on the CPU too: DeviceTransform hands the model channels_last_3d input, and oneDNN's
+        # convolutions run ~10-15% faster on ResNet-10/18 when the weights share that layout
+        # (docs/benchmarks.md); the outputs change by float rounding only
         model.to(memory_format=torch.channels_last_3d)
     return model, n_folded
 
@@ -253,3 +259,86 @@ def result_entry(state: _UnitState, class_names: Sequence[str], top_k: int, aver
         entries.append({"segment": [int(segment[0]), int(segment[1])],
                         "result": resultfiles.top_k((total / count).numpy(), class_names, top_k)})
     return entries
+
+
+# -- the model's threads beside the decoding workers (CPU device) ---------------------------------
+
+
+class CpuThreadSplit:
+    """On a CPU device, the loader workers and the model's intra-op threads share the cores. With
+    every core running a model thread and the workers decoding besides (torch's default), the
+    threads wait at each operator for the one the OS has paused for a worker: on 2 cores with 2
+    workers, ResNet-10 at 8x64x64 spent 3x the CPU time per batch that one thread spends.
+
+    So the model starts on one thread, and after ``settle_batches`` batches the split is set from
+    what the two sides cost per view, in CPU seconds (the workers report each chunk's as
+    ``decode_s``): decoding needs ``cores x D / (D + M)`` cores, at most one per worker; the
+    model gets the rest, at least one thread. A model that costs ten times its decoding (ResNet-18
+    at 16x112x112 from 240p JPEGs) gets every core of a 2-core machine; ResNet-10 at half width
+    and 8x64x64, whose decoding costs as much as its forward pass, gets one. The threads the
+    process had are given back by ``restore``. Without workers (decoding in this process, between
+    batches) or on a GPU it changes nothing. Results do not depend on it (float rounding aside).
+    """
+
+    def __init__(self, device: torch.device, workers: int, settle_batches: int = 3,
+                 cores: Optional[int] = None) -> None:
+        """``workers``: the decoding processes (or threads), each using at most one core."""
+        from resnet3d.hardware import usable_cores
+
+        self.previous = torch.get_num_threads()
+        self.cores = max(1, min(self.previous, cores or usable_cores()))
+        self.workers = max(0, int(workers))
+        self.settle_batches = settle_batches
+        self.threads = self.previous
+        self.active = torch.device(device).type == "cpu" and self.workers > 0 and self.cores > 1
+        self.decode_s = 0.0
+        self.decoded = 0  # views the workers made
+        self.model_s = 0.0
+        self.scored = 0  # views the model scored
+        self.batches = 0
+        if self.active:
+            self._set(1)
+
+    def _set(self, threads: int) -> None:
+        self.threads = threads
+        torch.set_num_threads(threads)
+
+    @property
+    def settling(self) -> bool:
+        return self.active and self.batches < self.settle_batches
+
+    def on_chunk(self, chunk: Dict[str, Any]) -> None:
+        """A chunk from a worker, with what it cost there (``WindowDataset``'s ``decode_s``)."""
+        if "decode_s" in chunk and "rows" in chunk:
+            self.on_decoded(float(chunk["decode_s"]), len(chunk["rows"]))
+
+    def on_decoded(self, cpu_seconds: float, views: int) -> None:
+        """``views`` decoded for the model, at this many CPU seconds."""
+        if self.settling:
+            self.decode_s += cpu_seconds
+            self.decoded += views
+
+    def on_batch(self, cpu_seconds: float, views: int) -> None:
+        """A batch the model scored, with the CPU seconds this process spent on it."""
+        if not self.settling:
+            return
+        self.model_s += cpu_seconds
+        self.scored += views
+        self.batches += 1
+        if self.batches == self.settle_batches:
+            self._set(self.split())
+
+    def split(self) -> int:
+        """The model's threads, from the costs seen so far."""
+        if not self.scored:
+            return self.threads
+        model = self.model_s / self.scored
+        decode = self.decode_s / self.decoded if self.decoded else 0.0
+        if model + decode <= 0:
+            return self.cores
+        decoding_cores = min(float(self.workers), self.cores * decode / (model + decode))
+        return max(1, min(self.cores, round(self.cores - decoding_cores)))
+
+    def restore(self) -> None:
+        if self.active and torch.get_num_threads() != self.previous:
+            torch.set_num_threads(self.previous)

@@ -24,6 +24,7 @@ chunks of several videos. A video that cannot be read yields one error record in
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -252,8 +253,10 @@ class WindowDataset(torch.utils.data.IterableDataset):
     """Chunks of views of the ``units``, each worker taking every n-th unit.
 
     A chunk is ``{"unit": i, "rows": uint8 (R, T, H, W, C), "window": int64 (R,), "segment":
-    int64 (R, 2), "expected": views of the whole unit, "bad_frames": int}``; a unit that cannot be
-    read yields ``{"unit": i, "error": message}`` (possibly after some of its chunks).
+    int64 (R, 2), "expected": views of the whole unit, "bad_frames": int, "decode_s": CPU seconds
+    the chunk cost its worker}``; a unit that cannot be read yields ``{"unit": i, "error": message}``
+    (possibly after some of its chunks). ``decode_s`` is how the main process learns what decoding
+    costs against the model (``scoring.CpuThreadSplit``).
 
     With ``cfg.decode_device`` "cuda" (the *encoded* mode) a chunk carries, in place of "rows",
     its frames' JPEG bytes (``"jpeg"``, ``"order"``, ``"path"``: ``read_encoded_views``), and the
@@ -314,6 +317,7 @@ class WindowDataset(torch.utils.data.IterableDataset):
                     size = header_size(source, frames) if from_headers else frame_size(source, frames)
                 for first in range(0, len(starts), per_chunk):
                     chunk_starts = starts[first : first + per_chunk]
+                    began = time.process_time()  # this worker's CPU seconds (it runs one thread)
                     if as_jpeg_bytes(self.decode_share, self.cfg.decode_device):
                         jpeg, order, segments, n_bad = read_encoded_views(source, frames, chunk_starts, self.plan,
                                                                           size, video_range)
@@ -330,6 +334,7 @@ class WindowDataset(torch.utils.data.IterableDataset):
                         "segment": torch.tensor(segments, dtype=torch.int64).repeat_interleave(n_crops, dim=0),
                         "expected": expected,
                         "bad_frames": n_bad,
+                        "decode_s": time.process_time() - began,
                     }
             except UnreadableVideo as error:
                 yield {"unit": number, "error": str(error)}

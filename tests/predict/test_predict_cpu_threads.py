@@ -1,0 +1,169 @@
+"""On a CPU device, recognition and classify share the cores between the model's threads and the
+decoding (``scoring.CpuThreadSplit``), and classify decodes the next clips in a thread of its own
+(``classify.ahead.made_ahead``). Neither changes a result; the threads a process had are given
+back."""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from predict_helpers import DURATION, SIZE, recognition_config
+
+from resnet3d.classify import ClassifyOptions, classify_video
+from resnet3d.classify.ahead import made_ahead
+from resnet3d.engine.scoring import CpuThreadSplit
+
+
+@pytest.fixture
+def four_threads():
+    """torch with 4 intra-op threads for the test, then as it was."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    yield
+    torch.set_num_threads(before)
+
+
+def _settled(split: CpuThreadSplit, model_s: float, decode_s: float, batches: int = 3) -> int:
+    for _ in range(batches):
+        split.on_decoded(decode_s, 4)
+        split.on_batch(model_s, 4)
+    assert torch.get_num_threads() == split.threads
+    return split.threads
+
+
+def _decided(model_s: float, decode_s: float, **split_args) -> int:
+    """The threads a fresh split settles on; torch's count given back after."""
+    split = CpuThreadSplit(torch.device("cpu"), **split_args)
+    try:
+        return _settled(split, model_s, decode_s)
+    finally:
+        split.restore()
+
+
+def test_the_model_gets_the_cores_decoding_leaves(four_threads):
+    cpu = torch.device("cpu")
+    # starts on one thread while it learns the costs
+    split = CpuThreadSplit(cpu, workers=2, cores=2)
+    assert split.active and torch.get_num_threads() == 1
+    # decoding costs as much as the model: one core each
+    assert _settled(split, model_s=0.4, decode_s=0.4) == 1 and torch.get_num_threads() == 1
+    split.restore()
+    assert torch.get_num_threads() == 4
+    # a model ten times its decoding gets both cores
+    assert _decided(1.0, 0.1, workers=2, cores=2) == 2
+    # the cores are those torch had threads for (OMP_NUM_THREADS, a distributed run's share): 4 here
+    assert _decided(0.4, 0.4, workers=2, cores=8) == 2
+    # decoding uses at most one core per worker: 8 cores, 2 workers, equal costs -> 6 for the model
+    torch.set_num_threads(8)
+    assert _decided(0.4, 0.4, workers=2, cores=8) == 6
+    assert _decided(0.4, 0.4, workers=8, cores=8) == 4  # enough workers: half the cores each
+    assert torch.get_num_threads() == 8
+    torch.set_num_threads(4)
+    # decided once, after the settling batches: later costs change nothing
+    split = CpuThreadSplit(cpu, workers=2, cores=2, settle_batches=1)
+    assert _settled(split, model_s=1.0, decode_s=0.0, batches=1) == 2
+    assert _settled(split, model_s=0.1, decode_s=10.0) == 2 and not split.settling
+    split.restore()
+    # no workers (decoding between batches, in this process) or a GPU: nothing changes
+    torch.set_num_threads(4)
+    for idle in (CpuThreadSplit(cpu, workers=0, cores=2), CpuThreadSplit(torch.device("cuda"), workers=2, cores=2)):
+        assert not idle.active and not idle.settling and torch.get_num_threads() == 4
+        idle.on_batch(1.0, 4)
+        idle.restore()
+        assert idle.threads == 4 and torch.get_num_threads() == 4
+
+
+def _scores(path: str) -> dict:
+    return json.loads(Path(path).read_text())["results"]
+
+
+def test_recognition_with_workers_sets_the_models_threads_and_agrees_with_no_workers(motion, tiny_model, tmp_path,
+                                                                                     four_threads):
+    """Two worker processes decode real JPEG folders and report what each chunk cost; the model's
+    threads are set after three batches and given back at the end; the scores are those of a run
+    that decodes in this process."""
+    from resnet3d.engine.predict import run_recognition
+    from resnet3d.engine.windows import ViewPlan, WindowDataset, group_units
+    from resnet3d.data.dataset import resolve_videos
+
+    runs = {}
+    for workers in (0, 2):
+        config = recognition_config(motion, tmp_path / f"w{workers}", workers=workers, batch_size=4)
+        runs[workers] = run_recognition(config, model=tiny_model, device=torch.device("cpu"), show_progress=False,
+                                        announce=False)
+        assert torch.get_num_threads() == 4  # given back
+    assert runs[0]["model_threads"] == 4  # no workers: as it was
+    from resnet3d.hardware import usable_cores
+
+    assert 1 <= runs[2]["model_threads"] <= min(4, usable_cores())
+    assert runs[2]["model_calls"] >= 3  # the split was decided within the run
+    plain, split = _scores(runs[0]["output"]), _scores(runs[2]["output"])
+    assert list(plain) == list(split) and len(plain) == 4
+    for video, entries in plain.items():
+        assert [e["label"] for e in entries] == [e["label"] for e in split[video]]
+        assert np.allclose([e["score"] for e in entries], [e["score"] for e in split[video]], atol=1e-5)
+
+    # each chunk says what it cost its worker
+    videos, _, _ = resolve_videos(config.data, "val")
+    units = group_units(videos, {v.key: v.key for v in videos})
+    chunks = list(WindowDataset(videos, units, config.data, ViewPlan(DURATION, SIZE)))
+    assert chunks and all(chunk["decode_s"] >= 0 and len(chunk["rows"]) for chunk in chunks)
+
+
+def test_made_ahead_keeps_order_raises_where_the_error_came_and_stops_with_its_caller():
+    def numbers(upto, fail_at=None, closed=None):
+        try:
+            for n in range(upto):
+                if n == fail_at:
+                    raise ValueError(f"no {n}")
+                yield n
+        finally:
+            if closed is not None:
+                closed.append(True)
+
+    assert list(made_ahead(numbers(20))) == list(range(20))
+    got = []
+    with pytest.raises(ValueError, match="no 3"):
+        for n in made_ahead(numbers(10, fail_at=3)):
+            got.append(n)
+    assert got == [0, 1, 2]
+    # the caller stops early: the thread ends and the source is closed (a video file is let go)
+    before = threading.active_count()
+    closed = []
+    items = made_ahead(numbers(1000, closed=closed), depth=2)
+    assert next(items) == 0
+    items.close()
+    assert closed == [True] and threading.active_count() == before
+
+
+def test_classify_decoding_ahead_gives_the_records_of_decoding_in_turn(motion, tiny_model, monkeypatch, four_threads):
+    """On MP4s encoded by PyAV: the clips decoded in a thread of their own, the model's threads set
+    from the first batch, give the records that decoding and scoring in turn gave."""
+    import resnet3d.classify as classify
+    from resnet3d.classify.clips import FFMPEG_THREADS
+    from resnet3d.data import DeviceTransform
+    from resnet3d.engine.predict import Scorer, prepare_model
+    from resnet3d.normalization import KINETICS
+
+    device = torch.device("cpu")
+    scorer = Scorer(prepare_model(tiny_model, device, channels_last=True), DeviceTransform(KINETICS, train=False),
+                    device)
+    options = ClassifyOptions(sample_size=SIZE, sample_duration=4, stride=2, batch_size=3)
+    videos = sorted(str(p) for p in Path(motion.video_path).rglob("*.mp4"))[:2]
+    assert videos
+    split = CpuThreadSplit(device, workers=FFMPEG_THREADS, settle_batches=1)
+    ahead = [classify_video(v, v, scorer, None, options, split) for v in videos]
+    split.restore()
+    assert torch.get_num_threads() == 4 and not split.settling
+    monkeypatch.setattr(classify, "made_ahead", lambda items: items)
+    in_turn = [classify_video(v, v, scorer, None, options) for v in videos]
+    for a, b in zip(ahead, in_turn):
+        assert "error" not in a and len(a["clips"]) > 3  # several batches per video
+        assert [c["segment"] for c in a["clips"]] == [c["segment"] for c in b["clips"]]
+        assert [c["label"] for c in a["clips"]] == [c["label"] for c in b["clips"]]
+        assert np.allclose([c["scores"] for c in a["clips"]], [c["scores"] for c in b["clips"]], atol=1e-5)
