@@ -281,3 +281,19 @@ def test_densenet_smallest_clip_is_the_documented_one(options, smallest):
     for clip in ((t - 1, h, w), (t, h - 1, w), (t, h, w - 1)):
         with pytest.raises(RuntimeError, match="smaller than kernel size|Output size is too small"):
             model(torch.zeros(1, 3, *clip, device="meta"))
+
+
+def test_a_shape_only_copy_skips_initialisation_and_a_real_model_keeps_it():
+    """On the meta device there are no values to initialise (and torch's meta normal_/fill_ pull in
+    its compiler stack); a real model still gets the successor's He-normal convs and unit BN."""
+    import torch
+
+    from resnet3d.models import create_model
+
+    with torch.device("meta"):
+        shapes = create_model("resnet", 10, n_classes=3, widen_factor=0.25)
+    assert shapes.conv1.weight.is_meta
+    real = create_model("resnet", 10, n_classes=3, widen_factor=0.25)
+    fan_out = real.conv1.weight.shape[0] * real.conv1.weight[0, 0].numel()
+    assert abs(real.conv1.weight.std().item() - (2.0 / fan_out) ** 0.5) < 0.2 * (2.0 / fan_out) ** 0.5
+    assert torch.equal(real.bn1.weight, torch.ones_like(real.bn1.weight))

@@ -63,9 +63,19 @@ class VideoClassifier(nn.Module):
         return dict(self._model_config)
 
 
+def holds_values(module: nn.Module) -> bool:
+    """False for a model built on the meta device (shapes only, ``engine.model_start``): there is
+    nothing to initialise, and torch's meta ``normal_``/``fill_`` import its compiler stack
+    (torch._dynamo, sympy: about a second of CPU in every process that checks a clip's shape)."""
+    weight = getattr(module, "weight", None)
+    return not (isinstance(weight, torch.Tensor) and weight.is_meta)
+
+
 def init_conv_bn(modules: Iterable[nn.Module]) -> None:
     """The successor's initialisation: He-normal (fan_out, ReLU) convs, BN weight 1 and bias 0."""
     for module in modules:
+        if not holds_values(module):
+            continue
         if isinstance(module, nn.Conv3d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):

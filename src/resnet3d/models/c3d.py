@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from resnet3d.errors import UserError
-from resnet3d.models.base import VideoClassifier
+from resnet3d.models.base import VideoClassifier, holds_values
 from resnet3d.models.registry import ModelFamily, register_family
 
 # (conv name, output channels) and ("pool<i>", None), in order; pool1 keeps the time axis.
@@ -98,7 +98,7 @@ class C3D(VideoClassifier):
             self.fc8 = nn.Linear(FC_WIDTH, n_classes)
 
         for module in self.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and holds_values(module):
                 nn.init.uniform_(module.weight, 0.0, 1.0)
                 nn.init.zeros_(module.bias)
 

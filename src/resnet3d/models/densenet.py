@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet3d.models.base import VideoClassifier, init_conv_bn
+from resnet3d.models.base import VideoClassifier, holds_values, init_conv_bn
 from resnet3d.models.registry import ModelFamily, register_family
 
 BLOCK_CONFIGS: Dict[int, Tuple[int, int, int, int]] = {
@@ -116,7 +116,8 @@ class DenseNet3d(VideoClassifier):
 
         self.classifier = nn.Linear(n_features, n_classes)
         init_conv_bn(self.modules())
-        nn.init.constant_(self.classifier.bias, 0)
+        if holds_values(self.classifier):
+            nn.init.constant_(self.classifier.bias, 0)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.features(x), inplace=True)  # (N, F, T', H', W')
