@@ -7,6 +7,7 @@ alone, and a 2-process run must match the 1-process run up to float rounding. A 
 processes, or a clip flipped or jittered differently on another process (the draws travel with
 the item: docs/data.md) all show up as differences far above the tolerance.
 """
+import json
 import subprocess
 import sys
 
@@ -82,3 +83,39 @@ def test_two_torchrun_nodes_on_localhost(motion_data, one_process, tmp_path):
         assert launcher.returncode == 0, f"node {rank}:\n{out}\n{err}"
     assert "epoch 2/2" in outputs[0][0] and "epoch 2/2" not in outputs[1][0]
     _assert_same_run(_numbers(motion_data / "ddp_nodes"), one_process)
+
+
+def _uneven_annotation(motion_data, path):
+    """11 training and 5 validation videos: neither divides among 2 processes, and batches of 4
+    leave a last training batch of 3 clips (2 + 1 on two processes, the second padded)."""
+    annotation = json.loads((motion_data / "data" / "annotation.json").read_text())
+    kept, left = {}, {"training": 11, "validation": 5}
+    for key, entry in annotation["database"].items():
+        if left.get(entry["subset"], 0):
+            left[entry["subset"]] -= 1
+            kept[key] = entry
+    annotation["database"] = kept
+    path.write_text(json.dumps(annotation))
+    return path
+
+
+def test_an_uneven_epoch_counts_each_clip_once(motion_data, tmp_path):
+    """The training sampler repeats a clip so that both processes take as many steps: that repeat
+    weighed twice in the last step's gradient and counted twice in the loss and accuracy (its
+    train_batch.log row said 4 clips where the epoch had 3 left). Validation, unpadded, must count
+    its 5 videos once as well."""
+    annotation = _uneven_annotation(motion_data, tmp_path / "uneven.json")
+    run = [*RUN[:RUN.index("--batch_size")], "--batch_size", "4", "--n_epochs", "2", "--checkpoint", "1",
+           "--learning_rate", "0.05", "--freeze-bn", "--no_cuda", "--manual_seed", "3"]
+    for name, extra in (("uneven_one", []), ("uneven_two", ["--nproc-per-node", "2"])):
+        resnet3d("main", *data_args(motion_data), "--annotation_path", annotation, "--result_path", tmp_path / name,
+                 *run, *extra)
+    one, two = _numbers(tmp_path / "uneven_one"), _numbers(tmp_path / "uneven_two")
+    assert [row["batch"] for row in one["train_batch.log"]] == [1, 2, 3, 1, 2, 3]
+    _assert_same_run(two, one)
+    # the last step's accuracy is a count over its 3 clips (k/3), not over 4
+    last = one["train_batch.log"][2]["acc"] * 3
+    assert last == pytest.approx(round(last))
+    for log, clips in (("train.log", 11), ("val.log", 5)):
+        for row in two[log]:
+            assert row["acc"] * clips == pytest.approx(round(row["acc"] * clips)), (log, row)

@@ -322,9 +322,12 @@ def test_a_training_process_killed_is_said_once_without_the_launchers_traceback(
     ranks = _training_processes(process.pid)
     assert len(ranks) == 2, ranks
     os.kill(ranks[1], signal.SIGKILL)
-    out, err = process.communicate(timeout=180)
+    out, err = process.communicate(timeout=120)  # (a loader worker left behind held the pipes open)
     assert process.returncode != 0, out + err
     assert "a training process failed (rank" in err and "Traceback" not in err, err
+    assert "Terminating process" not in err, err  # torch's log line of the launcher stopping rank 0
+    assert not (motion_data / "rank_killed" / "model_interrupted.pth").exists()
+    _assert_session_ends(process.pid)
 
 
 @pytest.mark.slow
@@ -350,3 +353,126 @@ def test_training_processes_stop_and_save_when_their_launcher_is_killed(motion_d
     assert not alive, "training processes outlived their launcher"
     saved = motion_data / "launcher_killed" / "model_interrupted.pth"
     assert saved.is_file() and torch.load(saved, weights_only=True)["step_in_epoch"] >= 2
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie that nobody reaps, as init in some containers leaves them, is dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _session(leader: int):
+    """The live processes of the session ``leader`` started (its launcher, ranks, loader workers,
+    and what they left behind)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == leader and fields[0] != "Z":  # (fields[3]: the session id)
+                found.append(int(entry))
+    return found
+
+
+def _assert_session_ends(leader: int, within: float = 20.0) -> None:
+    import time
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and _session(leader):
+        time.sleep(0.2)
+    left = _session(leader)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes outlived the run: {left}"
+
+
+# A loader worker stand-in: the trainer that starts it (spawn, as under the launcher) dies before
+# or after the worker's set-up; argv: when the parent dies ("before"/"after"), a scratch folder.
+ORPHAN_SCRIPT = textwrap.dedent("""
+    import multiprocessing, os, sys, time
+    from pathlib import Path
+
+    def worker(when, scratch):
+        from resnet3d.engine.signals import leave_stopping_to_the_parent
+        (scratch / "pid").write_text(str(os.getpid()))
+        if when == "before":
+            while os.getppid() == multiprocessing.parent_process().pid:
+                time.sleep(0.05)  # the parent dies now
+        leave_stopping_to_the_parent()
+        (scratch / "set up").touch()
+        time.sleep(60)
+        (scratch / "survived").touch()
+
+    if __name__ == "__main__":
+        when, scratch = sys.argv[1], Path(sys.argv[2])
+        child = multiprocessing.get_context("spawn").Process(target=worker, args=(when, scratch))
+        child.start()
+        wanted = scratch / ("pid" if when == "before" else "set up")
+        while not wanted.exists():
+            time.sleep(0.05)
+        os._exit(0)
+""")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="watches the worker through /proc")
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_loader_worker_ends_when_its_trainer_dies(tmp_path, when):
+    """A rank killed while it started a loader worker left that worker waiting for batches for
+    ever (torch's worker took init, its new parent, for its trainer), holding the run's output
+    pipes: the launcher had exited, and a script reading its output waited 60 s and more."""
+    import time
+
+    from engine_helpers import subprocess_env
+
+    script = tmp_path / "trainer.py"  # (spawn imports the parent's main module: a file, not -c)
+    script.write_text(ORPHAN_SCRIPT)
+    subprocess.run([sys.executable, str(script), when, str(tmp_path)], timeout=120, check=True, env=subprocess_env())
+    worker = int((tmp_path / "pid").read_text())
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.1)
+    if _alive(worker):
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError("the worker outlived its trainer")
+    assert (tmp_path / "set up").exists() == (when == "after")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the loader workers through /proc")
+def test_a_loader_worker_killed_on_one_rank_ends_the_run_at_once(motion_data):
+    """An error of one rank alone (its loader worker killed): that rank said it and returned, and
+    the other waited for it in its next collective (and it for the launcher) for ever."""
+    process = _run_until_training(motion_data, "worker_killed_ddp", "--nproc-per-node", "2", "--n_threads", "2")
+    ranks = _training_processes(process.pid)
+    assert len(ranks) == 2, ranks
+    workers = _children(max(ranks))
+    assert workers, "no loader worker found"
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1, out + err
+    assert "Traceback" not in err and "py_callstack" not in err, err
+    assert err.count("resnet3d: error (rank 1): DataLoader worker") == 1, err
+    assert "a training process failed" not in err, err  # (said once, by the rank)
+    assert not (motion_data / "worker_killed_ddp" / "model_interrupted.pth").exists()
+    _assert_session_ends(process.pid)
+
+
+@pytest.mark.slow
+def test_an_error_every_rank_finds_is_said_once_under_torchrun(motion_data, tmp_path):
+    """Each rank printed the same error, and the two lines ran together ("...of 2resnet3d: error")."""
+    from engine_helpers import TINY, data_args, subprocess_env
+
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "resnet3d",
+                           "main", *data_args(motion_data), "--result_path", "odd_batch", *TINY, "--no_cuda",
+                           "--batch_size", "5"],
+                          capture_output=True, text=True, timeout=120, env=dict(subprocess_env(), TMPDIR=str(tmp_path)))
+    assert done.returncode != 0
+    assert done.stderr.count("must split evenly") == 1, done.stderr
+    assert any(line.startswith("resnet3d: error: --batch_size 5 is the global batch")
+               for line in done.stderr.splitlines()), done.stderr

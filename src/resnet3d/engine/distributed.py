@@ -184,8 +184,9 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict
     """Start ``nproc`` workers on this machine with torch's elastic launcher; wait for them.
 
     ``entrypoint`` must be a module-level function (it is pickled into each worker). The
-    workers find their rank in the environment, exactly as under torchrun. A failing worker
-    makes the whole launch raise, naming the rank and its error. SIGINT and SIGTERM are passed on
+    workers find their rank in the environment, exactly as under torchrun. A worker that failed
+    makes the whole launch raise, naming the rank and its error in one line; one that said its
+    error and ended (``SAID_EXIT_CODES``) gives its status instead: the line was said. SIGINT and SIGTERM are passed on
     to the workers as a stop request (``ForwardToWorkers``), and their exit status returned.
     """
     import multiprocessing
@@ -222,11 +223,36 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict
             raise stopped_by(first, f"{signal.Signals(first).name} stopped a process before it could save (while it "
                                     "started, or by a second Ctrl-C); --resume auto continues from the last "
                                     "checkpoint written, if any") from None
-        failures = "; ".join(f"rank {rank}: {failure.message or 'exit code ' + str(failure.exitcode)}"
+        said = {rank: failure.exitcode for rank, failure in error.failures.items() if _said_its_error(failure)}
+        if said:  # a process said what went wrong and ended; the others' ends follow from it
+            return said
+        failures = "; ".join(f"rank {rank}: {_failure_text(failure)}"
                              for rank, failure in sorted(error.failures.items()))
         raise UserError(f"a training process failed ({failures})") from None
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
+
+
+# the exit statuses of a training process that printed its error and ended (``trainer.worker_entry``)
+SAID_EXIT_CODES = (1, 2)
+
+
+def _said_its_error(failure: Any) -> bool:
+    """A training process that ended with one of ``SAID_EXIT_CODES`` without an exception
+    (torch keeps an exception's text in an error file: ``failure.message`` is then a dict)."""
+    return failure.exitcode in SAID_EXIT_CODES and not isinstance(failure.message, dict)
+
+
+def _failure_text(failure: Any) -> str:
+    """A failed process's error in one line. torch keeps an exception's as a dict holding the
+    message and the whole traceback, which its repr turned into one line of escaped text."""
+    message = failure.message
+    if isinstance(message, dict):
+        message = message.get("message") or ""
+    lines = [line for line in str(message or "").strip().splitlines() if line.strip()]
+    if not lines or lines[0].startswith("To enable traceback"):  # (torch's text when it has no error file)
+        return f"exit code {failure.exitcode}"
+    return lines[0].strip()
 
 
 @contextlib.contextmanager
@@ -235,8 +261,10 @@ def _launcher_quiet() -> Iterator[None]:
     by the out-of-memory killer printed seven "E1127 ... Traceback" lines); the failure is said
     once, in the one line built from its error files below."""
     # (some of its modules set their own logger's level, so the parent's alone would not do)
-    names = ["torch.distributed.elastic"] + [name for name in logging.root.manager.loggerDict
-                                             if name.startswith("torch.distributed.elastic.")]
+    # (and torch.multiprocessing.spawn says "Terminating process ... via signal SIGTERM" of the
+    # other processes, which a failed one leaves the launcher to stop)
+    names = ["torch.distributed.elastic", "torch.multiprocessing.spawn"] + [
+        name for name in logging.root.manager.loggerDict if name.startswith("torch.distributed.elastic.")]
     levels = {name: logging.getLogger(name).level for name in names}
     for name in names:
         logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -66,6 +66,32 @@ class EpochResult:
     data_wait_share: float = 0.0
 
 
+@dataclass(frozen=True)
+class PaddedShard:
+    """Where the repeats lie in a process's share of a training epoch.
+
+    With ``n_items`` not a multiple of the processes, the sampler repeats the epoch's first
+    clips so that every process takes as many steps (DDP needs every process in each step):
+    item ``i`` of rank ``r``'s share is position ``r + world_size * i`` of the padded order, and
+    positions from ``n_items`` on are repeats. They go through the step with the others (the
+    batch keeps its shape) but weigh nothing and are not counted, so each clip of the epoch counts
+    once, as in one process: a repeat used to weigh twice in the last step's gradient and its
+    loss and accuracy twice in the logs."""
+
+    n_items: int
+    world_size: int
+    rank: int
+    local_batch: int
+
+    def real_clips(self, step: int, n_local: int) -> Tuple[int, int]:
+        """(clips of the epoch in this process's batch ``step`` (1-based) of ``n_local`` clips,
+        clips of the epoch in that step's global batch); the repeats end a batch."""
+        first = (step - 1) * self.local_batch  # index in this share of the batch's first clip
+        local = sum(1 for i in range(first, first + n_local) if self.rank + self.world_size * i < self.n_items)
+        start = first * self.world_size  # the global batch's first position in the padded order
+        return local, max(min(self.n_items, start + self.world_size * n_local) - start, 0)
+
+
 def _layout(parts: StepParts, x: torch.Tensor) -> torch.Tensor:
     """DeviceTransform gives channels_last_3d; a model kept in the default layout wants that."""
     return x if parts.channels_last else x.contiguous()
@@ -86,15 +112,18 @@ def _autocast(parts: StepParts):
 
 
 def train_step(parts: StepParts, clips: torch.Tensor, targets: torch.Tensor,
-               augment: Optional[Dict[str, torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+               augment: Optional[Dict[str, torch.Tensor]] = None,
+               divisor: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a uint8 batch already on the device, augmented by the batch's
     own draws (``augment``: "flip", "jitter"); returns the summed loss and the number of correct
-    clips as device tensors (no host sync)."""
+    clips as device tensors (no host sync). Targets of -1 (repeats, ``PaddedShard``) weigh nothing.
+    ``divisor`` (default: the batch's clips) divides the summed loss: DDP averages the processes'
+    gradients, so the step's clips over the processes gives the mean over the step's clips."""
     x = _layout(parts, parts.train_transform(clips, **(augment or {})))  # (N, C, T, H, W)
     with _autocast(parts):
         logits = parts.model(x)
     loss_sum = parts.criterion(logits.float(), targets)
-    loss = loss_sum / len(targets)
+    loss = loss_sum / (divisor if divisor is not None else len(targets))
     parts.optimizer.zero_grad(set_to_none=True)
     if parts.scaler is not None:
         parts.scaler.scale(loss).backward()
@@ -119,13 +148,14 @@ def train_one_epoch(
     on_batch: Optional[Callable[[dict], None]] = None,
     show_progress: bool = True,
     decode_share: Optional[DecodeShare] = None,
+    padded: Optional[PaddedShard] = None,
 ) -> EpochResult:
     """Train over ``batches`` (this process's share of the epoch, from ``start_step`` on).
 
     ``on_batch`` receives, per step, the global numbers for train_batch.log:
     ``{batch, loss, acc, lr}``. The epoch's loss is the mean over clips of all processes.
     ``decode_share``: the loader's, with decode_device "mixed" (``data.decode_share_of``), which
-    the loop's waits adjust.
+    the loop's waits adjust. ``padded``: where this share repeats clips (several processes).
     """
     set_train_mode(parts.model, True, parts.freeze_bn)
     sums = dict(start_sums or {"loss": 0.0, "correct": 0.0, "count": 0.0, "bad_frames": 0.0, "bad_videos": 0.0})
@@ -183,9 +213,16 @@ def train_one_epoch(
                 counters = {"bad_frames": counters.get("bad_frames", 0), "bad_videos": counters.get("bad_video", 0)}
                 lr, weight_decay = schedule.values(epoch, (step - 1) / max(total_steps, 1))
                 set_lr(parts.optimizer, lr, weight_decay)
-                loss_sum, correct = train_step(parts, clips, targets, on_device)
-                clips_seen += len(targets)
-                entry = (step, lr, HostReadout([loss_sum, correct]), float(len(targets)), counters)
+                count, divisor = len(targets), None
+                if padded is not None:
+                    count, in_step = padded.real_clips(step, len(targets))
+                    if count < len(targets):
+                        targets = targets.clone()
+                        targets[count:] = -1  # repeats: no loss, no gradient, not correct
+                    divisor = in_step / parts.dist.world_size
+                loss_sum, correct = train_step(parts, clips, targets, on_device, divisor)
+                clips_seen += count
+                entry = (step, lr, HostReadout([loss_sum, correct]), float(count), counters)
                 if pending is not None and settle(pending):
                     pending = None
                     if result.nonfinite is None:
@@ -195,12 +232,11 @@ def train_one_epoch(
     except RuntimeError as error:
         # A worker killed (out of memory) or crashed: on one process the steps taken so far are
         # settled and the trainer saves them as an interrupted epoch; a distributed run cannot
-        # stop its other processes in step from here, so it ends with the one-line error.
+        # stop its other processes in step from here: the error ends the process (the trainer says
+        # it in one line, exit status 1 as on one process, and the launcher stops the others).
         result.loader_died = worker_death(error)
-        if result.loader_died is None:
+        if result.loader_died is None or parts.dist.world_size > 1:
             raise
-        if parts.dist.world_size > 1:
-            raise UserError(result.loader_died) from None
     except UserError as error:
         # The data gave out mid-epoch (videos in a row with no readable frame: a folder or drive
         # gone): as for a dead worker, one process settles the steps taken, which the trainer keeps

@@ -147,26 +147,44 @@ def leave_stopping_to_the_parent() -> None:
       in every thread, when its loader started it inside ``children_start_deaf_to_stops``.
     - SIGINT is ignored: it interrupted the worker's hand-over of a batch now and then (one run
       in three of a 2-process Ctrl-C ended in "Connection reset by peer" in the trainer).
+    - A worker whose trainer is gone ends itself, within a second. torch's workers watch their
+      parent, but one that the trainer started just before it died (SIGKILL, a failed rank)
+      took its new parent, init, for its trainer and waited for batches to make for ever,
+      holding the run's output pipes (so a script reading them waited too).
     - A parent that stops while it fetches a batch from the worker hangs up on the worker's
       file-descriptor server (multiprocessing's resource sharer), whose thread then printed a
       traceback after the run's last line: that hang-up is not reported.
     """
     if threading.current_thread() is not threading.main_thread():
         return
+    parent = _spawning_process()
+    if os.getppid() != parent:
+        os._exit(0)  # the trainer died while this worker started: nobody will ask it for a batch
     _quiet_when_the_parent_hangs_up()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if not hasattr(signal, "sigwaitinfo"):
+    if not hasattr(signal, "sigtimedwait"):
         return
-    parent = os.getppid()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # (threads started later inherit it)
 
     def take_sigterms() -> None:
         while True:
-            sender = signal.sigwaitinfo({signal.SIGTERM}).si_pid
-            if sender == parent or os.getppid() != parent:
-                os._exit(0)  # the parent's terminate(), answered as torch's own handler does
+            taken = signal.sigtimedwait({signal.SIGTERM}, _PARENT_CHECK_S)
+            if (taken is not None and taken.si_pid == parent) or os.getppid() != parent:
+                os._exit(0)  # the parent's terminate(), answered as torch's own handler does; or no parent
 
     threading.Thread(target=take_sigterms, name="resnet3d-sigterm", daemon=True).start()
+
+
+_PARENT_CHECK_S = 1.0  # how often a loader worker checks that its trainer is alive
+
+
+def _spawning_process() -> int:
+    """The process that started this one, even if it has died meanwhile (``os.getppid()`` then
+    names whoever took its children over)."""
+    import multiprocessing
+
+    spawner = multiprocessing.parent_process()
+    return spawner.pid if spawner is not None and spawner.pid else os.getppid()
 
 
 def _quiet_when_the_parent_hangs_up() -> None:

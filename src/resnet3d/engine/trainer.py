@@ -28,14 +28,14 @@ import random
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from resnet3d.config import USED_KEY, Config
-from resnet3d.data.loader import decode_share_of, release_workers
+from resnet3d.data.loader import decode_share_of, release_workers, worker_death
 from resnet3d.engine import checkpoint as ckpt
 from resnet3d.engine.carried_settings import continued_optimisation, successor_schedule_state
 from resnet3d.engine.distributed import (
@@ -59,7 +59,7 @@ from resnet3d.engine.logs import (
     read_log,
     rows_through,
 )
-from resnet3d.engine.loop import StepParts, train_one_epoch, validate
+from resnet3d.engine.loop import PaddedShard, StepParts, train_one_epoch, validate
 from resnet3d.engine.messages import say, warn
 from resnet3d.engine.model_start import (
     Start,
@@ -183,28 +183,48 @@ def worker_entry(config_dict: Dict[str, Any]) -> int:
     # is the parent torch's workers watch instead of this process, so they outlived a failed run.)
     launcher = os.getppid()
     stop_with_the_launcher(launcher)
-    status = _worker_status(config_dict)
-    if os.getppid() != launcher:
-        # the launcher is gone (kill -9): nobody reads this status, and torch's wrapper around this
-        # function would wait for it to be read for ever, holding the process (and its GPU memory)
+    status, alone = _worker_status(config_dict)
+    if alone or os.getppid() != launcher:
+        # - an error of this process alone (data only it reads, its loader worker killed): the
+        #   others may be waiting for it in a collective, and torch's wrapper around this function
+        #   would wait for the launcher to read its status, which it does once all are done: each
+        #   waited for the other for ever. Ended, the process is a failure the launcher sees at
+        #   once: it stops the others, and says nothing more (``launch_local``: this line said it).
+        # - the launcher is gone (kill -9): nobody reads this status, and that wrapper would wait
+        #   for ever, holding the process (and its GPU memory)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
     return status
 
 
-def _worker_status(config_dict: Dict[str, Any]) -> int:
+def _worker_status(config_dict: Dict[str, Any]) -> Tuple[int, bool]:
+    """This process's exit status, and whether it ended by an error of its own (said here)."""
     try:
-        return train_worker(Config.from_dict(config_dict, "the launcher"))
+        return train_worker(Config.from_dict(config_dict, "the launcher")), False
     except UserError as error:
-        print(f"resnet3d: error (rank {os.environ.get('RANK', '?')}): {error}", file=sys.stderr, flush=True)
-        return 2
+        _say_once(f"resnet3d: error (rank {os.environ.get('RANK', '?')}): {user_error_text(error)}")
+        return 2, True
+    except RuntimeError as error:
+        # a loader worker that died: the one line `resnet3d` says on one process, where torch's
+        # launcher gave the loader's traceback (as the repr of a dict) inside its failure line
+        died = worker_death(error)
+        if died is None:
+            raise
+        _say_once(f"resnet3d: error (rank {os.environ.get('RANK', '?')}): {died}")
+        return 1, True
     except KeyboardInterrupt as interrupt:  # a second Ctrl-C, or recognition stopped: the launcher exits with it
         if os.environ.get("RANK", "0") == "0":
             why = str(interrupt) or ("stopped at once (a second Ctrl-C, or a Ctrl-C while starting): nothing of the "
                                      "current epoch is saved; --resume auto continues from the last checkpoint, if any")
             print(f"resnet3d: interrupted: {why}", file=sys.stderr, flush=True)
-        return 128 + signal_of(interrupt)
+        return 128 + signal_of(interrupt), False
+
+
+def _say_once(line: str) -> None:
+    """One write: two processes' lines printed with print() (text, then newline) ran together."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def require_recognition() -> None:
@@ -283,10 +303,29 @@ def _on_every_rank(step: Callable[[], T], info: DistInfo, device: torch.device) 
             raise
         failure = error
     if info.distributed and any_rank(failure is not None, device):
-        if failure is not None:
-            print(f"resnet3d: error (rank {info.rank}): {failure}", file=sys.stderr, flush=True)
+        _say_failures(failure, info)
         return None
     return result
+
+
+def _say_failures(failure: Optional[UserError], info: DistInfo) -> None:
+    """Rank 0 says each rank's error once: the same error on every rank (a bad flag) was one line
+    per process, and two processes' lines ran together."""
+    import torch.distributed as dist
+
+    texts: List[Optional[str]] = [None] * info.world_size
+    dist.all_gather_object(texts, None if failure is None else user_error_text(failure))
+    if not info.is_main:
+        return
+    ranks: Dict[str, List[int]] = {}
+    for rank, text in enumerate(texts):
+        if text is not None:
+            ranks.setdefault(text, []).append(rank)
+    for text, where in ranks.items():
+        if len(where) == info.world_size:
+            _say_once(f"resnet3d: error: {text}")
+        else:
+            _say_once(f"resnet3d: error (rank {', '.join(map(str, where))}): {text}")
 
 
 def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
@@ -585,6 +624,16 @@ def _train_batches(state: Run, epoch: int, skip: int, total: int):
     return itertools.islice(iterator, max(total - skip, 0))
 
 
+def _padded_shard(state: Run) -> Optional[PaddedShard]:
+    """Where this process's training share repeats clips (None: it repeats none)."""
+    sampler, info = state.train_loader.sampler, state.info
+    n_items = getattr(sampler, "n_items", 0)
+    if not info.distributed or not getattr(sampler, "pad", False) or n_items % info.world_size == 0:
+        return None
+    return PaddedShard(n_items=n_items, world_size=info.world_size, rank=info.rank,
+                       local_batch=state.train_loader.batch_size)
+
+
 def _steps_per_epoch(state: Run) -> int:
     steps = len(state.train_loader)
     cap = state.config.run.max_steps_per_epoch
@@ -624,7 +673,8 @@ def _epochs(state: Run, stop: StopRequest) -> int:
                 result = train_one_epoch(state.parts, _train_batches(state, epoch, skip, total), epoch,
                                          state.schedule, total, start_step=skip, start_sums=sums,
                                          stop_requested=lambda: stop.requested, on_batch=on_batch,
-                                         decode_share=decode_share_of(state.train_loader))
+                                         decode_share=decode_share_of(state.train_loader),
+                                         padded=_padded_shard(state))
             if result.nonfinite:
                 kept = f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
                 say(info, f"resnet3d: error: non-finite loss at {result.nonfinite}; stopped without saving: {kept}. "
