@@ -22,3 +22,15 @@ def one_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_report_markers_left():
+    """``resnet3d.data.clip`` removes its folder of "reported once" markers at exit (atexit), but
+    pytest-xdist's workers end without running atexit handlers: remove it here."""
+    yield
+    import sys
+
+    clip = sys.modules.get("resnet3d.data.clip")
+    if clip is not None:
+        clip._remove_markers()

@@ -205,3 +205,39 @@ def test_in_place_and_hooks():
     same, n_again = fold_batchnorm(model, inplace=True)
     assert same is model and n_again == n and isinstance(model.bn1, nn.Identity)
     assert fold_batchnorm(model)[1] == 0  # nothing left to fold
+
+
+def test_the_copy_shares_no_tensor_with_the_callers_model():
+    """The copy copies only what folding keeps (folded convs' weights and folded BNs are never
+    copied), yet nothing of it aliases the caller's model: moving the copy, or writing into every
+    tensor it holds, leaves the caller's weights and statistics as they were."""
+    model = with_random_statistics(resnet3d.create_model("preresnet-10", n_classes=3, widen_factor=0.125))
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    folded, n = fold_batchnorm(model)
+    # pre-activation: unfolded BNs and convs (and the head) are in the copy beside the folded ones
+    assert n > 0 and any(isinstance(m, nn.BatchNorm3d) for m in folded.modules())
+    theirs = {tensor.data_ptr() for tensor in model.state_dict().values()}
+    assert not theirs & {tensor.data_ptr() for tensor in folded.state_dict().values()}
+    folded.to(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        for tensor in folded.state_dict().values():
+            tensor.fill_(7)
+    after = model.state_dict()
+    assert all(torch.equal(after[name], before[name]) for name in before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_folded_weights_are_the_float64_formula_rounded_once(dtype):
+    """Per-channel numbers in float64, the weight product in float32: within one rounding of the
+    float64 product, in the weight's own dtype."""
+    model = with_random_statistics(resnet3d.create_model("resnet-10", n_classes=3, widen_factor=0.125)).to(dtype)
+    folded, _ = fold_batchnorm(model)
+    for conv, bn, done in ((model.conv1, model.bn1, folded.conv1), (model.layer1[0].conv2, model.layer1[0].bn2,
+                                                                    folded.layer1[0].conv2)):
+        scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+        weight = conv.weight.double() * scale.view(-1, 1, 1, 1, 1)
+        bias = bn.bias.double() - bn.running_mean.double() * scale
+        eps = torch.finfo(dtype).eps
+        assert done.weight.dtype == dtype and done.bias.dtype == dtype
+        assert ((done.weight.double() - weight).abs() <= eps * weight.abs()).all()
+        assert ((done.bias.double() - bias).abs() <= eps * bias.abs() + 1e-12).all()

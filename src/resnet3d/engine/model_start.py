@@ -264,7 +264,9 @@ def shape_only_copy(model_config: Dict[str, Any]) -> nn.Module:
 def check_clip_fits(model: nn.Module, channels: int, duration: int, size: int) -> None:
     """Before the first video: the model takes ``channels`` and clips of this size. Found at the
     first batch, a mismatch was a traceback from the middle of recognition. The clip goes through
-    ``shape_only_copy``."""
+    ``shape_only_copy``: by arithmetic (``clip_shapes.shape_forward``), and where that cannot
+    tell that it fits, as a meta-device forward pass, whose error names the layer in torch's words
+    (a meta forward costs every process 1.1 s of CPU: it imports torch's compiler stack)."""
     config = getattr(model, "model_config", None)
     if not config:
         return
@@ -276,8 +278,14 @@ def check_clip_fits(model: nn.Module, channels: int, duration: int, size: int) -
         hint = f": pass --input-type {wanted} (and frames of that kind)" if wanted else ""
         raise UserError(f"the model takes {takes} input channels ({kind}), but the frames are read as {given} "
                         f"({channels} channels){hint}")
+    from resnet3d.engine.clip_shapes import shape_forward
+
+    shape_only = shape_only_copy(config)
+    clip = torch.zeros(1, channels, duration, size, size, device="meta")
+    if shape_forward(shape_only, clip) is not None:
+        return
     try:
-        shape_only_copy(config)(torch.zeros(1, channels, duration, size, size, device="meta"))
+        shape_only(clip)
     except RuntimeError as error:
         too_small = clip_too_small(error, config, duration, size)
         if too_small is None:

@@ -19,6 +19,15 @@ folding is an optimisation and never a reason to fail.
 reads it later) keeps its weights, its BN layers and its state_dict keys. The copy keeps the
 caller's forward hooks (they see the copy's modules). A folded model is for eval mode only: its
 BN layers are gone, so ``train()`` on it would not bring batch statistics back.
+
+Cost: the copy copies only what folding keeps. A folded conv's weight is never copied (its folded
+weight is computed from the caller's, read only) and a folded BN becomes an ``nn.Identity`` in the
+copy without being copied; the other tensors (the head, unfolded convs and BNs) are cloned, so
+nothing of the copy aliases the caller's model. The per-channel numbers (``s``, ``b'``) are
+computed in float64, the weight product ``W * s`` in the weight's dtype (float32 at least): one
+rounding of ``s`` more than a float64 product, far below the tolerance of the outputs, at a
+fraction of the cost (a deep copy and float64 products over every weight took 0.8 s of CPU for
+ResNet-18 on 2 cores).
 """
 from __future__ import annotations
 
@@ -96,14 +105,23 @@ def _foldable(conv: nn.Module, bn: nn.Module, uses: Dict[int, int]) -> bool:
     return all(uses.get(id(p), 0) == 1 for p in params)
 
 
-def _copy_keeping_hooks(model: nn.Module) -> nn.Module:
-    """A deep copy whose modules keep the original's hook callables (not copies of them: a
-    deep-copied bound method would copy the object it is bound to, e.g. a caller's counter)."""
+def _copy_for_folding(model: nn.Module, pairs: List[Tuple[str, str]]) -> nn.Module:
+    """A deep copy of ``model`` in which each folded BN already is an ``nn.Identity`` and each
+    folded conv's weight and bias are still the caller's tensors (``fold_batchnorm`` replaces them
+    with new ones): neither is copied only to be thrown away. The copy's modules keep the
+    original's hook callables (not copies of them: a deep-copied bound method would copy the
+    object it is bound to, e.g. a caller's counter)."""
     memo: Dict[int, object] = {}
     for module in model.modules():
         for name, value in vars(module).items():
             if "hook" in name and isinstance(value, dict) and value:
                 memo[id(value)] = value.copy()
+    for conv_name, bn_name in pairs:
+        conv = model.get_submodule(conv_name)
+        for param in (conv.weight, conv.bias):
+            if param is not None:
+                memo[id(param)] = param
+        memo[id(model.get_submodule(bn_name))] = nn.Identity().eval()
     return copy.deepcopy(model, memo)
 
 
@@ -114,9 +132,10 @@ def _set_module(model: nn.Module, name: str, replacement: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _fold_pair(conv: nn.Conv3d, bn: nn.Module) -> None:
+def _folded_weights(conv: nn.Conv3d, bn: nn.Module) -> Tuple[nn.Parameter, nn.Parameter]:
+    """(W', b') of ``conv`` followed by ``bn``; both modules are only read."""
     dtype = conv.weight.dtype
-    weight = conv.weight.double()
+    # per output channel, few numbers: float64 costs nothing there
     scale = torch.rsqrt(bn.running_var.double() + bn.eps)
     if bn.weight is not None:
         scale = scale * bn.weight.double()
@@ -124,9 +143,12 @@ def _fold_pair(conv: nn.Conv3d, bn: nn.Module) -> None:
     bias = (bias - bn.running_mean.double()) * scale
     if bn.bias is not None:
         bias = bias + bn.bias.double()
+    # every weight: one product in float32 (or the weight's wider dtype), rounded once to its dtype
+    product = torch.promote_types(dtype, torch.float32)
     # weight: (out, in / groups, kT, kH, kW); one scale per output channel
-    conv.weight = nn.Parameter((weight * scale.view(-1, 1, 1, 1, 1)).to(dtype), requires_grad=False)
-    conv.bias = nn.Parameter(bias.to(dtype), requires_grad=False)
+    weight = conv.weight.to(product) * scale.to(product).view(-1, 1, 1, 1, 1)
+    return (nn.Parameter(weight.to(dtype), requires_grad=False),
+            nn.Parameter(bias.to(dtype), requires_grad=False))
 
 
 def fold_batchnorm(model: nn.Module, inplace: bool = False) -> Tuple[nn.Module, int]:
@@ -142,10 +164,14 @@ def fold_batchnorm(model: nn.Module, inplace: bool = False) -> Tuple[nn.Module, 
     pairs = find_conv_bn_pairs(model)
     if not pairs:
         return model, 0
-    target = model if inplace else _copy_keeping_hooks(model)
+    target = model if inplace else _copy_for_folding(model, pairs)
     for conv_name, bn_name in pairs:
-        _fold_pair(target.get_submodule(conv_name), target.get_submodule(bn_name))
-        _set_module(target, bn_name, nn.Identity().eval())
+        # read from the caller's modules (the copy has an Identity where the BN was)
+        weight, bias = _folded_weights(model.get_submodule(conv_name), model.get_submodule(bn_name))
+        conv = target.get_submodule(conv_name)
+        conv.weight, conv.bias = weight, bias
+        if inplace:
+            _set_module(target, bn_name, nn.Identity().eval())
     log.debug("folded %d BatchNorm layers into their convolutions", len(pairs))
     return target, len(pairs)
 
