@@ -33,6 +33,26 @@ COMMANDS = {
 }
 
 
+# Optional packages that a flag turns on: (commands, argument, value, module, extra, the flag as
+# written). Checked before the command's modules load (torch takes seconds), so a missing package
+# is one line naming the extra, not an error after the model is built, or every video of a
+# `test` run listed as unreadable. A setting that comes from a config file or a checkpoint is
+# checked where it is used.
+OPTIONAL_PACKAGES = (
+    (("main", "train", "test"), "file_type", "hdf5", "h5py", "hdf5", "--file_type hdf5"),
+    (("prepare",), "format", "hdf5", "h5py", "hdf5", "prepare frames --hdf5"),
+    (("main", "train"), "tensorboard", True, "tensorboard", "tensorboard", "--tensorboard"),
+)
+
+
+def missing_optional_package(command: str, args: argparse.Namespace) -> Optional[str]:
+    """The one-line error for a flag whose optional package is not installed, else None."""
+    for commands, argument, value, module, extra, flag in OPTIONAL_PACKAGES:
+        if command in commands and getattr(args, argument, None) == value and importlib.util.find_spec(module) is None:
+            return f'{flag} needs {module}, which is not installed: pip install "resnet3d[{extra}]"'
+    return None
+
+
 def _module_name(command: str) -> str:
     return f"resnet3d.commands.{command}"
 
@@ -127,6 +147,10 @@ def _main(argv: Optional[Sequence[str]]) -> int:
                 f"'resnet3d {command} ... -- {files[0]}', or as ./{files[0]})" if files
                 else parser.closest_flag(unknown[0]))
         parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    missing = missing_optional_package(command, args)
+    if missing:
+        print(f"resnet3d {command}: error: {missing}", file=sys.stderr)
+        return 2
     module = importlib.import_module(_module_name(command))
     try:
         status = module.run(args)
