@@ -61,3 +61,17 @@ def test_the_check_comes_before_torch_is_imported():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and 'pip install "resnet3d[hdf5]"' in done.stderr, done.stderr
+
+
+def test_hdf5_set_by_a_config_file_is_the_same_one_line(monkeypatch, capsys, tmp_path):
+    """The flags' check cannot see a config file's file_type: the data set's reading says it, once,
+    before any video (recognition listed every video as unreadable and exited 0)."""
+    from resnet3d.data import DataConfig
+    from resnet3d.data.dataset import resolve_videos
+    from resnet3d.errors import UserError
+
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    (tmp_path / "h5").mkdir()
+    config = DataConfig(video_path=str(tmp_path / "h5"), annotation_path=str(tmp_path / "a.json"), file_type="hdf5")
+    with pytest.raises(UserError, match=r'^file_type hdf5 needs the h5py package: pip install "resnet3d\[hdf5\]"$'):
+        resolve_videos(config, "validation")

@@ -283,7 +283,7 @@ def test_hdf5_without_h5py_is_a_clear_error(monkeypatch):
     from resnet3d.prepare.hdf5 import require_h5py
 
     monkeypatch.setitem(sys.modules, "h5py", None)
-    with pytest.raises(UserError, match="pip install h5py"):
+    with pytest.raises(UserError, match=r'pip install "resnet3d\[hdf5\]"'):
         require_h5py()
 
 

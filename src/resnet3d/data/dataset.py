@@ -21,6 +21,7 @@ sees the same clips and a distributed run the same as one process. The loader's 
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import random
@@ -184,6 +185,10 @@ def resolve_videos(cfg: DataConfig, subset: str) -> Tuple[List[Video], List[str]
     """The subset's videos that exist under ``cfg.video_path``, with a one-line summary of those
     that do not."""
     subset = canonical_subset(subset)
+    if cfg.file_type == "hdf5" and importlib.util.find_spec("h5py") is None:
+        # (set by a config file or a checkpoint, past the CLI's check of the flags): not a
+        # per-video "unreadable" in every worker
+        raise UserError("file_type hdf5 needs the h5py package: pip install \"resnet3d[hdf5]\"")
     if not cfg.annotation_path:
         raise UserError("no annotation file given: pass --annotation_path")
     if not cfg.video_path or not os.path.isdir(cfg.video_path):

@@ -398,7 +398,7 @@ class Hdf5Source(EncodedSource):
         except ImportError:
             from resnet3d.errors import UserError
 
-            raise UserError("--file_type hdf5 needs h5py: pip install h5py") from None
+            raise UserError("file_type hdf5 needs the h5py package: pip install \"resnet3d[hdf5]\"") from None
         return h5py.File(self.path, "r")
 
     def frame_bytes(self, indices: Sequence[int]) -> Dict[int, object]:

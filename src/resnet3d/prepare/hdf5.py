@@ -21,7 +21,7 @@ def require_h5py():
     try:
         import h5py
     except ImportError:
-        raise UserError("HDF5 output needs h5py: pip install h5py (or pip install 'resnet3d[hdf5]')") from None
+        raise UserError("HDF5 files need the h5py package: pip install \"resnet3d[hdf5]\"") from None
     return h5py
 
 
