@@ -392,17 +392,25 @@ def _assert_session_ends(leader: int, within: float = 20.0) -> None:
     assert not left, f"processes outlived the run: {left}"
 
 
-# A loader worker stand-in: the trainer that starts it (spawn, as under the launcher) dies before
-# or after the worker's set-up; argv: when the parent dies ("before"/"after"), a scratch folder.
+# A loader worker stand-in: the trainer that starts it (spawn, as under the launcher, or a fork
+# server) dies before or after the worker's set-up; argv: when the parent dies ("before"/"after"),
+# a scratch folder, the start method.
 ORPHAN_SCRIPT = textwrap.dedent("""
     import multiprocessing, os, sys, time
     from pathlib import Path
+
+    def dead(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
 
     def worker(when, scratch):
         from resnet3d.engine.signals import leave_stopping_to_the_parent
         (scratch / "pid").write_text(str(os.getpid()))
         if when == "before":
-            while os.getppid() == multiprocessing.parent_process().pid:
+            while not dead(multiprocessing.parent_process().pid):
                 time.sleep(0.05)  # the parent dies now
         leave_stopping_to_the_parent()
         (scratch / "set up").touch()
@@ -410,8 +418,8 @@ ORPHAN_SCRIPT = textwrap.dedent("""
         (scratch / "survived").touch()
 
     if __name__ == "__main__":
-        when, scratch = sys.argv[1], Path(sys.argv[2])
-        child = multiprocessing.get_context("spawn").Process(target=worker, args=(when, scratch))
+        when, scratch, method = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+        child = multiprocessing.get_context(method).Process(target=worker, args=(when, scratch))
         child.start()
         wanted = scratch / ("pid" if when == "before" else "set up")
         while not wanted.exists():
@@ -421,8 +429,9 @@ ORPHAN_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="watches the worker through /proc")
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
 @pytest.mark.parametrize("when", ["before", "after"])
-def test_a_loader_worker_ends_when_its_trainer_dies(tmp_path, when):
+def test_a_loader_worker_ends_when_its_trainer_dies(tmp_path, when, method):
     """A rank killed while it started a loader worker left that worker waiting for batches for
     ever (torch's worker took init, its new parent, for its trainer), holding the run's output
     pipes: the launcher had exited, and a script reading its output waited 60 s and more."""
@@ -432,7 +441,9 @@ def test_a_loader_worker_ends_when_its_trainer_dies(tmp_path, when):
 
     script = tmp_path / "trainer.py"  # (spawn imports the parent's main module: a file, not -c)
     script.write_text(ORPHAN_SCRIPT)
-    subprocess.run([sys.executable, str(script), when, str(tmp_path)], timeout=120, check=True, env=subprocess_env())
+    # (TMPDIR: the fork server's socket folder, which a trainer that dies leaves behind)
+    subprocess.run([sys.executable, str(script), when, str(tmp_path), method], timeout=120, check=True,
+                   env=dict(subprocess_env(), TMPDIR=str(tmp_path)))
     worker = int((tmp_path / "pid").read_text())
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and _alive(worker):
@@ -476,3 +487,28 @@ def test_an_error_every_rank_finds_is_said_once_under_torchrun(motion_data, tmp_
     assert done.stderr.count("must split evenly") == 1, done.stderr
     assert any(line.startswith("resnet3d: error: --batch_size 5 is the global batch")
                for line in done.stderr.splitlines()), done.stderr
+
+
+FORK_SERVER_LOADER = textwrap.dedent("""
+    import torch
+    from resnet3d.data.loader import init_loader_worker
+
+    if __name__ == "__main__":
+        loader = torch.utils.data.DataLoader(range(4), batch_size=2, num_workers=1, worker_init_fn=init_loader_worker,
+                                             multiprocessing_context="forkserver")
+        print([batch.tolist() for batch in loader])
+""")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the fork server start method as Linux's Python 3.14 default")
+def test_a_loader_worker_started_by_a_fork_server_serves_its_batches(tmp_path):
+    """Under the forkserver start method (Python 3.14's default on Linux) a loader worker's OS
+    parent is the fork server, not the trainer that asked for it: the check for a trainer that died
+    while its worker started took that for a dead trainer, and every worker exited at its set-up."""
+    from engine_helpers import subprocess_env
+
+    script = tmp_path / "loader.py"
+    script.write_text(FORK_SERVER_LOADER)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env=dict(subprocess_env(), TMPDIR=str(tmp_path)))  # (the fork server's socket folder)
+    assert done.returncode == 0 and done.stdout.strip() == "[[0, 1], [2, 3]]", done.stdout + done.stderr

@@ -167,3 +167,18 @@ def test_classify_decoding_ahead_gives_the_records_of_decoding_in_turn(motion, t
         assert [c["segment"] for c in a["clips"]] == [c["segment"] for c in b["clips"]]
         assert [c["label"] for c in a["clips"]] == [c["label"] for c in b["clips"]]
         assert np.allclose([c["scores"] for c in a["clips"]], [c["scores"] for c in b["clips"]], atol=1e-5)
+
+
+def test_classify_gives_torch_its_threads_back_when_the_output_cannot_be_opened(motion, our_checkpoint, tmp_path,
+                                                                               four_threads):
+    """The model's threads were set to one (``CpuThreadSplit``) before the .jsonl output was
+    opened, outside the block that gives them back: a failed open left the calling process on one
+    thread."""
+    from resnet3d.cli import main
+
+    video = sorted(Path(motion.video_path).rglob("*.mp4"))[0]
+    output = tmp_path / "out.jsonl"
+    output.symlink_to(tmp_path / "gone" / "out.jsonl")  # passes the checks; open() then fails, even as root
+    assert main(["classify", str(video), "--model", str(our_checkpoint), "--output", str(output), "--no_cuda"]) != 0
+    assert torch.get_num_threads() == 4
+

@@ -193,11 +193,6 @@ def run(args: argparse.Namespace) -> int:
                     softmax=args.mode == "score", forward=forward)
     options = ClassifyOptions(mode=args.mode, sample_size=loaded.sample_size, sample_duration=loaded.sample_duration,
                               stride=args.stride, batch_size=args.batch_size, sample_t_stride=t_stride)
-    # on the CPU, the model's threads share the cores with the decoding of the next clips
-    from resnet3d.classify.clips import FFMPEG_THREADS
-    from resnet3d.engine.scoring import CpuThreadSplit
-
-    threads = CpuThreadSplit(device, workers=FFMPEG_THREADS, settle_batches=1)
     records = []
     errors = 0
     partial = 0  # videos that decoded only in part
@@ -206,6 +201,12 @@ def run(args: argparse.Namespace) -> int:
     if output.suffix.lower() == ".jsonl":
         output.parent.mkdir(parents=True, exist_ok=True)
         stream = open(output, "w", encoding="utf-8")
+    # on the CPU, the model's threads share the cores with the decoding of the next clips (set
+    # here, next to the block that gives them back on every path)
+    from resnet3d.classify.clips import FFMPEG_THREADS
+    from resnet3d.engine.scoring import CpuThreadSplit
+
+    threads = CpuThreadSplit(device, workers=FFMPEG_THREADS, settle_batches=1)
     try:
         for number, (path, name, _) in enumerate(found):
             record = classify_video(path, name, scorer, loaded.class_names, options, threads)

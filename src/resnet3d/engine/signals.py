@@ -158,7 +158,11 @@ def leave_stopping_to_the_parent() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     parent = _spawning_process()
-    if os.getppid() != parent:
+    # Under the fork and spawn start methods the trainer is this worker's OS parent until it dies;
+    # under forkserver (Python 3.14's default on Linux) the OS parent is the fork server, and
+    # only the trainer's own state tells (the fork server outlives it by a moment)
+    forked_by_trainer = os.getppid() == parent
+    if _trainer_gone(parent, forked_by_trainer):
         os._exit(0)  # the trainer died while this worker started: nobody will ask it for a batch
     _quiet_when_the_parent_hangs_up()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -169,7 +173,7 @@ def leave_stopping_to_the_parent() -> None:
     def take_sigterms() -> None:
         while True:
             taken = signal.sigtimedwait({signal.SIGTERM}, _PARENT_CHECK_S)
-            if (taken is not None and taken.si_pid == parent) or os.getppid() != parent:
+            if (taken is not None and taken.si_pid == parent) or _trainer_gone(parent, forked_by_trainer):
                 os._exit(0)  # the parent's terminate(), answered as torch's own handler does; or no parent
 
     threading.Thread(target=take_sigterms, name="resnet3d-sigterm", daemon=True).start()
@@ -185,6 +189,31 @@ def _spawning_process() -> int:
 
     spawner = multiprocessing.parent_process()
     return spawner.pid if spawner is not None and spawner.pid else os.getppid()
+
+
+def _trainer_gone(trainer: int, forked_by_trainer: bool) -> bool:
+    """Whether the trainer ``trainer`` has died: its worker was taken over by another parent, or
+    (a worker that a fork server started, or that started after its trainer died) the trainer
+    no longer runs."""
+    if forked_by_trainer:
+        return os.getppid() != trainer
+    return not _running(trainer)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (a dead trainer its launcher has not
+    reaped yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):  # no /proc (macOS): it exists
+        return True
 
 
 def _quiet_when_the_parent_hangs_up() -> None:
