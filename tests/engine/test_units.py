@@ -122,7 +122,8 @@ def test_ft_begin_index_names_the_block_of_the_model_as_built():
     densenet = create_model("densenet", 121, n_classes=3)
     names = trainable_names(densenet, ft_begin_index=4)
     assert names and {top_level_name(n) for n in names} == {"denseblock4", "norm5", "classifier"}
-    assert trainable_names(densenet, ft_begin_index=5) == {"classifier.weight", "classifier.bias"}
+    assert trainable_names(densenet, ft_begin_index=5) == {"features.norm5.weight", "features.norm5.bias", "classifier.weight",
+                                                           "classifier.bias"}
     assert trainable_names(_tiny(), ft_begin_index=5) == {"fc.weight", "fc.bias"}
     assert {top_level_name(n) for n in trainable_names(_tiny(), ft_begin_index=3)} == {"layer3", "layer4", "fc"}
     with pytest.raises(UserError, match="must be 0 .* or 1..5"):

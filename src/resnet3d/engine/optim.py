@@ -47,7 +47,9 @@ def module_of_block(model: nn.Module, index: int) -> str:
     if not 1 <= index <= 5:
         raise UserError(f"--ft_begin_index / ft_begin_index must be 0 (train all) or 1..5 (got {index})")
     modules = list(dict.fromkeys(top_level_name(name) for name, _ in model.named_parameters()))
-    wanted = ("fc", "classifier") if index == 5 else (f"layer{index}", f"denseblock{index}")
+    # 5: the head; a DenseNet's final BatchNorm with it, as the 2018 successor's fine-tuning list
+    # for DenseNets ends with norm5 and classifier
+    wanted = ("fc", "norm5", "classifier") if index == 5 else (f"layer{index}", f"denseblock{index}")
     for name in wanted:
         if name in modules:
             return name
