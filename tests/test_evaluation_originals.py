@@ -148,3 +148,13 @@ def test_activitynet_ids_with_and_without_v_prefix(tmp_path, capsys, gt_prefix, 
     assert "subset validation: 2 videos, 2 with a result" in out
     assert "top-1 accuracy: 0.5000  (1 of the 2 videos in the subset)" in out
     assert "top-2 accuracy: 1.0000" in out
+
+
+def test_one_result_is_never_two_videos():
+    """Ground truth holding both "<id>" and "v_<id>": the result named "v_<id>" is that key's alone
+    (the bare-id route gave it to both)."""
+    from resnet3d.evaluation import match_ids
+
+    assert match_ids(["sJFgo9H6zNo", "v_sJFgo9H6zNo"], ["v_sJFgo9H6zNo"]) == {"v_sJFgo9H6zNo": "v_sJFgo9H6zNo"}
+    assert match_ids(["sJFgo9H6zNo", "v_sJFgo9H6zNo"], ["sJFgo9H6zNo"]) == {"sJFgo9H6zNo": "sJFgo9H6zNo"}
+    assert match_ids(["v_sJFgo9H6zNo"], ["sJFgo9H6zNo"]) == {"v_sJFgo9H6zNo": "sJFgo9H6zNo"}

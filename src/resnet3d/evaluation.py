@@ -190,6 +190,15 @@ def match_ids(gt_keys: Sequence[str], result_ids: Sequence[str]) -> Dict[str, st
         one_side_bare = len(candidates) == 1 and (key == yid or _bare(candidates[0]) == yid)
         if one_side_bare and gt_youtube_count[yid] == 1:
             matched[key] = candidates[0]
+    # A result taken by two keys (ground truth holding both "abc" and "v_abc", results "v_abc"):
+    # the key it names exactly keeps it; without one, it is no video's
+    takers: Dict[str, List[str]] = {}
+    for key, rid in matched.items():
+        takers.setdefault(rid, []).append(key)
+    for rid, keys in takers.items():
+        for key in keys if len(keys) > 1 else ():
+            if key != rid:
+                del matched[key]
     return matched
 
 
