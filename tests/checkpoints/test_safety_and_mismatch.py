@@ -207,6 +207,11 @@ def test_every_suggested_flag_is_one_the_command_takes():
             typed = template.format(values.get(key, "3")).split()
             args, unknown = parser.parse_known_args(required[command] + typed)
             assert not unknown, f"resnet3d {command} does not take {' '.join(typed)}"
+    # main's switches without a train flag name the config key too
+    from resnet3d.checkpoints.mismatch import fixing_flags
+
+    assert fixing_flags({"model": "c3d", "batch_norm": True}, {"model": "c3d", "batch_norm": False}) == [
+        "--batch_norm ([model] batch_norm = true in a train config)"]
     # and a command that only evaluates is not told about --n_pretrain_classes
     checkpoint = _expanded(_meta("resnet", 10, n_classes=3))
     with pytest.raises(UserError) as error:

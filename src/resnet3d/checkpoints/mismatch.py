@@ -92,7 +92,10 @@ def _flag(key: str, value: Any, spelling: Mapping[str, str] = SUCCESSOR_FLAGS) -
         return spelling[key].format(value)
     if key == "n_input_channels":
         return {2: "--input_type flow", 3: "--input_type rgb"}.get(value, f"n_input_channels={value}")
-    if key in ("batch_norm", "global_pooling", "no_max_pool"):
+    if key in ("batch_norm", "global_pooling"):
+        # main's switches; `resnet3d train` takes these two from its config file only
+        return (f"--{key}" if value else f"no --{key}") + f" ([model] {key} = {'true' if value else 'false'} in a train config)"
+    if key == "no_max_pool":
         return f"--{key}" if value else f"no --{key}"
     return f"{key}={value}"
 
