@@ -309,3 +309,29 @@ def test_rendezvous_ports_come_from_below_the_ephemeral_range(monkeypatch):
 
         monkeypatch.setattr(distributed.random, "Random", OnlyTheTakenPort)
         assert distributed.free_port() != taken.getsockname()[1]
+
+
+def test_the_cpu_fallback_warning_offers_each_command_a_flag_it_takes(monkeypatch, capsys):
+    import argparse
+
+    from resnet3d.commands import main as main_command
+    from resnet3d.commands import train as train_command
+    from resnet3d.config import Config, DataConfig, HardwareConfig
+    from resnet3d.engine.distributed import DistInfo
+    from resnet3d.engine.trainer import resolve_device
+
+    # `resnet3d main --n_gpu 2` (the seed's README) on a machine without CUDA: the warning said
+    # "pass --no_cuda or --device cpu", and main refuses --device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = Config(data=DataConfig(), hardware=HardwareConfig(device="cuda", n_gpus=2))
+    assert resolve_device(config, DistInfo()) == torch.device("cpu")
+    line = capsys.readouterr().err.strip()
+    assert "CUDA is not available (--n_gpus 2)" in line
+    assert "pass --no_cuda," in line and "--device cpu to resnet3d train" in line
+    for command, flags in ((main_command, ["--no_cuda"]), (train_command, ["--device", "cpu"])):
+        parser = argparse.ArgumentParser()
+        command.add_arguments(parser)
+        assert parser.parse_known_args(flags)[1] == []
+    main_parser = argparse.ArgumentParser()
+    main_command.add_arguments(main_parser)
+    assert main_parser.parse_known_args(["--device", "cpu"])[1] != []  # hence the command named beside it

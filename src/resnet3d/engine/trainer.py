@@ -125,7 +125,8 @@ def resolve_device(config: Config, info: DistInfo) -> torch.device:
         # without --no_cuda, as the originals trained on GPUs) falls back with one warning line.
         if hardware.device == "cuda" or hardware.n_gpus:
             asked = f" (--n_gpus {hardware.n_gpus})" if hardware.n_gpus else ""
-            warn(info, f"CUDA is not available{asked}: running on the CPU (pass --no_cuda or --device cpu to say so)")
+            warn(info, f"CUDA is not available{asked}: running on the CPU (pass --no_cuda, or --device cpu to "
+                       "resnet3d train, to say so)")
         return torch.device("cpu")
     index = hardware.gpu_id + info.local_rank
     if index >= torch.cuda.device_count():
