@@ -135,10 +135,75 @@ def test_made_ahead_keeps_order_raises_where_the_error_came_and_stops_with_its_c
     # the caller stops early: the thread ends and the source is closed (a video file is let go)
     before = threading.active_count()
     closed = []
-    items = made_ahead(numbers(1000, closed=closed), depth=2)
+    stop = threading.Event()
+    items = made_ahead(numbers(1000, closed=closed), depth=2, stop=stop)
     assert next(items) == 0
     items.close()
     assert closed == [True] and threading.active_count() == before
+    assert stop.is_set()  # what the maker of a long item watches (clip_batches, below)
+
+
+def test_a_stopped_batch_of_clips_ends_at_the_next_clip(motion, monkeypatch):
+    """Ctrl-C waited for the decoding thread to finish the whole batch under way: seconds for a
+    large --batch-size on a large video. Decoding a real MP4, the batch ends at the clip after
+    the stop."""
+    import resnet3d.classify as classify
+
+    video = str(sorted(Path(motion.video_path).rglob("*.mp4"))[0])
+    real = classify.video_clips
+    stop = threading.Event()
+    pulled, closed = [], []
+
+    def stopping_after_three(*args, **kwargs):
+        try:
+            for item in real(*args, **kwargs):
+                pulled.append(item[0])
+                yield item
+                if len(pulled) == 3:
+                    stop.set()  # as made_ahead does when its caller is interrupted
+        finally:
+            closed.append(True)
+
+    monkeypatch.setattr(classify, "video_clips", stopping_after_three)
+    options = ClassifyOptions(sample_size=SIZE, sample_duration=2, batch_size=100)  # 10 clips, one batch
+    assert list(classify.clip_batches(video, options, [], stop)) == []
+    assert pulled == [(1, 2), (3, 4), (5, 6), (7, 8)] and closed == [True]
+    # not stopped: every clip, in one batch
+    [(batch, segments)] = classify.clip_batches(video, options, [], threading.Event())
+    assert len(batch) == 10 and segments[-1] == [19, 20]
+
+
+def test_sigterm_while_the_thread_decodes_keeps_the_finished_videos(motion, our_checkpoint, tmp_path, monkeypatch,
+                                                                    capsys, four_threads):
+    """SIGTERM killed classify outright: a .json output, written at the end, lost every finished
+    video. Now it stops as Ctrl-C does (exit 143), with the finished videos saved, torch's threads
+    given back and the decoding thread gone, without a traceback from it."""
+    import os
+    import signal
+
+    import resnet3d.classify as classify
+    from resnet3d.cli import main
+
+    videos = sorted(str(p) for p in Path(motion.video_path).rglob("*.mp4"))[:3]
+    real = classify.video_clips
+
+    def terminated_in_the_second_video(path, *args, **kwargs):
+        for n, item in enumerate(real(path, *args, **kwargs)):
+            yield item
+            if path == videos[1] and n == 0:  # sent from the decoding thread, as any moment may be
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(classify, "video_clips", terminated_in_the_second_video)
+    out = tmp_path / "labels.json"
+    status = main(["classify", *videos, "--model", str(our_checkpoint), "--output", str(out), "--no_cuda",
+                   "--batch-size", "1"])
+    assert status == 128 + signal.SIGTERM
+    records = json.loads(out.read_text())
+    assert [r["video"] for r in records] == videos[:1] and len(records[0]["clips"]) == 3
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err and "Exception in thread" not in err
+    assert torch.get_num_threads() == 4
+    assert not [t for t in threading.enumerate() if t.name == "resnet3d-classify-decode"]
 
 
 def test_classify_decoding_ahead_gives_the_records_of_decoding_in_turn(motion, tiny_model, monkeypatch, four_threads):
@@ -160,7 +225,7 @@ def test_classify_decoding_ahead_gives_the_records_of_decoding_in_turn(motion, t
     ahead = [classify_video(v, v, scorer, None, options, split) for v in videos]
     split.restore()
     assert torch.get_num_threads() == 4 and not split.settling
-    monkeypatch.setattr(classify, "made_ahead", lambda items: items)
+    monkeypatch.setattr(classify, "made_ahead", lambda items, **_: items)
     in_turn = [classify_video(v, v, scorer, None, options) for v in videos]
     for a, b in zip(ahead, in_turn):
         assert "error" not in a and len(a["clips"]) > 3  # several batches per video

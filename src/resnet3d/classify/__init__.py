@@ -13,6 +13,7 @@ one that decodes only in part (cut short, corrupt packets) keeps its clips and a
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -36,14 +37,18 @@ class ClassifyOptions:
     sample_t_stride: int = 1  # keep every n-th frame, as the model was trained
 
 
-def clip_batches(path: str, options: ClassifyOptions,
-                 problems: List[str]) -> Iterator[Tuple[torch.Tensor, List[List[int]]]]:
+def clip_batches(path: str, options: ClassifyOptions, problems: List[str],
+                 stop: Optional[threading.Event] = None) -> Iterator[Tuple[torch.Tensor, List[List[int]]]]:
     """``(uint8 (N, T, S, S, 3) clips, their segments)`` of one file, ``options.batch_size`` clips
-    at a time (the last batch may be smaller)."""
+    at a time (the last batch may be smaller). Once ``stop`` is set, nothing more: decoding ends
+    at the next clip, not at the end of the batch under way (a large batch of a large video takes
+    seconds to decode, and Ctrl-C waits for it)."""
     batch: List[torch.Tensor] = []
     segments: List[List[int]] = []
     for segment, clip in video_clips(path, options.sample_size, options.sample_duration, options.stride,
                                      options.sample_t_stride, problems):
+        if stop is not None and stop.is_set():
+            return
         batch.append(clip)
         segments.append(list(segment))
         if len(batch) == options.batch_size:
@@ -70,8 +75,9 @@ def classify_video(path: str, name: str, scorer, class_names: Optional[Sequence[
                 clips.append(_clip_record(segment, row, class_names, options.mode))
 
     mark = time.process_time()  # the whole process: this thread, the decoding one and FFmpeg's
+    stop = threading.Event()  # set when this thread stops early (Ctrl-C): the decoding ends at its next clip
     try:
-        for batch, segments in made_ahead(clip_batches(path, options, problems)):
+        for batch, segments in made_ahead(clip_batches(path, options, problems, stop), stop=stop):
             if threads is None or not threads.settling:
                 book(scorer.submit(batch, segments))
                 continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterable, Iterator, TypeVar
+from typing import Iterable, Iterator, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -21,14 +21,17 @@ class _Raised:
         self.error = error
 
 
-def made_ahead(items: Iterable[T], depth: int = 2, name: str = "resnet3d-classify-decode") -> Iterator[T]:
+def made_ahead(items: Iterable[T], depth: int = 2, name: str = "resnet3d-classify-decode",
+               stop: Optional[threading.Event] = None) -> Iterator[T]:
     """The items of ``items``, made by a daemon thread up to ``depth`` ahead of the caller.
 
     An exception raised while making an item is raised here, where that item would have come,
     after the items made before it. When the caller stops early (an error of its own, Ctrl-C,
-    ``close()``), the thread stops at its next item and is joined."""
+    ``close()``), ``stop`` is set and the thread stops at its next item and is joined. An item that
+    takes long to make (a batch of clips: seconds of decoding) should watch ``stop`` while it is
+    made, so that Ctrl-C does not wait for it."""
     slots: "queue.Queue[object]" = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
+    stop = threading.Event() if stop is None else stop
 
     def put(value: object) -> bool:
         while not stop.is_set():

@@ -207,6 +207,11 @@ def run(args: argparse.Namespace) -> int:
     from resnet3d.engine.scoring import CpuThreadSplit
 
     threads = CpuThreadSplit(device, workers=FFMPEG_THREADS, settle_batches=1)
+    from resnet3d.engine.signals import StopRequest
+
+    # SIGTERM (a scheduler's, a `kill`) keeps the videos done so far, as Ctrl-C does: it killed the
+    # process before, and a .json output, written at the end, lost every finished video
+    stop_request = StopRequest(at_once=True).install()
     try:
         for number, (path, name, _) in enumerate(found):
             record = classify_video(path, name, scorer, loaded.class_names, options, threads)
@@ -236,10 +241,13 @@ def run(args: argparse.Namespace) -> int:
                 records.append(record)
     finally:
         threads.restore()
-        if stream is not None:
-            stream.close()
-        elif records:
-            atomic_write_json(output, records)
+        try:
+            if stream is not None:
+                stream.close()
+            elif records:
+                atomic_write_json(output, records)
+        finally:
+            stop_request.restore()
     done = len(found) - errors
     overlays_written = done - overlay_failures
     print(f"resnet3d classify: {done} of {len(found)} videos classified ({args.mode})"
