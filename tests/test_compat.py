@@ -258,6 +258,8 @@ def test_default_lr_file_in_result_path(tmp_path, monkeypatch):
     config, notices = translate([])
     assert config.optim.lr_scheduler == "regimes" and config.optim.regimes[0] == Regime(1, 85, 1e-3, 1e-3)
     assert any("regimes" in line for line in notices)
+    _, evaluating = translate(["--no_train", "--test"])  # no learning rate to speak of
+    assert not any("regimes" in line for line in evaluating)
     with pytest.raises(UserError, match="disagree"):
         translate(["--lr_scheduler", "plateau"])
 

@@ -366,9 +366,9 @@ def config_from_args(args: argparse.Namespace) -> Tuple[Config, List[str]]:
         model = replace(model, n_classes=v("n_finetune_classes"))
         finetune = replace(finetune, n_pretrain_classes=finetune.n_pretrain_classes or v("n_classes"))
     optim, regime_notice = _optim_config(args, root, result_path)
-    if regime_notice:
-        notices.append(regime_notice)
     run = _run_config(args, root, result_path)
+    if regime_notice and run.train:  # (a run that only evaluates has no learning rate to speak of)
+        notices.append(regime_notice)
     hardware = _hardware_config(args, notices)
     inference = _inference_config(args, data)
     return Config(data=data, model=model, finetune=finetune, optim=optim, run=run, hardware=hardware,
