@@ -295,7 +295,9 @@ def test_a_loader_worker_killed_mid_epoch_saves_the_steps_and_says_why(motion_da
     os.kill(workers[0], signal.SIGKILL)
     out, err = process.communicate(timeout=180)
     assert process.returncode == 1, out + err
-    assert "Traceback" not in err and "killed by signal: Killed" in err, err
+    # torch words the death by how it noticed it: its SIGCHLD handler ("is killed by signal:
+    # Killed") or the failed read of the worker's queue ("exited unexpectedly"), a matter of timing
+    assert "Traceback" not in err and ("killed by signal: Killed" in err or "exited unexpectedly" in err), err
     assert "most often the system's out-of-memory killer" in err and "lower --n_threads" in err, err
     saved = motion_data / "oom_killed" / "model_interrupted.pth"
     assert saved.is_file() and torch.load(saved, weights_only=True)["step_in_epoch"] >= 2, err
