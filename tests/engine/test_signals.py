@@ -264,19 +264,21 @@ def test_loader_workers_start_with_the_stop_signals_blocked():
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
 
 
-def _children(pid: int):
-    """The processes ``pid`` started (its loader workers), from /proc."""
-    found = []
-    for stat in os.listdir("/proc"):
-        if stat.isdigit():
+def _process_states():
+    """(pid, the fields of /proc/<pid>/stat after the command name) of every process; fields[0] is
+    the state, [1] the parent, [3] the session."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
             try:
-                with open(f"/proc/{stat}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{entry}/stat") as handle:
+                    yield int(entry), handle.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[1]) == pid:
-                found.append(int(stat))
-    return found
+
+
+def _children(pid: int):
+    """The processes ``pid`` started (its loader workers), from /proc."""
+    return [child for child, fields in _process_states() if int(fields[1]) == pid]
 
 
 @pytest.mark.slow
@@ -369,17 +371,7 @@ def _alive(pid: int) -> bool:
 def _session(leader: int):
     """The live processes of the session ``leader`` started (its launcher, ranks, loader workers,
     and what they left behind)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == leader and fields[0] != "Z":  # (fields[3]: the session id)
-                found.append(int(entry))
-    return found
+    return [pid for pid, fields in _process_states() if int(fields[3]) == leader and fields[0] != "Z"]
 
 
 def _assert_session_ends(leader: int, within: float = 20.0) -> None:
