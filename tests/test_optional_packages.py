@@ -73,5 +73,5 @@ def test_hdf5_set_by_a_config_file_is_the_same_one_line(monkeypatch, capsys, tmp
     monkeypatch.setitem(sys.modules, "h5py", None)
     (tmp_path / "h5").mkdir()
     config = DataConfig(video_path=str(tmp_path / "h5"), annotation_path=str(tmp_path / "a.json"), file_type="hdf5")
-    with pytest.raises(UserError, match=r'^file_type hdf5 needs the h5py package: pip install "resnet3d\[hdf5\]"$'):
+    with pytest.raises(UserError, match=r'^file_type hdf5 needs h5py, which is not installed: pip install "resnet3d\[hdf5\]"$'):
         resolve_videos(config, "validation")

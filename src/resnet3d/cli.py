@@ -17,7 +17,7 @@ from typing import NoReturn, Optional, Sequence
 
 from resnet3d import __version__
 from resnet3d.cliargs import DefaultsHelpFormatter
-from resnet3d.errors import UserError, describe_os_error, user_error_text
+from resnet3d.errors import UserError, describe_os_error, missing_package, user_error_text
 
 # name -> one-line summary (the module is resnet3d.commands.<name>)
 COMMANDS = {
@@ -49,7 +49,7 @@ def missing_optional_package(command: str, args: argparse.Namespace) -> Optional
     """The one-line error for a flag whose optional package is not installed, else None."""
     for commands, argument, value, module, extra, flag in OPTIONAL_PACKAGES:
         if command in commands and getattr(args, argument, None) == value and importlib.util.find_spec(module) is None:
-            return f'{flag} needs {module}, which is not installed: pip install "resnet3d[{extra}]"'
+            return str(missing_package(flag, module, extra))
     return None
 
 

@@ -12,6 +12,12 @@ class UserError(Exception):
     """
 
 
+def missing_package(what: str, module: str, extra: str) -> UserError:
+    """The one wording for an optional package that is not installed, wherever it is found out:
+    '--tensorboard needs tensorboard, which is not installed: pip install "resnet3d[tensorboard]"'."""
+    return UserError(f'{what} needs {module}, which is not installed: pip install "resnet3d[{extra}]"')
+
+
 _WORKER_WRAPPER = "Caught UserError in DataLoader worker"
 
 

@@ -39,7 +39,7 @@ from resnet3d.data.decode_share import DecodeShare, as_jpeg_bytes, share_for
 from resnet3d.data.device import draw_augmentation
 from resnet3d.data.loader import new_batch_tensor
 from resnet3d.data.sources import naming_problem, source_for
-from resnet3d.errors import UserError
+from resnet3d.errors import UserError, missing_package
 from resnet3d.prepare.frame_folders import seed_fps
 from resnet3d.video_files import is_video_file
 
@@ -188,7 +188,7 @@ def resolve_videos(cfg: DataConfig, subset: str) -> Tuple[List[Video], List[str]
     if cfg.file_type == "hdf5" and importlib.util.find_spec("h5py") is None:
         # (set by a config file or a checkpoint, past the CLI's check of the flags): not a
         # per-video "unreadable" in every worker
-        raise UserError("file_type hdf5 needs the h5py package: pip install \"resnet3d[hdf5]\"")
+        raise missing_package("file_type hdf5", "h5py", "hdf5")
     if not cfg.annotation_path:
         raise UserError("no annotation file given: pass --annotation_path")
     if not cfg.video_path or not os.path.isdir(cfg.video_path):

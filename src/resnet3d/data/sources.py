@@ -396,9 +396,9 @@ class Hdf5Source(EncodedSource):
         try:
             import h5py
         except ImportError:
-            from resnet3d.errors import UserError
+            from resnet3d.errors import missing_package
 
-            raise UserError("file_type hdf5 needs the h5py package: pip install \"resnet3d[hdf5]\"") from None
+            raise missing_package("file_type hdf5", "h5py", "hdf5") from None
         return h5py.File(self.path, "r")
 
     def frame_bytes(self, indices: Sequence[int]) -> Dict[int, object]:

@@ -19,7 +19,7 @@ import io
 from pathlib import Path
 from typing import Any, Callable, Dict, IO, List, Optional, Sequence
 
-from resnet3d.errors import UserError
+from resnet3d.errors import UserError, missing_package
 from resnet3d.fileio import atomic_write_text
 
 TRAIN_COLUMNS = ("epoch", "loss", "acc", "lr")
@@ -107,8 +107,7 @@ class TensorBoardLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # pragma: no cover - depends on the environment
-            raise UserError("--tensorboard needs the tensorboard package: "
-                            "pip install 'resnet3d[tensorboard]'") from None
+            raise missing_package("--tensorboard", "tensorboard", "tensorboard") from None
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
     def scalars(self, epoch: int, **values: float) -> None:

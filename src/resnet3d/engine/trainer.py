@@ -80,7 +80,7 @@ from resnet3d.engine.schedules import Schedule, build_schedule
 from resnet3d.engine.run_lock import RunLock
 from resnet3d.engine.signals import StopRequest, signal_of, stop_with_the_launcher, stopped_by
 from resnet3d.engine.subsets import require_recognition_videos, require_videos
-from resnet3d.errors import UserError, user_error_text
+from resnet3d.errors import UserError, missing_package, user_error_text
 from resnet3d.fileio import atomic_write_json
 
 EXIT_NONFINITE = 3
@@ -387,7 +387,7 @@ def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:
     if config.inference is not None:
         require_recognition()
     if run.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise UserError("--tensorboard needs the tensorboard package: pip install 'resnet3d[tensorboard]'")
+        raise missing_package("--tensorboard", "tensorboard", "tensorboard")
     data = config.data  # possibly with the checkpoint's normalisation
     model.to(device)
     trainable = None

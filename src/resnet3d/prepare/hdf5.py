@@ -11,7 +11,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from resnet3d.errors import UserError
+from resnet3d.errors import missing_package
 
 DATASET = "video"
 CHUNK = 64  # frames appended per write
@@ -21,7 +21,7 @@ def require_h5py():
     try:
         import h5py
     except ImportError:
-        raise UserError("HDF5 files need the h5py package: pip install \"resnet3d[hdf5]\"") from None
+        raise missing_package("HDF5 output", "h5py", "hdf5") from None
     return h5py
 
 
