@@ -214,6 +214,38 @@ def test_drain_steps_cover_twice_the_prefetch_queue():
     assert drain_steps(torch.utils.data.DataLoader(data, num_workers=0)) == 0
 
 
+def test_the_end_to_end_stretch_spans_enough_epochs_for_one_pass():
+    """The H200 plans' data: 2,880 clips (144 videos listed 20 times), batches of 64, 15 workers,
+    8 warm-up and 200 timed steps: 329 batches, so one pass of the sampler spans 8 epochs; a large
+    data set needs one."""
+    assert bench_train.stretch_rounds(2880, 64, 15, 8, 200) == 8
+    assert 8 * 2880 >= (8 + 2 * 15 * 4 + 200) * 64 > 7 * 2880
+    assert bench_train.stretch_rounds(240_000, 64, 15, 8, 200) == 1
+    assert bench_train.stretch_rounds(10, 4, 0, 0, 1) == 1
+
+
+def test_the_end_to_end_stretch_draws_every_step_from_one_loader_pass(capsys, monkeypatch):
+    """Going round a small data set, each epoch's fresh iterator restarted the workers'
+    pipeline, and the step waited for every worker's first batch every few dozen steps: each
+    side now takes its warm-up and its timed steps from one pass of its loader."""
+    from resnet3d.data.loader import WorkerLoader
+
+    passes = []
+    real_iter = WorkerLoader.__iter__
+
+    def counted(self):
+        passes.append(len(self))
+        return real_iter(self)
+
+    monkeypatch.setattr(WorkerLoader, "__iter__", counted)
+    records = bench(capsys, "--only", "end-to-end", "--n_threads", "0", "--generate-videos", "8",
+                    "--batch_size", "4", "--warmup", "2", "--steps", "5")
+    baseline, ours = records
+    assert len(passes) == 2, passes  # one pass per side, no second epoch's iterator
+    assert baseline["epochs_per_pass"] == ours["epochs_per_pass"] == 4  # 2 + 5 + 1 batches of 4 from 8 clips
+    assert all(batches >= 2 + 5 for batches in passes)
+
+
 @pytest.mark.slow
 def test_end_to_end_times_both_sides_after_the_same_drained_warm_up(tmp_path):
     """Two real workers on each side: both lines say how many untimed steps came first

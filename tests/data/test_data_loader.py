@@ -56,6 +56,36 @@ def test_sampler_shards_without_overlap_for_evaluation_and_pads_for_training():
     assert all(epoch == 4 for x in lists for _, epoch in x)
 
 
+def test_a_sampler_over_several_rounds_gives_those_epochs_back_to_back():
+    """rounds (benchmarks): one pass of the sampler is the orders of consecutive epochs, from the
+    one set on, each clip with its own epoch's draws, so one loader iterator serves them all."""
+    one = ClipSampler(10, shuffle=True, seed=3)
+    epochs = []
+    for epoch in (5, 6, 7):
+        one.set_epoch(epoch)
+        epochs += list(one)
+    three = ClipSampler(10, shuffle=True, seed=3, rounds=3)
+    three.set_epoch(5)
+    assert list(three) == epochs and len(three) == 30
+    padded = [ClipSampler(10, shuffle=True, seed=2, rank=r, world_size=3, pad=True, rounds=2) for r in range(3)]
+    assert all(len(s) == len(list(s)) == 8 for s in padded)
+    assert ClipSampler(10, shuffle=False).rounds == 1 and len(ClipSampler(10, shuffle=False)) == 10
+
+
+def test_a_loader_over_several_rounds_is_one_iterator(motion_set):
+    """build_loader(rounds=...): the batches of three epochs from one iterator, the same clips
+    as three one-epoch passes (drop_last aside: a pass's batches may span two epochs)."""
+    dataset = build_dataset(_cfg(motion_set), "training", seed=4)
+    single = build_loader(dataset, 4, train=True, num_workers=0, seed=4)
+    expected = []
+    for epoch in (0, 1, 2):
+        set_epoch(single, epoch)
+        expected += [b["clip"] for b in single]
+    spanning = build_loader(dataset, 4, train=True, num_workers=0, seed=4, rounds=3)
+    assert len(spanning) == 3 * len(single) == len(expected)
+    assert all(torch.equal(a, b["clip"]) for a, b in zip(expected, spanning))
+
+
 def test_sliding_windows_for_per_video_recognition(motion_set):
     dataset = build_dataset(_cfg(motion_set), "validation", sampling="sliding", stride=4, train=False)
     assert len(dataset) == dataset.n_videos * 3  # 12 frames, windows at 1, 5, 9

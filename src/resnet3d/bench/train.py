@@ -505,17 +505,21 @@ def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadl
         raise UserError(f"the data set has {len(dataset)} clips, fewer than one batch of {args.batch_size}")
     def batches(loader, epoch: int):
         """Batches without end, going round the data set as often as needed: one iterator per
-        side, so the queue the warm-up filled is the queue the timed steps draw from."""
+        side, so the queue the warm-up filled is the queue the timed steps draw from. The loader's
+        sampler spans ``stretch_rounds`` epochs, so that one pass of it covers the whole stretch."""
+        rounds = getattr(loader.sampler, "rounds", 1)
         for round_ in itertools.count():
-            set_epoch(loader, epoch + round_)
+            set_epoch(loader, epoch + round_ * rounds)
             yield from loader
+
+    rounds = stretch_rounds(len(dataset), args.batch_size, args.n_threads, args.warmup, args.steps)
 
     baseline: Optional[Dict[str, Any]] = None
     if not args.no_baseline:
         model = _model(args, device, channels_last=False)
         optimizer = _sgd(model)
         loader = build_loader(SuccessorBaseline(dataset, args.sample_size), args.batch_size, train=True,
-                              num_workers=args.n_threads, seed=0, drop_last=True)
+                              num_workers=args.n_threads, seed=0, drop_last=True, rounds=rounds)
         untimed = args.warmup + drain_steps(loader)
         wait = 0.0
         start = None
@@ -534,7 +538,7 @@ def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadl
         baseline = {"what": "train_end_to_end", "baseline": True, **_common(args, device),
                     "clips_per_s": round(args.batch_size * args.steps / seconds, 2),
                     "data_wait_share": round(wait / seconds, 3), "n_threads": args.n_threads,
-                    "untimed_steps": untimed,
+                    "untimed_steps": untimed, "epochs_per_pass": rounds,
                     "scheme": "PIL per frame, float tensors in workers, fp32 NCDHW step", **_peak_memory(device)}
         emit(baseline)
         del model, optimizer, loader, iterator
@@ -560,8 +564,8 @@ def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadl
             ours.update(run_epochs(parts, loader, args.epochs, device, deadline))
         else:
             loader = build_loader(dataset, args.batch_size, train=True, num_workers=args.n_threads, seed=0,
-                                  drop_last=True)
-            ours.update(_one_stretch(args, parts, loader, batches))
+                                  drop_last=True, rounds=rounds)
+            ours.update(_one_stretch(args, parts, loader, batches), epochs_per_pass=rounds)
     ours["pin_memory"] = bool(loader.pin_memory)
     share = decode_share_of(loader)
     if share is not None:  # --decode-device mixed: where the GPU's share of the batches went
@@ -594,6 +598,20 @@ def drain_steps(loader) -> int:
     workers = getattr(loader, "num_workers", 0) or 0
     prefetch = getattr(loader, "prefetch_factor", None) or 0
     return 2 * workers * prefetch
+
+
+def stretch_rounds(n_items: int, batch_size: int, workers: int, warmup: int, steps: int) -> int:
+    """Epochs one pass of the end-to-end loader must span to serve the whole stretch (the
+    warm-up, ``drain_steps`` at build_loader's prefetch factor, the timed steps) from one
+    iterator. A data set of a few thousand clips is a few dozen batches: going round it, each new
+    epoch's iterator restarts the workers' pipeline, and until every worker has built its first
+    batch the step waits (a CPU re-enactment with a loader 25% faster than its step read 19%
+    data wait with a restart every 10 batches, 3% without). A real epoch is thousands of
+    batches, so those restarts are not the steady state the stretch measures."""
+    from resnet3d.data.loader import PREFETCH_FACTOR
+
+    batches = warmup + 2 * max(0, workers) * PREFETCH_FACTOR + steps + 1
+    return max(1, -(-batches * batch_size // max(1, n_items)))
 
 
 def _one_stretch(args, parts, loader, batches) -> Dict[str, Any]:

@@ -97,7 +97,13 @@ def warn_many_workers(num_workers: int) -> None:
 
 
 class ClipSampler(Sampler):
-    """Indices of one rank's share of the data set, as ``(index, epoch)`` pairs."""
+    """Indices of one rank's share of the data set, as ``(index, epoch)`` pairs.
+
+    ``rounds`` > 1 (benchmarks only) gives the orders of that many consecutive epochs, from the
+    one set by ``set_epoch`` on, back to back: one iterator of the loader then serves them all.
+    Going round a small data set with a fresh iterator per epoch starts the workers' pipeline
+    afresh each time (every worker builds its first batch before any arrives), which a
+    benchmark over a few hundred clips would measure as data wait every few dozen steps."""
 
     def __init__(
         self,
@@ -108,10 +114,14 @@ class ClipSampler(Sampler):
         rank: int = 0,
         world_size: int = 1,
         pad: bool = False,
+        rounds: int = 1,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world size {world_size}")
+        if rounds < 1:
+            raise ValueError(f"rounds must be 1 or more (got {rounds})")
         self.n_items = n_items
+        self.rounds = int(rounds)
         self.shuffle = shuffle
         self.seed = seed
         self.rank = rank
@@ -122,9 +132,9 @@ class ClipSampler(Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def _order(self) -> list:
+    def _order(self, epoch: int) -> list:
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             order = torch.randperm(self.n_items, generator=generator).tolist()
         else:
             order = list(range(self.n_items))
@@ -134,12 +144,13 @@ class ClipSampler(Sampler):
         return order[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[Tuple[int, int]]:
-        return iter([(index, self.epoch) for index in self._order()])
+        epochs = range(self.epoch, self.epoch + self.rounds)
+        return iter([(index, epoch) for epoch in epochs for index in self._order(epoch)])
 
     def __len__(self) -> int:
         if self.pad and self.world_size > 1:
-            return -(-self.n_items // self.world_size)
-        return len(range(self.rank, self.n_items, self.world_size))
+            return self.rounds * -(-self.n_items // self.world_size)
+        return self.rounds * len(range(self.rank, self.n_items, self.world_size))
 
 
 def new_batch_tensor(shape: Tuple[int, ...], dtype: torch.dtype = torch.uint8) -> torch.Tensor:
@@ -201,6 +212,10 @@ def init_loader_worker(worker_id: int) -> None:
     leave_stopping_to_the_parent()  # a Ctrl-C or a pre-emption reaches us too: the trainer saves first
 
 
+# batches each worker keeps ready (before ``fit_prefetch`` lowers it where /dev/shm is short)
+PREFETCH_FACTOR = 4
+
+
 def build_loader(
     dataset: Dataset,
     batch_size: int,
@@ -213,13 +228,15 @@ def build_loader(
     world_size: Optional[int] = None,
     drop_last: bool = False,
     pin_memory: Optional[bool] = None,
-    prefetch_factor: int = 4,
+    prefetch_factor: int = PREFETCH_FACTOR,
     persistent_workers: bool = True,
+    rounds: int = 1,
 ) -> DataLoader:
     """A DataLoader over ``dataset`` with a ``ClipSampler`` (``loader.sampler``).
 
     ``batch_size`` is per process. With ``distributed``, rank and world size default to
-    ``torch.distributed``'s. Call ``set_epoch(loader, epoch)`` before each epoch.
+    ``torch.distributed``'s. Call ``set_epoch(loader, epoch)`` before each epoch. ``rounds``:
+    ``ClipSampler``'s (benchmarks; training takes one epoch per iterator).
     """
     if distributed:
         import torch.distributed as dist
@@ -227,7 +244,8 @@ def build_loader(
         rank = dist.get_rank() if rank is None else rank
         world_size = dist.get_world_size() if world_size is None else world_size
     rank, world_size = rank or 0, world_size or 1
-    sampler = ClipSampler(len(dataset), shuffle=train, seed=seed, rank=rank, world_size=world_size, pad=train)
+    sampler = ClipSampler(len(dataset), shuffle=train, seed=seed, rank=rank, world_size=world_size, pad=train,
+                          rounds=rounds)
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
     workers = max(0, int(num_workers))
