@@ -31,7 +31,7 @@ FIGURES = {
 }
 DEFAULT_FIGURE = ("clips_per_s", "clips/s")
 # ratios a line carries itself, in the order shown
-RATIOS = (("speedup", "{}×"), ("speedup_per_core", "{}× per core"), ("speedup_wall", "{}× wall"),
+RATIOS = (("speedup", "{}×"), ("steady_speedup", "{}× after start-up"), ("speedup_per_core", "{}× per core"), ("speedup_wall", "{}× wall"),
           ("vs_cpu_decode_per_core", "{}× per core vs CPU decode"), ("vs_cpu_decode_wall", "{}× wall vs CPU decode"),
           ("folded_vs_unfolded", "folded/unfolded {}×"))
 STAGE_LINE = re.compile(r"^== (?P<stage>\S+) \(limit \d+s, at \d+s\): (?P<command>.*)$")

@@ -46,6 +46,10 @@ def test_each_side_is_warmed_up_before_it_is_timed(tmp_path, capsys, monkeypatch
     # our passes say where their fixed costs went (set-up, the workers' start-up)
     assert all(line["setup_s"] > 0 and line["first_chunk_s"] >= 0 for line in lines[1:])
     assert all(0 <= line["data_wait_share"] <= 1 for line in lines[1:])
+    # both sides also without their workers' start-up (and ours without its set-up): the figure a
+    # data set of thousands of videos approaches, and the ratio so
+    assert all(line["steady_videos_per_s"] >= line["videos_per_s"] for line in lines)
+    assert all(line["steady_speedup"] > 0 for line in lines[1:])
     # CPU seconds of each side, its workers included (the steadier figure on a shared machine)
     assert all(line["cpu_seconds"] > 0 and line["videos_per_cpu_s"] > 0 for line in lines)
     assert all(line["model_threads"] >= 1 and line["speedup_per_cpu"] > 0 for line in lines[1:])
@@ -61,3 +65,8 @@ def test_bench_test_video_path_without_annotation_is_a_one_line_error(capsys):
 
     assert cli.main(["bench", "test", "--video_path", ".", "--device", "cpu", "--n_threads", "0"]) == 2
     assert "resnet3d bench: error: --video_path needs --annotation_path" in capsys.readouterr().err
+
+
+def test_the_steady_rate_leaves_out_nothing_it_cannot_divide_by():
+    assert bench_test._steady_rate(30, 1.5) == 20.0
+    assert bench_test._steady_rate(30, 0.0) is None
