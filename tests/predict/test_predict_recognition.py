@@ -96,6 +96,32 @@ def test_nocrop_feeds_whole_frames(motion, tiny_model, tmp_path):
     assert {shape[-2:] for shape in counting.shapes} == {(32, 48)}  # short side 32, the 2:3 frame kept whole
 
 
+@pytest.mark.parametrize("crop, fixed", [("center", True), ("nocrop", False)])
+def test_recognition_asks_cudnn_to_autotune_only_clips_of_one_shape(motion, tiny_model, tmp_path, monkeypatch,
+                                                                     crop, fixed):
+    asked = []
+    monkeypatch.setattr("resnet3d.engine.predict.autotune_convolutions",
+                        lambda device, fixed_shapes: asked.append((device.type, fixed_shapes)))
+    _run(recognition_config(motion, tmp_path, crop=crop), tiny_model)
+    assert asked == [("cpu", fixed)]
+
+
+@pytest.mark.parametrize("device, deterministic, fixed, benchmark", [
+    ("cuda", False, True, True),     # centred clips on a GPU: cuDNN times its algorithms once per shape
+    ("cuda", False, False, False),   # nocrop: a shape per frame size, each timed for seconds
+    ("cuda", True, True, False),     # a run that asked for deterministic kernels keeps them
+    ("cpu", False, True, False),     # nothing to tune
+])
+def test_autotune_convolutions_sets_cudnn_benchmark_only_where_it_pays(monkeypatch, device, deterministic, fixed,
+                                                                       benchmark):
+    from resnet3d.engine.scoring import autotune_convolutions
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", deterministic)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    autotune_convolutions(torch.device(device), fixed_shapes=fixed)  # a device name: no GPU needed
+    assert torch.backends.cudnn.benchmark is benchmark
+
+
 @pytest.mark.slow
 def test_resume_scores_only_the_missing_videos(motion, tiny_model, tmp_path):
     config = recognition_config(motion, tmp_path)

@@ -150,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
     from resnet3d.engine.model_start import check_clip_fits
     from resnet3d.engine.precision import autocast_dtype
     from resnet3d.engine.predict import Scorer, prepare_model
+    from resnet3d.engine.scoring import autotune_convolutions
     from resnet3d.engine.predict_model import load_inference_model
     from resnet3d.errors import UserError
     from resnet3d.fileio import atomic_write_json
@@ -187,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
     check_clip_fits(loaded.model, channels, loaded.sample_duration, loaded.sample_size)
     device = resolve_device("cpu" if args.no_cuda else args.device)
     model = prepare_model(loaded.model, device, channels_last=True, fold_bn=args.fold_bn)
+    autotune_convolutions(device, fixed_shapes=True)  # every clip a centred square of one size
     transform = DeviceTransform(loaded.input_norm, train=False)
     forward = model.forward_features if args.mode == "feature" else None
     scorer = Scorer(model, transform, device, autocast_dtype(args.precision, device),

@@ -49,8 +49,8 @@ from resnet3d.data.decode_share import DecodeShare
 from resnet3d.engine.feed import AHEAD, Waits, decode_thread, on_device_of, started_ahead, with_index
 from resnet3d.engine.model_start import check_clip_fits
 from resnet3d.engine.precision import autocast_dtype
-from resnet3d.engine.scoring import (CpuThreadSplit, RowBatcher, Scorer, Tally, prepare_for_inference, prepare_model,
-                                     result_entry)
+from resnet3d.engine.scoring import (CpuThreadSplit, RowBatcher, Scorer, Tally, autotune_convolutions,
+                                     prepare_for_inference, prepare_model, result_entry)
 from resnet3d.engine.signals import signal_of, stopped_by
 from resnet3d.engine.windows import ViewPlan, WindowDataset, assemble_views, group_units
 from resnet3d.errors import UserError
@@ -346,6 +346,7 @@ def run_recognition(
     # the weights digest above is the caller's (unfolded) model's: folding changes no setting that
     # --resume checks, as precision and batch size do not (all three change scores by rounding only)
     model, n_folded = prepare_for_inference(model, device, options.channels_last, options.fold_bn)
+    autotune_convolutions(device, fixed_shapes=options.plan.crop != "nocrop")
     transform = DeviceTransform(data.input_norm, train=False, flow=data.input_type == "flow")
     scorer = Scorer(model, transform, device, autocast_dtype(options.precision, device))
     dataset = WindowDataset(videos, mine, data, options.plan)

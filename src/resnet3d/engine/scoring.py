@@ -109,6 +109,16 @@ def prepare_for_inference(model: nn.Module, device: torch.device, channels_last:
     return model, n_folded
 
 
+def autotune_convolutions(device: torch.device, fixed_shapes: bool) -> None:
+    """Let cuDNN time its convolution algorithms on each input shape and keep the fastest
+    (``cudnn.benchmark``), as training does. Worth it when the clips have one shape (a centred
+    square: every batch alike but the last); with ``nocrop`` each frame size is another shape to
+    time, seconds each, so the setting is left as it is. Never where a run asked for
+    deterministic kernels (``--manual_seed`` with determinism)."""
+    if device.type == "cuda" and fixed_shapes and not torch.backends.cudnn.deterministic:
+        torch.backends.cudnn.benchmark = True
+
+
 def prepare_model(model: nn.Module, device: torch.device, channels_last: bool, fold_bn: bool = True) -> nn.Module:
     """The model to run for inference (``prepare_for_inference`` without the count)."""
     return prepare_for_inference(model, device, channels_last, fold_bn)[0]
