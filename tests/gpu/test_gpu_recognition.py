@@ -172,3 +172,18 @@ def test_scorer_keeps_one_batch_in_flight_from_pinned_batches():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert len(gpu.drain()) == 1
+
+
+def test_classify_batches_are_pinned_for_the_gpu_and_hold_the_same_clips(tmp_path):
+    from resnet3d.classify import ClassifyOptions, clip_batches
+    from resnet3d.synthetic import write_mp4
+
+    frames = np.random.default_rng(0).integers(0, 255, (40, 48, 64, 3), dtype=np.uint8)
+    video = tmp_path / "a.mp4"
+    write_mp4(video, frames)
+    options = ClassifyOptions(sample_size=32, sample_duration=8, batch_size=3)
+    plain = list(clip_batches(str(video), options, []))
+    pinned = list(clip_batches(str(video), ClassifyOptions(**{**options.__dict__, "pin_memory": True}), []))
+    assert [len(clips) for clips, _ in pinned] == [len(clips) for clips, _ in plain] == [3, 2]
+    assert all(clips.is_pinned() for clips, _ in pinned) and not any(clips.is_pinned() for clips, _ in plain)
+    assert all(torch.equal(a, b) and sa == sb for (a, sa), (b, sb) in zip(plain, pinned))

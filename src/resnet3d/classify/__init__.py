@@ -35,6 +35,9 @@ class ClassifyOptions:
     stride: Optional[int] = None  # None: consecutive clips (stride = sample_duration)
     batch_size: int = 32
     sample_t_stride: int = 1  # keep every n-th frame, as the model was trained
+    # batches in page-locked memory (a GPU): their copy to the device is then a DMA behind the
+    # running kernels; from pageable memory CUDA first waits for the GPU to finish its queue
+    pin_memory: bool = False
 
 
 def clip_batches(path: str, options: ClassifyOptions, problems: List[str],
@@ -52,10 +55,17 @@ def clip_batches(path: str, options: ClassifyOptions, problems: List[str],
         batch.append(clip)
         segments.append(list(segment))
         if len(batch) == options.batch_size:
-            yield torch.stack(batch), segments
+            yield _stacked(batch, options.pin_memory), segments
             batch, segments = [], []
     if batch:
-        yield torch.stack(batch), segments
+        yield _stacked(batch, options.pin_memory), segments
+
+
+def _stacked(clips: List[torch.Tensor], pin_memory: bool) -> torch.Tensor:
+    if not pin_memory:
+        return torch.stack(clips)
+    out = torch.empty((len(clips), *clips[0].shape), dtype=clips[0].dtype, pin_memory=True)
+    return torch.stack(clips, out=out)
 
 
 def classify_video(path: str, name: str, scorer, class_names: Optional[Sequence[str]],

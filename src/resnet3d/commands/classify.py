@@ -194,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
     scorer = Scorer(model, transform, device, autocast_dtype(args.precision, device),
                     softmax=args.mode == "score", forward=forward)
     options = ClassifyOptions(mode=args.mode, sample_size=loaded.sample_size, sample_duration=loaded.sample_duration,
-                              stride=args.stride, batch_size=args.batch_size, sample_t_stride=t_stride)
+                              stride=args.stride, batch_size=args.batch_size, sample_t_stride=t_stride,
+                              pin_memory=device.type == "cuda")
     records = []
     errors = 0
     partial = 0  # videos that decoded only in part
