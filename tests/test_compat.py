@@ -158,6 +158,8 @@ SUCCESSOR_OPTIONS = [
     (["--distributed"], lambda c, n: c.hardware.n_gpus is None and c.hardware.nproc_per_node is None),
     (["--distributed", "--dist_url", "tcp://127.0.0.1:23456"], lambda c, n: any("--dist_url" in line for line in n)),
     (["--distributed", "--world_size", "2"], lambda c, n: any("torchrun" in line for line in n)),
+    (["--world_size", "2"], lambda c, n: any("--world_size 2 is accepted and ignored" in line and "torchrun" in line
+                                             for line in n)),
 ]
 
 def _close(norm, mean, std, value_scale) -> bool:
@@ -559,6 +561,7 @@ def test_cosine_with_warmup():
     assert math.isclose(schedule.values(3)[0], 1.0)
     assert schedule.values(101)[0] < schedule.values(50)[0] < 1.0
     assert schedule.values(200, 1.0)[0] < 1e-6
+
 
 
 # -- resnet3d's own additions: flag spellings, worker defaults, --mean/--std, recognition in train

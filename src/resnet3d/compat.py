@@ -638,9 +638,10 @@ def _run_config(args: argparse.Namespace, root: str, result_path: str) -> RunCon
 def _hardware_config(args: argparse.Namespace, notices: List[str]) -> HardwareConfig:
     v = lambda dest: value(args, dest)  # noqa: E731
     nproc = getattr(args, "nproc_per_node", None)
-    if v("distributed") and v("world_size") > 1:
+    if v("world_size") > 1:  # with or without --distributed: the machines' processes are torchrun's to start
+        flags = ("--distributed " if v("distributed") else "") + f"--world_size {v('world_size')}"
         notices.append(
-            f"--distributed --world_size {v('world_size')}: start resnet3d on each machine with torchrun "
+            f"{flags} is accepted and ignored: start resnet3d on each machine with torchrun "
             "(docs/training.md, 'Several machines'); this process trains on this machine's GPUs only"
         )
     if v("dist_url"):
