@@ -563,6 +563,15 @@ def test_cosine_with_warmup():
     assert schedule.values(200, 1.0)[0] < 1e-6
 
 
+def test_main_takes_the_cosine_floor_and_warm_up_as_train_does(tmp_path, monkeypatch):
+    """docs/training.md gives --lr_scheduler cosine a warm-up and a floor (--min-lr) with either command."""
+    monkeypatch.chdir(tmp_path)
+    config, _ = translate(["--lr_scheduler", "cosine", "--lr-warmup-epochs", "2", "--min-lr", "0.001"])
+    trained, _ = translate(["--scheduler", "cosine", "--warmup-epochs", "2", "--min-lr", "0.001"], "train")
+    assert (config.optim.warmup_epochs, config.optim.min_lr) == (trained.optim.warmup_epochs, trained.optim.min_lr) == (2.0, 0.001)
+    assert {"warmup_epochs", "min_lr"} <= set(config.optim.explicit_optim)  # a continued run keeps what was given
+    assert translate(["--lr_scheduler", "cosine"])[0].optim.min_lr == 0.0
+
 
 # -- resnet3d's own additions: flag spellings, worker defaults, --mean/--std, recognition in train
 

@@ -253,6 +253,8 @@ def add_run_arguments(group: argparse._ActionsContainer) -> None:
     add_flag(group, "--freeze-bn", action="store_true", default=quiet,
              help="BatchNorm uses its running statistics and does not update them")
     add_flag(group, "--lr-warmup-epochs", type=float, default=quiet, help="warm-up epochs of --lr_scheduler cosine")
+    add_flag(group, "--min-lr", type=float, default=quiet,
+             help="learning rate --lr_scheduler cosine reaches at the last epoch (default 0)")
     add_flag(group, "--max-steps-per-epoch", type=int, default=quiet, help="cut each epoch short (smoke runs)")
     add_decode_flags(group)
     add_mean_std_flags(group)
@@ -548,6 +550,7 @@ def _optim_config(args: argparse.Namespace, root: str, result_path: str) -> Tupl
         overwrite_milestones=bool(v("overwrite_milestones")),
         plateau_patience=patience,
         warmup_epochs=getattr(args, "lr_warmup_epochs", None) or 0.0,
+        min_lr=getattr(args, "min_lr", None) or 0.0,
         regimes=regimes,
         regimes_path=str(regimes_path) if regimes_path else None,
         explicit_optim=tuple(sorted(explicit)),
@@ -560,7 +563,7 @@ OPTIM_FLAG_KEYS = {
     "learning_rate": "learning_rate", "momentum": "momentum", "dampening": "dampening",
     "weight_decay": "weight_decay", "nesterov": "nesterov", "lr_scheduler": "lr_scheduler",
     "multistep_milestones": "multistep_milestones", "plateau_patience": "plateau_patience",
-    "lr_patience": "plateau_patience", "lr_warmup_epochs": "warmup_epochs",
+    "lr_patience": "plateau_patience", "lr_warmup_epochs": "warmup_epochs", "min_lr": "min_lr",
 }
 
 
