@@ -621,6 +621,14 @@ def test_worker_defaults_follow_the_usable_cores(cores, expected, tmp_path, monk
     assert translate(["--workers", "0"], command="train")[0].data.num_workers == 0
 
 
+@pytest.mark.parametrize("command", ["main", "test"])
+def test_worker_help_states_the_rule_for_machines_of_one_or_two_cores(command, capsys):
+    """On 1 or 2 cores the default is every core, not cores - 1: the help says so, as the docs do."""
+    with pytest.raises(SystemExit):
+        cli.build_parser(command).parse_args(["--help"])
+    assert "all of 1 or 2" in " ".join(capsys.readouterr().out.split())
+
+
 def _stats_flags():
     from resnet3d.prepare.stats import StatsResult
 

@@ -181,8 +181,8 @@ OPTIONS: Tuple[Option, ...] = (
     _o("--gpu_id", "gpu_id", S, int, 1, help="first GPU, 1-based as in the seed"),
     _o(("--n_gpus", "--n_gpu"), "n_gpus", S, int, None, help="GPUs (processes) to use; default: all visible"),
     _o("--n_threads", "n_threads", BOTH, int, default_num_workers,
-       help="data loader worker processes per machine (default: usable cores - 1, at most 16; the originals' "
-            "was 4; the count never changes results)"),
+       help="data loader worker processes per machine (default: usable cores - 1, all of 1 or 2, at "
+            "most 16; the originals' was 4; the count never changes results)"),
     _o("--manual_seed", "manual_seed", BOTH, int, 1),
     _o("--accimage", "accimage", (P, P18)),
     _o("--tensorboard", "tensorboard", P),
