@@ -158,6 +158,8 @@ SUCCESSOR_OPTIONS = [
     (["--distributed"], lambda c, n: c.hardware.n_gpus is None and c.hardware.nproc_per_node is None),
     (["--distributed", "--dist_url", "tcp://127.0.0.1:23456"], lambda c, n: any("--dist_url" in line for line in n)),
     (["--distributed", "--world_size", "2"], lambda c, n: any("torchrun" in line for line in n)),
+    (["--world_size", "2"], lambda c, n: any("--world_size 2 is accepted and ignored" in line and "torchrun" in line
+                                             for line in n)),
 ]
 
 def _close(norm, mean, std, value_scale) -> bool:
@@ -561,6 +563,16 @@ def test_cosine_with_warmup():
     assert schedule.values(200, 1.0)[0] < 1e-6
 
 
+def test_main_takes_the_cosine_floor_and_warm_up_as_train_does(tmp_path, monkeypatch):
+    """docs/training.md gives --lr_scheduler cosine a warm-up and a floor (--min-lr) with either command."""
+    monkeypatch.chdir(tmp_path)
+    config, _ = translate(["--lr_scheduler", "cosine", "--lr-warmup-epochs", "2", "--min-lr", "0.001"])
+    trained, _ = translate(["--scheduler", "cosine", "--warmup-epochs", "2", "--min-lr", "0.001"], "train")
+    assert (config.optim.warmup_epochs, config.optim.min_lr) == (trained.optim.warmup_epochs, trained.optim.min_lr) == (2.0, 0.001)
+    assert {"warmup_epochs", "min_lr"} <= set(config.optim.explicit_optim)  # a continued run keeps what was given
+    assert translate(["--lr_scheduler", "cosine"])[0].optim.min_lr == 0.0
+
+
 # -- resnet3d's own additions: flag spellings, worker defaults, --mean/--std, recognition in train
 
 
@@ -607,6 +619,14 @@ def test_worker_defaults_follow_the_usable_cores(cores, expected, tmp_path, monk
     assert translate(["--n_threads", "6"])[0].data.num_workers == 6
     assert translate(["--workers", "6"], command="train")[0].data.num_workers == 6
     assert translate(["--workers", "0"], command="train")[0].data.num_workers == 0
+
+
+@pytest.mark.parametrize("command", ["main", "test"])
+def test_worker_help_states_the_rule_for_machines_of_one_or_two_cores(command, capsys):
+    """On 1 or 2 cores the default is every core, not cores - 1: the help says so, as the docs do."""
+    with pytest.raises(SystemExit):
+        cli.build_parser(command).parse_args(["--help"])
+    assert "all of 1 or 2" in " ".join(capsys.readouterr().out.split())
 
 
 def _stats_flags():

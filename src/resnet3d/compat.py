@@ -181,8 +181,8 @@ OPTIONS: Tuple[Option, ...] = (
     _o("--gpu_id", "gpu_id", S, int, 1, help="first GPU, 1-based as in the seed"),
     _o(("--n_gpus", "--n_gpu"), "n_gpus", S, int, None, help="GPUs (processes) to use; default: all visible"),
     _o("--n_threads", "n_threads", BOTH, int, default_num_workers,
-       help="data loader worker processes per machine (default: usable cores - 1, at most 16; the originals' "
-            "was 4; the count never changes results)"),
+       help="data loader worker processes per machine (default: usable cores - 1, all of 1 or 2, at "
+            "most 16; the originals' was 4; the count never changes results)"),
     _o("--manual_seed", "manual_seed", BOTH, int, 1),
     _o("--accimage", "accimage", (P, P18)),
     _o("--tensorboard", "tensorboard", P),
@@ -253,6 +253,8 @@ def add_run_arguments(group: argparse._ActionsContainer) -> None:
     add_flag(group, "--freeze-bn", action="store_true", default=quiet,
              help="BatchNorm uses its running statistics and does not update them")
     add_flag(group, "--lr-warmup-epochs", type=float, default=quiet, help="warm-up epochs of --lr_scheduler cosine")
+    add_flag(group, "--min-lr", type=float, default=quiet,
+             help="learning rate --lr_scheduler cosine reaches at the last epoch (default 0)")
     add_flag(group, "--max-steps-per-epoch", type=int, default=quiet, help="cut each epoch short (smoke runs)")
     add_decode_flags(group)
     add_mean_std_flags(group)
@@ -548,6 +550,7 @@ def _optim_config(args: argparse.Namespace, root: str, result_path: str) -> Tupl
         overwrite_milestones=bool(v("overwrite_milestones")),
         plateau_patience=patience,
         warmup_epochs=getattr(args, "lr_warmup_epochs", None) or 0.0,
+        min_lr=getattr(args, "min_lr", None) or 0.0,
         regimes=regimes,
         regimes_path=str(regimes_path) if regimes_path else None,
         explicit_optim=tuple(sorted(explicit)),
@@ -560,7 +563,7 @@ OPTIM_FLAG_KEYS = {
     "learning_rate": "learning_rate", "momentum": "momentum", "dampening": "dampening",
     "weight_decay": "weight_decay", "nesterov": "nesterov", "lr_scheduler": "lr_scheduler",
     "multistep_milestones": "multistep_milestones", "plateau_patience": "plateau_patience",
-    "lr_patience": "plateau_patience", "lr_warmup_epochs": "warmup_epochs",
+    "lr_patience": "plateau_patience", "lr_warmup_epochs": "warmup_epochs", "min_lr": "min_lr",
 }
 
 
@@ -638,9 +641,10 @@ def _run_config(args: argparse.Namespace, root: str, result_path: str) -> RunCon
 def _hardware_config(args: argparse.Namespace, notices: List[str]) -> HardwareConfig:
     v = lambda dest: value(args, dest)  # noqa: E731
     nproc = getattr(args, "nproc_per_node", None)
-    if v("distributed") and v("world_size") > 1:
+    if v("world_size") > 1:  # with or without --distributed: the machines' processes are torchrun's to start
+        flags = ("--distributed " if v("distributed") else "") + f"--world_size {v('world_size')}"
         notices.append(
-            f"--distributed --world_size {v('world_size')}: start resnet3d on each machine with torchrun "
+            f"{flags} is accepted and ignored: start resnet3d on each machine with torchrun "
             "(docs/training.md, 'Several machines'); this process trains on this machine's GPUs only"
         )
     if v("dist_url"):

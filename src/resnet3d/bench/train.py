@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample_size", type=int, default=112)
     parser.add_argument("--sample_duration", type=int, default=16)
     parser.add_argument("--n_threads", type=int, default=None,
-                        help=f"loader worker processes (default: usable cores - 1, at most 16; "
+                        help=f"loader worker processes (default: usable cores - 1, all of 1 or 2, at most 16; "
                              f"here {default_num_workers()})")
     parser.add_argument("--video_path", default=None, help="JPEG frame folders (default: generate a data set)")
     parser.add_argument("--annotation_path", default=None, help="annotation JSON of --video_path")

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              help="use every n-th frame " + ours(DEFAULTS["sample_t_stride"]))
     add_flag(data, "--subset", default="validation", help="training/validation/testing (train/val/test accepted)")
     add_flag(data, "--workers", "--n-threads", dest="n_threads", type=int, default=default_num_workers(),
-             help="decoding worker processes (default: the usable cores minus one, at most 16); --n-threads is the same flag")
+             help="decoding worker processes (default: the usable cores minus one, all of 1 or 2, at most 16); --n-threads is the same flag")
     add_decode_flags(data)
 
     views = parser.add_argument_group("views")
