@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the same as --layout")
     placement = p.add_mutually_exclusive_group()
     add_flag(placement, "--layout", choices=LAYOUTS, default=None,
-             help="how VIDEO_DIR is organised; None: class subfolders mean kinetics, loose files flat")
+             help="how VIDEO_DIR is organised; not given: class subfolders mean kinetics, loose files flat")
     add_flag(placement, "--annotation", type=Path, default=None,
              help="annotation JSON: find videos anywhere under VIDEO_DIR by name and write each to "
                   "<label>/<key> (test/<key> unlabelled, v_<id> ActivityNet); unlisted videos are ignored")
@@ -64,8 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(size, "--height", type=int, default=None,
              help="resize to this height instead (the seed's rule: 240 Kinetics, 360 ActivityNet)")
     add_flag(p, "--workers", "--n_jobs", type=int, default=None,
-             help="videos in parallel; None or -1: one per core (--size and --n_jobs are the successor's names)")
-    add_flag(p, "--fps", type=float, default=None, help="resample to this frame rate; None keeps every decoded frame")
+             help="videos in parallel; not given or -1: one per core (--size and --n_jobs are the successor's names)")
+    add_flag(p, "--fps", type=float, default=None, help="resample to this frame rate; not given: every decoded frame is kept")
     add_flag(p, "--quality", type=int, default=DEFAULT_QUALITY, help="JPEG quality, 1-100")
     add_flag(p, "--format", choices=("jpg", "hdf5"), default="jpg",
              help="jpg: image_%%05d.jpg folders; hdf5: one <video>.hdf5 per video (the successor's --file_type hdf5)")
@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("source_dir", type=Path, metavar="VIDEO_OR_FRAME_DIR")
     p.add_argument("json_path", type=Path, metavar="JSON", help="the official activity_net.v1-3.min.json")
     p.add_argument("out_json", type=Path, nargs="?", default=None, metavar="OUT_JSON",
-                   help="where to write; None: JSON itself, after keeping a copy as JSON.bak")
+                   help="where to write; not given: JSON itself, after keeping a copy as JSON.bak")
     add_flag(p, "--fps-files", action="store_true", help="also write the seed's fps file into each frame folder")
     add_flag(p, "--frame-dir", type=Path, default=None,
              help="the frame folders for --fps-files when VIDEO_OR_FRAME_DIR holds videos")
