@@ -170,6 +170,16 @@ def test_inductors_backward_failure_and_other_errors():
     assert "TORCHDYNAMO_VERBOSE=1" in describe_compile_error(RuntimeError(""), "default")
 
 
+def test_inductors_bare_error_is_explained_too():
+    """torch 2.4 (no InductorError) raises a lazily compiled backward's failure as inductor's bare
+    error, e.g. InvalidCxxCompiler, a RuntimeError of torch._inductor.exc: one line as well."""
+    import torch._inductor.exc
+
+    with pytest.raises(UserError, match=r"failed: InvalidCxxCompiler: No working C\+\+ compiler.*Run without"):
+        with compile_errors_explained("default"):
+            raise torch._inductor.exc.InvalidCxxCompiler()
+
+
 def test_the_trainer_compiles_in_the_mode_asked_and_explains_a_failure(motion_data, tmp_path, monkeypatch):
     from resnet3d.engine import trainer
 

@@ -248,6 +248,30 @@ def test_a_run_refused_at_set_up_leaves_no_folders_it_created(motion_data):
     assert not (motion_data / "new_parent").exists()
 
 
+def test_the_launcher_takes_sigint_and_sigterm_even_where_torch_sets_its_own_handler():
+    """torch 2.4's launcher sets its ``_terminate_process_handler`` for SIGINT, SIGTERM, SIGHUP
+    and SIGQUIT whatever TORCHELASTIC_SIGNALS_TO_HANDLE says (later ones read the variable):
+    inside ``ForwardToWorkers`` that name is ours for SIGINT and SIGTERM, torch's for the others,
+    and torch's again afterwards."""
+    import torch.distributed.elastic.multiprocessing.api as elastic
+
+    from resnet3d.engine.signals import ForwardToWorkers
+
+    torchs = elastic._terminate_process_handler
+    sent = []
+    forward = ForwardToWorkers(lambda: [])
+    forward._send = sent.append
+    with forward:
+        installed = elastic._terminate_process_handler  # what torch's start() installs
+        assert installed is not torchs
+        installed(signal.SIGINT, None)
+        installed(signal.SIGTERM, None)
+        assert forward.signals_seen == [signal.SIGINT, signal.SIGTERM] and sent == [signal.SIGTERM]
+        with pytest.raises(elastic.SignalException):
+            installed(signal.SIGHUP, None)
+    assert elastic._terminate_process_handler is torchs
+
+
 def test_loader_workers_start_with_the_stop_signals_blocked():
     """A spawned worker imports torch for a second or two before its set-up takes the signals
     over; a Ctrl-C to the job meanwhile ended it with a traceback. The block passes through fork

@@ -7,9 +7,11 @@ Modes (``resnet3d.config.COMPILE_MODES``): ``none`` leaves the model as it is; `
 torch compiles lazily: the forward graph at the first call, the backward graph at the first
 ``backward()``. A failure there (no working C++ compiler or Triton, an unsupported operation)
 surfaces as a ``torch._dynamo.exc.TorchDynamoException`` (inductor's own, from the forward or
-the backward, is ``InductorError``, a subclass) with a trace of a hundred lines through torch's
-internals. ``compile_errors_explained`` turns it into one ``UserError`` naming the mode, the first
-lines of torch's message and the flag that turns compilation off.
+the backward, is ``InductorError``, a subclass; torch 2.4 has no InductorError and raises a
+backward's failure as inductor's bare error, a RuntimeError of ``torch._inductor.exc``) with a
+trace of a hundred lines through torch's internals. ``compile_errors_explained`` turns it into
+one ``UserError`` naming the mode, the first lines of torch's message and the flag that turns
+compilation off.
 """
 from __future__ import annotations
 
@@ -50,7 +52,13 @@ def is_compile_error(error: BaseException) -> bool:
         from torch._dynamo.exc import TorchDynamoException
     except ImportError:  # a torch without dynamo has nothing to compile with
         return False
-    return isinstance(error, TorchDynamoException)
+    if isinstance(error, TorchDynamoException):
+        return True
+    # A torch without torch._inductor.exc.InductorError (2.4; 2.11 and 2.13 have it) raises
+    # inductor's own errors bare when the lazily compiled backward graph fails inside
+    # ``backward()``: CppCompileError, InvalidCxxCompiler ... (RuntimeErrors defined in
+    # torch._inductor), not wrapped in a TorchDynamoException as the forward's are.
+    return type(error).__module__.startswith("torch._inductor")
 
 
 def describe_compile_error(error: BaseException, mode: str, off: str = "--compile-mode none") -> str:

@@ -259,6 +259,7 @@ class ForwardToWorkers:
         self.signals_seen: List[int] = []
         self._previous: Dict[int, object] = {}
         self._variable: Optional[str] = None
+        self._torch_handler: Optional[Callable[[int, object], None]] = None
 
     def _send(self, signum: int) -> None:
         for pid in self.workers():
@@ -271,6 +272,14 @@ class ForwardToWorkers:
         self.signals_seen.append(signum)
         if len(self.signals_seen) == 1:
             self._send(signal.SIGTERM)
+
+    def _instead_of_torchs(self, signum: int, frame: object) -> None:
+        """Stands in for torch's ``_terminate_process_handler`` while the launcher starts: ours
+        for SIGINT and SIGTERM, torch's for the signals left to it."""
+        if signum in (signal.SIGINT, signal.SIGTERM):
+            self._handle(signum, frame)
+        elif self._torch_handler is not None:
+            self._torch_handler(signum, frame)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """As a logging filter: torch's own report of a worker stopped by the signal passed on
@@ -286,11 +295,26 @@ class ForwardToWorkers:
         os.environ[ELASTIC_SIGNALS_VARIABLE] = LEFT_TO_ELASTIC
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous[signum] = signal.signal(signum, self._handle)
+        # torch before the variable (2.4: its process context's start() sets its own handler for
+        # SIGINT, SIGTERM, SIGHUP and SIGQUIT, whatever the variable says) would replace ours as
+        # it starts the workers, raise a SignalException at the first Ctrl-C (a traceback, exit 1)
+        # and send the workers the signal again. Its start() takes the handler by its module-level
+        # name, so the launcher installs ours instead; a torch that reads the variable installs
+        # it for SIGHUP and SIGQUIT only, which it passes to torch's own.
+        elastic = sys.modules.get("torch.distributed.elastic.multiprocessing.api")
+        if elastic is not None and callable(getattr(elastic, "_terminate_process_handler", None)):
+            self._torch_handler = elastic._terminate_process_handler
+            elastic._terminate_process_handler = self._instead_of_torchs
         return self
 
     def __exit__(self, *exc: object) -> None:
         for name in _TORCH_LAUNCHER_LOGGERS:
             logging.getLogger(name).removeFilter(self)
+        if self._torch_handler is not None:
+            elastic = sys.modules.get("torch.distributed.elastic.multiprocessing.api")
+            if elastic is not None and getattr(elastic, "_terminate_process_handler", None) == self._instead_of_torchs:
+                elastic._terminate_process_handler = self._torch_handler
+            # (kept: a SIGHUP or SIGQUIT handler that torch left installed still reaches torch's)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous.clear()
