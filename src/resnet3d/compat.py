@@ -39,7 +39,7 @@ from resnet3d.config import (
 )
 from resnet3d.data.config import DECODE_DEVICES, DECODERS, DEFAULT_DECODE_TOLERANCE, DataConfig
 from resnet3d.errors import UserError
-from resnet3d.hardware import default_num_workers
+from resnet3d.hardware import DEFAULT_WORKERS_RULE, default_num_workers
 from resnet3d.normalization import InputNorm, successor_2018_norm, successor_norm
 
 SEED, SUCCESSOR, SUCCESSOR_2018 = "seed", "successor", "successor-2018"
@@ -181,8 +181,8 @@ OPTIONS: Tuple[Option, ...] = (
     _o("--gpu_id", "gpu_id", S, int, 1, help="first GPU, 1-based as in the seed"),
     _o(("--n_gpus", "--n_gpu"), "n_gpus", S, int, None, help="GPUs (processes) to use; default: all visible"),
     _o("--n_threads", "n_threads", BOTH, int, default_num_workers,
-       help="data loader worker processes per machine (default: usable cores - 1, all of 1 or 2, at "
-            "most 16; the originals' was 4; the count never changes results)"),
+       help=f"data loader worker processes per machine (default: {DEFAULT_WORKERS_RULE}; the originals' "
+            "was 4; the count never changes results)"),
     _o("--manual_seed", "manual_seed", BOTH, int, 1),
     _o("--accimage", "accimage", (P, P18)),
     _o("--tensorboard", "tensorboard", P),

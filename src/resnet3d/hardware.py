@@ -12,6 +12,10 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+# default_num_workers's rule in words, for the help of every flag that takes its default from it
+DEFAULT_WORKERS_RULE = "usable cores - 1, all of 1 or 2, at most 16"
+
+
 def default_num_workers(most: int = 16) -> int:
     """Loader worker processes when none are asked for: every usable core but one (the main
     process needs one to run the step loop and pin batches), at most ``most``; all cores on a

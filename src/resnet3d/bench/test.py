@@ -39,7 +39,7 @@ import torch
 from resnet3d.bench.common import emit
 from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.data.config import DECODE_DEVICES
-from resnet3d.hardware import default_num_workers
+from resnet3d.hardware import DEFAULT_WORKERS_RULE, default_num_workers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample_duration", type=int, default=16)
     parser.add_argument("--batch_size", type=int, default=32, help="views per batch (ours)")
     parser.add_argument("--n_threads", type=int, default=default_num_workers(),
-                        help="decoding workers, both sides (default: usable cores - 1, all of 1 or 2, at most 16)")
+                        help=f"decoding workers, both sides (default: {DEFAULT_WORKERS_RULE})")
     add_flag(parser, "--device", default="auto", choices=("auto", "cuda", "cpu"))
     add_flag(parser, "--precision", default="auto", choices=("auto", "bf16", "fp32"), help="ours (the baseline is fp32)")
     add_flag(parser, "--no-baseline", action="store_true", help="measure ours only")

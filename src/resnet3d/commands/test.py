@@ -17,7 +17,7 @@ from typing import Any, Dict
 
 from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.data.config import DATASETS, FILE_TYPES, INPUT_TYPES, DataConfig
-from resnet3d.hardware import default_num_workers
+from resnet3d.hardware import DEFAULT_WORKERS_RULE, default_num_workers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              help="use every n-th frame " + ours(DEFAULTS["sample_t_stride"]))
     add_flag(data, "--subset", default="validation", help="training/validation/testing (train/val/test accepted)")
     add_flag(data, "--workers", "--n-threads", dest="n_threads", type=int, default=default_num_workers(),
-             help="decoding worker processes (default: the usable cores minus one, all of 1 or 2, at most 16); --n-threads is the same flag")
+             help=f"decoding worker processes (default: {DEFAULT_WORKERS_RULE}); --n-threads is the same flag")
     add_decode_flags(data)
 
     views = parser.add_argument_group("views")
