@@ -58,7 +58,7 @@ from resnet3d.data.loader import decode_share_of
 from resnet3d.engine.compilation import compile_errors_explained, compile_model, reset_compiler
 from resnet3d.engine.precision import NAMES as PRECISION_NAMES, autocast_dtype
 from resnet3d.errors import UserError
-from resnet3d.hardware import default_num_workers
+from resnet3d.hardware import DEFAULT_WORKERS_RULE, default_num_workers
 from resnet3d.models.stem import pad_stem_channels
 
 COMPILE_OFF = "drop it from --compile-modes"
@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample_size", type=int, default=112)
     parser.add_argument("--sample_duration", type=int, default=16)
     parser.add_argument("--n_threads", type=int, default=None,
-                        help=f"loader worker processes (default: usable cores - 1, all of 1 or 2, at most 16; "
+                        help=f"loader worker processes (default: {DEFAULT_WORKERS_RULE}; "
                              f"here {default_num_workers()})")
     parser.add_argument("--video_path", default=None, help="JPEG frame folders (default: generate a data set)")
     parser.add_argument("--annotation_path", default=None, help="annotation JSON of --video_path")
@@ -595,9 +595,12 @@ def drain_steps(loader) -> int:
     baseline read 1,306 clips/s "end to end" with 0.2% data wait from a 60-batch queue, about
     twice what its workers can decode. Twice the queue's depth lets a loader slower than the
     step empty it (and one faster keep it full) before timing begins."""
-    workers = getattr(loader, "num_workers", 0) or 0
-    prefetch = getattr(loader, "prefetch_factor", None) or 0
-    return 2 * workers * prefetch
+    return queue_drain_steps(getattr(loader, "num_workers", 0) or 0, getattr(loader, "prefetch_factor", None) or 0)
+
+
+def queue_drain_steps(workers: int, prefetch_factor: int) -> int:
+    """``drain_steps`` of a loader with these workers and prefetch factor: twice its queue."""
+    return 2 * max(0, workers) * prefetch_factor
 
 
 def stretch_rounds(n_items: int, batch_size: int, workers: int, warmup: int, steps: int) -> int:
@@ -610,7 +613,7 @@ def stretch_rounds(n_items: int, batch_size: int, workers: int, warmup: int, ste
     batches, so those restarts are not the steady state the stretch measures."""
     from resnet3d.data.loader import PREFETCH_FACTOR
 
-    batches = warmup + 2 * max(0, workers) * PREFETCH_FACTOR + steps + 1
+    batches = warmup + queue_drain_steps(workers, PREFETCH_FACTOR) + steps + 1
     return max(1, -(-batches * batch_size // max(1, n_items)))
 
 

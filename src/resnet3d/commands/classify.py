@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     from resnet3d.engine.model_start import check_clip_fits
     from resnet3d.engine.precision import autocast_dtype
     from resnet3d.engine.predict import Scorer, prepare_model
-    from resnet3d.engine.scoring import autotune_convolutions
+    from resnet3d.engine.scoring import CpuThreadSplit, autotune_convolutions
     from resnet3d.engine.predict_model import load_inference_model
     from resnet3d.errors import UserError
     from resnet3d.fileio import atomic_write_json
@@ -207,7 +207,6 @@ def run(args: argparse.Namespace) -> int:
     # on the CPU, the model's threads share the cores with the decoding of the next clips (set
     # here, next to the block that gives them back on every path)
     from resnet3d.classify.clips import FFMPEG_THREADS
-    from resnet3d.engine.scoring import CpuThreadSplit
 
     threads = CpuThreadSplit(device, workers=FFMPEG_THREADS, settle_batches=1)
     from resnet3d.engine.signals import StopRequest
