@@ -157,10 +157,25 @@ SUCCESSOR_OPTIONS = [
     (["--tensorboard"], lambda c, n: c.run.tensorboard),
     (["--distributed"], lambda c, n: c.hardware.n_gpus is None and c.hardware.nproc_per_node is None),
     (["--distributed", "--dist_url", "tcp://127.0.0.1:23456"], lambda c, n: any("--dist_url" in line for line in n)),
-    (["--distributed", "--world_size", "2"], lambda c, n: any("torchrun" in line for line in n)),
+    # the successor's several machines (mpirun, one process each): --batch_size per machine
+    (["--distributed", "--world_size", "2"], lambda c, n: (c.hardware.nodes, c.hardware.dist_url, c.run.batch_size) == (
+        2, "tcp://127.0.0.1:23456", 256) and any("is this machine" in line for line in n)),
+    (["--distributed", "--world_size", "3", "--dist_url", "tcp://node0:29500", "--batch_size", "64"],
+     lambda c, n: (c.hardware.nodes, c.hardware.dist_url, c.run.batch_size) == (3, "tcp://node0:29500", 192)
+     and any("global batch of 192" in line for line in n) and not any("is this machine" in line for line in n)),
     (["--world_size", "2"], lambda c, n: any("--world_size 2 is accepted and ignored" in line and "torchrun" in line
                                              for line in n)),
 ]
+
+
+def test_torchrun_sets_the_machines_itself(monkeypatch):
+    """Under torchrun the successor's --world_size is left to it: no second set of machines."""
+    for name, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    config, notices = translate(["--distributed", "--world_size", "2", "--batch_size", "64"])
+    assert (config.hardware.nodes, config.run.batch_size) == (1, 64)
+    assert any("--distributed --world_size 2 is accepted and ignored: torchrun" in line for line in notices)
+
 
 def _close(norm, mean, std, value_scale) -> bool:
     return (norm.value_scale == value_scale and all(abs(a - b) < 1e-9 for a, b in zip(norm.mean, mean))
@@ -437,6 +452,15 @@ def test_config_file_values_outside_their_choices_are_refused(tmp_path, monkeypa
         translate(["--config", "run.toml"], command="train")
     with pytest.raises(SystemExit):  # the flag offers the same choices
         translate(["--device", "tpu"], command="train")
+
+
+def test_several_machines_from_a_config_file(tmp_path, monkeypatch):
+    """resnet3d train's way to the successor's machines: [hardware] nodes and dist_url, under
+    mpirun or srun; its batch_size stays the global batch."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text('[hardware]\nnodes = 2\ndist_url = "tcp://node0:29500"\n[run]\nbatch_size = 64\n')
+    config, _ = translate(["--config", "run.toml"], command="train")
+    assert (config.hardware.nodes, config.hardware.dist_url, config.run.batch_size) == (2, "tcp://node0:29500", 64)
 
 
 def test_json_null_where_a_setting_has_no_none(tmp_path, monkeypatch):

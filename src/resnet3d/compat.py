@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
 
 from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.config import (
@@ -38,6 +39,7 @@ from resnet3d.config import (
     resolve_compile_mode,
 )
 from resnet3d.data.config import DECODE_DEVICES, DECODERS, DEFAULT_DECODE_TOLERANCE, DataConfig
+from resnet3d.engine.machines import DEFAULT_DIST_URL
 from resnet3d.errors import UserError
 from resnet3d.hardware import DEFAULT_WORKERS_RULE, default_num_workers
 from resnet3d.normalization import InputNorm, successor_2018_norm, successor_norm
@@ -186,9 +188,12 @@ OPTIONS: Tuple[Option, ...] = (
     _o("--manual_seed", "manual_seed", BOTH, int, 1),
     _o("--accimage", "accimage", (P, P18)),
     _o("--tensorboard", "tensorboard", P),
-    _o("--distributed", "distributed", P, help="one process per GPU (DDP)"),
-    _o("--dist_url", "dist_url", P, str, None),
-    _o("--world_size", "world_size", P, int, -1, help="number of machines"),
+    _o("--distributed", "distributed", P, help="one process per GPU (DDP; resnet3d does so without it too)"),
+    _o("--dist_url", "dist_url", P, str, None,
+       help=f"with --distributed --world_size N: where the machines meet, tcp://HOST:PORT of the machine of "
+            f"launcher rank 0, or env:// (default: {DEFAULT_DIST_URL})"),
+    _o("--world_size", "world_size", P, int, -1,
+       help="with --distributed: number of machines, each started by mpirun or srun (one process per machine)"),
 )
 
 OPTION_BY_DEST = {o.dest: o for o in OPTIONS}
@@ -372,6 +377,12 @@ def config_from_args(args: argparse.Namespace) -> Tuple[Config, List[str]]:
     if regime_notice and run.train:  # (a run that only evaluates has no learning rate to speak of)
         notices.append(regime_notice)
     hardware = _hardware_config(args, notices)
+    if hardware.nodes > 1:
+        # The successor split --batch_size among one machine's GPUs, so each machine took a whole
+        # --batch_size: the same command line keeps the same clips per step and per GPU.
+        run = replace(run, batch_size=run.batch_size * hardware.nodes)
+        notices.append(f"--batch_size {v('batch_size')} is per machine, as in the successor's --distributed runs: "
+                       f"{hardware.nodes} machines train with a global batch of {run.batch_size}")
     inference = _inference_config(args, data)
     return Config(data=data, model=model, finetune=finetune, optim=optim, run=run, hardware=hardware,
                   inference=inference), notices
@@ -641,15 +652,24 @@ def _run_config(args: argparse.Namespace, root: str, result_path: str) -> RunCon
 def _hardware_config(args: argparse.Namespace, notices: List[str]) -> HardwareConfig:
     v = lambda dest: value(args, dest)  # noqa: E731
     nproc = getattr(args, "nproc_per_node", None)
-    if v("world_size") > 1:  # with or without --distributed: the machines' processes are torchrun's to start
+    nodes, dist_url = 1, ""
+    if v("world_size") > 1 and v("distributed") and not _under_torchrun():
+        # the successor's several machines: one process per machine started by mpirun (or srun)
+        nodes, dist_url = v("world_size"), v("dist_url") or DEFAULT_DIST_URL
+        if urlsplit(dist_url).hostname in ("127.0.0.1", "localhost", "::1"):
+            notices.append(f"--dist_url {dist_url} is this machine: the {nodes} processes meet only if they all run "
+                           "here; on several machines pass the address of the machine of rank 0 "
+                           "(--dist_url tcp://node0:23456)")
+    elif v("world_size") > 1:
         flags = ("--distributed " if v("distributed") else "") + f"--world_size {v('world_size')}"
-        notices.append(
-            f"{flags} is accepted and ignored: start resnet3d on each machine with torchrun "
-            "(docs/training.md, 'Several machines'); this process trains on this machine's GPUs only"
-        )
-    if v("dist_url"):
-        notices.append("--dist_url is accepted and ignored: resnet3d starts and connects its processes itself "
-                       "(several machines: torchrun, docs/training.md)")
+        why = ("torchrun started this process and sets the machines itself" if v("distributed") else
+               "without --distributed (as in the successor)")
+        notices.append(f"{flags} is accepted and ignored: {why}; this process trains on this machine's GPUs only "
+                       "unless started by torchrun (docs/training.md, 'Several machines')")
+    if v("dist_url") and nodes == 1:
+        notices.append("--dist_url is accepted and ignored: resnet3d starts and connects one machine's processes "
+                       "itself (several machines: --distributed --world_size N under mpirun or srun, or torchrun; "
+                       "docs/training.md)")
     if v("gpu_id") < 1:
         raise UserError(f"--gpu_id is 1-based as in the seed (got {v('gpu_id')})")
     return HardwareConfig(
@@ -658,7 +678,15 @@ def _hardware_config(args: argparse.Namespace, notices: List[str]) -> HardwareCo
         gpu_id=v("gpu_id") - 1,
         nproc_per_node=nproc,
         batchnorm_sync=bool(v("batchnorm_sync")),
+        nodes=nodes,
+        dist_url=dist_url,
     )
+
+
+def _under_torchrun() -> bool:
+    from resnet3d.engine.distributed import launched_by_torchrun
+
+    return launched_by_torchrun()
 
 
 def _inference_config(args: argparse.Namespace, data: DataConfig) -> Optional[InferenceConfig]:

@@ -245,6 +245,11 @@ class HardwareConfig:
     nproc_per_node: Optional[int] = None  # processes on this machine; None: n_gpus on CUDA, 1 on CPU
     batchnorm_sync: bool = False
     dist_backend: str = field(default="auto", metadata=choices(DIST_BACKENDS))  # auto: nccl on CUDA, gloo on CPU
+    # Several machines started by mpirun or srun, one process each (the successor's --distributed
+    # --world_size N --dist_url): every machine runs its processes_per_node and meets the others at
+    # dist_url (tcp://HOST:PORT of the launcher's rank 0, or env://). torchrun needs neither.
+    nodes: int = 1
+    dist_url: str = ""
 
 
 @dataclass(frozen=True)

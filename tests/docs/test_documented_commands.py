@@ -31,6 +31,8 @@ def documented_commands():
         for line in _code_lines(document.read_text()):
             if "-m resnet3d " in line:
                 line = "resnet3d " + line.split("-m resnet3d ", 1)[1]
+            elif line.startswith(("mpirun ", "srun ")) and " resnet3d " in line:  # (a launcher's command)
+                line = "resnet3d " + line.split(" resnet3d ", 1)[1]
             if not line.startswith("resnet3d ") or re.match(r"resnet3d \S+:", line) or "..." in line or "<" in line or " [-" in line:
                 continue
             found.append(pytest.param(line, id=f"{document.name}:{line[:60]}"))

@@ -8,6 +8,7 @@ processes, or a clip flipped or jittered differently on another process (the dra
 the item: docs/data.md) all show up as differences far above the tolerance.
 """
 import json
+import shutil
 import subprocess
 import sys
 
@@ -59,30 +60,74 @@ def test_two_processes_match_one(motion_data, one_process, tmp_path, monkeypatch
     assert one_process["train_batch.log"][0]["loss"] != one_process["train_batch.log"][-1]["loss"]
 
 
-def test_two_torchrun_nodes_on_localhost(motion_data, one_process, tmp_path):
-    """The multi-node path: two torchrun launchers, one per 'machine', meeting at node 0."""
-    port = free_port()
-    env = dict(subprocess_env(), TMPDIR=str(tmp_path))  # (torchrun leaves a torchelastic_* folder per run)
-    launchers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),
-             "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
-             "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", "ddp_nodes", *RUN],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for rank in (0, 1)
-    ]
+def _two_machines(commands, envs):
+    """Start one command per 'machine' on localhost; wait for both and return their outputs."""
+    launchers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for command, env in zip(commands, envs)]
     try:
         outputs = [launcher.communicate(timeout=300) for launcher in launchers]
     except subprocess.TimeoutExpired:  # both launchers' words, not only the first's timeout
         for launcher in launchers:
             launcher.kill()
         outputs = [launcher.communicate() for launcher in launchers]
-        raise AssertionError("the two nodes did not finish:\n" + "\n".join(
-            f"node {rank}:\n{out}\n{err}" for rank, (out, err) in enumerate(outputs))) from None
+        raise AssertionError("the two machines did not finish:\n" + "\n".join(
+            f"machine {rank}:\n{out}\n{err}" for rank, (out, err) in enumerate(outputs))) from None
     for rank, (launcher, (out, err)) in enumerate(zip(launchers, outputs)):
-        assert launcher.returncode == 0, f"node {rank}:\n{out}\n{err}"
+        assert launcher.returncode == 0, f"machine {rank}:\n{out}\n{err}"
+    return outputs
+
+
+def test_two_torchrun_nodes_on_localhost(motion_data, one_process, tmp_path):
+    """The multi-node path: two torchrun launchers, one per 'machine', meeting at node 0."""
+    port = free_port()
+    env = dict(subprocess_env(), TMPDIR=str(tmp_path))  # (torchrun leaves a torchelastic_* folder per run)
+    outputs = _two_machines(
+        [[sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),
+          "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
+          "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", "ddp_nodes", *RUN]
+         for rank in (0, 1)], [env, env])
     assert "epoch 2/2" in outputs[0][0] and "epoch 2/2" not in outputs[1][0]
     _assert_same_run(_numbers(motion_data / "ddp_nodes"), one_process)
+
+
+def test_the_successors_machines_under_mpirun(motion_data, one_process, tmp_path):
+    """The successor's several machines: mpirun starts ``main --distributed --world_size 2
+    --dist_url tcp://HOST:PORT`` once per machine, each reading its rank from OMPI_COMM_WORLD_RANK
+    (set here as mpirun sets it), and --batch_size is per machine: 4 on each of 2 machines is the
+    one-process run's batch of 8."""
+    port = free_port()
+    per_machine = [*RUN[:RUN.index("--batch_size")], "--batch_size", "4", *RUN[RUN.index("--batch_size") + 2:]]
+    command = [sys.executable, "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", "ddp_mpi",
+               *per_machine, "--distributed", "--world_size", "2", "--dist_url", f"tcp://127.0.0.1:{port}"]
+    envs = [dict(subprocess_env(), TMPDIR=str(tmp_path), OMPI_COMM_WORLD_RANK=str(rank), OMPI_COMM_WORLD_SIZE="2")
+            for rank in (0, 1)]
+    outputs = _two_machines([command, command], envs)
+    assert "epoch 2/2" in outputs[0][0] and "epoch 2/2" not in outputs[1][0]  # only rank 0 reports
+    assert "machine 1 of 2" in outputs[1][1] and "global batch of 8" in outputs[0][0] + outputs[0][1]
+    _assert_same_run(_numbers(motion_data / "ddp_mpi"), one_process)
+
+
+def _open_mpi():
+    mpirun = shutil.which("mpirun")
+    if mpirun is None:
+        return None
+    version = subprocess.run([mpirun, "--version"], capture_output=True, text=True).stdout
+    return mpirun if "Open MPI" in version else None
+
+
+@pytest.mark.skipif(_open_mpi() is None, reason="Open MPI's mpirun is not installed (apt-get install openmpi-bin)")
+def test_the_successors_machines_under_a_real_mpirun(motion_data, one_process, tmp_path):
+    """The same, started by Open MPI itself: its rank variables are the ones the run reads."""
+    port = free_port()
+    per_machine = [*RUN[:RUN.index("--batch_size")], "--batch_size", "4", *RUN[RUN.index("--batch_size") + 2:]]
+    done = subprocess.run(
+        [_open_mpi(), "--allow-run-as-root", "--oversubscribe", "-np", "2", sys.executable, "-m", "resnet3d", "main",
+         *data_args(motion_data), "--result_path", "ddp_open_mpi", *per_machine, "--distributed",
+         "--world_size", "2", "--dist_url", f"tcp://127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=300, env=dict(subprocess_env(), TMPDIR=str(tmp_path)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "machine 0 of 2" in done.stderr and "machine 1 of 2" in done.stderr
+    _assert_same_run(_numbers(motion_data / "ddp_open_mpi"), one_process)
 
 
 def _uneven_annotation(motion_data, path):

@@ -3,7 +3,9 @@
 Three ways in, one code path after:
 - ``torchrun`` (one or several machines) sets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_* and starts us;
 - ``--n_gpus K`` / ``--nproc-per-node K`` on one machine: ``launch_local`` starts K workers
-  itself through torch's elastic launcher (what torchrun uses inside);
+  itself through torch's elastic launcher (what torchrun uses inside); with the successor's
+  ``--distributed --world_size N`` under mpirun or srun, it does so on each of N machines, which
+  meet at ``--dist_url`` (``engine.machines``);
 - one process: no process group at all.
 
 Every metric that crosses ranks goes through ``all_sum`` (one reduction helper for training and
@@ -32,6 +34,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 import torch
 import torch.distributed as dist
 
+from resnet3d.engine.machines import MachineGroup
 from resnet3d.engine.signals import LEFT_TO_ELASTIC, ForwardToWorkers, stopped_by
 from resnet3d.errors import UserError
 
@@ -180,8 +183,17 @@ def free_port() -> int:
     raise OSError("no free TCP port on 127.0.0.1")
 
 
-def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict[int, Any]:
+# how long a machine waits for the others to meet it (torch's static rendezvous default)
+MACHINES_TIMEOUT_S = 600
+
+
+def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any,
+                 machines: Optional[MachineGroup] = None) -> Dict[int, Any]:
     """Start ``nproc`` workers on this machine with torch's elastic launcher; wait for them.
+
+    ``machines``: this machine's place among several, whose launchers meet at its endpoint (a
+    static rendezvous, as ``torchrun --node_rank``): ranks run machine by machine, this machine's
+    from ``machines.rank * nproc``, and every machine must start as many processes.
 
     ``entrypoint`` must be a module-level function (it is pickled into each worker). The
     workers find their rank in the environment, exactly as under torchrun. A worker that failed
@@ -197,13 +209,16 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict
     # torch's launcher keeps its workers' error files in a folder of its own under /tmp and
     # leaves it there (one torchelastic_* folder per run); ours is removed when the launch ends
     log_dir = tempfile.mkdtemp(prefix="resnet3d-launch-")
+    if machines is None:
+        meeting: Dict[str, Any] = {"min_nodes": 1, "max_nodes": 1, "run_id": f"resnet3d-{uuid.uuid4().hex[:8]}",
+                                   "rdzv_backend": "c10d", "rdzv_endpoint": f"127.0.0.1:{free_port()}"}
+    else:  # (every machine's run id must agree; the endpoint's port keeps two jobs apart)
+        meeting = {"min_nodes": machines.count, "max_nodes": machines.count, "run_id": "resnet3d",
+                   "rdzv_backend": "static", "rdzv_endpoint": machines.endpoint,
+                   "rdzv_configs": {"rank": machines.rank, "timeout": MACHINES_TIMEOUT_S}}
     config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
         nproc_per_node=nproc,
-        run_id=f"resnet3d-{uuid.uuid4().hex[:8]}",
-        rdzv_backend="c10d",
-        rdzv_endpoint=f"127.0.0.1:{free_port()}",
+        **meeting,
         max_restarts=0,
         monitor_interval=0.5,
         **_logs_in(log_dir),
@@ -229,6 +244,15 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> Dict
         failures = "; ".join(f"rank {rank}: {_failure_text(failure)}"
                              for rank, failure in sorted(error.failures.items()))
         raise UserError(f"a training process failed ({failures})") from None
+    except RuntimeError as error:
+        if machines is None:
+            raise
+        # the machines did not meet (torch's DistNetworkError and its kin): a wrong address, a
+        # port in use or blocked, or a machine that never started
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UserError(f"{machines.describe()}: the machines did not meet ({first}); check that --dist_url names "
+                        "the machine of launcher rank 0 and a port free there and open between the machines, and "
+                        f"that all {machines.count} machines started (each waits {MACHINES_TIMEOUT_S} s)") from None
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
 

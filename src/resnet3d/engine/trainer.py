@@ -60,6 +60,7 @@ from resnet3d.engine.logs import (
     rows_through,
 )
 from resnet3d.engine.loop import PaddedShard, StepParts, train_one_epoch, validate
+from resnet3d.engine.machines import machine_group
 from resnet3d.engine.messages import say, warn
 from resnet3d.engine.model_start import (
     Start,
@@ -167,11 +168,15 @@ def run(config: Config) -> int:
         stop_with_the_launcher(os.getppid())  # (torchrun's agent, killed alone, forwards nothing either)
         return train_worker(config)
     nproc = processes_per_node(config)
-    if nproc > 1:
-        if config.run.batch_size % nproc:
+    machines = machine_group(config.hardware.nodes, config.hardware.dist_url)
+    if nproc > 1 or machines is not None:
+        processes = nproc * (machines.count if machines else 1)
+        if config.run.batch_size % processes:
             raise UserError(f"--batch_size {config.run.batch_size} is the global batch and must split evenly "
-                            f"among {nproc} processes; use a multiple of {nproc}")
-        results = launch_local(nproc, worker_entry, config.to_dict())
+                            f"among {processes} processes; use a multiple of {processes}")
+        if machines is not None:
+            print(f"resnet3d: {machines.describe()}, {nproc} process(es) here", file=sys.stderr, flush=True)
+        results = launch_local(nproc, worker_entry, config.to_dict(), machines=machines)
         return max(int(status or 0) for status in results.values())
     return train_worker(config)
 
