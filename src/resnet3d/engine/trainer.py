@@ -172,8 +172,9 @@ def run(config: Config) -> int:
     if nproc > 1 or machines is not None:
         processes = nproc * (machines.count if machines else 1)
         if config.run.batch_size % processes:
+            where = f" ({machines.count} machines x {nproc})" if machines else ""
             raise UserError(f"--batch_size {config.run.batch_size} is the global batch and must split evenly "
-                            f"among {processes} processes; use a multiple of {processes}")
+                            f"among {processes} processes{where}; use a multiple of {processes}")
         if machines is not None:
             print(f"resnet3d: {machines.describe()}, {nproc} process(es) here", file=sys.stderr, flush=True)
         results = launch_local(nproc, worker_entry, config.to_dict(), machines=machines)
