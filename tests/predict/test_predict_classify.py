@@ -413,3 +413,44 @@ def test_a_labels_file_saved_with_a_bom_names_the_first_class_cleanly(tmp_path):
     labels = tmp_path / "class_names_list"
     labels.write_bytes("\ufeffwalk\nrun\n".encode("utf-8"))
     assert read_labels(str(labels)) == ["walk", "run"]
+
+
+def test_test_and_classify_find_an_epochs_checkpoint_under_the_other_name(
+        motion, clips_dir, our_checkpoint, successor_checkpoint, tmp_path, capsys):
+    """The successor's scripts name save_<N>.pth, our runs write model_<N>.pth: `test --weights
+    run/save_2.pth` and `classify --model run/save_2.pth` stopped at 'no such file' where
+    `main --resume_path` already took model_2.pth, with a note."""
+    import shutil
+
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    shutil.copy(our_checkpoint, ours / "model_2.pth")
+    asked = ours / "save_2.pth"
+    note = f"{asked} does not exist: using {ours / 'model_2.pth'}, the same epoch's checkpoint under the other name"
+    out = tmp_path / "labels.json"
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(asked), "--output", str(out)]) == 0
+    assert note in capsys.readouterr().err
+    direct = tmp_path / "direct.json"
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(our_checkpoint), "--output", str(direct)]) == 0
+    assert json.loads(out.read_text())[0]["clips"] == json.loads(direct.read_text())[0]["clips"]
+    test = ["test", "--video_path", motion.jpg_path, "--annotation_path", motion.annotation_path, "--subset", "val",
+            "--n_threads", "0", "--quiet", "--device", "cpu"]
+    assert main([*test, "--weights", str(asked), "--result_path", str(tmp_path / "t")]) == 0
+    assert note in capsys.readouterr().err
+    assert len(json.loads((tmp_path / "t" / "val.json").read_text())["results"]) == 4
+    # the file really read is the one an output may not replace
+    kept = (ours / "model_2.pth").read_bytes()
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(asked), "--output", str(ours / "model_2.pth"),
+                 "--overwrite"]) == 2
+    assert "is the file --model reads" in capsys.readouterr().err
+    assert main([*test, "--weights", str(asked), "--output", str(ours / "model_2.pth"), "--overwrite"]) == 2
+    assert "is the file --weights reads" in capsys.readouterr().err and (ours / "model_2.pth").read_bytes() == kept
+    # the reverse: our name asked, only the successor's file there
+    theirs = successor_checkpoint.parent / "model_2.pth"
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(theirs), "--output", str(tmp_path / "s.json"),
+                 "--sample-size", "32", "--sample-duration", str(DURATION)]) == 0
+    assert f"{theirs} does not exist: using {successor_checkpoint}" in capsys.readouterr().err
+    # neither name there: the file asked for is the one missing
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(ours / "save_3.pth"),
+                 "--output", str(tmp_path / "n.json")]) == 2
+    assert f"{ours / 'save_3.pth'}: no such file" in capsys.readouterr().err

@@ -128,10 +128,13 @@ def load_inference_model(path: str, args: argparse.Namespace) -> InferenceModel:
     """Build the checkpoint's model, with flags filling what the file does not say."""
     from resnet3d.checkpoints import build_model_from_checkpoint, load_checkpoint
     from resnet3d.compat import mean_std_norm
+    from resnet3d.engine.checkpoint import existing_checkpoint
 
-    loaded = load_checkpoint(path, bgr_premodel=bool(getattr(args, "bgr_premodel", False)))
+    found, note = existing_checkpoint(path)  # the successor's save_<N>.pth found as our model_<N>.pth, or the reverse
+    path = str(found)
+    loaded = load_checkpoint(found, bgr_premodel=bool(getattr(args, "bgr_premodel", False)))
     model, loaded = build_model_from_checkpoint(loaded, spelling=FLAG_SPELLING, **model_overrides(args))
-    notes = list(loaded.notes)
+    notes = ([note] if note else []) + list(loaded.notes)
     extra = loaded.extra or {}
     names: Optional[List[str]] = None
     if getattr(args, "labels", None):
