@@ -336,7 +336,8 @@ def test_a_corrupt_frame_is_skipped_and_counted(our_checkpoint, tmp_path):
     assert main(["classify", str(videos), "--model", str(our_checkpoint), "--output", str(out)]) == 0
     (record,) = json.loads(out.read_text())
     assert record["clips"][-1]["segment"][1] == 29
-    assert record["warning"].endswith("bad.avi: 1 corrupt packets skipped; the clips cover the 29 frames that decoded")
+    assert record["warning"].endswith("bad.avi: 1 frame could not be decoded (corrupt data) and was skipped; the "
+                                      "clips cover the 29 frames that decoded")
 
 
 def test_a_model_with_more_outputs_than_classes_names_the_others_by_index(motion, clips_dir, tmp_path, capsys):
