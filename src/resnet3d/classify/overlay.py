@@ -11,8 +11,8 @@ Why a second decode rather than drawing on the frames the classification decodes
 caption is known only once the clip covering it has been scored, and clips are scored in batches
 (``--batch-size``, 32) while the decoding runs two batches ahead (``ahead.made_ahead``; a GPU
 holds one more in flight). One pass would so hold every full-size frame from the oldest unscored
-clip to the decoding frontier: with 16-frame clips, 1,500-2,000 RGB frames, about 1 GB at
-640x360 and 10 GB at 1080p. Smaller batches while overlaying would shrink that, but change the
+clip to the decoding frontier: with 16-frame clips, 1,500-2,000 RGB frames, 1.1-1.4 GB at
+640x360 and 10-13 GB at 1080p. Smaller batches while overlaying would shrink that, but change the
 batching (speed on a GPU; scores no longer those of a run without --overlay to the last bit). The
 second decode is the cheaper side: measured on a 2-core machine with a 30 s 640x360 H.264 video
 (750 frames) and a ResNet-10 of width 0.25, classify took 4.9-5.6 s, with --overlay 6.9-8.6 s,
