@@ -215,7 +215,7 @@ def test_weights_with_fewer_outputs_than_the_annotations_labels_are_named_with_a
                      "--sample-size", "32", "--sample-duration", "8", "--video_path", motion.jpg_path,
                      "--annotation_path", motion.annotation_path, "--subset", "val", "--result_path", str(tmp_path)]) == 0
     assert "the model has 3 outputs but the annotation lists 4 labels" in caplog.text
-    assert "--labels FILE" in caplog.text
+    assert "--labels FILE" in caplog.text and "A warning, not an error: the weights record no class names" in caplog.text
     results = json.loads((tmp_path / "val.json").read_text())["results"]
     assert {entry["label"] for entries in results.values() for entry in entries} == set(motion.class_names[:3])
 
@@ -368,7 +368,9 @@ def test_a_model_with_more_outputs_than_classes_names_the_others_by_index(motion
     labels.write_text("a\nb\nc\n")
     assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(weights), "--output", str(out),
                  "--overwrite", "--labels", str(labels)]) == 2
-    assert "the model has 6 outputs but 3 class names were given in" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"the model has 6 outputs but --labels {labels} names 3 classes: a labels file names the model's" in err
+    assert "pass the file of the model's 6 classes" in err
 
 
 def test_outputs_are_checked_before_any_work_and_never_replace_an_input(
@@ -455,3 +457,43 @@ def test_test_and_classify_find_an_epochs_checkpoint_under_the_other_name(
     assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(ours / "save_3.pth"),
                  "--output", str(tmp_path / "n.json")]) == 2
     assert f"{ours / 'save_3.pth'}: no such file" in capsys.readouterr().err
+
+
+def test_too_few_or_too_many_names_for_the_outputs_error_or_warn_by_where_the_names_come_from(
+        motion, clips_dir, tmp_path, capsys, caplog):
+    """Names that claim to be the model's own (a labels file, a checkpoint's) must fit its outputs:
+    an error before anything runs. An annotation's labels standing in for weights without names
+    only warn: its 4 labels for a 6-output model name outputs 4-5 by their index."""
+    from resnet3d.engine.checkpoint import save_checkpoint
+    from resnet3d.engine.predict import _class_names
+    from resnet3d.models import create_model
+    from resnet3d.normalization import KINETICS
+
+    model = create_model("resnet", 10, n_classes=3, widen_factor=0.25)
+    weights = tmp_path / "model_best.pth"
+    save_checkpoint(weights, {"epoch": 1, "arch": "resnet-10", "model_config": model.model_config,
+                              "state_dict": model.state_dict(), "optimizer": None, "scheduler": None,
+                              "class_names": list(motion.class_names), "input_norm": KINETICS.to_dict(),
+                              "sample_size": 32, "sample_duration": DURATION})
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(weights), "--output",
+                 str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"{weights}: the model has 3 outputs but the checkpoint names 4 classes, so it does not say" in err
+    assert "pass --labels FILE with its 3 class names in output order" in err
+
+    successor = tmp_path / "save_1.pth"
+    torch.save({"epoch": 1, "arch": "resnet-10",
+                "state_dict": create_model("resnet", 10, n_classes=6, widen_factor=0.25).state_dict()}, successor)
+    with caplog.at_level("WARNING", logger="resnet3d.predict"):
+        assert main(["test", "--weights", str(successor), "--n_threads", "0", "--quiet", "--device", "cpu",
+                     "--sample-size", "32", "--sample-duration", str(DURATION), "--video_path", motion.jpg_path,
+                     "--annotation_path", motion.annotation_path, "--subset", "val",
+                     "--result_path", str(tmp_path), "--top-k", "6"]) == 0
+    assert ("the model has 6 outputs but only 4 class names are known (the annotation's labels); outputs 4-5 are "
+            "named by their index. A warning, not an error") in caplog.text
+    results = json.loads((tmp_path / "val.json").read_text())["results"]
+    assert {e["label"] for entries in results.values() for e in entries} == {*motion.class_names, "4", "5"}
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="resnet3d.predict"):  # resnet3d main: the run's own classes
+        assert _class_names(["a", "b"], ["a", "b"], 3) == ["a", "b", "2"]
+    assert "only 2 class names are known (the run's classes); output 2 is named by its index" in caplog.text
