@@ -90,6 +90,15 @@ class Progress:
             parts.append(self._postfix)
         return "  ".join(parts)
 
+    def write(self, text: str) -> None:
+        """``text`` on a line of its own, whether or not the bar is shown (an interactive bar is
+        drawn again under it)."""
+        if self.enabled and self.interactive:
+            self.stream.write("\r\033[K" + text + "\n" + self.line())
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
     def _draw(self, now: float) -> None:
         self._last_draw = now
         self._drawn_count = self.count

@@ -130,6 +130,49 @@ def test_overwrite_never_removes_the_pretrained_weights_it_starts_from(motion_da
     assert "--overwrite would remove" in capsys.readouterr().err and weights.read_bytes() == kept
 
 
+def test_pretrained_weights_named_by_the_other_programs_epoch_name(motion_data, tmp_path, capsys):
+    """`--pretrain_path run/save_1.pth` (the successor's name) stopped at 'no such file' beside our
+    model_1.pth, and the reverse, where --resume_path already took the other name with a note.
+    The file really read is the one --overwrite must keep and the config records."""
+    import json
+
+    assert _main(motion_data, tmp_path, "--batch_size", "4", "--max-steps-per-epoch", "1", "--no_val") == 0
+    weights = tmp_path / "run" / "model_1.pth"
+    kept = weights.read_bytes()
+    asked = tmp_path / "run" / "save_1.pth"
+    assert _main(motion_data, tmp_path, "--batch_size", "4", "--max-steps-per-epoch", "1", "--no_val",
+                 "--pretrain_path", str(asked), "--overwrite") == 2
+    assert f"--overwrite would remove {weights}, the pretrained weights" in capsys.readouterr().err
+    assert weights.read_bytes() == kept
+    one_step = ["--n_epochs", "1", "--no_cuda", *TINY, "--batch_size", "4", "--max-steps-per-epoch", "1", "--no_val"]
+    assert main(["main", *data_args(motion_data), "--result_path", str(tmp_path / "tuned"), *one_step,
+                 "--pretrain_path", str(asked)]) == 0
+    out = capsys.readouterr().out
+    assert f"{asked} does not exist: using {weights}, the same epoch's checkpoint under the other name" in out
+    assert f"pretrained weights from {weights}, head kept" in out
+    assert json.loads((tmp_path / "tuned" / "opts.json").read_text())["finetune"]["pretrained"] == str(weights)
+    # the reverse: the seed's flag names our model_1.pth, only the successor's save_1.pth is there
+    successor = tmp_path / "successor"
+    successor.mkdir()
+    state = torch.load(weights, weights_only=True)
+    torch.save({"epoch": 1, "arch": "resnet-10", "state_dict": state["state_dict"]}, successor / "save_1.pth")
+    assert main(["main", *data_args(motion_data), "--result_path", str(tmp_path / "seed"), *one_step,
+                 "--premodel_path", str(successor / "model_1.pth")]) == 0
+    assert f"using {successor / 'save_1.pth'}, the same epoch's" in capsys.readouterr().out
+    # a config file's [finetune] pretrained is found the same way, not refused as missing
+    (tmp_path / "run.toml").write_text(f"[finetune]\npretrained = '{asked}'\n")
+    assert main(["train", "--config", str(tmp_path / "run.toml"), "--video-path", str(motion_data / "data/jpg"),
+                 "--annotation-path", str(motion_data / "data/annotation.json"), "--result-path",
+                 str(tmp_path / "from_file"), "--device", "cpu", "--workers", "0", "--epochs", "1",
+                 "--batch-size", "4", "--max-steps-per-epoch", "1", "--no-val", "--sample-size", "32",
+                 "--sample-duration", "8"]) == 0
+    assert f"{asked} does not exist: using {weights}" in capsys.readouterr().out
+    # neither name there: the file asked for is the one missing
+    assert main(["main", *data_args(motion_data), "--result_path", str(tmp_path / "none"), *one_step,
+                 "--pretrain_path", str(tmp_path / "run" / "save_7.pth")]) == 2
+    assert f"{tmp_path / 'run' / 'save_7.pth'}: no such file" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("change", ["reordered", "added"])
 def test_a_continued_run_keeps_its_classes(motion_data, tmp_path, capsys, change):
     """Continuing with an annotation whose labels are in another order trained the head on

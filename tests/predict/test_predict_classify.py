@@ -215,7 +215,7 @@ def test_weights_with_fewer_outputs_than_the_annotations_labels_are_named_with_a
                      "--sample-size", "32", "--sample-duration", "8", "--video_path", motion.jpg_path,
                      "--annotation_path", motion.annotation_path, "--subset", "val", "--result_path", str(tmp_path)]) == 0
     assert "the model has 3 outputs but the annotation lists 4 labels" in caplog.text
-    assert "--labels FILE" in caplog.text
+    assert "--labels FILE" in caplog.text and "A warning, not an error: the weights record no class names" in caplog.text
     results = json.loads((tmp_path / "val.json").read_text())["results"]
     assert {entry["label"] for entries in results.values() for entry in entries} == set(motion.class_names[:3])
 
@@ -336,7 +336,8 @@ def test_a_corrupt_frame_is_skipped_and_counted(our_checkpoint, tmp_path):
     assert main(["classify", str(videos), "--model", str(our_checkpoint), "--output", str(out)]) == 0
     (record,) = json.loads(out.read_text())
     assert record["clips"][-1]["segment"][1] == 29
-    assert record["warning"].endswith("bad.avi: 1 corrupt packets skipped; the clips cover the 29 frames that decoded")
+    assert record["warning"].endswith("bad.avi: 1 frame could not be decoded (corrupt data) and was skipped; the "
+                                      "clips cover the 29 frames that decoded")
 
 
 def test_a_model_with_more_outputs_than_classes_names_the_others_by_index(motion, clips_dir, tmp_path, capsys):
@@ -367,7 +368,9 @@ def test_a_model_with_more_outputs_than_classes_names_the_others_by_index(motion
     labels.write_text("a\nb\nc\n")
     assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(weights), "--output", str(out),
                  "--overwrite", "--labels", str(labels)]) == 2
-    assert "the model has 6 outputs but 3 class names were given in" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"the model has 6 outputs but --labels {labels} names 3 classes: a labels file names the model's" in err
+    assert "pass the file of the model's 6 classes" in err
 
 
 def test_outputs_are_checked_before_any_work_and_never_replace_an_input(
@@ -413,3 +416,84 @@ def test_a_labels_file_saved_with_a_bom_names_the_first_class_cleanly(tmp_path):
     labels = tmp_path / "class_names_list"
     labels.write_bytes("\ufeffwalk\nrun\n".encode("utf-8"))
     assert read_labels(str(labels)) == ["walk", "run"]
+
+
+def test_test_and_classify_find_an_epochs_checkpoint_under_the_other_name(
+        motion, clips_dir, our_checkpoint, successor_checkpoint, tmp_path, capsys):
+    """The successor's scripts name save_<N>.pth, our runs write model_<N>.pth: `test --weights
+    run/save_2.pth` and `classify --model run/save_2.pth` stopped at 'no such file' where
+    `main --resume_path` already took model_2.pth, with a note."""
+    import shutil
+
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    shutil.copy(our_checkpoint, ours / "model_2.pth")
+    asked = ours / "save_2.pth"
+    note = f"{asked} does not exist: using {ours / 'model_2.pth'}, the same epoch's checkpoint under the other name"
+    out = tmp_path / "labels.json"
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(asked), "--output", str(out)]) == 0
+    assert note in capsys.readouterr().err
+    direct = tmp_path / "direct.json"
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(our_checkpoint), "--output", str(direct)]) == 0
+    assert json.loads(out.read_text())[0]["clips"] == json.loads(direct.read_text())[0]["clips"]
+    test = ["test", "--video_path", motion.jpg_path, "--annotation_path", motion.annotation_path, "--subset", "val",
+            "--n_threads", "0", "--quiet", "--device", "cpu"]
+    assert main([*test, "--weights", str(asked), "--result_path", str(tmp_path / "t")]) == 0
+    assert note in capsys.readouterr().err
+    assert len(json.loads((tmp_path / "t" / "val.json").read_text())["results"]) == 4
+    # the file really read is the one an output may not replace
+    kept = (ours / "model_2.pth").read_bytes()
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(asked), "--output", str(ours / "model_2.pth"),
+                 "--overwrite"]) == 2
+    assert "is the file --model reads" in capsys.readouterr().err
+    assert main([*test, "--weights", str(asked), "--output", str(ours / "model_2.pth"), "--overwrite"]) == 2
+    assert "is the file --weights reads" in capsys.readouterr().err and (ours / "model_2.pth").read_bytes() == kept
+    # the reverse: our name asked, only the successor's file there
+    theirs = successor_checkpoint.parent / "model_2.pth"
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(theirs), "--output", str(tmp_path / "s.json"),
+                 "--sample-size", "32", "--sample-duration", str(DURATION)]) == 0
+    assert f"{theirs} does not exist: using {successor_checkpoint}" in capsys.readouterr().err
+    # neither name there: the file asked for is the one missing
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(ours / "save_3.pth"),
+                 "--output", str(tmp_path / "n.json")]) == 2
+    assert f"{ours / 'save_3.pth'}: no such file" in capsys.readouterr().err
+
+
+def test_too_few_or_too_many_names_for_the_outputs_error_or_warn_by_where_the_names_come_from(
+        motion, clips_dir, tmp_path, capsys, caplog):
+    """Names that claim to be the model's own (a labels file, a checkpoint's) must fit its outputs:
+    an error before anything runs. An annotation's labels standing in for weights without names
+    only warn: its 4 labels for a 6-output model name outputs 4-5 by their index."""
+    from resnet3d.engine.checkpoint import save_checkpoint
+    from resnet3d.engine.predict import _class_names
+    from resnet3d.models import create_model
+    from resnet3d.normalization import KINETICS
+
+    model = create_model("resnet", 10, n_classes=3, widen_factor=0.25)
+    weights = tmp_path / "model_best.pth"
+    save_checkpoint(weights, {"epoch": 1, "arch": "resnet-10", "model_config": model.model_config,
+                              "state_dict": model.state_dict(), "optimizer": None, "scheduler": None,
+                              "class_names": list(motion.class_names), "input_norm": KINETICS.to_dict(),
+                              "sample_size": 32, "sample_duration": DURATION})
+    assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(weights), "--output",
+                 str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"{weights}: the model has 3 outputs but the checkpoint names 4 classes, so it does not say" in err
+    assert "pass --labels FILE with its 3 class names in output order" in err
+
+    successor = tmp_path / "save_1.pth"
+    torch.save({"epoch": 1, "arch": "resnet-10",
+                "state_dict": create_model("resnet", 10, n_classes=6, widen_factor=0.25).state_dict()}, successor)
+    with caplog.at_level("WARNING", logger="resnet3d.predict"):
+        assert main(["test", "--weights", str(successor), "--n_threads", "0", "--quiet", "--device", "cpu",
+                     "--sample-size", "32", "--sample-duration", str(DURATION), "--video_path", motion.jpg_path,
+                     "--annotation_path", motion.annotation_path, "--subset", "val",
+                     "--result_path", str(tmp_path), "--top-k", "6"]) == 0
+    assert ("the model has 6 outputs but only 4 class names are known (the annotation's labels); outputs 4-5 are "
+            "named by their index. A warning, not an error") in caplog.text
+    results = json.loads((tmp_path / "val.json").read_text())["results"]
+    assert {e["label"] for entries in results.values() for e in entries} == {*motion.class_names, "4", "5"}
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="resnet3d.predict"):  # resnet3d main: the run's own classes
+        assert _class_names(["a", "b"], ["a", "b"], 3) == ["a", "b", "2"]
+    assert "only 2 class names are known (the run's classes); output 2 is named by its index" in caplog.text

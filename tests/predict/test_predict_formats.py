@@ -88,6 +88,28 @@ def test_the_results_file_is_what_json_dumps_gives_and_each_entry_is_encoded_onc
     assert entries_encoded == 3  # each entry once at the first save
 
 
+def test_numeric_annotation_keys_are_string_ids_and_other_ids_are_refused(tmp_path):
+    """ResultWriter encodes each video's key itself: an id that is not a string would make the file
+    invalid JSON. Annotation keys are JSON object keys, strings even when they are numbers."""
+    from resnet3d.data.annotations import load_annotation
+
+    annotation = tmp_path / "numbers.json"
+    annotation.write_text(json.dumps({"labels": ["a"], "database": {
+        "123": {"subset": "validation", "annotations": {"label": "a"}},
+        "7": {"subset": "validation", "annotations": {"label": "a"}}}}))
+    keys = [entry.key for entry in load_annotation(str(annotation), "kinetics", "validation").entries]
+    assert keys == ["123", "7"]
+    path = tmp_path / "val.json"
+    writer = results.ResultWriter(path, "successor", order=keys)
+    for key in keys:
+        writer.add(key, [{"label": "a", "score": 1.0}])
+    writer.save()
+    assert json.loads(path.read_text()) == {"results": {"123": [{"label": "a", "score": 1.0}],
+                                                        "7": [{"label": "a", "score": 1.0}]}}
+    with pytest.raises(TypeError, match="video ids are strings"):
+        writer.add(123, [])
+
+
 def test_existing_results_are_set_aside_not_overwritten(tmp_path):
     path = tmp_path / "val.json"
     path.write_text('{"results": {}}')

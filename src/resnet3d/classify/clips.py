@@ -73,8 +73,10 @@ def timed_frames(path: str, problems: Optional[List[str]] = None) -> Iterator[Tu
                 raise VideoReadError(str(error)) from None
             if not found:
                 found.append(str(error))
-        if reader.stats.bad_packets and not found:
-            found.append(f"{reader.stats.bad_packets} corrupt packets skipped")
+        if reader.stats.lost and not found:  # (a decoder drops some frames without an error: counted by time)
+            lost = reader.stats.lost
+            found.append(f"{lost} frame{'' if lost == 1 else 's'} could not be decoded (corrupt data) and "
+                         f"{'was' if lost == 1 else 'were'} skipped")
     for problem in found:
         line = f"{problem}; the clips cover the {shown} frames that decoded"
         if problems is None:

@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     from resnet3d.classify.overlay import captions, write_overlay
     from resnet3d.commands.test import resolve_device
     from resnet3d.data import DeviceTransform
+    from resnet3d.engine.checkpoint import existing_checkpoint
     from resnet3d.engine.model_start import check_clip_fits
     from resnet3d.engine.precision import autocast_dtype
     from resnet3d.engine.predict import Scorer, prepare_model
@@ -167,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--batch_size must be >= 1 (got {args.batch_size})")
     found = find_videos(args.inputs, args.input, args.video_root)
     # before any video is classified: the results must have somewhere to go, and never over an input
-    refuse_input_as_output(output, "--output", [("--model", args.model), ("--labels", getattr(args, "labels", None)),
+    refuse_input_as_output(output, "--output", [("--model", existing_checkpoint(args.model)[0]),
+                                                ("--labels", getattr(args, "labels", None)),
                                                 ("--input", args.input)] + [("an input video", f[0]) for f in found])
     check_writable(output, "--output")
     overlays = overlay_names(found) if args.overlay else []

@@ -128,6 +128,7 @@ def resolve_device(name: str):
 def run(args: argparse.Namespace) -> int:
     from resnet3d.config import Config, HardwareConfig, InferenceConfig, RunConfig
     from resnet3d.data.config import canonical_subset
+    from resnet3d.engine.checkpoint import existing_checkpoint
     from resnet3d.engine.predict import run_recognition
     from resnet3d.engine.signals import StopRequest
     from resnet3d.engine.predict_model import load_inference_model
@@ -168,5 +169,6 @@ def run(args: argparse.Namespace) -> int:
         run_recognition(config, model=loaded.model, device=device, class_names=loaded.class_names,
                         n_clips=args.clips, n_crops=args.crops, output=args.output, resume=args.resume,
                         overwrite=args.overwrite, save_every=args.save_every, show_progress=not args.quiet,
-                        inputs=[("--weights", args.weights), ("--labels", getattr(args, "labels", None))])
+                        inputs=[("--weights", existing_checkpoint(args.weights)[0]),
+                                ("--labels", getattr(args, "labels", None))])
     return 0

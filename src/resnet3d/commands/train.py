@@ -346,7 +346,8 @@ def _checkpoint_fills(from_file: Mapping[str, Any], overrides: Dict[str, Dict[st
 
 
 # Paths a config file may hold that must exist before the run starts. Not run.resume: a missing
-# save_<N>.pth is found as model_<N>.pth (the trainer's notice), and "auto" is no path.
+# save_<N>.pth is found as model_<N>.pth (the trainer's notice), and "auto" is no path. (Pretrained
+# weights are found under the other epoch name too: see check_config_file_paths.)
 INPUT_PATHS = (("data", "video_path"), ("data", "annotation_path"), ("finetune", "pretrained"))
 
 
@@ -355,10 +356,14 @@ def check_config_file_paths(config: Config, from_file: Mapping[str, Any], source
     key, the path as written and where it was looked for. Relative paths in a config file are
     relative to the working directory, as flags and the originals' opts.json are, not to the
     file's folder: the message says so, and points at the file's folder when the path is there."""
+    from resnet3d.engine.checkpoint import existing_checkpoint
+
     for section, key in INPUT_PATHS:
         written = (from_file.get(section) or {}).get(key)
         if not written or getattr(getattr(config, section), key) != written or os.path.exists(written):
             continue  # not from the file (a flag replaced it), or there
+        if key == "pretrained" and existing_checkpoint(written)[1]:
+            continue  # save_<N>.pth as model_<N>.pth, or the reverse: the run says which it reads
         if os.path.isabs(written):
             raise UserError(f"{source}: [{section}] {key} {written}: no such file or folder")
         looked = os.path.abspath(written)

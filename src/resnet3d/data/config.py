@@ -88,7 +88,8 @@ class DataConfig:
     jitter_strength: Tuple[float, float, float, float] = DEFAULT_JITTER
     # values the model sees (applied on the device)
     input_norm: InputNorm = field(default=KINETICS)
-    # loading: worker processes, usable cores - 1 (all of 1 or 2; at most 16) unless given
+    # loading: worker processes; the default is default_num_workers(), whose rule in words is
+    # hardware.DEFAULT_WORKERS_RULE (the one text the flags' help and docs/data.md show)
     num_workers: int = field(default_factory=default_num_workers)
     decoder: str = "auto"
     # JPEG decoding speed against fidelity to the originals' full-size PIL decode (docs/data.md,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -59,6 +59,19 @@ def under_the_other_name(path: Path) -> Optional[Path]:
         return None
     other = "save" if match.group(1) == "model" else "model"
     return Path(path).with_name(f"{other}_{match.group(2)}.pth")
+
+
+def existing_checkpoint(path: Union[str, Path]) -> Tuple[Path, Optional[str]]:
+    """The checkpoint file a run names by epoch (pretrained weights, a checkpoint to continue or
+    evaluate, recognition's weights): ``path`` itself, or, where it does not exist but the same
+    epoch's checkpoint under the other name does, that file and the note that says so (the
+    successor's README names ``save_<N>.pth``, our runs write ``model_<N>.pth``)."""
+    path = Path(path)
+    other = under_the_other_name(path) if not path.exists() else None
+    if other is None or not other.is_file():
+        return path, None
+    return other, (f"{path} does not exist: using {other}, the same epoch's checkpoint under the other name "
+                   "(resnet3d writes model_<epoch>.pth, the successor wrote save_<epoch>.pth)")
 
 
 def rng_state() -> Dict[str, Any]:

@@ -66,16 +66,15 @@ def open_checkpoint(config: Config, start: Start) -> Tuple[Optional[Path], Any]:
     source = continue_source(config)
     if run.resume == "auto" and source is None:
         start.notes.append(f"--resume auto: no checkpoint in {run.result_path} yet, starting at epoch 1")
-    other = ckpt.under_the_other_name(source) if source is not None and not source.exists() else None
-    if other is not None and other.is_file():
-        start.notes.append(f"{source} does not exist: using {other}, the same epoch's checkpoint under the other "
-                           "name (resnet3d writes model_<epoch>.pth, the successor wrote save_<epoch>.pth)")
-        source = other
+    named = source or finetune.pretrained
+    if not named:
+        return None, None
+    found, note = ckpt.existing_checkpoint(named)  # save_<N>.pth is found as model_<N>.pth, and the reverse
+    if note:
+        start.notes.append(note)
     if source is not None:
-        return source, load_checkpoint(source)
-    if finetune.pretrained:
-        return None, load_checkpoint(finetune.pretrained, bgr_premodel=finetune.bgr_premodel)
-    return None, None
+        return found, load_checkpoint(found)
+    return None, load_checkpoint(found, bgr_premodel=finetune.bgr_premodel)
 
 
 def evaluation_settings(config: Config, loaded: Any, start: Start, continued: bool = False) -> Config:
@@ -150,6 +149,11 @@ def build_model(config: Config, n_data_classes: Optional[int],
             holds = ", ".join(f"{key} {loaded.model_config[key]}" for key in differ)
             start.notes.append(f"{asked} given, but {source} holds {holds}: its architecture is kept")
     elif loaded is not None:  # pretrained weights
+        if loaded.path is not None and Path(finetune.pretrained or "") != loaded.path:
+            # found under the other epoch name (open_checkpoint): the file really read is the one
+            # the messages name and the config records, and so the one --overwrite must not remove
+            config = replace(config, finetune=replace(finetune, pretrained=str(loaded.path)))
+            finetune = config.finetune
         _check_explicit_architecture(config, loaded)
         overrides: Dict[str, Any] = {}
         if finetune.n_pretrain_classes:

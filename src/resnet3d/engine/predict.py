@@ -145,6 +145,15 @@ def output_path(config: Any, options: RecognitionOptions) -> Path:
 
 
 def _class_names(given: Optional[Sequence[str]], annotation_names: Sequence[str], n_outputs: int) -> List[str]:
+    """The names results are filed under, one per output. ``given``: the model's own (its
+    checkpoint's, or a labels file, fitted to the outputs by ``predict_model``; ``resnet3d main``:
+    the run's classes), else the annotation's labels stand in.
+
+    A count that does not fit is a warning here, not the error ``predict_model`` makes of a labels
+    file: the annotation's labels never claimed to be the model's (its outputs beyond the data
+    set's classes, trained with the successor's default --n_classes 400, were never a target), the
+    scores are right whatever their names, and ``resnet3d main`` recognises after hours of
+    training, which an error would throw away."""
     if given and annotation_names and not set(given) & set(annotation_names):
         log.warning("the model's classes (%s, ...) and the annotation's labels (%s, ...) share no name: the "
                     "results name the model's classes, which the annotation's videos cannot match; check "
@@ -154,11 +163,17 @@ def _class_names(given: Optional[Sequence[str]], annotation_names: Sequence[str]
         # weights that record no class names, trained on other classes than the annotation lists
         log.warning("the model has %d outputs but the annotation lists %d labels: the results name its outputs "
                     "by the first %d (%s ... %s), which is right only if it was trained on exactly those, in "
-                    "that order; otherwise give the weights' class names (resnet3d test --labels FILE)",
+                    "that order; otherwise give the weights' class names (resnet3d test --labels FILE). A "
+                    "warning, not an error: the weights record no class names, the annotation's labels stand "
+                    "in for them, and the scores are right whatever their names",
                     n_outputs, len(names), n_outputs, names[0], names[n_outputs - 1])
     if len(names) < n_outputs:
-        log.warning("the model has %d outputs but only %d class names are known; the others are named by "
-                    "their index", n_outputs, len(names))
+        others = (f"output {len(names)} is named by its index" if len(names) == n_outputs - 1
+                  else f"outputs {len(names)}-{n_outputs - 1} are named by their index")
+        log.warning("the model has %d outputs but only %d class names are known (%s); %s. A warning, not an error: a model trained with more outputs than its data set's "
+                    "classes (the successor's default --n_classes 400) has outputs that were never a target, and "
+                    "its scores are right whatever their names", n_outputs, len(names),
+                    "the run's classes" if given else "the annotation's labels", others)
         names += [str(i) for i in range(len(names), n_outputs)]
     return names[:n_outputs]
 

@@ -128,10 +128,13 @@ def load_inference_model(path: str, args: argparse.Namespace) -> InferenceModel:
     """Build the checkpoint's model, with flags filling what the file does not say."""
     from resnet3d.checkpoints import build_model_from_checkpoint, load_checkpoint
     from resnet3d.compat import mean_std_norm
+    from resnet3d.engine.checkpoint import existing_checkpoint
 
-    loaded = load_checkpoint(path, bgr_premodel=bool(getattr(args, "bgr_premodel", False)))
+    found, note = existing_checkpoint(path)  # the successor's save_<N>.pth found as our model_<N>.pth, or the reverse
+    path = str(found)
+    loaded = load_checkpoint(found, bgr_premodel=bool(getattr(args, "bgr_premodel", False)))
     model, loaded = build_model_from_checkpoint(loaded, spelling=FLAG_SPELLING, **model_overrides(args))
-    notes = list(loaded.notes)
+    notes = ([note] if note else []) + list(loaded.notes)
     extra = loaded.extra or {}
     names: Optional[List[str]] = None
     if getattr(args, "labels", None):
@@ -147,9 +150,19 @@ def load_inference_model(path: str, args: argparse.Namespace) -> InferenceModel:
                      f"fits: train with --n_classes {len(names)})")
         names += [str(i) for i in range(len(names), n_classes)]
     if names is not None and len(names) != n_classes:
-        raise UserError(f"{path}: the model has {n_classes} outputs but {len(names)} class names were given"
-                        f"{' in ' + args.labels if getattr(args, 'labels', None) else ''}; pass a labels file with "
-                        f"{n_classes} names")
+        # An error here, where recognition only warns when an annotation's labels do not fit the
+        # outputs (predict._class_names): these names claim to be the model's own, one per output
+        # in order, so another count means no name can be trusted to its output; nothing has run
+        # yet, and the fix is one file. (An annotation's labels are only a stand-in for weights
+        # that record no names, and recognition may run at the end of hours of training.)
+        if getattr(args, "labels", None):
+            raise UserError(f"{path}: the model has {n_classes} outputs but --labels {args.labels} names {len(names)} "
+                            "classes: a labels file names the model's outputs in order, so with another count no name "
+                            f"can be matched to its output; pass the file of the model's {n_classes} classes (outputs "
+                            "beyond the classes it was trained on: a line each, e.g. the output's index)")
+        raise UserError(f"{path}: the model has {n_classes} outputs but the checkpoint names {len(names)} classes, so "
+                        f"it does not say which name is which output; pass --labels FILE with its {n_classes} class "
+                        "names in output order")
     custom = mean_std_norm(args)
     if custom is not None:
         if getattr(args, "input_norm", None):

@@ -135,6 +135,11 @@ class ResultWriter:
         return set(self.results)
 
     def add(self, video_id: str, entry: Any) -> None:
+        # Ids are annotation keys (JSON object keys: strings, "123" too), the youtube ids in them
+        # and the keys of result files read back. The file is written from per-video texts whose
+        # keys are encoded as they are: another type would make it invalid JSON, so it is refused.
+        if not isinstance(video_id, str):
+            raise TypeError(f"video ids are strings (annotation keys), got {video_id!r} ({type(video_id).__name__})")
         self.results[video_id] = entry
         self.errors.pop(video_id, None)
         self._tick()
@@ -161,8 +166,6 @@ class ResultWriter:
 
     def _results_json(self, results: Dict[str, Any]) -> str:
         """``json.dumps(results)``, each video's part encoded once (until its entry is replaced)."""
-        if not all(isinstance(video_id, str) for video_id in results):
-            return json.dumps(results)  # (never: ids are names) json's own key conversion
         parts = []
         for video_id, entry in results.items():
             cached = self._texts.get(video_id)

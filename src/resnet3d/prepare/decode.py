@@ -11,10 +11,13 @@ Also handled here:
 - the sample aspect ratio (anamorphic video is resized to its display shape);
 - any pixel format swscale reads (10-bit, grey, 4:2:2, 4:4:4, RGB, palette);
 - ``--fps`` resampling: each output instant k/F takes the decoded frame nearest to it;
-- damaged input: corrupt packets are skipped, a file that ends early is reported as truncated.
+- damaged input: corrupt packets are skipped, the frames lost to them counted (``LostFrames``)
+  and, without ``--fps``, filled as ffmpeg fills them (``fill_lost``); a file that ends early is
+  reported as truncated.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -130,9 +133,64 @@ def _seconds(value, time_base) -> Optional[float]:
 @dataclass
 class DecodeStats:
     decoded: int = 0
-    bad_packets: int = 0
+    bad_packets: int = 0  # packets the decoder refused with an error
+    lost: int = 0  # frames the file holds that never decoded (LostFrames), known once decoding ended
     covered_s: float = 0.0  # from the first frame's time to the end of the last one
     read_error: Optional[str] = None  # demuxing stopped early with this error
+
+
+class LostFrames:
+    """The frames of a stream that never come out of the decoder: corrupt data.
+
+    Counting the packets the decoder refuses is not enough: FFmpeg's MPEG-4 Part 2 decoder drops a
+    frame whose header is damaged without an error. So losses are found by time instead: every
+    packet demuxed is a frame at its own time, and a frame decoded at time t settles the packet
+    times pending after the previous frame's: the one equal to t is that frame, the ones before it
+    are frames lost between the two (decoders hand frames out in presentation order). Times at or
+    before the previous frame's stay pending (a clock that restarts midway, a repeated time) and
+    are matched later or counted at the end. A frame without a time ends the placing: the count is
+    then the packets less the frames.
+    """
+
+    def __init__(self) -> None:
+        self.pending: Optional[List[int]] = []  # packet times not yet settled, sorted; None: not placing
+        self.previous: Optional[int] = None  # the last frame's time
+        self.packets = 0
+        self.frames = 0
+        self.placed = 0  # losses found between frames (and before the first)
+
+    def demuxed(self, packet) -> None:
+        if not packet.size or getattr(packet, "is_discard", False):  # (discarded: an edit list's pre-roll)
+            return
+        self.packets += 1
+        if self.pending is not None and packet.pts is not None:
+            bisect.insort(self.pending, packet.pts)
+
+    def decoded(self, pts: Optional[int]) -> int:
+        """A frame at ``pts`` came out: how many frames were lost between the previous one and it
+        (0 for the first frame: losses before it are counted, not placed)."""
+        self.frames += 1
+        if pts is None:
+            self.pending = None
+        if self.pending is None:
+            return 0
+        start = 0 if self.previous is None else bisect.bisect_right(self.pending, self.previous)
+        if self.previous is not None and pts <= self.previous:  # the clock went back: nothing between
+            start = bisect.bisect_left(self.pending, pts)
+        end = bisect.bisect_left(self.pending, pts)
+        lost = end - start
+        matched = end < len(self.pending) and self.pending[end] == pts
+        del self.pending[start:end + 1 if matched else end]
+        first = self.previous is None
+        self.previous = pts
+        self.placed += lost
+        return 0 if first else lost
+
+    def total(self) -> int:
+        """Frames lost in all, once the stream has been read to its end."""
+        if self.pending is None:
+            return max(0, self.packets - self.frames)
+        return self.placed + len(self.pending)
 
 
 class VideoReader:
@@ -211,6 +269,13 @@ class VideoReader:
         Corrupt packets are skipped (and counted); a read error ends the stream and is kept in
         ``stats.read_error`` for ``check_complete``.
         """
+        for frame, seconds, duration, _ in self.frames_and_losses():
+            yield frame, seconds, duration
+
+    def frames_and_losses(self) -> Iterator[Tuple[object, float, float, int]]:
+        """``frames()``, each with how many frames were lost to corrupt data between the frame
+        before it and this one (``LostFrames``); ``stats.lost`` counts them all (those before
+        the first frame and after the last too) once the stream has been read."""
         import av
 
         stream = self.stream
@@ -220,8 +285,10 @@ class VideoReader:
         first_time: Optional[float] = None
         consecutive_bad = 0
         index = 0
+        losses = LostFrames()
         try:
             for packet in self.container.demux(stream):
+                losses.demuxed(packet)
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError as error:
@@ -243,21 +310,26 @@ class VideoReader:
                     index += 1
                     self.stats.decoded = index
                     self.stats.covered_s = seconds - first_time + duration
-                    yield frame, seconds - first_time, duration
+                    yield frame, seconds - first_time, duration, losses.decoded(frame.pts)
         except av.FFmpegError as error:
             self.stats.read_error = _ffmpeg_message(error)
+        self.stats.lost = losses.total()
 
     def check_complete(self) -> None:
-        """Raise ``VideoError`` if decoding produced nothing or stopped well short of the length
-        the container announces."""
+        """Raise ``VideoError`` if decoding produced nothing, stopped well short of the length the
+        container announces, or lost more than a tenth of the frames the file holds to corrupt
+        data (the same 90% rule: a file that holds them all is not truncated, but is not whole)."""
         stats = self.stats
         if stats.decoded == 0:
             detail = stats.read_error or (f"{stats.bad_packets} corrupt packets" if stats.bad_packets else "")
             raise VideoError("no frame could be decoded" + (f" ({detail})" if detail else ""))
         expected = self.expected_frames()
-        if expected and stats.decoded < COMPLETE_FRACTION * expected and not self._reaches_the_end():
+        held = stats.decoded + stats.lost  # frames whose data was read
+        if expected and held < COMPLETE_FRACTION * expected and not self._reaches_the_end():
             cause = f"; {stats.read_error}" if stats.read_error else ""
             raise VideoError(f"truncated: decoded {stats.decoded} of the ~{expected} frames the file announces{cause}")
+        if stats.decoded < COMPLETE_FRACTION * held:
+            raise VideoError(f"corrupt: {stats.lost} of its {held} frames could not be decoded")
 
     def _reaches_the_end(self) -> bool:
         """Without a frame count in the container's index (Matroska, WebM), the expected count
@@ -342,6 +414,24 @@ class PlaneConverter:
         return self.reformatter.reformat(
             av.VideoFrame.from_ndarray(rgb, format="rgb24"), width, height, format="yuvj420p", interpolation="BICUBIC"
         )
+
+
+def fill_lost(frames: Iterator[Tuple[object, float, float, int]]) -> Iterator[Tuple[object, int]]:
+    """(frame, how many output frames it fills) for ``VideoReader.frames_and_losses()`` without
+    ``--fps``: one per decoded frame, and the frames lost to corrupt data between two decoded ones
+    filled as ``ffmpeg -i V image_%05d.jpg``, the originals' extraction, fills them (its output is
+    constant-rate): of k lost frames, the frame before fills k - 1 and the frame after 1. Every
+    frame after a loss so keeps the number ffmpeg gives it. Frames lost before the first decoded
+    one or after the last are not filled, as ffmpeg does not fill them either (checked with
+    Debian's ffmpeg 5.1 on MJPEG and MPEG-4 AVIs with packets overwritten)."""
+    previous = None
+    repeats = 0
+    for frame, _, _, lost in frames:
+        if previous is not None:
+            yield previous, repeats + max(0, lost - 1)
+        previous, repeats = frame, 2 if lost else 1  # (the first frame's lost is 0)
+    if previous is not None:
+        yield previous, repeats
 
 
 def resample(

@@ -13,6 +13,7 @@ The folder is written under a hidden temporary name and renamed into place once 
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import shutil
@@ -24,7 +25,7 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 
 from resnet3d.errors import UserError
-from resnet3d.prepare.decode import PlaneConverter, ResizeRule, VideoError, VideoReader, resample
+from resnet3d.prepare.decode import PlaneConverter, ResizeRule, VideoError, VideoReader, fill_lost, resample
 from resnet3d.prepare.frame_folders import (
     FPS_FILE,
     image_name,
@@ -57,6 +58,7 @@ class Outcome:
     reason: str = ""  # why it failed
     adopted: bool = False  # skipped: finished by another tool, markers added
     seconds: float = 0.0
+    lost: int = 0  # done: frames of the video lost to corrupt data (filled from their neighbours)
 
 
 def encode_jpeg(planes: List[np.ndarray], quality: int) -> bytes:
@@ -84,7 +86,7 @@ def extract_video(video: Path, output: Path, options: ExtractOptions) -> Outcome
         outcome = Outcome("failed", reason=f"cannot write frames: {error.strerror or error}{where}")
     except Exception as error:  # noqa: BLE001 - one odd file must not stop a run of thousands
         outcome = Outcome("failed", reason=f"unexpected error, please report it: {type(error).__name__}: {error}")
-    return Outcome(outcome.status, outcome.frames, outcome.reason, outcome.adopted, time.perf_counter() - start)
+    return dataclasses.replace(outcome, seconds=time.perf_counter() - start)
 
 
 # -- JPEG folders ---------------------------------------------------------------------------------
@@ -110,13 +112,13 @@ def _extract_folder(video: Path, final: Path, options: ExtractOptions) -> Outcom
     partial = partial_path(final)
     partial.mkdir(parents=True)
     try:
-        n_frames, fps = _write_frames(video, partial, options)
+        n_frames, fps, lost = _write_frames(video, partial, options)
         write_markers(partial, n_frames, fps)
         _install_folder(partial, final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return Outcome("done", frames=n_frames)
+    return Outcome("done", frames=n_frames, lost=lost)
 
 
 def _adopt_if_complete(video: Path, final: Path, n_images: int, options: ExtractOptions) -> Optional[Outcome]:
@@ -135,9 +137,11 @@ def _adopt_if_complete(video: Path, final: Path, n_images: int, options: Extract
 
 
 class EncodedFrames:
-    """The video's output frames as JPEG bytes, each with how many times it repeats (``--fps``).
+    """The video's output frames as JPEG bytes, each with how many times it repeats (``--fps``,
+    or frames lost to corrupt data, filled as ffmpeg fills them: ``fill_lost``).
 
-    After iteration, ``end_time`` is where the last decoded frame ends (seconds from the first).
+    After iteration, ``end_time`` is where the last decoded frame ends (seconds from the first),
+    and ``reader.stats.lost`` says how many frames were lost.
     """
 
     def __init__(self, reader: VideoReader, options: ExtractOptions) -> None:
@@ -146,13 +150,18 @@ class EncodedFrames:
         self.end_time = 0.0
 
     def _timed(self):
-        for frame, seconds, duration in self.reader.frames():
+        for frame, seconds, duration, lost in self.reader.frames_and_losses():
             self.end_time = seconds + duration
-            yield frame, seconds, duration
+            yield frame, seconds, duration, lost
 
     def __iter__(self) -> Iterator[Tuple[bytes, int]]:
         converter = PlaneConverter(self.options.rule, self.reader.sample_aspect_ratio())
-        for frame, repeat in resample(self._timed(), self.options.fps):
+        if self.options.fps:  # each instant takes the nearest decoded frame: a lost one needs no filling
+            chosen = resample(((frame, seconds, duration) for frame, seconds, duration, _ in self._timed()),
+                              self.options.fps)
+        else:
+            chosen = fill_lost(self._timed())
+        for frame, repeat in chosen:
             yield encode_jpeg(converter.planes(frame), self.options.quality), repeat
 
     def fps(self, n_frames: int) -> Optional[float]:
@@ -164,8 +173,9 @@ class EncodedFrames:
         return self.reader.average_rate
 
 
-def _write_frames(video: Path, folder: Path, options: ExtractOptions) -> Tuple[int, Optional[float]]:
-    """Decode, resize and write ``image_%05d.jpg`` into ``folder``; returns (n_frames, fps)."""
+def _write_frames(video: Path, folder: Path, options: ExtractOptions) -> Tuple[int, Optional[float], int]:
+    """Decode, resize and write ``image_%05d.jpg`` into ``folder``; returns (n_frames, fps,
+    frames lost to corrupt data)."""
     count = 0
     with VideoReader(video, threads=options.threads) as reader:
         frames = EncodedFrames(reader, options)
@@ -175,7 +185,7 @@ def _write_frames(video: Path, folder: Path, options: ExtractOptions) -> Tuple[i
                 with open(folder / image_name(count), "wb") as handle:
                     handle.write(data)
         reader.check_complete()
-        return count, frames.fps(count)
+        return count, frames.fps(count), reader.stats.lost
 
 
 def _remove_leftovers(final: Path) -> None:
@@ -227,10 +237,11 @@ def _extract_hdf5(video: Path, output: Path, options: ExtractOptions) -> Outcome
             count = hdf5.write_video(partial, (data for data, repeat in frames for _ in range(repeat)))
             reader.check_complete()
             hdf5.set_fps(partial, frames.fps(count))
+            lost = reader.stats.lost
         os.replace(partial, final)
     except BaseException:
         if partial.exists():
             partial.unlink()
         raise
-    return Outcome("done", frames=count)
+    return Outcome("done", frames=count, lost=lost)
 

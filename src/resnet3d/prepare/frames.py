@@ -51,11 +51,15 @@ class Summary:
     ignored_examples: List[str] = field(default_factory=list)
     missing: int = 0  # annotation entries without a video
     failures_file: Optional[Path] = None
+    # done, but frames of them lost to corrupt data: (video path, frames lost, frames written)
+    damaged: List[Tuple[str, int, int]] = field(default_factory=list)
 
     def add(self, job: VideoJob, outcome: Outcome) -> None:
         if outcome.status == "done":
             self.done += 1
             self.frames += outcome.frames
+            if outcome.lost:
+                self.damaged.append((str(job.video), outcome.lost, outcome.frames))
         elif outcome.status == "skipped":
             self.skipped += 1
             self.adopted += int(outcome.adopted)
@@ -69,6 +73,10 @@ class Summary:
         if self.adopted:
             text += f" ({self.adopted} of the skipped were finished by another tool; n_frames/fps added)"
         text += f"; {self.frames} frames written in {self.seconds:.1f} s"
+        if self.damaged:
+            lost = sum(n for _, n, _ in self.damaged)
+            text += (f"; {lost} frame{'' if lost == 1 else 's'} of {len(self.damaged)} "
+                     f"video{'' if len(self.damaged) == 1 else 's'} lost to corrupt data (named above)")
         if self.ignored:
             where = "not in the annotation" if self.layout == "annotation" else f"outside the '{self.layout}' layout"
             text += (f"; {self.ignored} video{'' if self.ignored == 1 else 's'} {where} ignored "
@@ -233,6 +241,14 @@ def _pool_pass(
         executor.shutdown(wait=True)
 
 
+def damaged_line(video: str, lost: int, written: int) -> str:
+    """The line that names a video some of whose frames did not decode: a video that is done, but
+    not whole, is never passed over in silence."""
+    return (f"resnet3d prepare: {video}: {lost} frame{'' if lost == 1 else 's'} could not be decoded (corrupt "
+            f"data); {written} frames written, a lost frame between two decoded ones filled with one of them as "
+            "ffmpeg fills it, so the frames after it keep their numbers")
+
+
 def write_failures(
     frame_dir: Path, failures: Sequence[Tuple[str, str]], settled: Optional[Callable[[str], bool]] = None
 ) -> Optional[Path]:
@@ -319,6 +335,8 @@ def prepare_frames(
             for job, outcome in run_jobs(videos.jobs, frame_dir, options, workers, extract):
                 seen.append(str(job.video))
                 summary.add(job, outcome)
+                if outcome.status == "done" and outcome.lost:
+                    bar.write(damaged_line(str(job.video), outcome.lost, outcome.frames))
                 bar.update(done=summary.done, skipped=summary.skipped, failed=summary.failed)
             completed = True
         finally:
