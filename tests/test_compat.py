@@ -461,6 +461,8 @@ def test_several_machines_from_a_config_file(tmp_path, monkeypatch):
     (tmp_path / "run.toml").write_text('[hardware]\nnodes = 2\ndist_url = "tcp://node0:29500"\n[run]\nbatch_size = 64\n')
     config, _ = translate(["--config", "run.toml"], command="train")
     assert (config.hardware.nodes, config.hardware.dist_url, config.run.batch_size) == (2, "tcp://node0:29500", 64)
+    config, _ = translate(["--config", "run.toml", "--nodes", "4", "--dist-url", "env://"], command="train")
+    assert (config.hardware.nodes, config.hardware.dist_url, config.run.batch_size) == (4, "env://", 64)
 
 
 def test_json_null_where_a_setting_has_no_none(tmp_path, monkeypatch):

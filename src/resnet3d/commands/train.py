@@ -125,6 +125,10 @@ FLAGS: Tuple[Tuple[str, str, str, Dict[str, Any]], ...] = (
     ("--nproc-per-node", "hardware", "nproc_per_node", {"type": int}),
     ("--sync-bn", "hardware", "batchnorm_sync", {"switch": True}),
     ("--dist-backend", "hardware", "dist_backend", {"choices": DIST_BACKENDS}),
+    ("--nodes", "hardware", "nodes",
+     {"type": int, "help": "machines, each started once by mpirun or srun (torchrun needs neither flag)"}),
+    ("--dist-url", "hardware", "dist_url",
+     {"help": "with --nodes: where the machines meet, tcp://HOST:PORT of launcher rank 0's machine, or env://"}),
     # per-video recognition after training (needs --inference or an [inference] section)
     ("--inference-subset", "inference", "subset", {"help": "subset to recognise (train/val/test accepted)"}),
     ("--inference-format", "inference", "flavour",
