@@ -28,8 +28,10 @@ ACTIONS: Dict[str, str] = {
 }
 
 
-# the successor's ``generate_video_jpgs.py VIDEO_DIR JPG_DIR DATASET`` -> our layout (MiT has class folders)
-SUCCESSOR_DATASETS = {"kinetics": "kinetics", "mit": "kinetics", "ucf101": "ucf101", "hmdb51": "hmdb51",
+# the successor's ``generate_video_jpgs.py VIDEO_DIR JPG_DIR DATASET`` -> our layout. MiT comes as
+# training/<class>/ and validation/<class>/, which the successor read one split folder per run;
+# "splits" reads both at once, and gives the same <class>/<video> folders for one split folder.
+SUCCESSOR_DATASETS = {"kinetics": "kinetics", "mit": "splits", "ucf101": "ucf101", "hmdb51": "hmdb51",
                       "activitynet": "activitynet"}
 
 
@@ -56,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the same as --layout")
     placement = p.add_mutually_exclusive_group()
     add_flag(placement, "--layout", choices=LAYOUTS, default=None,
-             help="how VIDEO_DIR is organised; not given: class subfolders mean kinetics, loose files flat")
+             help="how VIDEO_DIR is organised (splits: <split>/<class>/<video>); not given: class subfolders mean "
+                  "kinetics, loose files flat")
     add_flag(placement, "--annotation", type=Path, default=None,
              help="annotation JSON: find videos anywhere under VIDEO_DIR by name and write each to "
                   "<label>/<key> (test/<key> unlabelled, v_<id> ActivityNet); unlisted videos are ignored")
