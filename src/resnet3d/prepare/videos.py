@@ -223,7 +223,7 @@ def _split_folder_jobs(video_dir: Path) -> Tuple[List[VideoJob], List[Path]]:
             direct = _videos_in(class_dir)
             jobs.extend(VideoJob(video, Path(class_dir.name) / video.stem) for video in direct)
             found = found or bool(direct)
-            below = list(video_files_below(class_dir, min_depth=1, max_depth=2))  # depth-bounded, as above
+            below = list(video_files_below(class_dir, min_depth=1, max_depth=2))  # depth-bounded, as in the class layout
             ignored.extend(below)
             if below and not direct:
                 hollow.append((class_dir, below[0]))
