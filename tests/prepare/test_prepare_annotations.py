@@ -147,7 +147,7 @@ def test_kinetics_errors_name_file_and_line(tmp_path, kinetics_csvs):
 
 
 @pytest.mark.parametrize("action", [None, "frames", "kinetics-json", "activitynet-json", "ucf101-json",
-                                    "hmdb51-json", "folder-json", "n-frames", "fps", "stats"])
+                                    "hmdb51-json", "mit-json", "folder-json", "n-frames", "fps", "stats"])
 def test_every_action_has_help(action, capsys):
     with pytest.raises(SystemExit) as exit_status:
         cli.main(["prepare"] + ([action] if action else []) + ["--help"])

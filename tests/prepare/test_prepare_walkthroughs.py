@@ -214,3 +214,81 @@ def test_the_successors_generate_video_jpgs_command_line(tmp_path, capsys):
     assert (jpg / "YoYo" / "v_YoYo_g01_c01" / "n_frames").read_text() == "3"
     assert prepare("frames", str(tmp_path / "UCF-101"), str(jpg), "ucf101", "--layout", "flat") == 2
     assert "DATASET 'ucf101' and --layout flat both say" in capsys.readouterr().err
+
+
+MIT_VIDEOS = {  # Moments_in_Time_Raw/<split>/<label>/<file>.mp4
+    "training": [("adult+female+singing", "yt-a+b_C (1)&x'y"), ("adult+female+singing", "flickr-1-2.3"),
+                 ("clapping", "getty-clap-video-id635808620_4"), ("clapping", "yt-Clap+Co_2")],
+    "validation": [("adult+female+singing", "yt-val+sing_1"), ("clapping", "yt-val_clap_3")],
+}
+
+
+def test_moments_in_time_from_the_download_to_one_epoch(tmp_path, capsys):
+    """docs/prepare.md's Moments in Time recipe: the download's training/ and validation/ split
+    folders of class folders -> one FRAME_DIR (the successor's 'mit' DATASET) -> mit-json with the
+    successor's arguments -> resnet3d main --dataset mit trains on every video."""
+    raw = tmp_path / "Moments_in_Time_Raw"
+    for split, videos in MIT_VIDEOS.items():
+        for label, name in videos:
+            write_video(raw / split / label / f"{name}.mp4", n_frames=8, size=(48, 32))
+    (raw / "moments_categories.txt").write_text("adult+female+singing,0\nclapping,1\n")
+    (raw / "trainingSet.csv").write_text("".join(f"{label}/{name}.mp4,{label},3,0\r\n"
+                                                 for label, name in MIT_VIDEOS["training"]))
+    (raw / "validationSet.csv").write_text("".join(f"{label}/{name}.mp4,{label},2,1\r\n"
+                                                   for label, name in MIT_VIDEOS["validation"]))
+    jpg = tmp_path / "mit" / "jpg"
+    assert prepare("frames", str(raw), str(jpg), "mit", "--n_jobs", "1", "--size", "32", "--no-progress") == 0
+    assert "6 videos: 6 done, 0 skipped, 0 failed; 48 frames written" in capsys.readouterr().out
+    assert sorted(p.name for p in (jpg / "clapping").iterdir()) == [
+        "getty-clap-video-id635808620_4", "yt-Clap+Co_2", "yt-val_clap_3"]
+
+    annotation = tmp_path / "mit" / "mit.json"
+    assert prepare("mit-json", str(raw), str(jpg), str(annotation)) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"wrote {annotation}: 2 labels, training 4 (4 with frames, 0 missing on disk), "
+        "validation 2 (2 with frames, 0 missing on disk)")
+    database = json.loads(annotation.read_text())["database"]
+    assert database["yt-a+b_C (1)&x'y"]["annotations"] == {"label": "adult+female+singing", "segment": [1, 9]}
+
+    assert cli.main(["main", "--root_path", str(tmp_path / "mit"), "--video_path", "jpg", "--annotation_path",
+                     "mit.json", "--result_path", "results", "--dataset", "mit", "--n_classes", "2",
+                     "--model", "resnet", "--resnet_depth", "10", "--resnet_widen_factor", "0.25",
+                     "--sample_size", "32", "--sample_duration", "8", "--n_threads", "0", "--no_hflip", "--crop", "c",
+                     "--n_scales", "1", "--n_val_samples", "1", "--batch_size", "2", "--n_epochs", "1",
+                     "--no_cuda"]) == 0
+    results = tmp_path / "mit" / "results"
+    batches = (results / "train_batch.log").read_text().splitlines()
+    assert len(batches) == 1 + 2  # a header, then two batches of two clips: the four training videos
+    assert (results / "val.log").read_text().splitlines()[1].startswith("1\t")
+    assert (results / "model_1.pth").is_file()
+
+
+def test_split_folders_of_class_folders_and_a_test_folder_of_loose_videos(tmp_path, capsys):
+    """--layout splits: a Kinetics-700-2020 download (train/<label>/, val/<label>/, test/<key>.mp4)
+    into one FRAME_DIR as the JSON expects it; a class folder whose videos sit one level deeper
+    stops the run, as under the class layout; without a layout, the error names --layout splits."""
+    videos, frames = tmp_path / "k700-2020", tmp_path / "jpg"
+    write_video(videos / "train" / "abseiling" / "a-b_c1d2e3f_000000_000010.mp4", n_frames=2)
+    write_video(videos / "val" / "abseiling" / "--07WQ2iBlw_000011_000021.mp4", n_frames=2)
+    write_video(videos / "val" / "air drumming" / "x_000001_000011.mp4", n_frames=2)
+    write_video(videos / "test" / "tEsT1234567_000000_000010.mp4", n_frames=2)
+    assert prepare("frames", str(videos), str(frames), "--no-progress") == 2
+    assert "pass --layout splits (VIDEO_DIR/<split>/<class>/<video> -> FRAME_DIR/<class>/<video>/" in capsys.readouterr().err
+
+    deeper = write_video(videos / "train" / "yodelling" / "day1" / "y_000000_000010.mp4", n_frames=2)
+    assert prepare("frames", str(videos), str(frames), "--layout", "splits", "--no-progress") == 2
+    error = capsys.readouterr().err
+    assert f"{videos / 'train' / 'yodelling'}/ holds videos only in its subfolders (e.g. {deeper})" in error
+    assert "Nothing written" in error and not frames.exists()
+
+    deeper.unlink()
+    assert prepare("frames", str(videos), str(frames), "--layout", "splits", "--workers", "1", "--no-progress") == 0
+    assert "4 videos: 4 done" in capsys.readouterr().out
+    assert sorted(str(p.relative_to(frames)) for p in frames.glob("*/*")) == [
+        "abseiling/--07WQ2iBlw_000011_000021", "abseiling/a-b_c1d2e3f_000000_000010",
+        "air drumming/x_000001_000011", "test/tEsT1234567_000000_000010"]
+    # one split folder alone: its class folders, as --layout kinetics reads them
+    assert prepare("frames", str(videos / "val"), str(tmp_path / "val_only"), "--layout", "splits", "--workers", "1",
+                   "--no-progress") == 0
+    assert sorted(str(p.relative_to(tmp_path / "val_only")) for p in (tmp_path / "val_only").glob("*/*")) == [
+        "abseiling/--07WQ2iBlw_000011_000021", "air drumming/x_000001_000011"]

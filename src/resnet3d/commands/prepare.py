@@ -1,7 +1,7 @@
 """``resnet3d prepare <action>``: raw videos and official annotation files -> training data.
 
-Actions: frames, kinetics-json, activitynet-json, ucf101-json, hmdb51-json, folder-json,
-n-frames, fps, stats. See docs/prepare.md.
+Actions: frames, kinetics-json, activitynet-json, ucf101-json, hmdb51-json, mit-json,
+folder-json, n-frames, fps, stats. See docs/prepare.md.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ ACTIONS: Dict[str, str] = {
     "activitynet-json": "add each video's fps to the official ActivityNet v1.3 JSON (and the seed's fps files)",
     "ucf101-json": "UCF-101 classInd/trainlist/testlist -> ucf101_01..03.json",
     "hmdb51-json": "HMDB-51 <class>_test_split<N>.txt -> hmdb51_1..3.json",
+    "mit-json": "Moments in Time moments_categories.txt, trainingSet.csv, validationSet.csv (testingSet.csv) -> "
+                "annotation JSON (the successor's DIR_PATH JPG_DIR DST_JSON)",
     "folder-json": "your own data set, ROOT/<class>/<video or frame folder> -> annotation JSON",
     "n-frames": "write the seed's n_frames file into every frame folder (for frames made by other tools)",
     "fps": "write the seed's fps file (frames / duration) into every video's frame folder",
@@ -26,8 +28,10 @@ ACTIONS: Dict[str, str] = {
 }
 
 
-# the successor's ``generate_video_jpgs.py VIDEO_DIR JPG_DIR DATASET`` -> our layout (MiT has class folders)
-SUCCESSOR_DATASETS = {"kinetics": "kinetics", "mit": "kinetics", "ucf101": "ucf101", "hmdb51": "hmdb51",
+# the successor's ``generate_video_jpgs.py VIDEO_DIR JPG_DIR DATASET`` -> our layout. MiT comes as
+# training/<class>/ and validation/<class>/, which the successor read one split folder per run;
+# "splits" reads both at once, and gives the same <class>/<video> folders for one split folder.
+SUCCESSOR_DATASETS = {"kinetics": "kinetics", "mit": "splits", "ucf101": "ucf101", "hmdb51": "hmdb51",
                       "activitynet": "activitynet"}
 
 
@@ -54,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the same as --layout")
     placement = p.add_mutually_exclusive_group()
     add_flag(placement, "--layout", choices=LAYOUTS, default=None,
-             help="how VIDEO_DIR is organised; not given: class subfolders mean kinetics, loose files flat")
+             help="how VIDEO_DIR is organised (splits: <split>/<class>/<video>); not given: class subfolders mean "
+                  "kinetics, loose files flat")
     add_flag(placement, "--annotation", type=Path, default=None,
              help="annotation JSON: find videos anywhere under VIDEO_DIR by name and write each to "
                   "<label>/<key> (test/<key> unlabelled, v_<id> ActivityNet); unlisted videos are ignored")
@@ -98,6 +103,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help=f"where {out} go")
         add_flag(p, "--overwrite", action="store_true", help=f"replace existing {out} files")
 
+    p = _sub(subparsers, "mit-json")
+    p.add_argument("annotation_dir", type=Path, metavar="ANNOTATION_DIR",
+                   help="the folder holding moments_categories.txt and the CSVs (Moments_in_Time_Raw; the successor's DIR_PATH)")
+    p.add_argument("frame_dir", type=Path, metavar="FRAME_DIR",
+                   help="frame folders <label>/<key>/ (test/<key>/ for testing) or .hdf5 files, for the segments")
+    p.add_argument("out_json", type=Path, metavar="OUT_JSON")
+    add_flag(p, "--file-type", choices=("auto", "jpg", "hdf5"), default="auto",
+             help="where the segments come from: jpg frame folders, hdf5 files, or auto (a video's folder, else its .hdf5 file)")
+    add_flag(p, "--overwrite", action="store_true", help="replace OUT_JSON if it exists")
+
     p = _sub(subparsers, "folder-json")
     p.add_argument("root", type=Path, metavar="ROOT", help="ROOT/<class>/<video file or frame folder>")
     p.add_argument("out_json", type=Path, metavar="OUT_JSON")
@@ -131,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         "activitynet-json": _activitynet_json,
         "ucf101-json": _ucf101_json,
         "hmdb51-json": _hmdb51_json,
+        "mit-json": _mit_json,
         "folder-json": _folder_json,
         "n-frames": _n_frames,
         "fps": _fps,
@@ -217,6 +233,13 @@ def _hmdb51_json(args: argparse.Namespace) -> int:
     from resnet3d.prepare import hmdb51
 
     print(hmdb51.hmdb51_json(args.annotation_dir, args.frame_dir, args.out_dir, overwrite=args.overwrite))
+    return 0
+
+
+def _mit_json(args: argparse.Namespace) -> int:
+    from resnet3d.prepare import mit
+
+    print(mit.mit_json(args.annotation_dir, args.frame_dir, args.out_json, args.file_type, overwrite=args.overwrite))
     return 0
 
 

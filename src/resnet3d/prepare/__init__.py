@@ -11,7 +11,7 @@ Modules:
 - ``frames``: every video of a directory, in parallel, resumable, with a failure list
 - ``hdf5``: the successor's one-file-per-video HDF5 format
 - ``tables``: reading the official CSV/TXT files with line numbers for error messages
-- ``kinetics``, ``activitynet``, ``ucf101``, ``hmdb51``, ``folder_dataset``: annotation builders
+- ``kinetics``, ``activitynet``, ``ucf101``, ``hmdb51``, ``mit``, ``folder_dataset``: annotation builders
 - ``legacy_files``: the seed's ``n_frames`` and ``fps`` files for folders made by other tools
 - ``stats``: per-channel mean and std of a data set's frames
 """

@@ -68,5 +68,24 @@ def csv_rows(path: Path, required: Sequence[str]) -> Iterator[Tuple[int, Dict[st
             raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
+def csv_records(path: Path) -> Iterator[Tuple[int, List[str]]]:
+    """(line number, fields) for every non-blank row of a CSV without a header line (Moments in
+    Time's), fields stripped of surrounding spaces; quoted fields may hold commas."""
+    with _open_text(path) as handle:
+        reader = csv.reader(handle)
+        line_end = 0
+        try:
+            for fields in reader:
+                number = line_end + 1  # the line where this row starts
+                line_end = reader.line_num
+                fields = [field.strip() for field in fields]
+                if any(fields):
+                    yield number, fields
+        except csv.Error as error:
+            raise UserError(f"{path}: line {reader.line_num}: {error}") from None
+        except UnicodeDecodeError as error:
+            raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+
+
 def where(path: Path, line: int) -> str:
     return f"{path}: line {line}"

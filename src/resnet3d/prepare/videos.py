@@ -7,8 +7,15 @@ Layouts (REFERENCE.md §1):
 - ``activitynet``: ``VIDEO_DIR/<name>.<ext>`` -> ``v_<youtube id>/`` (files already named
   ``v_<id>.mp4``, as the official crawler writes them, keep their name).
 - ``flat``: ``VIDEO_DIR/<name>.<ext>`` -> ``<name>/``.
+- ``splits``: split folders of class folders, ``VIDEO_DIR/<split>/<class>/<name>.<ext>`` ->
+  ``<class>/<name>/``, every split into the one FRAME_DIR where the annotation JSON looks (Moments
+  in Time's ``training/`` and ``validation/``, Kinetics' ``train/`` and ``val/``). A split folder
+  of loose videos is read as one class, as the class layout reads Kinetics' ``test/``:
+  ``test/<name>.<ext>`` -> ``test/<name>/``; so a single split folder given alone gives
+  ``<class>/<name>/`` too (each class folder reads as a split folder of loose videos).
 
-Without a layout, class subfolders mean the class layout and loose files mean flat.
+Without a layout, class subfolders mean the class layout and loose files mean flat: split
+folders are never guessed, since ``<class>/<day>/<video>`` has the same shape.
 
 With an annotation JSON instead (``--annotation``), videos are found anywhere under VIDEO_DIR by
 name and placed where training looks for them: ``<label>/<key>/`` (``test/<key>/`` for
@@ -27,7 +34,7 @@ from typing import Dict, List, Optional, Tuple
 from resnet3d.errors import UserError
 from resnet3d.video_files import VIDEO_EXTENSIONS, video_files_below
 
-LAYOUTS = ("kinetics", "activitynet", "ucf101", "hmdb51", "flat")
+LAYOUTS = ("kinetics", "activitynet", "ucf101", "hmdb51", "flat", "splits")
 CLASS_LAYOUTS = ("kinetics", "ucf101", "hmdb51")
 SPLIT_FILE_LAYOUTS = {"ucf101": "ucf101-json", "hmdb51": "hmdb51-json"}  # the lists give each video's class
 YOUTUBE_ID_LENGTH = 11
@@ -89,8 +96,9 @@ def detect_layout(video_dir: Path) -> str:
     if deeper:  # split folders of class folders (train/<class>/<video>), a level too high
         raise UserError(
             f"no video directly in {video_dir} or in its class folders, only deeper (e.g. {deeper[0]}): prepare frames "
-            "reads VIDEO_DIR/<class>/<video> or VIDEO_DIR/<video>; give the folder that holds the class folders (or "
-            "the videos) as VIDEO_DIR, or pass --annotation JSON, which finds videos at any depth"
+            "reads VIDEO_DIR/<class>/<video> or VIDEO_DIR/<video>; for split folders of class folders pass "
+            f"{SPLITS_HINT}; else give the folder that holds the class folders (or the videos) as VIDEO_DIR, or pass "
+            "--annotation JSON, which finds videos at any depth"
         )
     raise UserError(
         f"no videos ({', '.join(e[1:] for e in VIDEO_EXTENSIONS)}) in {video_dir} or its subfolders"
@@ -162,7 +170,9 @@ def find_videos(video_dir: Path, layout: Optional[str] = None, annotation: Optio
     jobs: List[VideoJob] = []
     ignored: List[Path] = []
     loose: List[Path] = []
-    if layout in CLASS_LAYOUTS:
+    if layout == "splits":
+        jobs, ignored = _split_folder_jobs(video_dir)
+    elif layout in CLASS_LAYOUTS:
         loose = _videos_in(video_dir)
         ignored.extend(loose)
         hollow: List[Tuple[Path, Path]] = []  # (class folder, a video below it)
@@ -195,7 +205,42 @@ LAYOUT_SHAPES = {
     "hmdb51": "VIDEO_DIR/<class>/<video> -> FRAME_DIR/<class>/<video>/",
     "activitynet": "VIDEO_DIR/<video> -> FRAME_DIR/v_<id>/",
     "flat": "VIDEO_DIR/<video> -> FRAME_DIR/<video>/",
+    "splits": "VIDEO_DIR/<split>/<class>/<video> -> FRAME_DIR/<class>/<video>/",
 }
+SPLITS_HINT = (f"--layout splits ({LAYOUT_SHAPES['splits']}, every split into this one FRAME_DIR, as Moments in "
+               "Time's training/ and validation/ and Kinetics' train/ and val/ need)")
+
+
+def _split_folder_jobs(video_dir: Path) -> Tuple[List[VideoJob], List[Path]]:
+    """``--layout splits``: (jobs, ignored videos). Each split folder's class folders hold the
+    videos; a split folder without them whose videos are loose is one class (``test/``)."""
+    jobs: List[VideoJob] = []
+    ignored: List[Path] = _videos_in(video_dir)  # beside the split folders: no class to give them
+    hollow: List[Tuple[Path, Path]] = []  # (class folder, a video below it)
+    for split_dir in _class_dirs(video_dir):
+        found = False
+        for class_dir in _class_dirs(split_dir):
+            direct = _videos_in(class_dir)
+            jobs.extend(VideoJob(video, Path(class_dir.name) / video.stem) for video in direct)
+            found = found or bool(direct)
+            below = list(video_files_below(class_dir, min_depth=1, max_depth=2))  # depth-bounded, as in the class layout
+            ignored.extend(below)
+            if below and not direct:
+                hollow.append((class_dir, below[0]))
+        loose = _videos_in(split_dir)
+        if found:
+            ignored.extend(loose)
+        else:
+            jobs.extend(VideoJob(video, Path(split_dir.name) / video.stem) for video in loose)
+    if hollow and jobs:
+        folder, example = hollow[0]
+        more = f" (and {len(hollow) - 1} more: {', '.join(str(f) for f, _ in hollow[1:4])})" if len(hollow) > 1 else ""
+        raise UserError(
+            f"{folder}/ holds videos only in its subfolders (e.g. {example}){more}, where --layout splits does not look "
+            f"({LAYOUT_SHAPES['splits']}), so all of them would be left out: move them up into {folder}/, or move "
+            f"the folder out of {video_dir} if it does not belong to the data set. Nothing written"
+        )
+    return jobs, ignored
 
 
 def _deeper_videos(video_dir: Path) -> List[Path]:
@@ -223,6 +268,14 @@ def _nothing_in_layout(video_dir: Path, layout: str, ignored: List[Path]) -> Non
             f"{expects}; for loose videos pass --layout flat ({LAYOUT_SHAPES['flat']}) or --layout activitynet "
             f"({LAYOUT_SHAPES['activitynet']}), or sort them into class folders"
         )
+    if ignored and layout == "splits":
+        raise UserError(
+            f"no video where --layout splits looks in {video_dir} ({expects}), but {len(ignored)} elsewhere (e.g. "
+            f"{ignored[0]}): for loose "
+            f"videos pass --layout flat ({LAYOUT_SHAPES['flat']}); for class folders (VIDEO_DIR/<class>/<video>) "
+            "--layout kinetics; for videos deeper down give the folder that holds the split folders as VIDEO_DIR, "
+            "or pass --annotation JSON, which finds videos at any depth"
+        )
     if ignored and layout == "activitynet":
         # ActivityNet has no classes per video: subfolders are splits (train_val/, test/), and
         # training reads FRAME_DIR/v_<id>/ whatever folder a video came from
@@ -241,7 +294,8 @@ def _nothing_in_layout(video_dir: Path, layout: str, ignored: List[Path]) -> Non
     if deeper:
         raise UserError(
             f"no video where --layout {layout} looks in {video_dir}, only deeper (e.g. {deeper[0]}): {expects}; "
-            "give the folder that holds the class folders (or the videos) as VIDEO_DIR, or pass --annotation JSON, "
+            + ("" if layout in ("splits", "activitynet", "flat") else f"for split folders of class folders pass {SPLITS_HINT}; ")
+            + "give the folder that holds the class folders (or the videos) as VIDEO_DIR, or pass --annotation JSON, "
             "which finds videos at any depth"
         )
     raise UserError(f"no videos ({', '.join(e[1:] for e in VIDEO_EXTENSIONS)}) in {video_dir} or its subfolders")
@@ -257,7 +311,8 @@ def _refuse_hollow_class_folders(video_dir: Path, layout: str, hollow: List[Tupl
     raise UserError(
         f"{folder}/ holds videos only in its subfolders (e.g. {example}){more}, where --layout {layout} does not look "
         f"({LAYOUT_SHAPES[layout]}), so all of them would be left out. If it holds a split's class folders "
-        f"({folder.name}/<class>/<video>), place every video by the annotation JSON with --annotation JSON (it finds "
+        f"({folder.name}/<class>/<video>), pass {SPLITS_HINT}, or place every video by the annotation JSON with "
+        "--annotation JSON (it finds "
         "videos at any depth; for Kinetics build it from the CSVs: prepare kinetics-json TRAIN_CSV VAL_CSV TEST_CSV "
         f"JSON), or give each split folder as VIDEO_DIR ({folder}); if it does not belong to the data set, move it out "
         f"of {video_dir}. Nothing written"
