@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -135,12 +135,31 @@ class DecodeStats:
     decoded: int = 0
     bad_packets: int = 0  # packets the decoder refused with an error
     lost: int = 0  # frames the file holds that never decoded (LostFrames), known once decoding ended
+    not_coded: int = 0  # frames the encoder marked "not coded" (repeat the one before): filled, not lost
     covered_s: float = 0.0  # from the first frame's time to the end of the last one
     read_error: Optional[str] = None  # demuxing stopped early with this error
 
 
+# An MPEG-4 Part 2 VOP start code. A "not coded" VOP (vop_coded = 0: Xvid's and DivX's drop frames,
+# VirtualDub's frame-rate padding) is a header of at most 22 bits after it, and the decoder gives
+# no frame for it; a coded VOP's header alone is 34 bits or more, before any macroblock.
+VOP_START = b"\x00\x00\x01\xb6"
+NOT_CODED_VOP_MAX_BYTES = 4
+NOT_CODED_PACKET_MAX_BYTES = 64  # the VOP, and headers an encoder may repeat before it
+
+
+def is_not_coded_vop(payload: bytes, codec: str) -> bool:
+    """An MPEG-4 packet that only says "repeat the previous frame": no frame comes out of the
+    decoder for it, and ffmpeg's extraction repeats the previous frame, as the encoder meant."""
+    if codec != "mpeg4" or len(payload) > NOT_CODED_PACKET_MAX_BYTES:
+        return False
+    start = payload.rfind(VOP_START)
+    return start >= 0 and len(payload) - start - len(VOP_START) <= NOT_CODED_VOP_MAX_BYTES
+
+
 class LostFrames:
-    """The frames of a stream that never come out of the decoder: corrupt data.
+    """The frames of a stream that never come out of the decoder: corrupt data, or frames the
+    encoder marked not coded (``is_not_coded_vop``), which are no loss but are filled the same way.
 
     Counting the packets the decoder refuses is not enough: FFmpeg's MPEG-4 Part 2 decoder drops a
     frame whose header is damaged without an error. So losses are found by time instead: every
@@ -152,19 +171,28 @@ class LostFrames:
     then the packets less the frames.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, codec: str = "") -> None:
+        self.codec = codec
         self.pending: Optional[List[int]] = []  # packet times not yet settled, sorted; None: not placing
         self.previous: Optional[int] = None  # the last frame's time
         self.packets = 0
         self.frames = 0
-        self.placed = 0  # losses found between frames (and before the first)
+        self.placed = 0  # losses found between frames (and before the first), not-coded ones included
+        self.not_coded_times: Set[int] = set()  # times of the not-coded packets still pending
+        self.not_coded_packets = 0
+        self.not_coded_missing = 0  # not-coded packets found among the placed losses
 
     def demuxed(self, packet) -> None:
         if not packet.size or getattr(packet, "is_discard", False):  # (discarded: an edit list's pre-roll)
             return
         self.packets += 1
+        not_coded = (self.codec == "mpeg4" and packet.size <= NOT_CODED_PACKET_MAX_BYTES
+                     and is_not_coded_vop(bytes(packet), self.codec))
+        self.not_coded_packets += not_coded
         if self.pending is not None and packet.pts is not None:
             bisect.insort(self.pending, packet.pts)
+            if not_coded:
+                self.not_coded_times.add(packet.pts)
 
     def decoded(self, pts: Optional[int]) -> int:
         """A frame at ``pts`` came out: how many frames were lost between the previous one and it
@@ -179,6 +207,10 @@ class LostFrames:
             start = bisect.bisect_left(self.pending, pts)
         end = bisect.bisect_left(self.pending, pts)
         lost = end - start
+        for missing in self.pending[start:end]:
+            if missing in self.not_coded_times:
+                self.not_coded_missing += 1
+                self.not_coded_times.discard(missing)
         matched = end < len(self.pending) and self.pending[end] == pts
         del self.pending[start:end + 1 if matched else end]
         first = self.previous is None
@@ -186,11 +218,21 @@ class LostFrames:
         self.placed += lost
         return 0 if first else lost
 
-    def total(self) -> int:
-        """Frames lost in all, once the stream has been read to its end."""
+    def missing(self) -> int:
+        """Frames that never came out of the decoder, once the stream has been read to its end."""
         if self.pending is None:
             return max(0, self.packets - self.frames)
         return self.placed + len(self.pending)
+
+    def not_coded(self) -> int:
+        """The missing frames the encoder marked not coded."""
+        if self.pending is None:
+            return min(self.not_coded_packets, self.missing())
+        return self.not_coded_missing + sum(time in self.not_coded_times for time in self.pending)
+
+    def total(self) -> int:
+        """Frames lost to corrupt data in all, once the stream has been read to its end."""
+        return self.missing() - self.not_coded()
 
 
 class VideoReader:
@@ -273,9 +315,10 @@ class VideoReader:
             yield frame, seconds, duration
 
     def frames_and_losses(self) -> Iterator[Tuple[object, float, float, int]]:
-        """``frames()``, each with how many frames were lost to corrupt data between the frame
-        before it and this one (``LostFrames``); ``stats.lost`` counts them all (those before
-        the first frame and after the last too) once the stream has been read."""
+        """``frames()``, each with how many frames are missing between the frame before it and
+        this one (``LostFrames``: lost to corrupt data, or not coded); once the stream has been
+        read, ``stats.lost`` counts those lost to corrupt data and ``stats.not_coded`` the others
+        (those before the first frame and after the last too)."""
         import av
 
         stream = self.stream
@@ -285,7 +328,7 @@ class VideoReader:
         first_time: Optional[float] = None
         consecutive_bad = 0
         index = 0
-        losses = LostFrames()
+        losses = LostFrames(stream.codec_context.name)
         try:
             for packet in self.container.demux(stream):
                 losses.demuxed(packet)
@@ -314,6 +357,7 @@ class VideoReader:
         except av.FFmpegError as error:
             self.stats.read_error = _ffmpeg_message(error)
         self.stats.lost = losses.total()
+        self.stats.not_coded = losses.not_coded()
 
     def check_complete(self) -> None:
         """Raise ``VideoError`` if decoding produced nothing, stopped well short of the length the
@@ -324,11 +368,11 @@ class VideoReader:
             detail = stats.read_error or (f"{stats.bad_packets} corrupt packets" if stats.bad_packets else "")
             raise VideoError("no frame could be decoded" + (f" ({detail})" if detail else ""))
         expected = self.expected_frames()
-        held = stats.decoded + stats.lost  # frames whose data was read
+        held = stats.decoded + stats.lost + stats.not_coded  # frames whose data was read
         if expected and held < COMPLETE_FRACTION * expected and not self._reaches_the_end():
             cause = f"; {stats.read_error}" if stats.read_error else ""
             raise VideoError(f"truncated: decoded {stats.decoded} of the ~{expected} frames the file announces{cause}")
-        if stats.decoded < COMPLETE_FRACTION * held:
+        if stats.decoded + stats.not_coded < COMPLETE_FRACTION * held:
             raise VideoError(f"corrupt: {stats.lost} of its {held} frames could not be decoded")
 
     def _reaches_the_end(self) -> bool:
@@ -418,12 +462,13 @@ class PlaneConverter:
 
 def fill_lost(frames: Iterator[Tuple[object, float, float, int]]) -> Iterator[Tuple[object, int]]:
     """(frame, how many output frames it fills) for ``VideoReader.frames_and_losses()`` without
-    ``--fps``: one per decoded frame, and the frames lost to corrupt data between two decoded ones
-    filled as ``ffmpeg -i V image_%05d.jpg``, the originals' extraction, fills them (its output is
-    constant-rate): of k lost frames, the frame before fills k - 1 and the frame after 1. Every
-    frame after a loss so keeps the number ffmpeg gives it. Frames lost before the first decoded
-    one or after the last are not filled, as ffmpeg does not fill them either (checked with
-    Debian's ffmpeg 5.1 on MJPEG and MPEG-4 AVIs with packets overwritten)."""
+    ``--fps``: one per decoded frame, and the frames missing between two decoded ones (lost to
+    corrupt data, or not coded) filled as ``ffmpeg -i V image_%05d.jpg``, the originals'
+    extraction, fills them (its output is constant-rate): of k missing frames, the frame before
+    fills k - 1 and the frame after 1. Every frame after a gap so keeps the number ffmpeg gives
+    it. Frames missing before the first decoded one or after the last are not filled, as ffmpeg
+    does not fill them either (checked with Debian's ffmpeg 5.1 on MJPEG and MPEG-4 AVIs with
+    packets overwritten, and on MPEG-4 AVIs with not-coded VOPs)."""
     previous = None
     repeats = 0
     for frame, _, _, lost in frames:
