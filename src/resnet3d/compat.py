@@ -382,7 +382,8 @@ def config_from_args(args: argparse.Namespace) -> Tuple[Config, List[str]]:
         # --batch_size: the same command line keeps the same clips per step and per GPU.
         run = replace(run, batch_size=run.batch_size * hardware.nodes)
         notices.append(f"--batch_size {v('batch_size')} is per machine, as in the successor's --distributed runs: "
-                       f"{hardware.nodes} machines train with a global batch of {run.batch_size}")
+                       f"{hardware.nodes} machines {'train with' if run.train else 'share'} a global batch of "
+                       f"{run.batch_size}")
     inference = _inference_config(args, data)
     return Config(data=data, model=model, finetune=finetune, optim=optim, run=run, hardware=hardware,
                   inference=inference), notices
