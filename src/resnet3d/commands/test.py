@@ -81,6 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_switch(run, "--fold-bn", default=True,
                help="fold each BatchNorm into the conv before it for recognition (the same scores up to float "
                     "rounding, faster; --no-fold-bn runs the model as it is)")
+    add_flag(run, "--nproc-per-node", "--n-gpus", dest="nproc_per_node", type=int, default=1, metavar="K",
+             help="processes on this machine, each recognising its share of the videos: one per GPU on CUDA "
+                  "(GPUs 0..K-1), gloo processes on the CPU; --workers are shared among them. Under torchrun "
+                  "its processes share the videos")
     add_flag(run, "--quiet", action="store_true", help="no progress line")
     add_model_arguments(parser)
 
@@ -126,20 +130,57 @@ def resolve_device(name: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    """One process, or ``--nproc-per-node K`` processes started here, or this process's share
+    under torchrun: the videos are split among the processes, and rank 0 writes the one results
+    file (``run_recognition``)."""
+    import torch
+
+    from resnet3d.engine.distributed import launch_local, launched_by_torchrun
+    from resnet3d.errors import UserError
+
+    nproc = args.nproc_per_node
+    if nproc < 1:
+        raise UserError(f"--nproc-per-node must be >= 1 (got {nproc})")
+    if nproc == 1 or launched_by_torchrun():
+        return _recognise(args)
+    device = resolve_device("cpu" if args.no_cuda else args.device)
+    if device.type == "cuda" and nproc > torch.cuda.device_count():
+        raise UserError(f"--nproc-per-node {nproc}: only {torch.cuda.device_count()} GPU(s) are visible")
+    results = launch_local(nproc, recognition_worker, vars(args))
+    return max(int(status or 0) for status in results.values())
+
+
+def recognition_worker(args_dict: Dict[str, Any]) -> int:
+    """The entry point of each process ``--nproc-per-node`` starts (module level: it is pickled)."""
+    from resnet3d.engine.worker_process import run_as_worker
+
+    return run_as_worker(lambda: _recognise(argparse.Namespace(**args_dict)), STOPPED_AT_ONCE)
+
+
+STOPPED_AT_ONCE = "stopped at once (a second Ctrl-C); --resume keeps the videos saved so far and scores the rest"
+
+
+def _recognise(args: argparse.Namespace) -> int:
+    import math
+
+    import torch
+
     from resnet3d.config import Config, HardwareConfig, InferenceConfig, RunConfig
     from resnet3d.data.config import canonical_subset
     from resnet3d.engine.checkpoint import existing_checkpoint
     from resnet3d.engine.predict import run_recognition
     from resnet3d.engine.signals import StopRequest
     from resnet3d.engine.predict_model import load_inference_model
+    from resnet3d.engine.distributed import destroy_process_group, env_info, init_process_group
     from resnet3d.errors import UserError
 
+    info = env_info()  # this process's rank among those sharing the videos (one process: rank 0 of 1)
     canonical_subset(args.subset)  # an unknown subset name fails before the model loads
     loaded = load_inference_model(args.weights, args)
-    for note in loaded.notes:
+    for note in loaded.notes if info.is_main else ():
         print(f"resnet3d test: {note}", file=sys.stderr)
     taken = _from_checkpoint(args, loaded.recorded_data)
-    if taken:
+    if taken and info.is_main:
         print(f"resnet3d test: from the checkpoint: {taken} (flags override)", file=sys.stderr)
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k must be >= 1 (got {args.top_k})")
@@ -152,10 +193,15 @@ def run(args: argparse.Namespace) -> int:
     stride = args.stride if args.stride is not None else loaded.sample_duration
     data = DataConfig(video_path=args.video_path, annotation_path=args.annotation_path,
                       sample_size=loaded.sample_size, sample_duration=loaded.sample_duration,
-                      input_norm=loaded.input_norm, num_workers=args.n_threads,
+                      input_norm=loaded.input_norm,
+                      # the workers are the machine's: shared among its processes, as in training
+                      num_workers=math.ceil(args.n_threads / info.local_world_size),
                       decode_device=getattr(args, "decode_device", "cpu"),
                       **data_settings(args, loaded.recorded_data))
     device = resolve_device("cpu" if args.no_cuda else args.device)
+    if info.distributed and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
     config = Config(
         data=data,
         run=RunConfig(result_path=args.result_path, batch_size=args.batch_size, precision=args.precision,
@@ -165,10 +211,14 @@ def run(args: argparse.Namespace) -> int:
                                   average=args.average, top_k=top_k, batch_size=args.batch_size,
                                   fold_bn=args.fold_bn),
     )
-    with StopRequest(at_once=True):  # SIGTERM too saves the videos scored so far, as Ctrl-C does
-        run_recognition(config, model=loaded.model, device=device, class_names=loaded.class_names,
-                        n_clips=args.clips, n_crops=args.crops, output=args.output, resume=args.resume,
-                        overwrite=args.overwrite, save_every=args.save_every, show_progress=not args.quiet,
-                        inputs=[("--weights", existing_checkpoint(args.weights)[0]),
-                                ("--labels", getattr(args, "labels", None))])
+    init_process_group(info, device)  # (one process: none)
+    try:
+        with StopRequest(at_once=True):  # SIGTERM too saves the videos scored so far, as Ctrl-C does
+            run_recognition(config, model=loaded.model, device=device, dist=info, class_names=loaded.class_names,
+                            n_clips=args.clips, n_crops=args.crops, output=args.output, resume=args.resume,
+                            overwrite=args.overwrite, save_every=args.save_every, show_progress=not args.quiet,
+                            inputs=[("--weights", existing_checkpoint(args.weights)[0]),
+                                    ("--labels", getattr(args, "labels", None))])
+    finally:
+        destroy_process_group()
     return 0

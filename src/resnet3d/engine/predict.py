@@ -47,6 +47,7 @@ from resnet3d.hardware import default_num_workers
 from resnet3d.engine import results as resultfiles
 from resnet3d.data.decode_share import DecodeShare
 from resnet3d.engine.feed import AHEAD, Waits, decode_thread, on_device_of, started_ahead, with_index
+from resnet3d.engine.messages import logger_quiet
 from resnet3d.engine.model_start import check_clip_fits
 from resnet3d.engine.precision import autocast_dtype
 from resnet3d.engine.scoring import (CpuThreadSplit, RowBatcher, Scorer, Tally, autotune_convolutions,
@@ -144,7 +145,8 @@ def output_path(config: Any, options: RecognitionOptions) -> Path:
 # -- the run -----------------------------------------------------------------------------------
 
 
-def _class_names(given: Optional[Sequence[str]], annotation_names: Sequence[str], n_outputs: int) -> List[str]:
+def _class_names(given: Optional[Sequence[str]], annotation_names: Sequence[str], n_outputs: int,
+                 warn: bool = True) -> List[str]:
     """The names results are filed under, one per output. ``given``: the model's own (its
     checkpoint's, or a labels file, fitted to the outputs by ``predict_model``; ``resnet3d main``:
     the run's classes), else the annotation's labels stand in.
@@ -153,7 +155,11 @@ def _class_names(given: Optional[Sequence[str]], annotation_names: Sequence[str]
     file: the annotation's labels never claimed to be the model's (its outputs beyond the data
     set's classes, trained with the successor's default --n_classes 400, were never a target), the
     scores are right whatever their names, and ``resnet3d main`` recognises after hours of
-    training, which an error would throw away."""
+    training, which an error would throw away. ``warn``: say the warnings (rank 0 says them for
+    every process)."""
+    if not warn:
+        with logger_quiet(log):
+            return _class_names(given, annotation_names, n_outputs)
     if given and annotation_names and not set(given) & set(annotation_names):
         log.warning("the model's classes (%s, ...) and the annotation's labels (%s, ...) share no name: the "
                     "results name the model's classes, which the annotation's videos cannot match; check "
@@ -343,7 +349,7 @@ def run_recognition(
     names = resultfiles.result_names([v.key for v in videos], options.flavour)
     units = group_units(videos, names)
     n_outputs = _n_outputs(model)
-    labels = _class_names(class_names, annotation.class_names, n_outputs)
+    labels = _class_names(class_names, annotation.class_names, n_outputs, warn=dist.is_main)
     _check_model_takes(model, options.plan)
     check_clip_fits(model, data.n_channels, options.plan.sample_duration, options.plan.sample_size)
 

@@ -12,6 +12,7 @@ from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, Set, Tuple
 
+from resnet3d.engine.messages import logger_quiet
 from resnet3d.errors import UserError
 from resnet3d.fileio import read_user_json
 
@@ -78,10 +79,5 @@ def warned_already(data: Any, subset: str) -> Iterator[None]:
     if (str(data.annotation_path), canonical_subset(subset)) not in _RESOLVED_BEFORE_TRAINING:
         yield
         return
-    logger = logging.getLogger("resnet3d.data")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
+    with logger_quiet(logging.getLogger("resnet3d.data")):
         yield
-    finally:
-        logger.setLevel(level)

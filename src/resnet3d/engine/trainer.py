@@ -28,14 +28,14 @@ import random
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from resnet3d.config import USED_KEY, Config
-from resnet3d.data.loader import decode_share_of, release_workers, worker_death
+from resnet3d.data.loader import decode_share_of, release_workers
 from resnet3d.engine import checkpoint as ckpt
 from resnet3d.engine.carried_settings import continued_optimisation, successor_schedule_state
 from resnet3d.engine.distributed import (
@@ -79,8 +79,9 @@ from resnet3d.engine.precision import NAMES, autocast_dtype
 from resnet3d.engine.result_folder import FolderChanges, fresh_result_path, later_checkpoints
 from resnet3d.engine.schedules import Schedule, build_schedule
 from resnet3d.engine.run_lock import RunLock
-from resnet3d.engine.signals import StopRequest, signal_of, stop_with_the_launcher, stopped_by
+from resnet3d.engine.signals import StopRequest, stop_with_the_launcher, stopped_by
 from resnet3d.engine.subsets import require_recognition_videos, require_videos
+from resnet3d.engine.worker_process import run_as_worker, say_once
 from resnet3d.errors import UserError, missing_package, user_error_text
 from resnet3d.fileio import atomic_write_json
 
@@ -184,54 +185,11 @@ def run(config: Config) -> int:
 
 def worker_entry(config_dict: Dict[str, Any]) -> int:
     """The entry point of each process ``launch_local`` starts (module level: it is pickled)."""
-    # (torch starts these processes with spawn, which becomes their default too: their loader
-    # workers are spawned. A plain fork beside the launcher's and gloo's threads can deadlock in
-    # CPython 3.11 (a review saw a continued 2-process run hang for good, 1 of 5); a fork server
-    # is the parent torch's workers watch instead of this process, so they outlived a failed run.)
-    launcher = os.getppid()
-    stop_with_the_launcher(launcher)
-    status, alone = _worker_status(config_dict)
-    if alone or os.getppid() != launcher:
-        # - an error of this process alone (data only it reads, its loader worker killed): the
-        #   others may be waiting for it in a collective, and torch's wrapper around this function
-        #   would wait for the launcher to read its status, which it does once all are done: each
-        #   waited for the other for ever. Ended, the process is a failure the launcher sees at
-        #   once: it stops the others, and says nothing more (``launch_local``: this line said it).
-        # - the launcher is gone (kill -9): nobody reads this status, and that wrapper would wait
-        #   for ever, holding the process (and its GPU memory)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    return status
+    return run_as_worker(lambda: train_worker(Config.from_dict(config_dict, "the launcher")), STOPPED_AT_ONCE)
 
 
-def _worker_status(config_dict: Dict[str, Any]) -> Tuple[int, bool]:
-    """This process's exit status, and whether it ended by an error of its own (said here)."""
-    try:
-        return train_worker(Config.from_dict(config_dict, "the launcher")), False
-    except UserError as error:
-        _say_once(f"resnet3d: error (rank {os.environ.get('RANK', '?')}): {user_error_text(error)}")
-        return 2, True
-    except RuntimeError as error:
-        # a loader worker that died: the one line `resnet3d` says on one process, where torch's
-        # launcher gave the loader's traceback (as the repr of a dict) inside its failure line
-        died = worker_death(error)
-        if died is None:
-            raise
-        _say_once(f"resnet3d: error (rank {os.environ.get('RANK', '?')}): {died}")
-        return 1, True
-    except KeyboardInterrupt as interrupt:  # a second Ctrl-C, or recognition stopped: the launcher exits with it
-        if os.environ.get("RANK", "0") == "0":
-            why = str(interrupt) or ("stopped at once (a second Ctrl-C, or a Ctrl-C while starting): nothing of the "
-                                     "current epoch is saved; --resume auto continues from the last checkpoint, if any")
-            print(f"resnet3d: interrupted: {why}", file=sys.stderr, flush=True)
-        return 128 + signal_of(interrupt), False
-
-
-def _say_once(line: str) -> None:
-    """One write: two processes' lines printed with print() (text, then newline) ran together."""
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+STOPPED_AT_ONCE = ("stopped at once (a second Ctrl-C, or a Ctrl-C while starting): nothing of the current epoch "
+                   "is saved; --resume auto continues from the last checkpoint, if any")
 
 
 def require_recognition() -> None:
@@ -330,9 +288,9 @@ def _say_failures(failure: Optional[UserError], info: DistInfo) -> None:
             ranks.setdefault(text, []).append(rank)
     for text, where in ranks.items():
         if len(where) == info.world_size:
-            _say_once(f"resnet3d: error: {text}")
+            say_once(f"resnet3d: error: {text}")
         else:
-            _say_once(f"resnet3d: error (rank {', '.join(map(str, where))}): {text}")
+            say_once(f"resnet3d: error (rank {', '.join(map(str, where))}): {text}")
 
 
 def _setup(config: Config, info: DistInfo, device: torch.device) -> Run:

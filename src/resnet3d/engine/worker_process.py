@@ -1,0 +1,67 @@
+"""One process of a launch (``distributed.launch_local``, what ``--nproc-per-node`` starts): its
+exit status, its own error said once, and its end when the launcher is gone.
+
+``resnet3d train``/``main`` and ``resnet3d test`` start their processes the same way; each
+process runs its work through ``run_as_worker``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Tuple
+
+from resnet3d.engine.signals import signal_of, stop_with_the_launcher
+from resnet3d.errors import UserError, user_error_text
+
+
+def run_as_worker(work: Callable[[], int], interrupted: str) -> int:
+    """Run ``work`` in a launched process; its exit status. ``interrupted``: what rank 0 says
+    when the work is stopped at once (a second Ctrl-C) and the interruption says nothing itself."""
+    # (torch starts these processes with spawn, which becomes their default too: their loader
+    # workers are spawned. A plain fork beside the launcher's and gloo's threads can deadlock in
+    # CPython 3.11 (a review saw a continued 2-process run hang for good, 1 of 5); a fork server
+    # is the parent torch's workers watch instead of this process, so they outlived a failed run.)
+    launcher = os.getppid()
+    stop_with_the_launcher(launcher)
+    status, alone = _status(work, interrupted)
+    if alone or os.getppid() != launcher:
+        # - an error of this process alone (data only it reads, its loader worker killed): the
+        #   others may be waiting for it in a collective, and torch's wrapper around this function
+        #   would wait for the launcher to read its status, which it does once all are done: each
+        #   waited for the other for ever. Ended, the process is a failure the launcher sees at
+        #   once: it stops the others, and says nothing more (``launch_local``: this line said it).
+        # - the launcher is gone (kill -9): nobody reads this status, and that wrapper would wait
+        #   for ever, holding the process (and its GPU memory)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _status(work: Callable[[], int], interrupted: str) -> Tuple[int, bool]:
+    """This process's exit status, and whether it ended by an error of its own (said here)."""
+    from resnet3d.data.loader import worker_death
+
+    try:
+        return work(), False
+    except UserError as error:
+        say_once(f"resnet3d: error (rank {os.environ.get('RANK', '?')}): {user_error_text(error)}")
+        return 2, True
+    except RuntimeError as error:
+        # a loader worker that died: the one line `resnet3d` says on one process, where torch's
+        # launcher gave the loader's traceback (as the repr of a dict) inside its failure line
+        died = worker_death(error)
+        if died is None:
+            raise
+        say_once(f"resnet3d: error (rank {os.environ.get('RANK', '?')}): {died}")
+        return 1, True
+    except KeyboardInterrupt as interrupt:  # a second Ctrl-C, or recognition stopped: the launcher exits with it
+        if os.environ.get("RANK", "0") == "0":
+            print(f"resnet3d: interrupted: {str(interrupt) or interrupted}", file=sys.stderr, flush=True)
+        return 128 + signal_of(interrupt), False
+
+
+def say_once(line: str) -> None:
+    """One write: two processes' lines printed with print() (text, then newline) ran together."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()

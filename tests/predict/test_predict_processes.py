@@ -1,0 +1,58 @@
+"""``resnet3d test`` in several processes: ``--nproc-per-node K`` (gloo on the CPU here, one per
+GPU on CUDA) and torchrun's processes share the videos, and rank 0 writes the one results file,
+the same file a single process writes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _test(motion, checkpoint, output, *launcher, extra=()):
+    """``resnet3d test`` in a fresh interpreter (one intra-op thread: the processes share 2 cores)."""
+    import os
+
+    command = [*launcher, "resnet3d", "test"] if launcher else [sys.executable, "-m", "resnet3d", "test"]
+    done = subprocess.run(
+        [*command, "--weights", str(checkpoint), "--video-path", motion.jpg_path,
+         "--annotation-path", motion.annotation_path, "--subset", "training", "--output", str(output),
+         "--workers", "2", "--batch-size", "4", "--no-cuda", "--quiet", *extra],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(output.read_text()), done
+
+
+def _same_results(got, want):
+    assert list(got["results"]) == list(want["results"])  # every video once, in the annotation's order
+    for video, entries in want["results"].items():
+        assert [e["label"] for e in got["results"][video]] == [e["label"] for e in entries], video
+        assert [e["score"] for e in got["results"][video]] == pytest.approx([e["score"] for e in entries], abs=1e-5)
+
+
+def test_two_processes_write_what_one_writes(motion, our_checkpoint, tmp_path):
+    one, _ = _test(motion, our_checkpoint, tmp_path / "one.json")
+    two, done = _test(motion, our_checkpoint, tmp_path / "two.json", extra=["--nproc-per-node", "2"])
+    _same_results(two, one)
+    assert len(one["results"]) == 4
+    assert done.stdout.count("recognised 4 videos") == 1  # rank 0 speaks for the run
+    assert not list(tmp_path.glob(".two.json.rank*"))  # the ranks' shares, merged, are gone
+
+
+def test_torchrun_processes_share_the_videos(motion, our_checkpoint, tmp_path):
+    one, _ = _test(motion, our_checkpoint, tmp_path / "one.json")
+    both, done = _test(motion, our_checkpoint, tmp_path / "torchrun.json",
+                       sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m")
+    _same_results(both, one)
+    assert done.stdout.count("recognised 4 videos") == 1  # one run of two processes, not two runs
+
+
+def test_no_processes_is_refused(motion, our_checkpoint, tmp_path, capsys):
+    from resnet3d.cli import main
+
+    assert main(["test", "--weights", str(our_checkpoint), "--video-path", motion.jpg_path, "--annotation-path",
+                 motion.annotation_path, "--no-cuda", "--nproc-per-node", "0", "--output", str(tmp_path / "x.json")]) == 2
+    assert "--nproc-per-node must be >= 1 (got 0)" in capsys.readouterr().err
