@@ -133,7 +133,9 @@ OPTIONS: Tuple[Option, ...] = (
     _o("--lr_patience", "lr_patience", P18, int, None, help="2018: patience of ReduceLROnPlateau"),
     _o("--dropout_ratio", "dropout_ratio", S, float, 0.5, help="C3D dropout"),
     # batches, epochs, stages
-    _o("--batch_size", "batch_size", BOTH, int, 128, help="global batch, shared among all processes"),
+    _o("--batch_size", "batch_size", BOTH, int, 128,
+       help="global batch, shared among all processes (per machine with --distributed --world_size N, as in the "
+            "successor)"),
     _o("--inference_batch_size", "inference_batch_size", P, int, 0),
     _o("--batchnorm_sync", "batchnorm_sync", P),
     _o("--n_epochs", "n_epochs", BOTH, int, 200),
@@ -654,7 +656,7 @@ def _hardware_config(args: argparse.Namespace, notices: List[str]) -> HardwareCo
     v = lambda dest: value(args, dest)  # noqa: E731
     nproc = getattr(args, "nproc_per_node", None)
     nodes, dist_url = 1, ""
-    if v("world_size") > 1 and v("distributed") and not _under_torchrun():
+    if several_machines(args):
         # the successor's several machines: one process per machine started by mpirun (or srun)
         nodes, dist_url = v("world_size"), v("dist_url") or DEFAULT_DIST_URL
         if urlsplit(dist_url).hostname in ("127.0.0.1", "localhost", "::1"):
@@ -666,7 +668,7 @@ def _hardware_config(args: argparse.Namespace, notices: List[str]) -> HardwareCo
         why = ("torchrun started this process and sets the machines itself" if v("distributed") else
                "without --distributed (as in the successor)")
         notices.append(f"{flags} is accepted and ignored: {why}; this process trains on this machine's GPUs only "
-                       "unless started by torchrun (docs/training.md, 'Several machines')")
+                       "unless started by torchrun (docs/training.md, 'Several GPUs and several machines')")
     if v("dist_url") and nodes == 1:
         notices.append("--dist_url is accepted and ignored: resnet3d starts and connects one machine's processes "
                        "itself (several machines: --distributed --world_size N under mpirun or srun, or torchrun; "
@@ -684,10 +686,12 @@ def _hardware_config(args: argparse.Namespace, notices: List[str]) -> HardwareCo
     )
 
 
-def _under_torchrun() -> bool:
+def several_machines(args: argparse.Namespace) -> bool:
+    """The successor's machines: ``--distributed --world_size N`` (N > 1), started by mpirun or
+    srun; under torchrun the machines are torchrun's, and the flags are ignored."""
     from resnet3d.engine.distributed import launched_by_torchrun
 
-    return launched_by_torchrun()
+    return value(args, "world_size") > 1 and bool(value(args, "distributed")) and not launched_by_torchrun()
 
 
 def _inference_config(args: argparse.Namespace, data: DataConfig) -> Optional[InferenceConfig]:

@@ -28,6 +28,10 @@ RUN = [*AUGMENTED, "--batch_size", "8", "--max-steps-per-epoch", "3", "--n_epoch
        "--learning_rate", "0.005", "--freeze-bn", "--no_cuda", "--manual_seed", "3"]
 
 
+# the successor's several machines: --batch_size per machine, 4 on each of 2 is RUN's 8
+PER_MACHINE = [*RUN[:RUN.index("--batch_size")], "--batch_size", "4", *RUN[RUN.index("--batch_size") + 2:]]
+
+
 def _numbers(result_path):
     logs = {}
     for name in ("train.log", "train_batch.log", "val.log"):
@@ -96,9 +100,8 @@ def test_the_successors_machines_under_mpirun(motion_data, one_process, tmp_path
     (set here as mpirun sets it), and --batch_size is per machine: 4 on each of 2 machines is the
     one-process run's batch of 8."""
     port = free_port()
-    per_machine = [*RUN[:RUN.index("--batch_size")], "--batch_size", "4", *RUN[RUN.index("--batch_size") + 2:]]
     command = [sys.executable, "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", "ddp_mpi",
-               *per_machine, "--distributed", "--world_size", "2", "--dist_url", f"tcp://127.0.0.1:{port}"]
+               *PER_MACHINE, "--distributed", "--world_size", "2", "--dist_url", f"tcp://127.0.0.1:{port}"]
     envs = [dict(subprocess_env(), TMPDIR=str(tmp_path), OMPI_COMM_WORLD_RANK=str(rank), OMPI_COMM_WORLD_SIZE="2")
             for rank in (0, 1)]
     outputs = _two_machines([command, command], envs)
@@ -119,10 +122,9 @@ def _open_mpi():
 def test_the_successors_machines_under_a_real_mpirun(motion_data, one_process, tmp_path):
     """The same, started by Open MPI itself: its rank variables are the ones the run reads."""
     port = free_port()
-    per_machine = [*RUN[:RUN.index("--batch_size")], "--batch_size", "4", *RUN[RUN.index("--batch_size") + 2:]]
     done = subprocess.run(
         [_open_mpi(), "--allow-run-as-root", "--oversubscribe", "-np", "2", sys.executable, "-m", "resnet3d", "main",
-         *data_args(motion_data), "--result_path", "ddp_open_mpi", *per_machine, "--distributed",
+         *data_args(motion_data), "--result_path", "ddp_open_mpi", *PER_MACHINE, "--distributed",
          "--world_size", "2", "--dist_url", f"tcp://127.0.0.1:{port}"],
         capture_output=True, text=True, timeout=300, env=dict(subprocess_env(), TMPDIR=str(tmp_path)))
     assert done.returncode == 0, done.stdout + done.stderr

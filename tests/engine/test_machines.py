@@ -1,9 +1,13 @@
 """Several machines the successor's way: each machine's rank from its launcher, the meeting
 address from --dist_url, and a clear line when the machines do not meet."""
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 
-from resnet3d.engine import distributed
-from resnet3d.engine.machines import MachineGroup, launcher_rank, machine_group, rendezvous_address
+from resnet3d.engine.machines import MachineGroup, launcher_rank, machine_group, rendezvous_address, unbind_from_launcher
 from resnet3d.errors import UserError
 
 
@@ -51,7 +55,7 @@ def test_a_rank_beyond_the_world_size_is_refused():
 
 
 def test_no_launcher_says_what_to_start_it_with():
-    with pytest.raises(UserError, match="--world_size 2 trains on 2 machines.*mpirun or srun.*torchrun"):
+    with pytest.raises(UserError, match="--world_size / --nodes 2 trains on 2 machines.*mpirun or srun.*torchrun"):
         launcher_rank(2, {})
 
 
@@ -66,16 +70,64 @@ def _never_runs():  # (the launcher fails before it starts a process)
     raise AssertionError("started")
 
 
-def test_machines_that_do_not_meet_say_so(monkeypatch):
-    """Machine 1 of 2 whose machine 0 never comes: torch's launcher gives up after the timeout
-    with a socket error; the run ends with one line that says what to check."""
-    monkeypatch.setattr(distributed, "MACHINES_TIMEOUT_S", 2)
-    group = MachineGroup(count=2, rank=1, host="127.0.0.1", port=distributed.free_port())
-    with pytest.raises(UserError, match=r"machine 1 of 2, meeting at 127\.0\.0\.1:\d+: the machines did not meet "
-                                        r"\(.+\); check that --dist_url names the machine of launcher rank 0"):
-        distributed.launch_local(1, _never_runs, machines=group)
+def test_machines_that_do_not_meet_say_so_in_one_line(tmp_path):
+    """Machine 1 of 2 whose machine 0 never comes, a host that does not resolve, and machine 0
+    whose port is taken: one line each, before torch's launcher (whose own failure printed about
+    40 lines of C++ stack first). Run in a fresh interpreter to see everything it prints."""
+    script = tmp_path / "meet.py"
+    script.write_text(
+        "import socket\n"
+        "from resnet3d.engine import distributed\n"
+        "from resnet3d.engine.machines import MachineGroup\n"
+        "distributed.MACHINES_TIMEOUT_S = 2\n"
+        "taken = socket.socket(); taken.bind(('0.0.0.0', 0)); taken.listen()\n"
+        "groups = [MachineGroup(2, 1, '127.0.0.1', distributed.free_port()),\n"
+        "          MachineGroup(2, 1, 'no-such-host.invalid', 23456),\n"
+        "          MachineGroup(2, 0, '127.0.0.1', taken.getsockname()[1])]\n"
+        "for group in groups:\n"
+        "    try:\n"
+        "        distributed.launch_local(1, print, machines=group)\n"
+        "    except Exception as error:\n"
+        "        print(type(error).__name__, error)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    lines = done.stdout.splitlines()
+    assert done.stderr == "" and len(lines) == 3, done.stdout + done.stderr
+    assert re.match(r"UserError machine 1 of 2, meeting at 127\.0\.0\.1:\d+: nothing listened at .* for 2 s: check "
+                    r"that --dist_url names the machine of launcher rank 0", lines[0])
+    assert lines[1].startswith("UserError machine 1 of 2, meeting at no-such-host.invalid:23456: cannot resolve")
+    assert re.match(r"UserError machine 0 of 2, meeting at 127\.0\.0\.1:\d+: port \d+ cannot be used on this machine "
+                    r"\(Address already in use\)", lines[2])
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2, reason="needs 2 cores")
+def test_a_process_bound_to_one_core_is_widened():
+    """mpirun binds each process to one core: the machine's training processes and loader
+    workers would share it. The process started bound (as mpirun starts it) widens itself."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; from resnet3d.engine.machines import unbind_from_launcher; "
+                               "print(unbind_from_launcher()); print(len(os.sched_getaffinity(0)))"],
+        capture_output=True, text=True, timeout=60, preexec_fn=lambda: os.sched_setaffinity(0, {0}))
+    note, cores = done.stdout.splitlines()
+    assert note.startswith("the launcher bound this process to 1 core(s): widened to") and int(cores) > 1, done.stderr
+    assert unbind_from_launcher() is None  # an unbound process is left as it is
 
 
 def test_no_machines_is_refused():
-    with pytest.raises(UserError, match=r"\[hardware\] nodes 0: the number of machines is 1 or more"):
+    with pytest.raises(UserError, match=r"--world_size / --nodes \(\[hardware\] nodes\) 0: the number of machines is 1 or more"):
         machine_group(0, "", {})
+
+
+def test_a_batch_per_machine_that_does_not_split_names_what_to_type(monkeypatch, tmp_path, capsys):
+    """--batch_size 6 per machine on 2 machines of 4 processes: the error speaks of the 6 typed
+    (and of the 4 processes it must split among), not only of the global 12."""
+    from resnet3d import cli
+
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    assert cli.main(["main", "--video_path", str(tmp_path), "--annotation_path", str(tmp_path / "a.json"),
+                     "--result_path", str(tmp_path / "run"), "--no_cuda", "--nproc-per-node", "4",
+                     "--batch_size", "6", "--distributed", "--world_size", "2",
+                     "--dist_url", "tcp://127.0.0.1:23456"]) == 2
+    err = capsys.readouterr().err
+    assert ("a global batch of 12 gives each of the 2 machines 6 clips, which must split evenly among its 4 "
+            "processes: use a batch per machine that is a multiple of 4") in err

@@ -20,8 +20,10 @@ def _test(motion, checkpoint, output, *launcher, extra=()):
     done = subprocess.run(
         [*command, "--weights", str(checkpoint), "--video-path", motion.jpg_path,
          "--annotation-path", motion.annotation_path, "--subset", "training", "--output", str(output),
-         "--workers", "2", "--batch-size", "4", "--no-cuda", "--quiet", *extra],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+         "--workers", "2", "--batch-size", "4", "--no-cuda", *extra],
+        capture_output=True, text=True, timeout=300,
+        # one intra-op thread; a progress line per video, counting this rank's share ("2/2")
+        env=dict(os.environ, OMP_NUM_THREADS="1", RESNET3D_PROGRESS_EVERY="0"))
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(output.read_text()), done
 
@@ -39,6 +41,7 @@ def test_two_processes_write_what_one_writes(motion, our_checkpoint, tmp_path):
     _same_results(two, one)
     assert len(one["results"]) == 4
     assert done.stdout.count("recognised 4 videos") == 1  # rank 0 speaks for the run
+    assert "2/2" in done.stderr and "4/4" not in done.stderr  # ... and scored half of the videos
     assert not list(tmp_path.glob(".two.json.rank*"))  # the ranks' shares, merged, are gone
 
 
@@ -48,6 +51,7 @@ def test_torchrun_processes_share_the_videos(motion, our_checkpoint, tmp_path):
                        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m")
     _same_results(both, one)
     assert done.stdout.count("recognised 4 videos") == 1  # one run of two processes, not two runs
+    assert "2/2" in done.stderr and "4/4" not in done.stderr  # rank 0 scored half of the videos
 
 
 def test_no_processes_is_refused(motion, our_checkpoint, tmp_path, capsys):

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from resnet3d import compat
+from resnet3d.engine.machines import unbind_from_launcher
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    widened = unbind_from_launcher() if compat.several_machines(args) else None  # (before cores are counted)
     config, notices = compat.config_from_args(args)
+    notices += [widened] if widened else []
     for notice in notices:
         print(f"resnet3d main: notice: {notice}", file=sys.stderr)
     from resnet3d.engine.trainer import run as run_training

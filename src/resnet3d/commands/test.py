@@ -146,8 +146,19 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device("cpu" if args.no_cuda else args.device)
     if device.type == "cuda" and nproc > torch.cuda.device_count():
         raise UserError(f"--nproc-per-node {nproc}: only {torch.cuda.device_count()} GPU(s) are visible")
-    results = launch_local(nproc, recognition_worker, vars(args))
+    _check_before_launching(args)
+    results = launch_local(nproc, recognition_worker, vars(args), role="recognition")
     return max(int(status or 0) for status in results.values())
+
+
+def _check_before_launching(args: argparse.Namespace) -> None:
+    """What every process would refuse alike, said once here: the subset's name, and weights that
+    are missing or do not load (each process loads them again; this copy is let go)."""
+    from resnet3d.data.config import canonical_subset
+    from resnet3d.engine.predict_model import load_inference_model
+
+    canonical_subset(args.subset)
+    load_inference_model(args.weights, args)
 
 
 def recognition_worker(args_dict: Dict[str, Any]) -> int:

@@ -42,6 +42,7 @@ from resnet3d.config import (
     resolve_compile_mode,
 )
 from resnet3d.data.config import DATASETS, FILE_TYPES, INPUT_TYPES, TRAIN_CROPS, TRAIN_T_CROPS, DataConfig
+from resnet3d.engine.machines import unbind_from_launcher
 from resnet3d.engine.schedules import SCHEDULES
 from resnet3d.errors import UserError
 from resnet3d.normalization import NAMED, successor_norm
@@ -380,6 +381,11 @@ def check_config_file_paths(config: Config, from_file: Mapping[str, Any], source
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if config.hardware.nodes > 1 and not args.print_config:
+        widened = unbind_from_launcher()
+        if widened:  # the default worker count again, from the cores now usable
+            print(f"resnet3d train: notice: {widened}", file=sys.stderr)
+            config = config_from_args(args)
     if args.print_config:
         json.dump(config.to_dict(), sys.stdout, indent=2)
         print()

@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from resnet3d.engine.machines import MachineGroup
+from resnet3d.engine.machines import MachineGroup, check_meeting_place
 from resnet3d.engine.signals import LEFT_TO_ELASTIC, ForwardToWorkers, stopped_by
 from resnet3d.errors import UserError
 
@@ -188,12 +188,13 @@ MACHINES_TIMEOUT_S = 600
 
 
 def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any,
-                 machines: Optional[MachineGroup] = None) -> Dict[int, Any]:
+                 machines: Optional[MachineGroup] = None, role: str = "training") -> Dict[int, Any]:
     """Start ``nproc`` workers on this machine with torch's elastic launcher; wait for them.
 
     ``machines``: this machine's place among several, whose launchers meet at its endpoint (a
     static rendezvous, as ``torchrun --node_rank``): ranks run machine by machine, this machine's
-    from ``machines.rank * nproc``, and every machine must start as many processes.
+    from ``machines.rank * nproc``, and every machine must start as many processes. ``role``
+    names the processes in a failure's line ("a training process failed").
 
     ``entrypoint`` must be a module-level function (it is pickled into each worker). The
     workers find their rank in the environment, exactly as under torchrun. A worker that failed
@@ -206,6 +207,8 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any,
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    if machines is not None:
+        check_meeting_place(machines, MACHINES_TIMEOUT_S)
     # torch's launcher keeps its workers' error files in a folder of its own under /tmp and
     # leaves it there (one torchelastic_* folder per run); ours is removed when the launch ends
     log_dir = tempfile.mkdtemp(prefix="resnet3d-launch-")
@@ -243,7 +246,7 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any,
             return said
         failures = "; ".join(f"rank {rank}: {_failure_text(failure)}"
                              for rank, failure in sorted(error.failures.items()))
-        raise UserError(f"a training process failed ({failures})") from None
+        raise UserError(f"a {role} process failed ({failures})") from None
     except RuntimeError as error:
         if machines is None:
             raise
@@ -257,7 +260,7 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any,
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
-# the exit statuses of a training process that printed its error and ended (``trainer.worker_entry``)
+# the exit statuses of a launched process that printed its error and ended (``worker_process.run_as_worker``)
 SAID_EXIT_CODES = (1, 2)
 
 

@@ -36,7 +36,7 @@ import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -47,7 +47,6 @@ from resnet3d.hardware import default_num_workers
 from resnet3d.engine import results as resultfiles
 from resnet3d.data.decode_share import DecodeShare
 from resnet3d.engine.feed import AHEAD, Waits, decode_thread, on_device_of, started_ahead, with_index
-from resnet3d.engine.messages import logger_quiet
 from resnet3d.engine.model_start import check_clip_fits
 from resnet3d.engine.precision import autocast_dtype
 from resnet3d.engine.scoring import (CpuThreadSplit, RowBatcher, Scorer, Tally, autotune_convolutions,
@@ -146,7 +145,7 @@ def output_path(config: Any, options: RecognitionOptions) -> Path:
 
 
 def _class_names(given: Optional[Sequence[str]], annotation_names: Sequence[str], n_outputs: int,
-                 warn: bool = True) -> List[str]:
+                 warn: Callable[..., None] = log.warning) -> List[str]:
     """The names results are filed under, one per output. ``given``: the model's own (its
     checkpoint's, or a labels file, fitted to the outputs by ``predict_model``; ``resnet3d main``:
     the run's classes), else the annotation's labels stand in.
@@ -155,19 +154,16 @@ def _class_names(given: Optional[Sequence[str]], annotation_names: Sequence[str]
     file: the annotation's labels never claimed to be the model's (its outputs beyond the data
     set's classes, trained with the successor's default --n_classes 400, were never a target), the
     scores are right whatever their names, and ``resnet3d main`` recognises after hours of
-    training, which an error would throw away. ``warn``: say the warnings (rank 0 says them for
-    every process)."""
-    if not warn:
-        with logger_quiet(log):
-            return _class_names(given, annotation_names, n_outputs)
+    training, which an error would throw away. ``warn`` says the warnings (rank 0 says them for
+    every process; the others pass one that says nothing)."""
     if given and annotation_names and not set(given) & set(annotation_names):
-        log.warning("the model's classes (%s, ...) and the annotation's labels (%s, ...) share no name: the "
+        warn("the model's classes (%s, ...) and the annotation's labels (%s, ...) share no name: the "
                     "results name the model's classes, which the annotation's videos cannot match; check "
                     "that the weights were trained on this data set", given[0], annotation_names[0])
     names = list(given) if given else list(annotation_names)
     if not given and len(names) > n_outputs:
         # weights that record no class names, trained on other classes than the annotation lists
-        log.warning("the model has %d outputs but the annotation lists %d labels: the results name its outputs "
+        warn("the model has %d outputs but the annotation lists %d labels: the results name its outputs "
                     "by the first %d (%s ... %s), which is right only if it was trained on exactly those, in "
                     "that order; otherwise give the weights' class names (resnet3d test --labels FILE). A "
                     "warning, not an error: the weights record no class names, the annotation's labels stand "
@@ -176,7 +172,7 @@ def _class_names(given: Optional[Sequence[str]], annotation_names: Sequence[str]
     if len(names) < n_outputs:
         others = (f"output {len(names)} is named by its index" if len(names) == n_outputs - 1
                   else f"outputs {len(names)}-{n_outputs - 1} are named by their index")
-        log.warning("the model has %d outputs but only %d class names are known (%s); %s. A warning, not an error: a model trained with more outputs than its data set's "
+        warn("the model has %d outputs but only %d class names are known (%s); %s. A warning, not an error: a model trained with more outputs than its data set's "
                     "classes (the successor's default --n_classes 400) has outputs that were never a target, and "
                     "its scores are right whatever their names", n_outputs, len(names),
                     "the run's classes" if given else "the annotation's labels", others)
@@ -349,7 +345,8 @@ def run_recognition(
     names = resultfiles.result_names([v.key for v in videos], options.flavour)
     units = group_units(videos, names)
     n_outputs = _n_outputs(model)
-    labels = _class_names(class_names, annotation.class_names, n_outputs, warn=dist.is_main)
+    labels = _class_names(class_names, annotation.class_names, n_outputs,
+                          warn=log.warning if dist.is_main else (lambda *args: None))
     _check_model_takes(model, options.plan)
     check_clip_fits(model, data.n_channels, options.plan.sample_duration, options.plan.sample_size)
 
@@ -579,8 +576,11 @@ def _merge_shares(output: Path, options: RecognitionOptions, state: Dict[str, An
         if remaining:
             now = time.monotonic()
             if now - last_note > 60:
+                first = sorted(remaining)[0]
                 print(f"resnet3d: waiting for the recognition results of rank(s) {sorted(remaining)} "
-                      f"({now - waiting_since:.0f} s)", file=sys.stderr, flush=True)
+                      f"({now - waiting_since:.0f} s), in {remaining[first]} and the like: processes on other "
+                      "machines write them there, so the results folder must be on a file system every machine "
+                      "shares", file=sys.stderr, flush=True)
                 last_note = now
             time.sleep(poll_s)
     writer.save()

@@ -172,10 +172,17 @@ def run(config: Config) -> int:
     machines = machine_group(config.hardware.nodes, config.hardware.dist_url)
     if nproc > 1 or machines is not None:
         processes = nproc * (machines.count if machines else 1)
+        if machines is not None and config.run.batch_size % processes:
+            per_machine = config.run.batch_size / machines.count
+            shown = f"{per_machine:g}" if per_machine == int(per_machine) else f"{per_machine:.2f}"
+            raise UserError(f"a global batch of {config.run.batch_size} gives each of the {machines.count} machines "
+                            f"{shown} clips, which must split evenly among its {nproc} processes: use a batch per "
+                            f"machine that is a multiple of {nproc} (resnet3d main --world_size: --batch_size is "
+                            f"per machine; resnet3d train --nodes: a global batch_size that is a multiple of "
+                            f"{processes})")
         if config.run.batch_size % processes:
-            where = f" ({machines.count} machines x {nproc})" if machines else ""
             raise UserError(f"--batch_size {config.run.batch_size} is the global batch and must split evenly "
-                            f"among {processes} processes{where}; use a multiple of {processes}")
+                            f"among {processes} processes; use a multiple of {processes}")
         if machines is not None:
             print(f"resnet3d: {machines.describe()}, {nproc} process(es) here", file=sys.stderr, flush=True)
         results = launch_local(nproc, worker_entry, config.to_dict(), machines=machines)
