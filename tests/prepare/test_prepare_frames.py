@@ -17,7 +17,7 @@ from resnet3d.prepare.decode import ResizeRule
 from resnet3d.prepare.extract import ExtractOptions, extract_video
 from resnet3d.prepare.frame_folders import image_name
 from resnet3d.prepare.frames import CRASH_REASON, FAILURES_FILE, LOCK_FILE, exclusive_lock, prepare_frames, run_jobs
-from resnet3d.prepare.videos import VideoJob
+from resnet3d.prepare.videos import VideoJob, find_videos
 
 SMALL = ExtractOptions(rule=ResizeRule(short_side=32), quality=90)
 
@@ -525,3 +525,43 @@ def test_a_video_file_given_as_video_dir_is_named_as_such(tmp_path):
     video = write_video(tmp_path / "one.mp4", n_frames=2) or tmp_path / "one.mp4"
     with pytest.raises(UserError, match=r"one.mp4 is a file: prepare frames takes the folder that holds the videos"):
         prepare_frames(video, tmp_path / "f", SMALL, workers=1, progress=False)
+
+
+def _touch(*paths: Path) -> None:
+    for path in paths:  # the layouts go by names: an empty file named like a video is one
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+
+
+def test_one_split_folder_under_splits_gives_the_class_layouts_folders_or_stops(tmp_path, capsys):
+    """--layout splits (DATASET mit) given one split folder: class folders of loose videos give
+    <class>/<video>, as --layout kinetics does. A class folder that also holds a folder of videos
+    read as a split folder: its own videos were dropped without a word and the subfolder's taken
+    as a class (old/b). Such a folder is ambiguous, so the run stops before writing anything."""
+    training = tmp_path / "Moments_in_Time_Raw" / "training"
+    _touch(training / "clapping" / "a.mp4", training / "clapping" / "a2.mp4", training / "running" / "c.mp4")
+    for layout in ("splits", "kinetics"):
+        assert [str(job.output) for job in find_videos(training, layout).jobs] == [
+            "clapping/a", "clapping/a2", "running/c"]
+
+    _touch(training / "clapping" / "old" / "b.mp4")
+    assert [str(job.output) for job in find_videos(training, "kinetics").jobs] == [
+        "clapping/a", "clapping/a2", "running/c"]
+    with pytest.raises(UserError) as refused:
+        find_videos(training, "splits")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(f"{training / 'clapping'}/ holds both loose videos (e.g. {training}/clapping/a.mp4) "
+                              f"and folders of videos (e.g. {training}/clapping/old/b.mp4)")
+    assert f"if {training} is one split folder, whose subfolders are classes, pass --layout kinetics" in message
+    assert message.endswith("Nothing written")
+    frames = tmp_path / "jpg"
+    assert cli.main(["prepare", "frames", str(training), str(frames), "mit", "--no-progress"]) == 2
+    assert "holds both loose videos" in capsys.readouterr().err and not frames.exists()
+
+    # in a folder of split folders too: a split folder's loose videos beside its class folders
+    _touch(tmp_path / "k" / "train" / "jump" / "j.mp4", tmp_path / "k" / "train" / "stray.mp4",
+           tmp_path / "k" / "val" / "jump" / "v.mp4")
+    with pytest.raises(UserError, match=r"k/train/ holds both loose videos \(e.g. .*k/train/stray.mp4\) and folders "
+                                        r"of videos \(e.g. .*k/train/jump/j.mp4\)"):
+        find_videos(tmp_path / "k", "splits")

@@ -168,7 +168,7 @@ def test_the_command_says_so_and_still_succeeds(tmp_path, capsys):
 
 def not_coded_vop(packet: bytes, time_increment_bits: int = 5) -> bytes:
     """The packet's MPEG-4 VOP header with vop_coded = 0, as Xvid writes a dropped frame: the
-    decoder gives no frame for it, and ffmpeg's extraction repeats the frame before."""
+    decoder gives no frame for it, and ffmpeg's extraction fills it as any missing frame."""
     start = packet.rfind(VOP_START) + len(VOP_START)
     bits = "".join(f"{byte:08b}" for byte in packet[start:start + 8])
     end = 2  # vop_coding_type
@@ -206,8 +206,8 @@ def write_not_coded_avi(path: Path, indices) -> Path:
 
 def test_not_coded_frames_are_filled_as_ffmpeg_fills_them_and_are_no_loss(tmp_path):
     """Xvid/DivX AVIs (HMDB-51's and UCF-101's era) mark dropped frames "not coded": ffmpeg's
-    extraction repeats the frame before, exactly as for a frame lost to corruption (the same
-    sequences, measured with ffmpeg 5.1 on these files). They are no damage: no warning, and a
+    extraction fills them exactly as frames lost to corruption (the same sequences, measured with
+    ffmpeg 5.1 on these files: a single one takes the frame after it). They are no damage: no warning, and a
     video with many of them does not fail (it failed as "truncated" before)."""
     videos = tmp_path / "videos"
     for lost in FFMPEG:

@@ -135,22 +135,30 @@ class DecodeStats:
     decoded: int = 0
     bad_packets: int = 0  # packets the decoder refused with an error
     lost: int = 0  # frames the file holds that never decoded (LostFrames), known once decoding ended
-    not_coded: int = 0  # frames the encoder marked "not coded" (repeat the one before): filled, not lost
+    not_coded: int = 0  # frames the encoder marked "not coded": filled as ffmpeg fills a missing one (fill_lost)
     covered_s: float = 0.0  # from the first frame's time to the end of the last one
     read_error: Optional[str] = None  # demuxing stopped early with this error
 
 
 # An MPEG-4 Part 2 VOP start code. A "not coded" VOP (vop_coded = 0: Xvid's and DivX's drop frames,
-# VirtualDub's frame-rate padding) is a header of at most 22 bits after it, and the decoder gives
-# no frame for it; a coded VOP's header alone is 34 bits or more, before any macroblock.
+# VirtualDub's frame-rate padding) is a header of at most 22 bits after it (16 of them
+# vop_time_increment; one more per second modulo_time_base counts) and its stuffing to the byte:
+# 3 bytes at most, 4 with up to 9 seconds counted. The decoder gives no frame for it. A coded VOP's header can be as short
+# (a P-VOP's is 23 bits at 25 fps, whose vop_time_increment is 5 bits; 13 bits at the least), but
+# one bit or more per macroblock follows it (a skipped one's not_coded flag; an intra one carries
+# far more), then its stuffing: 14 + N bits or more for N macroblocks. So a coded VOP of a picture
+# of 19 macroblocks or more (80x64 pixels has 20) is longer than 4 bytes after the start code;
+# is_not_coded_vop assumes pictures no smaller (smaller ones pass only while their macroblocks
+# carry more than a bit, as intra ones do).
 VOP_START = b"\x00\x00\x01\xb6"
 NOT_CODED_VOP_MAX_BYTES = 4
 NOT_CODED_PACKET_MAX_BYTES = 64  # the VOP, and headers an encoder may repeat before it
 
 
 def is_not_coded_vop(payload: bytes, codec: str) -> bool:
-    """An MPEG-4 packet that only says "repeat the previous frame": no frame comes out of the
-    decoder for it, and ffmpeg's extraction repeats the previous frame, as the encoder meant."""
+    """An MPEG-4 packet that only says "nothing changed": no frame comes out of the decoder for
+    it, and ffmpeg's extraction fills it as it fills any missing frame (``fill_lost``: a single one
+    takes the frame after it, not the one before that the encoder meant), which we match."""
     if codec != "mpeg4" or len(payload) > NOT_CODED_PACKET_MAX_BYTES:
         return False
     start = payload.rfind(VOP_START)

@@ -11,8 +11,11 @@ Layouts (REFERENCE.md §1):
   ``<class>/<name>/``, every split into the one FRAME_DIR where the annotation JSON looks (Moments
   in Time's ``training/`` and ``validation/``, Kinetics' ``train/`` and ``val/``). A split folder
   of loose videos is read as one class, as the class layout reads Kinetics' ``test/``:
-  ``test/<name>.<ext>`` -> ``test/<name>/``; so a single split folder given alone gives
-  ``<class>/<name>/`` too (each class folder reads as a split folder of loose videos).
+  ``test/<name>.<ext>`` -> ``test/<name>/``; so a single split folder given alone, its class
+  folders holding the videos themselves, gives ``<class>/<name>/`` too, as the class layout does
+  (each class folder reads as a split folder of loose videos). A folder holding both loose videos
+  and folders of videos is a class folder or a split folder, and says nothing of which: it stops
+  the run, naming it.
 
 Without a layout, class subfolders mean the class layout and loose files mean flat: split
 folders are never guessed, since ``<class>/<day>/<video>`` has the same shape.
@@ -217,30 +220,50 @@ def _split_folder_jobs(video_dir: Path) -> Tuple[List[VideoJob], List[Path]]:
     jobs: List[VideoJob] = []
     ignored: List[Path] = _videos_in(video_dir)  # beside the split folders: no class to give them
     hollow: List[Tuple[Path, Path]] = []  # (class folder, a video below it)
+    mixed: List[Tuple[Path, Path, Path]] = []  # (split folder, a loose video, a video in its subfolders)
     for split_dir in _class_dirs(video_dir):
-        found = False
+        in_subfolders: List[Path] = []
         for class_dir in _class_dirs(split_dir):
             direct = _videos_in(class_dir)
             jobs.extend(VideoJob(video, Path(class_dir.name) / video.stem) for video in direct)
-            found = found or bool(direct)
             below = list(video_files_below(class_dir, min_depth=1, max_depth=2))  # depth-bounded, as in the class layout
             ignored.extend(below)
+            in_subfolders.extend((direct + below)[:1])
             if below and not direct:
                 hollow.append((class_dir, below[0]))
         loose = _videos_in(split_dir)
-        if found:
-            ignored.extend(loose)
-        else:
+        if loose and in_subfolders:
+            mixed.append((split_dir, loose[0], in_subfolders[0]))
+        elif loose:
             jobs.extend(VideoJob(video, Path(split_dir.name) / video.stem) for video in loose)
+    if mixed:
+        _refuse_class_or_split_folders(video_dir, mixed)
     if hollow and jobs:
-        folder, example = hollow[0]
-        more = f" (and {len(hollow) - 1} more: {', '.join(str(f) for f, _ in hollow[1:4])})" if len(hollow) > 1 else ""
-        raise UserError(
-            f"{folder}/ holds videos only in its subfolders (e.g. {example}){more}, where --layout splits does not look "
-            f"({LAYOUT_SHAPES['splits']}), so all of them would be left out: move them up into {folder}/, or move "
-            f"the folder out of {video_dir} if it does not belong to the data set. Nothing written"
-        )
+        _refuse_hollow_class_folders(video_dir, "splits", hollow)
     return jobs, ignored
+
+
+def _refuse_class_or_split_folders(video_dir: Path, mixed: List[Tuple[Path, Path, Path]]) -> None:
+    """A folder of VIDEO_DIR holding loose videos and folders of videos is a class folder (with a
+    subfolder of takes) when VIDEO_DIR is one split folder, and a split folder (with stray videos)
+    when VIDEO_DIR holds split folders; either reading drops videos of the other. Read as a split
+    folder, Moments in Time's ``training/`` given alone lost a class's own videos without a word."""
+    folder, loose, deeper = mixed[0]
+    raise UserError(
+        f"{folder}/ holds both loose videos (e.g. {loose}) and folders of videos (e.g. {deeper})"
+        f"{_and_more([f for f, _, _ in mixed])}, so --layout splits cannot tell whether it is a class folder or a "
+        f"split folder of class folders ({LAYOUT_SHAPES['splits']}): if {video_dir} is one split folder, whose "
+        f"subfolders are classes, pass --layout kinetics ({LAYOUT_SHAPES['kinetics']}; videos in a class folder's "
+        f"subfolders are then counted as ignored); if it holds split folders, move the loose videos of {folder}/ "
+        f"into class folders, or out of {video_dir}. Nothing written"
+    )
+
+
+def _and_more(folders: List[Path]) -> str:
+    """`` (and N more: a, b, c)`` after the first of ``folders`` an error names."""
+    if len(folders) < 2:
+        return ""
+    return f" (and {len(folders) - 1} more: {', '.join(str(f) for f in folders[1:4])})"
 
 
 def _deeper_videos(video_dir: Path) -> List[Path]:
@@ -302,20 +325,25 @@ def _nothing_in_layout(video_dir: Path, layout: str, ignored: List[Path]) -> Non
 
 
 def _refuse_hollow_class_folders(video_dir: Path, layout: str, hollow: List[Tuple[Path, Path]]) -> None:
-    """A folder of VIDEO_DIR whose videos all sit in its subfolders would be dropped whole: most
-    often split folders (``train/<class>/<video>`` beside a ``test/`` of loose videos, as
-    Kinetics downloads are laid out), read as classes. Counting them as ignored left a run that
-    extracted the test set and exited 0."""
+    """A class folder whose videos all sit in its subfolders would be dropped whole. Under a class
+    layout it is most often a split folder (``train/<class>/<video>`` beside a ``test/`` of loose
+    videos, as Kinetics downloads are laid out) read as a class; counting its videos as ignored
+    left a run that extracted the test set and exited 0. Under ``splits`` it is a class folder of
+    a split folder, one level deeper, whose videos belong in it."""
     folder, example = hollow[0]
-    more = f" (and {len(hollow) - 1} more: {', '.join(str(f) for f, _ in hollow[1:4])})" if len(hollow) > 1 else ""
+    if layout == "splits":
+        fix = f": move them up into {folder}/, or move the folder out of {video_dir} if it does not belong to the data set"
+    else:
+        fix = (
+            f". If it holds a split's class folders ({folder.name}/<class>/<video>), pass {SPLITS_HINT}, or place "
+            "every video by the annotation JSON with --annotation JSON (it finds videos at any depth; for Kinetics "
+            "build it from the CSVs: prepare kinetics-json TRAIN_CSV VAL_CSV TEST_CSV JSON), or give each split "
+            f"folder as VIDEO_DIR ({folder}); if it does not belong to the data set, move it out of {video_dir}"
+        )
     raise UserError(
-        f"{folder}/ holds videos only in its subfolders (e.g. {example}){more}, where --layout {layout} does not look "
-        f"({LAYOUT_SHAPES[layout]}), so all of them would be left out. If it holds a split's class folders "
-        f"({folder.name}/<class>/<video>), pass {SPLITS_HINT}, or place every video by the annotation JSON with "
-        "--annotation JSON (it finds "
-        "videos at any depth; for Kinetics build it from the CSVs: prepare kinetics-json TRAIN_CSV VAL_CSV TEST_CSV "
-        f"JSON), or give each split folder as VIDEO_DIR ({folder}); if it does not belong to the data set, move it out "
-        f"of {video_dir}. Nothing written"
+        f"{folder}/ holds videos only in its subfolders (e.g. {example}){_and_more([f for f, _ in hollow])}, where "
+        f"--layout {layout} does not look ({LAYOUT_SHAPES[layout]}), so all of them would be left out{fix}. "
+        "Nothing written"
     )
 
 
