@@ -310,9 +310,11 @@ def test_the_overlay_copy_keeps_each_frames_time(our_checkpoint, tmp_path):
     assert greys == list(range(1, len(times) + 1))
 
 
-def test_a_corrupt_frame_is_skipped_and_counted(our_checkpoint, tmp_path):
-    """One MJPEG frame zeroed in the middle of an AVI: the other 29 are classified, and the
-    record says a packet was skipped (the reader used to stop at the first bad packet)."""
+def test_a_corrupt_frame_is_filled_and_counted(our_checkpoint, tmp_path):
+    """One MJPEG frame zeroed in the middle of an AVI: the other 29 are classified, the lost one
+    filled as ffmpeg's extraction (the companion tool's) fills it, so the clips' segments count
+    frames as the companion tool's did, and the record says so (the reader used to stop at the
+    first bad packet, then skipped the frame, which shifted every later segment by one)."""
     import av
 
     clean = tmp_path / "clean.avi"
@@ -335,9 +337,16 @@ def test_a_corrupt_frame_is_skipped_and_counted(our_checkpoint, tmp_path):
     out = tmp_path / "labels.json"
     assert main(["classify", str(videos), "--model", str(our_checkpoint), "--output", str(out)]) == 0
     (record,) = json.loads(out.read_text())
-    assert record["clips"][-1]["segment"][1] == 29
-    assert record["warning"].endswith("bad.avi: 1 frame could not be decoded (corrupt data) and was skipped; the "
-                                      "clips cover the 29 frames that decoded")
+    assert record["clips"][-1]["segment"][1] == 30
+    assert record["warning"].endswith("bad.avi: 1 frame could not be decoded (corrupt data); the clips cover 30 "
+                                      "frames, 1 of them filled from the frames beside them as ffmpeg's extraction "
+                                      "fills them")
+    from resnet3d.classify.clips import timed_frames
+
+    frames = list(timed_frames(str(videos / "bad.avi"), problems=[]))
+    greys = [round(float(picture.mean()) / 8) for picture, _ in frames]
+    assert greys == [*range(10), 11, 11, *range(12, 30)]  # ffmpeg 5.1's sequence for a lost frame 11
+    assert [round(at * 25) for _, at in frames] == list(range(30))  # each at the time of the frame it stands for
 
 
 def test_a_model_with_more_outputs_than_classes_names_the_others_by_index(motion, clips_dir, tmp_path, capsys):

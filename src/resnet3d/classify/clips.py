@@ -35,8 +35,9 @@ class VideoReadError(Exception):
 def timed_frames(path: str, problems: Optional[List[str]] = None) -> Iterator[Tuple[np.ndarray, float]]:
     """``(frame, seconds from the first frame)`` for every frame of the video stream, in order:
     uint8 RGB (H, W, 3), upright and at the display aspect ratio (``DisplayFrames``), as
-    ``prepare frames`` extracts them (the same reader: cover-art streams are passed over and
-    corrupt packets skipped).
+    ``prepare frames`` extracts them (the same reader: cover-art streams are passed over, corrupt
+    packets skipped, and the frames they lost, or that the encoder marked not coded, filled as
+    ffmpeg's extraction fills them, with the times of the frames they stand for).
 
     Raises VideoReadError when nothing decodes. A video that yields frames but ends well short of
     the length its container announces (a cut download: its index survives, its data does not),
@@ -54,13 +55,26 @@ def timed_frames(path: str, problems: Optional[List[str]] = None) -> Iterator[Tu
     except Exception as error:  # FFmpeg's and PyAV's other failures come in many types
         raise VideoReadError(f"cannot open it as a video ({type(error).__name__}: {error})") from None
     found: List[str] = []
-    shown = 0  # frames handed out
+    shown = 0  # frames handed out, filled ones included
+    filled = 0
     with reader:
         display = DisplayFrames(reader.stream)
         try:
-            for frame, seconds, _ in reader.frames():
-                yield display.rgb(frame), seconds
+            previous: Optional[Tuple[np.ndarray, float, float]] = None
+            for frame, seconds, duration, missing in reader.frames_and_losses():
+                picture = display.rgb(frame)
+                # frames missing before this one (corrupt, or not coded) filled as ffmpeg's
+                # extraction, which the companion tool's clips came from, fills them
+                # (``prepare.decode.fill_lost``): the frame before repeats k - 1 times, this one once
+                if previous is not None and missing:
+                    before, at, lasts = previous
+                    for repeat in range(1, missing):
+                        yield before, at + repeat * lasts
+                    yield picture, seconds - duration
+                    shown, filled = shown + missing, filled + missing
+                yield picture, seconds
                 shown += 1
+                previous = (picture, seconds, duration)
         except Exception as error:  # too many corrupt packets in a row, a frame swscale refuses, ...
             reason = str(error) if isinstance(error, VideoError) else f"{type(error).__name__}: {error}"
             if shown == 0:
@@ -75,10 +89,11 @@ def timed_frames(path: str, problems: Optional[List[str]] = None) -> Iterator[Tu
                 found.append(str(error))
         if reader.stats.lost and not found:  # (a decoder drops some frames without an error: counted by time)
             lost = reader.stats.lost
-            found.append(f"{lost} frame{'' if lost == 1 else 's'} could not be decoded (corrupt data) and "
-                         f"{'was' if lost == 1 else 'were'} skipped")
+            found.append(f"{lost} frame{'' if lost == 1 else 's'} could not be decoded (corrupt data)")
     for problem in found:
-        line = f"{problem}; the clips cover the {shown} frames that decoded"
+        covered = (f"the clips cover {shown} frames, {filled} of them filled from the frames beside them as "
+                   "ffmpeg's extraction fills them" if filled else f"the clips cover the {shown} frames that decoded")
+        line = f"{problem}; {covered}"
         if problems is None:
             logging.getLogger("resnet3d.classify").warning("%s: %s", path, line)
         else:
