@@ -23,7 +23,8 @@ def _test(motion, checkpoint, output, *launcher, extra=()):
          "--workers", "2", "--batch-size", "4", "--no-cuda", *extra],
         capture_output=True, text=True, timeout=300,
         # one intra-op thread; a progress line per video, counting this rank's share ("2/2")
-        env=dict(os.environ, OMP_NUM_THREADS="1", RESNET3D_PROGRESS_EVERY="0"))
+        # (and torchrun's torchelastic_* folder in the test's own temporary folder, not in /tmp)
+        env=dict(os.environ, OMP_NUM_THREADS="1", RESNET3D_PROGRESS_EVERY="0", TMPDIR=str(output.parent)))
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(output.read_text()), done
 
