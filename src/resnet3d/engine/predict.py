@@ -158,24 +158,25 @@ def _class_names(given: Optional[Sequence[str]], annotation_names: Sequence[str]
     every process; the others pass one that says nothing)."""
     if given and annotation_names and not set(given) & set(annotation_names):
         warn("the model's classes (%s, ...) and the annotation's labels (%s, ...) share no name: the "
-                    "results name the model's classes, which the annotation's videos cannot match; check "
-                    "that the weights were trained on this data set", given[0], annotation_names[0])
+             "results name the model's classes, which the annotation's videos cannot match; check "
+             "that the weights were trained on this data set", given[0], annotation_names[0])
     names = list(given) if given else list(annotation_names)
     if not given and len(names) > n_outputs:
         # weights that record no class names, trained on other classes than the annotation lists
         warn("the model has %d outputs but the annotation lists %d labels: the results name its outputs "
-                    "by the first %d (%s ... %s), which is right only if it was trained on exactly those, in "
-                    "that order; otherwise give the weights' class names (resnet3d test --labels FILE). A "
-                    "warning, not an error: the weights record no class names, the annotation's labels stand "
-                    "in for them, and the scores are right whatever their names",
-                    n_outputs, len(names), n_outputs, names[0], names[n_outputs - 1])
+             "by the first %d (%s ... %s), which is right only if it was trained on exactly those, in "
+             "that order; otherwise give the weights' class names (resnet3d test --labels FILE). A "
+             "warning, not an error: the weights record no class names, the annotation's labels stand "
+             "in for them, and the scores are right whatever their names",
+             n_outputs, len(names), n_outputs, names[0], names[n_outputs - 1])
     if len(names) < n_outputs:
         others = (f"output {len(names)} is named by its index" if len(names) == n_outputs - 1
                   else f"outputs {len(names)}-{n_outputs - 1} are named by their index")
-        warn("the model has %d outputs but only %d class names are known (%s); %s. A warning, not an error: a model trained with more outputs than its data set's "
-                    "classes (the successor's default --n_classes 400) has outputs that were never a target, and "
-                    "its scores are right whatever their names", n_outputs, len(names),
-                    "the run's classes" if given else "the annotation's labels", others)
+        warn("the model has %d outputs but only %d class names are known (%s); %s. A warning, not an error: "
+             "a model trained with more outputs than its data set's classes (the successor's default "
+             "--n_classes 400) has outputs that were never a target, and its scores are right whatever their "
+             "names", n_outputs, len(names),
+             "the run's classes" if given else "the annotation's labels", others)
         names += [str(i) for i in range(len(names), n_outputs)]
     return names[:n_outputs]
 

@@ -12,7 +12,6 @@ from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, Set, Tuple
 
-from resnet3d.engine.messages import logger_quiet
 from resnet3d.errors import UserError
 from resnet3d.fileio import read_user_json
 
@@ -79,5 +78,10 @@ def warned_already(data: Any, subset: str) -> Iterator[None]:
     if (str(data.annotation_path), canonical_subset(subset)) not in _RESOLVED_BEFORE_TRAINING:
         yield
         return
-    with logger_quiet(logging.getLogger("resnet3d.data")):
+    logger = logging.getLogger("resnet3d.data")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
         yield
+    finally:
+        logger.setLevel(level)
