@@ -349,20 +349,26 @@ def test_a_corrupt_frame_is_filled_and_counted(our_checkpoint, tmp_path):
     assert [round(at * 25) for _, at in frames] == list(range(30))  # each at the time of the frame it stands for
 
 
-def test_a_model_with_more_outputs_than_classes_names_the_others_by_index(motion, clips_dir, tmp_path, capsys):
-    """resnet3d main's default --n_classes is the successor's 400: trained so on a 4-class set, the
-    checkpoint holds 4 names for 400 outputs. test and classify refused it ("pass a labels file
-    with 400 names", which nobody has) while main --inference accepted it."""
+def _checkpoint_naming(class_names, n_outputs, path):
+    """Our checkpoint of a ResNet-10 (width 1/4) with ``n_outputs`` outputs that records
+    ``class_names``: as many or not."""
     from resnet3d.engine.checkpoint import save_checkpoint
     from resnet3d.models import create_model
     from resnet3d.normalization import KINETICS
 
-    model = create_model("resnet", 10, n_classes=6, widen_factor=0.25)
-    weights = tmp_path / "model_best.pth"
-    save_checkpoint(weights, {"epoch": 1, "arch": "resnet-10", "model_config": model.model_config,
-                              "state_dict": model.state_dict(), "optimizer": None, "scheduler": None,
-                              "class_names": list(motion.class_names), "input_norm": KINETICS.to_dict(),
-                              "sample_size": 32, "sample_duration": DURATION})
+    model = create_model("resnet", 10, n_classes=n_outputs, widen_factor=0.25)
+    save_checkpoint(path, {"epoch": 1, "arch": "resnet-10", "model_config": model.model_config,
+                           "state_dict": model.state_dict(), "optimizer": None, "scheduler": None,
+                           "class_names": list(class_names), "input_norm": KINETICS.to_dict(),
+                           "sample_size": 32, "sample_duration": DURATION})
+    return path
+
+
+def test_a_model_with_more_outputs_than_classes_names_the_others_by_index(motion, clips_dir, tmp_path, capsys):
+    """resnet3d main's default --n_classes is the successor's 400: trained so on a 4-class set, the
+    checkpoint holds 4 names for 400 outputs. test and classify refused it ("pass a labels file
+    with 400 names", which nobody has) while main --inference accepted it."""
+    weights = _checkpoint_naming(motion.class_names, n_outputs=6, path=tmp_path / "model_best.pth")
     assert main(["test", "--weights", str(weights), "--n_threads", "0", "--quiet", "--device", "cpu",
                  "--video_path", motion.jpg_path, "--annotation_path", motion.annotation_path, "--subset", "val",
                  "--result_path", str(tmp_path / "run"), "--top-k", "6"]) == 0
@@ -473,17 +479,10 @@ def test_too_few_or_too_many_names_for_the_outputs_error_or_warn_by_where_the_na
     """Names that claim to be the model's own (a labels file, a checkpoint's) must fit its outputs:
     an error before anything runs. An annotation's labels standing in for weights without names
     only warn: its 4 labels for a 6-output model name outputs 4-5 by their index."""
-    from resnet3d.engine.checkpoint import save_checkpoint
     from resnet3d.engine.predict import _class_names
     from resnet3d.models import create_model
-    from resnet3d.normalization import KINETICS
 
-    model = create_model("resnet", 10, n_classes=3, widen_factor=0.25)
-    weights = tmp_path / "model_best.pth"
-    save_checkpoint(weights, {"epoch": 1, "arch": "resnet-10", "model_config": model.model_config,
-                              "state_dict": model.state_dict(), "optimizer": None, "scheduler": None,
-                              "class_names": list(motion.class_names), "input_norm": KINETICS.to_dict(),
-                              "sample_size": 32, "sample_duration": DURATION})
+    weights = _checkpoint_naming(motion.class_names, n_outputs=3, path=tmp_path / "model_best.pth")
     assert main(["classify", str(clips_dir / "a.mp4"), "--model", str(weights), "--output",
                  str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
