@@ -61,3 +61,39 @@ def test_no_processes_is_refused(motion, our_checkpoint, tmp_path, capsys):
     assert main(["test", "--weights", str(our_checkpoint), "--video-path", motion.jpg_path, "--annotation-path",
                  motion.annotation_path, "--no-cuda", "--nproc-per-node", "0", "--output", str(tmp_path / "x.json")]) == 2
     assert "--nproc-per-node must be >= 1 (got 0)" in capsys.readouterr().err
+
+
+def test_machines_without_a_shared_file_system(motion, our_checkpoint, tmp_path):
+    """Two torchrun "machines" on this one, each in a folder of its own with a relative
+    ``--output``: each keeps its share where the other cannot see it, as on machines without a
+    shared file system. The shares travel over the process group, and machine 0 ends with the
+    whole results file; machine 1 keeps nothing."""
+    import os
+
+    from resnet3d.engine.distributed import free_port
+
+    one, _ = _test(motion, our_checkpoint, tmp_path / "one.json")
+    port = str(free_port())
+    machines = []
+    for node in (0, 1):
+        folder = tmp_path / f"machine{node}"
+        folder.mkdir()
+        machines.append(subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
+             "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", port,
+             "-m", "resnet3d", "test", "--weights", str(our_checkpoint), "--video-path", motion.jpg_path,
+             "--annotation-path", motion.annotation_path, "--subset", "training", "--output", "results.json",
+             "--workers", "1", "--batch-size", "4", "--no-cuda"],
+            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(folder))))
+    try:
+        for machine in machines:
+            output, _ = machine.communicate(timeout=300)
+            assert machine.returncode == 0, output
+    finally:  # (rank 0 waiting for a share it cannot see would otherwise outlive the test)
+        for machine in machines:
+            machine.kill()
+    _same_results(json.loads((tmp_path / "machine0" / "results.json").read_text()), one)
+    assert not (tmp_path / "machine1" / "results.json").exists()
+    for node in (0, 1):  # the shares, merged, are gone on both machines
+        assert not list((tmp_path / f"machine{node}").glob(".results.json.rank*")), node

@@ -195,19 +195,33 @@ def test_unreadable_videos_get_error_entries_and_the_run_goes_on(motion, tiny_mo
 @pytest.mark.slow
 def test_distributed_shares_are_merged_by_rank_0(motion, tiny_model, tmp_path, monkeypatch):
     """Two processes each take every other video; rank 0 writes the one file. The ranks run as two
-    threads; the patched broadcast is a rendezvous, as torch.distributed's is."""
+    threads (the main thread is rank 0); the patched broadcast and gather are rendezvous, as
+    torch.distributed's are."""
     import threading
 
     from resnet3d.engine import distributed
     from resnet3d.engine.distributed import DistInfo
 
     rendezvous = threading.Barrier(2, timeout=60)
+    slots = [None, None]
 
-    def broadcast(obj):
+    def rank():
+        return 0 if threading.current_thread() is threading.main_thread() else 1
+
+    def exchange(obj):
+        """Both ranks' objects, once both ranks have handed theirs in."""
+        slots[rank()] = obj
         rendezvous.wait()
-        return {**obj, "token": "run-1"}
+        both = list(slots)
+        rendezvous.wait()  # (neither rank refills a slot before the other has read it)
+        return both
 
-    monkeypatch.setattr(distributed, "broadcast_object", broadcast)
+    def gather(obj, group=None):
+        both = exchange(obj)
+        return both if rank() == 0 else None
+
+    monkeypatch.setattr(distributed, "broadcast_object", lambda obj, group=None: exchange(obj)[0])
+    monkeypatch.setattr(distributed, "gather_object", gather)
     config = recognition_config(motion, tmp_path)
     # no BatchNorm folding here: it traces the model with torch.fx, which patches nn.Module's call
     # and module globals for the whole process while it traces, so the other rank's forward pass

@@ -28,8 +28,9 @@ import socket
 import tempfile
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -146,13 +147,42 @@ def barrier() -> None:
         dist.barrier()
 
 
-def broadcast_object(obj: Any) -> Any:
+def broadcast_object(obj: Any, group: Optional[Any] = None) -> Any:
     """Rank 0's ``obj`` on every rank."""
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return obj
     holder = [obj]
-    dist.broadcast_object_list(holder, src=0)
+    dist.broadcast_object_list(holder, src=0, group=group)
     return holder[0]
+
+
+def gather_object(obj: Any, group: Optional[Any] = None) -> Optional[List[Any]]:
+    """Every rank's ``obj`` on rank 0, in rank order; None on the other ranks."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return [obj]
+    gathered: Optional[List[Any]] = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(obj, gathered, dst=0, group=group)
+    return gathered
+
+
+# How long a collective of the patient group waits for the slowest rank: rank 0 gathering the
+# recognition shares waits for whatever the others still have to recognise, which the main
+# group's timeout (NCCL 10 minutes, gloo 30) does not allow for.
+PATIENT_TIMEOUT = timedelta(days=7)
+
+
+def open_patient_group() -> Optional[Any]:
+    """A gloo group over every rank whose collectives wait up to ``PATIENT_TIMEOUT``; None (the
+    main group) for one process, or where gloo cannot run. Collective: every rank calls it."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return None
+    try:
+        return dist.new_group(backend="gloo", timeout=PATIENT_TIMEOUT)
+    except (RuntimeError, ValueError) as error:  # gloo built out, or no usable interface
+        log.warning("no gloo group to gather the results over (%s): the main group serves, and gives up when a "
+                    "process waits longer than its timeout for the others; set GLOO_SOCKET_IFNAME to the network "
+                    "interface to fix it", error)
+        return None
 
 
 def _ephemeral_port_floor() -> int:

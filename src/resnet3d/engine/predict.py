@@ -22,12 +22,13 @@ and writes one results file (formats: ``resnet3d.engine.results``). How it runs:
 - finished videos go to the results file, rewritten atomically every ``save_every`` videos;
   ``resume`` skips videos already there; a video that cannot be read gets an entry in
   ``"errors"`` and the run goes on;
-- with several processes (``--n_gpus``), each takes every n-th video and keeps its share in a
-  hidden file beside the output; rank 0 merges the shares at the end.
+- with several processes (``--n_gpus``, torchrun, several machines), each takes every n-th video
+  and keeps its share in a hidden file beside the output (what ``resume`` continues after a
+  stop); at the end the shares travel to rank 0 over the process group, so the machines need
+  no shared file system, and rank 0 writes the one results file.
 """
 from __future__ import annotations
 
-import json
 import os
 import logging
 import sys
@@ -353,6 +354,10 @@ def run_recognition(
 
     settings = recognition_settings(model, options, data) if dist.is_main else {}  # only rank 0 decides
     state, token = _start_state(out_path, options, settings, dist, video_ids={unit.video_id for unit in units})
+    if dist.distributed:
+        from resnet3d.engine.distributed import open_patient_group
+
+        gather_group = open_patient_group()  # rank 0 waits there for the slowest rank's share
     done = set(state["results"])
     pending = [u for u in units if u.video_id not in done]
     mine = pending[dist.rank :: dist.world_size]
@@ -461,14 +466,9 @@ def run_recognition(
         raise RuntimeError(f"recognition ended with {len(tally.units)} incomplete videos")
 
     if dist.distributed:
-        writer.save(extra={"token": token, "complete": True})
-        if dist.is_main:
-            _merge_shares(out_path, options, state, token, dist.world_size, order)
+        writer.save(extra={"token": token, "complete": True})  # kept until the results file holds it
         # the closing line and the summary speak of the whole run, not of rank 0's share
-        from resnet3d.engine.distributed import all_sum
-
-        totals = all_sum([counts["videos"], counts["errors"], counts["bad_frames"]], device).tolist()
-        counts = {"videos": int(totals[0]), "errors": int(totals[1]), "bad_frames": int(totals[2])}
+        counts = _merge_shares(out_path, options, state, writer, counts, order, gather_group, dist.is_main)
     else:
         # the shares of an earlier distributed run this one continued: their results were read at
         # the start and are in the file now; left, every later --resume read them over it again
@@ -561,40 +561,41 @@ def _chunk_bytes(dataset: WindowDataset) -> int:
     return plan.chunk_rows * plan.sample_duration * plan.sample_size ** 2 * dataset.cfg.n_channels
 
 
-def _merge_shares(output: Path, options: RecognitionOptions, state: Dict[str, Any], token: str,
-                  world_size: int, order: Sequence[str], poll_s: float = 2.0) -> None:
-    """Rank 0: wait for every rank's finished share, then write the one results file."""
-    writer = resultfiles.ResultWriter(output, options.flavour, options.save_every, earlier=state, order=order)
-    waiting_since = time.monotonic()
-    last_note = waiting_since
-    remaining = {rank: resultfiles.partial_path(output, rank, world_size) for rank in range(world_size)}
-    while remaining:
-        for rank, path in list(remaining.items()):
-            share = _read_share(path)
-            if share is not None and share.get("token") == token and share.get("complete"):
-                writer.merge(share)
-                del remaining[rank]
-        if remaining:
-            now = time.monotonic()
-            if now - last_note > 60:
-                first = sorted(remaining)[0]
-                print(f"resnet3d: waiting for the recognition results of rank(s) {sorted(remaining)} "
-                      f"({now - waiting_since:.0f} s), in {remaining[first]} and the like: processes on other "
-                      "machines write them there, so the results folder must be on a file system every machine "
-                      "shares", file=sys.stderr, flush=True)
-                last_note = now
-            time.sleep(poll_s)
-    writer.save()
-    for path in resultfiles.partial_paths(output):  # this run's shares, and earlier ones now merged
-        path.unlink(missing_ok=True)
+def _merge_shares(output: Path, options: RecognitionOptions, state: Dict[str, Any],
+                  share: resultfiles.ResultWriter, counts: Dict[str, int], order: Sequence[str],
+                  group: Optional[Any], is_main: bool) -> Dict[str, int]:
+    """Every rank's finished share to rank 0 over ``group``, which writes the one results file;
+    then each rank removes its share file. Returns the counts of the whole run, on every rank.
 
+    The shares travel over the process group, not through the files beside the output, so ranks
+    on machines without a shared file system end with the whole file on rank 0's machine.
+    """
+    import threading
 
-def _read_share(path: Path) -> Optional[Dict[str, Any]]:
+    from resnet3d.engine.distributed import broadcast_object, gather_object
+
+    note = threading.Timer(60.0, lambda: print(
+        "resnet3d: this process's share is recognised; waiting for the other processes' shares",
+        file=sys.stderr, flush=True))
+    note.daemon = True
+    if is_main:
+        note.start()
     try:
-        with open(path, "r", encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
+        shares = gather_object({"results": share.results, "errors": share.errors, "counts": counts}, group)
+    finally:
+        note.cancel()
+    totals = None
+    if is_main and shares is not None:
+        writer = resultfiles.ResultWriter(output, options.flavour, options.save_every, earlier=state, order=order)
+        for each in shares:
+            writer.merge(each)
+        writer.save()
+        for path in resultfiles.partial_paths(output):  # this run's shares, and earlier ones now merged
+            path.unlink(missing_ok=True)
+        totals = {key: sum(each["counts"][key] for each in shares) for key in counts}
+    totals = broadcast_object(totals, group)  # (and: the results file is written)
+    share.path.unlink(missing_ok=True)  # on a machine of its own, no other process removes it
+    return totals
 
 
 __all__ = ["RecognitionOptions", "options_from_config", "run_recognition", "recognition_settings", "output_path",
