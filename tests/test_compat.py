@@ -11,6 +11,7 @@ from resnet3d.config import Config, InferenceConfig, Regime
 from resnet3d.data.config import DataConfig
 from resnet3d.engine.schedules import build_schedule
 from resnet3d.errors import UserError
+from resnet3d.lr_lua import parse_lr_lua
 from resnet3d.normalization import ACTIVITYNET, KINETICS, SEED, InputNorm
 
 SEED_LR_RESNETS = """opt.regimes = {
@@ -495,20 +496,20 @@ def test_config_round_trips_through_json():
 def test_lr_lua_files_of_the_seed(tmp_path):
     path = tmp_path / "lr.lua"
     path.write_text(SEED_LR_RESNETS)
-    assert compat.parse_lr_lua(path) == [Regime(1, 100, 0.1, 1e-3), Regime(101, 150, 0.01, 1e-3),
-                                         Regime(151, 100000000, 1e-3, 1e-3)]
+    assert parse_lr_lua(path) == [Regime(1, 100, 0.1, 1e-3), Regime(101, 150, 0.01, 1e-3),
+                                  Regime(151, 100000000, 1e-3, 1e-3)]
     path.write_text(SEED_LR_C3D)
-    assert [r.lr for r in compat.parse_lr_lua(path)] == [1e-3, 1e-4, 1e-5]
+    assert [r.lr for r in parse_lr_lua(path)] == [1e-3, 1e-4, 1e-5]
 
 
 def test_lr_lua_comments_and_lua_syntax(tmp_path):
     path = tmp_path / "lr.lua"
     path.write_text("--[[ a block\ncomment {1, 2} ]]\nregimes = { -- rows\n {1; 10; 0x1p0 and 0; 0},\n}\n")
     with pytest.raises(UserError, match="line 4"):
-        compat.parse_lr_lua(path)
+        parse_lr_lua(path)
     path.write_text("--[[ a block\ncomment {1, 2} ]]\nopt.regimes = { -- rows\n {1; 10; .5; 0}, -- x\n"
                     " {11, math.huge, 5e-2, 1e-4}\n}\nprint('done -- not a comment')\n")
-    rows = compat.parse_lr_lua(path)
+    rows = parse_lr_lua(path)
     assert rows[0] == Regime(1, 10, 0.5, 0.0) and rows[1].first_epoch == 11 and rows[1].last_epoch > 10**9
 
 
@@ -525,14 +526,14 @@ def test_lr_lua_errors_name_the_line(tmp_path, text, line, message):
     path = tmp_path / "lr.lua"
     path.write_text(text)
     with pytest.raises(UserError, match=rf"lr\.lua line {line}: .*{message}"):
-        compat.parse_lr_lua(path)
+        parse_lr_lua(path)
 
 
 def test_lr_lua_without_a_table(tmp_path):
     path = tmp_path / "lr.lua"
     path.write_text("-- opt.regimes = {}\nopt.learning_rate = 0.1\n")
     with pytest.raises(UserError, match="no 'opt.regimes"):
-        compat.parse_lr_lua(path)
+        parse_lr_lua(path)
 
 
 # -- schedules ------------------------------------------------------------------------------------

@@ -11,15 +11,13 @@ option is registered with ``default=None`` so that "given on the command line" i
 seed's ``lr.lua`` only replaces the successor's schedule when the user did not choose one, and a
 checkpoint's own normalisation is kept unless normalisation flags were given.
 
-The seed's learning-rate file (``lr.lua``) is parsed by ``parse_lr_lua``; its errors name the
-file and line.
+The seed's learning-rate file (``lr.lua``) is found here (``find_lr_file``) and read by
+``resnet3d.lr_lua.parse_lr_lua``; its errors name the file and line.
 """
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -42,6 +40,7 @@ from resnet3d.data.config import DECODE_DEVICES, DECODERS, DEFAULT_DECODE_TOLERA
 from resnet3d.engine.machines import DEFAULT_DIST_URL
 from resnet3d.errors import UserError
 from resnet3d.hardware import DEFAULT_WORKERS_RULE, default_num_workers
+from resnet3d.lr_lua import parse_lr_lua
 from resnet3d.normalization import InputNorm, successor_2018_norm, successor_norm
 
 SEED, SUCCESSOR, SUCCESSOR_2018 = "seed", "successor", "successor-2018"
@@ -709,134 +708,3 @@ def _inference_config(args: argparse.Namespace, data: DataConfig) -> Optional[In
                                average=not (v("inference_no_average") or v("test_no_average")),
                                top_k=v("output_topk"), batch_size=v("inference_batch_size"))
     return None
-
-
-# ---------------------------------------------------------------------------------------------
-# The seed's lr.lua
-
-
-_TOKEN = re.compile(r"\s*(?:(?P<num>[+-]?(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?))"
-                    r"|(?P<name>[A-Za-z_][A-Za-z_0-9.]*)|(?P<punct>[{},;=]))")
-
-
-def _strip_lua_comments(text: str) -> str:
-    """Blank out ``--`` and ``--[[ ]]`` comments, keeping every newline so line numbers hold."""
-    out = []
-    i = 0
-    n = len(text)
-    in_string = None
-    while i < n:
-        ch = text[i]
-        if in_string:
-            out.append(ch)
-            if ch == "\\" and i + 1 < n:
-                out.append(text[i + 1])
-                i += 2
-                continue
-            if ch == in_string:
-                in_string = None
-            i += 1
-            continue
-        if ch in "'\"":
-            in_string = ch
-            out.append(ch)
-            i += 1
-            continue
-        if text.startswith("--", i):
-            block = re.match(r"--\[(=*)\[", text[i:])
-            if block:
-                close = "]" + block.group(1) + "]"
-                end = text.find(close, i + block.end())
-                end = n if end < 0 else end + len(close)
-            else:
-                end = text.find("\n", i)
-                end = n if end < 0 else end
-            out.append("".join(c if c == "\n" else " " for c in text[i:end]))
-            i = end
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def _lua_number(token: str) -> float:
-    sign = -1.0 if token.startswith("-") else 1.0
-    body = token.lstrip("+-")
-    if body.lower().startswith("0x"):
-        return sign * int(body, 16)
-    return sign * float(body)
-
-
-def parse_lr_lua(path: os.PathLike | str) -> List[Regime]:
-    """Read the regimes table of the seed's ``lr.lua``.
-
-    Accepts what the seed's files hold: ``opt.regimes = { {first, last, lr, wd}, ... }`` with
-    ``--`` comments, trailing commas or semicolons, Lua numbers (``1e8``, ``0x10``) and
-    ``math.huge``. Anything else inside the table is an error naming the file and line.
-    """
-    path = Path(path)
-    try:
-        raw = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as error:
-        raise UserError(f"{path}: cannot read the learning-rate file ({error.strerror})") from None
-    text = _strip_lua_comments(raw)
-    start = re.search(r"(?:^|[^A-Za-z0-9_])(?:[A-Za-z_][A-Za-z0-9_]*\.)?regimes\s*=\s*\{", text)
-    if start is None:
-        raise UserError(f"{path}: no 'opt.regimes = {{ ... }}' table found; each row is "
-                        "{first_epoch, last_epoch, lr, weight_decay}")
-    line_of = lambda offset: text.count("\n", 0, offset) + 1  # noqa: E731
-    pos = start.end()  # just after the outer '{'
-    rows: List[Regime] = []
-
-    def token_at(p: int):
-        m = _TOKEN.match(text, p)
-        if m is None or m.end() == p:
-            rest = text[p:].lstrip()
-            if not rest:
-                raise UserError(f"{path} line {line_of(len(text))}: the regimes table is not closed with '}}'")
-            bad_at = len(text) - len(rest)
-            bad = rest.split()[0][:20]
-            raise UserError(f"{path} line {line_of(bad_at)}: unexpected '{bad}' in the regimes table")
-        kind = m.lastgroup
-        return kind, m.group(kind), m.start(kind), m.end()
-
-    while True:
-        kind, tok, at, pos = token_at(pos)
-        if kind == "punct" and tok in ",;":
-            continue
-        if kind == "punct" and tok == "}":
-            break
-        if not (kind == "punct" and tok == "{"):
-            raise UserError(f"{path} line {line_of(at)}: expected a row '{{first_epoch, last_epoch, lr, "
-                            f"weight_decay}}', found '{tok}'")
-        row_line = line_of(at)
-        numbers: List[float] = []
-        while True:
-            kind, tok, at, pos = token_at(pos)
-            if kind == "punct" and tok in ",;":
-                continue
-            if kind == "punct" and tok == "}":
-                break
-            if kind == "num":
-                numbers.append(_lua_number(tok))
-            elif kind == "name" and tok == "math.huge":
-                numbers.append(math.inf)
-            else:
-                raise UserError(f"{path} line {line_of(at)}: expected a number in the row, found '{tok}'")
-        if len(numbers) != 4:
-            raise UserError(f"{path} line {row_line}: a row needs 4 numbers {{first_epoch, last_epoch, lr, "
-                            f"weight_decay}}; found {len(numbers)}")
-        first, last, lr, wd = numbers
-        if first != int(first) or first < 1:
-            raise UserError(f"{path} line {row_line}: first_epoch must be a whole number >= 1 (got {first:g})")
-        if last != math.inf and last != int(last):
-            raise UserError(f"{path} line {row_line}: last_epoch must be a whole number (got {last:g})")
-        if last < first:
-            raise UserError(f"{path} line {row_line}: last_epoch {last:g} is before first_epoch {first:g}")
-        if lr < 0 or wd < 0:
-            raise UserError(f"{path} line {row_line}: lr and weight_decay must be >= 0 (got {lr:g}, {wd:g})")
-        last_epoch = 2**62 if last == math.inf or last > 2**62 else int(last)
-        rows.append(Regime(int(first), last_epoch, float(lr), float(wd)))
-    if not rows:
-        raise UserError(f"{path} line {line_of(start.start())}: the regimes table is empty")
-    return rows

@@ -26,7 +26,6 @@ from resnet3d.compat import (
     decode_settings,
     find_lr_file,
     mean_std_norm,
-    parse_lr_lua,
 )
 from resnet3d.config import (
     COMPILE_MODES,
@@ -45,6 +44,7 @@ from resnet3d.data.config import DATASETS, FILE_TYPES, INPUT_TYPES, TRAIN_CROPS,
 from resnet3d.engine.machines import unbind_from_launcher
 from resnet3d.engine.schedules import SCHEDULES
 from resnet3d.errors import UserError
+from resnet3d.lr_lua import parse_lr_lua
 from resnet3d.normalization import NAMED, successor_norm
 
 # flag -> (section, setting, argparse keywords); a switch is given as {"switch": True}
