@@ -109,7 +109,7 @@ def test_n_gpu_on_the_cpu_says_it_runs_one_process(extra, warned, capsys):
     """The seed's `--n_gpu 2` with --no_cuda: one process, and a line naming the flag for several."""
     from resnet3d import cli, compat
     from resnet3d.engine.distributed import DistInfo
-    from resnet3d.engine.trainer import processes_per_node, resolve_device
+    from resnet3d.engine.process_setup import processes_per_node, resolve_device
 
     args = cli.build_parser("main").parse_args(["--root_path", "/data", "--n_gpu", "2", "--no_cuda", *extra])
     config, _ = compat.config_from_args(args)

@@ -80,8 +80,8 @@ def test_torchs_own_loader_would_carry_the_writers_kernel_over():
 def test_the_trainer_restores_a_fused_runs_optimizer_into_a_cpu_run():
     from resnet3d.engine.distributed import DistInfo
     from resnet3d.engine.model_start import Start
+    from resnet3d.engine.run_checkpoints import restore_training_state
     from resnet3d.engine.schedules import build_schedule
-    from resnet3d.engine.trainer import _restore_training_state
 
     model, x, y = model_and_batch()
     fused = sgd(model, fused=True)
@@ -90,7 +90,7 @@ def test_the_trainer_restores_a_fused_runs_optimizer_into_a_cpu_run():
     start = Start(epoch=2, ours={"optimizer": fused.state_dict(), "scheduler": schedule.state_dict()})
     continued = copy.deepcopy(model)
     optimizer = build_optimizer(continued.parameters(), OptimConfig(learning_rate=0.1, weight_decay=1e-3))
-    _restore_training_state(start, optimizer, schedule, None, DistInfo())
+    restore_training_state(start, optimizer, schedule, None, DistInfo())
     assert not optimizer.param_groups[0]["fused"] and not start.notes
     buffers = [optimizer.state[p]["momentum_buffer"] for p in continued.parameters()]
     assert all(b is not None and math.isfinite(float(b.abs().sum())) for b in buffers)

@@ -318,7 +318,7 @@ def test_the_cpu_fallback_warning_offers_each_command_a_flag_it_takes(monkeypatc
     from resnet3d.commands import train as train_command
     from resnet3d.config import Config, DataConfig, HardwareConfig
     from resnet3d.engine.distributed import DistInfo
-    from resnet3d.engine.trainer import resolve_device
+    from resnet3d.engine.process_setup import resolve_device
 
     # `resnet3d main --n_gpu 2` (the seed's README) on a machine without CUDA: the warning said
     # "pass --no_cuda or --device cpu", and main refuses --device

@@ -4,11 +4,13 @@ A fresh run never silently replaces an earlier run's logs and checkpoints: it is
 ``--overwrite`` (or ``--resume auto``, where the earlier run left nothing to continue) lets it
 remove them. A run continued from an older checkpoint of its folder moves the later checkpoints
 of the run it abandons into a folder of their own. Both are decided during the set-up and done
-after it (``FolderChanges``).
+after it (``FolderChanges``). A run that only evaluates keeps an earlier evaluation's records
+(``opts_eval.json``, ``val_metrics.json``) under another name (``keep_earlier``).
 """
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,3 +137,13 @@ def later_checkpoints(config: Config, start: Start) -> FolderChanges:
             + f"; the run in {result_path} had gone further: moved its later checkpoints "
             f"({', '.join(p.name for p in later)})")
     return FolderChanges(set_aside=later, set_aside_note=note)
+
+
+def keep_earlier(path: Path, overwrite: bool) -> None:
+    """An earlier run's file of this name is renamed to ``<stem>.<n>.json`` (--overwrite: replaced)."""
+    from resnet3d.engine.results import set_aside
+
+    if path.is_file() and not overwrite:
+        kept = set_aside(path)
+        print(f"resnet3d: {path} already existed: kept it as {kept.name} (--overwrite replaces it)",
+              file=sys.stderr, flush=True)
