@@ -35,7 +35,7 @@ from resnet3d.engine.messages import say, warn
 from resnet3d.engine.model_start import arch_name, clip_too_small
 from resnet3d.engine.result_folder import keep_earlier
 from resnet3d.engine.run_checkpoints import checkpoint_payload, restore_rng, save_from_rank0
-from resnet3d.engine.run_setup import PREDICT_MODULE, mapped_targets, single_value_batch_error
+from resnet3d.engine.run_setup import PREDICT_MODULE, mapped_targets, n_outputs_of, single_value_batch_error
 from resnet3d.engine.run_state import Run, steps_per_epoch
 from resnet3d.engine.signals import StopRequest, stopped_by
 from resnet3d.errors import UserError, user_error_text
@@ -174,7 +174,7 @@ def run_epochs(state: Run, stop: StopRequest) -> int:
             if run.val and (epoch % run.val_every == 0 or epoch == run.n_epochs):
                 with _clip_errors_explained(state), _epoch_kept_if_validation_fails(state, epoch, best):
                     metrics = validate(state.parts, _val_batches(state, epoch), state.val_targets,
-                                       _n_outputs(state), total_steps=len(state.val_loader), epoch=epoch,
+                                       n_outputs_of(state.model), total_steps=len(state.val_loader), epoch=epoch,
                                        decode_share=decode_share_of(state.val_loader))
                 logs["val"].log(epoch=epoch, loss=metrics["loss"], acc=metrics["acc"], video_acc=metrics["video_acc"])
                 logs["tb"].scalars(epoch, **{"val/loss": metrics["loss"], "val/acc": metrics["acc"],
@@ -240,10 +240,6 @@ def _clip_errors_explained(state: Run) -> Iterator[None]:
             raise too_small from None
 
 
-def _n_outputs(state: Run) -> int:
-    return int(state.model.model_config["n_classes"])
-
-
 def _val_batches(state: Run, epoch: int):
     from resnet3d.data import set_epoch
 
@@ -279,7 +275,7 @@ def _validate_only(state: Run) -> None:
     run's val.log is left alone)."""
     epoch = state.start.epoch - 1
     with _clip_errors_explained(state):
-        metrics = validate(state.parts, _val_batches(state, max(epoch, 0)), state.val_targets, _n_outputs(state),
+        metrics = validate(state.parts, _val_batches(state, max(epoch, 0)), state.val_targets, n_outputs_of(state.model),
                            total_steps=len(state.val_loader), epoch=epoch,
                            decode_share=decode_share_of(state.val_loader))
     say(state.info, f"validation  loss {metrics['loss']:.4f}  acc {metrics['acc']:.4f}"

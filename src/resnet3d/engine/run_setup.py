@@ -99,7 +99,7 @@ def set_up_run(config: Config, info: DistInfo, device: torch.device) -> Run:
         _refuse_other_batching_mid_epoch(start, run.batch_size, info.world_size)
     val_target_map = None
     if start.class_names is not None:
-        class_names, val_target_map = checkpoint_class_order(start, class_names, _n_outputs_of(model), info)
+        class_names, val_target_map = checkpoint_class_order(start, class_names, n_outputs_of(model), info)
     for note in start.notes:
         say(info, f"resnet3d: {note}")
     folder_changes = FolderChanges()  # (made once the whole set-up passed: train_worker)
@@ -253,5 +253,6 @@ def mapped_targets(targets: torch.Tensor, target_map: torch.Tensor) -> torch.Ten
     return torch.where(targets >= 0, mapped, targets)
 
 
-def _n_outputs_of(model: nn.Module) -> int:
-    return int(model.model_config.get("n_classes", 0))
+def n_outputs_of(model: nn.Module) -> int:
+    """The classes a model built by ``create_model`` predicts (its classifier's outputs)."""
+    return int(model.model_config["n_classes"])

@@ -14,7 +14,7 @@ runs in this process (one device, or a worker started by torchrun). Every proces
    checkpoint (``run_checkpoints``), curves. Only rank 0 writes files.
 3. per-video recognition when asked (issue 5: ``resnet3d.engine.predict.run_recognition``).
 
-Exit codes: 0 done, 2 bad input, 3 non-finite loss, 128+signal when pre-empted.
+Exit codes: 0 done, 1 a loader worker died, 2 bad input, 3 non-finite loss, 128+signal when pre-empted.
 """
 from __future__ import annotations
 
