@@ -75,6 +75,8 @@ def test_machines_without_a_shared_file_system(motion, our_checkpoint, tmp_path)
     one, _ = _test(motion, our_checkpoint, tmp_path / "one.json")
     port = str(free_port())
     machines = []
+    # TMPDIR: torchrun's folders in the test's; not the machines' own folders, whose longer path
+    # made the loader worker's socket path (TMPDIR/pymp-*/listener-*) pass the 108-byte limit
     for node in (0, 1):
         folder = tmp_path / f"machine{node}"
         folder.mkdir()
@@ -85,7 +87,7 @@ def test_machines_without_a_shared_file_system(motion, our_checkpoint, tmp_path)
              "--annotation-path", motion.annotation_path, "--subset", "training", "--output", "results.json",
              "--workers", "1", "--batch-size", "4", "--no-cuda"],
             cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(folder))))
+            env=dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))))
     try:
         for machine in machines:
             output, _ = machine.communicate(timeout=300)
