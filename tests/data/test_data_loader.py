@@ -189,3 +189,27 @@ def test_persistent_workers_exit_normally_when_the_program_ends(motion_set, tmp_
                           env=dict(os.environ, TMPDIR=str(tmp_path)))
     assert done.returncode == 0, done.stderr
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("pymp-")]
+
+
+def test_a_temporary_folder_too_long_for_the_workers_socket_is_refused(motion_set, tmp_path, monkeypatch):
+    """torch's workers hand batches over through a socket under TMPDIR; past 107 bytes the worker's
+    hand-over fails in a thread and the main process waits for ever. Refused in one line instead;
+    a folder just short enough still loads."""
+    import tempfile
+
+    import pytest
+
+    from resnet3d.data.loader import SOCKET_PATH_BEYOND_TMPDIR, SOCKET_PATH_LIMIT
+    from resnet3d.errors import UserError
+
+    dataset = build_dataset(_cfg(motion_set), "training", seed=5)
+    room = SOCKET_PATH_LIMIT - SOCKET_PATH_BEYOND_TMPDIR - len(str(tmp_path)) - 1
+    fits, too_long = tmp_path / ("f" * room), tmp_path / ("f" * (room + 1))
+    for folder in (fits, too_long):
+        folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(too_long))
+    with pytest.raises(UserError, match=r"too long for the loader workers.*set TMPDIR to a shorter folder"):
+        build_loader(dataset, 4, train=True, num_workers=1, seed=5)
+    build_loader(dataset, 4, train=True, num_workers=0, seed=5)  # no workers, no socket
+    monkeypatch.setattr(tempfile, "tempdir", str(fits))
+    assert len(list(build_loader(dataset, 4, train=True, num_workers=1, seed=5))) == 2

@@ -99,3 +99,20 @@ def test_machines_without_a_shared_file_system(motion, our_checkpoint, tmp_path)
     assert not (tmp_path / "machine1" / "results.json").exists()
     for node in (0, 1):  # the shares, merged, are gone on both machines
         assert not list((tmp_path / f"machine{node}").glob(".results.json.rank*")), node
+
+
+def test_a_temporary_folder_too_long_for_the_workers_is_one_line(motion, our_checkpoint, tmp_path):
+    """TMPDIR past what the loader workers' socket path allows: before, the run waited for ever for
+    the first batch; now it stops at once, naming the folder and the fix."""
+    import os
+
+    folder = tmp_path / ("t" * max(1, 80 - len(str(tmp_path))))
+    folder.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet3d", "test", "--weights", str(our_checkpoint), "--video-path", motion.jpg_path,
+         "--annotation-path", motion.annotation_path, "--subset", "training", "--output", str(tmp_path / "r.json"),
+         "--workers", "1", "--no-cuda"],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ, TMPDIR=str(folder)))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"the temporary folder {folder} is too long for the loader workers" in done.stderr
+    assert "Traceback" not in done.stderr

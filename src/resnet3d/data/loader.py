@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import tempfile
 import weakref
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Set, Tuple
 
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_
 
 from resnet3d.data.shared_memory import fit_prefetch
 from resnet3d.engine.signals import children_start_deaf_to_stops, leave_stopping_to_the_parent
+from resnet3d.errors import UserError
 from resnet3d.hardware import usable_cores
 
 if TYPE_CHECKING:
@@ -36,6 +38,11 @@ class WorkerLoader(DataLoader):
     ``init_loader_worker`` its workers start deaf to Ctrl-C and SIGTERM until that function takes
     the signals over."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.num_workers:
+            check_worker_socket_room()
+
     def check_worker_number_rationality(self) -> None:
         warn_many_workers(self.num_workers)
 
@@ -46,6 +53,27 @@ class WorkerLoader(DataLoader):
             return super().__iter__()  # (a worker that never takes the signals over must not start deaf)
         with children_start_deaf_to_stops():  # the workers start here (persistent ones at the first call)
             return super().__iter__()
+
+
+# A Unix socket's path holds 107 bytes. torch's workers hand each batch's file descriptors over
+# through multiprocessing's socket at TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX (32 bytes past TMPDIR).
+SOCKET_PATH_LIMIT = 107
+SOCKET_PATH_BEYOND_TMPDIR = len("/pymp-12345678/listener-12345678")
+
+
+def check_worker_socket_room() -> None:
+    """Refuse a temporary folder too long for the workers' socket. Past the limit the worker's
+    hand-over thread fails ("AF_UNIX path too long"), the worker lives on, and the main process
+    waits for its batch for ever."""
+    if torch.multiprocessing.get_sharing_strategy() != "file_descriptor":
+        return  # (other strategies hand over file names, not descriptors)
+    folder = tempfile.gettempdir()
+    length = len(os.fsencode(folder)) + SOCKET_PATH_BEYOND_TMPDIR
+    if length > SOCKET_PATH_LIMIT:
+        raise UserError(f"the temporary folder {folder} is too long for the loader workers: they hand batches over "
+                        f"through a socket in it, whose path would be {length} bytes of the {SOCKET_PATH_LIMIT} "
+                        "a socket path may hold; set TMPDIR to a shorter folder (e.g. TMPDIR=/tmp), or load "
+                        "without workers (--n_threads 0, --workers 0)")
 
 
 def worker_death(error: BaseException) -> Optional[str]:
