@@ -86,15 +86,18 @@ def test_machines_without_a_shared_file_system(motion, our_checkpoint, tmp_path)
              "-m", "resnet3d", "test", "--weights", str(our_checkpoint), "--video-path", motion.jpg_path,
              "--annotation-path", motion.annotation_path, "--subset", "training", "--output", "results.json",
              "--workers", "1", "--batch-size", "4", "--no-cuda"],
-            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
             env=dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))))
     try:
         for machine in machines:
             output, _ = machine.communicate(timeout=300)
             assert machine.returncode == 0, output
-    finally:  # (rank 0 waiting for a share it cannot see would otherwise outlive the test)
+    finally:  # (a rank waiting for a share that never comes would outlive the test, torchrun's children too)
+        import signal
+
         for machine in machines:
-            machine.kill()
+            if machine.poll() is None:
+                os.killpg(machine.pid, signal.SIGKILL)
     _same_results(json.loads((tmp_path / "machine0" / "results.json").read_text()), one)
     assert not (tmp_path / "machine1" / "results.json").exists()
     for node in (0, 1):  # the shares, merged, are gone on both machines
