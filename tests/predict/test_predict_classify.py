@@ -388,6 +388,36 @@ def test_a_model_with_more_outputs_than_classes_names_the_others_by_index(motion
     assert "pass the file of the model's 6 classes" in err
 
 
+def test_main_names_a_model_with_more_outputs_than_classes_by_its_checkpoint_whatever_the_annotation_order(
+        motion, tmp_path):
+    """A checkpoint of 6 outputs naming its 4 classes (trained with main's default --n_classes 400 on
+    a small set): resnet3d main --no_train dropped its names for the annotation's labels, so an
+    annotation listing them in another order mislabelled every result and scored validation
+    against the wrong outputs; resnet3d test named them right."""
+    weights = _checkpoint_naming(motion.class_names, n_outputs=6, path=tmp_path / "model_best.pth")
+    document = json.loads(Path(motion.annotation_path).read_text())
+    document["labels"] = list(reversed(document["labels"]))
+    reordered = tmp_path / "reversed.json"
+    reordered.write_text(json.dumps(document))
+
+    def main_scores(annotation, name):
+        assert main(["main", "--video_path", motion.jpg_path, "--annotation_path", str(annotation),
+                     "--dataset", motion.dataset, "--resume_path", str(weights), "--no_train", "--inference",
+                     "--inference_subset", "val", "--output_topk", "6", "--n_threads", "0", "--batch_size", "4",
+                     "--no_cuda", "--result_path", str(tmp_path / name)]) == 0
+        results = json.loads((tmp_path / name / "val.json").read_text())["results"]
+        scores = {video: {e["label"]: e["score"] for e in entries} for video, entries in results.items()}
+        return scores, json.loads((tmp_path / name / "val_metrics.json").read_text())
+
+    as_trained, first = main_scores(motion.annotation_path, "as-trained")
+    reversed_scores, second = main_scores(reordered, "reversed")
+    assert len(as_trained) == 4 and {*motion.class_names, "4", "5"} == set(next(iter(as_trained.values())))
+    for video, by_label in reversed_scores.items():
+        assert by_label == pytest.approx(as_trained[video], abs=1e-6)
+    assert second["loss"] == pytest.approx(first["loss"], rel=1e-6)
+    assert second["video_acc"] == first["video_acc"]
+
+
 def test_outputs_are_checked_before_any_work_and_never_replace_an_input(
         motion, clips_dir, our_checkpoint, tmp_path, capsys):
     """classify found an unwritable --output only after classifying every video, and

@@ -323,9 +323,13 @@ def check_continued_classes(source: Path, loaded: Any, data_names: List[str]) ->
 def checkpoint_class_order(start: Start, data_names: List[str], n_outputs: int,
                            info: DistInfo) -> Tuple[List[str], Optional[torch.Tensor]]:
     """An evaluated checkpoint's class names, and how the annotation's class indices map onto its
-    outputs when the two orders differ (None when they agree)."""
+    outputs when the two orders differ (None when they agree).
+
+    Fewer names than outputs (trained with more outputs than classes: main's default --n_classes
+    is the successor's 400) still name the first outputs, in order, as ``resnet3d test`` takes
+    them; recognition names the others by index."""
     names = list(start.class_names or [])
-    if len(names) != n_outputs:
+    if not names or len(names) > n_outputs:
         say(info, f"resnet3d: the checkpoint names {len(names)} classes for {n_outputs} outputs: its names are not "
                   "used; results are named by the annotation's labels")
         return data_names, None
