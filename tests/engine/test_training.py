@@ -33,7 +33,8 @@ def test_seed_command_line_trains(motion_data):
                     "--manual_seed", "0")
     results = motion_data / "results"
     warnings = [line for line in done.stderr.splitlines() if "warning" in line]
-    assert len(warnings) == 1 and "CUDA is not available (--n_gpus 2)" in warnings[0]
+    assert len(warnings) == 1 and "CUDA is not available (--n_gpus 2): running in one process on the CPU" in warnings[0]
+    assert "for 2 CPU processes pass --nproc-per-node 2" in warnings[0]
     train, val = read_log(results / "train.log"), read_log(results / "val.log")
     epochs = [str(e) for e in range(1, 9)]
     assert [r["epoch"] for r in train] == epochs and [r["epoch"] for r in val] == epochs

@@ -268,7 +268,7 @@ def test_main_continues_only_results_of_the_same_weights(motion, tiny_model, tmp
 
     torch.manual_seed(123)
     other = create_model("resnet", 10, n_classes=4).eval()
-    with pytest.raises(UserError, match="came from other weights"):
+    with pytest.raises(UserError, match=r"were made with other settings \(weights\) than this run's"):
         _run(config, other, resume=True)
     with ClipCounter(other) as counting:
         _run(config, other, resume=None)
@@ -351,7 +351,7 @@ def test_automatic_resume_sets_aside_other_settings_results_saying_why(motion, t
     _run(recognition_config(motion, tmp_path, top_k=3), tiny_model, resume=None)
     err = capsys.readouterr().err
     assert (tmp_path / "val.1.json").exists()
-    assert "kept it as val.1.json (its results came from other top_k than this run has" in err
+    assert "kept it as val.1.json (its results were made with other settings (top_k) than this run's" in err
     assert "--resume" not in err
     _run(recognition_config(motion, tmp_path, top_k=4), tiny_model, resume=False)  # resnet3d test
     assert "kept it as val.2.json (pass --resume to continue it, --overwrite to replace it)" in capsys.readouterr().err

@@ -237,8 +237,8 @@ def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, 
         changed = resultfiles.differences(stored, settings) if stored is not None else None
         resume = options.resume
         if resume and earlier and changed:
-            raise UserError(f"--resume: the results in {output} came from other {', '.join(changed)} than this run "
-                            "has; rerun with the same ones, or start over with --overwrite")
+            raise UserError(f"--resume: the results in {output} were made with other settings ({', '.join(changed)}) "
+                            "than this run's; rerun with the same ones, or start over with --overwrite")
         if resume is None:  # automatic: continue only what this very model and these views produced
             resume = bool(earlier) and changed == [] and not options.overwrite
         if resume:
@@ -258,7 +258,7 @@ def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, 
         elif output.exists() and not options.overwrite:
             moved = resultfiles.set_aside(output)
             if options.resume is None:  # resnet3d main: it continues by itself what it can continue
-                why = (f"its results came from other {', '.join(changed)} than this run has" if changed
+                why = (f"its results were made with other settings ({', '.join(changed)}) than this run's" if changed
                        else "it does not record the weights and settings that produced it")
                 hint = f"{why}; the same weights and settings continue a results file"
             else:

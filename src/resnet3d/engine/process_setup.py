@@ -46,8 +46,11 @@ def resolve_device(config: Config, info: DistInfo) -> torch.device:
         # without --no_cuda, as the originals trained on GPUs) falls back with one warning line.
         if hardware.device == "cuda" or hardware.n_gpus:
             asked = f" (--n_gpus {hardware.n_gpus})" if hardware.n_gpus else ""
-            warn(info, f"CUDA is not available{asked}: running on the CPU (pass --no_cuda, or --device cpu to "
-                       "resnet3d train, to say so)")
+            several = (f"; for {hardware.n_gpus} CPU processes pass --nproc-per-node {hardware.n_gpus}"
+                       if (hardware.n_gpus or 0) > 1 and hardware.nproc_per_node is None else "")
+            where = "in one process on the CPU" if several else "on the CPU"
+            warn(info, f"CUDA is not available{asked}: running {where} (pass --no_cuda, or --device cpu to "
+                       f"resnet3d train, to say so){several}")
         return torch.device("cpu")
     index = hardware.gpu_id + info.local_rank
     if index >= torch.cuda.device_count():
