@@ -280,7 +280,9 @@ class CpuThreadSplit:
     threads wait at each operator for the one the OS has paused for a worker: on 2 cores with 2
     workers, ResNet-10 at 8x64x64 spent 3x the CPU time per batch that one thread spends.
 
-    So the model starts on one thread, and after ``settle_batches`` batches the split is set from
+    So the model starts on one thread, and after ``settle_batches`` batches (one: a short run
+    spends the settling batches on one thread, and the first batch's warm-up adds only 2-7% to
+    the model's cost) the split is set from
     what the two sides cost per view, in CPU seconds (the workers report each chunk's as
     ``decode_s``): decoding needs ``cores x D / (D + M)`` cores, at most one per worker; the
     model gets the rest, at least one thread. A model that costs ten times its decoding (ResNet-18
@@ -290,7 +292,7 @@ class CpuThreadSplit:
     batches) or on a GPU it changes nothing. Results do not depend on it (float rounding aside).
     """
 
-    def __init__(self, device: torch.device, workers: int, settle_batches: int = 3,
+    def __init__(self, device: torch.device, workers: int, settle_batches: int = 1,
                  cores: Optional[int] = None) -> None:
         """``workers``: the decoding processes (or threads), each using at most one core."""
         from resnet3d.hardware import usable_cores
