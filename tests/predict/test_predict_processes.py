@@ -63,45 +63,82 @@ def test_no_processes_is_refused(motion, our_checkpoint, tmp_path, capsys):
     assert "--nproc-per-node must be >= 1 (got 0)" in capsys.readouterr().err
 
 
-def test_machines_without_a_shared_file_system(motion, our_checkpoint, tmp_path):
-    """Two torchrun "machines" on this one, each in a folder of its own with a relative
-    ``--output``: each keeps its share where the other cannot see it, as on machines without a
-    shared file system. The shares travel over the process group, and machine 0 ends with the
-    whole results file; machine 1 keeps nothing."""
+def _two_machines(motion, checkpoint, tmp_path, *extra):
+    """``resnet3d test`` on two torchrun "machines" on this one, each in a folder of its own
+    (machine0, machine1) with a relative ``--output``: each keeps its share where the other cannot
+    see it, as on machines without a shared file system. Returns each machine's output."""
     import os
+    import signal
 
     from resnet3d.engine.distributed import free_port
 
-    one, _ = _test(motion, our_checkpoint, tmp_path / "one.json")
     port = str(free_port())
     machines = []
     # TMPDIR: torchrun's folders in the test's; not the machines' own folders, whose longer path
     # made the loader worker's socket path (TMPDIR/pymp-*/listener-*) pass the 108-byte limit
     for node in (0, 1):
         folder = tmp_path / f"machine{node}"
-        folder.mkdir()
+        folder.mkdir(exist_ok=True)
         machines.append(subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
              "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", port,
-             "-m", "resnet3d", "test", "--weights", str(our_checkpoint), "--video-path", motion.jpg_path,
+             "-m", "resnet3d", "test", "--weights", str(checkpoint), "--video-path", motion.jpg_path,
              "--annotation-path", motion.annotation_path, "--subset", "training", "--output", "results.json",
-             "--workers", "1", "--batch-size", "4", "--no-cuda"],
+             "--workers", "1", "--batch-size", "4", "--no-cuda", *extra],
             cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
             env=dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))))
+    outputs = []
     try:
         for machine in machines:
             output, _ = machine.communicate(timeout=300)
             assert machine.returncode == 0, output
+            outputs.append(output)
     finally:  # (a rank waiting for a share that never comes would outlive the test, torchrun's children too)
-        import signal
-
         for machine in machines:
             if machine.poll() is None:
                 os.killpg(machine.pid, signal.SIGKILL)
+    return outputs
+
+
+def _shares(folder):
+    return list(folder.glob(".results.json.rank*"))
+
+
+def test_machines_without_a_shared_file_system(motion, our_checkpoint, tmp_path):
+    """The shares travel over the process group: machine 0 ends with the whole results file,
+    machine 1 keeps nothing."""
+    one, _ = _test(motion, our_checkpoint, tmp_path / "one.json")
+    _two_machines(motion, our_checkpoint, tmp_path)
     _same_results(json.loads((tmp_path / "machine0" / "results.json").read_text()), one)
     assert not (tmp_path / "machine1" / "results.json").exists()
     for node in (0, 1):  # the shares, merged, are gone on both machines
-        assert not list((tmp_path / f"machine{node}").glob(".results.json.rank*")), node
+        assert not _shares(tmp_path / f"machine{node}"), node
+
+
+def test_resuming_takes_the_shares_other_machines_saved(motion, our_checkpoint, tmp_path):
+    """A stopped run left a share on machine 1, where rank 0 cannot see it: --resume takes its
+    results (not recognised again: the share's made-up label stays), and a run that starts afresh
+    removes it there."""
+    _two_machines(motion, our_checkpoint, tmp_path)
+    results = tmp_path / "machine0" / "results.json"
+    done = json.loads(results.read_text())
+    video = next(iter(done["results"]))
+    del done["results"][video]
+    results.write_text(json.dumps(done))
+    saved = {"results": {video: [{"label": "from machine 1", "score": 1.0}]}, "errors": {}, "complete": False}
+    share = tmp_path / "machine1" / ".results.json.rank1of2.json"
+    share.write_text(json.dumps(saved))
+
+    machine0, _ = _two_machines(motion, our_checkpoint, tmp_path, "--resume")
+    assert "1 more videos have results in the shares other machines saved" in machine0
+    resumed = json.loads(results.read_text())["results"]
+    assert resumed[video] == saved["results"][video] and len(resumed) == 4
+    assert not _shares(tmp_path / "machine1")
+
+    share.write_text(json.dumps(saved))  # again, and a run that starts afresh
+    _two_machines(motion, our_checkpoint, tmp_path, "--overwrite")
+    assert json.loads(results.read_text())["results"][video] != saved["results"][video]
+    assert not _shares(tmp_path / "machine1")
 
 
 def test_a_temporary_folder_too_long_for_the_workers_is_one_line(motion, our_checkpoint, tmp_path):

@@ -219,19 +219,24 @@ def recognition_settings(model: nn.Module, options: RecognitionOptions, data: An
 
 
 def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, Any],
-                 dist: Any, video_ids: Optional[set] = None) -> Tuple[Dict[str, Any], str]:
+                 dist: Any, video_ids: Optional[set] = None, group: Optional[Any] = None) -> Tuple[Dict[str, Any], str]:
     """Rank 0 decides what to do with what an earlier run left, and tells the other ranks.
 
     - ``resume`` True: keep the earlier results (an error if they came from other weights or
       settings); None (``resnet3d main``): keep them only if they came from the same weights and
       settings, else start afresh; False: start afresh.
     - Starting afresh keeps an earlier file as ``<name>.<n>.json`` unless ``overwrite``.
+    - Several processes: the shares another machine saved where rank 0 cannot see them (no shared
+      file system) are continued too, or removed when the run starts afresh (``_shares_elsewhere``).
     """
     state: Dict[str, Any] = {"results": {}, "errors": {}}
+    resume = False
+    seen: Dict[str, Tuple[int, int]] = {}  # the shares rank 0 read or removed: name -> (size, mtime)
     if dist.is_main:
         if options.resume and options.overwrite:
             raise UserError("--resume keeps the earlier results and --overwrite replaces them: give one")
         partials = list(resultfiles.partial_paths(output))
+        seen = {path.name: _identity(path) for path in partials}
         earlier = ([output] if output.exists() else []) + partials
         stored = resultfiles.read_state(output)
         changed = resultfiles.differences(stored, settings) if stored is not None else None
@@ -244,11 +249,7 @@ def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, 
         if resume:
             for path in earlier:
                 state["results"].update(resultfiles.read_existing(path)["results"])
-            foreign = [v for v in state["results"] if video_ids is not None and v not in video_ids]
-            if foreign:  # kept, they would pass for this run's results
-                raise UserError(f"--resume: {len(foreign)} of the {len(state['results'])} results in {output} are of "
-                                f"videos this subset does not hold (e.g. {foreign[0]}): it holds another data set's or "
-                                "subset's results; choose another --output, or replace it with --overwrite")
+            _refuse_foreign(state["results"], video_ids, output)
             if stored is None and earlier:
                 print(f"resnet3d: --resume: {output} does not record the weights and settings that produced it; "
                       "its results are kept as they are", file=sys.stderr, flush=True)
@@ -273,11 +274,58 @@ def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, 
     if dist.distributed:
         from resnet3d.engine.distributed import broadcast_object
 
-        shared = broadcast_object({"done": sorted(state["results"]), "token": token})
+        elsewhere = _shares_elsewhere(output, dist, bool(resume), seen, group)
+        new = {video_id: entry for video_id, entry in elsewhere.items() if video_id not in state["results"]}
+        if dist.is_main and new:
+            state["results"].update(new)
+            _refuse_foreign(state["results"], video_ids, output)
+            # on disk here at once: the ranks that saved them write their new shares over those files
+            resultfiles.ResultWriter(output, options.flavour, earlier=state).save()
+            print(f"resnet3d: resuming: {len(new)} more videos have results in the shares other machines saved; "
+                  f"kept in {output}", file=sys.stderr, flush=True)
+        shared = broadcast_object({"done": sorted(state["results"]), "token": token}, group)
         token = shared["token"]
         if not dist.is_main:
             state = {"results": {video_id: None for video_id in shared["done"]}, "errors": {}}
     return state, token
+
+
+def _identity(path: Path) -> Tuple[int, int]:
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns
+
+
+def _refuse_foreign(results: Dict[str, Any], video_ids: Optional[set], output: Path) -> None:
+    """Results of videos this subset does not hold would pass for this run's: refused."""
+    foreign = [v for v in results if video_ids is not None and v not in video_ids]
+    if foreign:
+        raise UserError(f"--resume: {len(foreign)} of the {len(results)} results in {output} are of "
+                        f"videos this subset does not hold (e.g. {foreign[0]}): it holds another data set's or "
+                        "subset's results; choose another --output, or replace it with --overwrite")
+
+
+def _shares_elsewhere(output: Path, dist: Any, resume: bool, seen: Dict[str, Tuple[int, int]],
+                      group: Optional[Any]) -> Dict[str, Any]:
+    """On rank 0: the results of the shares that other ranks see beside ``output`` and rank 0 did
+    not (the results folders of machines without a shared file system); {} elsewhere. Starting
+    afresh, each rank removes those shares instead. Collective."""
+    from resnet3d.engine.distributed import broadcast_object, gather_object
+
+    resume, seen = broadcast_object((resume, seen), group)
+    found: Dict[str, Any] = {}
+    if not dist.is_main:
+        for path in resultfiles.partial_paths(output):
+            if seen.get(path.name) == _identity(path):
+                continue  # the same file rank 0 read (a shared file system)
+            if resume:
+                found.update(resultfiles.read_existing(path)["results"])
+            else:
+                path.unlink(missing_ok=True)
+    gathered = gather_object(found, group)
+    merged: Dict[str, Any] = {}
+    for results in gathered or []:
+        merged.update(results)
+    return merged
 
 
 def run_recognition(
@@ -353,11 +401,13 @@ def run_recognition(
     check_clip_fits(model, data.n_channels, options.plan.sample_duration, options.plan.sample_size)
 
     settings = recognition_settings(model, options, data) if dist.is_main else {}  # only rank 0 decides
-    state, token = _start_state(out_path, options, settings, dist, video_ids={unit.video_id for unit in units})
+    gather_group = None
     if dist.distributed:
         from resnet3d.engine.distributed import open_patient_group
 
         gather_group = open_patient_group()  # rank 0 waits there for the slowest rank's share
+    state, token = _start_state(out_path, options, settings, dist, video_ids={unit.video_id for unit in units},
+                                group=gather_group)
     done = set(state["results"])
     pending = [u for u in units if u.video_id not in done]
     mine = pending[dist.rank :: dist.world_size]
