@@ -231,7 +231,7 @@ def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, 
     """
     state: Dict[str, Any] = {"results": {}, "errors": {}}
     resume = False
-    seen: Dict[str, Tuple[int, int]] = {}  # the shares rank 0 read or removed: name -> (size, mtime)
+    seen: Dict[str, Optional[Tuple[int, int]]] = {}  # the shares rank 0 read or removed: name -> (size, mtime)
     if dist.is_main:
         if options.resume and options.overwrite:
             raise UserError("--resume keeps the earlier results and --overwrite replaces them: give one")
@@ -290,8 +290,12 @@ def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, 
     return state, token
 
 
-def _identity(path: Path) -> Tuple[int, int]:
-    status = path.stat()
+def _identity(path: Path) -> Optional[Tuple[int, int]]:
+    """(size, mtime) of a share file; None once it is gone (another rank removed it meanwhile)."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
     return status.st_size, status.st_mtime_ns
 
 
@@ -304,7 +308,7 @@ def _refuse_foreign(results: Dict[str, Any], video_ids: Optional[set], output: P
                         "subset's results; choose another --output, or replace it with --overwrite")
 
 
-def _shares_elsewhere(output: Path, dist: Any, resume: bool, seen: Dict[str, Tuple[int, int]],
+def _shares_elsewhere(output: Path, dist: Any, resume: bool, seen: Dict[str, Optional[Tuple[int, int]]],
                       group: Optional[Any]) -> Dict[str, Any]:
     """On rank 0: the results of the shares that other ranks see beside ``output`` and rank 0 did
     not (the results folders of machines without a shared file system); {} elsewhere. Starting
@@ -315,8 +319,9 @@ def _shares_elsewhere(output: Path, dist: Any, resume: bool, seen: Dict[str, Tup
     found: Dict[str, Any] = {}
     if not dist.is_main:
         for path in resultfiles.partial_paths(output):
-            if seen.get(path.name) == _identity(path):
-                continue  # the same file rank 0 read (a shared file system)
+            identity = _identity(path)
+            if identity is None or seen.get(path.name) == identity:
+                continue  # gone, or the same file rank 0 read (a shared file system)
             if resume:
                 found.update(resultfiles.read_existing(path)["results"])
             else:
