@@ -33,7 +33,6 @@ import os
 import logging
 import sys
 import time
-import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,7 +218,7 @@ def recognition_settings(model: nn.Module, options: RecognitionOptions, data: An
 
 
 def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, Any],
-                 dist: Any, video_ids: Optional[set] = None, group: Optional[Any] = None) -> Tuple[Dict[str, Any], str]:
+                 dist: Any, video_ids: Optional[set] = None, group: Optional[Any] = None) -> Dict[str, Any]:
     """Rank 0 decides what to do with what an earlier run left, and tells the other ranks.
 
     - ``resume`` True: keep the earlier results (an error if they came from other weights or
@@ -270,7 +269,6 @@ def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, 
             for path in partials:  # shares of an earlier distributed run that is not continued
                 path.unlink(missing_ok=True)
         resultfiles.write_state(output, settings)
-    token = uuid.uuid4().hex
     if dist.distributed:
         from resnet3d.engine.distributed import broadcast_object
 
@@ -283,11 +281,10 @@ def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, 
             resultfiles.ResultWriter(output, options.flavour, earlier=state).save()
             print(f"resnet3d: resuming: {len(new)} more videos have results in the shares other machines saved; "
                   f"kept in {output}", file=sys.stderr, flush=True)
-        shared = broadcast_object({"done": sorted(state["results"]), "token": token}, group)
-        token = shared["token"]
+        done = broadcast_object(sorted(state["results"]), group)
         if not dist.is_main:
-            state = {"results": {video_id: None for video_id in shared["done"]}, "errors": {}}
-    return state, token
+            state = {"results": {video_id: None for video_id in done}, "errors": {}}
+    return state
 
 
 def _identity(path: Path) -> Optional[Tuple[int, int]]:
@@ -411,7 +408,7 @@ def run_recognition(
         from resnet3d.engine.distributed import open_patient_group
 
         gather_group = open_patient_group()  # rank 0 waits there for the slowest rank's share
-    state, token = _start_state(out_path, options, settings, dist, video_ids={unit.video_id for unit in units},
+    state = _start_state(out_path, options, settings, dist, video_ids={unit.video_id for unit in units},
                                 group=gather_group)
     done = set(state["results"])
     pending = [u for u in units if u.video_id not in done]
@@ -420,7 +417,6 @@ def run_recognition(
     order = [unit.video_id for unit in units]
     writer = resultfiles.ResultWriter(target, options.flavour, options.save_every,
                                       earlier=state if not dist.distributed else None, order=order)
-    token_note = {"token": token, "complete": False} if dist.distributed else None
 
     # the weights digest above is the caller's (unfolded) model's: folding changes no setting that
     # --resume checks, as precision and batch size do not (all three change scores by rounding only)
@@ -515,13 +511,13 @@ def run_recognition(
     finally:
         # whatever happened, what was scored stays on disk for --resume
         threads.restore()
-        writer.save(extra=token_note)
+        writer.save()
         progress.close()
     if tally.units:  # every view was scored, so every video must be complete
         raise RuntimeError(f"recognition ended with {len(tally.units)} incomplete videos")
 
     if dist.distributed:
-        writer.save(extra={"token": token, "complete": True})  # kept until the results file holds it
+        # this process's share, saved above, stays on disk until the results file holds it;
         # the closing line and the summary speak of the whole run, not of rank 0's share
         counts = _merge_shares(out_path, options, state, writer, counts, order, gather_group, dist.is_main)
     else:
