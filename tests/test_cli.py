@@ -50,6 +50,32 @@ def test_python_dash_m_runs_the_cli():
     assert done.stdout.startswith("resnet3d ")
 
 
+TORCHRUN_RANK = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}
+WATCHED_SHUTDOWN = ("import atexit, sys\n"
+                    "atexit.register(lambda: print('interpreter shutdown ran', file=sys.stderr))\n"
+                    "from resnet3d.cli import main\n"
+                    "sys.exit(main())\n")
+
+
+@pytest.mark.parametrize("torchrun", [False, True], ids=["alone", "torchrun-rank"])
+@pytest.mark.parametrize("argv, status", [(["--version"], 0), (["no-such-command"], 2)])
+def test_a_torchrun_rank_ends_without_interpreter_shutdown(torchrun, argv, status):
+    """A rank of torchrun ends right after its work, its output written and its status kept: the
+    interpreter's shutdown could abort it (a thread of torch's distributed runtime torn down),
+    and torchrun took a finished rank for a failed one. Alone, the process ends as usual."""
+    env = {key: value for key, value in os.environ.items() if key not in TORCHRUN_RANK}
+    env.update(TORCHRUN_RANK if torchrun else {})
+    reader, writer = os.pipe()  # a pipe: stdout is block-buffered, so unflushed output would be lost
+    done = subprocess.run([sys.executable, "-c", WATCHED_SHUTDOWN, *argv], stdout=writer, stderr=subprocess.PIPE,
+                          text=True, timeout=120, env=env)
+    os.close(writer)
+    with os.fdopen(reader) as printed:
+        stdout = printed.read()
+    assert done.returncode == status
+    assert ("interpreter shutdown ran" in done.stderr) is not torchrun
+    assert (stdout.startswith("resnet3d ") if status == 0 else "unknown command" in done.stderr)
+
+
 # `resnet3d bench loader|train|test --help` import torch: those benchmarks' modules define
 # torch Dataset classes at module level and measure torch itself.
 LIGHT_HELP = [[]] + [[name] for name in cli.COMMANDS] + [["bench", "prepare"]]  # []: `resnet3d --help`

@@ -104,6 +104,21 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    status = _main_said(argv)
+    if argv is None and {"RANK", "WORLD_SIZE", "LOCAL_RANK"} <= os.environ.keys():
+        # One of torchrun's processes: its work is done, flushed and closed, and its process
+        # groups destroyed. Interpreter shutdown could still abort it (SIGABRT, "terminate called
+        # without an active exception": a C++ thread of torch's distributed runtime torn down
+        # while joinable), and torchrun would count a finished rank as failed while the other
+        # machine's launcher waited 300 s in its exit barrier (seen once in the tests). So the
+        # process ends here, with the status it has, without that shutdown.
+        from resnet3d.engine.worker_process import end_process
+
+        end_process(status)
+    return status
+
+
+def _main_said(argv: Optional[Sequence[str]]) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt:

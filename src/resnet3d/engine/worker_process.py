@@ -6,9 +6,10 @@ process runs its work through ``run_as_worker``.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from typing import Callable, Tuple
+from typing import Callable, NoReturn, Tuple
 
 from resnet3d.engine.signals import signal_of, stop_with_the_launcher
 from resnet3d.errors import UserError, user_error_text
@@ -32,10 +33,21 @@ def run_as_worker(work: Callable[[], int], interrupted: str) -> int:
         #   once: it stops the others, and says nothing more (``launch_local``: this line said it).
         # - the launcher is gone (kill -9): nobody reads this status, and that wrapper would wait
         #   for ever, holding the process (and its GPU memory)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
+        end_process(status)
     return status
+
+
+def end_process(status: int) -> NoReturn:
+    """End this process now with ``status``, after what it printed and logged is written: no
+    interpreter shutdown (no atexit handlers, no destructors), which every caller has a reason to
+    skip. Files the run writes are flushed and closed by their owners before this."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # the reader left (a closed pipe), or the stream is closed
+            pass
+    os._exit(status)
 
 
 def _status(work: Callable[[], int], interrupted: str) -> Tuple[int, bool]:
