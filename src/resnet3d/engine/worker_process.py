@@ -6,6 +6,7 @@ process runs its work through ``run_as_worker``.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -34,6 +35,11 @@ def run_as_worker(work: Callable[[], int], interrupted: str) -> int:
         # - the launcher is gone (kill -9): nobody reads this status, and that wrapper would wait
         #   for ever, holding the process (and its GPU memory)
         end_process(status)
+    # Returned: torch's wrapper hands ``status`` to the launcher and waits until it is read, then
+    # the interpreter shuts down, which could abort the process inside torch's distributed runtime
+    # (see ``cli.main``): the launcher counted that as a failure of a finished run. So the first
+    # exit handler ends the process, with the 0 a normal end gives.
+    atexit.register(end_process, 0)
     return status
 
 
