@@ -51,6 +51,12 @@ def add_switch(
     return action
 
 
+def show_value(value: Any) -> str:
+    """A flag's value as it is typed: the items of a list (``nargs``) space-separated, as in
+    ``--mean 0.43 0.4 0.37``."""
+    return " ".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """``--help`` with each flag's default, where it says something: not for a default of None,
     False or '' (nothing given), and not a second time where the help text already names it."""

@@ -28,13 +28,13 @@ import torch
 
 from resnet3d.bench.common import emit
 from resnet3d.cliargs import add_flag
-from resnet3d.compat import add_decode_flags, decode_settings
 from resnet3d.data import DataConfig, build_dataset, build_loader, set_epoch
 from resnet3d.data import spatial, temporal
 from resnet3d.data.config import DATASETS, TRAIN_CROPS
 from resnet3d.data.gpu_decode import assemble_clips, batched_decoder, check_decode_device
 from resnet3d.errors import UserError
 from resnet3d.engine.subsets import require_videos
+from resnet3d.frame_flags import add_decode_flags, decode_settings
 from resnet3d.normalization import KINETICS
 
 

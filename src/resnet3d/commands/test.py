@@ -17,11 +17,11 @@ from typing import Any, Dict
 
 from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.data.config import DATASETS, FILE_TYPES, INPUT_TYPES, DataConfig
+from resnet3d.frame_flags import add_decode_flags
 from resnet3d.hardware import DEFAULT_WORKERS_RULE, default_num_workers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from resnet3d.compat import add_decode_flags
     from resnet3d.engine.predict_model import add_model_arguments
 
     add_flag(parser, "--weights", required=True, metavar="CKPT",

@@ -19,14 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Tuple
 
 from resnet3d.cliargs import add_flag, add_switch
-from resnet3d.compat import (
-    add_decode_flags,
-    add_mean_std_flags,
-    check_regime_flags,
-    decode_settings,
-    find_lr_file,
-    mean_std_norm,
-)
+from resnet3d.compat import check_regime_flags, find_lr_file
 from resnet3d.config import (
     COMPILE_MODES,
     DEVICES,
@@ -44,6 +37,7 @@ from resnet3d.data.config import DATASETS, FILE_TYPES, INPUT_TYPES, TRAIN_CROPS,
 from resnet3d.engine.machines import unbind_from_launcher
 from resnet3d.engine.schedules import SCHEDULES
 from resnet3d.errors import UserError
+from resnet3d.frame_flags import add_decode_flags, add_mean_std_flags, decode_settings, mean_std_norm
 from resnet3d.lr_lua import parse_lr_lua
 from resnet3d.normalization import NAMED, successor_norm
 

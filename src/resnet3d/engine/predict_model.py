@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from resnet3d.cliargs import add_flag
 from resnet3d.errors import UserError
+from resnet3d.frame_flags import add_mean_std_flags, mean_std_norm
 from resnet3d.normalization import KINETICS, NAMED, InputNorm
 
 if TYPE_CHECKING:  # torch is imported only once a model loads: --help stays light
@@ -57,8 +58,6 @@ class InferenceModel:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Architecture flags for checkpoints that do not record it (all optional)."""
-    from resnet3d.compat import add_mean_std_flags
-
     group = parser.add_argument_group("model (only for checkpoints that do not record it)")
     add_flag(group, "--model-name", default=None, help="family: resnet, preresnet, wideresnet, resnext, densenet, ...")
     add_flag(group, "--model-depth", type=int, default=None)
@@ -127,7 +126,6 @@ def read_labels(path: str) -> List[str]:
 def load_inference_model(path: str, args: argparse.Namespace) -> InferenceModel:
     """Build the checkpoint's model, with flags filling what the file does not say."""
     from resnet3d.checkpoints import build_model_from_checkpoint, load_checkpoint
-    from resnet3d.compat import mean_std_norm
     from resnet3d.engine.checkpoint import existing_checkpoint
 
     found, note = existing_checkpoint(path)  # the successor's save_<N>.pth found as our model_<N>.pth, or the reverse
