@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from engine_helpers import TINY, data_args, resnet3d, subprocess_env
+from machines_helpers import two_machines
 from resnet3d.engine.distributed import free_port
 from resnet3d.engine.logs import read_log
 
@@ -64,28 +65,11 @@ def test_two_processes_match_one(motion_data, one_process, tmp_path, monkeypatch
     assert one_process["train_batch.log"][0]["loss"] != one_process["train_batch.log"][-1]["loss"]
 
 
-def _two_machines(commands, envs):
-    """Start one command per 'machine' on localhost; wait for both and return their outputs."""
-    launchers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-                 for command, env in zip(commands, envs)]
-    try:
-        outputs = [launcher.communicate(timeout=300) for launcher in launchers]
-    except subprocess.TimeoutExpired:  # both launchers' words, not only the first's timeout
-        for launcher in launchers:
-            launcher.kill()
-        outputs = [launcher.communicate() for launcher in launchers]
-        raise AssertionError("the two machines did not finish:\n" + "\n".join(
-            f"machine {rank}:\n{out}\n{err}" for rank, (out, err) in enumerate(outputs))) from None
-    for rank, (launcher, (out, err)) in enumerate(zip(launchers, outputs)):
-        assert launcher.returncode == 0, f"machine {rank}:\n{out}\n{err}"
-    return outputs
-
-
 def test_two_torchrun_nodes_on_localhost(motion_data, one_process, tmp_path):
     """The multi-node path: two torchrun launchers, one per 'machine', meeting at node 0."""
     port = free_port()
     env = dict(subprocess_env(), TMPDIR=str(tmp_path))  # (torchrun leaves a torchelastic_* folder per run)
-    outputs = _two_machines(
+    outputs = two_machines(
         [[sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),
           "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
           "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", "ddp_nodes", *RUN]
@@ -104,7 +88,7 @@ def test_the_successors_machines_under_mpirun(motion_data, one_process, tmp_path
                *PER_MACHINE, "--distributed", "--world_size", "2", "--dist_url", f"tcp://127.0.0.1:{port}"]
     envs = [dict(subprocess_env(), TMPDIR=str(tmp_path), OMPI_COMM_WORLD_RANK=str(rank), OMPI_COMM_WORLD_SIZE="2")
             for rank in (0, 1)]
-    outputs = _two_machines([command, command], envs)
+    outputs = two_machines([command, command], envs)
     assert "epoch 2/2" in outputs[0][0] and "epoch 2/2" not in outputs[1][0]  # only rank 0 reports
     assert "machine 1 of 2" in outputs[1][1] and "global batch of 8" in outputs[0][0] + outputs[0][1]
     _assert_same_run(_numbers(motion_data / "ddp_mpi"), one_process)

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from machines_helpers import two_machines
+
 pytestmark = pytest.mark.slow
 
 
@@ -66,38 +68,25 @@ def test_no_processes_is_refused(motion, our_checkpoint, tmp_path, capsys):
 def _two_machines(motion, checkpoint, tmp_path, *extra):
     """``resnet3d test`` on two torchrun "machines" on this one, each in a folder of its own
     (machine0, machine1) with a relative ``--output``: each keeps its share where the other cannot
-    see it, as on machines without a shared file system. Returns each machine's output."""
+    see it, as on machines without a shared file system. Returns each machine's (stdout, stderr)."""
     import os
-    import signal
 
     from resnet3d.engine.distributed import free_port
 
     port = str(free_port())
-    machines = []
+    folders = [tmp_path / f"machine{node}" for node in (0, 1)]
+    for folder in folders:
+        folder.mkdir(exist_ok=True)
     # TMPDIR: torchrun's folders in the test's; not the machines' own folders, whose longer path
     # made the loader worker's socket path (TMPDIR/pymp-*/listener-*) pass the 108-byte limit
-    for node in (0, 1):
-        folder = tmp_path / f"machine{node}"
-        folder.mkdir(exist_ok=True)
-        machines.append(subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
-             "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", port,
-             "-m", "resnet3d", "test", "--weights", str(checkpoint), "--video-path", motion.jpg_path,
-             "--annotation-path", motion.annotation_path, "--subset", "training", "--output", "results.json",
-             "--workers", "1", "--batch-size", "4", "--no-cuda", *extra],
-            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-            env=dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))))
-    outputs = []
-    try:
-        for machine in machines:
-            output, _ = machine.communicate(timeout=300)
-            assert machine.returncode == 0, output
-            outputs.append(output)
-    finally:  # (a rank waiting for a share that never comes would outlive the test, torchrun's children too)
-        for machine in machines:
-            if machine.poll() is None:
-                os.killpg(machine.pid, signal.SIGKILL)
-    return outputs
+    env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))
+    return two_machines(
+        [[sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
+          "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", port,
+          "-m", "resnet3d", "test", "--weights", str(checkpoint), "--video-path", motion.jpg_path,
+          "--annotation-path", motion.annotation_path, "--subset", "training", "--output", "results.json",
+          "--workers", "1", "--batch-size", "4", "--no-cuda", *extra]
+         for node in (0, 1)], [env, env], folders)
 
 
 def _shares(folder):
@@ -129,8 +118,8 @@ def test_resuming_takes_the_shares_other_machines_saved(motion, our_checkpoint, 
     share = tmp_path / "machine1" / ".results.json.rank1of2.json"
     share.write_text(json.dumps(saved))
 
-    machine0, _ = _two_machines(motion, our_checkpoint, tmp_path, "--resume")
-    assert "1 more videos have results in the shares other machines saved" in machine0
+    (_, machine0_stderr), _ = _two_machines(motion, our_checkpoint, tmp_path, "--resume")
+    assert "1 more videos have results in the shares other machines saved" in machine0_stderr
     resumed = json.loads(results.read_text())["results"]
     assert resumed[video] == saved["results"][video] and len(resumed) == 4
     assert not _shares(tmp_path / "machine1")

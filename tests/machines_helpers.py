@@ -1,0 +1,41 @@
+"""Helpers shared by the tests of several folders: runs on several "machines" on this one.
+
+Imported as ``from machines_helpers import ...``: pytest puts this folder (that of
+tests/conftest.py) on sys.path.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from typing import List, Mapping, Optional, Sequence, Tuple
+
+
+def two_machines(commands: Sequence[Sequence[str]], envs: Sequence[Mapping[str, str]],
+                 cwds: Sequence[Optional[os.PathLike]] = (None, None), timeout: float = 300) -> List[Tuple[str, str]]:
+    """Start one command per 'machine' on localhost (in ``cwds``, each in a session of its own);
+    wait for both and return their outputs, (stdout, stderr) each. A machine that does not finish
+    within ``timeout`` seconds, or ends with a status other than 0, is an AssertionError."""
+    launchers = [subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env, start_new_session=True)
+                 for command, env, cwd in zip(commands, envs, cwds)]
+    try:
+        try:
+            outputs = [launcher.communicate(timeout=timeout) for launcher in launchers]
+        except subprocess.TimeoutExpired:  # both launchers' words, not only the first's timeout
+            _kill(launchers)
+            outputs = [launcher.communicate() for launcher in launchers]
+            raise AssertionError("the two machines did not finish:\n" + "\n".join(
+                f"machine {rank}:\n{out}\n{err}" for rank, (out, err) in enumerate(outputs))) from None
+    finally:  # (a rank waiting for a peer that never comes would outlive the test, torchrun's children too)
+        _kill(launchers)
+    for rank, (launcher, (out, err)) in enumerate(zip(launchers, outputs)):
+        assert launcher.returncode == 0, f"machine {rank}:\n{out}\n{err}"
+    return outputs
+
+
+def _kill(launchers: Sequence[subprocess.Popen]) -> None:
+    """Each launcher still running, with its whole process group (torchrun's ranks, loader workers)."""
+    for launcher in launchers:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
