@@ -78,7 +78,7 @@ def test_a_torchrun_rank_ends_without_interpreter_shutdown(torchrun, argv, statu
 
 # `resnet3d bench loader|train|test --help` import torch: those benchmarks' modules define
 # torch Dataset classes at module level and measure torch itself.
-LIGHT_HELP = [[]] + [[name] for name in cli.COMMANDS] + [["bench", "prepare"]]  # []: `resnet3d --help`
+LIGHT_HELP = [[]] + [[name] for name in cli.COMMANDS] + [["bench", "prepare"], ["bench", "classify"]]  # []: `resnet3d --help`
 
 
 @pytest.mark.parametrize("command", LIGHT_HELP, ids=lambda command: " ".join(command) or "overview")

@@ -42,6 +42,16 @@ def emit(record: Dict[str, Any], stream=None) -> None:
     stream.flush()
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its children that have ended (the
+    loader workers, joined at the end of each pass; an ffmpeg run, waited for): on a shared
+    machine, the figure that other load changes least."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def time_call(fn: Callable[[], Any], repeat: int = 1) -> float:
     """Seconds per call of ``fn`` (wall clock, best of ``repeat``)."""
     best = float("inf")

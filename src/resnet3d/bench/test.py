@@ -31,12 +31,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
-import numpy as np
 import torch
 
-from resnet3d.bench.common import emit
+from resnet3d.bench.common import cpu_seconds, emit
+from resnet3d.bench.pil_frames import PilFrameTransform
 from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.data.config import DECODE_DEVICES
 from resnet3d.hardware import DEFAULT_WORKERS_RULE, default_num_workers
@@ -95,30 +95,14 @@ class OneVideoBaseline(torch.utils.data.Dataset):
     def __init__(self, folders: List[str], ranges: List[Tuple[int, int]], size: int, duration: int, norm) -> None:
         self.folders = folders
         self.ranges = ranges
-        self.size = size
         self.duration = duration
-        self.mean = torch.tensor(norm.mean).view(3, 1, 1)
-        self.std = torch.tensor(norm.std).view(3, 1, 1)
-        self.scale = norm.value_scale
+        self.transform = PilFrameTransform(size, norm)
 
     def __len__(self) -> int:
         return len(self.folders)
 
     def _frame(self, folder: str, index: int) -> torch.Tensor:
-        from PIL import Image
-
-        with Image.open(os.path.join(folder, f"image_{index:05d}.jpg")) as image:
-            image = image.convert("RGB")
-            width, height = image.size
-            if width < height:
-                image = image.resize((self.size, int(self.size * height / width)), Image.BILINEAR)
-            else:
-                image = image.resize((int(self.size * width / height), self.size), Image.BILINEAR)
-            width, height = image.size
-            x0, y0 = int(round((width - self.size) / 2)), int(round((height - self.size) / 2))
-            image = image.crop((x0, y0, x0 + self.size, y0 + self.size))
-            tensor = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float().div(255) * self.scale
-        return (tensor - self.mean) / self.std
+        return self.transform(os.path.join(folder, f"image_{index:05d}.jpg"))
 
     def windows(self, index: int) -> int:
         """How many windows (the batch's size) the video gives."""
@@ -196,12 +180,12 @@ def _one_per_batch_shape(videos, data) -> list:
     return list(first.values())
 
 
-def _read_every_file(videos) -> None:
+def read_every_file(video_paths: Iterable[str]) -> None:
     """Read each video's files once (frame folders, HDF5 or video files), so that both sides'
     timed passes find them in the page cache: ours warms up on a whole pass, the baseline on a
     few videos, and the first read from disk would otherwise fall on the baseline alone."""
-    for video in videos:
-        paths = [entry.path for entry in os.scandir(video.path)] if os.path.isdir(video.path) else [video.path]
+    for video_path in video_paths:
+        paths = [entry.path for entry in os.scandir(video_path)] if os.path.isdir(video_path) else [video_path]
         for path in paths:
             try:
                 with open(path, "rb") as handle:
@@ -209,16 +193,6 @@ def _read_every_file(videos) -> None:
                         pass
             except OSError:  # a missing or unreadable file: the passes report it
                 continue
-
-
-def cpu_seconds() -> float:
-    """CPU seconds (user + system) of this process and of its children that have ended (the
-    loader workers, joined at the end of each pass): on a shared machine, the figure that other
-    load changes least."""
-    import resource
-
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _baseline(model, videos, data, device: torch.device,
@@ -248,6 +222,21 @@ def _baseline(model, videos, data, device: torch.device,
 def _steady_rate(videos: int, seconds: float) -> Optional[float]:
     """Videos per second after the workers' start-up (``steady_videos_per_s``)."""
     return round(videos / seconds, 3) if seconds > 0 else None
+
+
+def random_model(args: argparse.Namespace) -> torch.nn.Module:
+    """The model of ``--model``, ``--model_depth``, ``--n_classes``, ``--resnet_widen_factor`` and
+    the clip flags, with random weights drawn from seed 0: only the speed is measured, and every
+    side of a run uses this one model."""
+    from resnet3d.models import create_model, model_options
+
+    torch.manual_seed(0)
+    options = model_options(args.model)
+    extra = {"sample_size": args.sample_size, "sample_duration": args.sample_duration} if "sample_size" in options else {}
+    if "widen_factor" in options:
+        extra["widen_factor"] = args.resnet_widen_factor
+    return create_model(args.model, args.model_depth if args.model != "c3d" else None, n_classes=args.n_classes,
+                        **extra)
 
 
 def _assemble_device(args: argparse.Namespace, device: torch.device) -> Optional[torch.device]:
@@ -284,7 +273,6 @@ def _run(args: argparse.Namespace, workdir: str) -> int:
     from resnet3d.engine.predict import prepare_model
     from resnet3d.engine.subsets import require_videos
     from resnet3d.errors import UserError
-    from resnet3d.models import create_model, model_options
 
     device = resolve_device(args.device)
     if device.type == "cuda":
@@ -307,12 +295,7 @@ def _run(args: argparse.Namespace, workdir: str) -> int:
         for record in measure_decoding(videos, data):
             emit({**record, **common})
         return 0
-    torch.manual_seed(0)
-    options = model_options(args.model)
-    extra = {"sample_size": args.sample_size, "sample_duration": args.sample_duration} if "sample_size" in options else {}
-    if "widen_factor" in options:
-        extra["widen_factor"] = args.resnet_widen_factor
-    model = create_model(args.model, args.model_depth if args.model != "c3d" else None, n_classes=args.n_classes, **extra)
+    model = random_model(args)
     prepare_model(model, device, channels_last=False, fold_bn=False)  # the baseline runs it as the originals did
     # the data set's labels first (the model's weights are random: only the speed is measured)
     names = list(annotation.class_names)[: args.n_classes]
@@ -333,7 +316,7 @@ def _run(args: argparse.Namespace, workdir: str) -> int:
     baseline_per_cpu: Optional[float] = None
     baseline_steady: Optional[float] = None
     if args.warm_up:
-        _read_every_file(videos)
+        read_every_file(video.path for video in videos)
     if not args.no_baseline:
         if args.warm_up:  # one video per batch shape (number of windows) it meets
             _baseline(model, _one_per_batch_shape(videos, data), data, device, min(1, args.n_threads))

@@ -17,6 +17,7 @@ BENCHES = {
     "train": "end-to-end training clips/s and GPU-step-only clips/s",
     "prepare": "frame extraction frames/s per core against the seed's ffmpeg command",
     "test": "per-video recognition videos/s against one-video-per-batch",
+    "classify": "classify's videos/s on one's own video files against the companion tool's extract-to-JPEG scheme",
 }
 
 

@@ -145,13 +145,10 @@ def check_overlay_destinations(found: List[Tuple[str, str, str]], overlay: str, 
 def run(args: argparse.Namespace) -> int:
     from resnet3d.classify import ClassifyOptions, classify_video
     from resnet3d.classify.overlay import captions, write_overlay
+    from resnet3d.classify.scoring import classify_scorer, classify_thread_split
     from resnet3d.commands.test import resolve_device
-    from resnet3d.data import DeviceTransform
     from resnet3d.engine.checkpoint import existing_checkpoint
     from resnet3d.engine.model_start import check_clip_fits
-    from resnet3d.engine.precision import autocast_dtype
-    from resnet3d.engine.predict import Scorer, prepare_model
-    from resnet3d.engine.scoring import CpuThreadSplit, autotune_convolutions
     from resnet3d.engine.predict_model import load_inference_model
     from resnet3d.errors import UserError
     from resnet3d.fileio import atomic_write_json
@@ -189,12 +186,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--sample-t-stride must be >= 1 (got {t_stride})")
     check_clip_fits(loaded.model, channels, loaded.sample_duration, loaded.sample_size)
     device = resolve_device("cpu" if args.no_cuda else args.device)
-    model = prepare_model(loaded.model, device, channels_last=True, fold_bn=args.fold_bn)
-    autotune_convolutions(device, fixed_shapes=True)  # every clip a centred square of one size
-    transform = DeviceTransform(loaded.input_norm, train=False)
-    forward = model.forward_features if args.mode == "feature" else None
-    scorer = Scorer(model, transform, device, autocast_dtype(args.precision, device),
-                    softmax=args.mode == "score", forward=forward)
+    scorer = classify_scorer(loaded.model, loaded.input_norm, device, args.mode, args.precision, args.fold_bn)
     options = ClassifyOptions(mode=args.mode, sample_size=loaded.sample_size, sample_duration=loaded.sample_duration,
                               stride=args.stride, batch_size=args.batch_size, sample_t_stride=t_stride,
                               pin_memory=device.type == "cuda")
@@ -208,9 +200,7 @@ def run(args: argparse.Namespace) -> int:
         stream = open(output, "w", encoding="utf-8")
     # on the CPU, the model's threads share the cores with the decoding of the next clips (set
     # here, next to the block that gives them back on every path)
-    from resnet3d.classify.clips import FFMPEG_THREADS
-
-    threads = CpuThreadSplit(device, workers=FFMPEG_THREADS, settle_batches=1)
+    threads = classify_thread_split(device)
     from resnet3d.engine.signals import StopRequest
 
     # SIGTERM (a scheduler's, a `kill`) keeps the videos done so far, as Ctrl-C does: it killed the
