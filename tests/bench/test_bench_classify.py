@@ -90,7 +90,8 @@ def test_the_baseline_extracts_every_frame_as_jpeg_files_and_removes_them(tmp_pa
 
     monkeypatch.setattr(classify_baseline, "extract_with_pyav", watched)
     status = main(["bench", "classify", "--synthetic-dir", str(tmp_path / "generated"), "--videos", "2",
-                   "--frames", "10", "--height", "32", "--width", "48", "--n_threads", "0", "--no-warm-up", *TINY_MODEL])
+                   "--frames", "10", "--height", "32", "--width", "48", "--n_threads", "0", "--no-warm-up",
+                   *TINY_MODEL])
     assert status == 0
     baseline, ours = _lines(capsys)
     assert baseline["extraction"] == "pyav" and baseline["jpeg_files"] == 2 * 10 and baseline["mean_jpeg_bytes"] > 100
@@ -116,7 +117,8 @@ def test_with_ffmpeg_the_binary_extracts_as_many_frames(own_videos, capsys):
 def test_a_bad_input_is_one_line(problem, own_videos, tmp_path, capsys):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all" * 20)
-    argv = [str(broken)] if problem == "not a video" else [str(own_videos), "--ffmpeg", "--ffmpeg-binary", str(tmp_path / "no-ffmpeg")]
+    no_ffmpeg = [str(own_videos), "--ffmpeg", "--ffmpeg-binary", str(tmp_path / "no-ffmpeg")]
+    argv = [str(broken)] if problem == "not a video" else no_ffmpeg
     assert main(["bench", "classify", *argv, "--n_threads", "0", *TINY_MODEL]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""

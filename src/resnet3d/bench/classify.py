@@ -147,27 +147,32 @@ def _run(args: argparse.Namespace, ffmpeg: Optional[str], workdir: str) -> int:
             passes[name].append(done)
             print(f"{PROGRESS} {name} pass {repeat} of {args.repeat}: {done.seconds:.2f} s, "
                   f"{done.cpu_seconds:.2f} CPU s", file=sys.stderr)
-    base = {"what": "classify", "videos": len(videos), "model": model_name, "clip": f"{duration}x{size}x{size}",
-            "device": str(device), "batch_size": args.batch_size, "n_threads": args.n_threads,
-            "repeat": args.repeat, "warm_up": args.warm_up, "inputs": "given" if args.inputs else "generated",
+    _report(args, passes, len(videos), model_name, f"{duration}x{size}x{size}", device, ffmpeg)
+    return 0
+
+
+def _report(args: argparse.Namespace, passes: Dict[str, List["_Pass"]], n_videos: int, model_name: str, clip: str,
+            device, ffmpeg: Optional[str]) -> None:
+    """The two JSON lines: the baseline's, then ours with the comparison."""
+    base = {"what": "classify", "videos": n_videos, "model": model_name, "clip": clip, "device": str(device),
+            "batch_size": args.batch_size, "n_threads": args.n_threads, "repeat": args.repeat,
+            "warm_up": args.warm_up, "inputs": "given" if args.inputs else "generated",
             **({"widen_factor": args.resnet_widen_factor} if args.resnet_widen_factor != 1.0 and not args.weights
                else {})}
-    baseline_line = _side_line(passes["baseline"], len(videos))
-    last = passes["baseline"][-1]
+    baseline_line = _side_line(passes["baseline"], n_videos)
+    extracted = passes["baseline"][-1].extracted
     emit({**base, "baseline": True,
           "scheme": "the companion tool: every frame to JPEG files ("
           + (f"{ffmpeg} -i V tmp/image_%05d.jpg" if ffmpeg else "ffmpeg -i V tmp/image_%05d.jpg re-enacted with PyAV")
           + "), DataLoader of PIL + float clips, fp32 NCDHW",
-          "extraction": "ffmpeg" if ffmpeg else "pyav", "jpeg_files": last.extracted.jpeg_files,
-          "mean_jpeg_bytes": round(last.extracted.jpeg_bytes / max(1, last.extracted.jpeg_files)),
-          **baseline_line})
-    ours_line = _side_line(passes["ours"], len(videos))
+          "extraction": "ffmpeg" if ffmpeg else "pyav", "jpeg_files": extracted.jpeg_files,
+          "mean_jpeg_bytes": round(extracted.jpeg_bytes / max(1, extracted.jpeg_files)), **baseline_line})
+    ours_line = _side_line(passes["ours"], n_videos)
     emit({**base, "baseline": False,
           "scheme": "resnet3d classify: PyAV decoding to uint8 clips one batch ahead of the model"
           + (", BN folded" if args.fold_bn else "") + ", channels_last_3d, normalised on the device",
-          "model_threads": passes["ours"][-1].model_threads, **ours_line,
-          **_comparison(passes["ours"], passes["baseline"], ours_line, baseline_line)})
-    return 0
+          "precision": args.precision, "fold_bn": args.fold_bn, "model_threads": passes["ours"][-1].model_threads,
+          **ours_line, **_comparison(passes["ours"], passes["baseline"], ours_line, baseline_line)})
 
 
 class _Pass:

@@ -17,9 +17,9 @@ Without ``--ffmpeg`` no binary is needed: step 1 runs through PyAV's copy of the
 libraries, doing what the command does (decode every frame with frame threads, swscale to
 full-range YUV 4:2:0, the mjpeg encoder at the command's defaults and the video's frame rate, one
 file per frame). That copy's libavcodec is newer than a distribution's ffmpeg, and its rate control
-lands on other qscales (on 640x360 H.264, PyAV 18's FFmpeg 8.1 wrote 7.8 KB per frame where
-Debian's ffmpeg 5.1 wrote 5.5 KB); the baseline's line gives ``mean_jpeg_bytes`` so that runs can
-be compared. Rotation metadata is not applied by the PyAV path (ffmpeg's autorotate does).
+lands on other qscales (on the generated 640x360 H.264 videos, PyAV 18's FFmpeg 8.1 wrote 7.5 KB
+per frame where Debian's ffmpeg 5.1 wrote 5.2 KB, at about the same CPU cost); the baseline's line
+gives ``mean_jpeg_bytes`` so that runs can be compared. Rotation metadata is not applied by the PyAV path (ffmpeg's autorotate does).
 
 One departure, so that both sides score the same clips and their labels can be compared clip by
 clip: the clips start at frames 1, 1 + sample_duration, ... until one reaches the last frame,
