@@ -419,9 +419,14 @@ def run_recognition(
     from resnet3d.data.config import canonical_subset
     from resnet3d.data.dataset import resolve_videos
     from resnet3d.engine.subsets import require_videos, warned_already
-    from resnet3d.engine.distributed import DistInfo
+    from resnet3d.engine.distributed import DistInfo, open_patient_group
 
     dist = dist or DistInfo()
+    # rank 0 waits in this group for the slowest rank's share. Opened first, before any step that
+    # one process can fail at alone (its machine lacks the data, say): every rank must join it,
+    # and rank 0 waited for the one that had failed, up to the group's week-long timeout; joined,
+    # a process that ends breaks it, and the others' next collective fails at once
+    gather_group = open_patient_group() if dist.distributed else None
     # multi-view settings: the arguments, else the config's (InferenceConfig.n_clips / n_crops)
     n_clips = n_clips if n_clips is not None else config.inference.n_clips
     n_crops = n_crops if n_crops is not None else config.inference.n_crops
@@ -448,11 +453,6 @@ def run_recognition(
     check_clip_fits(model, data.n_channels, options.plan.sample_duration, options.plan.sample_size)
 
     settings = recognition_settings(model, options, data) if dist.is_main else {}  # only rank 0 decides
-    gather_group = None
-    if dist.distributed:
-        from resnet3d.engine.distributed import open_patient_group
-
-        gather_group = open_patient_group()  # rank 0 waits there for the slowest rank's share
     order = [unit.video_id for unit in units]
     state = _start_state(out_path, options, settings, dist, video_ids=set(order), group=gather_group, order=order)
     done = set(state["results"])
