@@ -133,3 +133,31 @@ def test_a_share_of_other_weights_on_another_machine_is_not_continued(motion, ti
     assert not list(folders[1].glob(".val.json.rank*"))
     assert "1 share of a run with other weights or settings" in capsys.readouterr().err
 
+
+def test_a_stop_while_rank_0_waits_for_the_shares_says_what_is_saved(motion, tiny_model, one_process, tmp_path,
+                                                                      monkeypatch):
+    """Ctrl-C while rank 0 waits in the gather reaches it once the gather ends (torch's wait does
+    not return to Python before): it ended with a bare KeyboardInterrupt ("interrupted", or under
+    --nproc-per-node "stopped at once (a second Ctrl-C)"), not the line that says what is saved."""
+    import copy
+
+    from resnet3d.engine import predict
+
+    merge = predict._merge_shares
+
+    def stopped_in_the_gather(*args, **kwargs):
+        if args[-1]:  # rank 0 (is_main): the signal, taken as the gather ends
+            raise KeyboardInterrupt
+        return merge(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "_merge_shares", stopped_in_the_gather)
+    config = _config(motion, tmp_path)
+    outcomes = _two_ranks(monkeypatch, config, [copy.deepcopy(tiny_model) for _ in range(2)], resume=True)
+    assert isinstance(outcomes[0], KeyboardInterrupt)
+    assert str(outcomes[0]) == (f"2 of the 2 videos of rank 0 are saved in the partial files beside "
+                                f"{tmp_path / 'val.json'}; continue with --resume")
+    monkeypatch.setattr(predict, "_merge_shares", merge)
+    with ClipCounter(tiny_model) as counting:
+        _run(config, tiny_model, resume=True)
+    assert counting.clips == 0  # both shares were saved
+    assert json.loads((tmp_path / "val.json").read_text()) == one_process

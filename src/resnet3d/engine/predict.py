@@ -512,6 +512,18 @@ def run_recognition(
         threads.on_batch(time.process_time() - began, len(rows))
         book(ready)
 
+    def stopped(interrupt: KeyboardInterrupt) -> KeyboardInterrupt:
+        """The interrupt that ends the run: the command's one line says what is saved and how to
+        go on, and exits with the signal's status."""
+        kept = len(writer.results) + len(writer.errors)  # what writer.save() writes
+        how = ("recognising again with the same weights and settings continues from them"
+               if options.resume is None else "continue with --resume")
+        if dist.distributed:  # (each process saves its own share; counting them all would need the others)
+            saved = f"{kept} of the {len(mine)} videos of rank {dist.rank} are saved in the partial files beside {out_path}"
+        else:
+            saved = f"{kept} of {len(units)} videos are saved in {out_path}"
+        return stopped_by(signal_of(interrupt), f"{saved}; {how}")
+
     failed = set()  # units whose JPEGs did not decode here: their later chunks are dropped
     try:
         for chunk, decoding, waits in _decoded_ahead(loader, options.plan, assemble_on, dataset.decode_share):
@@ -545,16 +557,8 @@ def run_recognition(
             score(rows, meta)
         book(scorer.drain())
     except KeyboardInterrupt as interrupt:
-        # Ctrl-C or SIGTERM: what was scored is saved below (finally); the command's one line says
-        # how to go on, and exits with the signal's status
-        kept = len(writer.results) + len(writer.errors)  # what the save below writes
-        how = ("recognising again with the same weights and settings continues from them"
-               if options.resume is None else "continue with --resume")
-        if dist.distributed:  # (each process saves its own share; counting them all would need the others)
-            saved = f"{kept} of the {len(mine)} videos of rank {dist.rank} are saved in the partial files beside {out_path}"
-        else:
-            saved = f"{kept} of {len(units)} videos are saved in {out_path}"
-        raise stopped_by(signal_of(interrupt), f"{saved}; {how}") from None
+        # Ctrl-C or SIGTERM: what was scored is saved below (finally)
+        raise stopped(interrupt) from None
     finally:
         # whatever happened, what was scored stays on disk for --resume
         threads.restore()
@@ -566,7 +570,13 @@ def run_recognition(
     if dist.distributed:
         # this process's share, saved above, stays on disk until the results file holds it;
         # the closing line and the summary speak of the whole run, not of rank 0's share
-        counts = _merge_shares(out_path, options, state, writer, counts, order, gather_group, dist.is_main)
+        try:
+            counts = _merge_shares(out_path, options, state, writer, counts, order, gather_group, dist.is_main)
+        except KeyboardInterrupt as interrupt:
+            # a signal while rank 0 waited in the gather, taken once the gather ended (the other
+            # processes, stopped by it too, hung up): the same line as a stop during recognition,
+            # not a bare "interrupted" (or under --nproc-per-node "stopped at once")
+            raise stopped(interrupt) from None
     else:
         # the shares of an earlier distributed run this one continued: their results were read at
         # the start and are in the file now; left, every later --resume read them over it again
