@@ -31,9 +31,9 @@ def _test(motion, checkpoint, output, *launcher, extra=()):
 
 def _same_results(got, want):
     assert list(got["results"]) == list(want["results"])  # every video once, in the annotation's order
-    for video, entries in want["results"].items():
-        assert [e["label"] for e in got["results"][video]] == [e["label"] for e in entries], video
-        assert [e["score"] for e in got["results"][video]] == pytest.approx([e["score"] for e in entries], abs=1e-5)
+    # and the same file to the last digit: on the CPU, with one intra-op thread per process, a
+    # window's scores do not depend on the batch it was scored in
+    assert got == want
 
 
 def test_two_processes_write_what_one_writes(motion, our_checkpoint, tmp_path):

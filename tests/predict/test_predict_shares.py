@@ -134,6 +134,24 @@ def test_a_share_of_other_weights_on_another_machine_is_not_continued(motion, ti
     assert "1 share of a run with other weights or settings" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("kept", [3, 4])
+def test_ranks_without_videos_to_recognise(motion, tiny_model, one_process, tmp_path, monkeypatch, kept):
+    """Resumed with 3 of 4 videos done, rank 1 has none to recognise; with all 4, neither has."""
+    import copy
+
+    config = _config(motion, tmp_path)
+    done = dict(list(one_process["results"].items())[:kept])
+    (tmp_path / "val.json").write_text(json.dumps({"results": done}))
+    models = [copy.deepcopy(tiny_model) for _ in range(2)]
+    counters = [ClipCounter(model) for model in models]
+    outcomes = _two_ranks(monkeypatch, config, models, resume=True)
+    assert all(isinstance(outcome, dict) for outcome in outcomes), outcomes
+    assert [counter.clips for counter in counters] == [(4 - kept) * WINDOWS, 0]
+    assert outcomes[0]["skipped"] == kept and outcomes[0]["videos"] == 4 - kept
+    assert json.loads((tmp_path / "val.json").read_text()) == one_process
+    assert not list(tmp_path.glob(".val.json.rank*"))
+
+
 def test_a_stop_while_rank_0_waits_for_the_shares_says_what_is_saved(motion, tiny_model, one_process, tmp_path,
                                                                       monkeypatch):
     """Ctrl-C while rank 0 waits in the gather reaches it once the gather ends (torch's wait does
