@@ -16,6 +16,17 @@ def two_machines(commands: Sequence[Sequence[str]], envs: Sequence[Mapping[str, 
     """Start one command per 'machine' on localhost (in ``cwds``, each in a session of its own);
     wait for both and return their outputs, (stdout, stderr) each. A machine that does not finish
     within ``timeout`` seconds, or ends with a status other than 0, is an AssertionError."""
+    ended = two_machines_ended(commands, envs, cwds, timeout)
+    for rank, (out, err, status) in enumerate(ended):
+        assert status == 0, f"machine {rank}:\n{out}\n{err}"
+    return [(out, err) for out, err, _ in ended]
+
+
+def two_machines_ended(commands: Sequence[Sequence[str]], envs: Sequence[Mapping[str, str]],
+                       cwds: Sequence[Optional[os.PathLike]] = (None, None),
+                       timeout: float = 300) -> List[Tuple[str, str, int]]:
+    """As ``two_machines``, for runs that may fail: (stdout, stderr, exit status) of each machine;
+    only a machine that does not finish within ``timeout`` seconds is an AssertionError."""
     launchers = [subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=env, start_new_session=True)
                  for command, env, cwd in zip(commands, envs, cwds)]
@@ -29,9 +40,7 @@ def two_machines(commands: Sequence[Sequence[str]], envs: Sequence[Mapping[str, 
                 f"machine {rank}:\n{out}\n{err}" for rank, (out, err) in enumerate(outputs))) from None
     finally:  # (a rank waiting for a peer that never comes would outlive the test, torchrun's children too)
         _kill(launchers)
-    for rank, (launcher, (out, err)) in enumerate(zip(launchers, outputs)):
-        assert launcher.returncode == 0, f"machine {rank}:\n{out}\n{err}"
-    return outputs
+    return [(out, err, launcher.returncode) for launcher, (out, err) in zip(launchers, outputs)]
 
 
 def _kill(launchers: Sequence[subprocess.Popen]) -> None:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from machines_helpers import two_machines
+from machines_helpers import two_machines, two_machines_ended
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +33,9 @@ def _test(motion, checkpoint, output, *launcher, extra=()):
 
 def _same_results(got, want):
     assert list(got["results"]) == list(want["results"])  # every video once, in the annotation's order
-    for video, entries in want["results"].items():
-        assert [e["label"] for e in got["results"][video]] == [e["label"] for e in entries], video
-        assert [e["score"] for e in got["results"][video]] == pytest.approx([e["score"] for e in entries], abs=1e-5)
+    # and the same file to the last digit: on the CPU, with one intra-op thread per process, a
+    # window's scores do not depend on the batch it was scored in
+    assert got == want
 
 
 def test_two_processes_write_what_one_writes(motion, our_checkpoint, tmp_path):
@@ -65,10 +65,11 @@ def test_no_processes_is_refused(motion, our_checkpoint, tmp_path, capsys):
     assert "--nproc-per-node must be >= 1 (got 0)" in capsys.readouterr().err
 
 
-def _two_machines(motion, checkpoint, tmp_path, *extra):
+def _two_machines(motion, checkpoint, tmp_path, *extra, machine1=(), check=True):
     """``resnet3d test`` on two torchrun "machines" on this one, each in a folder of its own
     (machine0, machine1) with a relative ``--output``: each keeps its share where the other cannot
-    see it, as on machines without a shared file system. Returns each machine's (stdout, stderr)."""
+    see it, as on machines without a shared file system. ``machine1``: flags for machine 1 alone.
+    Returns each machine's (stdout, stderr) (``check`` False: and exit status, failures allowed)."""
     import os
 
     from resnet3d.engine.distributed import free_port
@@ -80,13 +81,14 @@ def _two_machines(motion, checkpoint, tmp_path, *extra):
     # TMPDIR: torchrun's folders in the test's; not the machines' own folders, whose longer path
     # made the loader worker's socket path (TMPDIR/pymp-*/listener-*) pass the 108-byte limit
     env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))
-    return two_machines(
+    run = two_machines if check else two_machines_ended
+    return run(
         [[sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
           "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", port,
           "-m", "resnet3d", "test", "--weights", str(checkpoint), "--video-path", motion.jpg_path,
           "--annotation-path", motion.annotation_path, "--subset", "training", "--output", "results.json",
-          "--workers", "1", "--batch-size", "4", "--no-cuda", *extra]
-         for node in (0, 1)], [env, env], folders)
+          "--workers", "1", "--batch-size", "4", "--no-cuda", *extra, *(machine1 if node else ())]
+         for node in (0, 1)], [env, env], folders, timeout=300 if check else 60)
 
 
 def _shares(folder):
@@ -145,3 +147,16 @@ def test_a_temporary_folder_too_long_for_the_workers_is_one_line(motion, our_che
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"the temporary folder {folder} is too long for the loader workers" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_machine_without_the_data_ends_the_run_at_once(motion, our_checkpoint, tmp_path):
+    """Machine 1 cannot find the videos (a one-line error there) before the processes open the
+    group the shares travel over: rank 0 waited for it there, up to that group's week-long
+    timeout. Now the group is opened first, and machine 0 ends within seconds too."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (out0, err0, status0), (out1, err1, status1) = _two_machines(
+        motion, our_checkpoint, tmp_path, machine1=["--video-path", str(empty)], check=False)
+    out0, out1 = out0 + err0, out1 + err1
+    assert status1 != 0 and "resnet3d test: error: none of the 4 training videos" in out1, out1
+    assert status0 != 0, out0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from predict_helpers import DURATION, ClipCounter, recognition_config
+from predict_helpers import DURATION, ClipCounter, as_two_ranks, recognition_config
 
 from resnet3d.errors import UserError
 from resnet3d.engine.predict import run_recognition
@@ -195,55 +195,17 @@ def test_unreadable_videos_get_error_entries_and_the_run_goes_on(motion, tiny_mo
 @pytest.mark.slow
 def test_distributed_shares_are_merged_by_rank_0(motion, tiny_model, tmp_path, monkeypatch):
     """Two processes each take every other video; rank 0 writes the one file. The ranks run as two
-    threads (the main thread is rank 0); the patched broadcast and gather are rendezvous, as
-    torch.distributed's are."""
-    import threading
-
-    from resnet3d.engine import distributed
-    from resnet3d.engine.distributed import DistInfo
-
-    rendezvous = threading.Barrier(2, timeout=60)
-    slots = [None, None]
-
-    def rank():
-        return 0 if threading.current_thread() is threading.main_thread() else 1
-
-    def exchange(obj):
-        """Both ranks' objects, once both ranks have handed theirs in."""
-        slots[rank()] = obj
-        rendezvous.wait()
-        both = list(slots)
-        rendezvous.wait()  # (neither rank refills a slot before the other has read it)
-        return both
-
-    def gather(obj, group=None):
-        both = exchange(obj)
-        return both if rank() == 0 else None
-
-    monkeypatch.setattr(distributed, "broadcast_object", lambda obj, group=None: exchange(obj)[0])
-    monkeypatch.setattr(distributed, "gather_object", gather)
-    config = recognition_config(motion, tmp_path)
-    # no BatchNorm folding here: it traces the model with torch.fx, which patches nn.Module's call
-    # and module globals for the whole process while it traces, so the other rank's forward pass
-    # in the other thread went into the trace now and then (real ranks are processes)
-    config = replace(config, inference=replace(config.inference, fold_bn=False))
+    threads (``as_two_ranks``)."""
     import copy
 
+    from resnet3d.engine.distributed import DistInfo
+
+    config = recognition_config(motion, tmp_path)
+    config = replace(config, inference=replace(config.inference, fold_bn=False))  # (as_two_ranks says why)
     models = {rank: copy.deepcopy(tiny_model) for rank in (0, 1)}  # one model per process
     counters = {rank: ClipCounter(model) for rank, model in models.items()}
-    failures = []
-
-    def rank1():
-        try:
-            _run(config, models[1], dist=DistInfo(rank=1, world_size=2))
-        except BaseException as error:  # reported below
-            failures.append(error)
-
-    thread = threading.Thread(target=rank1)
-    thread.start()
-    _run(config, models[0], dist=DistInfo(rank=0, world_size=2))
-    thread.join(60)
-    assert not failures
+    outcomes = as_two_ranks(monkeypatch, lambda rank: _run(config, models[rank], dist=DistInfo(rank=rank, world_size=2)))
+    assert all(isinstance(outcome, dict) for outcome in outcomes), outcomes
     assert counters[0].clips == counters[1].clips == 2 * 3
     doc = json.loads((tmp_path / "val.json").read_text())
     assert set(doc) == {"results"} and len(doc["results"]) == 4

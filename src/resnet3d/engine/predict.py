@@ -218,19 +218,28 @@ def recognition_settings(model: nn.Module, options: RecognitionOptions, data: An
 
 
 def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, Any],
-                 dist: Any, video_ids: Optional[set] = None, group: Optional[Any] = None) -> Dict[str, Any]:
+                 dist: Any, video_ids: Optional[set] = None, group: Optional[Any] = None,
+                 order: Sequence[str] = ()) -> Dict[str, Any]:
     """Rank 0 decides what to do with what an earlier run left, and tells the other ranks.
 
     - ``resume`` True: keep the earlier results (an error if they came from other weights or
       settings); None (``resnet3d main``): keep them only if they came from the same weights and
       settings, else start afresh; False: start afresh.
-    - Starting afresh keeps an earlier file as ``<name>.<n>.json`` unless ``overwrite``.
+    - Starting afresh keeps an earlier file as ``<name>.<n>.json`` unless ``overwrite``, which
+      removes it at once.
     - Several processes: the shares another machine saved where rank 0 cannot see them (no shared
       file system) are continued too, or removed when the run starts afresh (``_shares_elsewhere``).
+      A share that records other weights or settings than this run's is removed, not continued.
+
+    Returns ``results`` (what is done), ``errors`` and ``stamp``, the digest of this run's
+    weights and settings that its shares record (``results.settings_stamp``).
     """
     state: Dict[str, Any] = {"results": {}, "errors": {}}
     resume = False
     seen: Dict[str, Optional[Tuple[int, int]]] = {}  # the shares rank 0 read or removed: name -> (size, mtime)
+    stamp = resultfiles.settings_stamp(settings) if dist.is_main else None
+    from_shares: Dict[str, Any] = {}  # results rank 0 read from the shares it sees
+    stale: List[Path] = []  # shares of a run with other weights or settings
     if dist.is_main:
         if options.resume and options.overwrite:
             raise UserError("--resume keeps the earlier results and --overwrite replaces them: give one")
@@ -246,8 +255,10 @@ def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, 
         if resume is None:  # automatic: continue only what this very model and these views produced
             resume = bool(earlier) and changed == [] and not options.overwrite
         if resume:
-            for path in earlier:
-                state["results"].update(resultfiles.read_existing(path)["results"])
+            if output.exists():
+                state["results"].update(resultfiles.read_existing(output)["results"])
+            from_shares, stale = _shares_of_this_run(partials, stamp)
+            state["results"].update(from_shares)
             _refuse_foreign(state["results"], video_ids, output)
             if stored is None and earlier:
                 print(f"resnet3d: --resume: {output} does not record the weights and settings that produced it; "
@@ -265,26 +276,56 @@ def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, 
                 hint = "pass --resume to continue it, --overwrite to replace it"
             print(f"resnet3d: {output} already existed: kept it as {moved.name} ({hint})",
                   file=sys.stderr, flush=True)
-        if not resume:
-            for path in partials:  # shares of an earlier distributed run that is not continued
-                path.unlink(missing_ok=True)
+        elif output.exists():
+            # --overwrite: gone now, not at this run's first save. Several processes write the file
+            # only at the end: a run stopped before left the earlier results beside this run's
+            # record (below), and --resume took them for this run's
+            output.unlink()
+        # not continued: shares of other weights or settings, or of an earlier run that this one does not continue
+        for path in (stale if resume else partials):
+            path.unlink(missing_ok=True)
         resultfiles.write_state(output, settings)
+    n_stale = len(stale)
     if dist.distributed:
         from resnet3d.engine.distributed import broadcast_object
 
-        elsewhere = _shares_elsewhere(output, dist, bool(resume), seen, group)
+        resume, seen, stamp = broadcast_object((bool(resume), seen, stamp), group)
+        elsewhere, n_stale_elsewhere = _shares_elsewhere(output, dist, resume, seen, stamp, group)
+        n_stale += n_stale_elsewhere
         new = {video_id: entry for video_id, entry in elsewhere.items() if video_id not in state["results"]}
         if dist.is_main and new:
             state["results"].update(new)
             _refuse_foreign(state["results"], video_ids, output)
-            # on disk here at once: the ranks that saved them write their new shares over those files
-            resultfiles.ResultWriter(output, options.flavour, earlier=state).save()
             print(f"resnet3d: resuming: {len(new)} more videos have results in the shares other machines saved; "
                   f"kept in {output}", file=sys.stderr, flush=True)
+        if dist.is_main and (from_shares or new):
+            # in the results file at once: each rank saves its new share under its rank's name,
+            # over an earlier share of that name, which a run stopped again would have lost
+            resultfiles.ResultWriter(output, options.flavour, earlier=state, order=order).save()
         done = broadcast_object(sorted(state["results"]), group)
         if not dist.is_main:
             state = {"results": {video_id: None for video_id in done}, "errors": {}}
+    if dist.is_main and n_stale:
+        shares = "1 share" if n_stale == 1 else f"{n_stale} shares"
+        print(f"resnet3d: resuming: {shares} of a run with other weights or settings than this run's (left beside "
+              f"{output.name} by a stopped run) cannot be continued: removed", file=sys.stderr, flush=True)
+    state["stamp"] = stamp
     return state
+
+
+def _shares_of_this_run(paths: Sequence[Path], stamp: Optional[str]) -> Tuple[Dict[str, Any], List[Path]]:
+    """(the results of the shares ``paths`` that this run's weights and settings made, the
+    shares made with other ones). A share records its run's ``stamp``; one without the record
+    (saved before shares had it) is continued, as a results file without a state file is."""
+    results: Dict[str, Any] = {}
+    others: List[Path] = []
+    for path in paths:
+        share = resultfiles.read_existing(path)
+        if share["settings"] not in (None, stamp):
+            others.append(path)
+        else:
+            results.update(share["results"])
+    return results, others
 
 
 def _identity(path: Path) -> Optional[Tuple[int, int]]:
@@ -306,28 +347,32 @@ def _refuse_foreign(results: Dict[str, Any], video_ids: Optional[set], output: P
 
 
 def _shares_elsewhere(output: Path, dist: Any, resume: bool, seen: Dict[str, Optional[Tuple[int, int]]],
-                      group: Optional[Any]) -> Dict[str, Any]:
-    """On rank 0: the results of the shares that other ranks see beside ``output`` and rank 0 did
-    not (the results folders of machines without a shared file system); {} elsewhere. Starting
-    afresh, each rank removes those shares instead. Collective."""
-    from resnet3d.engine.distributed import broadcast_object, gather_object
+                      stamp: Optional[str], group: Optional[Any]) -> Tuple[Dict[str, Any], int]:
+    """On rank 0: (the results of the shares that other machines' processes see beside ``output``
+    and rank 0 did not (the results folders of machines without a shared file system), how many
+    of those were made with other weights or settings than ``stamp`` says and were removed);
+    ({}, 0) elsewhere. Starting afresh, those shares are removed instead. Collective."""
+    from resnet3d.engine.distributed import gather_object
 
-    resume, seen = broadcast_object((resume, seen), group)
     found: Dict[str, Any] = {}
-    if not dist.is_main:
+    stale: List[Path] = []
+    # one process per machine looks: two would read, or remove, the same files
+    if not dist.is_main and dist.local_rank == 0:
+        unseen = []
         for path in resultfiles.partial_paths(output):
             identity = _identity(path)
             if identity is None or seen.get(path.name) == identity:
                 continue  # gone, or the same file rank 0 read (a shared file system)
-            if resume:
-                found.update(resultfiles.read_existing(path)["results"])
-            else:
-                path.unlink(missing_ok=True)
-    gathered = gather_object(found, group)
+            unseen.append(path)
+        if resume:
+            found, stale = _shares_of_this_run(unseen, stamp)
+        for path in (stale if resume else unseen):
+            path.unlink(missing_ok=True)
+    gathered = gather_object((found, len(stale)), group)
     merged: Dict[str, Any] = {}
-    for results in gathered or []:
+    for results, _ in gathered or []:
         merged.update(results)
-    return merged
+    return merged, sum(n_stale for _, n_stale in gathered or [])
 
 
 def run_recognition(
@@ -374,9 +419,14 @@ def run_recognition(
     from resnet3d.data.config import canonical_subset
     from resnet3d.data.dataset import resolve_videos
     from resnet3d.engine.subsets import require_videos, warned_already
-    from resnet3d.engine.distributed import DistInfo
+    from resnet3d.engine.distributed import DistInfo, open_patient_group
 
     dist = dist or DistInfo()
+    # rank 0 waits in this group for the slowest rank's share. Opened first, before any step that
+    # one process can fail at alone (its machine lacks the data, say): every rank must join it,
+    # and rank 0 waited for the one that had failed, up to the group's week-long timeout; joined,
+    # a process that ends breaks it, and the others' next collective fails at once
+    gather_group = open_patient_group() if dist.distributed else None
     # multi-view settings: the arguments, else the config's (InferenceConfig.n_clips / n_crops)
     n_clips = n_clips if n_clips is not None else config.inference.n_clips
     n_crops = n_crops if n_crops is not None else config.inference.n_crops
@@ -403,20 +453,17 @@ def run_recognition(
     check_clip_fits(model, data.n_channels, options.plan.sample_duration, options.plan.sample_size)
 
     settings = recognition_settings(model, options, data) if dist.is_main else {}  # only rank 0 decides
-    gather_group = None
-    if dist.distributed:
-        from resnet3d.engine.distributed import open_patient_group
-
-        gather_group = open_patient_group()  # rank 0 waits there for the slowest rank's share
-    state = _start_state(out_path, options, settings, dist, video_ids={unit.video_id for unit in units},
-                                group=gather_group)
+    order = [unit.video_id for unit in units]
+    state = _start_state(out_path, options, settings, dist, video_ids=set(order), group=gather_group, order=order)
     done = set(state["results"])
     pending = [u for u in units if u.video_id not in done]
     mine = pending[dist.rank :: dist.world_size]
-    target = resultfiles.partial_path(out_path, dist.rank, dist.world_size) if dist.distributed else out_path
-    order = [unit.video_id for unit in units]
-    writer = resultfiles.ResultWriter(target, options.flavour, options.save_every,
-                                      earlier=state if not dist.distributed else None, order=order)
+    if dist.distributed:  # this process's share, which records the run's weights and settings
+        writer = resultfiles.ResultWriter(resultfiles.partial_path(out_path, dist.rank, dist.world_size),
+                                          options.flavour, options.save_every, order=order,
+                                          extra={"settings": state["stamp"]})
+    else:
+        writer = resultfiles.ResultWriter(out_path, options.flavour, options.save_every, earlier=state, order=order)
 
     # the weights digest above is the caller's (unfolded) model's: folding changes no setting that
     # --resume checks, as precision and batch size do not (all three change scores by rounding only)
@@ -465,6 +512,18 @@ def run_recognition(
         threads.on_batch(time.process_time() - began, len(rows))
         book(ready)
 
+    def stopped(interrupt: KeyboardInterrupt) -> KeyboardInterrupt:
+        """The interrupt that ends the run: the command's one line says what is saved and how to
+        go on, and exits with the signal's status."""
+        kept = len(writer.results) + len(writer.errors)  # what writer.save() writes
+        how = ("recognising again with the same weights and settings continues from them"
+               if options.resume is None else "continue with --resume")
+        if dist.distributed:  # (each process saves its own share; counting them all would need the others)
+            saved = f"{kept} of the {len(mine)} videos of rank {dist.rank} are saved in the partial files beside {out_path}"
+        else:
+            saved = f"{kept} of {len(units)} videos are saved in {out_path}"
+        return stopped_by(signal_of(interrupt), f"{saved}; {how}")
+
     failed = set()  # units whose JPEGs did not decode here: their later chunks are dropped
     try:
         for chunk, decoding, waits in _decoded_ahead(loader, options.plan, assemble_on, dataset.decode_share):
@@ -498,16 +557,8 @@ def run_recognition(
             score(rows, meta)
         book(scorer.drain())
     except KeyboardInterrupt as interrupt:
-        # Ctrl-C or SIGTERM: what was scored is saved below (finally); the command's one line says
-        # how to go on, and exits with the signal's status
-        kept = len(writer.results) + len(writer.errors)  # what the save below writes
-        how = ("recognising again with the same weights and settings continues from them"
-               if options.resume is None else "continue with --resume")
-        if dist.distributed:  # (each process saves its own share; counting them all would need the others)
-            saved = f"{kept} of the {len(mine)} videos of rank {dist.rank} are saved in the partial files beside {out_path}"
-        else:
-            saved = f"{kept} of {len(units)} videos are saved in {out_path}"
-        raise stopped_by(signal_of(interrupt), f"{saved}; {how}") from None
+        # Ctrl-C or SIGTERM: what was scored is saved below (finally)
+        raise stopped(interrupt) from None
     finally:
         # whatever happened, what was scored stays on disk for --resume
         threads.restore()
@@ -519,7 +570,13 @@ def run_recognition(
     if dist.distributed:
         # this process's share, saved above, stays on disk until the results file holds it;
         # the closing line and the summary speak of the whole run, not of rank 0's share
-        counts = _merge_shares(out_path, options, state, writer, counts, order, gather_group, dist.is_main)
+        try:
+            counts = _merge_shares(out_path, options, state, writer, counts, order, gather_group, dist.is_main)
+        except KeyboardInterrupt as interrupt:
+            # a signal while rank 0 waited in the gather, taken once the gather ended (the other
+            # processes, stopped by it too, hung up): the same line as a stop during recognition,
+            # not a bare "interrupted" (or under --nproc-per-node "stopped at once")
+            raise stopped(interrupt) from None
     else:
         # the shares of an earlier distributed run this one continued: their results were read at
         # the start and are in the file now; left, every later --resume read them over it again

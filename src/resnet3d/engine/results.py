@@ -90,7 +90,9 @@ def read_existing(path: Path) -> Dict[str, Any]:
         raise UserError(f"{path}: no 'results' object; --resume needs a results file this program wrote. "
                         "Start over with --overwrite")
     errors = data.get("errors") if isinstance(data.get("errors"), dict) else {}
-    return {"results": dict(data["results"]), "errors": {str(k): str(v) for k, v in errors.items()}}
+    # "settings": a share's record of the run that wrote it (``settings_stamp``); None elsewhere
+    return {"results": dict(data["results"]), "errors": {str(k): str(v) for k, v in errors.items()},
+            "settings": data.get("settings")}
 
 
 def set_aside(path: Path) -> Path:
@@ -117,11 +119,13 @@ class ResultWriter:
     """
 
     def __init__(self, path: Path, flavour: str, save_every: int = 100,
-                 earlier: Optional[Dict[str, Any]] = None, order: Sequence[str] = ()) -> None:
+                 earlier: Optional[Dict[str, Any]] = None, order: Sequence[str] = (),
+                 extra: Optional[Dict[str, Any]] = None) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"flavour must be one of {FLAVOURS}")
         self.path = Path(path)
         self.flavour = flavour
+        self.extra = dict(extra or {})  # keys every save adds to the document (a share's "settings")
         self.save_every = max(1, int(save_every))
         # videos are written in annotation order, whichever worker finished them first
         self.position = {video_id: i for i, video_id in enumerate(order)}
@@ -177,6 +181,7 @@ class ResultWriter:
     def save(self, extra: Optional[Dict[str, Any]] = None) -> None:
         results = self._ordered(self.results)
         doc = document(self.flavour, results, self._ordered(self.errors))
+        doc.update(self.extra)
         if extra:
             doc.update(extra)
         # json.dumps(doc) with its default separators, the results' part from the kept texts
@@ -217,6 +222,16 @@ def read_state(output: Path) -> Optional[Dict[str, Any]]:
 
 def write_state(output: Path, settings: Dict[str, Any]) -> None:
     atomic_write_json(state_path(output), settings, indent=1)
+
+
+def settings_stamp(settings: Dict[str, Any]) -> str:
+    """A digest of a run's weights and settings (``write_state``'s), which each share of a
+    distributed run records: a share is continued only by a run of the same ones. (Shares can
+    lie on machines whose results folder holds no state file: that stays on rank 0's.)"""
+    import hashlib
+
+    text = json.dumps(settings, sort_keys=True)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def differences(stored: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
