@@ -96,8 +96,8 @@ if [[ $SMOKE == 1 ]]; then
 else
     DEV=(--device cuda) R18=(--model_depth 18) BIG=(--model_depth 50)
     SIZE=(--sample_size 112 --sample_duration 16) STEPS=(--steps 30 --warmup 8) BATCH=64 BATCHES=64,128
-    # end to end: 200 timed steps (after the warm-up and the drained prefetch queue, bench/train.py
-    # drain_steps): 30 steps were about one second, mostly served from the queue
+    # end to end: 200 timed steps (after the warm-up and the drained prefetch queue,
+    # bench/train_end_to_end.py drain_steps): 30 steps were about one second, mostly served from the queue
     E2E_STEPS=(--steps 200 --warmup 8)
     PRECISIONS=fp32,bf16
     GPU_DECODE=(--decode-device cuda)

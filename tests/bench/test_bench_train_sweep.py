@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from resnet3d import cli
-from resnet3d.bench import train as bench_train
+from resnet3d.bench import train_end_to_end, train_parts, train_step_sweep
 from resnet3d.engine import compilation, loop
 from resnet3d.errors import UserError
 
@@ -24,7 +24,7 @@ def bench(capsys, *argv):
 
 
 def test_sweep_plan_and_its_flags():
-    plan = bench_train.sweep_plan([64, 128], ["default", "max-autotune"])
+    plan = train_step_sweep.sweep_plan([64, 128], ["default", "max-autotune"])
     names = [(setting.name, n) for setting, n in plan]
     assert names[:5] == [("baseline fp32 NCDHW", 64), ("fp32 NCDHW", 64), ("fp32 channels_last_3d", 64),
                          ("bf16 NCDHW", 64), ("bf16 channels_last_3d", 64)]
@@ -32,24 +32,24 @@ def test_sweep_plan_and_its_flags():
     assert names[10:] == [("bf16 channels_last_3d compile default", 64), ("bf16 channels_last_3d compile default", 128),
                           ("bf16 channels_last_3d compile max-autotune", 64),
                           ("bf16 channels_last_3d compile max-autotune", 128)]
-    assert bench_train.parse_compile_modes("default, none,reduce-overhead,default") == ["default", "reduce-overhead"]
-    assert bench_train.parse_compile_modes("") == []
+    assert train_step_sweep.parse_compile_modes("default, none,reduce-overhead,default") == ["default", "reduce-overhead"]
+    assert train_step_sweep.parse_compile_modes("") == []
     with pytest.raises(UserError, match="--compile-modes: mode 'fastest': choose one of"):
-        bench_train.parse_compile_modes("default,fastest")
+        train_step_sweep.parse_compile_modes("default,fastest")
     with pytest.raises(UserError, match="--precisions 'fp8'"):
-        bench_train.parse_precisions("fp8")
+        train_step_sweep.parse_precisions("fp8")
     with pytest.raises(UserError, match="--batch-sizes '64,big'"):
-        bench_train._int_list("64,big", "--batch-sizes")
+        train_step_sweep._int_list("64,big", "--batch-sizes")
 
 
 def test_deadline_counts_from_its_start():
     now = [100.0]
-    deadline = bench_train.Deadline(30, clock=lambda: now[0])
+    deadline = train_parts.Deadline(30, clock=lambda: now[0])
     now[0] = 129.0
     assert not deadline.spent()
     now[0] = 131.0
     assert deadline.spent() and deadline.reason() == "--time-budget 30 s spent (31 s)"
-    assert not bench_train.Deadline(0, clock=lambda: now[0]).spent()
+    assert not train_parts.Deadline(0, clock=lambda: now[0]).spent()
 
 
 def failing_backend(gm, example_inputs):
@@ -207,7 +207,7 @@ def test_drain_steps_cover_twice_the_prefetch_queue():
     """The clock starts once a queue filled during cuDNN's autotuning is spent (twice its depth)."""
     import torch
 
-    from resnet3d.bench.train import drain_steps
+    from resnet3d.bench.train_end_to_end import drain_steps
 
     data = list(range(8))
     assert drain_steps(torch.utils.data.DataLoader(data, num_workers=2, prefetch_factor=3)) == 12
@@ -218,10 +218,10 @@ def test_the_end_to_end_stretch_spans_enough_epochs_for_one_pass():
     """The H200 plans' data: 2,880 clips (144 videos listed 20 times), batches of 64, 15 workers,
     8 warm-up and 200 timed steps: 329 batches, so one pass of the sampler spans 8 epochs; a large
     data set needs one."""
-    assert bench_train.stretch_rounds(2880, 64, 15, 8, 200) == 8
+    assert train_end_to_end.stretch_rounds(2880, 64, 15, 8, 200) == 8
     assert 8 * 2880 >= (8 + 2 * 15 * 4 + 200) * 64 > 7 * 2880
-    assert bench_train.stretch_rounds(240_000, 64, 15, 8, 200) == 1
-    assert bench_train.stretch_rounds(10, 4, 0, 0, 1) == 1
+    assert train_end_to_end.stretch_rounds(240_000, 64, 15, 8, 200) == 1
+    assert train_end_to_end.stretch_rounds(10, 4, 0, 0, 1) == 1
 
 
 def test_the_end_to_end_stretch_draws_every_step_from_one_loader_pass(capsys, monkeypatch):
