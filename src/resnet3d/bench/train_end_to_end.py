@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from resnet3d.bench.common import emit
-from resnet3d.bench.train_parts import Deadline, baseline_step, build_model, common, layout, ours_parts, \
+from resnet3d.bench.train_parts import Deadline, baseline_step, build_model, common_fields, layout, ours_parts, \
     peak_memory, release, sgd, sync
 from resnet3d.bench.video_copies import with_video_copies
 from resnet3d.data.loader import decode_share_of
@@ -126,7 +126,7 @@ def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadl
                           target.to(device, non_blocking=True))
         sync(device)
         seconds = time.perf_counter() - start
-        baseline = {"what": "train_end_to_end", "baseline": True, **common(args, device),
+        baseline = {"what": "train_end_to_end", "baseline": True, **common_fields(args, device),
                     "clips_per_s": round(args.batch_size * args.steps / seconds, 2),
                     "data_wait_share": round(wait / seconds, 3), "n_threads": args.n_threads,
                     "untimed_steps": untimed, "epochs_per_pass": rounds,
@@ -144,7 +144,7 @@ def measure_end_to_end(args, device: torch.device, workdir: str, deadline: Deadl
     parts, dtype = ours_parts(args, device, precision=args.precision, channels_last=channels_last,
                               compile_mode=args.compile_mode, data_cfg=cfg)
     ours: Dict[str, Any] = {
-        "what": "train_end_to_end", "baseline": False, **common(args, device), "n_threads": args.n_threads,
+        "what": "train_end_to_end", "baseline": False, **common_fields(args, device), "n_threads": args.n_threads,
         "precision": PRECISION_NAMES[dtype], "memory_format": layout(channels_last),
         "compile_mode": args.compile_mode, "sgd": _sgd_name(parts), "decode_device": args.decode_device,
         "scheme": END_TO_END_SCHEMES[args.decode_device],

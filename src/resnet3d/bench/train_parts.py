@@ -113,7 +113,7 @@ def timed(device: torch.device, steps: int, warmup: int, step) -> Tuple[float, f
     return middle - start, time.perf_counter() - middle
 
 
-def common(args, device: torch.device, batch_size: Optional[int] = None) -> Dict[str, Any]:
+def common_fields(args, device: torch.device, batch_size: Optional[int] = None) -> Dict[str, Any]:
     record = {"model": f"{args.model}-{args.model_depth}" if args.model != "c3d" else "c3d",
               "batch_size": batch_size or args.batch_size, "sample_size": args.sample_size,
               "sample_duration": args.sample_duration, "device": str(device)}

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from resnet3d.bench.common import emit
-from resnet3d.bench.train_parts import Deadline, baseline_step, build_model, common, layout, ours_parts, \
+from resnet3d.bench.train_parts import Deadline, baseline_step, build_model, common_fields, layout, ours_parts, \
     peak_memory, release, sgd, timed
 from resnet3d.config import check_compile_mode
 from resnet3d.engine.compilation import compile_errors_explained
@@ -135,7 +135,7 @@ def run_sweep(args, device: torch.device, deadline: Deadline) -> None:
             return
         record: Dict[str, Any] = {
             "what": "train_step_sweep", "setting": setting.name, "baseline": setting.baseline,
-            **common(args, device, n), "precision": setting.precision, "memory_format": layout(setting.channels_last),
+            **common_fields(args, device, n), "precision": setting.precision, "memory_format": layout(setting.channels_last),
             "compile_mode": setting.compile_mode, **({"stem_pad": setting.stem_pad} if setting.stem_pad else {})}
         if device.type == "cpu" and setting.precision != "fp32":
             record["skipped"] = CPU_HALF_PRECISION
