@@ -146,7 +146,7 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 
 def on_every_rank(step: Callable[[], T], info: DistInfo, device: torch.device) -> Optional[T]:
     """``step()``'s result, or None when it raised a UserError here or on another rank: every rank
-    learns of a failure (the failing rank prints it), so none waits for the others forever. One
+    learns of a failure (``say_failures`` says it), so none waits for the others forever. One
     process raises its error."""
     failure: Optional[UserError] = None
     result: Optional[T] = None
@@ -164,10 +164,11 @@ def on_every_rank(step: Callable[[], T], info: DistInfo, device: torch.device) -
 
 def say_failures(failure: Optional[UserError], info: DistInfo) -> None:
     """Rank 0 says each rank's error once: the same error on every rank (a bad flag) was one line
-    per process, and two processes' lines ran together."""
+    per process, and two processes' lines ran together. So does the first process of every other
+    machine: there, where the user reads that machine's output, nothing said why the run ended."""
     texts: List[Optional[str]] = [None] * info.world_size
     dist.all_gather_object(texts, None if failure is None else user_error_text(failure))
-    if not info.is_main:
+    if info.local_rank != 0:  # (ranks run machine by machine: rank 0 is its machine's first)
         return
     ranks: Dict[str, List[int]] = {}
     for rank, text in enumerate(texts):
