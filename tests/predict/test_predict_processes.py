@@ -14,8 +14,9 @@ from machines_helpers import two_machines, two_machines_ended
 pytestmark = pytest.mark.slow
 
 
-def _test(motion, checkpoint, output, *launcher, extra=()):
-    """``resnet3d test`` in a fresh interpreter (one intra-op thread: the processes share 2 cores)."""
+def _test(motion, checkpoint, output, *launcher, extra=(), status=0):
+    """``resnet3d test`` in a fresh interpreter (one intra-op thread: the processes share 2 cores);
+    (the results, None unless ``status`` is 0) and the finished process. Its exit status must be ``status``."""
     import os
 
     command = [*launcher, "resnet3d", "test"] if launcher else [sys.executable, "-m", "resnet3d", "test"]
@@ -27,8 +28,8 @@ def _test(motion, checkpoint, output, *launcher, extra=()):
         # one intra-op thread; a progress line per video, counting this rank's share ("2/2")
         # (and torchrun's torchelastic_* folder in the test's own temporary folder, not in /tmp)
         env=dict(os.environ, OMP_NUM_THREADS="1", RESNET3D_PROGRESS_EVERY="0", TMPDIR=str(output.parent)))
-    assert done.returncode == 0, done.stdout + done.stderr
-    return json.loads(output.read_text()), done
+    assert done.returncode == status, done.stdout + done.stderr
+    return (json.loads(output.read_text()) if status == 0 else None), done
 
 
 def _same_results(got, want):
@@ -149,14 +150,68 @@ def test_a_temporary_folder_too_long_for_the_workers_is_one_line(motion, our_che
     assert "Traceback" not in done.stderr
 
 
-def test_a_machine_without_the_data_ends_the_run_at_once(motion, our_checkpoint, tmp_path):
-    """Machine 1 cannot find the videos (a one-line error there) before the processes open the
-    group the shares travel over: rank 0 waited for it there, up to that group's week-long
-    timeout. Now the group is opened first, and machine 0 ends within seconds too."""
+def _tracebacks(output):
+    """The tracebacks in a launcher's ``output`` but torchrun's own: the report (``ChildFailedError``)
+    that it prints with a traceback of its own code whenever one of its processes ends with a
+    status other than 0."""
+    return [text for text in output.split("Traceback (most recent call last):")[1:]
+            if "raise ChildFailedError(" not in text]
+
+
+_NOT_JSON = "{not json"
+_FOREIGN = json.dumps({"results": {"someone_elses_video": [{"label": "x", "score": 1.0}]}})
+
+
+@pytest.mark.parametrize("share, said", [
+    (None, "none of the 4 training videos of"),
+    (_NOT_JSON, ".results.json.rank1of2.json: not valid JSON"),
+    (_FOREIGN, "--resume: 1 of the 1 results in results.json are of videos this subset does not hold"),
+], ids=["without the videos", "a damaged share", "a share of other videos"])
+def test_a_start_up_error_of_one_machine_is_said_on_both(motion, our_checkpoint, tmp_path, share, said):
+    """Machine 1 alone fails as recognition starts, after the processes joined their groups: it
+    lacks the videos, or --resume finds a share there that it cannot continue. Machine 0 printed
+    gloo's "Connection closed by peer" with a traceback and ended with status 1 (so did machine 1
+    when machine 0 found the foreign share); now every process ends with status 2, and each
+    machine's first process says rank 1's error in one line. An earlier results file on machine 0
+    stays as it was: no file changes before every process's checks passed. (The group the shares
+    travel over is opened before any of this: rank 0 waited there for a machine without the
+    videos, up to that group's week-long timeout.)"""
     empty = tmp_path / "empty"
     empty.mkdir()
-    (out0, err0, status0), (out1, err1, status1) = _two_machines(
-        motion, our_checkpoint, tmp_path, machine1=["--video-path", str(empty)], check=False)
-    out0, out1 = out0 + err0, out1 + err1
-    assert status1 != 0 and "resnet3d test: error: none of the 4 training videos" in out1, out1
-    assert status0 != 0, out0
+    earlier = tmp_path / "machine0" / "results.json"
+    if share is None:
+        earlier.parent.mkdir()
+        earlier.write_text(json.dumps({"results": {}}))
+        flags, machine1 = [], ["--video-path", str(empty)]
+    else:
+        (tmp_path / "machine1").mkdir()
+        (tmp_path / "machine1" / ".results.json.rank1of2.json").write_text(share)
+        flags, machine1 = ["--resume"], []
+    ended = _two_machines(motion, our_checkpoint, tmp_path, *flags, machine1=machine1, check=False)
+    for node, (out, err, status) in enumerate(ended):
+        both = out + err
+        assert status != 0 and "exitcode  : 2 " in err, f"machine {node}:\n{both}"  # (torchrun's report)
+        assert both.count(f"resnet3d: error (rank 1): {said}") == 1, f"machine {node}:\n{both}"
+        assert not _tracebacks(both), f"machine {node}:\n{both}"
+    if share is None:
+        assert json.loads(earlier.read_text()) == {"results": {}} and not list(earlier.parent.glob("results.*.json"))
+
+
+@pytest.mark.parametrize("where", ["every process", "rank 0"])
+def test_a_start_up_error_under_nproc_per_node_is_said_once(motion, our_checkpoint, tmp_path, where):
+    """``--nproc-per-node 2``: an error every process meets as recognition starts (no videos under
+    --video-path) was said by each, in a line per rank; now once, as training says it. An error of
+    rank 0 alone (--resume finds a damaged results file, which only rank 0 reads): one line naming
+    it, status 2, and no traceback of the process that waited for it; our launcher gave that
+    before too (the failing process's own line; the other's gloo error stayed in torch's error
+    file), and now the processes agree instead, which must not say it twice."""
+    output = tmp_path / "results.json"
+    if where == "rank 0":
+        output.write_text(_NOT_JSON)
+        flags, said = ["--resume"], f"resnet3d: error (rank 0): {output}: not valid JSON"
+    else:
+        (tmp_path / "empty").mkdir()
+        flags, said = ["--video-path", str(tmp_path / "empty")], "resnet3d: error: none of the 4 training videos"
+    _, done = _test(motion, our_checkpoint, output, extra=["--nproc-per-node", "2", *flags], status=2)
+    assert done.stderr.count("resnet3d: error") == 1 and said in done.stderr, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr

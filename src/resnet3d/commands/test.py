@@ -225,11 +225,12 @@ def _recognise(args: argparse.Namespace) -> int:
     init_process_group(info, device)  # (one process: none)
     try:
         with StopRequest(at_once=True):  # SIGTERM too saves the videos scored so far, as Ctrl-C does
-            run_recognition(config, model=loaded.model, device=device, dist=info, class_names=loaded.class_names,
-                            n_clips=args.clips, n_crops=args.crops, output=args.output, resume=args.resume,
-                            overwrite=args.overwrite, save_every=args.save_every, show_progress=not args.quiet,
-                            inputs=[("--weights", existing_checkpoint(args.weights)[0]),
-                                    ("--labels", getattr(args, "labels", None))])
+            summary = run_recognition(
+                config, model=loaded.model, device=device, dist=info, class_names=loaded.class_names,
+                n_clips=args.clips, n_crops=args.crops, output=args.output, resume=args.resume,
+                overwrite=args.overwrite, save_every=args.save_every, show_progress=not args.quiet,
+                inputs=[("--weights", existing_checkpoint(args.weights)[0]),
+                        ("--labels", getattr(args, "labels", None))])
     finally:
         destroy_process_group()
-    return 0
+    return 2 if summary is None else 0  # None: a process failed as recognition started, and it was said

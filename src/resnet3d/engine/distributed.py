@@ -30,16 +30,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from resnet3d.engine.machines import MachineGroup, check_meeting_place
 from resnet3d.engine.signals import LEFT_TO_ELASTIC, ForwardToWorkers, stopped_by
-from resnet3d.errors import UserError
+from resnet3d.engine.worker_process import say_once
+from resnet3d.errors import UserError, user_error_text
 
 log = logging.getLogger("resnet3d.engine")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,43 @@ def all_sum(values: Sequence[float] | torch.Tensor, device: torch.device) -> tor
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True when ``flag`` is true on any rank (a stop request, a non-finite loss)."""
     return bool(all_sum([1.0 if flag else 0.0], device)[0] > 0)
+
+
+def on_every_rank(step: Callable[[], T], info: DistInfo, device: torch.device) -> Optional[T]:
+    """``step()``'s result, or None when it raised a UserError here or on another rank: every rank
+    learns of a failure (``say_failures`` says it), so none waits for the others forever. One
+    process raises its error."""
+    failure: Optional[UserError] = None
+    result: Optional[T] = None
+    try:
+        result = step()
+    except UserError as error:
+        if not info.distributed:
+            raise
+        failure = error
+    if info.distributed and any_rank(failure is not None, device):
+        say_failures(failure, info)
+        return None
+    return result
+
+
+def say_failures(failure: Optional[UserError], info: DistInfo) -> None:
+    """Rank 0 says each rank's error once: the same error on every rank (a bad flag) was one line
+    per process, and two processes' lines ran together. So does the first process of every other
+    machine: there, where the user reads that machine's output, nothing said why the run ended."""
+    texts: List[Optional[str]] = [None] * info.world_size
+    dist.all_gather_object(texts, None if failure is None else user_error_text(failure))
+    if info.local_rank != 0:  # (ranks run machine by machine: rank 0 is its machine's first)
+        return
+    ranks: Dict[str, List[int]] = {}
+    for rank, text in enumerate(texts):
+        if text is not None:
+            ranks.setdefault(text, []).append(rank)
+    for text, where in ranks.items():
+        if len(where) == info.world_size:
+            say_once(f"resnet3d: error: {text}")
+        else:
+            say_once(f"resnet3d: error (rank {', '.join(map(str, where))}): {text}")
 
 
 def barrier() -> None:

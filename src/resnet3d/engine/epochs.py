@@ -296,6 +296,6 @@ def _recognition(state: Run, stop: StopRequest) -> int:
                                       "are saved: recognise with resnet3d test, or --no_train --resume_path")
     stop.at_once = True  # recognition keeps what it scored whenever it stops: no step to finish first
     predict = importlib.import_module(PREDICT_MODULE)
-    predict.run_recognition(state.config, model=state.model, device=state.device, dist=state.info,
-                            class_names=state.class_names or None)
-    return 0
+    summary = predict.run_recognition(state.config, model=state.model, device=state.device, dist=state.info,
+                                      class_names=state.class_names or None)
+    return 2 if summary is None else 0  # None: a process failed as recognition started, and it was said

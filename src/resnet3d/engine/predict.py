@@ -25,7 +25,9 @@ and writes one results file (formats: ``resnet3d.engine.results``). How it runs:
 - with several processes (``--n_gpus``, torchrun, several machines), each takes every n-th video
   and keeps its share in a hidden file beside the output (what ``resume`` continues after a
   stop); at the end the shares travel to rank 0 over the process group, so the machines need
-  no shared file system, and rank 0 writes the one results file.
+  no shared file system, and rank 0 writes the one results file. A start-up step that one process
+  fails (its machine lacks the videos, say) ends them all, its error said once, as in training
+  (``distributed.on_every_rank``).
 """
 from __future__ import annotations
 
@@ -218,8 +220,8 @@ def recognition_settings(model: nn.Module, options: RecognitionOptions, data: An
 
 
 def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, Any],
-                 dist: Any, video_ids: Optional[set] = None, group: Optional[Any] = None,
-                 order: Sequence[str] = ()) -> Dict[str, Any]:
+                 dist: Any, device: torch.device, video_ids: Optional[set] = None, group: Optional[Any] = None,
+                 order: Sequence[str] = ()) -> Optional[Dict[str, Any]]:
     """Rank 0 decides what to do with what an earlier run left, and tells the other ranks.
 
     - ``resume`` True: keep the earlier results (an error if they came from other weights or
@@ -232,15 +234,24 @@ def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, 
       A share that records other weights or settings than this run's is removed, not continued.
 
     Returns ``results`` (what is done), ``errors`` and ``stamp``, the digest of this run's
-    weights and settings that its shares record (``results.settings_stamp``).
+    weights and settings that its shares record (``results.settings_stamp``); None on every rank
+    when one failed (rank 0 deciding, another machine reading its shares), which is said once
+    (``distributed.on_every_rank``): the others waited for it in their next collective.
     """
+    from resnet3d.engine.distributed import on_every_rank
+
     state: Dict[str, Any] = {"results": {}, "errors": {}}
-    resume = False
-    seen: Dict[str, Optional[Tuple[int, int]]] = {}  # the shares rank 0 read or removed: name -> (size, mtime)
     stamp = resultfiles.settings_stamp(settings) if dist.is_main else None
-    from_shares: Dict[str, Any] = {}  # results rank 0 read from the shares it sees
-    stale: List[Path] = []  # shares of a run with other weights or settings
-    if dist.is_main:
+
+    def decide() -> Tuple[bool, Dict[str, Optional[Tuple[int, int]]], Dict[str, Any], List[Path]]:
+        """Rank 0's part: (resume, the shares it read or removed: name -> (size, mtime), the results
+        it read from the shares it sees, the shares of a run with other weights or settings)."""
+        resume = False
+        seen: Dict[str, Optional[Tuple[int, int]]] = {}
+        from_shares: Dict[str, Any] = {}
+        stale: List[Path] = []
+        if not dist.is_main:
+            return resume, seen, from_shares, stale
         if options.resume and options.overwrite:
             raise UserError("--resume keeps the earlier results and --overwrite replaces them: give one")
         partials = list(resultfiles.partial_paths(output))
@@ -285,17 +296,25 @@ def _start_state(output: Path, options: RecognitionOptions, settings: Dict[str, 
         for path in (stale if resume else partials):
             path.unlink(missing_ok=True)
         resultfiles.write_state(output, settings)
+        return bool(resume), seen, from_shares, stale
+
+    decided = on_every_rank(decide, dist, device)
+    if decided is None:
+        return None
+    resume, seen, from_shares, stale = decided
     n_stale = len(stale)
     if dist.distributed:
         from resnet3d.engine.distributed import broadcast_object
 
-        resume, seen, stamp = broadcast_object((bool(resume), seen, stamp), group)
-        elsewhere, n_stale_elsewhere = _shares_elsewhere(output, dist, resume, seen, stamp, group)
+        resume, seen, stamp = broadcast_object((resume, seen, stamp), group)
+        found = _shares_elsewhere(output, dist, device, resume, seen, stamp, video_ids, group)
+        if found is None:
+            return None
+        elsewhere, n_stale_elsewhere = found
         n_stale += n_stale_elsewhere
         new = {video_id: entry for video_id, entry in elsewhere.items() if video_id not in state["results"]}
         if dist.is_main and new:
             state["results"].update(new)
-            _refuse_foreign(state["results"], video_ids, output)
             print(f"resnet3d: resuming: {len(new)} more videos have results in the shares other machines saved; "
                   f"kept in {output}", file=sys.stderr, flush=True)
         if dist.is_main and (from_shares or new):
@@ -346,28 +365,39 @@ def _refuse_foreign(results: Dict[str, Any], video_ids: Optional[set], output: P
                         "subset's results; choose another --output, or replace it with --overwrite")
 
 
-def _shares_elsewhere(output: Path, dist: Any, resume: bool, seen: Dict[str, Optional[Tuple[int, int]]],
-                      stamp: Optional[str], group: Optional[Any]) -> Tuple[Dict[str, Any], int]:
+def _shares_elsewhere(output: Path, dist: Any, device: torch.device, resume: bool,
+                      seen: Dict[str, Optional[Tuple[int, int]]], stamp: Optional[str],
+                      video_ids: Optional[set], group: Optional[Any]) -> Optional[Tuple[Dict[str, Any], int]]:
     """On rank 0: (the results of the shares that other machines' processes see beside ``output``
     and rank 0 did not (the results folders of machines without a shared file system), how many
     of those were made with other weights or settings than ``stamp`` says and were removed);
-    ({}, 0) elsewhere. Starting afresh, those shares are removed instead. Collective."""
-    from resnet3d.engine.distributed import gather_object
+    ({}, 0) elsewhere; None on every rank when a machine could not read its shares. Starting
+    afresh, those shares are removed instead. Collective."""
+    from resnet3d.engine.distributed import gather_object, on_every_rank
 
-    found: Dict[str, Any] = {}
-    stale: List[Path] = []
-    # one process per machine looks: two would read, or remove, the same files
-    if not dist.is_main and dist.local_rank == 0:
-        unseen = []
-        for path in resultfiles.partial_paths(output):
-            identity = _identity(path)
-            if identity is None or seen.get(path.name) == identity:
-                continue  # gone, or the same file rank 0 read (a shared file system)
-            unseen.append(path)
-        if resume:
-            found, stale = _shares_of_this_run(unseen, stamp)
-        for path in (stale if resume else unseen):
-            path.unlink(missing_ok=True)
+    def read() -> Tuple[Dict[str, Any], List[Path]]:
+        found: Dict[str, Any] = {}
+        stale: List[Path] = []
+        # one process per machine looks: two would read, or remove, the same files
+        if not dist.is_main and dist.local_rank == 0:
+            unseen = []
+            for path in resultfiles.partial_paths(output):
+                identity = _identity(path)
+                if identity is None or seen.get(path.name) == identity:
+                    continue  # gone, or the same file rank 0 read (a shared file system)
+                unseen.append(path)
+            if resume:
+                found, stale = _shares_of_this_run(unseen, stamp)
+                # checked here, before the gather, so that every process learns of it (``on_every_rank``)
+                _refuse_foreign(found, video_ids, output)
+            for path in (stale if resume else unseen):
+                path.unlink(missing_ok=True)
+        return found, stale
+
+    read_here = on_every_rank(read, dist, device)
+    if read_here is None:
+        return None
+    found, stale = read_here
     gathered = gather_object((found, len(stale)), group)
     merged: Dict[str, Any] = {}
     for results, _ in gathered or []:
@@ -392,7 +422,7 @@ def run_recognition(
     announce: bool = True,
     assemble_device: Optional[torch.device] = None,
     inputs: Sequence[Tuple[str, Optional[str]]] = (),
-) -> Dict[str, Any]:
+) -> Optional[Dict[str, Any]]:
     """Recognise every video of ``config.inference.subset``; write the results file.
 
     ``model`` is the bare model (moved to ``device`` and put in eval mode here; what runs is a copy
@@ -412,14 +442,15 @@ def run_recognition(
     ``first_chunk_s`` (the workers' start-up until their first chunk) and ``data_wait_s`` (blocked
     on the workers after that: near 0 when the device or the main process is the bound), and
     ``model_threads`` (the model's intra-op threads: on a CPU device with workers, set from the
-    first batches' costs, ``scoring.CpuThreadSplit``).
+    first batches' costs, ``scoring.CpuThreadSplit``). Several processes: None on every process when
+    one failed as recognition started (its error is said once: ``distributed.on_every_rank``).
     """
     started = time.monotonic()
     from resnet3d.data import DeviceTransform
     from resnet3d.data.config import canonical_subset
     from resnet3d.data.dataset import resolve_videos
     from resnet3d.engine.subsets import require_videos, warned_already
-    from resnet3d.engine.distributed import DistInfo, open_patient_group
+    from resnet3d.engine.distributed import DistInfo, on_every_rank, open_patient_group
 
     dist = dist or DistInfo()
     # rank 0 waits in this group for the slowest rank's share. Opened first, before any step that
@@ -430,31 +461,44 @@ def run_recognition(
     # multi-view settings: the arguments, else the config's (InferenceConfig.n_clips / n_crops)
     n_clips = n_clips if n_clips is not None else config.inference.n_clips
     n_crops = n_crops if n_crops is not None else config.inference.n_crops
-    options = options_from_config(config, n_clips=n_clips, n_crops=n_crops, output=output, resume=resume,
-                                  overwrite=overwrite, save_every=save_every, world_size=dist.world_size)
-    assemble_on = _assemble_device(options.decode_device, device, assemble_device)  # before any file moves
-    out_path = output_path(config, options)
     data = config.data
-    resumed = config.run.resume if config.run.resume != "auto" else None
-    refuse_input_as_output(out_path, "the results file", [
-        ("--annotation_path", data.annotation_path), ("the checkpoint", resumed),
-        ("the pretrained weights", config.finetune.pretrained), *inputs])
-    with warned_already(data, options.subset):
-        videos, _, annotation = resolve_videos(data, options.subset)
-    require_videos(len(videos), data.annotation_path, canonical_subset(options.subset),
-                   "choose the subset to recognise: resnet3d test --subset, resnet3d main --inference_subset "
-                   "(the seed's --test_subset)")
-    names = resultfiles.result_names([v.key for v in videos], options.flavour)
-    units = group_units(videos, names)
-    n_outputs = _n_outputs(model)
-    labels = _class_names(class_names, annotation.class_names, n_outputs,
-                          warn=log.warning if dist.is_main else (lambda *args: None))
-    _check_model_takes(model, options.plan)
-    check_clip_fits(model, data.n_channels, options.plan.sample_duration, options.plan.sample_size)
 
+    def check() -> Tuple[RecognitionOptions, Optional[torch.device], Path, List[Any], List[Any], List[str]]:
+        """Every check before a file changes; one process can fail one alone (its machine lacks the
+        videos, its weights do not fit the clips)."""
+        options = options_from_config(config, n_clips=n_clips, n_crops=n_crops, output=output, resume=resume,
+                                      overwrite=overwrite, save_every=save_every, world_size=dist.world_size)
+        assemble_on = _assemble_device(options.decode_device, device, assemble_device)
+        out_path = output_path(config, options)
+        resumed = config.run.resume if config.run.resume != "auto" else None
+        refuse_input_as_output(out_path, "the results file", [
+            ("--annotation_path", data.annotation_path), ("the checkpoint", resumed),
+            ("the pretrained weights", config.finetune.pretrained), *inputs])
+        with warned_already(data, options.subset):
+            videos, _, annotation = resolve_videos(data, options.subset)
+        require_videos(len(videos), data.annotation_path, canonical_subset(options.subset),
+                       "choose the subset to recognise: resnet3d test --subset, resnet3d main --inference_subset "
+                       "(the seed's --test_subset)")
+        names = resultfiles.result_names([v.key for v in videos], options.flavour)
+        n_outputs = _n_outputs(model)
+        labels = _class_names(class_names, annotation.class_names, n_outputs,
+                              warn=log.warning if dist.is_main else (lambda *args: None))
+        _check_model_takes(model, options.plan)
+        check_clip_fits(model, data.n_channels, options.plan.sample_duration, options.plan.sample_size)
+        return options, assemble_on, out_path, videos, group_units(videos, names), labels
+
+    # each start-up step that one process can fail alone ends every process, its error said once:
+    # a process that raised it left the others to fail in their next collective, with gloo's traceback
+    checked = on_every_rank(check, dist, device)
+    if checked is None:
+        return None
+    options, assemble_on, out_path, videos, units, labels = checked
     settings = recognition_settings(model, options, data) if dist.is_main else {}  # only rank 0 decides
     order = [unit.video_id for unit in units]
-    state = _start_state(out_path, options, settings, dist, video_ids=set(order), group=gather_group, order=order)
+    state = _start_state(out_path, options, settings, dist, device, video_ids=set(order), group=gather_group,
+                         order=order)
+    if state is None:
+        return None
     done = set(state["results"])
     pending = [u for u in units if u.video_id not in done]
     mine = pending[dist.rank :: dist.world_size]
@@ -471,8 +515,15 @@ def run_recognition(
     autotune_convolutions(device, fixed_shapes=options.plan.crop != "nocrop")
     transform = DeviceTransform(data.input_norm, train=False, flow=data.input_type == "flow")
     scorer = Scorer(model, transform, device, autocast_dtype(options.precision, device))
-    dataset = WindowDataset(videos, mine, data, options.plan)
-    loader = _loader(dataset, options.num_workers, pin_memory=device.type == "cuda")
+
+    def open_loader() -> Tuple[WindowDataset, Any]:  # (the machine's shared memory and TMPDIR: data.loader)
+        dataset = WindowDataset(videos, mine, data, options.plan)
+        return dataset, _loader(dataset, options.num_workers, pin_memory=device.type == "cuda")
+
+    opened = on_every_rank(open_loader, dist, device)
+    if opened is None:
+        return None
+    dataset, loader = opened
     batcher = RowBatcher(options.batch_size, pin_memory=device.type == "cuda")  # device rows stay there
     tally = Tally(keep_windows=not options.average)
     progress = Progress(len(mine), desc=f"recognition {options.subset}", unit="videos", stream=sys.stderr,

@@ -21,21 +21,18 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, TypeVar
-
-import torch
+from typing import Any, Dict, Optional
 
 from resnet3d.config import Config
 from resnet3d.data.loader import release_workers
 from resnet3d.engine import checkpoint as ckpt
 from resnet3d.engine.distributed import (
-    DistInfo,
-    any_rank,
     destroy_process_group,
     env_info,
     init_process_group,
     launch_local,
     launched_by_torchrun,
+    on_every_rank,
 )
 from resnet3d.engine.epochs import run_epochs
 from resnet3d.engine.machines import machine_group
@@ -45,11 +42,8 @@ from resnet3d.engine.run_lock import RunLock
 from resnet3d.engine.run_setup import require_recognition, set_up_run
 from resnet3d.engine.run_state import Run
 from resnet3d.engine.signals import StopRequest, stop_with_the_launcher
-from resnet3d.engine.worker_process import run_as_worker, say_once
-from resnet3d.errors import UserError, user_error_text
-
-
-T = TypeVar("T")
+from resnet3d.engine.worker_process import run_as_worker
+from resnet3d.errors import UserError
 
 
 def run(config: Config) -> int:
@@ -112,7 +106,7 @@ def train_worker(config: Config) -> int:
                     say(info, f"resnet3d: removed what a killed run left of checkpoint writes: {', '.join(partial)}")
             return set_up_run(config, info, device)
 
-        state = _on_every_rank(set_up, info, device)
+        state = on_every_rank(set_up, info, device)
         if state is None:
             return 2
 
@@ -120,7 +114,7 @@ def train_worker(config: Config) -> int:
             state.folder_changes.apply(info)
             return True
 
-        if not _on_every_rank(change_the_folder, info, device):
+        if not on_every_rank(change_the_folder, info, device):
             return 2
         return run_epochs(state, stop)
     finally:
@@ -129,41 +123,3 @@ def train_worker(config: Config) -> int:
         lock.release()
         stop.restore()
         destroy_process_group()
-
-
-def _on_every_rank(step: Callable[[], T], info: DistInfo, device: torch.device) -> Optional[T]:
-    """``step()``'s result, or None when it raised a UserError here or on another rank: every rank
-    learns of a failure (the failing rank prints it), so none waits for the others forever. One
-    process raises its error."""
-    failure: Optional[UserError] = None
-    result: Optional[T] = None
-    try:
-        result = step()
-    except UserError as error:
-        if not info.distributed:
-            raise
-        failure = error
-    if info.distributed and any_rank(failure is not None, device):
-        _say_failures(failure, info)
-        return None
-    return result
-
-
-def _say_failures(failure: Optional[UserError], info: DistInfo) -> None:
-    """Rank 0 says each rank's error once: the same error on every rank (a bad flag) was one line
-    per process, and two processes' lines ran together."""
-    import torch.distributed as dist
-
-    texts: List[Optional[str]] = [None] * info.world_size
-    dist.all_gather_object(texts, None if failure is None else user_error_text(failure))
-    if not info.is_main:
-        return
-    ranks: Dict[str, List[int]] = {}
-    for rank, text in enumerate(texts):
-        if text is not None:
-            ranks.setdefault(text, []).append(rank)
-    for text, where in ranks.items():
-        if len(where) == info.world_size:
-            say_once(f"resnet3d: error: {text}")
-        else:
-            say_once(f"resnet3d: error (rank {', '.join(map(str, where))}): {text}")
