@@ -161,20 +161,20 @@ def test_a_stop_while_rank_0_waits_for_the_shares_says_what_is_saved(motion, tin
 
     from resnet3d.engine import predict
 
-    merge = predict._merge_shares
+    merge = predict.merge_shares
 
     def stopped_in_the_gather(*args, **kwargs):
         if args[-1]:  # rank 0 (is_main): the signal, taken as the gather ends
             raise KeyboardInterrupt
         return merge(*args, **kwargs)
 
-    monkeypatch.setattr(predict, "_merge_shares", stopped_in_the_gather)
+    monkeypatch.setattr(predict, "merge_shares", stopped_in_the_gather)
     config = _config(motion, tmp_path)
     outcomes = _two_ranks(monkeypatch, config, [copy.deepcopy(tiny_model) for _ in range(2)], resume=True)
     assert isinstance(outcomes[0], KeyboardInterrupt)
     assert str(outcomes[0]) == (f"2 of the 2 videos of rank 0 are saved in the partial files beside "
                                 f"{tmp_path / 'val.json'}; continue with --resume")
-    monkeypatch.setattr(predict, "_merge_shares", merge)
+    monkeypatch.setattr(predict, "merge_shares", merge)
     with ClipCounter(tiny_model) as counting:
         _run(config, tiny_model, resume=True)
     assert counting.clips == 0  # both shares were saved
