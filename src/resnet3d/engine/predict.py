@@ -23,6 +23,9 @@ and writes one results file (formats: ``resnet3d.engine.results``). How it runs:
   ``resume`` skips videos already there (what an earlier run left, and what becomes of it:
   ``resnet3d.engine.recognition_state``); a video that cannot be read gets an entry in
   ``"errors"`` and the run goes on;
+- one run per results file: rank 0 holds a lock beside it (``run_lock.ResultsLock``) from before
+  it reads what an earlier run left until the run ends, and removes the temporary files of saves
+  a killed run left; a second run on the same file is refused at once, naming the first;
 - with several processes (``--n_gpus``, torchrun, several machines), each takes every n-th video
   and keeps its share in a hidden file beside the output (what ``resume`` continues after a
   stop); at the end the shares travel to rank 0 over the process group, so the machines need
@@ -53,7 +56,8 @@ from resnet3d.data.decode_share import DecodeShare
 from resnet3d.engine.feed import AHEAD, Waits, decode_thread, on_device_of, started_ahead, with_index
 from resnet3d.engine.model_start import check_clip_fits
 from resnet3d.engine.precision import autocast_dtype
-from resnet3d.engine.recognition_state import merge_shares, start_state
+from resnet3d.engine.recognition_state import merge_shares, remove_partial_writes, start_state
+from resnet3d.engine.run_lock import ResultsLock
 from resnet3d.engine.scoring import (CpuThreadSplit, RowBatcher, Scorer, Tally, autotune_convolutions,
                                      prepare_for_inference, prepare_model, result_entry)
 from resnet3d.engine.signals import signal_of, stopped_by
@@ -310,167 +314,188 @@ def run_recognition(
     if checked is None:
         return None
     options, assemble_on, out_path, videos, units, labels = checked
-    settings = recognition_settings(model, options, data) if dist.is_main else {}  # only rank 0 decides
-    order = [unit.video_id for unit in units]
-    state = start_state(out_path, options, settings, dist, device, video_ids=set(order), group=gather_group,
-                         order=order)
-    if state is None:
-        return None
-    done = set(state["results"])
-    pending = [u for u in units if u.video_id not in done]
-    mine = pending[dist.rank :: dist.world_size]
-    if dist.distributed:  # this process's share, which records the run's weights and settings
-        writer = resultfiles.ResultWriter(resultfiles.partial_path(out_path, dist.rank, dist.world_size),
-                                          options.flavour, options.save_every, order=order,
-                                          extra={"settings": state["stamp"]})
-    else:
-        writer = resultfiles.ResultWriter(out_path, options.flavour, options.save_every, earlier=state, order=order)
+    # rank 0 holds the results file's lock from before it reads or moves what an earlier run left
+    # until the run ends, however it ends: a second run on the same file would replace this one's
+    # saves and shares. In a step of its own: a refused rank 0 ends every process
+    lock = ResultsLock(out_path)
 
-    # the weights digest above is the caller's (unfolded) model's: folding changes no setting that
-    # --resume checks, as precision and batch size do not (all three change scores by rounding only)
-    model, n_folded = prepare_for_inference(model, device, options.channels_last, options.fold_bn)
-    autotune_convolutions(device, fixed_shapes=options.plan.crop != "nocrop")
-    transform = DeviceTransform(data.input_norm, train=False, flow=data.input_type == "flow")
-    scorer = Scorer(model, transform, device, autocast_dtype(options.precision, device))
+    def lock_output() -> bool:
+        if dist.is_main:
+            lock.acquire()
+            # (where the file system has no locks, another run's save may be under way)
+            removed = remove_partial_writes(out_path) if lock.held else []
+            if removed:
+                print(f"resnet3d: removed what a killed save left of {out_path}: {', '.join(removed)}",
+                      file=sys.stderr, flush=True)
+        return True
 
-    def open_loader() -> Tuple[WindowDataset, Any]:  # (the machine's shared memory and TMPDIR: data.loader)
-        dataset = WindowDataset(videos, mine, data, options.plan)
-        return dataset, _loader(dataset, options.num_workers, pin_memory=device.type == "cuda")
-
-    opened = on_every_rank(open_loader, dist, device)
-    if opened is None:
-        return None
-    dataset, loader = opened
-    batcher = RowBatcher(options.batch_size, pin_memory=device.type == "cuda")  # device rows stay there
-    tally = Tally(keep_windows=not options.average)
-    progress = Progress(len(mine), desc=f"recognition {options.subset}", unit="videos", stream=sys.stderr,
-                        enabled=show_progress and dist.is_main)
-    counts = {"videos": 0, "errors": 0, "bad_frames": 0}
-    setup_done = time.monotonic()  # the model folded and on its device, the loader built
-    first_chunk: Optional[float] = None  # when the workers' first chunk arrived (their start-up)
-    waited = [0.0]  # seconds blocked on the workers and on decoding (decode_device cuda) after the first chunk
-
-    def finish(unit_numbers: List[int]) -> None:
-        for number in unit_numbers:
-            unit_state = tally.pop(number)
-            video_id = mine[number].video_id
-            counts["bad_frames"] += unit_state.bad_frames
-            if unit_state.error is not None:
-                counts["errors"] += 1
-                log.warning("%s: %s; listed under 'errors' in %s", video_id, unit_state.error, out_path)
-                writer.add_error(video_id, unit_state.error)
-            else:
-                counts["videos"] += 1
-                writer.add(video_id, result_entry(unit_state, labels, options.top_k, options.average))
-            progress.update(1, errors=counts["errors"])
-
-    def book(ready: List[Tuple[torch.Tensor, Dict[str, torch.Tensor]]]) -> None:
-        for scores, meta in ready:
-            finish(tally.on_scores(scores, meta))
-
-    # on the CPU: the model's threads beside the workers, set from the first batches' costs
-    threads = CpuThreadSplit(device, loader.num_workers)
-
-    def score(rows: torch.Tensor, meta: Dict[str, torch.Tensor]) -> None:
-        if not threads.settling:
-            book(scorer.submit(rows, meta))
-            return
-        began = time.process_time()
-        ready = scorer.submit(rows, meta)
-        threads.on_batch(time.process_time() - began, len(rows))
-        book(ready)
-
-    def stopped(interrupt: KeyboardInterrupt) -> KeyboardInterrupt:
-        """The interrupt that ends the run: the command's one line says what is saved and how to
-        go on, and exits with the signal's status."""
-        kept = len(writer.results) + len(writer.errors)  # what writer.save() writes
-        how = ("recognising again with the same weights and settings continues from them"
-               if options.resume is None else "continue with --resume")
-        if dist.distributed:  # (each process saves its own share; counting them all would need the others)
-            saved = f"{kept} of the {len(mine)} videos of rank {dist.rank} are saved in the partial files beside {out_path}"
-        else:
-            saved = f"{kept} of {len(units)} videos are saved in {out_path}"
-        return stopped_by(signal_of(interrupt), f"{saved}; {how}")
-
-    failed = set()  # units whose JPEGs did not decode here: their later chunks are dropped
     try:
-        for chunk, decoding, waits in _decoded_ahead(loader, options.plan, assemble_on, dataset.decode_share):
-            if first_chunk is None:
-                first_chunk = time.monotonic()  # the wait for the first chunk is the start-up: first_chunk_s
-            else:
-                waited[0] += waits.loader + waits.decode
-            unit = int(chunk["unit"])
-            if unit in failed:
-                continue
-            if "error" in chunk:
-                finish(tally.on_error(unit, chunk["error"]))
-                continue
-            if decoding is not None:
-                try:
-                    rows, n_bad = decoding.result()  # done: _decoded_ahead waited for it
-                except UnreadableVideo as error:
-                    failed.add(unit)
-                    finish(tally.on_error(unit, str(error)))
-                    continue
-                chunk = {**chunk, "rows": rows, "bad_frames": int(chunk["bad_frames"]) + n_bad}
-            tally.on_chunk(chunk)
-            threads.on_chunk(chunk)
-            rows = chunk["rows"]
-            if device.type == "cuda" and rows.device.type == "cpu":  # pinned by the loader: a DMA, no host copy here
-                rows = rows.to(device, non_blocking=True)
-            batcher.add(unit, rows, chunk["window"], chunk["segment"])
-            for rows, meta in batcher.batches():
-                score(rows, meta)
-        for rows, meta in batcher.batches(flush=True):
-            score(rows, meta)
-        book(scorer.drain())
-    except KeyboardInterrupt as interrupt:
-        # Ctrl-C or SIGTERM: what was scored is saved below (finally)
-        raise stopped(interrupt) from None
-    finally:
-        # whatever happened, what was scored stays on disk for --resume
-        threads.restore()
-        writer.save()
-        progress.close()
-    if tally.units:  # every view was scored, so every video must be complete
-        raise RuntimeError(f"recognition ended with {len(tally.units)} incomplete videos")
+        if on_every_rank(lock_output, dist, device) is None:
+            return None
+        settings = recognition_settings(model, options, data) if dist.is_main else {}  # only rank 0 decides
+        order = [unit.video_id for unit in units]
+        state = start_state(out_path, options, settings, dist, device, video_ids=set(order), group=gather_group,
+                             order=order)
+        if state is None:
+            return None
+        done = set(state["results"])
+        pending = [u for u in units if u.video_id not in done]
+        mine = pending[dist.rank :: dist.world_size]
+        if dist.distributed:  # this process's share, which records the run's weights and settings
+            writer = resultfiles.ResultWriter(resultfiles.partial_path(out_path, dist.rank, dist.world_size),
+                                              options.flavour, options.save_every, order=order,
+                                              extra={"settings": state["stamp"]})
+        else:
+            writer = resultfiles.ResultWriter(out_path, options.flavour, options.save_every, earlier=state, order=order)
 
-    if dist.distributed:
-        # this process's share, saved above, stays on disk until the results file holds it;
-        # the closing line and the summary speak of the whole run, not of rank 0's share
+        # the weights digest above is the caller's (unfolded) model's: folding changes no setting that
+        # --resume checks, as precision and batch size do not (all three change scores by rounding only)
+        model, n_folded = prepare_for_inference(model, device, options.channels_last, options.fold_bn)
+        autotune_convolutions(device, fixed_shapes=options.plan.crop != "nocrop")
+        transform = DeviceTransform(data.input_norm, train=False, flow=data.input_type == "flow")
+        scorer = Scorer(model, transform, device, autocast_dtype(options.precision, device))
+
+        def open_loader() -> Tuple[WindowDataset, Any]:  # (the machine's shared memory and TMPDIR: data.loader)
+            dataset = WindowDataset(videos, mine, data, options.plan)
+            return dataset, _loader(dataset, options.num_workers, pin_memory=device.type == "cuda")
+
+        opened = on_every_rank(open_loader, dist, device)
+        if opened is None:
+            return None
+        dataset, loader = opened
+        batcher = RowBatcher(options.batch_size, pin_memory=device.type == "cuda")  # device rows stay there
+        tally = Tally(keep_windows=not options.average)
+        progress = Progress(len(mine), desc=f"recognition {options.subset}", unit="videos", stream=sys.stderr,
+                            enabled=show_progress and dist.is_main)
+        counts = {"videos": 0, "errors": 0, "bad_frames": 0}
+        setup_done = time.monotonic()  # the model folded and on its device, the loader built
+        first_chunk: Optional[float] = None  # when the workers' first chunk arrived (their start-up)
+        waited = [0.0]  # seconds blocked on the workers and on decoding (decode_device cuda) after the first chunk
+
+        def finish(unit_numbers: List[int]) -> None:
+            for number in unit_numbers:
+                unit_state = tally.pop(number)
+                video_id = mine[number].video_id
+                counts["bad_frames"] += unit_state.bad_frames
+                if unit_state.error is not None:
+                    counts["errors"] += 1
+                    log.warning("%s: %s; listed under 'errors' in %s", video_id, unit_state.error, out_path)
+                    writer.add_error(video_id, unit_state.error)
+                else:
+                    counts["videos"] += 1
+                    writer.add(video_id, result_entry(unit_state, labels, options.top_k, options.average))
+                progress.update(1, errors=counts["errors"])
+
+        def book(ready: List[Tuple[torch.Tensor, Dict[str, torch.Tensor]]]) -> None:
+            for scores, meta in ready:
+                finish(tally.on_scores(scores, meta))
+
+        # on the CPU: the model's threads beside the workers, set from the first batches' costs
+        threads = CpuThreadSplit(device, loader.num_workers)
+
+        def score(rows: torch.Tensor, meta: Dict[str, torch.Tensor]) -> None:
+            if not threads.settling:
+                book(scorer.submit(rows, meta))
+                return
+            began = time.process_time()
+            ready = scorer.submit(rows, meta)
+            threads.on_batch(time.process_time() - began, len(rows))
+            book(ready)
+
+        def stopped(interrupt: KeyboardInterrupt) -> KeyboardInterrupt:
+            """The interrupt that ends the run: the command's one line says what is saved and how to
+            go on, and exits with the signal's status."""
+            kept = len(writer.results) + len(writer.errors)  # what writer.save() writes
+            how = ("recognising again with the same weights and settings continues from them"
+                   if options.resume is None else "continue with --resume")
+            if dist.distributed:  # (each process saves its own share; counting them all would need the others)
+                saved = (f"{kept} of the {len(mine)} videos of rank {dist.rank} are saved in the partial files "
+                         f"beside {out_path}")
+            else:
+                saved = f"{kept} of {len(units)} videos are saved in {out_path}"
+            return stopped_by(signal_of(interrupt), f"{saved}; {how}")
+
+        failed = set()  # units whose JPEGs did not decode here: their later chunks are dropped
         try:
-            counts = merge_shares(out_path, options, state, writer, counts, order, gather_group, dist.is_main)
+            for chunk, decoding, waits in _decoded_ahead(loader, options.plan, assemble_on, dataset.decode_share):
+                if first_chunk is None:
+                    first_chunk = time.monotonic()  # the wait for the first chunk is the start-up: first_chunk_s
+                else:
+                    waited[0] += waits.loader + waits.decode
+                unit = int(chunk["unit"])
+                if unit in failed:
+                    continue
+                if "error" in chunk:
+                    finish(tally.on_error(unit, chunk["error"]))
+                    continue
+                if decoding is not None:
+                    try:
+                        rows, n_bad = decoding.result()  # done: _decoded_ahead waited for it
+                    except UnreadableVideo as error:
+                        failed.add(unit)
+                        finish(tally.on_error(unit, str(error)))
+                        continue
+                    chunk = {**chunk, "rows": rows, "bad_frames": int(chunk["bad_frames"]) + n_bad}
+                tally.on_chunk(chunk)
+                threads.on_chunk(chunk)
+                rows = chunk["rows"]
+                if device.type == "cuda" and rows.device.type == "cpu":  # pinned by the loader: a DMA, no host copy here
+                    rows = rows.to(device, non_blocking=True)
+                batcher.add(unit, rows, chunk["window"], chunk["segment"])
+                for rows, meta in batcher.batches():
+                    score(rows, meta)
+            for rows, meta in batcher.batches(flush=True):
+                score(rows, meta)
+            book(scorer.drain())
         except KeyboardInterrupt as interrupt:
-            # a signal while rank 0 waited in the gather, taken once the gather ended (the other
-            # processes, stopped by it too, hung up): the same line as a stop during recognition,
-            # not a bare "interrupted" (or under --nproc-per-node "stopped at once")
+            # Ctrl-C or SIGTERM: what was scored is saved below (finally)
             raise stopped(interrupt) from None
-    else:
-        # the shares of an earlier distributed run this one continued: their results were read at
-        # the start and are in the file now; left, every later --resume read them over it again
-        for path in resultfiles.partial_paths(out_path):
-            path.unlink(missing_ok=True)
-    ended = time.monotonic()
-    seconds = ended - started
-    summary = {"output": str(out_path), "videos": counts["videos"], "errors": counts["errors"],
-               "skipped": len(units) - len(pending), "seconds": seconds, "model_calls": scorer.calls,
-               "setup_s": setup_done - started, "first_chunk_s": (first_chunk or ended) - setup_done,
-               "data_wait_s": waited[0], "model_threads": threads.threads,
-               "bad_frames": counts["bad_frames"], "decode_device": options.decode_device, "folded_bn": n_folded,
-               "videos_per_s": counts["videos"] / seconds if seconds > 0 else 0.0}
-    if dataset.decode_share is not None:  # decode_device "mixed": the GPU's final share of the chunks
-        summary.update(gpu_decode_share=round(dataset.decode_share.share, 3),
-                       gpu_decode_share_history=dataset.decode_share.history)
-    if dist.is_main and announce:
-        rate = f", {summary['videos_per_s']:.2f} videos/s" if counts["videos"] else ""
-        extra = f", {counts['errors']} unreadable (listed under 'errors')" if counts["errors"] else ""
-        if counts["bad_frames"]:
-            extra += f", {counts['bad_frames']} unreadable frames replaced by their neighbours"
-        skipped = f", {summary['skipped']} already done" if summary["skipped"] else ""
-        videos_word = "video" if counts["videos"] == 1 else "videos"
-        print(f"resnet3d: recognised {counts['videos']} {videos_word} of {options.subset}{extra}{skipped} in "
-              f"{seconds:.1f} s{rate}; results in {out_path}", flush=True)
-    return summary
+        finally:
+            # whatever happened, what was scored stays on disk for --resume
+            threads.restore()
+            writer.save()
+            progress.close()
+        if tally.units:  # every view was scored, so every video must be complete
+            raise RuntimeError(f"recognition ended with {len(tally.units)} incomplete videos")
+
+        if dist.distributed:
+            # this process's share, saved above, stays on disk until the results file holds it;
+            # the closing line and the summary speak of the whole run, not of rank 0's share
+            try:
+                counts = merge_shares(out_path, options, state, writer, counts, order, gather_group, dist.is_main)
+            except KeyboardInterrupt as interrupt:
+                # a signal while rank 0 waited in the gather, taken once the gather ended (the other
+                # processes, stopped by it too, hung up): the same line as a stop during recognition,
+                # not a bare "interrupted" (or under --nproc-per-node "stopped at once")
+                raise stopped(interrupt) from None
+        else:
+            # the shares of an earlier distributed run this one continued: their results were read at
+            # the start and are in the file now; left, every later --resume read them over it again
+            for path in resultfiles.partial_paths(out_path):
+                path.unlink(missing_ok=True)
+        ended = time.monotonic()
+        seconds = ended - started
+        summary = {"output": str(out_path), "videos": counts["videos"], "errors": counts["errors"],
+                   "skipped": len(units) - len(pending), "seconds": seconds, "model_calls": scorer.calls,
+                   "setup_s": setup_done - started, "first_chunk_s": (first_chunk or ended) - setup_done,
+                   "data_wait_s": waited[0], "model_threads": threads.threads,
+                   "bad_frames": counts["bad_frames"], "decode_device": options.decode_device, "folded_bn": n_folded,
+                   "videos_per_s": counts["videos"] / seconds if seconds > 0 else 0.0}
+        if dataset.decode_share is not None:  # decode_device "mixed": the GPU's final share of the chunks
+            summary.update(gpu_decode_share=round(dataset.decode_share.share, 3),
+                           gpu_decode_share_history=dataset.decode_share.history)
+        if dist.is_main and announce:
+            rate = f", {summary['videos_per_s']:.2f} videos/s" if counts["videos"] else ""
+            extra = f", {counts['errors']} unreadable (listed under 'errors')" if counts["errors"] else ""
+            if counts["bad_frames"]:
+                extra += f", {counts['bad_frames']} unreadable frames replaced by their neighbours"
+            skipped = f", {summary['skipped']} already done" if summary["skipped"] else ""
+            videos_word = "video" if counts["videos"] == 1 else "videos"
+            print(f"resnet3d: recognised {counts['videos']} {videos_word} of {options.subset}{extra}{skipped} in "
+                  f"{seconds:.1f} s{rate}; results in {out_path}", flush=True)
+        return summary
+    finally:
+        lock.release()
 
 
 def _decoded_ahead(chunks: Iterable[dict], plan: ViewPlan, device: Optional[torch.device],

@@ -6,11 +6,15 @@ hidden shares beside it (continued with ``--resume``, or by ``resnet3d main`` wh
 weights and settings made them; else set aside as ``<name>.<n>.json``, or removed with
 ``--overwrite``), and the other processes learn what is already done, including shares that only
 their machine sees. At the end (``merge_shares``) every process's share travels to rank 0 over
-the process group, and rank 0 writes the one results file. The files' formats and the writer are
+the process group, and rank 0 writes the one results file. Before any of this, under the lock that
+keeps a second run off the results file (``run_lock.ResultsLock``), rank 0 removes what a killed
+save left (``remove_partial_writes``). The files' formats and the writer are
 ``resnet3d.engine.results``; the recognition itself is ``resnet3d.engine.predict``.
 """
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
@@ -22,6 +26,33 @@ from resnet3d.errors import UserError
 
 if TYPE_CHECKING:  # (predict imports this module: its options only annotate here)
     from resnet3d.engine.predict import RecognitionOptions
+
+
+# mkstemp's part of a temporary file's name: 8 characters of these (``fileio.atomic_open`` names
+# the temporary file of X ``.X.<8>.tmp``)
+_TEMPORARY = r"\.[a-z0-9_]{8}\.tmp"
+
+
+def remove_partial_writes(output: Path) -> List[str]:
+    """Remove the temporary files that saves killed mid-write left beside ``output``: of the results
+    file, of its record of the weights and settings, and of the processes' shares; nothing else
+    (another output's, a file of the user's). Called by rank 0 under the results file's lock, when
+    no other run can be writing them; returns the names removed, with their sizes."""
+    name = re.escape(output.name)
+    ours = re.compile(rf"(\.{name}|\.\.{name}\.state\.json|\.\.{name}\.rank\d+of\d+\.json){_TEMPORARY}")
+    try:
+        names = sorted(entry.name for entry in os.scandir(output.parent) if ours.fullmatch(entry.name))
+    except FileNotFoundError:  # no folder yet: nothing left in it
+        return []
+    removed = []
+    for partial in (output.parent / name for name in names):
+        try:
+            size = partial.stat().st_size
+            partial.unlink()
+        except OSError:
+            continue
+        removed.append(f"{partial.name} ({size / 2**10:.1f} KiB)")
+    return removed
 
 
 def start_state(output: Path, options: RecognitionOptions, settings: Dict[str, Any],
