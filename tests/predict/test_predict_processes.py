@@ -49,6 +49,25 @@ def test_two_processes_write_what_one_writes(motion, our_checkpoint, tmp_path):
     assert not list(tmp_path.glob(".two.json.rank*"))  # the ranks' shares, merged, are gone
 
 
+def test_a_missing_frame_folder_is_said_once(motion, our_checkpoint, tmp_path):
+    """Every process resolved the annotation's videos and said the same warning: two lines with two
+    processes. The first process of the machine says it (``messages.data_warnings_per_machine``)."""
+    annotation = json.loads(open(motion.annotation_path).read())
+    entry = next(e for e in annotation["database"].values() if e["subset"] == "training")
+    annotation["database"]["no_frames_here"] = dict(entry)
+    path = tmp_path / "annotation.json"
+    path.write_text(json.dumps(annotation))
+    extra = ["--annotation-path", str(path)]  # (the last one given counts)
+    one, alone = _test(motion, our_checkpoint, tmp_path / "one.json", extra=extra)
+    two, done = _test(motion, our_checkpoint, tmp_path / "two.json", extra=[*extra, "--nproc-per-node", "2"])
+    _same_results(two, one)
+    assert len(one["results"]) == 4
+    warning = "no frame folder under"
+    assert alone.stderr.count(warning) == 1
+    assert done.stderr.count(warning) == 1, done.stderr
+    assert "no_frames_here" in done.stderr
+
+
 def test_torchrun_processes_share_the_videos(motion, our_checkpoint, tmp_path):
     one, _ = _test(motion, our_checkpoint, tmp_path / "one.json")
     both, done = _test(motion, our_checkpoint, tmp_path / "torchrun.json",

@@ -272,6 +272,7 @@ def run_recognition(
     from resnet3d.data.dataset import resolve_videos
     from resnet3d.engine.subsets import require_videos, warned_already
     from resnet3d.engine.distributed import DistInfo, on_every_rank, open_patient_group
+    from resnet3d.engine.messages import data_warnings_per_machine
 
     dist = dist or DistInfo()
     # rank 0 waits in this group for the slowest rank's share. Opened first, before any step that
@@ -295,7 +296,8 @@ def run_recognition(
         refuse_input_as_output(out_path, "the results file", [
             ("--annotation_path", data.annotation_path), ("the checkpoint", resumed),
             ("the pretrained weights", config.finetune.pretrained), *inputs])
-        with warned_already(data, options.subset):
+        # (every process of a machine resolves the same files: their warnings once per machine)
+        with warned_already(data, options.subset), data_warnings_per_machine(dist):
             videos, _, annotation = resolve_videos(data, options.subset)
         require_videos(len(videos), data.annotation_path, canonical_subset(options.subset),
                        "choose the subset to recognise: resnet3d test --subset, resnet3d main --inference_subset "
@@ -357,7 +359,8 @@ def run_recognition(
 
         def open_loader() -> Tuple[WindowDataset, Any]:  # (the machine's shared memory and TMPDIR: data.loader)
             dataset = WindowDataset(videos, mine, data, options.plan)
-            return dataset, _loader(dataset, options.num_workers, pin_memory=device.type == "cuda")
+            with data_warnings_per_machine(dist):  # (fitting the machine's shared memory: alike in its processes)
+                return dataset, _loader(dataset, options.num_workers, pin_memory=device.type == "cuda")
 
         opened = on_every_rank(open_loader, dist, device)
         if opened is None:

@@ -36,7 +36,7 @@ from resnet3d.engine.distributed import (
 )
 from resnet3d.engine.epochs import run_epochs
 from resnet3d.engine.machines import machine_group
-from resnet3d.engine.messages import say
+from resnet3d.engine.messages import data_warnings_per_machine, say
 from resnet3d.engine.process_setup import processes_per_node, resolve_device
 from resnet3d.engine.run_lock import RunLock
 from resnet3d.engine.run_setup import require_recognition, set_up_run
@@ -104,7 +104,10 @@ def train_worker(config: Config) -> int:
                 partial = ckpt.remove_partial_writes(Path(config.run.result_path))
                 if partial:
                     say(info, f"resnet3d: removed what a killed run left of checkpoint writes: {', '.join(partial)}")
-            return set_up_run(config, info, device)
+            # (every process of a machine reads the same annotation and files, and fits its loaders
+            # to the same shared memory: the data code's warnings of the set-up, once per machine)
+            with data_warnings_per_machine(info):
+                return set_up_run(config, info, device)
 
         state = on_every_rank(set_up, info, device)
         if state is None:
