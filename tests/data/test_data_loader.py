@@ -1,8 +1,10 @@
 """The loader on real files: workers, determinism, distributed shards, pinned uint8 batches."""
 from __future__ import annotations
 
+import logging
 import os
 
+import pytest
 import torch
 
 from resnet3d.data import ClipSampler, DataConfig, build_dataset, build_loader, set_epoch
@@ -167,6 +169,28 @@ def test_more_workers_than_cores_is_one_line_of_ours(motion_set, caplog, monkeyp
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["2 loader worker processes on 1 usable cores (--n_threads / --workers): more workers than cores "
                      "queue for the same cores and rarely load faster; taken as given"]
+
+
+@pytest.mark.parametrize("local_rank, processes, workers, said", [
+    ("0", "1", 4, False),  # 4 workers on 4 cores: fine
+    ("0", "3", 2, False),  # 4 workers asked, divided among 3 processes rounded up: 6, from rounding alone
+    ("0", "3", 3, True),  # 3 processes x 3 workers on 4 cores: said by the machine's first process
+    ("1", "3", 3, False),  # ... and by no other
+])
+def test_the_workers_of_a_machines_processes_are_counted_together(monkeypatch, caplog, local_rank, processes,
+                                                                   workers, said):
+    from resnet3d.data import loader as loader_module
+
+    monkeypatch.setattr(loader_module, "usable_cores", lambda: 4)
+    monkeypatch.setattr(loader_module, "_warned_worker_counts", set())
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", processes)
+    with caplog.at_level(logging.WARNING, logger="resnet3d.data"):
+        loader_module.warn_many_workers(workers)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == (["3 processes with 3 loader workers each on 4 usable cores (--n_threads / --workers: the "
+                      "machine's workers, shared among its processes): more workers than cores queue for the same "
+                      "cores and rarely load faster; taken as given"] if said else [])
 
 
 def test_persistent_workers_exit_normally_when_the_program_ends(motion_set, tmp_path):

@@ -113,15 +113,25 @@ atexit.register(lambda: release_workers(*list(_with_persistent_workers)))
 
 
 def warn_many_workers(num_workers: int) -> None:
-    """At most one line per worker count and process (rank 0 only in a distributed run)."""
+    """At most one line per worker count and process, from the first process of each machine:
+    the workers of all the machine's processes (torchrun's and ``--nproc-per-node``'s set
+    LOCAL_WORLD_SIZE) share its cores, so they are counted together."""
     cores = usable_cores()
-    if num_workers <= cores or num_workers in _warned_worker_counts:
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    # (each process takes its share of the machine's workers rounded up: up to processes - 1 more
+    # than asked, which the default count, cores - 1, then exceeds without anyone asking for it)
+    if num_workers * processes <= cores + processes - 1 or num_workers in _warned_worker_counts:
         return
     _warned_worker_counts.add(num_workers)
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+    if int(os.environ.get("LOCAL_RANK", "0")) != 0:  # the machine's other processes would say the same
         return
-    log.warning("%d loader worker processes on %d usable cores (--n_threads / --workers): more workers than "
-                "cores queue for the same cores and rarely load faster; taken as given", num_workers, cores)
+    if processes > 1:
+        log.warning("%d processes with %d loader workers each on %d usable cores (--n_threads / --workers: the "
+                    "machine's workers, shared among its processes): more workers than cores queue for the same "
+                    "cores and rarely load faster; taken as given", processes, num_workers, cores)
+    else:
+        log.warning("%d loader worker processes on %d usable cores (--n_threads / --workers): more workers than "
+                    "cores queue for the same cores and rarely load faster; taken as given", num_workers, cores)
 
 
 class ClipSampler(Sampler):
