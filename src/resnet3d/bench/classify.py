@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from resnet3d.bench.common import cpu_seconds, emit
+from resnet3d.bench.common import add_model_flags, cpu_seconds, emit
 from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.errors import UserError
 from resnet3d.hardware import DEFAULT_WORKERS_RULE, default_num_workers
@@ -57,12 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              help="a checkpoint, as classify's --model reads it; its architecture, clip size and normalisation "
                   "replace the model flags (default: the model of the flags below with random weights, seed 0, "
                   "fed as the companion tool fed its models: 0-255 minus the ActivityNet mean)")
-    parser.add_argument("--model", default="resnet")
-    parser.add_argument("--model_depth", type=int, default=18)
-    parser.add_argument("--n_classes", type=int, default=400)
-    parser.add_argument("--resnet_widen_factor", type=float, default=1.0, help="the successor's width multiplier")
-    parser.add_argument("--sample_size", type=int, default=112)
-    parser.add_argument("--sample_duration", type=int, default=16)
+    add_model_flags(parser)
     parser.add_argument("--batch_size", type=int, default=32, help="clips per model batch, both sides (classify's "
                                                                    "and the companion tool's default)")
     parser.add_argument("--n_threads", type=int, default=default_num_workers(),

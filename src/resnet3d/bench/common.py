@@ -5,6 +5,7 @@ Figures are plain numbers with their unit in the key (``clips_per_s``, ``frames_
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -60,3 +61,14 @@ def time_call(fn: Callable[[], Any], repeat: int = 1) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The model and clip flags of the recognition benchmarks (``bench test``, ``bench classify``),
+    named as the successor's: both sides of each build their model from them."""
+    parser.add_argument("--model", default="resnet")
+    parser.add_argument("--model_depth", type=int, default=18)
+    parser.add_argument("--n_classes", type=int, default=400)
+    parser.add_argument("--resnet_widen_factor", type=float, default=1.0, help="the successor's width multiplier")
+    parser.add_argument("--sample_size", type=int, default=112)
+    parser.add_argument("--sample_duration", type=int, default=16)

@@ -35,7 +35,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 
-from resnet3d.bench.common import cpu_seconds, emit
+from resnet3d.bench.common import add_model_flags, cpu_seconds, emit
 from resnet3d.bench.pil_frames import PilFrameTransform
 from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.data.config import DECODE_DEVICES
@@ -57,12 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                   "many workers busy from a few generated ones")
     add_flag(parser, "--height", type=int, default=240, help="synthetic frame height")
     add_flag(parser, "--width", type=int, default=320, help="synthetic frame width")
-    parser.add_argument("--model", default="resnet")
-    parser.add_argument("--model_depth", type=int, default=18)
-    parser.add_argument("--n_classes", type=int, default=400)
-    parser.add_argument("--resnet_widen_factor", type=float, default=1.0, help="the successor's width multiplier")
-    parser.add_argument("--sample_size", type=int, default=112)
-    parser.add_argument("--sample_duration", type=int, default=16)
+    add_model_flags(parser)
     parser.add_argument("--batch_size", type=int, default=32, help="views per batch (ours)")
     parser.add_argument("--n_threads", type=int, default=default_num_workers(),
                         help=f"decoding workers, both sides (default: {DEFAULT_WORKERS_RULE})")
