@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, IO, Iterator, List, Set, Tuple, Union
+from typing import Any, Callable, IO, Iterable, Iterator, List, Set, Tuple, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -33,6 +33,26 @@ def _final_mode(path: Path) -> int:
         return path.stat().st_mode & 0o7777
     except OSError:
         return 0o666 & ~_UMASK
+
+
+# what ``atomic_open`` adds to a file's name X for its temporary file, ``.X<TEMPORARY_SUFFIX>``
+# (mkstemp's 8 random characters): how the removers of what killed writes left know their own
+TEMPORARY_SUFFIX = r"\.[a-z0-9_]{8}\.tmp"
+
+
+def remove_leftovers(paths: Iterable[Path], unit: str = "KiB") -> List[str]:
+    """Remove ``paths`` (temporary files killed writes left, found by the caller under its run's
+    lock); "name (size unit)" of each removed, in their order. One that cannot be removed stays."""
+    scale = {"KiB": 2**10, "MiB": 2**20}[unit]
+    removed = []
+    for path in paths:
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except OSError:
+            continue
+        removed.append(f"{path.name} ({size / scale:.1f} {unit})")
+    return removed
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from resnet3d.errors import UserError
-from resnet3d.fileio import atomic_torch_save
+from resnet3d.fileio import atomic_torch_save, remove_leftovers
 
 FORMAT = "resnet3d"
 FORMAT_VERSION = 1
@@ -192,15 +192,7 @@ def remove_partial_writes(result_path: Path) -> List[str]:
     """Remove the temporary files of checkpoint writes a killed run left (``.model_3.pth.x1y2.tmp``:
     atomic writes go to such a file, then rename it). Called under the run's lock, when no other
     run can be writing them; returns the names removed."""
-    removed = []
-    for partial in Path(result_path).glob(".model_*.pth.*.tmp"):
-        try:
-            size = partial.stat().st_size
-            partial.unlink()
-        except OSError:
-            continue
-        removed.append(f"{partial.name} ({size / 2**20:.1f} MiB)")
-    return sorted(removed)
+    return sorted(remove_leftovers(Path(result_path).glob(".model_*.pth.*.tmp"), unit="MiB"))
 
 
 def previous_run_files(result_path: Path) -> List[Path]:

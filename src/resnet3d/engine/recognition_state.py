@@ -23,14 +23,10 @@ import torch
 
 from resnet3d.engine import results as resultfiles
 from resnet3d.errors import UserError
+from resnet3d.fileio import TEMPORARY_SUFFIX, remove_leftovers
 
 if TYPE_CHECKING:  # (predict imports this module: its options only annotate here)
     from resnet3d.engine.predict import RecognitionOptions
-
-
-# mkstemp's part of a temporary file's name: 8 characters of these (``fileio.atomic_open`` names
-# the temporary file of X ``.X.<8>.tmp``)
-_TEMPORARY = r"\.[a-z0-9_]{8}\.tmp"
 
 
 def remove_partial_writes(output: Path) -> List[str]:
@@ -39,20 +35,12 @@ def remove_partial_writes(output: Path) -> List[str]:
     (another output's, a file of the user's). Called by rank 0 under the results file's lock, when
     no other run can be writing them; returns the names removed, with their sizes."""
     name = re.escape(output.name)
-    ours = re.compile(rf"(\.{name}|\.\.{name}\.state\.json|\.\.{name}\.rank\d+of\d+\.json){_TEMPORARY}")
+    ours = re.compile(rf"(\.{name}|\.\.{name}\.state\.json|\.\.{name}\.rank\d+of\d+\.json){TEMPORARY_SUFFIX}")
     try:
         names = sorted(entry.name for entry in os.scandir(output.parent) if ours.fullmatch(entry.name))
     except FileNotFoundError:  # no folder yet: nothing left in it
         return []
-    removed = []
-    for partial in (output.parent / name for name in names):
-        try:
-            size = partial.stat().st_size
-            partial.unlink()
-        except OSError:
-            continue
-        removed.append(f"{partial.name} ({size / 2**10:.1f} KiB)")
-    return removed
+    return remove_leftovers(output.parent / name for name in names)
 
 
 def start_state(output: Path, options: RecognitionOptions, settings: Dict[str, Any],
