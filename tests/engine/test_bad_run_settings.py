@@ -43,9 +43,17 @@ def test_a_last_batch_of_one_tiny_clip_names_the_batch_size(motion_data, tmp_pat
     assert not (tmp_path / "run" / "train_batch.log").exists()
     # frozen BatchNorm normalises with its running statistics: a batch of one clip trains
     assert _main(motion_data, tmp_path / "frozen", "--batch_size", "59", "--no_val", "--freeze-bn") == 0
-    # batches of one clip throughout: the first step fails, leaving the logs' headers only
-    assert _main(motion_data, tmp_path, "--batch_size", "1", "--no_val") == 2
-    assert "a training batch of one clip" in capsys.readouterr().err
+    # batches of one clip throughout: refused before the first step too (it was found at the first
+    # step, where each process of a run with a global --batch_size 2 on two said it again)
+    assert _main(motion_data, tmp_path / "ones", "--batch_size", "1", "--no_val") == 2
+    err = capsys.readouterr().err
+    assert "a training batch of one clip" in err and "pass a --batch_size of 2 or more" in err
+    assert not (tmp_path / "ones" / "run" / "train_batch.log").exists()
+    # a run that fails at its first step (its clips too small for DenseNet) leaves the logs' headers only
+    assert main(["main", *data_args(motion_data), "--result_path", str(tmp_path / "run"), "--n_epochs", "1",
+                 "--no_cuda", "--model", "densenet", "--model_depth", "121", "--n_classes", "2", "--sample_size",
+                 "32", "--sample_duration", "4", "--n_threads", "0", "--batch_size", "2", "--no_val"]) == 2
+    assert "too small for densenet-121" in capsys.readouterr().err
     assert (tmp_path / "run" / "train_batch.log").exists()
     # the corrected command runs (it was refused until --overwrite), and says what it replaced
     assert _main(motion_data, tmp_path, "--batch_size", "4", "--no_val", "--max-steps-per-epoch", "1") == 0

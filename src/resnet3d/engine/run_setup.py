@@ -208,10 +208,12 @@ def _refuse_other_batching_mid_epoch(start: Start, batch_size: int, world_size: 
 
 
 def _last_batch_of_one_fails(state: Run) -> bool:
-    """Whether this process's epochs end in a batch of one clip that BatchNorm cannot train on:
-    a BatchNorm layer (not frozen) that sees a single value per channel for one clip."""
+    """Whether this process's epochs hold a batch of one clip that BatchNorm cannot train on (the
+    last, or every batch when each process's batch is one clip): a BatchNorm layer (not frozen)
+    that sees a single value per channel for one clip."""
     loader = state.train_loader
-    if len(loader.sampler) % loader.batch_size != 1 or steps_per_epoch(state) < len(loader):
+    every_batch = loader.batch_size == 1  # (a global --batch_size 2 on two processes, say)
+    if not every_batch and (len(loader.sampler) % loader.batch_size != 1 or steps_per_epoch(state) < len(loader)):
         return False
     if state.config.finetune.freeze_bn:
         return False
@@ -236,15 +238,21 @@ def single_value_batch_error(state: Run) -> UserError:
     data, run = state.config.data, state.config.run
     n_train = len(state.train_loader.dataset)
     world = state.info.world_size
-    shares = ""
-    if world > 1:  # each process batches its own share: the global numbers alone do not show the 1
-        shares = (f"; each of the {world} processes takes {len(state.train_loader.sampler)} of them in batches "
-                  f"of {state.train_loader.batch_size}")
+    if state.train_loader.batch_size == 1:  # every batch, not the last one alone
+        fix = f"pass a --batch_size of {2 * world} or more"
+        if world > 1:
+            fix += (f" (--batch_size {run.batch_size} is the global batch: each of the {world} processes takes "
+                    "batches of 1)")
+    else:
+        shares = ""
+        if world > 1:  # each process batches its own share: the global numbers alone do not show the 1
+            shares = (f"; each of the {world} processes takes {len(state.train_loader.sampler)} of them in "
+                      f"batches of {state.train_loader.batch_size}")
+        fix = (f"pass a --batch_size that does not leave a last batch of one clip ({n_train} training clips per "
+               f"epoch, --batch_size {run.batch_size}{shares})")
     return UserError(
         f"a training batch of one clip leaves a BatchNorm layer a single value per channel at "
-        f"--sample_size {data.sample_size} --sample_duration {data.sample_duration}: pass a --batch_size "
-        f"that does not leave a last batch of one clip ({n_train} training clips per epoch, --batch_size "
-        f"{run.batch_size}{shares}), or a larger --sample_size")
+        f"--sample_size {data.sample_size} --sample_duration {data.sample_duration}: {fix}, or a larger --sample_size")
 
 
 def mapped_targets(targets: torch.Tensor, target_map: torch.Tensor) -> torch.Tensor:
