@@ -17,7 +17,7 @@ from typing import NoReturn, Optional, Sequence
 
 from resnet3d import __version__
 from resnet3d.cliargs import DefaultsHelpFormatter
-from resnet3d.errors import UserError, describe_os_error, missing_package, user_error_text
+from resnet3d.errors import AlreadySaid, UserError, describe_os_error, missing_package, user_error_text
 
 # name -> one-line summary (the module is resnet3d.commands.<name>)
 COMMANDS = {
@@ -172,6 +172,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     except UserError as error:
         print(f"resnet3d {command}: error: {user_error_text(error)}", file=sys.stderr)
         return 2
+    except AlreadySaid as said:  # every process of the run knows, and it is said once per machine
+        return said.status
     except OSError as error:
         # A path the file system refuses (a file where a folder must go, no permission, a full
         # disk): the user's to fix, so one line. An OSError without a file name may be a bug; a

@@ -12,6 +12,16 @@ class UserError(Exception):
     """
 
 
+class AlreadySaid(Exception):
+    """A failure that every process of a run has learned of and whose lines are said already (by
+    each machine's first process, ``distributed.say_failures``): the command exits with ``status``
+    and prints nothing more."""
+
+    def __init__(self, status: int = 1) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 def missing_package(what: str, module: str, extra: str) -> UserError:
     """The one wording for an optional package that is not installed, wherever it is found out:
     '--tensorboard needs tensorboard, which is not installed: pip install "resnet3d[tensorboard]"'."""

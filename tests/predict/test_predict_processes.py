@@ -14,7 +14,7 @@ from machines_helpers import two_machines, two_machines_ended
 pytestmark = pytest.mark.slow
 
 
-def _test(motion, checkpoint, output, *launcher, extra=(), status=0):
+def _test(motion, checkpoint, output, *launcher, extra=(), status=0, env=None):
     """``resnet3d test`` in a fresh interpreter (one intra-op thread: the processes share 2 cores);
     (the results, None unless ``status`` is 0) and the finished process. Its exit status must be ``status``."""
     import os
@@ -27,7 +27,8 @@ def _test(motion, checkpoint, output, *launcher, extra=(), status=0):
         capture_output=True, text=True, timeout=300,
         # one intra-op thread; a progress line per video, counting this rank's share ("2/2")
         # (and torchrun's torchelastic_* folder in the test's own temporary folder, not in /tmp)
-        env=dict(os.environ, OMP_NUM_THREADS="1", RESNET3D_PROGRESS_EVERY="0", TMPDIR=str(output.parent)))
+        env=dict(os.environ, OMP_NUM_THREADS="1", RESNET3D_PROGRESS_EVERY="0", TMPDIR=str(output.parent),
+                 **(env or {})))
     assert done.returncode == status, done.stdout + done.stderr
     return (json.loads(output.read_text()) if status == 0 else None), done
 
@@ -85,7 +86,7 @@ def test_no_processes_is_refused(motion, our_checkpoint, tmp_path, capsys):
     assert "--nproc-per-node must be >= 1 (got 0)" in capsys.readouterr().err
 
 
-def _two_machines(motion, checkpoint, tmp_path, *extra, machine1=(), check=True):
+def _two_machines(motion, checkpoint, tmp_path, *extra, machine1=(), check=True, env=None):
     """``resnet3d test`` on two torchrun "machines" on this one, each in a folder of its own
     (machine0, machine1) with a relative ``--output``: each keeps its share where the other cannot
     see it, as on machines without a shared file system. ``machine1``: flags for machine 1 alone.
@@ -100,7 +101,7 @@ def _two_machines(motion, checkpoint, tmp_path, *extra, machine1=(), check=True)
         folder.mkdir(exist_ok=True)
     # TMPDIR: torchrun's folders in the test's; not the machines' own folders, whose longer path
     # made the loader worker's socket path (TMPDIR/pymp-*/listener-*) pass the 108-byte limit
-    env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))
+    env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path), **(env or {}))
     run = two_machines if check else two_machines_ended
     return run(
         [[sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
@@ -234,3 +235,69 @@ def test_a_start_up_error_under_nproc_per_node_is_said_once(motion, our_checkpoi
     _, done = _test(motion, our_checkpoint, output, extra=["--nproc-per-node", "2", *flags], status=2)
     assert done.stderr.count("resnet3d: error") == 1 and said in done.stderr, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+# Loaded at start-up by every interpreter of the run (PYTHONPATH): rank FAIL_RANK's model raises
+# at its FAIL_AT-th batch, as a GPU out of memory part way through a share would
+# (the rank is read at each batch: the processes --nproc-per-node starts learn theirs after start-up)
+_FAILING_RANK = """
+import os
+if "FAIL_RANK" in os.environ:
+    from resnet3d.engine import scoring
+    calls = [0]
+    submit = scoring.Scorer.submit
+    def failing_submit(self, rows, meta):
+        calls[0] += 1
+        if os.environ.get("RANK") == os.environ["FAIL_RANK"] and calls[0] == int(os.environ["FAIL_AT"]):
+            raise RuntimeError("out of memory (made by the test)")
+        return submit(self, rows, meta)
+    scoring.Scorer.submit = failing_submit
+"""
+
+
+def _failing_rank(tmp_path, rank, at):
+    """The environment that makes rank ``rank`` fail at its ``at``-th model batch."""
+    import os
+
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(_FAILING_RANK)
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "FAIL_RANK": str(rank), "FAIL_AT": str(at)}
+
+
+def test_a_process_that_fails_part_way_lets_the_others_finish(motion, our_checkpoint, tmp_path):
+    """Rank 1's model fails at its first batch, after the processes started recognising: it said
+    its error and ended, and rank 0, at the gather, printed gloo's "Connection closed by peer"
+    with a traceback. Now rank 1 says its error at once and waits; rank 0 finishes its share,
+    which goes into the results file; every process ends with status 1 and one closing line says
+    what the file holds and how to continue, which --resume then does."""
+    one, _ = _test(motion, our_checkpoint, tmp_path / "one.json")
+    output = tmp_path / "two.json"
+    _, done = _test(motion, our_checkpoint, output, extra=["--nproc-per-node", "2"], status=1,
+                    env=_failing_rank(tmp_path, 1, 1))
+    said = done.stdout + done.stderr
+    assert said.count("resnet3d: error (rank 1): RuntimeError: out of memory (made by the test)") == 2, said
+    assert "the other processes finish their shares" in said  # said at once, by rank 1
+    assert "recognition ended by the error above: 2 of the 4 videos have results in" in said
+    assert "continue with --resume" in said
+    assert said.count("Traceback") == 1 and "failing_submit" in said  # rank 1's own, for a bug report
+    assert "Connection closed" not in said
+    kept = json.loads(output.read_text())["results"]
+    assert kept == {video: one["results"][video] for video in kept} and len(kept) == 2
+    assert not list(tmp_path.glob(".two.json.rank*"))  # the shares are in the results file
+    resumed, _ = _test(motion, our_checkpoint, output, extra=["--nproc-per-node", "2", "--resume"])
+    _same_results(resumed, one)
+
+
+def test_a_machine_that_fails_part_way_is_said_on_both(motion, our_checkpoint, tmp_path):
+    """The same on two torchrun machines: machine 0 (rank 0) finishes and writes its share into its
+    results file, and says machine 1's error too, where it printed a gloo traceback."""
+    ended = _two_machines(motion, our_checkpoint, tmp_path, check=False, env=_failing_rank(tmp_path, 1, 1))
+    for node, (out, err, status) in enumerate(ended):
+        both = out + err
+        assert "exitcode  : 1 " in err, f"machine {node}:\n{both}"  # (torchrun's report)
+        assert "resnet3d: error (rank 1): RuntimeError: out of memory (made by the test)" in both, both
+        assert "recognition ended by the error above: 2 of the 4 videos have results in results.json" in both
+        assert "Connection closed" not in both
+    assert len(json.loads((tmp_path / "machine0" / "results.json").read_text())["results"]) == 2

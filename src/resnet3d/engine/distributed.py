@@ -168,6 +168,12 @@ def say_failures(failure: Optional[UserError], info: DistInfo) -> None:
     machine: there, where the user reads that machine's output, nothing said why the run ended."""
     texts: List[Optional[str]] = [None] * info.world_size
     dist.all_gather_object(texts, None if failure is None else user_error_text(failure))
+    say_each_rank(texts, info)
+
+
+def say_each_rank(texts: Sequence[Optional[str]], info: DistInfo) -> None:
+    """``texts``: each rank's error, or None (every rank holds the same list). Said by each
+    machine's first process, each distinct error once, with the ranks it came from."""
     if info.local_rank != 0:  # (ranks run machine by machine: rank 0 is its machine's first)
         return
     ranks: Dict[str, List[int]] = {}

@@ -32,7 +32,10 @@ and writes one results file (formats: ``resnet3d.engine.results``). How it runs:
   no shared file system, and rank 0 writes the one results file
   (``recognition_state.merge_shares``). A start-up step that one process fails (its machine
   lacks the videos, say) ends them all, its error said once, as in training
-  (``distributed.on_every_rank``).
+  (``distributed.on_every_rank``). A process that fails part way through its share (out of
+  memory, a dead loader worker) says so at once, keeps what it scored, and waits at the gather
+  while the others finish theirs: the results file gets every process's work, and every process
+  ends with the error (``recognition_state.failure_of``, ``say_failed_run``).
 """
 from __future__ import annotations
 
@@ -56,13 +59,14 @@ from resnet3d.data.decode_share import DecodeShare
 from resnet3d.engine.feed import AHEAD, Waits, decode_thread, on_device_of, started_ahead, with_index
 from resnet3d.engine.model_start import check_clip_fits
 from resnet3d.engine.precision import autocast_dtype
-from resnet3d.engine.recognition_state import merge_shares, remove_partial_writes, start_state
+from resnet3d.engine.recognition_state import (failure_of, merge_shares, remove_partial_writes, say_failed_run,
+                                               start_state)
 from resnet3d.engine.run_lock import ResultsLock
 from resnet3d.engine.scoring import (CpuThreadSplit, RowBatcher, Scorer, Tally, autotune_convolutions,
                                      prepare_for_inference, prepare_model, result_entry)
 from resnet3d.engine.signals import signal_of, stopped_by
 from resnet3d.engine.windows import ViewPlan, WindowDataset, assemble_views, group_units
-from resnet3d.errors import UserError
+from resnet3d.errors import AlreadySaid, UserError
 from resnet3d.progress import Progress
 from resnet3d.output_paths import refuse_input_as_output
 
@@ -409,8 +413,7 @@ def run_recognition(
             """The interrupt that ends the run: the command's one line says what is saved and how to
             go on, and exits with the signal's status."""
             kept = len(writer.results) + len(writer.errors)  # what writer.save() writes
-            how = ("recognising again with the same weights and settings continues from them"
-                   if options.resume is None else "continue with --resume")
+            how = how_to_continue(options)
             if dist.distributed:  # (each process saves its own share; counting them all would need the others)
                 saved = (f"{kept} of the {len(mine)} videos of rank {dist.rank} are saved in the partial files "
                          f"beside {out_path}")
@@ -419,6 +422,9 @@ def run_recognition(
             return stopped_by(signal_of(interrupt), f"{saved}; {how}")
 
         failed = set()  # units whose JPEGs did not decode here: their later chunks are dropped
+        # this process's error part way through its share (several processes): said now, and at the
+        # gather every process learns of it. Raised, it left the others a gloo traceback at the gather
+        failure: Optional[Tuple[str, int]] = None
         try:
             for chunk, decoding, waits in _decoded_ahead(loader, options.plan, assemble_on, dataset.decode_share):
                 if first_chunk is None:
@@ -453,19 +459,31 @@ def run_recognition(
         except KeyboardInterrupt as interrupt:
             # Ctrl-C or SIGTERM: what was scored is saved below (finally)
             raise stopped(interrupt) from None
+        except Exception as error:  # (one process: the error as it is, after the save below)
+            try:  # the batch in flight was scored before the error (a later batch failed): kept too
+                book(scorer.drain())
+            except Exception:
+                pass  # the error's own cause (a broken device): what was booked before stays
+            if not dist.distributed:
+                raise
+            failure = failure_of(error, dist.rank)
         finally:
             # whatever happened, what was scored stays on disk for --resume
             threads.restore()
             writer.save()
             progress.close()
-        if tally.units:  # every view was scored, so every video must be complete
+        if tally.units and failure is None:  # every view was scored, so every video must be complete
             raise RuntimeError(f"recognition ended with {len(tally.units)} incomplete videos")
 
         if dist.distributed:
             # this process's share, saved above, stays on disk until the results file holds it;
             # the closing line and the summary speak of the whole run, not of rank 0's share
             try:
-                counts = merge_shares(out_path, options, state, writer, counts, order, gather_group, dist.is_main)
+                merged = merge_shares(out_path, options, state, writer, counts, order, gather_group, dist.is_main,
+                                      failure=failure)
+                counts = merged.counts
+                if any(merged.failures):
+                    raise AlreadySaid(say_failed_run(merged, dist, out_path, len(units), how_to_continue(options)))
             except KeyboardInterrupt as interrupt:
                 # a signal while rank 0 waited in the gather, taken once the gather ended (the other
                 # processes, stopped by it too, hung up): the same line as a stop during recognition,
@@ -499,6 +517,14 @@ def run_recognition(
         return summary
     finally:
         lock.release()
+
+
+def how_to_continue(options: RecognitionOptions) -> str:
+    """How a stopped run's saved results are continued: ``resnet3d main`` continues what the same
+    weights and settings made by itself; ``resnet3d test`` is asked to, with --resume."""
+    if options.resume is None:
+        return "recognising again with the same weights and settings continues from them"
+    return "continue with --resume"
 
 
 def _decoded_ahead(chunks: Iterable[dict], plan: ViewPlan, device: Optional[torch.device],

@@ -17,7 +17,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -229,11 +229,21 @@ def _shares_elsewhere(output: Path, dist: Any, device: torch.device, resume: boo
     return merged, sum(n_stale for _, n_stale in gathered or [])
 
 
+class Merged(NamedTuple):
+    """What ``merge_shares`` tells every rank: the whole run's ``counts``, each rank's ``failure``
+    (its error's line and exit status, None where its share ended well) and how many videos the
+    results file holds now (``kept``: scored and unreadable, this run's and earlier runs')."""
+    counts: Dict[str, int]
+    failures: List[Optional[Tuple[str, int]]]
+    kept: int
+
+
 def merge_shares(output: Path, options: RecognitionOptions, state: Dict[str, Any],
-                  share: resultfiles.ResultWriter, counts: Dict[str, int], order: Sequence[str],
-                  group: Optional[Any], is_main: bool) -> Dict[str, int]:
-    """Every rank's finished share to rank 0 over ``group``, which writes the one results file;
-    then each rank removes its share file. Returns the counts of the whole run, on every rank.
+                 share: resultfiles.ResultWriter, counts: Dict[str, int], order: Sequence[str],
+                 group: Optional[Any], is_main: bool, failure: Optional[Tuple[str, int]] = None) -> Merged:
+    """Every rank's share to rank 0 over ``group``, which writes the one results file; then each
+    rank removes its share file. ``failure``: this rank's error (line, exit status) when its share
+    stopped part way: what it scored is merged all the same, and every rank learns of the error.
 
     The shares travel over the process group, not through the files beside the output, so ranks
     on machines without a shared file system end with the whole file on rank 0's machine.
@@ -246,13 +256,14 @@ def merge_shares(output: Path, options: RecognitionOptions, state: Dict[str, Any
         "resnet3d: this process's share is recognised; waiting for the other processes' shares",
         file=sys.stderr, flush=True))
     note.daemon = True
-    if is_main:
+    if is_main and failure is None:
         note.start()
     try:
-        shares = gather_object({"results": share.results, "errors": share.errors, "counts": counts}, group)
+        shares = gather_object({"results": share.results, "errors": share.errors, "counts": counts,
+                                "failure": failure}, group)
     finally:
         note.cancel()
-    totals = None
+    merged = None
     if is_main and shares is not None:
         writer = resultfiles.ResultWriter(output, options.flavour, options.save_every, earlier=state, order=order)
         for each in shares:
@@ -260,7 +271,44 @@ def merge_shares(output: Path, options: RecognitionOptions, state: Dict[str, Any
         writer.save()
         for path in resultfiles.partial_paths(output):  # this run's shares, and earlier ones now merged
             path.unlink(missing_ok=True)
-        totals = {key: sum(each["counts"][key] for each in shares) for key in counts}
-    totals = broadcast_object(totals, group)  # (and: the results file is written)
+        merged = Merged(counts={key: sum(each["counts"][key] for each in shares) for key in counts},
+                        failures=[each["failure"] for each in shares],
+                        kept=len(writer.results) + len(writer.errors))
+    merged = broadcast_object(merged, group)  # (and: the results file is written)
     share.path.unlink(missing_ok=True)  # on a machine of its own, no other process removes it
-    return totals
+    return Merged(*merged)
+
+
+def failure_of(error: Exception, rank: int) -> Tuple[str, int]:
+    """This process's error while it recognised its share, as (line, exit status) for
+    ``merge_shares``. Said here at once, by this process: the others may work on for hours before
+    the gather, and nobody else knows of it until then (an error that is not the user's keeps its
+    traceback, for a bug report)."""
+    from resnet3d.engine.worker_process import say_once
+    from resnet3d.errors import user_error_text
+
+    if isinstance(error, UserError):
+        text, status = user_error_text(error), 2
+    else:
+        import traceback
+
+        traceback.print_exception(error, file=sys.stderr)
+        text, status = f"{type(error).__name__}: {error}", 1
+    say_once(f"resnet3d: error (rank {rank}): {text}; the other processes finish their shares, then the run "
+             "ends (what this one scored is kept)")
+    return text, status
+
+
+def say_failed_run(merged: Merged, dist: Any, output: Path, total: int, how: str) -> int:
+    """Each machine's first process says the errors that stopped some ranks' shares and what the
+    results file holds now; the exit status of every process (2 when every error was the user's,
+    as one process's would be)."""
+    from resnet3d.engine.distributed import say_each_rank
+    from resnet3d.engine.worker_process import say_once
+
+    failed = [failure for failure in merged.failures if failure is not None]
+    say_each_rank([None if failure is None else failure[0] for failure in merged.failures], dist)
+    if dist.local_rank == 0:
+        say_once(f"resnet3d: recognition ended by the error above: {merged.kept} of the {total} videos have results "
+                 f"in {output}; {how}")
+    return 2 if all(status == 2 for _, status in failed) else 1

@@ -13,7 +13,7 @@ import sys
 from typing import Callable, NoReturn, Tuple
 
 from resnet3d.engine.signals import signal_of, stop_with_the_launcher
-from resnet3d.errors import UserError, user_error_text
+from resnet3d.errors import AlreadySaid, UserError, user_error_text
 
 
 def run_as_worker(work: Callable[[], int], interrupted: str) -> int:
@@ -65,6 +65,8 @@ def _status(work: Callable[[], int], interrupted: str) -> Tuple[int, bool]:
     except UserError as error:
         say_once(f"resnet3d: error (rank {os.environ.get('RANK', '?')}): {user_error_text(error)}")
         return 2, True
+    except AlreadySaid as said:  # every process knows of the failure and ends with it
+        return said.status, False
     except RuntimeError as error:
         # a loader worker that died: the one line `resnet3d` says on one process, where torch's
         # launcher gave the loader's traceback (as the repr of a dict) inside its failure line
