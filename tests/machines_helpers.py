@@ -48,3 +48,40 @@ def _kill(launchers: Sequence[subprocess.Popen]) -> None:
     for launcher in launchers:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
+
+
+# Loaded at start-up by every interpreter of a run (through PYTHONPATH): FAIL_TARGET
+# ("module:attribute", a function or a class's method) raises in rank FAIL_RANK at its FAIL_AT-th
+# call, as a GPU out of memory part way through a run would. (The rank is read at each call: the
+# processes --nproc-per-node starts learn theirs after start-up.)
+_FAILING_RANK = """
+import os
+if "FAIL_TARGET" in os.environ:
+    import importlib
+    module_name, _, attribute = os.environ["FAIL_TARGET"].partition(":")
+    owner = importlib.import_module(module_name)
+    *path, name = attribute.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    original = getattr(owner, name)
+    calls = [0]
+    def failing(*args, **kwargs):
+        calls[0] += 1
+        if os.environ.get("RANK") == os.environ["FAIL_RANK"] and calls[0] == int(os.environ["FAIL_AT"]):
+            raise RuntimeError("out of memory (made by the test)")
+        return original(*args, **kwargs)
+    setattr(owner, name, failing)
+"""
+
+FAILURE_TEXT = "RuntimeError: out of memory (made by the test)"
+
+
+def failing_rank(folder: os.PathLike, target: str, rank: int, at: int) -> dict:
+    """Environment variables that make ``target`` ("module:attribute") fail in rank ``rank`` at its
+    ``at``-th call (``FAILURE_TEXT``); the start-up module that does it is written into ``folder``."""
+    site = os.path.join(folder, "failing-rank")
+    os.makedirs(site, exist_ok=True)
+    with open(os.path.join(site, "sitecustomize.py"), "w") as file:
+        file.write(_FAILING_RANK)
+    path = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "FAIL_TARGET": target, "FAIL_RANK": str(rank), "FAIL_AT": str(at)}

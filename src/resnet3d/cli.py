@@ -186,11 +186,18 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         # torch's error for a loader worker that died (the out-of-memory killer, most often): one
         # line with the cause and the fix, not the loader's traceback (training saves its steps first)
         from resnet3d.data.loader import worker_death
+        from resnet3d.engine.distributed import peer_gone, peer_gone_line
 
         died = worker_death(error)
-        if died is None:
+        if died is not None:
+            print(f"resnet3d {command}: error: {died}", file=sys.stderr)
+            return 1
+        # a collective of a torchrun process whose peer ended: one line, not torch's traceback
+        if not peer_gone(error):
             raise
-        print(f"resnet3d {command}: error: {died}", file=sys.stderr)
+        line = peer_gone_line(command)
+        if line is not None:
+            print(line, file=sys.stderr)
         return 1
     except KeyboardInterrupt as interrupt:
         # a command that can be continued says how in the interrupt's message

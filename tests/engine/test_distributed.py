@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from engine_helpers import TINY, data_args, resnet3d, subprocess_env
-from machines_helpers import two_machines
+from machines_helpers import FAILURE_TEXT, failing_rank, two_machines
 from resnet3d.engine.distributed import free_port
 from resnet3d.engine.logs import read_log
 
@@ -76,6 +76,22 @@ def test_two_torchrun_nodes_on_localhost(motion_data, one_process, tmp_path):
          for rank in (0, 1)], [env, env])
     assert "epoch 2/2" in outputs[0][0] and "epoch 2/2" not in outputs[1][0]
     _assert_same_run(_numbers(motion_data / "ddp_nodes"), one_process)
+
+
+def test_a_process_that_fails_mid_training_under_torchrun(motion_data, tmp_path):
+    """Rank 1's step fails (a GPU out of memory, say): rank 0's next collective printed gloo's
+    "Connection closed by peer" inside a traceback of torch's internals. Now rank 0 says one line
+    that points at the other process and how to continue; rank 1's own error keeps its traceback."""
+    env = dict(subprocess_env(), TMPDIR=str(tmp_path), **failing_rank(tmp_path, "resnet3d.engine.loop:train_step", 1, 2))
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "resnet3d", "main",
+         *data_args(motion_data), "--result_path", str(tmp_path / "run"), *RUN],
+        capture_output=True, text=True, timeout=300, env=env)
+    said = done.stdout + done.stderr
+    assert done.returncode != 0 and FAILURE_TEXT in said, said
+    line = "resnet3d main: error (rank 0): another process of the run ended, so this one stopped"
+    assert said.count(line) == 1 and "--resume auto continues from the last checkpoint written" in said, said
+    assert "Connection closed" not in said and "[rank0]: Traceback" not in said, said
 
 
 def test_the_successors_machines_under_mpirun(motion_data, one_process, tmp_path):

@@ -24,3 +24,26 @@ def test_a_launched_process_ends_after_its_status_is_read_without_interpreter_sh
     shutdown (which could abort it in torch's distributed runtime after a finished run)."""
     assert distributed.launch_local(2, _worker) == {0: 3, 1: 3}
     assert "interpreter shutdown ran" not in capfd.readouterr().err
+
+
+def test_a_peers_end_is_told_from_other_errors(monkeypatch):
+    """gloo's and NCCL's words for a collective whose peer process ended become one line from each
+    machine's first process (the others keep quiet); any other error, and any error of a process
+    that no launcher started, keeps its traceback."""
+    from resnet3d.engine.distributed import peer_gone, peer_gone_line
+
+    gloo = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:1")
+    nccl = RuntimeError("NCCL error in: ProcessGroupNCCL.cpp:1, remote process exited or there was a network error")
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert not peer_gone(gloo)  # one process: no peers
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert peer_gone(gloo) and peer_gone(nccl)
+    assert not peer_gone(RuntimeError("CUDA out of memory")) and not peer_gone(ValueError("Connection closed by peer"))
+    line = peer_gone_line("train")
+    assert line.startswith("resnet3d train: error (rank 2): another process of the run ended") and "--resume auto" in line
+    assert "continue with --resume" in peer_gone_line("test")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert peer_gone_line("train") is None

@@ -187,6 +187,32 @@ def say_each_rank(texts: Sequence[Optional[str]], info: DistInfo) -> None:
             say_once(f"resnet3d: error (rank {', '.join(map(str, where))}): {text}")
 
 
+# What gloo and NCCL say when a collective's peer process is gone (it failed, or was killed)
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote process exited")
+
+
+def peer_gone(error: BaseException) -> bool:
+    """Whether ``error`` is a collective's failure because another process of the run ended: that
+    process's own lines say why, and this one's traceback (inside torch's collective) says nothing
+    more. Only in a process of a launch: a process alone has no peers."""
+    return (launched_by_torchrun() and isinstance(error, RuntimeError)
+            and any(sign in str(error) for sign in _PEER_GONE))
+
+
+def peer_gone_line(command: str) -> Optional[str]:
+    """The line a process says when ``peer_gone``, or None where it keeps quiet: each machine's
+    first process speaks for the machine (eight lines from eight processes said one thing), the
+    others stay quiet; a first process that failed itself has said its own error."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return None
+    if command == "test":
+        saved = "what it scored is saved beside the results file: continue with --resume"
+    else:
+        saved = "--resume auto continues from the last checkpoint written, if any"
+    return (f"resnet3d {command}: error (rank {os.environ.get('RANK', '?')}): another process of the run ended, so "
+            f"this one stopped (the lines of that process, on its machine, say why); {saved}")
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
@@ -321,7 +347,11 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any,
             return said
         failures = "; ".join(f"rank {rank}: {_failure_text(failure)}"
                              for rank, failure in sorted(error.failures.items()))
-        raise UserError(f"a {role} process failed ({failures})") from None
+        # torch's launcher stopped the other processes with SIGTERM: their "then saving a
+        # checkpoint" could not be kept (their peer was gone), hence what continues the run
+        going_on = ("continue with --resume: each saved what it scored" if role == "recognition"
+                    else "--resume auto continues from the last checkpoint written, if any")
+        raise UserError(f"a {role} process failed ({failures}); the others were stopped: {going_on}") from None
     except RuntimeError as error:
         if machines is None:
             raise
