@@ -258,3 +258,25 @@ def test_main_takes_unique_prefixes_of_its_flags_as_the_successor_did():
     assert (args.n_epochs, args.learning_rate, unknown) == (3, 0.5, [])
     _, unknown = build_parser("train").parse_known_args(["--epoch", "3"])
     assert unknown == ["--epoch", "3"]
+
+
+def test_a_command_line_mistake_under_torchrun_is_said_once_per_machine(monkeypatch, capsys, tmp_path):
+    """torchrun gives each of its processes the same command line: a misspelt flag or command was
+    said once per process (the whole overview, for a command). Now by each machine's first process."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(SystemExit) as stop:  # (argparse's way out)
+        cli.main(["train", "--no-such-flag"])
+    assert stop.value.code == 2 and capsys.readouterr().err == ""
+    assert cli.main(["trian"]) == 2 and capsys.readouterr().err == ""
+    monkeypatch.setenv("LOCAL_RANK", "0")  # (rank 1 on a machine of its own: it says it there)
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--no-such-flag"])
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "resnet3d",
+                           "train", "--no-such-flag"], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert done.returncode != 0 and done.stderr.count("unrecognized arguments: --no-such-flag") == 1, done.stderr
