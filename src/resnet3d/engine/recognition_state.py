@@ -292,7 +292,7 @@ def failure_of(error: Exception, rank: int) -> Tuple[str, int]:
     else:
         import traceback
 
-        traceback.print_exception(error, file=sys.stderr)
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)  # (3.9's form)
         text, status = f"{type(error).__name__}: {error}", 1
     say_once(f"resnet3d: error (rank {rank}): {text}; the other processes finish their shares, then the run "
              "ends (what this one scored is kept)")
