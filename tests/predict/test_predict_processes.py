@@ -217,6 +217,20 @@ def test_a_start_up_error_of_one_machine_is_said_on_both(motion, our_checkpoint,
         assert json.loads(earlier.read_text()) == {"results": {}} and not list(earlier.parent.glob("results.*.json"))
 
 
+def test_a_machine_without_the_weights_is_said_on_both(motion, our_checkpoint, tmp_path):
+    """Machine 1 lacks the weights (a checkpoint on machine 0's disk): it said so and ended before
+    the processes met, and machine 0 waited for it in the process group's start-up (torch's 30
+    minutes). The weights now load after the processes meet, as every other check: both machines
+    end at once with status 2 and rank 1's line."""
+    missing = tmp_path / "nothere.pth"
+    ended = _two_machines(motion, our_checkpoint, tmp_path, machine1=["--weights", str(missing)], check=False)
+    for node, (out, err, status) in enumerate(ended):
+        both = out + err
+        assert status != 0 and "exitcode  : 2 " in err, f"machine {node}:\n{both}"  # (torchrun's report)
+        assert both.count(f"resnet3d: error (rank 1): {missing}: no such file") == 1, f"machine {node}:\n{both}"
+        assert not _tracebacks(both), f"machine {node}:\n{both}"
+
+
 @pytest.mark.parametrize("where", ["every process", "rank 0"])
 def test_a_start_up_error_under_nproc_per_node_is_said_once(motion, our_checkpoint, tmp_path, where):
     """``--nproc-per-node 2``: an error every process meets as recognition starts (no videos under

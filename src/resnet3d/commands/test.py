@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from resnet3d.cliargs import add_flag, add_switch
 from resnet3d.data.config import DATASETS, FILE_TYPES, INPUT_TYPES, DataConfig
@@ -172,20 +172,49 @@ STOPPED_AT_ONCE = "stopped at once (a second Ctrl-C); --resume keeps the videos 
 
 
 def _recognise(args: argparse.Namespace) -> int:
-    import math
-
     import torch
+
+    from resnet3d.engine.checkpoint import existing_checkpoint
+    from resnet3d.engine.distributed import destroy_process_group, env_info, init_process_group, on_every_rank
+    from resnet3d.engine.predict import run_recognition
+    from resnet3d.engine.signals import StopRequest
+
+    info = env_info()  # this process's rank among those sharing the videos (one process: rank 0 of 1)
+    device = resolve_device("cpu" if args.no_cuda else args.device)
+    if info.distributed and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    init_process_group(info, device)  # (one process: none)
+    try:
+        # the checks and the weights after the processes met: a machine that lacks the weights (a
+        # checkpoint on one machine's disk) ends every process with its line, where before the
+        # others waited for it in the process group's start-up (30 minutes), and a flag's mistake
+        # is said once, not by every torchrun process
+        prepared = on_every_rank(lambda: _prepare(args, info, device), info, device)
+        if prepared is None:
+            return 2
+        config, loaded = prepared
+        with StopRequest(at_once=True):  # SIGTERM too saves the videos scored so far, as Ctrl-C does
+            summary = run_recognition(
+                config, model=loaded.model, device=device, dist=info, class_names=loaded.class_names,
+                n_clips=args.clips, n_crops=args.crops, output=args.output, resume=args.resume,
+                overwrite=args.overwrite, save_every=args.save_every, show_progress=not args.quiet,
+                inputs=[("--weights", existing_checkpoint(args.weights)[0]),
+                        ("--labels", getattr(args, "labels", None))])
+    finally:
+        destroy_process_group()
+    return 2 if summary is None else 0  # None: a process failed as recognition started, and it was said
+
+
+def _prepare(args: argparse.Namespace, info: Any, device: Any) -> Tuple[Any, Any]:
+    """The flags' checks, the weights (loaded) and the run's settings: (config, loaded model)."""
+    import math
 
     from resnet3d.config import Config, HardwareConfig, InferenceConfig, RunConfig
     from resnet3d.data.config import canonical_subset
-    from resnet3d.engine.checkpoint import existing_checkpoint
-    from resnet3d.engine.predict import run_recognition
-    from resnet3d.engine.signals import StopRequest
     from resnet3d.engine.predict_model import load_inference_model
-    from resnet3d.engine.distributed import destroy_process_group, env_info, init_process_group
     from resnet3d.errors import UserError
 
-    info = env_info()  # this process's rank among those sharing the videos (one process: rank 0 of 1)
     canonical_subset(args.subset)  # an unknown subset name fails before the model loads
     loaded = load_inference_model(args.weights, args)
     for note in loaded.notes if info.is_main else ():
@@ -209,10 +238,6 @@ def _recognise(args: argparse.Namespace) -> int:
                       num_workers=math.ceil(args.n_threads / info.local_world_size),
                       decode_device=getattr(args, "decode_device", "cpu"),
                       **data_settings(args, loaded.recorded_data))
-    device = resolve_device("cpu" if args.no_cuda else args.device)
-    if info.distributed and device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-        torch.cuda.set_device(device)
     config = Config(
         data=data,
         run=RunConfig(result_path=args.result_path, batch_size=args.batch_size, precision=args.precision,
@@ -222,15 +247,4 @@ def _recognise(args: argparse.Namespace) -> int:
                                   average=args.average, top_k=top_k, batch_size=args.batch_size,
                                   fold_bn=args.fold_bn),
     )
-    init_process_group(info, device)  # (one process: none)
-    try:
-        with StopRequest(at_once=True):  # SIGTERM too saves the videos scored so far, as Ctrl-C does
-            summary = run_recognition(
-                config, model=loaded.model, device=device, dist=info, class_names=loaded.class_names,
-                n_clips=args.clips, n_crops=args.crops, output=args.output, resume=args.resume,
-                overwrite=args.overwrite, save_every=args.save_every, show_progress=not args.quiet,
-                inputs=[("--weights", existing_checkpoint(args.weights)[0]),
-                        ("--labels", getattr(args, "labels", None))])
-    finally:
-        destroy_process_group()
-    return 2 if summary is None else 0  # None: a process failed as recognition started, and it was said
+    return config, loaded
