@@ -261,8 +261,9 @@ def test_main_takes_unique_prefixes_of_its_flags_as_the_successor_did():
 
 
 def test_a_command_line_mistake_under_torchrun_is_said_once_per_machine(monkeypatch, capsys, tmp_path):
-    """torchrun gives each of its processes the same command line: a misspelt flag or command was
-    said once per process (the whole overview, for a command). Now by each machine's first process."""
+    """torchrun gives each of its processes the same command line: a misspelt flag or command, a
+    missing config file or lr.lua, was said once per process (the whole overview, for a command).
+    Now by each machine's first process."""
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
@@ -270,10 +271,16 @@ def test_a_command_line_mistake_under_torchrun_is_said_once_per_machine(monkeypa
         cli.main(["train", "--no-such-flag"])
     assert stop.value.code == 2 and capsys.readouterr().err == ""
     assert cli.main(["trian"]) == 2 and capsys.readouterr().err == ""
+    # what follows from the command line and the machine's files alike (a config file, an lr.lua)
+    missing = tmp_path / "missing.toml"
+    assert cli.main(["train", "--config", str(missing)]) == 2 and capsys.readouterr().err == ""
+    assert cli.main(["main", "--lr_path", str(tmp_path / "lr.lua")]) == 2 and capsys.readouterr().err == ""
     monkeypatch.setenv("LOCAL_RANK", "0")  # (rank 1 on a machine of its own: it says it there)
     with pytest.raises(SystemExit):
         cli.main(["train", "--no-such-flag"])
     assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+    assert cli.main(["train", "--config", str(missing)]) == 2
+    assert f"--config {missing}: no such file" in capsys.readouterr().err
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name)
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "resnet3d",

@@ -77,7 +77,9 @@ class CommandParser(argparse.ArgumentParser):
     usage first (73 lines for ``main``), burying the one line that matters."""
 
     def error(self, message: str) -> "NoReturn":  # type: ignore[override]
-        if _another_torchrun_process():  # the same command line, the same mistake: said once per machine
+        from resnet3d.engine.worker_process import another_process_of_the_machine
+
+        if another_process_of_the_machine():  # the same command line, the same mistake: said once per machine
             self.exit(2)
         self.exit(2, f"{self.prog}: error: {message}\n(all its flags: {self.prog} --help)\n")
 
@@ -87,13 +89,6 @@ class CommandParser(argparse.ArgumentParser):
             return ""
         close = difflib.get_close_matches(given.split("=", 1)[0], list(self._option_string_actions), n=1, cutoff=0.7)
         return f" (did you mean {close[0]}?)" if close else ""
-
-
-def _another_torchrun_process() -> bool:
-    """A process torchrun started, other than its machine's first: torchrun gives each process the
-    same command line, so a mistake in it was said once per process (eight times on eight GPUs).
-    Only the command line's mistakes are left to the first: others may be this process's alone."""
-    return {"RANK", "WORLD_SIZE"} <= os.environ.keys() and os.environ.get("LOCAL_RANK", "0") != "0"
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:
@@ -154,8 +149,10 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         print(f"resnet3d {__version__}")
         return 0
     command = argv[0]
+    from resnet3d.engine.worker_process import another_process_of_the_machine
+
     if command not in COMMANDS:
-        if _another_torchrun_process():
+        if another_process_of_the_machine():
             return 2
         close = difflib.get_close_matches(command, COMMANDS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -175,7 +172,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     missing = missing_optional_package(command, args)
     if missing:
-        if not _another_torchrun_process():  # (the machine's packages: the same for its processes)
+        if not another_process_of_the_machine():  # (the machine's packages: the same for its processes)
             print(f"resnet3d {command}: error: {missing}", file=sys.stderr)
         return 2
     module = importlib.import_module(_module_name(command))

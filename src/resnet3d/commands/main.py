@@ -21,10 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from resnet3d.engine.worker_process import another_process_of_the_machine, said_by_the_machines_first_process
+
     widened = unbind_from_launcher() if compat.several_machines(args) else None  # (before cores are counted)
-    config, notices = compat.config_from_args(args)
+    with said_by_the_machines_first_process():  # (under torchrun: each process reads the same flags and files)
+        config, notices = compat.config_from_args(args)
     notices += [widened] if widened else []
-    for notice in notices:
+    for notice in notices if not another_process_of_the_machine() else ():
         print(f"resnet3d main: notice: {notice}", file=sys.stderr)
     from resnet3d.engine.trainer import run as run_training
 

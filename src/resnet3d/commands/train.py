@@ -374,19 +374,23 @@ def check_config_file_paths(config: Config, from_file: Mapping[str, Any], source
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    if config.hardware.nodes > 1 and not args.print_config:
-        widened = unbind_from_launcher()
-        if widened:  # the default worker count again, from the cores now usable
-            print(f"resnet3d train: notice: {widened}", file=sys.stderr)
-            config = config_from_args(args)
-    if args.print_config:
-        json.dump(config.to_dict(), sys.stdout, indent=2)
-        print()
-        return 0
-    source = getattr(args, "config", None)
-    if source:  # the data code's message names a flag (--video_path); this one names the file and key
-        check_config_file_paths(config, read_config_file(source), source)
+    from resnet3d.engine.worker_process import another_process_of_the_machine, said_by_the_machines_first_process
+
+    with said_by_the_machines_first_process():  # (under torchrun: each process reads the same flags and files)
+        config = config_from_args(args)
+        if config.hardware.nodes > 1 and not args.print_config:
+            widened = unbind_from_launcher()
+            if widened:  # the default worker count again, from the cores now usable
+                if not another_process_of_the_machine():
+                    print(f"resnet3d train: notice: {widened}", file=sys.stderr)
+                config = config_from_args(args)
+        if args.print_config:
+            json.dump(config.to_dict(), sys.stdout, indent=2)
+            print()
+            return 0
+        source = getattr(args, "config", None)
+        if source:  # the data code's message names a flag (--video_path); this one names the file and key
+            check_config_file_paths(config, read_config_file(source), source)
     from resnet3d.engine.trainer import run as run_training
 
     return run_training(config)

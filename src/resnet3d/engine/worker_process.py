@@ -7,10 +7,11 @@ process runs its work through ``run_as_worker``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sys
-from typing import Callable, NoReturn, Tuple
+from typing import Callable, Iterator, NoReturn, Tuple
 
 from resnet3d.engine.signals import signal_of, stop_with_the_launcher
 from resnet3d.errors import AlreadySaid, UserError, user_error_text
@@ -79,6 +80,26 @@ def _status(work: Callable[[], int], interrupted: str) -> Tuple[int, bool]:
         if os.environ.get("RANK", "0") == "0":
             print(f"resnet3d: interrupted: {str(interrupt) or interrupted}", file=sys.stderr, flush=True)
         return 128 + signal_of(interrupt), False
+
+
+def another_process_of_the_machine() -> bool:
+    """A process torchrun started, other than its machine's first (LOCAL_RANK 0). torchrun gives
+    each process the same command line, so what follows from it alone is said by the first."""
+    return {"RANK", "WORLD_SIZE"} <= os.environ.keys() and os.environ.get("LOCAL_RANK", "0") != "0"
+
+
+@contextlib.contextmanager
+def said_by_the_machines_first_process() -> Iterator[None]:
+    """For what every process of a machine does alike before the processes meet (reading the
+    command line's settings, its config file, its lr.lua): a UserError there is said by the
+    machine's first process; the others end with the same status and keep quiet (each said it,
+    eight lines on eight GPUs)."""
+    try:
+        yield
+    except UserError:
+        if another_process_of_the_machine():
+            raise AlreadySaid(2) from None
+        raise
 
 
 def say_once(line: str) -> None:
