@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from resnet3d.cliargs import add_flag, add_switch
 
@@ -142,6 +142,16 @@ def check_overlay_destinations(found: List[Tuple[str, str, str]], overlay: str, 
                         "overlay videos do): pass --overwrite to replace them, or choose another --overlay folder")
 
 
+def _out_of_memory(error: RuntimeError, args: argparse.Namespace, loaded: Any, path: str,
+                   saved_in: Optional[Path]) -> Optional[Exception]:
+    """A GPU out of memory while classifying ``path``, as the line with the batch and the fix."""
+    from resnet3d.engine.gpu_memory import describe_clips, out_of_memory_error
+
+    batch = describe_clips(args.batch_size, loaded.sample_duration, loaded.sample_size)
+    kept = f"; the videos classified before it are saved in {saved_in}" if saved_in is not None else ""
+    return out_of_memory_error(error, f"classifying {path} in batches of {batch}", f"lower --batch-size{kept}")
+
+
 def run(args: argparse.Namespace) -> int:
     from resnet3d.classify import ClassifyOptions, classify_video
     from resnet3d.classify.overlay import captions, write_overlay
@@ -208,7 +218,10 @@ def run(args: argparse.Namespace) -> int:
     stop_request = StopRequest(at_once=True).install()
     try:
         for number, (path, name, _) in enumerate(found):
-            record = classify_video(path, name, scorer, loaded.class_names, options, threads)
+            try:
+                record = classify_video(path, name, scorer, loaded.class_names, options, threads)
+            except RuntimeError as error:  # a GPU out of memory: one line, the videos done before kept (finally)
+                raise _out_of_memory(error, args, loaded, path, output if number else None) or error
             if "error" in record:
                 errors += 1
                 print(f"resnet3d classify: {record['error']}; listed with an error entry", file=sys.stderr)

@@ -12,7 +12,7 @@ import itertools
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 
@@ -20,6 +20,7 @@ from resnet3d.data.loader import decode_share_of
 from resnet3d.engine import checkpoint as ckpt
 from resnet3d.engine.compilation import compile_errors_explained
 from resnet3d.engine.distributed import any_rank, barrier
+from resnet3d.engine.gpu_memory import describe_clips, line_from_summary, out_of_memory_error
 from resnet3d.engine.logs import (
     TRAIN_BATCH_COLUMNS,
     TRAIN_COLUMNS,
@@ -142,13 +143,16 @@ def run_epochs(state: Run, stop: StopRequest) -> int:
                 say(info, f"resnet3d: error: non-finite loss at {result.nonfinite}; stopped without saving: {kept}. "
                           "Lower --learning_rate (or check the data) and continue with --resume auto.", sys.stderr)
                 return EXIT_NONFINITE
-            if result.loader_died:
+            broke = result.loader_died
+            if result.out_of_memory is not None:
+                broke = line_from_summary(result.out_of_memory, *_training_memory(state))
+            if broke:
                 kept = f"the last checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
                 if result.steps > skip:  # steps of this epoch were taken: kept as an interrupted epoch
                     kept = f"saved {result_path / ckpt.INTERRUPTED_NAME}"
                     save_from_rank0(state, result_path / ckpt.INTERRUPTED_NAME,
                                     checkpoint_payload(state, epoch - 1, best, result.steps, result.sums))
-                say(info, f"resnet3d: error: at epoch {epoch}, step {result.steps} of {total}: {result.loader_died}; "
+                say(info, f"resnet3d: error: at epoch {epoch}, step {result.steps} of {total}: {broke}; "
                           f"{kept}. Continue with --resume auto.", sys.stderr)
                 return 1
             if result.data_error:
@@ -206,25 +210,42 @@ def run_epochs(state: Run, stop: StopRequest) -> int:
 
 @contextlib.contextmanager
 def _epoch_kept_if_validation_fails(state: Run, epoch: int, best: float) -> Iterator[None]:
-    """A validation set that gives out (every video unreadable, its folder gone) ended the run
-    after the epoch's training and before its checkpoint: the epoch was lost with the error. On
-    one process the epoch is saved first; the error then says where."""
+    """A validation set that gives out (every video unreadable, its folder gone), or a GPU that
+    runs out of memory in validation, ended the run after the epoch's training and before its
+    checkpoint: the epoch was lost with the error. On one process the epoch is saved first; the
+    error then says where."""
     try:
         yield
-    except UserError as error:
-        if state.info.distributed:
+    except (UserError, RuntimeError) as error:
+        out_of_memory = out_of_memory_error(error, *_training_memory(state))  # (or the GPU ran out of memory)
+        if state.info.distributed or (out_of_memory is None and not isinstance(error, UserError)):
             raise
         path = ckpt.epoch_path(Path(state.config.run.result_path), epoch)
         save_from_rank0(state, path, checkpoint_payload(state, epoch, best))
-        raise UserError(f"{user_error_text(error)}; in the validation after epoch {epoch}: its training is saved in "
-                        f"{path}. Fix the validation data (or leave validation out with --no_val), then continue "
-                        "with --resume auto") from None
+        fix = ("Fix the validation data (or leave validation out with --no_val)" if out_of_memory is None
+               else "Make the batch fit (above)")
+        raise UserError(f"{user_error_text(out_of_memory or error)}; in the validation after epoch {epoch}: its "
+                        f"training is saved in {path}. {fix}, then continue with --resume auto") from None
+
+
+def _training_memory(state: Run) -> Tuple[str, str]:
+    """(what ran, what to change) for a GPU that ran out of memory while this run trained or
+    validated (``gpu_memory``)."""
+    data, run = state.config.data, state.config.run
+    world = state.info.world_size
+    per_process = f" per process (--batch_size {run.batch_size} is the global batch)" if world > 1 else ""
+    batch = describe_clips(run.batch_size // world, data.sample_duration, data.sample_size)
+    doing = f"at batches of {batch}{per_process}"
+    fix = "lower --batch_size"
+    if state.parts.amp_dtype is None:  # (fp32: half the activations' memory is there to take)
+        fix += ", or train in bf16 (--precision bf16, on GPUs that take it)"
+    return doing, fix + ", or lower --sample_size / --sample_duration"
 
 
 @contextlib.contextmanager
 def _clip_errors_explained(state: Run) -> Iterator[None]:
-    """torch's errors for clips the model cannot take, and torch.compile's failures (at the first
-    step, or at a new batch shape), as one line with the flags that fix them."""
+    """torch's errors for clips the model cannot take, a GPU out of memory, and torch.compile's
+    failures (at the first step, or at a new batch shape), as one line with the flags that fix them."""
     with compile_errors_explained(state.config.run.compile_mode, "leave out --compile, or --compile-mode none"):
         try:
             yield
@@ -233,6 +254,9 @@ def _clip_errors_explained(state: Run) -> Iterator[None]:
                 raise
             raise single_value_batch_error(state) from None
         except RuntimeError as error:  # (a clip too small for the model fails compiled models' tracing too)
+            out_of_memory = out_of_memory_error(error, *_training_memory(state))
+            if out_of_memory is not None:  # (several processes, and validation: the loop keeps one process's steps)
+                raise out_of_memory from None
             data = state.config.data
             too_small = clip_too_small(error, state.model.model_config, data.sample_duration, data.sample_size)
             if too_small is None:

@@ -24,6 +24,7 @@ from resnet3d.data.decode_share import DecodeShare
 from resnet3d.data.loader import worker_death
 from resnet3d.engine.distributed import DistInfo, all_sum
 from resnet3d.engine.feed import DeviceFeed, HostReadout
+from resnet3d.engine.gpu_memory import ran_out, torch_summary
 from resnet3d.engine.optim import set_lr, set_train_mode
 from resnet3d.engine.schedules import Schedule
 from resnet3d.errors import UserError, user_error_text
@@ -58,6 +59,7 @@ class EpochResult:
     stopped: bool = False  # a stop was requested (signal); the epoch is incomplete
     nonfinite: Optional[str] = None  # a description of the first non-finite loss
     loader_died: Optional[str] = None  # a loader worker died (one process only): why, and the fix
+    out_of_memory: Optional[str] = None  # the GPU ran out of memory (one process only): torch's summary
     data_error: Optional[str] = None  # the data gave out mid-epoch (one process only): the UserError's line
     sums: Dict[str, float] = field(default_factory=dict)  # for an interrupted epoch's checkpoint
     bad_frames: int = 0
@@ -235,7 +237,9 @@ def train_one_epoch(
         # stop its other processes in step from here: the error ends the process (the trainer says
         # it in one line, exit status 1 as on one process, and the launcher stops the others).
         result.loader_died = worker_death(error)
-        if result.loader_died is None or parts.dist.world_size > 1:
+        if result.loader_died is None and ran_out(error):  # the GPU out of memory: the same, said by the trainer
+            result.out_of_memory = torch_summary(error)
+        if (result.loader_died is None and result.out_of_memory is None) or parts.dist.world_size > 1:
             raise
     except UserError as error:
         # The data gave out mid-epoch (videos in a row with no readable frame: a folder or drive

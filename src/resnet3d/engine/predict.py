@@ -57,6 +57,7 @@ from resnet3d.hardware import default_num_workers
 from resnet3d.engine import results as resultfiles
 from resnet3d.data.decode_share import DecodeShare
 from resnet3d.engine.feed import AHEAD, Waits, decode_thread, on_device_of, started_ahead, with_index
+from resnet3d.engine.gpu_memory import describe_clips, out_of_memory_error
 from resnet3d.engine.model_start import check_clip_fits
 from resnet3d.engine.precision import autocast_dtype
 from resnet3d.engine.recognition_state import (failure_of, merge_shares, remove_partial_writes, say_failed_run,
@@ -464,9 +465,12 @@ def run_recognition(
                 book(scorer.drain())
             except Exception:
                 pass  # the error's own cause (a broken device): what was booked before stays
+            out_of_memory = _out_of_memory(error, options, dist.distributed)
             if not dist.distributed:
+                if out_of_memory is not None:  # (what was scored is saved below)
+                    raise out_of_memory from None
                 raise
-            failure = failure_of(error, dist.rank)
+            failure = failure_of(out_of_memory or error, dist.rank)
         finally:
             # whatever happened, what was scored stays on disk for --resume
             threads.restore()
@@ -517,6 +521,17 @@ def run_recognition(
         return summary
     finally:
         lock.release()
+
+
+def _out_of_memory(error: Exception, options: RecognitionOptions, distributed: bool) -> Optional[UserError]:
+    """A GPU out of memory while scoring, as the line that says the batch and how to go on."""
+    plan = options.plan
+    batch = describe_clips(options.batch_size, plan.sample_duration, plan.sample_size)
+    saved = ("what every process scored is saved" if distributed
+             else f"what was scored is saved: {how_to_continue(options)}")
+    return out_of_memory_error(error, f"scoring batches of {batch}",
+                               f"lower the batch size (resnet3d test --batch-size, resnet3d main "
+                               f"--inference_batch_size); {saved}")
 
 
 def how_to_continue(options: RecognitionOptions) -> str:
