@@ -74,9 +74,9 @@ def test_a_mismatch_in_test_names_tests_own_flags(motion, successor_checkpoint, 
 def test_ctrl_c_in_test_says_how_to_continue(motion, our_checkpoint, tmp_path, capsys, monkeypatch):
     """Ctrl-C after the first video: status 130, the video kept, and one line naming --resume,
     which then scores the rest."""
-    from resnet3d.engine import predict
+    from resnet3d.engine import share_scoring
 
-    real = predict.result_entry
+    real = share_scoring.result_entry
     calls = []
 
     def interrupted_at_the_second(*args, **kwargs):
@@ -85,7 +85,7 @@ def test_ctrl_c_in_test_says_how_to_continue(motion, our_checkpoint, tmp_path, c
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(predict, "result_entry", interrupted_at_the_second)
+    monkeypatch.setattr(share_scoring, "result_entry", interrupted_at_the_second)
     out = tmp_path / "val.json"
     argv = ["test", "--weights", str(our_checkpoint), "--video-path", motion.jpg_path, "--annotation-path",
             motion.annotation_path, "--output", str(out), "--n-threads", "0", "--quiet", "--subset", "val",
@@ -94,7 +94,7 @@ def test_ctrl_c_in_test_says_how_to_continue(motion, our_checkpoint, tmp_path, c
     err = capsys.readouterr().err
     assert f"resnet3d test: interrupted: 1 of 4 videos are saved in {out}; continue with --resume" in err, err
     assert len(json.loads(out.read_text())["results"]) == 1
-    monkeypatch.setattr(predict, "result_entry", real)
+    monkeypatch.setattr(share_scoring, "result_entry", real)
     assert main([*argv, "--resume"]) == 0
     assert len(json.loads(out.read_text())["results"]) == 4
 

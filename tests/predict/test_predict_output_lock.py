@@ -23,9 +23,9 @@ from resnet3d.cli import main
 _PAUSED = """
 import sys
 from resnet3d.cli import main
-from resnet3d.engine import predict
+from resnet3d.engine import share_scoring
 
-real, pause_at, calls = predict.result_entry, int(sys.argv[1]), []
+real, pause_at, calls = share_scoring.result_entry, int(sys.argv[1]), []
 
 def paused(*args, **kwargs):
     calls.append(1)
@@ -34,7 +34,7 @@ def paused(*args, **kwargs):
         sys.stdin.readline()
     return real(*args, **kwargs)
 
-predict.result_entry = paused
+share_scoring.result_entry = paused
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -150,12 +150,12 @@ def test_what_a_killed_save_left_is_removed_and_said(motion, our_checkpoint, tmp
 @pytest.mark.parametrize("ending, status", [("normal", 0), ("error", 2), ("ctrl-c", 130)])
 def test_the_lock_is_held_while_recognising_and_released_however_the_run_ends(motion, our_checkpoint, tmp_path,
                                                                               capsys, monkeypatch, ending, status):
-    from resnet3d.engine import predict
+    from resnet3d.engine import share_scoring
     from resnet3d.engine.run_lock import ResultsLock
     from resnet3d.errors import UserError
 
     output = tmp_path / "val.json"
-    real = predict.result_entry
+    real = share_scoring.result_entry
     refusals = []
 
     def ending_at_the_first(*args, **kwargs):
@@ -174,11 +174,11 @@ def test_the_lock_is_held_while_recognising_and_released_however_the_run_ends(mo
                 raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(predict, "result_entry", ending_at_the_first)
+    monkeypatch.setattr(share_scoring, "result_entry", ending_at_the_first)
     assert main(["test", *_flags(motion, our_checkpoint, output)]) == status
     assert refusals and refusals[0] and f"{output} is in use by another recognition run" in refusals[0], refusals
     assert not (tmp_path / ".val.json.lock").exists()
-    monkeypatch.setattr(predict, "result_entry", real)
+    monkeypatch.setattr(share_scoring, "result_entry", real)
     capsys.readouterr()
     assert main(["test", *_flags(motion, our_checkpoint, output), "--resume"]) == 0, capsys.readouterr().err
     assert len(json.loads(output.read_text())["results"]) == 4

@@ -51,7 +51,6 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import torch
 from torch import nn
 
-from resnet3d.data.clip import UnreadableVideo
 from resnet3d.data.shared_memory import fit_prefetch
 from resnet3d.hardware import default_num_workers
 from resnet3d.engine import results as resultfiles
@@ -63,8 +62,8 @@ from resnet3d.engine.precision import autocast_dtype
 from resnet3d.engine.recognition_state import (failure_of, merge_shares, remove_partial_writes, say_failed_run,
                                                start_state)
 from resnet3d.engine.run_lock import ResultsLock
-from resnet3d.engine.scoring import (CpuThreadSplit, RowBatcher, Scorer, Tally, autotune_convolutions,
-                                     prepare_for_inference, prepare_model, result_entry)
+from resnet3d.engine.scoring import Scorer, autotune_convolutions, prepare_for_inference, prepare_model
+from resnet3d.engine.share_scoring import ShareScoring
 from resnet3d.engine.signals import signal_of, stopped_by
 from resnet3d.engine.windows import ViewPlan, WindowDataset, assemble_views, group_units
 from resnet3d.errors import AlreadySaid, UserError
@@ -371,44 +370,10 @@ def run_recognition(
         if opened is None:
             return None
         dataset, loader = opened
-        batcher = RowBatcher(options.batch_size, pin_memory=device.type == "cuda")  # device rows stay there
-        tally = Tally(keep_windows=not options.average)
         progress = Progress(len(mine), desc=f"recognition {options.subset}", unit="videos", stream=sys.stderr,
                             enabled=show_progress and dist.is_main)
-        counts = {"videos": 0, "errors": 0, "bad_frames": 0}
         setup_done = time.monotonic()  # the model folded and on its device, the loader built
-        first_chunk: Optional[float] = None  # when the workers' first chunk arrived (their start-up)
-        waited = [0.0]  # seconds blocked on the workers and on decoding (decode_device cuda) after the first chunk
-
-        def finish(unit_numbers: List[int]) -> None:
-            for number in unit_numbers:
-                unit_state = tally.pop(number)
-                video_id = mine[number].video_id
-                counts["bad_frames"] += unit_state.bad_frames
-                if unit_state.error is not None:
-                    counts["errors"] += 1
-                    log.warning("%s: %s; listed under 'errors' in %s", video_id, unit_state.error, out_path)
-                    writer.add_error(video_id, unit_state.error)
-                else:
-                    counts["videos"] += 1
-                    writer.add(video_id, result_entry(unit_state, labels, options.top_k, options.average))
-                progress.update(1, errors=counts["errors"])
-
-        def book(ready: List[Tuple[torch.Tensor, Dict[str, torch.Tensor]]]) -> None:
-            for scores, meta in ready:
-                finish(tally.on_scores(scores, meta))
-
-        # on the CPU: the model's threads beside the workers, set from the first batches' costs
-        threads = CpuThreadSplit(device, loader.num_workers)
-
-        def score(rows: torch.Tensor, meta: Dict[str, torch.Tensor]) -> None:
-            if not threads.settling:
-                book(scorer.submit(rows, meta))
-                return
-            began = time.process_time()
-            ready = scorer.submit(rows, meta)
-            threads.on_batch(time.process_time() - began, len(rows))
-            book(ready)
+        share = ShareScoring(mine, labels, options, writer, scorer, device, loader.num_workers, progress, out_path)
 
         def stopped(interrupt: KeyboardInterrupt) -> KeyboardInterrupt:
             """The interrupt that ends the run: the command's one line says what is saved and how to
@@ -422,49 +387,16 @@ def run_recognition(
                 saved = f"{kept} of {len(units)} videos are saved in {out_path}"
             return stopped_by(signal_of(interrupt), f"{saved}; {how}")
 
-        failed = set()  # units whose JPEGs did not decode here: their later chunks are dropped
         # this process's error part way through its share (several processes): said now, and at the
         # gather every process learns of it. Raised, it left the others a gloo traceback at the gather
         failure: Optional[Tuple[str, int]] = None
         try:
-            for chunk, decoding, waits in _decoded_ahead(loader, options.plan, assemble_on, dataset.decode_share):
-                if first_chunk is None:
-                    first_chunk = time.monotonic()  # the wait for the first chunk is the start-up: first_chunk_s
-                else:
-                    waited[0] += waits.loader + waits.decode
-                unit = int(chunk["unit"])
-                if unit in failed:
-                    continue
-                if "error" in chunk:
-                    finish(tally.on_error(unit, chunk["error"]))
-                    continue
-                if decoding is not None:
-                    try:
-                        rows, n_bad = decoding.result()  # done: _decoded_ahead waited for it
-                    except UnreadableVideo as error:
-                        failed.add(unit)
-                        finish(tally.on_error(unit, str(error)))
-                        continue
-                    chunk = {**chunk, "rows": rows, "bad_frames": int(chunk["bad_frames"]) + n_bad}
-                tally.on_chunk(chunk)
-                threads.on_chunk(chunk)
-                rows = chunk["rows"]
-                if device.type == "cuda" and rows.device.type == "cpu":  # pinned by the loader: a DMA, no host copy here
-                    rows = rows.to(device, non_blocking=True)
-                batcher.add(unit, rows, chunk["window"], chunk["segment"])
-                for rows, meta in batcher.batches():
-                    score(rows, meta)
-            for rows, meta in batcher.batches(flush=True):
-                score(rows, meta)
-            book(scorer.drain())
+            share.run(_decoded_ahead(loader, options.plan, assemble_on, dataset.decode_share))
         except KeyboardInterrupt as interrupt:
             # Ctrl-C or SIGTERM: what was scored is saved below (finally)
             raise stopped(interrupt) from None
         except Exception as error:  # (one process: the error as it is, after the save below)
-            try:  # the batch in flight was scored before the error (a later batch failed): kept too
-                book(scorer.drain())
-            except Exception:
-                pass  # the error's own cause (a broken device): what was booked before stays
+            share.keep_the_batch_in_flight()
             out_of_memory = _out_of_memory(error, options, dist.distributed)
             if not dist.distributed:
                 if out_of_memory is not None:  # (what was scored is saved below)
@@ -473,11 +405,12 @@ def run_recognition(
             failure = failure_of(out_of_memory or error, dist.rank)
         finally:
             # whatever happened, what was scored stays on disk for --resume
-            threads.restore()
+            share.threads.restore()
             writer.save()
             progress.close()
-        if tally.units and failure is None:  # every view was scored, so every video must be complete
-            raise RuntimeError(f"recognition ended with {len(tally.units)} incomplete videos")
+        if share.incomplete and failure is None:  # every view was scored, so every video must be complete
+            raise RuntimeError(f"recognition ended with {share.incomplete} incomplete videos")
+        counts = share.counts
 
         if dist.distributed:
             # this process's share, saved above, stays on disk until the results file holds it;
@@ -502,8 +435,8 @@ def run_recognition(
         seconds = ended - started
         summary = {"output": str(out_path), "videos": counts["videos"], "errors": counts["errors"],
                    "skipped": len(units) - len(pending), "seconds": seconds, "model_calls": scorer.calls,
-                   "setup_s": setup_done - started, "first_chunk_s": (first_chunk or ended) - setup_done,
-                   "data_wait_s": waited[0], "model_threads": threads.threads,
+                   "setup_s": setup_done - started, "first_chunk_s": (share.first_chunk or ended) - setup_done,
+                   "data_wait_s": share.waited, "model_threads": share.threads.threads,
                    "bad_frames": counts["bad_frames"], "decode_device": options.decode_device, "folded_bn": n_folded,
                    "videos_per_s": counts["videos"] / seconds if seconds > 0 else 0.0}
         if dataset.decode_share is not None:  # decode_device "mixed": the GPU's final share of the chunks
