@@ -117,3 +117,23 @@ def test_a_checkpoint_that_does_not_fit_names_the_file_and_keeps_the_old_one(tmp
     assert "ulimit -f" in str(raised.value)
     assert target.read_bytes() == old
     assert os.listdir(tmp_path) == ["model_3.pth"]
+
+
+def test_a_file_where_a_folder_is_wanted_is_said_as_such(tmp_path, capsys):
+    """A file given where a command wants its folder was said to "not exist" (prepare
+    kinetics-json, n-frames, fps, stats, the split-file converters)."""
+    from resnet3d.cli import main
+    from resnet3d.errors import UserError
+    from resnet3d.fileio import require_folder
+
+    a_file = tmp_path / "train.csv"
+    a_file.write_text("label,youtube_id,time_start,time_end,split\n")
+    require_folder(tmp_path, "CSV directory")
+    with pytest.raises(UserError, match=r"^CSV directory .*train.csv is a file, not a folder; give the folder$"):
+        require_folder(a_file, "CSV directory", "give the folder")
+    with pytest.raises(UserError, match=r"^frame directory .*nowhere does not exist$"):
+        require_folder(tmp_path / "nowhere", "frame directory")
+    assert main(["prepare", "kinetics-json", str(a_file), "400", str(tmp_path), "jpg", str(tmp_path / "k.json")]) == 2
+    assert f"CSV directory {a_file} is a file, not a folder" in capsys.readouterr().err
+    assert main(["prepare", "n-frames", str(a_file)]) == 2
+    assert f"frame directory {a_file} is a file, not a folder" in capsys.readouterr().err

@@ -162,6 +162,18 @@ def refuse_existing(path: PathLike, what: str, overwrite: bool) -> None:
         raise UserError(f"{what} {path} already exists: pass --overwrite to replace it, or choose another name")
 
 
+def require_folder(path: PathLike, what: str, fix: str = "") -> None:
+    """``path`` must be a folder: one line naming ``what`` it is for when it is missing or is a
+    file (a file given where the command wants its folder was said to "not exist"); ``fix``, when
+    given, follows after a semicolon."""
+    if os.path.isdir(path):
+        return
+    from resnet3d.errors import UserError
+
+    problem = "is a file, not a folder" if os.path.exists(path) else "does not exist"
+    raise UserError(f"{what} {path} {problem}" + (f"; {fix}" if fix else ""))
+
+
 def _repeated_key_hook(conflicting: List[str], repeated: List[str]) -> Callable[[List[Tuple[str, Any]]], dict]:
     """A ``json`` object_pairs_hook that builds the same dict ``json`` would (the last value of a
     key wins) and lists keys given more than once in one object: in ``conflicting`` when their

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from resnet3d.errors import UserError
-from resnet3d.fileio import atomic_write_json, atomic_write_text, read_user_json, refuse_existing
+from resnet3d.fileio import atomic_write_json, atomic_write_text, read_user_json, refuse_existing, require_folder
 from resnet3d.prepare.decode import VideoError, VideoReader
 from resnet3d.prepare.frame_folders import FPS_FILE, count_image_files, format_fps, read_number, seed_fps
 from resnet3d.prepare.videos import activitynet_folder_name
@@ -87,8 +87,7 @@ def add_fps(
         refuse_existing(out_json, "OUT_JSON", overwrite)
     data = load_official_json(json_path)
     database: Dict[str, dict] = data["database"]
-    if not source_dir.is_dir():
-        raise UserError(f"{source_dir} does not exist (give the ActivityNet videos or frame folders)")
+    require_folder(source_dir, "the videos' folder", "give the folder of the ActivityNet videos or frame folders")
     videos = sorted(p for p in source_dir.iterdir() if p.is_file() and is_video_file(p))
     folders = sorted(p for p in source_dir.iterdir() if p.is_dir() and p.name.startswith("v_"))
     if not videos and not folders:  # split folders (train_val/, test/), as the archives hand them out

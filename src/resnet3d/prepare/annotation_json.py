@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from resnet3d.errors import UserError
-from resnet3d.fileio import atomic_write_json
+from resnet3d.fileio import atomic_write_json, require_folder
 from resnet3d.prepare.frame_folders import count_image_files, image_name, unread_frames
 
 SUBSETS = ("training", "validation", "testing")
@@ -104,8 +104,7 @@ def add_segments(entries: Dict[str, dict], frame_dir: Path, file_type: str = "jp
 
     ``file_type`` "auto" takes each video's frame folder, else its ``.hdf5`` file (what
     ``prepare frames --hdf5`` wrote): the split-file converters have no flag for it."""
-    if not frame_dir.is_dir():
-        raise UserError(f"frame directory {frame_dir} does not exist; extract frames first (resnet3d prepare frames)")
+    require_folder(frame_dir, "frame directory", "extract frames first (resnet3d prepare frames)")
     report = SegmentReport(frame_dir=frame_dir)
     renamed = RenamedLabels(frame_dir)
     for key, entry in entries.items():

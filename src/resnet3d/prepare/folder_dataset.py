@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from resnet3d.errors import UserError
-from resnet3d.fileio import refuse_existing
+from resnet3d.fileio import refuse_existing, require_folder
 from resnet3d.prepare.annotation_json import Database, summary_line, video_key, write_annotation
 from resnet3d.prepare.frame_folders import IMAGE_RE, count_image_files, flow_frame_count, unread_frames
 from resnet3d.prepare.tables import text_lines, where
@@ -201,8 +201,7 @@ def _lost_class(class_dir: Path, ignored: Ignored, explain: bool) -> str:
 
 def find_items(root: Path) -> Tuple[Dict[str, List[Item]], Ignored]:
     """The items of every class, and what was passed over (see the module's docstring)."""
-    if not root.is_dir():
-        raise UserError(f"{root} does not exist (expected {LAYOUT})")
+    require_folder(root, "the data set's folder", f"expected {LAYOUT}")
     classes: Dict[str, List[Item]] = {}
     ignored = Ignored()
     lost: List[str] = []

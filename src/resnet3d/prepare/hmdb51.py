@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from resnet3d.errors import UserError
+from resnet3d.fileio import require_folder
 from resnet3d.prepare.annotation_json import Database, video_key, write_split_files
 from resnet3d.prepare.tables import text_lines, where
 
@@ -21,8 +22,7 @@ SUBSET_OF = {"1": "training", "2": "validation", "0": None}
 
 
 def split_files(annotation_dir: Path) -> Dict[int, List[Path]]:
-    if not annotation_dir.is_dir():
-        raise UserError(f"annotation directory {annotation_dir} does not exist")
+    require_folder(annotation_dir, "annotation directory")
     files: Dict[int, List[Path]] = defaultdict(list)
     for path in sorted(annotation_dir.iterdir()):
         match = SPLIT_FILE.match(path.name)

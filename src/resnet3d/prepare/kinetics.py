@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from resnet3d.errors import UserError
-from resnet3d.fileio import refuse_existing
+from resnet3d.fileio import refuse_existing, require_folder
 from resnet3d.prepare.annotation_json import Database, add_segments, summary_line, write_annotation
 from resnet3d.prepare.tables import csv_rows, where
 
@@ -85,8 +85,8 @@ def seed_kinetics_json(train_csv: Path, val_csv: Path, test_csv: Path, out_json:
 def successor_csv_paths(csv_dir: Path, n_classes: int) -> Dict[str, Optional[Path]]:
     """``kinetics-<N>_{train,val,test}.csv`` (or the older ``kinetics_{train,val,test}.csv``, or
     ``train.csv``, ``validate.csv``, ``test.csv`` as DeepMind's 2020 archives name them)."""
-    if not csv_dir.is_dir():
-        raise UserError(f"CSV directory {csv_dir} does not exist")
+    require_folder(csv_dir, "CSV directory", "give the folder of the successor's kinetics-*_{train,val,test}.csv, "
+                   "or the seed's three CSV files and the output: train.csv val.csv test.csv out.json")
     namings = [{split: pattern.format(split) for split in ("train", "val", "test")}
                for pattern in (f"kinetics-{n_classes}_{{}}.csv", "kinetics_{}.csv")]
     namings += [{"train": "train.csv", "val": "validate.csv", "test": "test.csv"},

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from resnet3d.errors import UserError
-from resnet3d.fileio import atomic_write_text
+from resnet3d.fileio import atomic_write_text, require_folder
 from resnet3d.prepare.decode import VideoError, VideoReader
 from resnet3d.prepare.frame_folders import (
     FPS_FILE,
@@ -54,8 +54,7 @@ class NFramesReport:
 def write_n_frames_files(frame_dir: Path) -> NFramesReport:
     """Every folder holding ``image_*.jpg`` gets ``n_frames`` = its highest frame index. An empty
     folder beside such folders (a video whose extraction produced nothing) gets 0, as in the seed."""
-    if not frame_dir.is_dir():
-        raise UserError(f"frame directory {frame_dir} does not exist")
+    require_folder(frame_dir, "frame directory")
     report = NFramesReport(frame_dir)
     frame_folders: List[Path] = []
     empty_leaves: List[Path] = []
@@ -119,8 +118,7 @@ class FpsFilesReport:
 
 def write_fps_files(video_dir: Path, frame_dir: Path, layout: Optional[str] = None) -> FpsFilesReport:
     """Each video's folder gets ``fps`` = frames in the folder / the video's duration."""
-    if not frame_dir.is_dir():
-        raise UserError(f"frame directory {frame_dir} does not exist")
+    require_folder(frame_dir, "frame directory")
     report = FpsFilesReport()
     for job in find_videos(video_dir, layout).jobs:
         folder = _frame_folder(frame_dir, job.output)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from resnet3d.errors import UserError
-from resnet3d.fileio import refuse_existing
+from resnet3d.fileio import refuse_existing, require_folder
 from resnet3d.prepare.annotation_json import Database, add_segments, summary_line, video_key, write_annotation
 from resnet3d.prepare.tables import csv_records, where
 
@@ -91,9 +91,8 @@ def read_subset(path: Path, subset: str, labels: List[str], categories: Path, da
 
 def official_files(annotation_dir: Path) -> Dict[str, Optional[Path]]:
     """The categories file and the subsets' CSVs (the testing CSV is optional)."""
-    if not annotation_dir.is_dir():
-        raise UserError(f"annotation directory {annotation_dir} does not exist; give the folder of the Moments in Time "
-                        f"download that holds {CATEGORIES_FILE} and the CSVs (Moments_in_Time_Raw)")
+    require_folder(annotation_dir, "annotation directory", f"give the folder of the Moments in Time download that "
+                   f"holds {CATEGORIES_FILE} and the CSVs (Moments_in_Time_Raw)")
     files: Dict[str, Optional[Path]] = {"categories": annotation_dir / CATEGORIES_FILE}
     files.update({subset: annotation_dir / name for subset, name in SUBSET_FILES.items()})
     for what in ("categories", "training", "validation"):

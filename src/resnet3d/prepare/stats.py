@@ -17,6 +17,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from resnet3d.errors import UserError
+from resnet3d.fileio import require_folder
 from resnet3d.prepare.frame_folders import IMAGE_RE, image_name, image_indices
 
 
@@ -139,8 +140,7 @@ def dataset_stats(
 
     from resnet3d.data.decode import DecodeError, decode_full, undecodable_reason
 
-    if not frame_dir.is_dir():
-        raise UserError(f"frame directory {frame_dir} does not exist")
+    require_folder(frame_dir, "frame directory")
     if samples <= 0:
         raise UserError(f"--samples {samples}: sample at least one frame")
     sources = sources_from_annotation(frame_dir, annotation, subset) if annotation else find_sources(frame_dir)

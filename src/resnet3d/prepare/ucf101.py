@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from resnet3d.errors import UserError
+from resnet3d.fileio import require_folder
 from resnet3d.prepare.annotation_json import Database, split_key_label, write_split_files
 from resnet3d.prepare.tables import text_lines, where
 
@@ -60,8 +61,7 @@ def _read_list(path: Path, subset: str, labels: List[str], database: Database) -
 
 
 def ucf101_json(annotation_dir: Path, frame_dir: Path, out_dir: Path, overwrite: bool = False) -> str:
-    if not annotation_dir.is_dir():
-        raise UserError(f"annotation directory {annotation_dir} does not exist")
+    require_folder(annotation_dir, "annotation directory")
     labels = read_class_index(annotation_dir / "classInd.txt")
     databases = {}
     for split in SPLITS:  # every split is read (and checked) before any JSON is written
