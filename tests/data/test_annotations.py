@@ -69,6 +69,11 @@ def test_errors_name_file_and_key(tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(UserError, match="not valid JSON"):
         load_annotation(str(tmp_path / "broken.json"), "kinetics", "training")
+    # 'labels' as a string was read as one class per character, then every label was "not in 'labels'"
+    a_string = write_json(tmp_path / "s.json", {"labels": "ab", "database": {"k": {"subset": "training",
+                                                                                 "annotations": {"label": "ab"}}}})
+    with pytest.raises(UserError, match=r"s\.json: 'labels' is str 'ab'; expected a list of the class names"):
+        load_annotation(a_string, "kinetics", "training")
 
 
 def test_activitynet_leaves_segments_and_fps(tmp_path):

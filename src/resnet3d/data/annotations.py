@@ -148,6 +148,9 @@ def load_annotation(path: str, dataset: str, subset: str, folder_layout: str = "
     elif isinstance(data.get("labels"), list):
         class_names = [str(name) for name in data["labels"]]
         _check_unique(class_names, path, "'labels'")
+    elif "labels" in data and data["labels"] is not None:  # ("abc" was read as the classes 'a', 'b', 'c')
+        raise UserError(f"annotation {path}: 'labels' is {type(data['labels']).__name__} {data['labels']!r:.60}; "
+                        "expected a list of the class names, in the order of the model's outputs")
     elif "taxonomy" in data:
         # the official ActivityNet file; the seed's default --dataset was activitynet, the successor's kinetics
         raise UserError(f"annotation {path} is an ActivityNet file (it has a 'taxonomy' and no 'labels' list), read "
