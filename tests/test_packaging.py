@@ -70,3 +70,13 @@ def test_the_sdist_holds_what_the_test_suite_reads(built):
         assert expected <= names, sorted(expected - names)[:10]
     assert set(TOP_FILES) <= names
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+
+
+def test_test_modules_have_basenames_of_their_own():
+    """The tests are no packages: pytest imports each module by its basename, and a second module
+    of the same name (tests/engine/x.py and tests/gpu/x.py) is refused as an "import file mismatch"
+    error, which a fresh clone's CI run met. conftest.py files are pytest's own, one per folder."""
+    from collections import Counter
+
+    names = Counter(path.name for path in Path(__file__).parent.rglob("*.py") if path.name != "conftest.py")
+    assert [name for name, count in names.items() if count > 1] == []
