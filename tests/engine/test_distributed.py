@@ -94,6 +94,21 @@ def test_a_process_that_fails_mid_training_under_torchrun(motion_data, tmp_path)
     assert "Connection closed" not in said and "[rank0]: Traceback" not in said, said
 
 
+def test_a_process_that_fails_mid_training_under_our_launcher_shows_its_traceback(motion_data, tmp_path):
+    """--nproc-per-node: an error that is no bad input (a bug) was one line naming rank 1 and the
+    error, and its traceback (in torch's error file, removed with the launch) was lost for a bug
+    report. Now the traceback comes above that line, once."""
+    env = dict(subprocess_env(), TMPDIR=str(tmp_path), **failing_rank(tmp_path, "resnet3d.engine.loop:train_step", 1, 2))
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", str(tmp_path / "run"),
+         *RUN, "--nproc-per-node", "2"], capture_output=True, text=True, timeout=300, env=env)
+    said = done.stdout + done.stderr
+    assert done.returncode != 0, said
+    assert said.count("resnet3d: rank 1's traceback:\nTraceback (most recent call last):") == 1, said
+    assert "in failing" in said and "Connection closed" not in said, said
+    assert f"a training process failed (rank 1: {FAILURE_TEXT}); the others were stopped" in said, said
+
+
 def test_the_successors_machines_under_mpirun(motion_data, one_process, tmp_path):
     """The successor's several machines: mpirun starts ``main --distributed --world_size 2
     --dist_url tcp://HOST:PORT`` once per machine, each reading its rank from OMPI_COMM_WORLD_RANK

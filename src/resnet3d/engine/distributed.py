@@ -345,6 +345,12 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any,
         said = {rank: failure.exitcode for rank, failure in error.failures.items() if _said_its_error(failure)}
         if said:  # a process said what went wrong and ended; the others' ends follow from it
             return said
+        for rank, failure in sorted(error.failures.items()):
+            # an error that is not the user's (a bug, torch's own): its traceback, for a report,
+            # above the one line (torch keeps it in the process's error file, gone after this)
+            stack = _failure_traceback(failure)
+            if stack:
+                say_once(f"resnet3d: rank {rank}'s traceback:\n{stack}")
         failures = "; ".join(f"rank {rank}: {_failure_text(failure)}"
                              for rank, failure in sorted(error.failures.items()))
         # torch's launcher stopped the other processes with SIGTERM: their "then saving a
@@ -385,6 +391,16 @@ def _failure_text(failure: Any) -> str:
     if not lines or lines[0].startswith("To enable traceback"):  # (torch's text when it has no error file)
         return f"exit code {failure.exitcode}"
     return lines[0].strip()
+
+
+def _failure_traceback(failure: Any) -> Optional[str]:
+    """The traceback of a failed process's exception, from its error file; None for a process
+    killed by a signal or that ended without one."""
+    message = failure.message
+    if not isinstance(message, dict):
+        return None
+    stack = (message.get("extraInfo") or {}).get("py_callstack")
+    return str(stack).rstrip() if stack else None
 
 
 @contextlib.contextmanager
