@@ -179,3 +179,26 @@ def test_a_stop_while_rank_0_waits_for_the_shares_says_what_is_saved(motion, tin
         _run(config, tiny_model, resume=True)
     assert counting.clips == 0  # both shares were saved
     assert json.loads((tmp_path / "val.json").read_text()) == one_process
+
+
+def test_a_process_error_part_way_is_one_line(capsys):
+    """What a failing process says at once and sends to the others: a bad input's line (status 2);
+    a dead loader worker's cause and fix; any other error's type and message in one line (a loader
+    worker's error: its own last line, not "Caught ... in DataLoader worker"), its traceback above."""
+    from resnet3d.engine.recognition_state import failure_of
+    from resnet3d.errors import UserError
+
+    assert failure_of(UserError("videos/a: no frames"), 1) == ("videos/a: no frames", 2)
+    err = capsys.readouterr().err
+    assert err == ("resnet3d: error (rank 1): videos/a: no frames; the other processes finish their shares, then "
+                   "the run ends (what this one scored is kept)\n")
+    text, status = failure_of(RuntimeError("DataLoader worker (pid 77) is killed by signal: Killed. "), 0)
+    assert status == 1 and text.startswith("DataLoader worker (pid 77) is killed by signal: Killed: most often")
+    assert "Traceback" not in capsys.readouterr().err
+    try:
+        raise ValueError("Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                         "last):\n  File \"x.py\", line 1, in f\nValueError: a bad box")
+    except ValueError as error:
+        assert failure_of(error, 3) == ("ValueError: a bad box", 1)
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "error (rank 3): ValueError: a bad box;" in err

@@ -287,16 +287,30 @@ def failure_of(error: Exception, rank: int) -> Tuple[str, int]:
     from resnet3d.engine.worker_process import say_once
     from resnet3d.errors import user_error_text
 
+    from resnet3d.data.loader import worker_death
+
     if isinstance(error, UserError):
         text, status = user_error_text(error), 2
+    elif worker_death(error) is not None:  # (its cause and fix: the one line one process says)
+        text, status = str(worker_death(error)), 1
     else:
         import traceback
 
         traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)  # (3.9's form)
-        text, status = f"{type(error).__name__}: {error}", 1
+        text, status = _one_line(error), 1
     say_once(f"resnet3d: error (rank {rank}): {text}; the other processes finish their shares, then the run "
              "ends (what this one scored is kept)")
     return text, status
+
+
+def _one_line(error: BaseException) -> str:
+    """'Type: message' in one line: a loader worker's error carries the worker's traceback in its
+    message, whose last line is that (its first line says only where it was caught)."""
+    message = str(error)
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if "Original Traceback" in message and lines:
+        return lines[-1]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def say_failed_run(merged: Merged, dist: Any, output: Path, total: int, how: str) -> int:
