@@ -192,6 +192,10 @@ def test_a_process_error_part_way_is_one_line(capsys):
     err = capsys.readouterr().err
     assert err == ("resnet3d: error (rank 1): videos/a: no frames; the other processes finish their shares, then "
                    "the run ends (what this one scored is kept)\n")
+    full = OSError(28, "No space left on device", "out/.val.json.rank1of2.json")
+    assert failure_of(full, 1) == ("out/.val.json.rank1of2.json: No space left on device (the disk is full: free "
+                                   "space or choose another path)", 2)
+    assert "Traceback" not in capsys.readouterr().err
     text, status = failure_of(RuntimeError("DataLoader worker (pid 77) is killed by signal: Killed. "), 0)
     assert status == 1 and text.startswith("DataLoader worker (pid 77) is killed by signal: Killed: most often")
     assert "Traceback" not in capsys.readouterr().err

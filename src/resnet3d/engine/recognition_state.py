@@ -281,16 +281,18 @@ def merge_shares(output: Path, options: RecognitionOptions, state: Dict[str, Any
 
 def failure_of(error: Exception, rank: int) -> Tuple[str, int]:
     """This process's error while it recognised its share, as (line, exit status) for
-    ``merge_shares``. Said here at once, by this process: the others may work on for hours before
-    the gather, and nobody else knows of it until then (an error that is not the user's keeps its
-    traceback, for a bug report)."""
+    ``merge_shares``: as ``resnet3d`` says it in one process (a bad input or a file the system
+    refused: 2; a dead loader worker: its cause and fix, 1; any other error, which keeps its
+    traceback for a bug report: 1). Said here at once, by this process: the others may work on
+    for hours before the gather, and nobody else knows of it until then."""
     from resnet3d.engine.worker_process import say_once
-    from resnet3d.errors import user_error_text
-
     from resnet3d.data.loader import worker_death
+    from resnet3d.errors import describe_os_error, user_error_text
 
     if isinstance(error, UserError):
         text, status = user_error_text(error), 2
+    elif isinstance(error, OSError) and error.filename is not None:  # a file the system refused (a full disk)
+        text, status = describe_os_error(error), 2
     elif worker_death(error) is not None:  # (its cause and fix: the one line one process says)
         text, status = str(worker_death(error)), 1
     else:
