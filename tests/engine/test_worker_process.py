@@ -47,3 +47,22 @@ def test_a_peers_end_is_told_from_other_errors(monkeypatch):
     assert "continue with --resume" in peer_gone_line("test")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert peer_gone_line("train") is None
+
+
+def test_a_launch_says_the_failure_that_others_followed():
+    """Under --nproc-per-node, rank 0's collective can fail with gloo's "Connection closed by peer"
+    before the launcher stops it, after rank 1's error: rank 0 only followed, so its failure (and
+    its traceback) is not said beside rank 1's; where every failure is such, all are said."""
+    from types import SimpleNamespace
+
+    from resnet3d.engine.distributed import causes_of
+
+    gloo = {"message": "RuntimeError: [gloo/transport/tcp/pair.cc:553] Connection closed by peer [::1]:5",
+            "extraInfo": {"py_callstack": "Traceback ...", "timestamp": "0"}}
+    bug = {"message": "KeyError: 'x'", "extraInfo": {"py_callstack": "Traceback ...", "timestamp": "0"}}
+    followed = SimpleNamespace(exitcode=1, message=gloo)
+    cause = SimpleNamespace(exitcode=1, message=bug)
+    killed = SimpleNamespace(exitcode=-9, message="Signal 9 (SIGKILL) received by PID 7")
+    assert causes_of({0: followed, 1: cause}) == {1: cause}
+    assert causes_of({0: followed, 1: killed}) == {1: killed}
+    assert causes_of({0: followed}) == {0: followed}

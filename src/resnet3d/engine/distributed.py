@@ -342,17 +342,17 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any,
             raise stopped_by(first, f"{signal.Signals(first).name} stopped a process before it could save (while it "
                                     "started, or by a second Ctrl-C); --resume auto continues from the last "
                                     "checkpoint written, if any") from None
-        said = {rank: failure.exitcode for rank, failure in error.failures.items() if _said_its_error(failure)}
+        failed = causes_of(error.failures)
+        said = {rank: failure.exitcode for rank, failure in failed.items() if _said_its_error(failure)}
         if said:  # a process said what went wrong and ended; the others' ends follow from it
             return said
-        for rank, failure in sorted(error.failures.items()):
+        for rank, failure in sorted(failed.items()):
             # an error that is not the user's (a bug, torch's own): its traceback, for a report,
             # above the one line (torch keeps it in the process's error file, gone after this)
             stack = _failure_traceback(failure)
             if stack:
                 say_once(f"resnet3d: rank {rank}'s traceback:\n{stack}")
-        failures = "; ".join(f"rank {rank}: {_failure_text(failure)}"
-                             for rank, failure in sorted(error.failures.items()))
+        failures = "; ".join(f"rank {rank}: {_failure_text(failure)}" for rank, failure in sorted(failed.items()))
         # torch's launcher stopped the other processes with SIGTERM: their "then saving a
         # checkpoint" could not be kept (their peer was gone), hence what continues the run
         going_on = ("continue with --resume: each saved what it scored" if role == "recognition"
@@ -391,6 +391,21 @@ def _failure_text(failure: Any) -> str:
     if not lines or lines[0].startswith("To enable traceback"):  # (torch's text when it has no error file)
         return f"exit code {failure.exitcode}"
     return lines[0].strip()
+
+
+def causes_of(failures: Dict[int, Any]) -> Dict[int, Any]:
+    """The failed processes of a launch (rank -> torch's ``ProcessFailure``) whose failure is
+    the run's: not those whose collective failed because another had ended, which only followed
+    it (their gloo traceback would bury its error); all of them when every one did."""
+    return {rank: failure for rank, failure in failures.items() if not _followed_another(failure)} or dict(failures)
+
+
+def _followed_another(failure: Any) -> bool:
+    """A launched process that ended by an exception of a collective whose peer was gone
+    (``peer_gone``'s words, read from its error file)."""
+    message = failure.message
+    text = str(message.get("message", "")) if isinstance(message, dict) else ""
+    return any(sign in text for sign in _PEER_GONE)
 
 
 def _failure_traceback(failure: Any) -> Optional[str]:
