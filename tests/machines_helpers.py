@@ -51,9 +51,10 @@ def _kill(launchers: Sequence[subprocess.Popen]) -> None:
 
 
 # Loaded at start-up by every interpreter of a run (through PYTHONPATH): FAIL_TARGET
-# ("module:attribute", a function or a class's method) raises in rank FAIL_RANK at its FAIL_AT-th
-# call, as a GPU out of memory part way through a run would. (The rank is read at each call: the
-# processes --nproc-per-node starts learn theirs after start-up.)
+# ("module:attribute", a function or a class's method) raises in rank FAIL_RANK ("*": every rank)
+# at its FAIL_AT-th call, as a GPU out of memory part way through a run would; FAIL_OOM set: torch's
+# own OutOfMemoryError. (The rank is read at each call: the processes --nproc-per-node starts learn
+# theirs after start-up.)
 _FAILING_RANK = """
 import os
 if "FAIL_TARGET" in os.environ:
@@ -67,7 +68,11 @@ if "FAIL_TARGET" in os.environ:
     calls = [0]
     def failing(*args, **kwargs):
         calls[0] += 1
-        if os.environ.get("RANK") == os.environ["FAIL_RANK"] and calls[0] == int(os.environ["FAIL_AT"]):
+        if os.environ["FAIL_RANK"] in ("*", os.environ.get("RANK")) and calls[0] == int(os.environ["FAIL_AT"]):
+            if os.environ.get("FAIL_OOM"):
+                import torch
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
+                                                  "total capacity of 8.00 GiB of which 1.00 MiB is free.")
             raise RuntimeError("out of memory (made by the test)")
         return original(*args, **kwargs)
     setattr(owner, name, failing)
@@ -76,12 +81,14 @@ if "FAIL_TARGET" in os.environ:
 FAILURE_TEXT = "RuntimeError: out of memory (made by the test)"
 
 
-def failing_rank(folder: os.PathLike, target: str, rank: int, at: int) -> dict:
-    """Environment variables that make ``target`` ("module:attribute") fail in rank ``rank`` at its
-    ``at``-th call (``FAILURE_TEXT``); the start-up module that does it is written into ``folder``."""
+def failing_rank(folder: os.PathLike, target: str, rank: Optional[int], at: int, oom: bool = False) -> dict:
+    """Environment variables that make ``target`` ("module:attribute") fail in rank ``rank`` (None:
+    every rank) at its ``at``-th call (``FAILURE_TEXT``, or with ``oom`` torch's out of memory); the
+    start-up module that does it is written into ``folder``."""
     site = os.path.join(folder, "failing-rank")
     os.makedirs(site, exist_ok=True)
     with open(os.path.join(site, "sitecustomize.py"), "w") as file:
         file.write(_FAILING_RANK)
     path = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))
-    return {"PYTHONPATH": path, "FAIL_TARGET": target, "FAIL_RANK": str(rank), "FAIL_AT": str(at)}
+    return {"PYTHONPATH": path, "FAIL_TARGET": target, "FAIL_RANK": "*" if rank is None else str(rank),
+            "FAIL_AT": str(at), **({"FAIL_OOM": "1"} if oom else {})}

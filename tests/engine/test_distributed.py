@@ -109,6 +109,22 @@ def test_a_process_that_fails_mid_training_under_our_launcher_shows_its_tracebac
     assert f"a training process failed (rank 1: {FAILURE_TEXT}); the others were stopped" in said, said
 
 
+def test_an_error_every_process_meets_is_said_once_under_our_launcher(motion_data, tmp_path):
+    """--nproc-per-node 2, every GPU out of memory at the second step: each process said the same
+    long line. Now the first says it, and the launcher adds that the other met it too."""
+    env = dict(subprocess_env(), TMPDIR=str(tmp_path),
+               **failing_rank(tmp_path, "resnet3d.engine.loop:train_step", None, 2, oom=True))
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", str(tmp_path / "run"),
+         *RUN, "--nproc-per-node", "2"], capture_output=True, text=True, timeout=300, env=env)
+    said = done.stdout + done.stderr
+    assert done.returncode == 2, said
+    assert said.count("the GPU ran out of memory at batches of 4 clips of 8x32x32 per process") == 1, said
+    first = "0" if "resnet3d: error (rank 0): the GPU ran out of memory" in said else "1"
+    assert f"resnet3d: rank {1 - int(first)} met the same error as rank {first} (said above, once)" in said, said
+    assert "Traceback" not in said, said
+
+
 def test_the_successors_machines_under_mpirun(motion_data, one_process, tmp_path):
     """The successor's several machines: mpirun starts ``main --distributed --world_size 2
     --dist_url tcp://HOST:PORT`` once per machine, each reading its rank from OMPI_COMM_WORLD_RANK

@@ -37,7 +37,7 @@ import torch.distributed as dist
 
 from resnet3d.engine.machines import MachineGroup, check_meeting_place
 from resnet3d.engine.signals import LEFT_TO_ELASTIC, ForwardToWorkers, stopped_by
-from resnet3d.engine.worker_process import say_once
+from resnet3d.engine.worker_process import SAID_FOLDER_ENV, say_once
 from resnet3d.errors import UserError, user_error_text
 
 log = logging.getLogger("resnet3d.engine")
@@ -329,10 +329,12 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any,
     )
     if hasattr(config, "signals_to_handle"):  # newer torch sets the variable from here
         config.signals_to_handle = LEFT_TO_ELASTIC
+    said_folder = os.path.join(log_dir, "said")  # the processes' own errors, each said once (worker_process.say_error)
+    os.mkdir(said_folder)
     # the workers are this process's multiprocessing children (torch starts them with spawn)
     forward = ForwardToWorkers(lambda: [child.pid for child in multiprocessing.active_children() if child.pid])
     try:
-        with forward, _launcher_quiet():
+        with forward, _launcher_quiet(), _environment(SAID_FOLDER_ENV, said_folder):
             return elastic_launch(config, entrypoint)(*args)
     except ChildFailedError as error:  # (read from the error files before they go, below)
         if forward.signals_seen:
@@ -368,6 +370,7 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any,
                         "the machine of launcher rank 0 and a port free there and open between the machines, and "
                         f"that all {machines.count} machines started (each waits {MACHINES_TIMEOUT_S} s)") from None
     finally:
+        _say_who_else_met(said_folder)
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
@@ -391,6 +394,35 @@ def _failure_text(failure: Any) -> str:
     if not lines or lines[0].startswith("To enable traceback"):  # (torch's text when it has no error file)
         return f"exit code {failure.exitcode}"
     return lines[0].strip()
+
+
+def _say_who_else_met(folder: str) -> None:
+    """For each error several processes of the launch met, said once by the first of them: which
+    others met it too (``worker_process.say_error`` recorded their ranks)."""
+    for record in sorted(Path(folder).glob("[0-9a-f]" * 16)):
+        try:
+            ranks = record.read_text(encoding="utf-8").split()
+        except OSError:
+            continue
+        if len(ranks) > 1:
+            others = sorted(ranks[1:], key=lambda rank: int(rank) if rank.isdigit() else -1)
+            say_once(f"resnet3d: rank{'s' if len(others) > 1 else ''} {', '.join(others)} met the same error as "
+                     f"rank {ranks[0]} (said above, once)")
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """``name`` set to ``value`` in this process's environment, which the launched processes
+    inherit, for the launch; as it was afterwards."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def causes_of(failures: Dict[int, Any]) -> Dict[int, Any]:

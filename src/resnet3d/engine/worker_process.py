@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Callable, Iterator, NoReturn, Tuple
+from typing import Callable, Iterator, NoReturn, Optional, Tuple
 
 from resnet3d.engine.signals import signal_of, stop_with_the_launcher
 from resnet3d.errors import AlreadySaid, UserError, user_error_text
@@ -64,7 +64,7 @@ def _status(work: Callable[[], int], interrupted: str) -> Tuple[int, bool]:
     try:
         return work(), False
     except UserError as error:
-        say_once(f"resnet3d: error (rank {os.environ.get('RANK', '?')}): {user_error_text(error)}")
+        say_error(user_error_text(error))
         return 2, True
     except AlreadySaid as said:  # every process knows of the failure and ends with it
         return said.status, False
@@ -74,12 +74,54 @@ def _status(work: Callable[[], int], interrupted: str) -> Tuple[int, bool]:
         died = worker_death(error)
         if died is None:
             raise
-        say_once(f"resnet3d: error (rank {os.environ.get('RANK', '?')}): {died}")
+        say_error(died)
         return 1, True
     except KeyboardInterrupt as interrupt:  # a second Ctrl-C, or recognition stopped: the launcher exits with it
         if os.environ.get("RANK", "0") == "0":
             print(f"resnet3d: interrupted: {str(interrupt) or interrupted}", file=sys.stderr, flush=True)
         return 128 + signal_of(interrupt), False
+
+
+# A folder our launcher (``distributed.launch_local``) gives its processes, where each error a
+# process says on its own is recorded: the same error met by several processes at once (a GPU out
+# of memory at the first step on every GPU) is said once, by the first, and the launcher adds
+# which processes met it too. Unset (torchrun, one process): each says its own.
+SAID_FOLDER_ENV = "RESNET3D_LAUNCH_SAID"
+
+
+def say_error(text: str) -> None:
+    """This launched process's own error, ``resnet3d: error (rank R): text``, unless another
+    process of the launch said the same text already (then its rank is recorded for the launcher)."""
+    import hashlib
+
+    rank = os.environ.get("RANK", "?")
+    folder = os.environ.get(SAID_FOLDER_ENV)
+    if folder:
+        record = os.path.join(folder, hashlib.sha1(text.encode("utf-8")).hexdigest()[:16])
+        if _first_to_say(record, rank) is False:
+            return
+    say_once(f"resnet3d: error (rank {rank}): {text}")
+
+
+def _first_to_say(record: str, rank: str) -> Optional[bool]:
+    """Record ``rank`` in ``record``, the file of one error's text: True when this process is the
+    first to meet it (the file made here, holding its rank on its first line: a link made whole),
+    False when another was (this rank appended), None when the folder cannot serve (say it)."""
+    mine = f"{record}.{rank}"
+    try:
+        with open(mine, "w", encoding="utf-8") as first:
+            first.write(f"{rank}\n")
+        try:
+            os.link(mine, record)
+            return True
+        except FileExistsError:
+            with open(record, "a", encoding="utf-8") as ranks:  # (one short append: whole, beside others')
+                ranks.write(f"{rank}\n")
+            return False
+        finally:
+            os.unlink(mine)
+    except OSError:  # the launcher's folder is gone, or no links there
+        return None
 
 
 def another_process_of_the_machine() -> bool:
