@@ -103,6 +103,8 @@ def test_ctrl_c_in_test_says_how_to_continue(motion, our_checkpoint, tmp_path, c
     (["--clips", "3", "--stride", "4"], "--stride 4 would not be used: --clips 3 spreads its windows evenly"),
     (["--format", "seed", "--stride", "4"], "--stride 4 would not be used: --format seed takes the seed's windows"),
     (["--crops", "3", "--crop", "nocrop"], "--crops 3 and nocrop (--crop / --inference_crop nocrop) exclude"),
+    (["--batch-size", "0"], "--batch-size must be >= 1 (got 0)"),  # (ran in batches of one view)
+    (["--clips", "-2"], "--clips must be >= 0 (got -2); 0, the default, takes sliding windows"),
 ])
 def test_test_refuses_view_flags_it_would_ignore(motion, our_checkpoint, tmp_path, capsys, flags, words):
     """A --stride that the chosen windows never use was dropped without a word."""

@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(views, "--crop", default="center", choices=("center", "nocrop"),
              help="center: centred square; nocrop: the whole frame, short side resized (fully convolutional models)")
     add_flag(views, "--clips", type=int, default=0,
-             help="N evenly spaced windows per video instead of sliding windows (multi-view testing)")
+             help="N evenly spaced windows per video instead of sliding windows (multi-view testing; 0: sliding)")
     add_flag(views, "--crops", type=int, default=1, choices=(1, 3),
              help="3: left/centre/right (or top/centre/bottom) squares along the long side")
 
@@ -224,6 +224,10 @@ def _prepare(args: argparse.Namespace, info: Any, device: Any) -> Tuple[Any, Any
         print(f"resnet3d test: from the checkpoint: {taken} (flags override)", file=sys.stderr)
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top-k must be >= 1 (got {args.top_k})")
+    if args.batch_size < 1:  # (0 was taken as batches of one view)
+        raise UserError(f"--batch-size must be >= 1 (got {args.batch_size})")
+    if args.clips < 0:
+        raise UserError(f"--clips must be >= 0 (got {args.clips}); 0, the default, takes sliding windows")
     top_k = args.top_k or (10 if args.format == "seed" else 5)
     if args.stride is not None and (args.clips or args.format == "seed"):
         windows = (f"--clips {args.clips} spreads its windows evenly" if args.clips
