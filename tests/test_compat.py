@@ -216,6 +216,13 @@ def test_every_option_of_the_originals_is_accepted(argv, check, tmp_path, monkey
     assert check(config, notices), (argv, config, notices)
 
 
+def test_a_norm_value_of_0_is_refused(tmp_path, monkeypatch):
+    """2018's --norm_value divides the 0-255 inputs: 0 was taken for 1 without a word."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"--norm_value must be positive \(got 0\)"):
+        translate(["--norm_value", "0"])
+
+
 def test_the_tables_cover_the_option_lists():
     """Every option compat registers appears in the tests above, and nothing is left out."""
     tested = {a for argv, _ in SEED_OPTIONS + SUCCESSOR_OPTIONS + SUCCESSOR_2018_OPTIONS for a in argv if a.startswith("--")}

@@ -365,7 +365,7 @@ def _input_norm(args: argparse.Namespace) -> InputNorm:
     mean_norm = not v("no_mean_norm")
     old_spelling = given(args, "norm_value") or given(args, "std_norm")
     # The 2018 successor: --norm_value 1 = inputs in 0-255, 255 = in 0-1; std only with --std_norm.
-    norm_value = v("norm_value") or 1
+    norm_value = v("norm_value") if v("norm_value") is not None else 1  # (0 was taken for 1)
     if norm_value <= 0:
         raise UserError(f"--norm_value must be positive (got {norm_value})")
     value_scale = 255.0 / norm_value if old_spelling else float(v("value_scale"))

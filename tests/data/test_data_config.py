@@ -30,6 +30,9 @@ def test_defaults_follow_the_successor():
     ({"sample_duration": 2.5}, "[data] sample_duration: expected an integer, got 2.5"),
     ({"train_crop_min_scale": "x"}, "[data] train_crop_min_scale: expected a number, got 'x'"),
     ({"decode_tolerance": None}, "[data] decode_tolerance: expected a number, got None"),
+    # the multi-scale crop took 0 (crops of no pixels) and 2 (crops beyond the frame) without a word
+    ({"scale_step": 0.0}, "--scale_step ([data] scale_step) must be in (0, 1]"),
+    ({"initial_scale": 2.0}, "--initial_scale ([data] initial_scale) must be in (0, 1]"),
 ])
 def test_bad_values_are_user_errors(change, message):
     with pytest.raises(UserError, match=re.escape(message)):

@@ -123,6 +123,10 @@ class DataConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"{_named(name)} must be at least 1 (got {getattr(self, name)})")
+        for name in ("initial_scale", "scale_step"):  # (0 made crops of no pixels, above 1 crops beyond the frame)
+            if not 0 < getattr(self, name) <= 1:
+                raise UserError(f"{_named(name)} must be in (0, 1]: the multi-scale crop's scales are fractions of "
+                                f"the frame's short side, initial_scale x scale_step^i (got {getattr(self, name)})")
         if not 0 < self.train_crop_min_scale <= 1:
             raise UserError(f"train_crop_min_scale must be in (0, 1] (got {self.train_crop_min_scale})")
         if not 0 < self.train_crop_min_ratio <= 1:
