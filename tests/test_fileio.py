@@ -137,3 +137,15 @@ def test_a_file_where_a_folder_is_wanted_is_said_as_such(tmp_path, capsys):
     assert f"CSV directory {a_file} is a file, not a folder" in capsys.readouterr().err
     assert main(["prepare", "n-frames", str(a_file)]) == 2
     assert f"frame directory {a_file} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_an_output_file_named_like_a_folder_is_refused_before_the_work(tmp_path, capsys):
+    """evaluate --confusion FOLDER --overwrite printed its report, then failed to write the PNG
+    ("Is a directory"); without --overwrite it said to pass --overwrite, which could not help."""
+    from resnet3d.errors import UserError
+    from resnet3d.fileio import refuse_existing
+
+    for overwrite in (False, True):
+        with pytest.raises(UserError, match=r"^--confusion .* is a folder: give a file's name"):
+            refuse_existing(tmp_path, "--confusion", overwrite)
+    refuse_existing(tmp_path / "confusion.png", "--confusion", False)  # (a new file: fine)

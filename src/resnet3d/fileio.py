@@ -156,9 +156,11 @@ def refuse_existing(path: PathLike, what: str, overwrite: bool) -> None:
     """No user file is replaced without a flag: an existing ``path`` is one line naming it and
     ``--overwrite``, unless ``overwrite`` says the user asked for it. Call before any work is
     written, so that a refused run leaves nothing behind."""
-    if not overwrite and os.path.lexists(path):
-        from resnet3d.errors import UserError
+    from resnet3d.errors import UserError
 
+    if os.path.isdir(path):  # (--overwrite would not make a file of it: the write failed after the work)
+        raise UserError(f"{what} {path} is a folder: give a file's name (inside it, if it is to go there)")
+    if not overwrite and os.path.lexists(path):
         raise UserError(f"{what} {path} already exists: pass --overwrite to replace it, or choose another name")
 
 
