@@ -107,6 +107,8 @@ def test_a_process_that_fails_mid_training_under_our_launcher_shows_its_tracebac
     assert said.count("resnet3d: rank 1's traceback:\nTraceback (most recent call last):") == 1, said
     assert "in failing" in said and "Connection closed" not in said, said
     assert f"a training process failed (rank 1: {FAILURE_TEXT}); the others were stopped" in said, said
+    # torch's process starter left a pytorch-errorfile-*.pickle per failed process in the temporary folder
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith("pytorch-errorfile-")]
 
 
 def test_an_error_every_process_meets_is_said_once_under_our_launcher(motion_data, tmp_path):

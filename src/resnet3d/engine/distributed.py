@@ -334,7 +334,7 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any,
     # the workers are this process's multiprocessing children (torch starts them with spawn)
     forward = ForwardToWorkers(lambda: [child.pid for child in multiprocessing.active_children() if child.pid])
     try:
-        with forward, _launcher_quiet(), _environment(SAID_FOLDER_ENV, said_folder):
+        with forward, _launcher_quiet(), _environment(SAID_FOLDER_ENV, said_folder), _temporary_files_in(log_dir):
             return elastic_launch(config, entrypoint)(*args)
     except ChildFailedError as error:  # (read from the error files before they go, below)
         if forward.signals_seen:
@@ -408,6 +408,21 @@ def _say_who_else_met(folder: str) -> None:
             others = sorted(ranks[1:], key=lambda rank: int(rank) if rank.isdigit() else -1)
             say_once(f"resnet3d: rank{'s' if len(others) > 1 else ''} {', '.join(others)} met the same error as "
                      f"rank {ranks[0]} (said above, once)")
+
+
+@contextlib.contextmanager
+def _temporary_files_in(folder: str) -> Iterator[None]:
+    """This process's temporary files in ``folder`` for the launch: torch's process starter names
+    a ``pytorch-errorfile-*.pickle`` in the temporary folder for each process, which a process that
+    fails writes and nobody removes (one per process of every failed run was left in /tmp)."""
+    import tempfile
+
+    before = tempfile.tempdir
+    tempfile.tempdir = folder
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
 
 
 @contextlib.contextmanager
