@@ -37,7 +37,7 @@ import torch.distributed as dist
 
 from resnet3d.engine.machines import MachineGroup, check_meeting_place
 from resnet3d.engine.signals import LEFT_TO_ELASTIC, ForwardToWorkers, stopped_by
-from resnet3d.engine.worker_process import SAID_FOLDER_ENV, say_once
+from resnet3d.engine.worker_process import SAID_FOLDER_ENV, another_process_of_the_machine, say_once
 from resnet3d.errors import UserError, user_error_text
 
 log = logging.getLogger("resnet3d.engine")
@@ -203,7 +203,7 @@ def peer_gone_line(command: str) -> Optional[str]:
     """The line a process says when ``peer_gone``, or None where it keeps quiet: each machine's
     first process speaks for the machine (eight lines from eight processes said one thing), the
     others stay quiet; a first process that failed itself has said its own error."""
-    if os.environ.get("LOCAL_RANK", "0") != "0":
+    if another_process_of_the_machine():
         return None
     if command == "test":
         saved = "what it scored is saved beside the results file: continue with --resume"

@@ -217,7 +217,7 @@ def _epoch_kept_if_validation_fails(state: Run, epoch: int, best: float) -> Iter
     try:
         yield
     except (UserError, RuntimeError) as error:
-        out_of_memory = out_of_memory_error(error, *_training_memory(state))  # (or the GPU ran out of memory)
+        out_of_memory = None if isinstance(error, UserError) else out_of_memory_error(error, *_training_memory(state))
         if state.info.distributed or (out_of_memory is None and not isinstance(error, UserError)):
             raise
         path = ckpt.epoch_path(Path(state.config.run.result_path), epoch)

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Callable, Iterator, NoReturn, Optional, Tuple
+from typing import Callable, Iterator, NoReturn, Tuple
 
 from resnet3d.engine.signals import signal_of, stop_with_the_launcher
 from resnet3d.errors import AlreadySaid, UserError, user_error_text
@@ -98,30 +98,31 @@ def say_error(text: str) -> None:
     folder = os.environ.get(SAID_FOLDER_ENV)
     if folder:
         record = os.path.join(folder, hashlib.sha1(text.encode("utf-8")).hexdigest()[:16])
-        if _first_to_say(record, rank) is False:
+        if _said_already(record, rank):
             return
     say_once(f"resnet3d: error (rank {rank}): {text}")
 
 
-def _first_to_say(record: str, rank: str) -> Optional[bool]:
-    """Record ``rank`` in ``record``, the file of one error's text: True when this process is the
-    first to meet it (the file made here, holding its rank on its first line: a link made whole),
-    False when another was (this rank appended), None when the folder cannot serve (say it)."""
+def _said_already(record: str, rank: str) -> bool:
+    """Record ``rank`` in ``record``, the file of one error's text; whether another process met
+    that error first (and said it). The first makes the file, its rank on the first line, as a
+    link made whole; the others append theirs. A folder that cannot serve (gone, no links): False,
+    so that the error is said."""
     mine = f"{record}.{rank}"
     try:
         with open(mine, "w", encoding="utf-8") as first:
             first.write(f"{rank}\n")
         try:
             os.link(mine, record)
-            return True
+            return False
         except FileExistsError:
             with open(record, "a", encoding="utf-8") as ranks:  # (one short append: whole, beside others')
                 ranks.write(f"{rank}\n")
-            return False
+            return True
         finally:
             os.unlink(mine)
     except OSError:  # the launcher's folder is gone, or no links there
-        return None
+        return False
 
 
 def another_process_of_the_machine() -> bool:
