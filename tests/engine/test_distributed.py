@@ -97,16 +97,18 @@ def test_a_process_that_fails_mid_training_under_torchrun(motion_data, tmp_path)
 def test_a_process_that_fails_mid_training_under_our_launcher_shows_its_traceback(motion_data, tmp_path):
     """--nproc-per-node: an error that is no bad input (a bug) was one line naming rank 1 and the
     error, and its traceback (in torch's error file, removed with the launch) was lost for a bug
-    report. Now the traceback comes above that line, once."""
+    report. Now the process says both itself, once: the launcher's view depended on which process
+    it saw end first, and when rank 0's collective failed first (as rank 1's group closed), the
+    launcher said rank 0's gloo error with its traceback, and not rank 1's at all (seen in CI)."""
     env = dict(subprocess_env(), TMPDIR=str(tmp_path), **failing_rank(tmp_path, "resnet3d.engine.loop:train_step", 1, 2))
     done = subprocess.run(
         [sys.executable, "-m", "resnet3d", "main", *data_args(motion_data), "--result_path", str(tmp_path / "run"),
          *RUN, "--nproc-per-node", "2"], capture_output=True, text=True, timeout=300, env=env)
     said = done.stdout + done.stderr
     assert done.returncode != 0, said
-    assert said.count("resnet3d: rank 1's traceback:\nTraceback (most recent call last):") == 1, said
-    assert "in failing" in said and "Connection closed" not in said, said
-    assert f"a training process failed (rank 1: {FAILURE_TEXT}); the others were stopped" in said, said
+    assert said.count("Traceback (most recent call last):") == 1 and "in failing" in said, said
+    assert said.count(f"resnet3d: error (rank 1): {FAILURE_TEXT}") == 1, said
+    assert "Connection closed" not in said, said
     # torch's process starter left a pytorch-errorfile-*.pickle per failed process in the temporary folder
     assert not [path.name for path in tmp_path.iterdir() if path.name.startswith("pytorch-errorfile-")]
 

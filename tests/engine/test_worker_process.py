@@ -55,7 +55,7 @@ def test_a_launch_says_the_failure_that_others_followed():
     its traceback) is not said beside rank 1's; where every failure is such, all are said."""
     from types import SimpleNamespace
 
-    from resnet3d.engine.distributed import causes_of
+    from resnet3d.engine.distributed import _failure_text, causes_of
 
     gloo = {"message": "RuntimeError: [gloo/transport/tcp/pair.cc:553] Connection closed by peer [::1]:5",
             "extraInfo": {"py_callstack": "Traceback ...", "timestamp": "0"}}
@@ -66,3 +66,7 @@ def test_a_launch_says_the_failure_that_others_followed():
     assert causes_of({0: followed, 1: cause}) == {1: cause}
     assert causes_of({0: followed, 1: killed}) == {1: killed}
     assert causes_of({0: followed}) == {0: followed}
+    # said so, when the launcher saw only the follower end (not gloo's words, which read as the cause)
+    assert _failure_text(followed) == ("its collective failed as another process of the run ended (that "
+                                       "process's lines say why)")
+    assert _failure_text(cause) == "KeyError: 'x'"

@@ -348,12 +348,6 @@ def launch_local(nproc: int, entrypoint: Callable[..., Any], *args: Any,
         said = {rank: failure.exitcode for rank, failure in failed.items() if _said_its_error(failure)}
         if said:  # a process said what went wrong and ended; the others' ends follow from it
             return said
-        for rank, failure in sorted(failed.items()):
-            # an error that is not the user's (a bug, torch's own): its traceback, for a report,
-            # above the one line (torch keeps it in the process's error file, gone after this)
-            stack = _failure_traceback(failure)
-            if stack:
-                say_once(f"resnet3d: rank {rank}'s traceback:\n{stack}")
         failures = "; ".join(f"rank {rank}: {_failure_text(failure)}" for rank, failure in sorted(failed.items()))
         # torch's launcher stopped the other processes with SIGTERM: their "then saving a
         # checkpoint" could not be kept (their peer was gone), hence what continues the run
@@ -387,6 +381,8 @@ def _said_its_error(failure: Any) -> bool:
 def _failure_text(failure: Any) -> str:
     """A failed process's error in one line. torch keeps an exception's as a dict holding the
     message and the whole traceback, which its repr turned into one line of escaped text."""
+    if _followed_another(failure):  # (the launcher saw it end first: the other's own line says why)
+        return "its collective failed as another process of the run ended (that process's lines say why)"
     message = failure.message
     if isinstance(message, dict):
         message = message.get("message") or ""
@@ -453,16 +449,6 @@ def _followed_another(failure: Any) -> bool:
     message = failure.message
     text = str(message.get("message", "")) if isinstance(message, dict) else ""
     return any(sign in text for sign in _PEER_GONE)
-
-
-def _failure_traceback(failure: Any) -> Optional[str]:
-    """The traceback of a failed process's exception, from its error file; None for a process
-    killed by a signal or that ended without one."""
-    message = failure.message
-    if not isinstance(message, dict):
-        return None
-    stack = (message.get("extraInfo") or {}).get("py_callstack")
-    return str(stack).rstrip() if stack else None
 
 
 @contextlib.contextmanager

@@ -281,38 +281,15 @@ def merge_shares(output: Path, options: RecognitionOptions, state: Dict[str, Any
 
 def failure_of(error: Exception, rank: int) -> Tuple[str, int]:
     """This process's error while it recognised its share, as (line, exit status) for
-    ``merge_shares``: as ``resnet3d`` says it in one process (a bad input or a file the system
-    refused: 2; a dead loader worker: its cause and fix, 1; any other error, which keeps its
-    traceback for a bug report: 1). Said here at once, by this process: the others may work on
-    for hours before the gather, and nobody else knows of it until then."""
-    from resnet3d.engine.worker_process import say_once
-    from resnet3d.data.loader import worker_death
-    from resnet3d.errors import describe_os_error, user_error_text
+    ``merge_shares``, as one process of a run says it (``worker_process.failure_line``). Said here
+    at once, by this process: the others may work on for hours before the gather, and nobody else
+    knows of it until then."""
+    from resnet3d.engine.worker_process import failure_line, say_once
 
-    if isinstance(error, UserError):
-        text, status = user_error_text(error), 2
-    elif isinstance(error, OSError) and error.filename is not None:  # a file the system refused (a full disk)
-        text, status = describe_os_error(error), 2
-    elif worker_death(error) is not None:  # (its cause and fix: the one line one process says)
-        text, status = str(worker_death(error)), 1
-    else:
-        import traceback
-
-        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)  # (3.9's form)
-        text, status = _one_line(error), 1
+    text, status = failure_line(error)
     say_once(f"resnet3d: error (rank {rank}): {text}; the other processes finish their shares, then the run "
              "ends (what this one scored is kept)")
     return text, status
-
-
-def _one_line(error: BaseException) -> str:
-    """'Type: message' in one line: a loader worker's error carries the worker's traceback in its
-    message, whose last line is that (its first line says only where it was caught)."""
-    message = str(error)
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    if "Original Traceback" in message and lines:
-        return lines[-1]
-    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def say_failed_run(merged: Merged, dist: Any, output: Path, total: int, how: str) -> int:

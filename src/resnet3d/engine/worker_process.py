@@ -59,27 +59,54 @@ def end_process(status: int) -> NoReturn:
 
 def _status(work: Callable[[], int], interrupted: str) -> Tuple[int, bool]:
     """This process's exit status, and whether it ended by an error of its own (said here)."""
-    from resnet3d.data.loader import worker_death
+    from resnet3d.engine.distributed import peer_gone
 
     try:
         return work(), False
-    except UserError as error:
-        say_error(user_error_text(error))
-        return 2, True
     except AlreadySaid as said:  # every process knows of the failure and ends with it
         return said.status, False
-    except RuntimeError as error:
-        # a loader worker that died: the one line `resnet3d` says on one process, where torch's
-        # launcher gave the loader's traceback (as the repr of a dict) inside its failure line
-        died = worker_death(error)
-        if died is None:
-            raise
-        say_error(died)
-        return 1, True
     except KeyboardInterrupt as interrupt:  # a second Ctrl-C, or recognition stopped: the launcher exits with it
         if os.environ.get("RANK", "0") == "0":
             print(f"resnet3d: interrupted: {str(interrupt) or interrupted}", file=sys.stderr, flush=True)
         return 128 + signal_of(interrupt), False
+    except Exception as error:
+        if peer_gone(error):  # it followed another process's end: the launcher tells the two apart
+            raise
+        # said here, by the process that met it: the launcher learns of a process's error only if
+        # it sees the process end before the others (whose collectives fail as its group closes)
+        text, status = failure_line(error)
+        say_error(text)
+        return status, True
+
+
+def failure_line(error: BaseException) -> Tuple[str, int]:
+    """An error as one process of a run says it, as (line, exit status): a bad input or a file the
+    system refused: its line, 2; a dead loader worker: its cause and fix, 1; any other error: its
+    type and message in one line, 1, after its traceback (printed here, for a bug report)."""
+    from resnet3d.data.loader import worker_death
+    from resnet3d.errors import describe_os_error
+
+    if isinstance(error, UserError):
+        return user_error_text(error), 2
+    if isinstance(error, OSError) and error.filename is not None:  # a file the system refused (a full disk)
+        return describe_os_error(error), 2
+    died = worker_death(error)
+    if died is not None:  # (the line `resnet3d` says on one process, not the loader's traceback)
+        return died, 1
+    import traceback
+
+    traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)  # (3.9's form)
+    return _one_line(error), 1
+
+
+def _one_line(error: BaseException) -> str:
+    """'Type: message' in one line: a loader worker's error carries the worker's traceback in its
+    message, whose last line is that (its first line says only where it was caught)."""
+    message = str(error)
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if "Original Traceback" in message and lines:
+        return lines[-1]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 # A folder our launcher (``distributed.launch_local``) gives its processes, where each error a
