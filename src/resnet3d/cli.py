@@ -77,10 +77,10 @@ class CommandParser(argparse.ArgumentParser):
     usage first (73 lines for ``main``), burying the one line that matters."""
 
     def error(self, message: str) -> "NoReturn":  # type: ignore[override]
-        from resnet3d.engine.worker_process import another_process_of_the_machine
+        from resnet3d.engine.worker_process import another_process_of_the_machine, left_to_the_first_process
 
         if another_process_of_the_machine():  # the same command line, the same mistake: said once per machine
-            self.exit(2)
+            self.exit(left_to_the_first_process(2))
         self.exit(2, f"{self.prog}: error: {message}\n(all its flags: {self.prog} --help)\n")
 
     def closest_flag(self, given: str) -> str:
@@ -149,11 +149,11 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         print(f"resnet3d {__version__}")
         return 0
     command = argv[0]
-    from resnet3d.engine.worker_process import another_process_of_the_machine
+    from resnet3d.engine.worker_process import another_process_of_the_machine, left_to_the_first_process
 
     if command not in COMMANDS:
         if another_process_of_the_machine():
-            return 2
+            return left_to_the_first_process(2)
         close = difflib.get_close_matches(command, COMMANDS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         print(f"resnet3d: unknown command '{command}'.{hint}", file=sys.stderr)
@@ -172,8 +172,9 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     missing = missing_optional_package(command, args)
     if missing:
-        if not another_process_of_the_machine():  # (the machine's packages: the same for its processes)
-            print(f"resnet3d {command}: error: {missing}", file=sys.stderr)
+        if another_process_of_the_machine():  # (the machine's packages: the same for its processes)
+            return left_to_the_first_process(2)
+        print(f"resnet3d {command}: error: {missing}", file=sys.stderr)
         return 2
     module = importlib.import_module(_module_name(command))
     try:
